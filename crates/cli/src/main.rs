@@ -1,0 +1,323 @@
+//! `yuanxin`: the command-line face of the engine.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, NaiveDate};
+use clap::{Parser, Subcommand, ValueEnum};
+use yuanxin_ledger::{ingest, IngestOptions, IngestReport, Ledger};
+use yuanxin_simulate::{simulate, OutputFormat, SimConfig, SimSummary};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "yuanxin",
+    version,
+    about = "元信 Yuanxin: credit profiles, scores and financing for prepaid merchants"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Simulate a city of prepaid merchants and write its source tables.
+    Simulate(SimulateArgs),
+    /// Validate files of source tables and commit them to a ledger.
+    Ingest(IngestArgs),
+    /// Show what a ledger holds.
+    Ledger {
+        /// Ledger folder.
+        #[arg(long)]
+        ledger: PathBuf,
+    },
+    /// Print the source-data model (tables, columns, rules).
+    Schema,
+    /// The main job on embedded defaults: simulate the demo city and ingest it.
+    Demo {
+        /// Working folder (the city goes to DIR/city, the ledger to DIR/ledger).
+        #[arg(long, default_value = "data/demo")]
+        dir: PathBuf,
+        /// Merchants in the demo city.
+        #[arg(long, default_value_t = 2000)]
+        merchants: u64,
+        /// Months simulated.
+        #[arg(long, default_value_t = 24)]
+        months: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 2023)]
+        seed: u64,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    /// Number of merchants.
+    #[arg(long, default_value_t = 2000)]
+    merchants: u64,
+    /// Number of months.
+    #[arg(long, default_value_t = 24)]
+    months: u32,
+    /// Random seed: the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 2023)]
+    seed: u64,
+    /// First day of the simulated period (YYYY-MM-01).
+    #[arg(long, default_value = "2023-07-01")]
+    start: NaiveDate,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Share of rows given a realistic fault (0–0.5), to exercise ingestion.
+    #[arg(long, default_value_t = 0.0)]
+    faults: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Parquet)]
+    format: Format,
+    /// Worker threads (0 = all cores); the output does not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Merchants simulated per chunk (bounds memory); the output does not depend on it.
+    #[arg(long, default_value_t = 256)]
+    chunk: u64,
+}
+
+#[derive(clap::Args, Debug)]
+struct IngestArgs {
+    /// Ledger folder (created if missing).
+    #[arg(long)]
+    ledger: PathBuf,
+    /// Files or folders of Parquet/CSV source tables.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Knowledge time to stamp (RFC 3339); defaults to now. Fixing it makes a batch
+    /// reproducible.
+    #[arg(long)]
+    ingested_at: Option<String>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Parquet,
+    Csv,
+    Both,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Simulate(args) => {
+            let cfg = SimConfig {
+                merchants: args.merchants,
+                months: args.months,
+                seed: args.seed,
+                start: args.start,
+                faults: args.faults,
+                format: match args.format {
+                    Format::Parquet => OutputFormat::Parquet,
+                    Format::Csv => OutputFormat::Csv,
+                    Format::Both => OutputFormat::Both,
+                },
+                threads: args.threads,
+                chunk: args.chunk,
+            };
+            run_simulate(&cfg, &args.out)?;
+        }
+        Command::Ingest(args) => {
+            let ingested_at_ms = args
+                .ingested_at
+                .as_deref()
+                .map(|t| {
+                    DateTime::parse_from_rfc3339(t)
+                        .map(|d| d.timestamp_millis())
+                        .with_context(|| format!("--ingested-at {t:?} is not an RFC 3339 time"))
+                })
+                .transpose()?;
+            let report = run_ingest(&args.ledger, &args.paths, ingested_at_ms, args.json)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+        }
+        Command::Ledger { ledger } => print_ledger(&ledger)?,
+        Command::Schema => print!("{}", yuanxin_ledger::schema::markdown()),
+        Command::Demo {
+            dir,
+            merchants,
+            months,
+            seed,
+        } => {
+            let cfg = SimConfig {
+                merchants,
+                months,
+                seed,
+                ..SimConfig::demo()
+            };
+            let city = dir.join("city");
+            let ledger = dir.join("ledger");
+            if ledger.exists() {
+                std::fs::remove_dir_all(&ledger).with_context(|| {
+                    format!("removing the previous demo ledger {}", ledger.display())
+                })?;
+            }
+            run_simulate(&cfg, &city)?;
+            run_ingest(&ledger, &[city], None, false)?;
+            print_ledger(&ledger)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_simulate(cfg: &SimConfig, out: &Path) -> Result<SimSummary> {
+    let t0 = Instant::now();
+    eprintln!(
+        "simulating {} merchants × {} months from {} (seed {}) into {}",
+        cfg.merchants,
+        cfg.months,
+        cfg.start,
+        cfg.seed,
+        out.display()
+    );
+    let mut last = Instant::now();
+    let summary = simulate(cfg, out, &mut |done, total| {
+        if last.elapsed().as_secs_f64() >= 2.0 || done == total {
+            eprintln!("  {done}/{total} merchants");
+            last = Instant::now();
+        }
+    })
+    .with_context(|| format!("simulating into {}", out.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rows = summary.total_rows() + summary.late_rows.values().sum::<u64>();
+    println!(
+        "simulated {} rows in {secs:.2} s ({:.0} rows/s, peak memory {})",
+        rows,
+        rows as f64 / secs.max(1e-9),
+        peak_memory()
+    );
+    for (table, n) in &summary.rows {
+        println!("  {table:<16} {n:>12}");
+    }
+    if !summary.late_rows.is_empty() {
+        println!(
+            "  late delivery in {}/_late: {:?}",
+            out.display(),
+            summary.late_rows
+        );
+    }
+    println!(
+        "  merchants defaulting during the period: {}",
+        summary.defaults
+    );
+    Ok(summary)
+}
+
+fn run_ingest(
+    ledger: &Path,
+    paths: &[PathBuf],
+    ingested_at_ms: Option<i64>,
+    quiet: bool,
+) -> Result<IngestReport> {
+    let t0 = Instant::now();
+    let opts = IngestOptions { ingested_at_ms };
+    let report = ingest(ledger, paths, &opts, &mut |msg| eprintln!("  {msg}"))
+        .with_context(|| format!("ingesting into {}", ledger.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    if !report.totals.reconciles() {
+        bail!("internal error: ingestion counts do not reconcile");
+    }
+    if !quiet {
+        print_report(&report, secs);
+    }
+    Ok(report)
+}
+
+fn print_report(r: &IngestReport, secs: f64) {
+    println!("batch {} at {} into {}", r.batch, r.ingested_at, r.ledger);
+    println!(
+        "  {:<16} {:>12} {:>12} {:>10} {:>10}",
+        "table", "input", "accepted", "rejected", "duplicate"
+    );
+    for (table, c) in &r.tables {
+        println!(
+            "  {table:<16} {:>12} {:>12} {:>10} {:>10}",
+            c.rows, c.accepted, c.rejected, c.duplicates
+        );
+    }
+    let t = &r.totals;
+    println!(
+        "  {:<16} {:>12} {:>12} {:>10} {:>10}",
+        "total", t.rows, t.accepted, t.rejected, t.duplicates
+    );
+    println!(
+        "  input = accepted + rejected + duplicates: {} = {} + {} + {} ({})",
+        t.rows,
+        t.accepted,
+        t.rejected,
+        t.duplicates,
+        if t.reconciles() {
+            "reconciled"
+        } else {
+            "NOT RECONCILED"
+        }
+    );
+    for (reason, n) in &t.rejected_by_reason {
+        println!("  rejected {reason}: {n}");
+    }
+    if let Some(q) = &r.quarantine {
+        println!("  quarantine: {}/{}", r.ledger, q);
+    }
+    println!(
+        "  {:.2} s, {:.0} rows/s, peak memory {}",
+        secs,
+        t.rows as f64 / secs.max(1e-9),
+        peak_memory()
+    );
+}
+
+fn print_ledger(path: &Path) -> Result<()> {
+    let ledger =
+        Ledger::open(path).with_context(|| format!("opening ledger {}", path.display()))?;
+    let m = ledger.manifest();
+    println!(
+        "ledger {}: {} batch(es), {} data file(s)",
+        path.display(),
+        m.batches.len(),
+        m.files.len()
+    );
+    for b in &m.batches {
+        println!(
+            "  {} at {}: {} rows → {} accepted, {} rejected, {} duplicates",
+            b.id, b.ingested_at, b.rows, b.accepted, b.rejected, b.duplicates
+        );
+    }
+    let mut total = 0;
+    for (table, n) in ledger.row_counts() {
+        println!("  {table:<16} {n:>12}");
+        total += n;
+    }
+    println!("  {:<16} {total:>12}", "total");
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux), for benchmark lines.
+fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| format!("{:.0} MiB", kb / 1024.0))
+        .unwrap_or_else(|| "n/a".into())
+}

@@ -1,0 +1,27 @@
+//! The vocabulary every other Yuanxin crate speaks: money, identifiers, the unified social
+//! credit code, the pilot industries, Shenzhen's districts, business time, and the coded
+//! values (kinds, channels, reasons) that appear in the source tables.
+//!
+//! This crate does no I/O and reads no clock: everything here is a value with rules, so it
+//! can be used unchanged by ingestion, profiling, decisions and the API.
+
+mod codes;
+mod district;
+mod error;
+mod ids;
+mod industry;
+mod money;
+mod time;
+mod uscc;
+
+pub use codes::*;
+pub use district::District;
+pub use error::DomainError;
+pub use ids::{ContractId, MerchantId};
+pub use industry::{Industry, ReleaseMode};
+pub use money::Money;
+pub use time::{
+    business_date, business_month, day_start, shanghai, ts_from_millis, BusinessMonth,
+    SHANGHAI_OFFSET_SECS, TZ_NAME,
+};
+pub use uscc::Uscc;

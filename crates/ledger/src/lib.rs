@@ -1,0 +1,21 @@
+//! The source-data contract and the ledger.
+//!
+//! `schema` defines every source table the credit platform receives, as Arrow schemas with
+//! validation rules; `ingest` turns Parquet or CSV deliveries into the ledger, accounting
+//! for every row; `store` is the only code that knows the ledger's on-disk layout.
+
+mod convert;
+mod error;
+mod ingest;
+mod input;
+mod reason;
+mod rules;
+pub mod schema;
+mod store;
+
+pub use error::LedgerError;
+pub use ingest::{ingest, quarantine_schema, Counts, FileReport, IngestOptions, IngestReport};
+pub use input::{discover, InputFile, InputFormat};
+pub use reason::{Reason, Rejection};
+pub use schema::{ColType, Column, Table};
+pub use store::{writer_properties, BatchEntry, FileEntry, InputEntry, Ledger, Manifest};

@@ -1,0 +1,378 @@
+//! The ledger's on-disk layout. Only this module knows it:
+//!
+//! ```text
+//! LEDGER/
+//!   manifest.json                      the committed state (the only source of truth)
+//!   .lock                              held by the one process ingesting, with its pid
+//!   data/<table>/month=YYYY-MM/<batch>-<n>.parquet
+//!   batches/<batch>/report.json        what the batch received and what became of it
+//!   batches/<batch>/quarantine.parquet rejected rows with their reasons
+//! ```
+//!
+//! A batch writes new files only, never rewriting a committed one, then commits by
+//! atomically replacing `manifest.json` (write a temporary file, fsync, rename, fsync the
+//! directory). Readers see only files listed in the manifest, so a batch killed at any
+//! point before the rename leaves the ledger exactly as it was; its stray files are removed
+//! by the next writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::error::LedgerError;
+use crate::schema::Table;
+
+/// Version of the manifest format; bumped on incompatible changes.
+pub const MANIFEST_FORMAT: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+const LOCK: &str = ".lock";
+
+/// Parquet settings shared by every file Yuanxin writes: zstd level 1 (small and fast) and
+/// row groups of at most 128 Ki rows (bounded memory for writers and readers).
+pub fn writer_properties() -> WriterProperties {
+    let level = ZstdLevel::try_new(1).unwrap_or_default();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
+
+/// One committed data file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Table name.
+    pub table: String,
+    /// Business month of the rows' `ts` (YYYY-MM).
+    pub month: String,
+    /// Path relative to the ledger root.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Batch that wrote it.
+    pub batch: String,
+    /// When that batch was committed, in ms since the epoch (its knowledge time).
+    pub ingested_at_ms: i64,
+}
+
+/// One ingestion batch, committed or a no-op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchEntry {
+    /// Batch id (`b000001`, ...).
+    pub id: String,
+    /// Knowledge time, RFC 3339 in +08:00.
+    pub ingested_at: String,
+    /// Knowledge time in ms since the epoch.
+    pub ingested_at_ms: i64,
+    /// Rows received.
+    pub rows: u64,
+    /// Rows accepted into the ledger.
+    pub accepted: u64,
+    /// Rows rejected to quarantine.
+    pub rejected: u64,
+    /// Rows recognised as duplicates of rows already accepted.
+    pub duplicates: u64,
+    /// Input files with their BLAKE3 digests.
+    pub inputs: Vec<InputEntry>,
+}
+
+/// One input file of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputEntry {
+    /// Path as given.
+    pub path: String,
+    /// Table it fed.
+    pub table: String,
+    /// BLAKE3 digest of the file's bytes.
+    pub blake3: String,
+}
+
+/// The committed state of a ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    /// Every batch, in commit order.
+    pub batches: Vec<BatchEntry>,
+    /// Every data file, in commit order.
+    pub files: Vec<FileEntry>,
+}
+
+/// A read-only view of a committed ledger.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    root: PathBuf,
+    manifest: Manifest,
+}
+
+impl Ledger {
+    /// Opens a ledger. A folder without a manifest is an empty ledger.
+    pub fn open(root: &Path) -> Result<Ledger, LedgerError> {
+        let manifest = read_manifest(root)?;
+        Ok(Ledger {
+            root: root.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The ledger's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The committed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Committed files of a table, optionally only those known at `known_at_ms` (ingested
+    /// at or before it), in commit order.
+    pub fn files(&self, table: Table, known_at_ms: Option<i64>) -> Vec<&FileEntry> {
+        self.manifest
+            .files
+            .iter()
+            .filter(|f| f.table == table.name())
+            .filter(|f| known_at_ms.is_none_or(|k| f.ingested_at_ms <= k))
+            .collect()
+    }
+
+    /// Rows per table.
+    pub fn row_counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut counts: BTreeMap<&'static str, u64> =
+            Table::ALL.iter().map(|t| (t.name(), 0)).collect();
+        for f in &self.manifest.files {
+            if let Some(t) = Table::from_name(&f.table) {
+                *counts.entry(t.name()).or_default() += f.rows;
+            }
+        }
+        counts
+    }
+
+    /// Reads every committed row of a table (optionally as known at a time), batch by batch,
+    /// optionally only some columns.
+    pub fn scan(
+        &self,
+        table: Table,
+        known_at_ms: Option<i64>,
+        columns: Option<&[&str]>,
+    ) -> Result<Vec<RecordBatch>, LedgerError> {
+        let mut out = Vec::new();
+        for f in self.files(table, known_at_ms) {
+            self.scan_file(f, columns, &mut |b| {
+                out.push(b);
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Streams one committed file's batches into `sink`.
+    pub fn scan_file(
+        &self,
+        file: &FileEntry,
+        columns: Option<&[&str]>,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let path = self.root.join(&file.path);
+        let handle = File::open(&path).map_err(|e| LedgerError::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(handle)
+            .map_err(|e| LedgerError::storage(&path, e))?;
+        let builder = match columns {
+            Some(cols) => {
+                let schema = builder.parquet_schema();
+                let indices: Vec<usize> = cols
+                    .iter()
+                    .filter_map(|name| schema.columns().iter().position(|c| c.name() == *name))
+                    .collect();
+                let mask = parquet::arrow::ProjectionMask::leaves(schema, indices);
+                builder.with_projection(mask)
+            }
+            None => builder,
+        };
+        let reader = builder
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| LedgerError::storage(&path, e))?;
+        for batch in reader {
+            sink(batch.map_err(|e| LedgerError::storage(&path, e))?)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn read_manifest(root: &Path) -> Result<Manifest, LedgerError> {
+    let path = root.join(MANIFEST);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| LedgerError::CorruptManifest {
+                    path: path.clone(),
+                    problem: e.to_string(),
+                })?;
+            if manifest.format != MANIFEST_FORMAT {
+                return Err(LedgerError::CorruptManifest {
+                    path,
+                    problem: format!(
+                        "format {} is not the supported format {MANIFEST_FORMAT}",
+                        manifest.format
+                    ),
+                });
+            }
+            Ok(manifest)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
+            format: MANIFEST_FORMAT,
+            ..Manifest::default()
+        }),
+        Err(e) => Err(LedgerError::io(path, e)),
+    }
+}
+
+/// Atomically replaces the manifest: temporary file, fsync, rename, fsync of the folder.
+pub(crate) fn commit_manifest(root: &Path, manifest: &Manifest) -> Result<(), LedgerError> {
+    let tmp = root.join("manifest.json.tmp");
+    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| LedgerError::storage(&tmp, e))?;
+    {
+        let mut f = File::create(&tmp).map_err(|e| LedgerError::io(&tmp, e))?;
+        f.write_all(&bytes).map_err(|e| LedgerError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| LedgerError::io(&tmp, e))?;
+    }
+    let target = root.join(MANIFEST);
+    fs::rename(&tmp, &target).map_err(|e| LedgerError::io(&target, e))?;
+    sync_dir(root)
+}
+
+/// Flushes a folder's entries (new or renamed files) to disk.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LedgerError::io(dir, e))
+}
+
+/// Path of a new data file, relative to the root.
+pub(crate) fn data_file_path(table: Table, month: &str, batch: &str, n: usize) -> String {
+    format!("data/{}/month={month}/{batch}-{n:04}.parquet", table.name())
+}
+
+/// Folder of a batch's report and quarantine, relative to the root.
+pub(crate) fn batch_dir(batch: &str) -> String {
+    format!("batches/{batch}")
+}
+
+/// Removes files that no committed batch owns: leftovers of a batch that was killed before
+/// its commit. Only called while holding the lock.
+pub(crate) fn remove_orphans(root: &Path, manifest: &Manifest) -> Result<usize, LedgerError> {
+    let committed_files: BTreeSet<PathBuf> =
+        manifest.files.iter().map(|f| root.join(&f.path)).collect();
+    let committed_batches: BTreeSet<PathBuf> = manifest
+        .batches
+        .iter()
+        .map(|b| root.join(batch_dir(&b.id)))
+        .collect();
+    let mut removed = 0;
+    let data = root.join("data");
+    if data.is_dir() {
+        let mut stack = vec![data];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).map_err(|e| LedgerError::io(&dir, e))? {
+                let path = entry.map_err(|e| LedgerError::io(&dir, e))?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !committed_files.contains(&path) {
+                    fs::remove_file(&path).map_err(|e| LedgerError::io(&path, e))?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    let batches = root.join("batches");
+    if batches.is_dir() {
+        for entry in fs::read_dir(&batches).map_err(|e| LedgerError::io(&batches, e))? {
+            let path = entry.map_err(|e| LedgerError::io(&batches, e))?.path();
+            if !committed_batches.contains(&path) {
+                fs::remove_dir_all(&path).map_err(|e| LedgerError::io(&path, e))?;
+                removed += 1;
+            }
+        }
+    }
+    let tmp = root.join("manifest.json.tmp");
+    if tmp.exists() {
+        fs::remove_file(&tmp).map_err(|e| LedgerError::io(&tmp, e))?;
+    }
+    Ok(removed)
+}
+
+/// The writer's lock: a file created exclusively, holding our pid, removed on drop. A lock
+/// left by a process that no longer exists (killed) is taken over.
+#[derive(Debug)]
+pub(crate) struct LockGuard {
+    path: PathBuf,
+}
+
+impl LockGuard {
+    pub(crate) fn acquire(root: &Path) -> Result<LockGuard, LedgerError> {
+        fs::create_dir_all(root).map_err(|e| LedgerError::io(root, e))?;
+        let path = root.join(LOCK);
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(std::process::id().to_string().as_bytes())
+                        .map_err(|e| LedgerError::io(&path, e))?;
+                    return Ok(LockGuard { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = fs::read_to_string(&path).unwrap_or_default();
+                    let pid = pid.trim().to_string();
+                    if process_is_gone(&pid) {
+                        fs::remove_file(&path).map_err(|e| LedgerError::io(&path, e))?;
+                        continue;
+                    }
+                    return Err(LedgerError::Locked {
+                        path: root.to_path_buf(),
+                        pid,
+                    });
+                }
+                Err(e) => return Err(LedgerError::io(&path, e)),
+            }
+        }
+        Err(LedgerError::Locked {
+            path: root.to_path_buf(),
+            pid: "unknown".into(),
+        })
+    }
+}
+
+/// True only when we can tell that the pid is not a live process (Linux `/proc`).
+fn process_is_gone(pid: &str) -> bool {
+    let Ok(n) = pid.parse::<u32>() else {
+        // An empty or garbled lock file: the writer died between create and write.
+        return true;
+    };
+    if n == std::process::id() {
+        return false;
+    }
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return false;
+    }
+    match fs::read_to_string(proc.join(n.to_string()).join("stat")) {
+        // A zombie (state Z) is dead for our purposes.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => true,
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}

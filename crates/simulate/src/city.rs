@@ -1,0 +1,417 @@
+//! The whole city: merchants simulated in chunks on all cores, written table by table as
+//! Parquet (and optionally CSV), in bounded memory.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use serde::Serialize;
+use yuanxin_ledger::{writer_properties, Table};
+
+use crate::calendar::{add_months, day_of};
+use crate::faults::{inject, Fault, FaultCounts};
+use crate::merchant::{MerchantSim, Period, Truth};
+use crate::rows::{to_batch, Rows};
+use crate::SimError;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Parquet only (the default).
+    Parquet,
+    /// CSV only.
+    Csv,
+    /// Both.
+    Both,
+}
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of merchants.
+    pub merchants: u64,
+    /// Months simulated.
+    pub months: u32,
+    /// Random seed: same seed, same bytes.
+    pub seed: u64,
+    /// First day of the first month.
+    pub start: NaiveDate,
+    /// Share of rows that get an injected fault (0 for a clean export).
+    pub faults: f64,
+    /// Output formats.
+    pub format: OutputFormat,
+    /// Worker threads (0: all cores). The output does not depend on it.
+    pub threads: usize,
+    /// Merchants per chunk: bounds memory; the output does not depend on it.
+    pub chunk: u64,
+}
+
+impl SimConfig {
+    /// The defaults of the demo city: 2,000 merchants over 24 months from July 2023 (when
+    /// the Shenzhen plan was published), seed 2023.
+    pub fn demo() -> SimConfig {
+        SimConfig {
+            merchants: 2000,
+            months: 24,
+            seed: 2023,
+            start: NaiveDate::from_ymd_opt(2023, 7, 1).unwrap_or_default(),
+            faults: 0.0,
+            format: OutputFormat::Parquet,
+            threads: 0,
+            chunk: 256,
+        }
+    }
+}
+
+/// What a run produced; also written as `simulation.json` (without timings, so that the
+/// file is as reproducible as the data).
+#[derive(Debug, Clone, Serialize)]
+pub struct SimSummary {
+    /// Generator version.
+    pub generator: &'static str,
+    pub seed: u64,
+    pub merchants: u64,
+    pub months: u32,
+    pub start: String,
+    pub end: String,
+    pub fault_share: f64,
+    /// Rows per table in the main delivery (faulty rows included).
+    pub rows: BTreeMap<&'static str, u64>,
+    /// Rows per table in the late delivery (`_late/`).
+    pub late_rows: BTreeMap<&'static str, u64>,
+    /// Injected faults per table and kind.
+    pub faults: FaultCounts,
+    /// What ingesting the main delivery must report: rejections by reason.
+    pub expected_rejections: BTreeMap<&'static str, u64>,
+    /// ... and recognised duplicates.
+    pub expected_duplicates: u64,
+    /// Merchants that defaulted (any type) during the period.
+    pub defaults: u64,
+}
+
+impl SimSummary {
+    /// Total rows in the main delivery.
+    pub fn total_rows(&self) -> u64 {
+        self.rows.values().sum()
+    }
+}
+
+struct TableSink {
+    parquet: Option<ArrowWriter<File>>,
+    csv: Option<arrow::csv::Writer<File>>,
+    late: Option<ArrowWriter<File>>,
+    rows: u64,
+    late_rows: u64,
+}
+
+fn io_err(path: &Path, e: impl ToString) -> SimError {
+    SimError::Write {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    }
+}
+
+fn csv_writer(path: &Path) -> Result<arrow::csv::Writer<File>, SimError> {
+    let f = File::create(path).map_err(|e| io_err(path, e))?;
+    Ok(arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.3f%:z".to_string())
+        .build(f))
+}
+
+/// Simulates a city into `out`.
+pub fn simulate(
+    cfg: &SimConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SimSummary, SimError> {
+    if cfg.merchants == 0 || cfg.months == 0 {
+        return Err(SimError::Config(
+            "need at least one merchant and one month".into(),
+        ));
+    }
+    if !(0.0..=0.5).contains(&cfg.faults) {
+        return Err(SimError::Config(
+            "fault share must be between 0 and 0.5".into(),
+        ));
+    }
+    let months =
+        i32::try_from(cfg.months).map_err(|_| SimError::Config("too many months".into()))?;
+    let end = add_months(cfg.start, months);
+    let period = Period {
+        start_day: day_of(cfg.start),
+        end_day: day_of(end),
+        start: cfg.start,
+        months,
+    };
+    fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    let truth_dir = out.join("_truth");
+    fs::create_dir_all(&truth_dir).map_err(|e| io_err(&truth_dir, e))?;
+    let late_dir = out.join("_late");
+    if late_dir.exists() {
+        fs::remove_dir_all(&late_dir).map_err(|e| io_err(&late_dir, e))?;
+    }
+    let money_scale: i8 = if cfg.faults > 0.0 { 4 } else { 2 };
+    let mut sinks: Vec<TableSink> = Vec::with_capacity(Table::ALL.len());
+    for table in Table::ALL {
+        let schema = table.source_schema(money_scale);
+        let parquet = if cfg.format != OutputFormat::Csv {
+            let path = out.join(format!("{}.parquet", table.name()));
+            let f = File::create(&path).map_err(|e| io_err(&path, e))?;
+            Some(
+                ArrowWriter::try_new(f, schema, Some(writer_properties()))
+                    .map_err(|e| io_err(&path, e))?,
+            )
+        } else {
+            None
+        };
+        let csv = if cfg.format != OutputFormat::Parquet {
+            Some(csv_writer(&out.join(format!("{}.csv", table.name())))?)
+        } else {
+            None
+        };
+        sinks.push(TableSink {
+            parquet,
+            csv,
+            late: None,
+            rows: 0,
+            late_rows: 0,
+        });
+    }
+    let truth_path = truth_dir.join("merchants.parquet");
+    let truth_file = File::create(&truth_path).map_err(|e| io_err(&truth_path, e))?;
+    let mut truth_writer =
+        ArrowWriter::try_new(truth_file, truth_schema(), Some(writer_properties()))
+            .map_err(|e| io_err(&truth_path, e))?;
+
+    let threads = if cfg.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        cfg.threads
+    };
+    let chunk = cfg.chunk.max(1);
+    let mut faults = FaultCounts::new();
+    let mut defaults = 0u64;
+    let mut start = 0u64;
+    while start < cfg.merchants {
+        let stop = (start + chunk).min(cfg.merchants);
+        let (mut rows, truths) = simulate_chunk(cfg.seed, period, start, stop, threads);
+        defaults += truths.iter().filter(|t| t.default_day.is_some()).count() as u64;
+        let late = inject(
+            &mut rows,
+            cfg.faults,
+            cfg.seed ^ 0xFA17_5EED ^ start.wrapping_mul(0x9E37_79B9),
+            &mut faults,
+        );
+        for table in Table::ALL {
+            let sink = &mut sinks[table as usize];
+            let table_rows = &rows.tables[table as usize];
+            if !table_rows.is_empty() {
+                let batch = to_batch(table, table_rows, money_scale).map_err(|e| io_err(out, e))?;
+                sink.rows += batch.num_rows() as u64;
+                if let Some(w) = sink.parquet.as_mut() {
+                    w.write(&batch).map_err(|e| io_err(out, e))?;
+                }
+                if let Some(w) = sink.csv.as_mut() {
+                    w.write(&batch).map_err(|e| io_err(out, e))?;
+                }
+            }
+            let late_rows = &late.tables[table as usize];
+            if !late_rows.is_empty() {
+                let batch = to_batch(table, late_rows, money_scale).map_err(|e| io_err(out, e))?;
+                if sink.late.is_none() {
+                    fs::create_dir_all(&late_dir).map_err(|e| io_err(&late_dir, e))?;
+                    let path = late_dir.join(format!("{}.parquet", table.name()));
+                    let f = File::create(&path).map_err(|e| io_err(&path, e))?;
+                    sink.late = Some(
+                        ArrowWriter::try_new(
+                            f,
+                            table.source_schema(money_scale),
+                            Some(writer_properties()),
+                        )
+                        .map_err(|e| io_err(&path, e))?,
+                    );
+                }
+                sink.late_rows += batch.num_rows() as u64;
+                if let Some(w) = sink.late.as_mut() {
+                    w.write(&batch).map_err(|e| io_err(out, e))?;
+                }
+            }
+        }
+        let tb = truth_batch(&truths).map_err(|e| io_err(&truth_path, e))?;
+        truth_writer
+            .write(&tb)
+            .map_err(|e| io_err(&truth_path, e))?;
+        progress(stop, cfg.merchants);
+        start = stop;
+    }
+    let mut rows = BTreeMap::new();
+    let mut late_rows = BTreeMap::new();
+    for (table, sink) in Table::ALL.iter().zip(sinks) {
+        if let Some(w) = sink.parquet {
+            w.close().map_err(|e| io_err(out, e))?;
+        }
+        if let Some(w) = sink.csv {
+            drop(w.into_inner());
+        }
+        if let Some(w) = sink.late {
+            w.close().map_err(|e| io_err(out, e))?;
+        }
+        rows.insert(table.name(), sink.rows);
+        if sink.late_rows > 0 {
+            late_rows.insert(table.name(), sink.late_rows);
+        }
+    }
+    truth_writer.close().map_err(|e| io_err(&truth_path, e))?;
+    let mut expected_rejections: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut expected_duplicates = 0;
+    for per_table in faults.values() {
+        for (fault, n) in per_table {
+            match fault.expected_reason() {
+                Some(reason) => *expected_rejections.entry(reason).or_default() += n,
+                None if *fault == Fault::Duplicate => expected_duplicates += n,
+                None => {}
+            }
+        }
+    }
+    let summary = SimSummary {
+        generator: concat!("yuanxin-simulate ", env!("CARGO_PKG_VERSION")),
+        seed: cfg.seed,
+        merchants: cfg.merchants,
+        months: cfg.months,
+        start: cfg.start.to_string(),
+        end: end.to_string(),
+        fault_share: cfg.faults,
+        rows,
+        late_rows,
+        faults,
+        expected_rejections,
+        expected_duplicates,
+        defaults,
+    };
+    let json_path = out.join("simulation.json");
+    let json = serde_json::to_vec_pretty(&summary).map_err(|e| io_err(&json_path, e))?;
+    fs::write(&json_path, json).map_err(|e| io_err(&json_path, e))?;
+    Ok(summary)
+}
+
+/// Simulates merchants `start..stop` on `threads` threads; rows come back in merchant order
+/// whatever the threading.
+fn simulate_chunk(
+    seed: u64,
+    period: Period,
+    start: u64,
+    stop: u64,
+    threads: usize,
+) -> (Rows, Vec<Truth>) {
+    let n = stop - start;
+    let per = n.div_ceil(threads.max(1) as u64).max(1);
+    let ranges: Vec<(u64, u64)> = (0..threads as u64)
+        .map(|t| (start + t * per, (start + (t + 1) * per).min(stop)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    let parts: Vec<(Rows, Vec<Truth>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(a, b)| {
+                scope.spawn(move || {
+                    let mut rows = Rows::default();
+                    let mut truths = Vec::with_capacity((b - a) as usize);
+                    for idx in a..b {
+                        truths.push(MerchantSim::new(seed, idx, period, &mut rows).run());
+                    }
+                    (rows, truths)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut rows = Rows::default();
+    let mut truths = Vec::with_capacity(n as usize);
+    for (mut r, t) in parts {
+        rows.append(&mut r);
+        truths.extend(t);
+    }
+    (rows, truths)
+}
+
+/// Schema of `_truth/merchants.parquet`: the hidden state, for checking realism and models.
+pub fn truth_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("merchant_id", DataType::Utf8, false),
+        Field::new("industry", DataType::Utf8, false),
+        Field::new("district", DataType::Utf8, false),
+        Field::new("entrant", DataType::Boolean, false),
+        Field::new("health0", DataType::Float64, false),
+        Field::new("distress_start", DataType::Date32, true),
+        Field::new("episode", DataType::Utf8, false),
+        Field::new("cured", DataType::Boolean, false),
+        Field::new("default_on", DataType::Date32, true),
+        Field::new("default_type", DataType::Utf8, false),
+        Field::new("closed_on", DataType::Date32, true),
+        Field::new("orderly_closure", DataType::Boolean, false),
+        Field::new("unrecovered_fen", DataType::Int64, false),
+        Field::new("had_loan", DataType::Boolean, false),
+    ]))
+}
+
+fn truth_batch(truths: &[Truth]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            truths.iter().map(|t| t.merchant_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            truths.iter().map(|t| t.industry.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            truths.iter().map(|t| t.district.as_str()),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            truths.iter().map(|t| Some(t.entrant)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            truths.iter().map(|t| t.health0),
+        )),
+        Arc::new(Date32Array::from_iter(
+            truths.iter().map(|t| t.distress_start),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            truths.iter().map(|t| t.episode),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            truths.iter().map(|t| Some(t.cured)),
+        )),
+        Arc::new(Date32Array::from_iter(truths.iter().map(|t| t.default_day))),
+        Arc::new(StringArray::from_iter_values(
+            truths.iter().map(|t| t.default_type),
+        )),
+        Arc::new(Date32Array::from_iter(truths.iter().map(|t| t.closed_day))),
+        Arc::new(BooleanArray::from_iter(
+            truths.iter().map(|t| Some(t.orderly_closure)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            truths.iter().map(|t| t.unrecovered_fen),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            truths.iter().map(|t| Some(t.had_loan)),
+        )),
+    ];
+    RecordBatch::try_new(truth_schema(), cols)
+}
+
+/// Paths of a simulation's outputs.
+pub fn truth_path(out: &Path) -> PathBuf {
+    out.join("_truth").join("merchants.parquet")
+}

@@ -1,0 +1,643 @@
+//! One merchant's life, month by month and day by day, written as source-table rows.
+//!
+//! Every merchant draws from its own random stream, seeded from the city seed and its
+//! index, so a merchant's rows do not depend on how the city is chunked or threaded.
+
+use chrono::NaiveDate;
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal, Normal, Poisson};
+use yuanxin_domain::{District, ExpiryDisposition, Industry, ProductKind, ReleaseMode, Uscc};
+use yuanxin_ledger::Table;
+
+use crate::calendar::{add_months, day_of};
+use crate::params::{industry_params, story, IndustryParams, ProductTemplate, INDUSTRIES};
+use crate::rows::{Rows, Val};
+
+mod life;
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+const LOCAL_OFFSET_MS: i64 = 8 * HOUR_MS;
+
+/// What the simulation knows and the data does not show: the ground truth of a merchant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Truth {
+    pub merchant_id: String,
+    pub industry: Industry,
+    pub district: District,
+    /// Registered during the simulated period.
+    pub entrant: bool,
+    /// Latent health at the start (or at entry).
+    pub health0: f64,
+    /// Day a distress episode began, if one did.
+    pub distress_start: Option<i32>,
+    /// `ordinary`, `planned_exit` or `none`.
+    pub episode: &'static str,
+    /// The episode cured before failure.
+    pub cured: bool,
+    /// Day of the first default event (loan 90+ dpd or closure with unrefunded
+    /// prepayments), if any.
+    pub default_day: Option<i32>,
+    /// `loan_90dpd`, `closure_unrefunded` or `none`.
+    pub default_type: &'static str,
+    /// Day the merchant closed (for any reason).
+    pub closed_day: Option<i32>,
+    /// The closure was orderly (notice given, refunds paid).
+    pub orderly_closure: bool,
+    /// Prepayments left unrefunded at closure, fen.
+    pub unrecovered_fen: i64,
+    /// The merchant had a loan at some point.
+    pub had_loan: bool,
+}
+
+/// The simulated period.
+#[derive(Debug, Clone, Copy)]
+pub struct Period {
+    /// First day (day number) of the simulated period.
+    pub start_day: i32,
+    /// First day after it.
+    pub end_day: i32,
+    /// First month.
+    pub start: NaiveDate,
+    /// Number of months.
+    pub months: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Normal,
+    Slump {
+        until_month: i32,
+    },
+    Distress {
+        start_month: i32,
+        length: i32,
+        planned: bool,
+        cure_month: Option<i32>,
+    },
+    /// Operating but not paying its loans.
+    LoanDefaulted,
+    Closed,
+}
+
+struct Product {
+    id: String,
+    tpl: ProductTemplate,
+    price_per_unit: i64,
+    units: u32,
+    validity_days: u32,
+    freeze_bp: i64,
+    disposition: ExpiryDisposition,
+}
+
+struct Contract {
+    id: String,
+    units_total: i64,
+    units_used: i64,
+    paid: i64,
+    frozen: i64,
+    redeemed_value: i64,
+    released: i64,
+    months_total: i64,
+    months_released: i64,
+    release: ReleaseMode,
+    usage: f64,
+    expires_day: i32,
+    extended: bool,
+    disposition: ExpiryDisposition,
+    open: bool,
+    /// Rows held back while in the warm-up, emitted only if the contract is still open at
+    /// the start of the simulated period.
+    pending: Option<Vec<(Table, Vec<Val>)>>,
+}
+
+impl Contract {
+    fn value_left(&self) -> i64 {
+        self.paid - self.redeemed_value
+    }
+    fn frozen_left(&self) -> i64 {
+        self.frozen - self.released
+    }
+}
+
+struct Loan {
+    id: String,
+    lender: &'static str,
+    monthly_due: i64,
+    months_left: i64,
+    /// Day numbers of unpaid instalments.
+    arrears: Vec<i32>,
+    charged_off: bool,
+    last_status_month: i32,
+}
+
+struct Store {
+    id: String,
+    district: District,
+    open: bool,
+}
+
+/// Intensities with which a distressed merchant shows each warning sign (0 = not at all).
+#[derive(Debug, Clone, Copy)]
+struct Signs {
+    revenue: f64,
+    delivery: f64,
+    push: f64,
+    sweep: f64,
+    payroll: f64,
+    refunds: f64,
+}
+
+pub(crate) struct MerchantSim<'a> {
+    rng: ChaCha8Rng,
+    p: &'static IndustryParams,
+    period: Period,
+    idx: u64,
+    id: String,
+    out: &'a mut Rows,
+    seq: [u32; 11],
+    products: Vec<Product>,
+    contracts: Vec<Contract>,
+    stores: Vec<Store>,
+    loans: Vec<Loan>,
+    consumers: u32,
+    health: f64,
+    size: f64,
+    buffer_days: f64,
+    wallet: i64,
+    account: u32,
+    staff_factor: f64,
+    phase: Phase,
+    signs: Signs,
+    truth: Truth,
+    recent_daily_rev: f64,
+    /// Promotion running this month: product index, discount, bonus share, tenor days.
+    promo: Option<(usize, f64, f64, u32)>,
+    registered_day: i32,
+    first_day: i32,
+    abnormal_listed: bool,
+    freeze_bp: i64,
+    custody_bank: bool,
+    wage: f64,
+    insured_share: f64,
+    late_base: f64,
+    closed_month: Option<i32>,
+}
+
+fn pick<T: Copy>(rng: &mut ChaCha8Rng, weighted: &[(T, f64)]) -> T {
+    let total: f64 = weighted.iter().map(|(_, w)| w).sum();
+    let mut x = rng.gen::<f64>() * total;
+    for (v, w) in weighted {
+        if x < *w {
+            return *v;
+        }
+        x -= w;
+    }
+    weighted[weighted.len() - 1].0
+}
+
+fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u64 {
+    if lambda <= 0.0 || !lambda.is_finite() {
+        return 0;
+    }
+    Poisson::new(lambda)
+        .map(|d| d.sample(rng) as u64)
+        .unwrap_or(0)
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    Normal::new(0.0, 1.0).map(|d| d.sample(rng)).unwrap_or(0.0)
+}
+
+fn lognormal(rng: &mut ChaCha8Rng, median: f64, sigma: f64) -> f64 {
+    LogNormal::new(median.ln(), sigma)
+        .map(|d| d.sample(rng))
+        .unwrap_or(median)
+}
+
+/// Instant of a local time of day on a day, ms since the epoch.
+fn at(day: i32, hour: f64) -> i64 {
+    i64::from(day) * DAY_MS + (hour * HOUR_MS as f64) as i64 - LOCAL_OFFSET_MS
+}
+
+fn fen_of(yuan: f64) -> i64 {
+    (yuan * 100.0).round() as i64
+}
+
+/// Draws the merchant's district (weights: roughly by population and commerce).
+fn district(rng: &mut ChaCha8Rng) -> District {
+    use District::*;
+    pick(
+        rng,
+        &[
+            (Futian, 0.13),
+            (Luohu, 0.09),
+            (Nanshan, 0.14),
+            (Yantian, 0.02),
+            (Baoan, 0.2),
+            (Longgang, 0.18),
+            (Longhua, 0.12),
+            (Pingshan, 0.03),
+            (Guangming, 0.04),
+            (Dapeng, 0.01),
+            (ShenShan, 0.01),
+        ],
+    )
+}
+
+const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+
+/// A valid unified social credit code for a merchant registered in a district.
+fn credit_code(rng: &mut ChaCha8Rng, district: District, individual: bool) -> String {
+    let mut prefix = String::with_capacity(17);
+    prefix.push('9');
+    prefix.push(if individual { '2' } else { '1' });
+    prefix.push_str(district.division_code());
+    for _ in 0..9 {
+        let c = CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())];
+        prefix.push(char::from(c));
+    }
+    Uscc::from_prefix(&prefix)
+        .map(|u| u.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// The merchant's id for an index.
+pub fn merchant_id(idx: u64) -> String {
+    format!("M{idx:07}")
+}
+
+impl<'a> MerchantSim<'a> {
+    pub(crate) fn new(seed: u64, idx: u64, period: Period, out: &'a mut Rows) -> Self {
+        // SplitMix-style mixing keeps neighbouring indices' streams unrelated.
+        let mut z = seed ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let mut rng = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
+        let industry = pick(&mut rng, &INDUSTRIES.map(|p| (p.industry, p.weight)));
+        let p = industry_params(industry);
+        let district = district(&mut rng);
+        let health = normal(&mut rng);
+        let id = merchant_id(idx);
+        let truth = Truth {
+            merchant_id: id.clone(),
+            industry,
+            district,
+            entrant: false,
+            health0: health,
+            distress_start: None,
+            episode: "none",
+            cured: false,
+            default_day: None,
+            default_type: "none",
+            closed_day: None,
+            orderly_closure: false,
+            unrecovered_fen: 0,
+            had_loan: false,
+        };
+        MerchantSim {
+            rng,
+            p,
+            period,
+            idx,
+            id,
+            out,
+            seq: [0; 11],
+            products: Vec::new(),
+            contracts: Vec::new(),
+            stores: Vec::new(),
+            loans: Vec::new(),
+            consumers: 0,
+            health,
+            size: 1.0,
+            buffer_days: 5.0,
+            wallet: 0,
+            account: 0,
+            staff_factor: 1.0,
+            phase: Phase::Normal,
+            signs: Signs {
+                revenue: 0.0,
+                delivery: 0.0,
+                push: 0.0,
+                sweep: 0.0,
+                payroll: 0.0,
+                refunds: 0.0,
+            },
+            truth,
+            recent_daily_rev: 0.0,
+            promo: None,
+            registered_day: 0,
+            first_day: 0,
+            abnormal_listed: false,
+            freeze_bp: 10_000,
+            custody_bank: false,
+            wage: 6500.0,
+            insured_share: 0.9,
+            late_base: 0.02,
+            closed_month: None,
+        }
+    }
+
+    fn event_id(&mut self, table: Table) -> String {
+        let prefix = match table {
+            Table::Merchants => "mr",
+            Table::StoreEvents => "st",
+            Table::Products => "pr",
+            Table::Contracts => "ct",
+            Table::EscrowEvents => "es",
+            Table::WalletFlows => "wf",
+            Table::Operations => "op",
+            Table::Promotions => "pm",
+            Table::Complaints => "cp",
+            Table::PublicRecords => "pb",
+            Table::Loans => "ln",
+        };
+        let s = &mut self.seq[table as usize];
+        *s += 1;
+        format!("{prefix}-{}-{}", self.id, s)
+    }
+
+    fn emit(&mut self, table: Table, mut row: Vec<Val>) {
+        if !self.in_period(&row) {
+            return;
+        }
+        let id = self.event_id(table);
+        row.insert(0, Val::S(id));
+        self.out.push(table, row);
+    }
+
+    /// Emits a contract's row, or holds it while the contract is in the warm-up.
+    fn emit_contract_row(&mut self, c: usize, table: Table, mut row: Vec<Val>) {
+        if !self.in_period(&row) {
+            return;
+        }
+        let id = self.event_id(table);
+        row.insert(0, Val::S(id));
+        match self.contracts.get_mut(c).and_then(|k| k.pending.as_mut()) {
+            Some(pending) => pending.push((table, row)),
+            None => self.out.push(table, row),
+        }
+    }
+
+    fn m(&self) -> Val {
+        Val::S(self.id.clone())
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn truth_mut(&mut self) -> &mut Truth {
+        &mut self.truth
+    }
+
+    /// Rows dated at or after the end of the period are not emitted: the export covers the
+    /// period only.
+    fn in_period(&self, row: &[Val]) -> bool {
+        match row.get(1) {
+            Some(Val::T(ts)) => *ts < at(self.period.end_day, 0.0),
+            _ => true,
+        }
+    }
+
+    /// The owners of a planned exit register a new entity elsewhere (瑞运动's owners opened
+    /// a gym in another city four months earlier).
+    fn register_related(&mut self, first: i32) {
+        let district = district(&mut self.rng);
+        let uscc = credit_code(&mut self.rng, district, false);
+        let day = first + self.rng.gen_range(0..20);
+        let related = format!("{}R", self.id);
+        let row = vec![
+            Val::S(related.clone()),
+            Val::T(at(day, 10.0)),
+            Val::S(uscc),
+            Val::S(format!(
+                "{}{}{}",
+                district.name_zh(),
+                self.p.industry.name_zh(),
+                related
+            )),
+            Val::S("ENTERPRISE".into()),
+            Val::S(self.p.industry.as_str().into()),
+            Val::S(district.as_str().into()),
+            Val::D(day),
+            Val::N,
+            Val::S("NONE".into()),
+            Val::R(0),
+            Val::S(format!("G-{}", self.id)),
+        ];
+        self.emit(Table::Merchants, row);
+    }
+
+    /// Runs the merchant's whole life and returns its truth.
+    pub(crate) fn run(mut self) -> Truth {
+        let period = self.period;
+        let entrant = self.rng.gen_bool(story::ENTRANT_SHARE);
+        self.truth.entrant = entrant;
+        let (first_month, registered_day) = if entrant {
+            let m = self.rng.gen_range(0..period.months.max(1));
+            let first = day_of(add_months(period.start, m));
+            (m, first + self.rng.gen_range(0..28))
+        } else {
+            let tenure_months = lognormal(&mut self.rng, 36.0, 0.8).clamp(7.0, 240.0);
+            let reg = period.start_day - (tenure_months * 30.4) as i32;
+            (-story::WARMUP_MONTHS, reg)
+        };
+        self.registered_day = registered_day;
+        self.first_day = registered_day.max(day_of(add_months(period.start, first_month)));
+        self.size = lognormal(&mut self.rng, 1.0, 0.45);
+        self.buffer_days = lognormal(&mut self.rng, 6.0, 0.6).clamp(1.0, 40.0);
+        self.staff_factor = lognormal(&mut self.rng, 1.0, 0.25);
+        self.register();
+        self.open_stores();
+        self.launch_products();
+        if !entrant && self.rng.gen_bool(story::LOAN_SHARE) {
+            let d = period.start_day - self.rng.gen_range(30..330);
+            self.take_loan(d.max(self.first_day));
+        }
+        for month in first_month..period.months {
+            self.step_month(month);
+            if self.phase == Phase::Closed && self.post_closure_done(month) {
+                break;
+            }
+        }
+        // Contracts of the warm-up still held back were closed before the period began.
+        self.truth
+    }
+
+    fn register(&mut self) {
+        let individual = self.rng.gen_bool(0.3);
+        let uscc = credit_code(&mut self.rng, self.truth.district, individual);
+        let custody = if self.p.freeze.0 >= 1.0
+            || (self.p.industry.is_education() && self.rng.gen_bool(0.5))
+        {
+            "ECNY_FULL"
+        } else if self.rng.gen_bool(0.08) {
+            "BANK_CUSTODY"
+        } else {
+            "ECNY_RATIO"
+        };
+        let freeze = if custody == "ECNY_FULL" {
+            10_000
+        } else {
+            (self.rng.gen_range(self.p.freeze.0..=self.p.freeze.1) * 20.0).round() as i64 * 500
+        };
+        let onboarded =
+            (self.period.start_day - self.rng.gen_range(0..365)).max(self.registered_day);
+        let name = format!(
+            "{}{}{}",
+            self.truth.district.name_zh(),
+            self.p.industry.name_zh(),
+            self.idx
+        );
+        let row = vec![
+            self.m(),
+            Val::T(at(self.registered_day, 10.0)),
+            Val::S(uscc),
+            Val::S(name),
+            Val::S(
+                if individual {
+                    "INDIVIDUAL"
+                } else {
+                    "ENTERPRISE"
+                }
+                .into(),
+            ),
+            Val::S(self.p.industry.as_str().into()),
+            Val::S(self.truth.district.as_str().into()),
+            Val::D(self.registered_day),
+            Val::D(onboarded),
+            Val::S(custody.into()),
+            Val::R(freeze.clamp(0, 10_000)),
+            Val::S(format!("G-{}", self.id)),
+        ];
+        self.emit(Table::Merchants, row);
+        self.freeze_bp = freeze.clamp(0, 10_000);
+        self.custody_bank = custody == "BANK_CUSTODY";
+        self.wage = lognormal(&mut self.rng, 6500.0, 0.15);
+        self.insured_share = self.rng.gen_range(0.6..=1.0);
+        // A few healthy merchants pay late habitually: lateness alone is not distress.
+        self.late_base = if self.rng.gen_bool(0.06) { 0.35 } else { 0.02 };
+    }
+
+    fn open_stores(&mut self) {
+        let n = pick(
+            &mut self.rng,
+            &[(1u32, 0.82), (2, 0.1), (3, 0.04), (5, 0.025), (12, 0.015)],
+        );
+        // Stores beyond the first opened between registration and the period's start.
+        let span = (self.period.start_day - self.registered_day).clamp(1, 400);
+        for k in 0..n {
+            let district = if k == 0 {
+                self.truth.district
+            } else {
+                district(&mut self.rng)
+            };
+            let day = if k == 0 || self.truth.entrant {
+                self.registered_day
+            } else {
+                self.registered_day + self.rng.gen_range(0..span)
+            };
+            self.open_store(day, district);
+        }
+    }
+
+    fn open_store(&mut self, day: i32, district: District) {
+        let id = format!("S-{}-{}", self.id, self.stores.len() + 1);
+        let lease_end = day + 365 * self.rng.gen_range(2..6);
+        let row = vec![
+            self.m(),
+            Val::T(at(day, 9.0)),
+            Val::S(id.clone()),
+            Val::S("OPENED".into()),
+            Val::S(district.as_str().into()),
+            Val::B(self.rng.gen_bool(0.45)),
+            Val::I(self.rng.gen_range(40..600)),
+            Val::D(lease_end),
+            Val::N,
+        ];
+        self.emit(Table::StoreEvents, row);
+        self.stores.push(Store {
+            id,
+            district,
+            open: true,
+        });
+    }
+
+    fn close_store(&mut self, s: usize, day: i32, notice: i64) {
+        let Some(store) = self.stores.get(s) else {
+            return;
+        };
+        if !store.open {
+            return;
+        }
+        let row = vec![
+            self.m(),
+            Val::T(at(day, 20.0)),
+            Val::S(store.id.clone()),
+            Val::S("CLOSED".into()),
+            Val::S(store.district.as_str().into()),
+            Val::N,
+            Val::N,
+            Val::N,
+            Val::I(notice),
+        ];
+        self.emit(Table::StoreEvents, row);
+        if let Some(store) = self.stores.get_mut(s) {
+            store.open = false;
+        }
+    }
+
+    fn open_stores_count(&self) -> usize {
+        self.stores.iter().filter(|s| s.open).count()
+    }
+
+    fn launch_products(&mut self) {
+        let templates = self.p.products;
+        for (k, tpl) in templates.iter().enumerate() {
+            self.add_product(*tpl, k, self.registered_day);
+        }
+    }
+
+    fn add_product(&mut self, tpl: ProductTemplate, k: usize, day: i32) {
+        let id = format!("P-{}-{}", self.id, self.products.len() + 1);
+        let units = self.rng.gen_range(tpl.units.0..=tpl.units.1);
+        let unit_price = self.rng.gen_range(tpl.unit_price.0..=tpl.unit_price.1);
+        let price_per_unit = fen_of(unit_price).max(1);
+        let validity_days = self
+            .rng
+            .gen_range(tpl.validity_days.0..=tpl.validity_days.1);
+        let disposition = match (tpl.kind, k % 2) {
+            (ProductKind::StoredValue, _) => ExpiryDisposition::ReleaseToMerchant,
+            (ProductKind::CountCard, 1) => ExpiryDisposition::Extend,
+            _ => ExpiryDisposition::RefundToConsumer,
+        };
+        let list = price_per_unit * i64::from(units);
+        let bonus = (list as f64 * tpl.bonus).round() as i64;
+        let row = vec![
+            self.m(),
+            Val::T(at(day, 11.0)),
+            Val::S(id.clone()),
+            Val::S(tpl.kind.as_str().into()),
+            Val::M(list),
+            if bonus > 0 { Val::M(bonus) } else { Val::N },
+            Val::I(i64::from(units)),
+            Val::I(i64::from(validity_days)),
+            Val::S(tpl.release.as_str().into()),
+            Val::R(self.freeze_bp),
+            Val::S(disposition.as_str().into()),
+        ];
+        self.emit(Table::Products, row);
+        self.products.push(Product {
+            id,
+            tpl,
+            price_per_unit,
+            units,
+            validity_days,
+            freeze_bp: self.freeze_bp,
+            disposition,
+        });
+    }
+}

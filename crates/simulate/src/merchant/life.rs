@@ -1,0 +1,1299 @@
+//! The monthly step of a merchant's life: phases (normal, slump, distress, failure),
+//! sales, escrow, wallet, operations, complaints, public records and loans.
+
+use chrono::Datelike;
+use rand::Rng;
+use yuanxin_domain::{ExpiryDisposition, ProductKind, ReleaseMode};
+use yuanxin_ledger::Table;
+
+use super::*;
+use crate::calendar::{add_months, date_of, day_kind, day_of};
+use crate::params::story;
+use crate::rows::Val;
+
+impl MerchantSim<'_> {
+    /// Distress progress in [0, 1] (0 when not distressed) and whether it is a planned exit.
+    fn progress(&self, month: i32) -> (f64, bool) {
+        match self.phase {
+            Phase::Distress {
+                start_month,
+                length,
+                planned,
+                ..
+            } => {
+                let p = f64::from(month - start_month + 1) / f64::from(length.max(1));
+                (p.clamp(0.0, 1.0), planned)
+            }
+            _ => (0.0, false),
+        }
+    }
+
+    fn revenue_mult(&self, month: i32) -> f64 {
+        let (p, planned) = self.progress(month);
+        let phase = match self.phase {
+            Phase::Distress { .. } if !planned => (1.0 - 0.55 * self.signs.revenue * p).max(0.15),
+            Phase::Slump { .. } => 0.75,
+            Phase::LoanDefaulted => 0.6,
+            _ => 1.0,
+        };
+        phase * (0.08 * self.health).exp()
+    }
+
+    fn delivery_mult(&self, month: i32) -> f64 {
+        let (p, planned) = self.progress(month);
+        match self.phase {
+            Phase::Distress { .. } if !planned => (1.0 - 0.5 * self.signs.delivery * p).max(0.2),
+            Phase::LoanDefaulted => 0.8,
+            _ => 1.0,
+        }
+    }
+
+    fn sweep(&self, month: i32) -> f64 {
+        let (p, planned) = self.progress(month);
+        match self.phase {
+            Phase::Distress {
+                start_month,
+                length,
+                ..
+            } if planned && month >= start_month + length - 1 => 1.0,
+            Phase::Distress { .. } if planned => 0.0,
+            Phase::Distress { .. } => (self.signs.sweep * p * 1.5).min(1.0),
+            Phase::LoanDefaulted => 0.7,
+            _ => 0.0,
+        }
+    }
+
+    fn sales_mult(&self, month: i32, day: i32) -> f64 {
+        let (p, planned) = self.progress(month);
+        let opening = if day - self.registered_day < 90 {
+            1.4
+        } else {
+            1.0
+        };
+        let phase = match self.phase {
+            Phase::Distress {
+                start_month,
+                length,
+                ..
+            } if planned && month >= start_month + length - 3 => 3.0,
+            Phase::Distress { .. } if planned => 1.0,
+            Phase::Distress { .. } if p > 0.3 => 1.0 + 1.6 * self.signs.push * (p - 0.3) / 0.7,
+            Phase::Slump { .. } => 1.1,
+            Phase::LoanDefaulted => 0.7,
+            _ => 1.0,
+        };
+        phase * opening
+    }
+
+    pub(crate) fn step_month(&mut self, month: i32) {
+        let period = self.period;
+        let first = day_of(add_months(period.start, month)).max(self.first_day);
+        let next = day_of(add_months(period.start, month + 1));
+        if first >= next {
+            return;
+        }
+        let warm = month < 0;
+        if month == 0 {
+            self.flush_warmup();
+        }
+        self.health = story::HEALTH_RHO * self.health + story::HEALTH_SIGMA * normal(&mut self.rng);
+        if !warm {
+            self.transition(month, first, next);
+        }
+        if self.phase == Phase::Closed {
+            self.loans_month(month, first, next, true);
+            return;
+        }
+        self.promotions(month, first, next, warm);
+        self.days(month, first, next, warm);
+        if self.phase == Phase::Closed {
+            self.loans_month(month, first, next, true);
+            return;
+        }
+        self.month_end_escrow(month, first, next);
+        if !warm {
+            self.operations(month, first, next);
+            self.complaints_and_records(month, first, next);
+            self.loans_month(month, first, next, false);
+        }
+    }
+
+    /// Emits held-back warm-up rows of contracts still open when the period starts.
+    fn flush_warmup(&mut self) {
+        for k in 0..self.contracts.len() {
+            let keep = self.contracts[k].open;
+            if let Some(rows) = self.contracts[k].pending.take() {
+                if keep {
+                    for (table, row) in rows {
+                        self.out.push(table, row);
+                    }
+                }
+            }
+        }
+        self.contracts.retain(|c| c.open);
+        // The wallet's warm-up history is not in the export: it starts the period empty.
+        self.wallet = 0;
+    }
+
+    fn transition(&mut self, month: i32, first: i32, next: i32) {
+        match self.phase {
+            Phase::Normal | Phase::Slump { .. } => {
+                if let Phase::Slump { until_month } = self.phase {
+                    if month >= until_month {
+                        self.phase = Phase::Normal;
+                    }
+                }
+                let young = if first - self.registered_day < 365 {
+                    story::YOUNG_FACTOR
+                } else {
+                    1.0
+                };
+                // A city-wide cycle, so that risk drifts over time (out-of-time checks see it).
+                let cycle = 1.0 + 0.25 * (f64::from(month) * std::f64::consts::TAU / 30.0).sin();
+                let norm = (story::HEALTH_BETA * story::HEALTH_BETA / 2.0).exp();
+                let survive = 1.0 - story::CURE_SHARE * (1.0 - story::PLANNED_EXIT_SHARE);
+                let hazard = self.p.distress_hazard * (-story::HEALTH_BETA * self.health).exp()
+                    / norm
+                    * young
+                    * cycle
+                    / survive;
+                let r: f64 = self.rng.gen();
+                if r < hazard.min(0.5) {
+                    self.start_distress(month, first);
+                } else if r < hazard + story::ORDERLY_CLOSURE {
+                    let day = self.rng.gen_range(first..next);
+                    self.orderly_closure(month, day, next);
+                } else if self.phase == Phase::Normal
+                    && r < hazard + story::ORDERLY_CLOSURE + story::SLUMP_RATE
+                {
+                    let len = self.rng.gen_range(2..=4);
+                    self.phase = Phase::Slump {
+                        until_month: month + len,
+                    };
+                }
+            }
+            Phase::Distress {
+                start_month,
+                length,
+                cure_month,
+                planned,
+            } => {
+                if cure_month == Some(month) {
+                    self.phase = Phase::Normal;
+                    self.health += 0.8;
+                    self.truth.cured = true;
+                } else if month >= start_month + length {
+                    let day = self.rng.gen_range(first..next);
+                    let has_loan = self
+                        .loans
+                        .iter()
+                        .any(|l| l.months_left > 0 && !l.charged_off);
+                    if !planned && has_loan && self.rng.gen_bool(0.35) {
+                        self.phase = Phase::LoanDefaulted;
+                    } else {
+                        self.abrupt_closure(month, day, next);
+                    }
+                }
+            }
+            Phase::LoanDefaulted => {
+                if self.rng.gen_bool(0.04) {
+                    let day = self.rng.gen_range(first..next);
+                    self.abrupt_closure(month, day, next);
+                }
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    fn start_distress(&mut self, month: i32, first: i32) {
+        let planned = self.rng.gen_bool(story::PLANNED_EXIT_SHARE);
+        let length = if planned {
+            self.rng.gen_range(2..=5)
+        } else {
+            self.rng.gen_range(3..=12)
+        };
+        let cure_month = (!planned && self.rng.gen_bool(story::CURE_SHARE))
+            .then(|| month + self.rng.gen_range(1..length.max(2)));
+        let sign = |rng: &mut ChaCha8Rng| {
+            if rng.gen_bool(0.8) {
+                rng.gen_range(0.3..1.4)
+            } else {
+                0.0
+            }
+        };
+        let rng = &mut self.rng;
+        let signs = Signs {
+            revenue: sign(rng),
+            delivery: sign(rng),
+            push: sign(rng),
+            sweep: sign(rng),
+            payroll: sign(rng),
+            refunds: sign(rng),
+        };
+        self.signs = signs;
+        self.phase = Phase::Distress {
+            start_month: month,
+            length,
+            planned,
+            cure_month,
+        };
+        self.truth_mut().distress_start.get_or_insert(first);
+        self.truth_mut().episode = if planned { "planned_exit" } else { "ordinary" };
+        if planned {
+            self.register_related(first);
+        }
+    }
+
+    fn days(&mut self, month: i32, first: i32, next: i32, warm: bool) {
+        let season = self.p.season[date_of(first).month0() as usize % 12];
+        let rev = self.revenue_mult(month);
+        let sweep = self.sweep(month);
+        let sales_mult = self.sales_mult(month, first);
+        // New contracts this month, on random days.
+        let stores = self.open_stores_count() as f64;
+        let lambda = self.p.contracts_per_store * stores * self.size * season * sales_mult;
+        let n = poisson(&mut self.rng, lambda * f64::from(next - first) / 30.0);
+        let mut sale_days: Vec<i32> = (0..n).map(|_| self.rng.gen_range(first..next)).collect();
+        sale_days.sort_unstable();
+        let mut s = 0;
+        for day in first..next {
+            while s < sale_days.len() && sale_days[s] == day {
+                self.sell_contract(month, day);
+                s += 1;
+            }
+            let kind = day_kind(day);
+            let open = self.open_stores_count() as f64;
+            if open == 0.0 {
+                continue;
+            }
+            let mut mult = season * rev;
+            if kind.festival {
+                mult *= self.p.festival;
+            } else if kind.pre_festival {
+                mult *= self.p.pre_festival;
+            }
+            if kind.school_holiday {
+                mult *= self.p.school_holiday;
+            }
+            if kind.weekend {
+                mult *= self.p.weekend;
+            }
+            let rest_day = self.rng.gen_bool(0.04);
+            let noise = lognormal(&mut self.rng, 1.0, 0.35);
+            let amount = fen_of(open * self.p.spot_daily * self.size * mult * noise);
+            if !rest_day && amount >= 100 {
+                self.wallet += amount;
+                self.recent_daily_rev = 0.95 * self.recent_daily_rev + 0.05 * amount as f64;
+                if !warm {
+                    let ticket = (self.p.spot_daily / 12.0).max(20.0);
+                    let tx = ((amount as f64 / 100.0) / ticket).ceil().max(1.0) as i64;
+                    let channel = pick(
+                        &mut self.rng,
+                        &[("QR", 0.55), ("ECNY", 0.2), ("CARD", 0.15), ("CASH", 0.1)],
+                    );
+                    let row = vec![
+                        self.m(),
+                        Val::T(at(day, 22.0)),
+                        Val::S("SPOT_SALE".into()),
+                        Val::M(amount),
+                        Val::I(tx),
+                        Val::S(channel.into()),
+                        Val::N,
+                        Val::N,
+                    ];
+                    self.emit(Table::WalletFlows, row);
+                }
+            } else {
+                self.recent_daily_rev *= 0.95;
+            }
+            let weekday = date_of(day).weekday().num_days_from_monday();
+            let withdraw_day = weekday == 0 || (sweep > 0.3 && weekday == 3);
+            if withdraw_day && !warm {
+                self.withdraw(day, sweep, month);
+            }
+            if self.phase == Phase::Closed {
+                break;
+            }
+        }
+    }
+
+    fn withdraw(&mut self, day: i32, sweep: f64, month: i32) {
+        let target = (self.buffer_days * self.recent_daily_rev * (1.0 - sweep)) as i64;
+        let amount = self.wallet - target;
+        if amount < 50_000 {
+            return;
+        }
+        let (p, planned) = self.progress(month);
+        let change_p = if planned && sweep >= 1.0 {
+            0.3
+        } else if sweep > 0.5 && p > 0.5 {
+            0.06
+        } else {
+            0.002
+        };
+        let changed = self.rng.gen_bool(change_p);
+        if changed {
+            self.account += 1;
+        }
+        self.wallet -= amount;
+        let row = vec![
+            self.m(),
+            Val::T(at(day, 15.0)),
+            Val::S("WITHDRAWAL".into()),
+            Val::M(amount),
+            Val::N,
+            Val::N,
+            Val::S(format!("A-{}-{}", self.id(), self.account)),
+            Val::B(changed),
+        ];
+        self.emit(Table::WalletFlows, row);
+    }
+
+    fn promotions(&mut self, month: i32, first: i32, next: i32, warm: bool) {
+        self.promo = None;
+        let (p, planned) = self.progress(month);
+        let young = first - self.registered_day < 60;
+        let (chance, discount, bonus, long) = match self.phase {
+            Phase::Distress {
+                start_month,
+                length,
+                ..
+            } if planned => {
+                if month >= start_month + length - 3 {
+                    (0.85, (0.3, 0.5), (0.2, 0.33), true)
+                } else {
+                    (0.05, (0.05, 0.15), (0.0, 0.1), false)
+                }
+            }
+            Phase::Distress { .. } if p > 0.35 => (
+                0.6 * self.signs.push.min(1.0),
+                (0.3, 0.5),
+                (0.2, 0.33),
+                self.signs.push > 0.6,
+            ),
+            Phase::Slump { .. } => (0.35, (0.15, 0.3), (0.05, 0.2), false),
+            _ if young => (0.7, (0.2, 0.4), (0.1, 0.2), false),
+            _ => (0.07, (0.05, 0.15), (0.0, 0.1), false),
+        };
+        if !self.rng.gen_bool(chance.clamp(0.0, 1.0)) || self.products.is_empty() {
+            return;
+        }
+        let k = self.rng.gen_range(0..self.products.len());
+        let d: f64 = self.rng.gen_range(discount.0..=discount.1);
+        let b: f64 = self.rng.gen_range(bonus.0..=bonus.1);
+        let base_validity = self.products[k].validity_days;
+        let tenor = if long {
+            self.rng.gen_range(730..=3650)
+        } else {
+            base_validity
+        };
+        let day = first;
+        self.promo = Some((k, d, b, tenor));
+        if warm {
+            return;
+        }
+        let row = vec![
+            self.m(),
+            Val::T(at(day, 9.5)),
+            Val::S(self.products[k].id.clone()),
+            Val::R((d * 10_000.0).round() as i64),
+            Val::R((b * 10_000.0).round() as i64),
+            Val::I(i64::from(tenor)),
+            Val::D(next - 1),
+        ];
+        self.emit(Table::Promotions, row);
+    }
+
+    fn sell_contract(&mut self, month: i32, day: i32) {
+        if self.products.is_empty() || self.open_stores_count() == 0 {
+            return;
+        }
+        let promo = self.promo;
+        let k = match promo {
+            Some((k, ..)) if self.rng.gen_bool(0.7) => k,
+            _ => self.rng.gen_range(0..self.products.len()),
+        };
+        let (discount, bonus_share, tenor) = match promo {
+            Some((pk, d, b, t)) if pk == k => (d, b, t),
+            _ => (
+                if self.rng.gen_bool(0.25) { 0.05 } else { 0.0 },
+                0.0,
+                self.products[k].validity_days,
+            ),
+        };
+        let product = &self.products[k];
+        let kind = product.tpl.kind;
+        let release = product.tpl.release;
+        let usage = product.tpl.usage;
+        let base_validity = product.validity_days.max(1);
+        let mut units = i64::from(product.units);
+        if tenor != base_validity {
+            let scale = f64::from(tenor) / f64::from(base_validity);
+            units = match kind {
+                ProductKind::TimeCard => ((f64::from(tenor) / 30.4).round() as i64).max(1),
+                ProductKind::StoredValue => units,
+                _ => ((units as f64) * scale.min(4.0)).round() as i64,
+            };
+        }
+        let list = product.price_per_unit * units;
+        let paid = ((list as f64 * (1.0 - discount)) / 100.0).round() as i64 * 100;
+        let bonus =
+            ((paid as f64 * (bonus_share + product.tpl.bonus)) / 100.0).round() as i64 * 100;
+        let units_total = match kind {
+            ProductKind::StoredValue => ((paid + bonus) / 100).max(1),
+            _ => units.max(1),
+        };
+        let frozen = paid * product.freeze_bp / 10_000;
+        let months_total = (f64::from(tenor) / 30.4).ceil().max(1.0) as i64;
+        let product_id = product.id.clone();
+        let disposition = product.disposition;
+        let expires = day + i32::try_from(tenor).unwrap_or(365);
+        let renewal = self.consumers > 0 && {
+            let (p, _) = self.progress(month);
+            let share = 0.3 + 0.3 * p;
+            self.rng.gen_bool(share)
+        };
+        let consumer = if renewal {
+            self.rng.gen_range(1..=self.consumers)
+        } else {
+            self.consumers += 1;
+            self.consumers
+        };
+        let stores: Vec<usize> = (0..self.stores.len())
+            .filter(|s| self.stores[*s].open)
+            .collect();
+        let store = stores[self.rng.gen_range(0..stores.len())];
+        let cid = format!("C-{}-{}", self.id(), self.contracts.len() + 1);
+        let warm = day < self.period.start_day;
+        self.contracts.push(Contract {
+            id: cid.clone(),
+            units_total,
+            units_used: 0,
+            paid,
+            frozen,
+            redeemed_value: 0,
+            released: 0,
+            months_total,
+            months_released: 0,
+            release,
+            usage,
+            expires_day: expires,
+            extended: false,
+            disposition,
+            open: true,
+            pending: warm.then(Vec::new),
+        });
+        let c = self.contracts.len() - 1;
+        let hour = self.rng.gen_range(10.0..21.0);
+        let ts = at(day, hour);
+        let row = vec![
+            self.m(),
+            Val::T(ts),
+            Val::S(cid.clone()),
+            Val::S(product_id),
+            Val::S(self.stores[store].id.clone()),
+            Val::S(format!("U-{}-{}", self.id(), consumer)),
+            Val::M(paid),
+            Val::R((discount * 10_000.0).round() as i64),
+            if bonus > 0 { Val::M(bonus) } else { Val::N },
+            Val::I(units_total),
+            Val::D(expires - 1),
+        ];
+        self.emit_contract_row(c, Table::Contracts, row);
+        let channel = if self.custody_bank {
+            "BANK_CUSTODY"
+        } else {
+            "ECNY_YGJ"
+        };
+        let row = vec![
+            self.m(),
+            Val::T(ts + 60_000),
+            Val::S(cid),
+            Val::S("PREPAYMENT".into()),
+            Val::M(paid),
+            Val::M(frozen),
+            Val::N,
+            Val::S(channel.into()),
+        ];
+        self.emit_contract_row(c, Table::EscrowEvents, row);
+        self.wallet += paid - frozen;
+    }
+
+    /// An escrow-event row of contract `c` (units are set by the caller for redemptions).
+    fn escrow_row(
+        &self,
+        ts: i64,
+        c: usize,
+        kind: &str,
+        amount: i64,
+        code: Option<&str>,
+    ) -> Vec<Val> {
+        vec![
+            self.m(),
+            Val::T(ts),
+            Val::S(self.contracts[c].id.clone()),
+            Val::S(kind.into()),
+            Val::M(amount),
+            Val::N,
+            Val::N,
+            code.map_or(Val::N, |s| Val::S(s.into())),
+        ]
+    }
+
+    fn month_end_escrow(&mut self, month: i32, first: i32, next: i32) {
+        let delivery = self.delivery_mult(month);
+        let (p, planned) = self.progress(month);
+        let distressed = matches!(self.phase, Phase::Distress { .. }) && !planned;
+        let end = next - 1;
+        let refund_failure = if distressed {
+            0.03 * self.signs.refunds * p
+        } else {
+            0.0
+        };
+        let late_unpaid = distressed && p > 0.8;
+        for c in 0..self.contracts.len() {
+            if !self.contracts[c].open {
+                continue;
+            }
+            // Expiry within this month.
+            let expires = self.contracts[c].expires_day;
+            if expires < next {
+                self.expire(c, expires.max(first));
+                continue;
+            }
+            // Refund requests.
+            let change_of_mind = 0.0025;
+            let r: f64 = self.rng.gen();
+            if r < change_of_mind + refund_failure {
+                let reason = if r < change_of_mind {
+                    "CHANGE_OF_MIND"
+                } else {
+                    "SERVICE_FAILURE"
+                };
+                let day = self.rng.gen_range(first..next);
+                let unpaid = late_unpaid && self.rng.gen_bool(0.5);
+                self.refund(c, day, reason, unpaid);
+                continue;
+            }
+            // Redemption (核销) and release.
+            let (months_total, left, release_mode, units_total, usage) = {
+                let k = &self.contracts[c];
+                (
+                    k.months_total.max(1),
+                    k.units_total - k.units_used,
+                    k.release,
+                    k.units_total,
+                    k.usage,
+                )
+            };
+            let expected = match release_mode {
+                ReleaseMode::PerMonth => 1.0,
+                ReleaseMode::PerUnit => units_total as f64 / months_total as f64 * usage,
+            } * delivery;
+            let used = match release_mode {
+                ReleaseMode::PerMonth => i64::from(self.rng.gen_bool(expected.clamp(0.0, 1.0))),
+                ReleaseMode::PerUnit => poisson(&mut self.rng, expected) as i64,
+            }
+            .min(left);
+            if used > 0 {
+                let k = &mut self.contracts[c];
+                k.units_used += used;
+                let cum = k.paid * k.units_used / k.units_total.max(1);
+                let value = cum - k.redeemed_value;
+                k.redeemed_value = cum;
+                let mut row = self.escrow_row(at(end, 21.0), c, "REDEMPTION", value, None);
+                row[6] = Val::I(used);
+                self.emit_contract_row(c, Table::EscrowEvents, row);
+            }
+            let k = &mut self.contracts[c];
+            let target = match k.release {
+                ReleaseMode::PerUnit => k.frozen * k.units_used / k.units_total.max(1),
+                ReleaseMode::PerMonth => {
+                    k.months_released = (k.months_released + 1).min(months_total);
+                    k.frozen * k.months_released / months_total
+                }
+            };
+            let release = target - k.released;
+            if release > 0 {
+                k.released = target;
+                let trigger = match k.release {
+                    ReleaseMode::PerUnit => "PER_UNIT",
+                    ReleaseMode::PerMonth => "PER_MONTH",
+                };
+                self.wallet += release;
+                let row = self.escrow_row(at(end, 21.5), c, "RELEASE", release, Some(trigger));
+                self.emit_contract_row(c, Table::EscrowEvents, row);
+            }
+            let k = &mut self.contracts[c];
+            if k.units_used >= k.units_total && k.released >= k.frozen {
+                k.open = false;
+            }
+        }
+        // A release request the contract refuses: asking for money not yet earned.
+        let reject_p = if distressed { 0.05 + 0.5 * p } else { 0.02 };
+        if self.rng.gen_bool(reject_p.min(1.0)) {
+            let open: Vec<usize> = (0..self.contracts.len())
+                .filter(|&c| self.contracts[c].open && self.contracts[c].frozen_left() > 0)
+                .collect();
+            if !open.is_empty() {
+                let c = open[self.rng.gen_range(0..open.len())];
+                let amount = self.contracts[c].frozen_left().max(1);
+                let day = self.rng.gen_range(first..next);
+                let row = self.escrow_row(
+                    at(day, 11.0),
+                    c,
+                    "RELEASE_REJECTED",
+                    amount,
+                    Some("NOT_DELIVERED"),
+                );
+                self.emit_contract_row(c, Table::EscrowEvents, row);
+            }
+        }
+        if month >= 0 {
+            self.contracts.retain(|c| c.open || c.pending.is_some());
+        }
+    }
+
+    fn expire(&mut self, c: usize, day: i32) {
+        let k = &self.contracts[c];
+        let value_left = k.value_left();
+        let frozen_left = k.frozen_left();
+        let disposition = if k.extended && k.disposition == ExpiryDisposition::Extend {
+            ExpiryDisposition::ReleaseToMerchant
+        } else {
+            k.disposition
+        };
+        if value_left > 0 {
+            let row = self.escrow_row(
+                at(day, 23.0),
+                c,
+                "EXPIRY",
+                value_left,
+                Some(disposition.as_str()),
+            );
+            self.emit_contract_row(c, Table::EscrowEvents, row);
+        }
+        match disposition {
+            ExpiryDisposition::Extend => {
+                let k = &mut self.contracts[c];
+                k.extended = true;
+                k.expires_day += 90;
+                return;
+            }
+            ExpiryDisposition::ReleaseToMerchant => {
+                if frozen_left > 0 {
+                    self.wallet += frozen_left;
+                    let row =
+                        self.escrow_row(at(day, 23.5), c, "RELEASE", frozen_left, Some("EXPIRY"));
+                    self.emit_contract_row(c, Table::EscrowEvents, row);
+                }
+            }
+            ExpiryDisposition::RefundToConsumer => {
+                if value_left > 0 {
+                    self.pay_refund(c, day + 1, value_left, frozen_left, false);
+                }
+            }
+        }
+        let k = &mut self.contracts[c];
+        k.released = k.frozen;
+        k.redeemed_value = k.paid;
+        k.open = false;
+    }
+
+    fn refund(&mut self, c: usize, day: i32, reason: &str, unpaid: bool) {
+        let value_left = self.contracts[c].value_left();
+        let frozen_left = self.contracts[c].frozen_left();
+        if value_left > 0 {
+            let row = self.escrow_row(
+                at(day, 12.0),
+                c,
+                "REFUND_REQUESTED",
+                value_left,
+                Some(reason),
+            );
+            self.emit_contract_row(c, Table::EscrowEvents, row);
+            let paid_day = day + self.rng.gen_range(1..10);
+            self.pay_refund(c, paid_day, value_left, frozen_left, unpaid);
+        }
+        let k = &mut self.contracts[c];
+        k.released = k.frozen;
+        k.redeemed_value = k.paid;
+        k.open = false;
+    }
+
+    /// Pays a refund: the frozen part from escrow, the rest from the merchant — or, when it
+    /// cannot or will not pay, left unrecovered. Returns the unrecovered amount.
+    fn pay_refund(
+        &mut self,
+        c: usize,
+        day: i32,
+        value_left: i64,
+        frozen_left: i64,
+        unpaid: bool,
+    ) -> i64 {
+        let from_escrow = frozen_left.min(value_left).max(0);
+        if from_escrow > 0 {
+            let row = self.escrow_row(
+                at(day, 14.0),
+                c,
+                "REFUND_COMPLETED",
+                from_escrow,
+                Some("ESCROW"),
+            );
+            self.emit_contract_row(c, Table::EscrowEvents, row);
+        }
+        let rest = value_left - from_escrow;
+        if rest <= 0 {
+            return 0;
+        }
+        let from_wallet = if unpaid { 0 } else { rest };
+        if from_wallet > 0 {
+            self.wallet = (self.wallet - from_wallet).max(0);
+            let row = self.escrow_row(
+                at(day, 14.5),
+                c,
+                "REFUND_COMPLETED",
+                from_wallet,
+                Some("MERCHANT_WALLET"),
+            );
+            self.emit_contract_row(c, Table::EscrowEvents, row);
+        }
+        let lost = rest - from_wallet;
+        if lost > 0 {
+            let row = self.escrow_row(
+                at(day, 15.0),
+                c,
+                "REFUND_COMPLETED",
+                lost,
+                Some("UNRECOVERED"),
+            );
+            self.emit_contract_row(c, Table::EscrowEvents, row);
+        }
+        lost
+    }
+
+    fn abrupt_closure(&mut self, month: i32, day: i32, next: i32) {
+        for s in 0..self.stores.len() {
+            self.close_store(s, day, 0);
+        }
+        // Consumers find the doors shut and ask for their money; escrow pays the frozen
+        // part, the swept wallet pays what it still holds, the rest is lost.
+        let mut lost_total = 0;
+        let open: Vec<usize> = (0..self.contracts.len())
+            .filter(|&c| self.contracts[c].open)
+            .collect();
+        let active = open.len();
+        for c in open {
+            let value_left = self.contracts[c].value_left();
+            let frozen_left = self.contracts[c].frozen_left();
+            if value_left <= 0 {
+                continue;
+            }
+            let ask = day + self.rng.gen_range(0..45);
+            let row = self.escrow_row(
+                at(ask, 12.0),
+                c,
+                "REFUND_REQUESTED",
+                value_left,
+                Some("MERCHANT_CLOSED"),
+            );
+            self.emit_contract_row(c, Table::EscrowEvents, row);
+            let paid_day = ask + self.rng.gen_range(7..30);
+            let from_escrow = frozen_left.min(value_left);
+            let rest = value_left - from_escrow;
+            let from_wallet = rest.min(self.wallet.max(0));
+            self.wallet -= from_wallet;
+            if from_escrow > 0 {
+                let row = self.escrow_row(
+                    at(paid_day, 14.0),
+                    c,
+                    "REFUND_COMPLETED",
+                    from_escrow,
+                    Some("ESCROW"),
+                );
+                self.emit_contract_row(c, Table::EscrowEvents, row);
+            }
+            if from_wallet > 0 {
+                let row = self.escrow_row(
+                    at(paid_day, 14.5),
+                    c,
+                    "REFUND_COMPLETED",
+                    from_wallet,
+                    Some("MERCHANT_WALLET"),
+                );
+                self.emit_contract_row(c, Table::EscrowEvents, row);
+            }
+            let lost = rest - from_wallet;
+            if lost > 0 {
+                lost_total += lost;
+                let row = self.escrow_row(
+                    at(paid_day, 15.0),
+                    c,
+                    "REFUND_COMPLETED",
+                    lost,
+                    Some("UNRECOVERED"),
+                );
+                self.emit_contract_row(c, Table::EscrowEvents, row);
+            }
+            let k = &mut self.contracts[c];
+            k.open = false;
+        }
+        self.phase = Phase::Closed;
+        self.closed_month = Some(month);
+        let t = self.truth_mut();
+        t.closed_day = Some(day);
+        t.unrecovered_fen = lost_total;
+        if lost_total > 0 && t.default_day.is_none_or(|d| d > day) {
+            t.default_day = Some(day);
+            t.default_type = "closure_unrefunded";
+        }
+        // Complaints mostly arrive after the end; then lawsuits and the abnormal listing.
+        let surge = poisson(&mut self.rng, 0.4 * active as f64 + 2.0);
+        for _ in 0..surge {
+            let d = day + self.rng.gen_range(0..60);
+            let category = if self.rng.gen_bool(0.6) {
+                "CLOSURE"
+            } else {
+                "REFUND"
+            };
+            self.complaint(d, category, next);
+        }
+        if self.rng.gen_bool(0.4) {
+            let d = day + self.rng.gen_range(30..120);
+            self.public_record(
+                d,
+                "LAWSUIT_DEFENDANT",
+                Some(lost_total.max(100_000)),
+                next + 400,
+            );
+        }
+        if self.rng.gen_bool(0.6) {
+            let d = day + self.rng.gen_range(60..120);
+            self.public_record(d, "ABNORMAL_LISTED", None, next + 400);
+        }
+    }
+
+    fn orderly_closure(&mut self, month: i32, day: i32, _next: i32) {
+        for s in 0..self.stores.len() {
+            let notice = self.rng.gen_range(30..75);
+            self.close_store(s, day, notice);
+        }
+        let open: Vec<usize> = (0..self.contracts.len())
+            .filter(|&c| self.contracts[c].open)
+            .collect();
+        for c in open {
+            let ask = day - self.rng.gen_range(0..25);
+            self.refund(c, ask.max(self.period.start_day), "MERCHANT_CLOSED", false);
+        }
+        // Loans are repaid in full.
+        for l in 0..self.loans.len() {
+            let (due, left, charged) = (
+                self.loans[l].monthly_due,
+                self.loans[l].months_left,
+                self.loans[l].charged_off,
+            );
+            if left > 0 && !charged {
+                let owed = due * (left + self.loans[l].arrears.len() as i64);
+                self.loan_row(l, day, "REPAYMENT", Some(owed), None, None);
+                self.loans[l].months_left = 0;
+                self.loans[l].arrears.clear();
+            }
+        }
+        self.phase = Phase::Closed;
+        self.closed_month = Some(month);
+        let t = self.truth_mut();
+        t.closed_day = Some(day);
+        t.orderly_closure = true;
+    }
+
+    pub(crate) fn post_closure_done(&self, month: i32) -> bool {
+        let loans_done = self
+            .loans
+            .iter()
+            .all(|l| l.charged_off || (l.months_left == 0 && l.arrears.is_empty()));
+        loans_done && self.closed_month.is_some_and(|c| month > c + 1)
+    }
+
+    fn operations(&mut self, month: i32, first: i32, next: i32) {
+        let open = self.open_stores_count();
+        if open == 0 {
+            return;
+        }
+        let (p, planned) = self.progress(month);
+        let distressed = matches!(self.phase, Phase::Distress { .. }) && !planned;
+        let shrink = if distressed {
+            1.0 - 0.4 * self.signs.payroll.min(1.0) * p
+        } else {
+            1.0
+        };
+        let staff = (self.p.staff_per_store * open as f64 * self.staff_factor * shrink)
+            .round()
+            .max(1.0) as i64;
+        let staff = (staff + self.rng.gen_range(-1..=1)).max(1);
+        let late_distress = if distressed {
+            0.85 * self.signs.payroll.min(1.0) * ((p - 0.4) / 0.6).max(0.0)
+        } else {
+            0.0
+        };
+        let late_p = match self.phase {
+            Phase::LoanDefaulted => 0.4,
+            _ => (self.late_base + late_distress).min(0.95),
+        };
+        let period = Val::D(first);
+        let due = first + 9;
+        let late = self.rng.gen_bool(late_p);
+        let pay_day = if late {
+            due + self.rng.gen_range(3..25)
+        } else {
+            due - self.rng.gen_range(0..3)
+        };
+        let payroll = fen_of(staff as f64 * self.wage * lognormal(&mut self.rng, 1.0, 0.05));
+        let row = vec![
+            self.m(),
+            Val::T(at(pay_day.min(next + 20), 16.0)),
+            Val::S("PAYROLL".into()),
+            period.clone(),
+            Val::M(payroll),
+            Val::I(staff),
+            Val::B(!late),
+            Val::N,
+            Val::N,
+        ];
+        self.emit(Table::Operations, row);
+        let insured = ((staff as f64) * self.insured_share).round().max(1.0) as i64;
+        let si_late = self.rng.gen_bool((late_p * 0.8).min(1.0));
+        let si_day = first
+            + 14
+            + if si_late {
+                self.rng.gen_range(5..30)
+            } else {
+                0
+            };
+        let row = vec![
+            self.m(),
+            Val::T(at(si_day, 10.0)),
+            Val::S("SOCIAL_INSURANCE".into()),
+            period.clone(),
+            Val::M(insured * 110_000),
+            Val::I(insured),
+            Val::B(!si_late),
+            Val::N,
+            Val::N,
+        ];
+        self.emit(Table::Operations, row);
+        let activity = self.revenue_mult(month) * self.delivery_mult(month);
+        let kwh =
+            (open as f64 * 2500.0 * activity * lognormal(&mut self.rng, 1.0, 0.15)).round() as i64;
+        let water =
+            (open as f64 * 50.0 * activity * lognormal(&mut self.rng, 1.0, 0.2)).round() as i64;
+        let bill_day = next - 2;
+        let row = vec![
+            self.m(),
+            Val::T(at(bill_day, 8.0)),
+            Val::S("UTILITY".into()),
+            period.clone(),
+            Val::M(kwh * 90),
+            Val::N,
+            Val::N,
+            Val::S("ELECTRICITY".into()),
+            Val::I(kwh),
+        ];
+        self.emit(Table::Operations, row);
+        let row = vec![
+            self.m(),
+            Val::T(at(bill_day, 8.5)),
+            Val::S("UTILITY".into()),
+            period,
+            Val::M(water * 450),
+            Val::N,
+            Val::N,
+            Val::S("WATER".into()),
+            Val::I(water),
+        ];
+        self.emit(Table::Operations, row);
+        // Distressed chains close stores one by one, without notice.
+        if distressed && p > 0.5 && open > 1 {
+            for s in 0..self.stores.len() {
+                if self.stores[s].open && self.open_stores_count() > 1 && self.rng.gen_bool(0.2) {
+                    let d = self.rng.gen_range(first..next);
+                    self.close_store(s, d, 0);
+                }
+            }
+        }
+    }
+
+    fn complaint(&mut self, day: i32, category: &str, limit: i32) {
+        if day >= limit.max(self.period.end_day) || day >= self.period.end_day {
+            return;
+        }
+        let channel = pick(
+            &mut self.rng,
+            &[
+                ("HOTLINE_12315", 0.35),
+                ("HOTLINE_12345", 0.3),
+                ("CONSUMER_COUNCIL", 0.15),
+                ("PLATFORM", 0.2),
+            ],
+        );
+        let contract = if matches!(category, "REFUND" | "CLOSURE")
+            && !self.contracts.is_empty()
+            && self.rng.gen_bool(0.5)
+        {
+            let n = self.contracts.len();
+            let c = self.rng.gen_range(0..n);
+            self.contracts[c]
+                .pending
+                .is_none()
+                .then(|| self.contracts[c].id.clone())
+        } else {
+            None
+        };
+        let amount = if category == "SERVICE" {
+            None
+        } else {
+            Some(self.rng.gen_range(20_000..1_500_000))
+        };
+        let hour = self.rng.gen_range(9.0..20.0);
+        let row = vec![
+            self.m(),
+            Val::T(at(day, hour)),
+            Val::S(channel.into()),
+            Val::S(category.into()),
+            amount.map_or(Val::N, Val::M),
+            contract.map_or(Val::N, Val::S),
+        ];
+        self.emit(Table::Complaints, row);
+    }
+
+    fn public_record(&mut self, day: i32, kind: &str, amount: Option<i64>, _limit: i32) {
+        if day >= self.period.end_day {
+            return;
+        }
+        let (authority, case_type) = match kind {
+            "ADMIN_PENALTY" => ("深圳市市场监督管理局", "价格违法"),
+            "LAWSUIT_DEFENDANT" => ("深圳市人民法院", "服务合同纠纷"),
+            _ => ("深圳市市场监督管理局", "经营异常名录"),
+        };
+        let row = vec![
+            self.m(),
+            Val::T(at(day, 10.0)),
+            Val::S(kind.into()),
+            amount.map_or(Val::N, Val::M),
+            Val::S(authority.into()),
+            Val::S(case_type.into()),
+        ];
+        self.emit(Table::PublicRecords, row);
+    }
+
+    fn complaints_and_records(&mut self, month: i32, first: i32, next: i32) {
+        let (p, planned) = self.progress(month);
+        let distressed = matches!(self.phase, Phase::Distress { .. }) && !planned;
+        let open = self.open_stores_count() as f64;
+        let surge = if distressed {
+            1.0 + 4.0 * self.signs.refunds * p
+        } else {
+            1.0
+        };
+        let lambda = self.p.complaint_rate * open * (-0.3 * self.health).exp() * surge;
+        let n = poisson(&mut self.rng, lambda);
+        for _ in 0..n {
+            let d = self.rng.gen_range(first..next);
+            let category = if distressed {
+                pick(
+                    &mut self.rng,
+                    &[("REFUND", 0.5), ("SERVICE", 0.4), ("FALSE_AD", 0.1)],
+                )
+            } else {
+                pick(
+                    &mut self.rng,
+                    &[
+                        ("SERVICE", 0.4),
+                        ("REFUND", 0.3),
+                        ("PRICE", 0.15),
+                        ("FALSE_AD", 0.15),
+                    ],
+                )
+            };
+            self.complaint(d, category, next);
+        }
+        let stress = if distressed { 3.0 } else { 1.0 };
+        if self.rng.gen_bool(0.002 * stress) {
+            let d = self.rng.gen_range(first..next);
+            let fine = self.rng.gen_range(200_000..5_000_000);
+            self.public_record(d, "ADMIN_PENALTY", Some(fine), next);
+        }
+        if self.rng.gen_bool((0.0015 * stress * stress).min(1.0)) {
+            let d = self.rng.gen_range(first..next);
+            let claim = self.rng.gen_range(500_000..20_000_000);
+            self.public_record(d, "LAWSUIT_DEFENDANT", Some(claim), next);
+        }
+        if !self.abnormal_listed && self.rng.gen_bool(0.001) {
+            // A missed annual report: listed, then removed once filed.
+            let d = self.rng.gen_range(first..next);
+            self.public_record(d, "ABNORMAL_LISTED", None, next);
+            let removed = d + self.rng.gen_range(30..100);
+            self.public_record(removed, "ABNORMAL_REMOVED", None, next);
+        }
+    }
+
+    pub(crate) fn take_loan(&mut self, day: i32) {
+        let monthly_rev = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0)
+            * self.size
+            * self.stores.len().max(1) as f64;
+        let principal = ((monthly_rev * self.rng.gen_range(1.5..5.0)) / 1000.0)
+            .round()
+            .max(10.0)
+            * 1000.0;
+        let term = if self.rng.gen_bool(0.7) { 12 } else { 24 };
+        let rate = self.rng.gen_range(0.035..0.08);
+        let r = rate / 12.0;
+        let due = principal * r / (1.0 - (1.0 + r).powi(-term));
+        let lender = pick(
+            &mut self.rng,
+            &[
+                ("ICBC", 0.12),
+                ("ABC", 0.1),
+                ("BOC", 0.1),
+                ("CCB", 0.14),
+                ("BOCOM", 0.08),
+                ("PSBC", 0.1),
+                ("CMB", 0.12),
+                ("CIB", 0.08),
+                ("WEBANK", 0.16),
+            ],
+        );
+        let id = format!("L-{}-{}", self.id(), self.loans.len() + 1);
+        self.loans.push(Loan {
+            id,
+            lender,
+            monthly_due: fen_of(due),
+            months_left: i64::from(term),
+            arrears: Vec::new(),
+            charged_off: false,
+            last_status_month: i32::MIN,
+        });
+        self.truth_mut().had_loan = true;
+        let l = self.loans.len() - 1;
+        let row = vec![
+            self.m(),
+            Val::T(at(day, 10.0)),
+            Val::S(self.loans[l].id.clone()),
+            Val::S("DISBURSEMENT".into()),
+            Val::S(lender.into()),
+            Val::M(fen_of(principal)),
+            Val::I(i64::from(term)),
+            Val::R((rate * 10_000.0).round() as i64),
+            Val::N,
+            Val::N,
+        ];
+        self.emit(Table::Loans, row);
+    }
+
+    fn loan_row(
+        &mut self,
+        l: usize,
+        day: i32,
+        kind: &str,
+        amount: Option<i64>,
+        due_on: Option<i32>,
+        dpd: Option<i64>,
+    ) {
+        let row = vec![
+            self.m(),
+            Val::T(at(day, 17.0)),
+            Val::S(self.loans[l].id.clone()),
+            Val::S(kind.into()),
+            Val::S(self.loans[l].lender.into()),
+            amount.map_or(Val::N, Val::M),
+            Val::N,
+            Val::N,
+            due_on.map_or(Val::N, Val::D),
+            dpd.map_or(Val::N, Val::I),
+        ];
+        self.emit(Table::Loans, row);
+    }
+
+    fn loans_month(&mut self, month: i32, first: i32, next: i32, closed: bool) {
+        let (p, planned) = self.progress(month);
+        let active = self
+            .loans
+            .iter()
+            .any(|l| l.months_left > 0 && !l.charged_off);
+        if !closed && !active && self.phase != Phase::LoanDefaulted {
+            let takeup = match self.phase {
+                Phase::Distress { .. } if !planned => story::LOAN_TAKEUP * 4.0,
+                _ => story::LOAN_TAKEUP,
+            };
+            if self.rng.gen_bool(takeup) {
+                let d = self.rng.gen_range(first..next);
+                self.take_loan(d);
+            }
+        }
+        let month_end = next - 1;
+        for l in 0..self.loans.len() {
+            if self.loans[l].charged_off || self.loans[l].last_status_month == month {
+                continue;
+            }
+            let due_day = first + 19;
+            let scheduled = self.loans[l].months_left > 0;
+            if scheduled {
+                let due = self.loans[l].monthly_due;
+                self.loan_row(
+                    l,
+                    first,
+                    "SCHEDULED_REPAYMENT",
+                    Some(due),
+                    Some(due_day),
+                    None,
+                );
+                self.loans[l].months_left -= 1;
+                self.loans[l].arrears.push(due_day);
+            }
+            let cannot_pay = closed
+                || self.phase == Phase::LoanDefaulted
+                || (matches!(self.phase, Phase::Distress { .. }) && !planned && p > 0.6 && {
+                    let s = self.signs.payroll.max(self.signs.sweep);
+                    self.rng.gen_bool((0.6 * s).min(1.0))
+                });
+            if !cannot_pay && !self.loans[l].arrears.is_empty() {
+                let owed = self.loans[l].monthly_due * self.loans[l].arrears.len() as i64;
+                let late = self.rng.gen_bool(0.03);
+                let pay_day = if late {
+                    due_day + self.rng.gen_range(3..9)
+                } else {
+                    due_day - self.rng.gen_range(0..3)
+                };
+                self.loan_row(
+                    l,
+                    pay_day.min(month_end),
+                    "REPAYMENT",
+                    Some(owed),
+                    None,
+                    None,
+                );
+                self.loans[l].arrears.clear();
+            }
+            let dpd = self.loans[l]
+                .arrears
+                .first()
+                .map(|d| i64::from((month_end - d).max(0)))
+                .unwrap_or(0);
+            if scheduled || dpd > 0 {
+                self.loan_row(l, month_end, "STATUS", None, None, Some(dpd));
+            }
+            self.loans[l].last_status_month = month;
+            if dpd >= 90 {
+                let oldest = self.loans[l].arrears.first().copied().unwrap_or(month_end);
+                let day = oldest + 90;
+                let t = self.truth_mut();
+                if t.default_day.is_none_or(|d| d > day) {
+                    t.default_day = Some(day);
+                    t.default_type = "loan_90dpd";
+                }
+            }
+            if dpd >= 180 {
+                self.loans[l].charged_off = true;
+            }
+        }
+    }
+}
