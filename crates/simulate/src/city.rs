@@ -200,53 +200,27 @@ pub fn simulate(
     };
     let chunk = cfg.chunk.max(1);
     let mut faults = FaultCounts::new();
+    let mut offsets = [0u64; 11];
+    // Rows are written in slices of a fixed size on a global grid, so that the files'
+    // bytes do not depend on the chunk size or thread count.
+    let mut carry: Vec<Rows> = vec![Rows::default(), Rows::default()];
     let mut defaults = 0u64;
     let mut start = 0u64;
     while start < cfg.merchants {
         let stop = (start + chunk).min(cfg.merchants);
         let (mut rows, truths) = simulate_chunk(cfg.seed, period, start, stop, threads);
         defaults += truths.iter().filter(|t| t.default_day.is_some()).count() as u64;
-        let late = inject(
+        let mut late = inject(
             &mut rows,
             cfg.faults,
-            cfg.seed ^ 0xFA17_5EED ^ start.wrapping_mul(0x9E37_79B9),
+            cfg.seed ^ 0xFA17_5EED,
+            &mut offsets,
             &mut faults,
         );
-        for table in Table::ALL {
-            let sink = &mut sinks[table as usize];
-            let table_rows = &rows.tables[table as usize];
-            if !table_rows.is_empty() {
-                let batch = to_batch(table, table_rows, money_scale).map_err(|e| io_err(out, e))?;
-                sink.rows += batch.num_rows() as u64;
-                if let Some(w) = sink.parquet.as_mut() {
-                    w.write(&batch).map_err(|e| io_err(out, e))?;
-                }
-                if let Some(w) = sink.csv.as_mut() {
-                    w.write(&batch).map_err(|e| io_err(out, e))?;
-                }
-            }
-            let late_rows = &late.tables[table as usize];
-            if !late_rows.is_empty() {
-                let batch = to_batch(table, late_rows, money_scale).map_err(|e| io_err(out, e))?;
-                if sink.late.is_none() {
-                    fs::create_dir_all(&late_dir).map_err(|e| io_err(&late_dir, e))?;
-                    let path = late_dir.join(format!("{}.parquet", table.name()));
-                    let f = File::create(&path).map_err(|e| io_err(&path, e))?;
-                    sink.late = Some(
-                        ArrowWriter::try_new(
-                            f,
-                            table.source_schema(money_scale),
-                            Some(writer_properties()),
-                        )
-                        .map_err(|e| io_err(&path, e))?,
-                    );
-                }
-                sink.late_rows += batch.num_rows() as u64;
-                if let Some(w) = sink.late.as_mut() {
-                    w.write(&batch).map_err(|e| io_err(out, e))?;
-                }
-            }
-        }
+        carry[0].append(&mut rows);
+        carry[1].append(&mut late);
+        let last = stop == cfg.merchants;
+        write_slices(&mut sinks, &mut carry, money_scale, last, out, &late_dir)?;
         let tb = truth_batch(&truths).map_err(|e| io_err(&truth_path, e))?;
         truth_writer
             .write(&tb)
@@ -254,6 +228,77 @@ pub fn simulate(
         progress(stop, cfg.merchants);
         start = stop;
     }
+    finish(
+        cfg,
+        out,
+        end,
+        sinks,
+        truth_writer,
+        &truth_path,
+        faults,
+        defaults,
+    )
+}
+
+/// Rows per write: the grid on which rows reach the file writers.
+const SLICE: usize = 16 * 1024;
+
+fn write_slices(
+    sinks: &mut [TableSink],
+    carry: &mut [Rows],
+    money_scale: i8,
+    last: bool,
+    out: &Path,
+    late_dir: &Path,
+) -> Result<(), SimError> {
+    for table in Table::ALL {
+        let t = table as usize;
+        let sink = &mut sinks[t];
+        while carry[0].tables[t].len() >= SLICE || (last && !carry[0].tables[t].is_empty()) {
+            let take = carry[0].tables[t].len().min(SLICE);
+            let slice: Vec<_> = carry[0].tables[t].drain(..take).collect();
+            let batch = to_batch(table, &slice, money_scale).map_err(|e| io_err(out, e))?;
+            sink.rows += batch.num_rows() as u64;
+            if let Some(w) = sink.parquet.as_mut() {
+                w.write(&batch).map_err(|e| io_err(out, e))?;
+            }
+            if let Some(w) = sink.csv.as_mut() {
+                w.write(&batch).map_err(|e| io_err(out, e))?;
+            }
+        }
+        while carry[1].tables[t].len() >= SLICE || (last && !carry[1].tables[t].is_empty()) {
+            let take = carry[1].tables[t].len().min(SLICE);
+            let slice: Vec<_> = carry[1].tables[t].drain(..take).collect();
+            let batch = to_batch(table, &slice, money_scale).map_err(|e| io_err(out, e))?;
+            if sink.late.is_none() {
+                fs::create_dir_all(late_dir).map_err(|e| io_err(late_dir, e))?;
+                let path = late_dir.join(format!("{}.parquet", table.name()));
+                let f = File::create(&path).map_err(|e| io_err(&path, e))?;
+                let schema = table.source_schema(money_scale);
+                let w = ArrowWriter::try_new(f, schema, Some(writer_properties()))
+                    .map_err(|e| io_err(&path, e))?;
+                sink.late = Some(w);
+            }
+            sink.late_rows += batch.num_rows() as u64;
+            if let Some(w) = sink.late.as_mut() {
+                w.write(&batch).map_err(|e| io_err(out, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    cfg: &SimConfig,
+    out: &Path,
+    end: NaiveDate,
+    sinks: Vec<TableSink>,
+    truth_writer: ArrowWriter<File>,
+    truth_path: &Path,
+    faults: FaultCounts,
+    defaults: u64,
+) -> Result<SimSummary, SimError> {
     let mut rows = BTreeMap::new();
     let mut late_rows = BTreeMap::new();
     for (table, sink) in Table::ALL.iter().zip(sinks) {
@@ -271,7 +316,7 @@ pub fn simulate(
             late_rows.insert(table.name(), sink.late_rows);
         }
     }
-    truth_writer.close().map_err(|e| io_err(&truth_path, e))?;
+    truth_writer.close().map_err(|e| io_err(truth_path, e))?;
     let mut expected_rejections: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut expected_duplicates = 0;
     for per_table in faults.values() {

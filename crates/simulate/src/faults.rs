@@ -88,23 +88,44 @@ fn applicable(table: Table, row: &[Val]) -> Vec<Fault> {
 
 const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 
+/// SplitMix64: a cheap, well-mixed hash of a row's position, so that whether a row gets a
+/// fault depends only on the seed, the table and the row's index in it — not on chunking.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Injects faults into a chunk of clean rows: with probability `share` per row, one fault.
-/// Returns the rows that arrive late.
-pub fn inject(rows: &mut Rows, share: f64, seed: u64, counts: &mut FaultCounts) -> Rows {
+/// `offsets` holds, per table, the index of the chunk's first row in the whole export, and
+/// is advanced. Returns the rows that arrive late.
+pub fn inject(
+    rows: &mut Rows,
+    share: f64,
+    seed: u64,
+    offsets: &mut [u64; 11],
+    counts: &mut FaultCounts,
+) -> Rows {
     let mut late = Rows::default();
     if share <= 0.0 {
         return late;
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let threshold = (share.min(1.0) * (u64::MAX as f64)) as u64;
     for table in Table::ALL {
         let clean = std::mem::take(&mut rows.tables[table as usize]);
         let mut out = Vec::with_capacity(clean.len() + clean.len() / 50);
         let cols = table.columns();
-        for (n, row) in clean.into_iter().enumerate() {
-            if !rng.gen_bool(share.min(1.0)) {
+        let base = offsets[table as usize];
+        offsets[table as usize] += clean.len() as u64;
+        for (i, row) in clean.into_iter().enumerate() {
+            let n = base + i as u64;
+            let key = mix(seed ^ mix((table as u64) << 56 ^ n));
+            if key >= threshold {
                 out.push(row);
                 continue;
             }
+            let mut rng = ChaCha8Rng::seed_from_u64(key);
             let kinds = applicable(table, &row);
             let fault = kinds[rng.gen_range(0..kinds.len())];
             *counts
