@@ -240,14 +240,17 @@ impl<'m> BatchWriter<'m> {
     /// Deletes whatever this batch wrote (it is not in the manifest, so it was never
     /// visible); a later writer would remove it anyway.
     fn abandon(&mut self) {
+        let open: Vec<String> = self.writers.values().map(|w| w.rel_path.clone()).collect();
+        // Dropping the writers closes their files; then every file of this batch goes.
         self.writers.clear();
         self.quarantine = None;
-        for f in &self.written {
-            let _ = fs::remove_file(self.root.join(&f.path));
+        for rel in open.iter().chain(self.written.iter().map(|f| &f.path)) {
+            let _ = fs::remove_file(self.root.join(rel));
         }
         let _ = fs::remove_dir_all(self.root.join(batch_dir(&self.id)));
-        for (_, w) in std::mem::take(&mut self.writers) {
-            let _ = fs::remove_file(self.root.join(&w.rel_path));
+        for dir in self.created_dirs.iter().rev() {
+            // Only empty folders are removed; `remove_dir` refuses the others.
+            let _ = fs::remove_dir(dir);
         }
     }
 
