@@ -17,7 +17,10 @@ fn ingest_json(ledger: &Path, inputs: &[&Path], extra: &[&str]) -> Value {
     let l = ledger.to_str().unwrap();
     let mut args = vec!["ingest", "--ledger", l, "--json"];
     args.extend_from_slice(extra);
-    let paths: Vec<String> = inputs.iter().map(|p| p.to_str().unwrap().to_string()).collect();
+    let paths: Vec<String> = inputs
+        .iter()
+        .map(|p| p.to_str().unwrap().to_string())
+        .collect();
     args.extend(paths.iter().map(|s| s.as_str()));
     serde_json::from_str(&run_ok(&args)).unwrap()
 }
@@ -50,13 +53,18 @@ fn file_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -64,7 +72,10 @@ fn file_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn data_files(dir: &Path) -> BTreeMap<String, u64> {
-    snapshot(dir).into_iter().filter(|(k, _)| k.starts_with("data/")).collect()
+    snapshot(dir)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("data/"))
+        .collect()
 }
 
 fn counts(v: &Value) -> (u64, u64, u64, u64) {
@@ -82,26 +93,62 @@ fn a_faulty_export_is_fully_accounted_for_and_yields_the_clean_ledger() {
     let tmp = tempfile::tempdir().unwrap();
     let dirty = tmp.path().join("dirty");
     let clean = tmp.path().join("clean");
-    let sim = simulate(&dirty, 200, 10, 11, &["--faults", "0.03", "--format", "both"]);
+    let sim = simulate(
+        &dirty,
+        200,
+        10,
+        11,
+        &["--faults", "0.03", "--format", "both"],
+    );
     simulate(&clean, 200, 10, 11, &[]);
 
     // Parquet delivery: counts reconcile and match exactly what was injected.
     let l1 = tmp.path().join("l1");
-    let r = ingest_json(&l1, &parquet_files(&dirty).iter().map(|p| p.as_path()).collect::<Vec<_>>(), &[]);
+    let r = ingest_json(
+        &l1,
+        &parquet_files(&dirty)
+            .iter()
+            .map(|p| p.as_path())
+            .collect::<Vec<_>>(),
+        &[],
+    );
     let (rows, accepted, rejected, dups) = counts(&r);
     assert_eq!(rows, accepted + rejected + dups);
-    assert_eq!(rows, sim["rows"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>());
+    assert_eq!(
+        rows,
+        sim["rows"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>()
+    );
     assert_eq!(dups, sim["expected_duplicates"].as_u64().unwrap());
-    let expected: BTreeMap<String, u64> = serde_json::from_value(sim["expected_rejections"].clone()).unwrap();
-    let got: BTreeMap<String, u64> = serde_json::from_value(r["totals"]["rejected_by_reason"].clone()).unwrap();
+    let expected: BTreeMap<String, u64> =
+        serde_json::from_value(sim["expected_rejections"].clone()).unwrap();
+    let got: BTreeMap<String, u64> =
+        serde_json::from_value(r["totals"]["rejected_by_reason"].clone()).unwrap();
     assert_eq!(got, expected, "rejections by reason");
-    for kind in ["missing_field", "invalid_credit_code", "negative_amount", "amount_precision", "unknown_merchant", "unknown_code", "timestamp_out_of_range"] {
-        assert!(expected.get(kind).copied().unwrap_or(0) > 0, "the export should contain {kind} faults");
+    for kind in [
+        "missing_field",
+        "invalid_credit_code",
+        "negative_amount",
+        "amount_precision",
+        "unknown_merchant",
+        "unknown_code",
+        "timestamp_out_of_range",
+    ] {
+        assert!(
+            expected.get(kind).copied().unwrap_or(0) > 0,
+            "the export should contain {kind} faults"
+        );
     }
     for f in r["files"].as_array().unwrap() {
         assert_eq!(
             f["rows"].as_u64().unwrap(),
-            f["accepted"].as_u64().unwrap() + f["rejected"].as_u64().unwrap() + f["duplicates"].as_u64().unwrap(),
+            f["accepted"].as_u64().unwrap()
+                + f["rejected"].as_u64().unwrap()
+                + f["duplicates"].as_u64().unwrap(),
             "{f}"
         );
     }
@@ -111,17 +158,33 @@ fn a_faulty_export_is_fully_accounted_for_and_yields_the_clean_ledger() {
     assert_eq!(q_rows as u64, rejected);
 
     // The late delivery arrives in a second batch and is accepted there.
-    let late: u64 = sim["late_rows"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let late: u64 = sim["late_rows"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert!(late > 0);
     let r2 = ingest_json(&l1, &[&dirty.join("_late")], &[]);
     assert_eq!(counts(&r2), (late, late, 0, 0));
 
     // CSV delivery of the same export gives the same accounting.
     let l2 = tmp.path().join("l2");
-    let csvs: Vec<PathBuf> = std::fs::read_dir(&dirty).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "csv")).collect();
-    let r3 = ingest_json(&l2, &csvs.iter().map(|p| p.as_path()).collect::<Vec<_>>(), &[]);
+    let csvs: Vec<PathBuf> = std::fs::read_dir(&dirty)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    let r3 = ingest_json(
+        &l2,
+        &csvs.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+        &[],
+    );
     assert_eq!(counts(&r3), counts(&r));
-    assert_eq!(r3["totals"]["rejected_by_reason"], r["totals"]["rejected_by_reason"]);
+    assert_eq!(
+        r3["totals"]["rejected_by_reason"],
+        r["totals"]["rejected_by_reason"]
+    );
 
     // Dirty export + late delivery == the clean export, table by table.
     let l3 = tmp.path().join("l3");
@@ -180,11 +243,19 @@ fn a_killed_ingest_leaves_the_ledger_as_before_or_as_after() {
     let initial = Ledger::open(&base).unwrap().row_counts();
 
     let mut killed_midway = 0;
-    for (i, delay_ms) in [40u64, 120, 250, 400, 700, 1100, 1600].into_iter().enumerate() {
+    for (i, delay_ms) in [40u64, 120, 250, 400, 700, 1100, 1600]
+        .into_iter()
+        .enumerate()
+    {
         let ledger = tmp.path().join(format!("k{i}"));
         copy_dir(&base, &ledger);
         let mut child = Command::new(bin())
-            .args(["ingest", "--ledger", ledger.to_str().unwrap(), city.to_str().unwrap()])
+            .args([
+                "ingest",
+                "--ledger",
+                ledger.to_str().unwrap(),
+                city.to_str().unwrap(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -196,26 +267,45 @@ fn a_killed_ingest_leaves_the_ledger_as_before_or_as_after() {
         let now = Ledger::open(&ledger).unwrap();
         let manifest = std::fs::read(ledger.join("manifest.json")).unwrap();
         if manifest == base_manifest {
-            assert_eq!(now.row_counts(), initial, "kill at {delay_ms} ms: ledger must be as before");
+            assert_eq!(
+                now.row_counts(),
+                initial,
+                "kill at {delay_ms} ms: ledger must be as before"
+            );
             if !finished {
                 killed_midway += 1;
             }
         } else {
-            assert_eq!(now.row_counts(), complete, "kill at {delay_ms} ms: ledger must be as after");
+            assert_eq!(
+                now.row_counts(),
+                complete,
+                "kill at {delay_ms} ms: ledger must be as after"
+            );
         }
         // Every committed file is whole and readable.
         for t in Table::ALL {
-            let rows: usize = now.scan(t, None, None).unwrap().iter().map(|b| b.num_rows()).sum();
+            let rows: usize = now
+                .scan(t, None, None)
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
             assert_eq!(rows as u64, now.row_counts()[t.name()]);
         }
         // The next ingest takes over the dead lock, removes the leftovers and completes.
         ingest_json(&ledger, &[&city], &[]);
         assert_eq!(Ledger::open(&ledger).unwrap().row_counts(), complete);
         let committed: usize = Ledger::open(&ledger).unwrap().manifest().files.len();
-        let on_disk = snapshot(&ledger).keys().filter(|k| k.starts_with("data/")).count();
+        let on_disk = snapshot(&ledger)
+            .keys()
+            .filter(|k| k.starts_with("data/"))
+            .count();
         assert_eq!(on_disk, committed, "no orphan data files after recovery");
     }
-    assert!(killed_midway >= 2, "the test must kill some ingests mid-batch (did {killed_midway})");
+    assert!(
+        killed_midway >= 2,
+        "the test must kill some ingests mid-batch (did {killed_midway})"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -245,7 +335,11 @@ fn malformed_files_are_refused_by_name_and_change_nothing() {
     let extra = bad.join("wallet_flows.csv");
     std::fs::write(&extra, "event_id,merchant_id,ts,kind,amount,colour\ne1,M0000001,2023-08-01 10:00:00,SPOT_SALE,1.00,red\n").unwrap();
     let missing = bad.join("complaints-missing.csv");
-    std::fs::write(&missing, "event_id,merchant_id,ts,channel\ne1,M0000001,2023-08-01 10:00:00,PLATFORM\n").unwrap();
+    std::fs::write(
+        &missing,
+        "event_id,merchant_id,ts,channel\ne1,M0000001,2023-08-01 10:00:00,PLATFORM\n",
+    )
+    .unwrap();
     // A Parquet file whose money column is a binary float.
     let float_money = bad.join("loans.parquet");
     write_float_money(&float_money);
@@ -276,15 +370,38 @@ fn malformed_files_are_refused_by_name_and_change_nothing() {
     ];
     for (path, problem) in cases {
         // Alone, and beside a good file: either way nothing is written.
-        for inputs in [vec![path.to_path_buf()], vec![city.join("store_events.parquet"), path.to_path_buf()]] {
-            let mut args = vec!["ingest".to_string(), "--ledger".into(), ledger.display().to_string()];
+        for inputs in [
+            vec![path.to_path_buf()],
+            vec![city.join("store_events.parquet"), path.to_path_buf()],
+        ] {
+            let mut args = vec![
+                "ingest".to_string(),
+                "--ledger".into(),
+                ledger.display().to_string(),
+            ];
             args.extend(inputs.iter().map(|p| p.display().to_string()));
             let out = Command::new(bin()).args(&args).output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{} should be refused", path.display());
-            assert!(err.contains(path.file_name().unwrap().to_str().unwrap()), "error must name the file: {err}");
-            assert!(err.contains(problem), "error for {} should mention {problem:?}: {err}", path.display());
-            assert_eq!(snapshot(&ledger), before, "{} changed the ledger", path.display());
+            assert!(
+                !out.status.success(),
+                "{} should be refused",
+                path.display()
+            );
+            assert!(
+                err.contains(path.file_name().unwrap().to_str().unwrap()),
+                "error must name the file: {err}"
+            );
+            assert!(
+                err.contains(problem),
+                "error for {} should mention {problem:?}: {err}",
+                path.display()
+            );
+            assert_eq!(
+                snapshot(&ledger),
+                before,
+                "{} changed the ledger",
+                path.display()
+            );
         }
     }
 }
@@ -296,7 +413,11 @@ fn write_float_money(path: &Path) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("event_id", DataType::Utf8, false),
         Field::new("merchant_id", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("+08:00".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+08:00".into())),
+            false,
+        ),
         Field::new("loan_id", DataType::Utf8, false),
         Field::new("kind", DataType::Utf8, false),
         Field::new("lender", DataType::Utf8, false),
@@ -307,7 +428,9 @@ fn write_float_money(path: &Path) {
         vec![
             Arc::new(StringArray::from(vec!["l1"])),
             Arc::new(StringArray::from(vec!["M0000001"])),
-            Arc::new(TimestampMillisecondArray::from(vec![1_690_000_000_000]).with_timezone("+08:00")),
+            Arc::new(
+                TimestampMillisecondArray::from(vec![1_690_000_000_000]).with_timezone("+08:00"),
+            ),
             Arc::new(StringArray::from(vec!["L1"])),
             Arc::new(StringArray::from(vec!["REPAYMENT"])),
             Arc::new(StringArray::from(vec!["ICBC"])),
@@ -315,7 +438,9 @@ fn write_float_money(path: &Path) {
         ],
     )
     .unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None)
+            .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -336,7 +461,11 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
         "m-badid,M 5,2023-01-01 10:00:00,914403001922038216,戊,ENTERPRISE,CATERING,NANSHAN,2020-01-01,,ECNY_RATIO,0.4,",
         "m-date,M6,2023-01-01 10:00:00,914403001922038216,己,ENTERPRISE,CATERING,NANSHAN,2020-13-01,,ECNY_RATIO,0.4,",
     ];
-    std::fs::write(src.join("merchants.csv"), format!("{header}\n{}\n", merchants.join("\n"))).unwrap();
+    std::fs::write(
+        src.join("merchants.csv"),
+        format!("{header}\n{}\n", merchants.join("\n")),
+    )
+    .unwrap();
     std::fs::write(
         src.join("products.csv"),
         "event_id,merchant_id,ts,product_id,kind,list_price,units,validity_days,release_mode,freeze_ratio,expiry_disposition\n\
@@ -378,7 +507,11 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
     )
     .unwrap();
     let ledger = tmp.path().join("ledger");
-    let r = ingest_json(&ledger, &[&src], &["--ingested-at", "2024-01-01T00:00:00+08:00"]);
+    let r = ingest_json(
+        &ledger,
+        &[&src],
+        &["--ingested-at", "2024-01-01T00:00:00+08:00"],
+    );
     let q = read_parquet(&ledger.join(r["quarantine"].as_str().unwrap()));
     let mut got: BTreeMap<String, String> = BTreeMap::new();
     for b in &q {
@@ -386,7 +519,10 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
         let reasons = strs(b, "reason");
         for i in 0..b.num_rows() {
             let row: Value = serde_json::from_str(rows[i].as_deref().unwrap()).unwrap();
-            got.insert(row["event_id"].as_str().unwrap().to_string(), reasons[i].clone().unwrap());
+            got.insert(
+                row["event_id"].as_str().unwrap().to_string(),
+                reasons[i].clone().unwrap(),
+            );
         }
     }
     let expected: BTreeMap<String, String> = [
@@ -420,11 +556,18 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
     assert_eq!(got, expected);
     let (rows, accepted, rejected, dups) = counts(&r);
     assert_eq!((rows, rejected, dups), (31, 23, 1));
-    assert_eq!(accepted, 7, "m-ok, m-other, p-ok, c-ok, e-ok, e-dup, the first e-conflict");
+    assert_eq!(
+        accepted, 7,
+        "m-ok, m-other, p-ok, c-ok, e-ok, e-dup, the first e-conflict"
+    );
     // Accepted money is exact: the redemption is 200.00, not a float.
     let l = Ledger::open(&ledger).unwrap();
     let esc = l.scan(Table::EscrowEvents, None, None).unwrap();
-    let amounts: Vec<i128> = esc.iter().flat_map(|b| fen(b, "amount")).map(|v| v.unwrap()).collect();
+    let amounts: Vec<i128> = esc
+        .iter()
+        .flat_map(|b| fen(b, "amount"))
+        .map(|v| v.unwrap())
+        .collect();
     assert!(amounts.contains(&20_000) && amounts.contains(&240_000));
 }
 
@@ -434,25 +577,63 @@ fn knowledge_time_separates_batches() {
     let city = tmp.path().join("city");
     simulate(&city, 40, 4, 21, &["--faults", "0.05"]);
     let ledger = tmp.path().join("ledger");
-    ingest_json(&ledger, &[&city], &["--ingested-at", "2024-01-01T09:00:00+08:00"]);
-    ingest_json(&ledger, &[&city.join("_late")], &["--ingested-at", "2024-03-01T09:00:00+08:00"]);
+    ingest_json(
+        &ledger,
+        &[&city],
+        &["--ingested-at", "2024-01-01T09:00:00+08:00"],
+    );
+    ingest_json(
+        &ledger,
+        &[&city.join("_late")],
+        &["--ingested-at", "2024-03-01T09:00:00+08:00"],
+    );
     let l = Ledger::open(&ledger).unwrap();
-    let t1 = chrono::DateTime::parse_from_rfc3339("2024-02-01T00:00:00+08:00").unwrap().timestamp_millis();
-    let before: usize = l.scan(Table::EscrowEvents, Some(t1), None).unwrap().iter().map(|b| b.num_rows()).sum();
-    let after: usize = l.scan(Table::EscrowEvents, None, None).unwrap().iter().map(|b| b.num_rows()).sum();
-    assert!(after > before, "late rows are known only from the second batch");
+    let t1 = chrono::DateTime::parse_from_rfc3339("2024-02-01T00:00:00+08:00")
+        .unwrap()
+        .timestamp_millis();
+    let before: usize = l
+        .scan(Table::EscrowEvents, Some(t1), None)
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    let after: usize = l
+        .scan(Table::EscrowEvents, None, None)
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert!(
+        after > before,
+        "late rows are known only from the second batch"
+    );
     // Every row carries its batch and knowledge time.
     for b in l.scan(Table::EscrowEvents, None, None).unwrap() {
         let batch = strs(&b, "_batch");
         let known = ts(&b, "_ingested_at");
         for i in 0..b.num_rows() {
-            let expect = if batch[i].as_deref() == Some("b000001") { "2024-01-01T09:00:00+08:00" } else { "2024-03-01T09:00:00+08:00" };
-            let k = chrono::DateTime::parse_from_rfc3339(expect).unwrap().timestamp_millis();
+            let expect = if batch[i].as_deref() == Some("b000001") {
+                "2024-01-01T09:00:00+08:00"
+            } else {
+                "2024-03-01T09:00:00+08:00"
+            };
+            let k = chrono::DateTime::parse_from_rfc3339(expect)
+                .unwrap()
+                .timestamp_millis();
             assert_eq!(known[i], Some(k));
         }
     }
     // Events dated after the knowledge time (plus a day of clock skew) are refused.
     let early = tmp.path().join("early");
-    let r = ingest_json(&early, &[&city], &["--ingested-at", "2023-08-01T00:00:00+08:00"]);
-    assert!(r["totals"]["rejected_by_reason"]["timestamp_out_of_range"].as_u64().unwrap() > 0);
+    let r = ingest_json(
+        &early,
+        &[&city],
+        &["--ingested-at", "2023-08-01T00:00:00+08:00"],
+    );
+    assert!(
+        r["totals"]["rejected_by_reason"]["timestamp_out_of_range"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }

@@ -31,18 +31,58 @@ fn same_seed_gives_identical_bytes_whatever_the_threading() {
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
     let c = tmp.path().join("c");
-    simulate(&a, 150, 8, 7, &["--faults", "0.02", "--format", "both", "--threads", "1", "--chunk", "16"]);
-    simulate(&b, 150, 8, 7, &["--faults", "0.02", "--format", "both", "--threads", "2", "--chunk", "100"]);
+    simulate(
+        &a,
+        150,
+        8,
+        7,
+        &[
+            "--faults",
+            "0.02",
+            "--format",
+            "both",
+            "--threads",
+            "1",
+            "--chunk",
+            "16",
+        ],
+    );
+    simulate(
+        &b,
+        150,
+        8,
+        7,
+        &[
+            "--faults",
+            "0.02",
+            "--format",
+            "both",
+            "--threads",
+            "2",
+            "--chunk",
+            "100",
+        ],
+    );
     simulate(&c, 150, 8, 8, &["--faults", "0.02", "--format", "both"]);
     let fa = files(&a);
     let fb = files(&b);
-    assert!(fa.len() >= 24, "expected Parquet, CSV and truth files, got {:?}", fa.keys());
+    assert!(
+        fa.len() >= 24,
+        "expected Parquet, CSV and truth files, got {:?}",
+        fa.keys()
+    );
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
     for (name, bytes) in &fa {
-        assert!(bytes == &fb[name], "{name} differs between runs with the same seed");
+        assert!(
+            bytes == &fb[name],
+            "{name} differs between runs with the same seed"
+        );
     }
     let fc = files(&c);
-    assert_ne!(fa["escrow_events.parquet"], fc["escrow_events.parquet"], "different seeds must differ");
+    assert_ne!(
+        fa["escrow_events.parquet"], fc["escrow_events.parquet"],
+        "different seeds must differ"
+    );
     assert_ne!(fa["merchants.csv"], fc["merchants.csv"]);
 }
 
@@ -76,7 +116,12 @@ fn load_city(dir: &Path) -> City {
     let mut months: HashMap<String, BTreeMap<i32, Month>> = HashMap::new();
     let at = |m: &str, ms: i64| -> (String, i32) { (m.to_string(), month_of_day(day_of_ms(ms))) };
     for b in read_parquet(&dir.join("wallet_flows.parquet")) {
-        let (ids, t, kind, amount) = (strs(&b, "merchant_id"), ts(&b, "ts"), strs(&b, "kind"), fen(&b, "amount"));
+        let (ids, t, kind, amount) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "kind"),
+            fen(&b, "amount"),
+        );
         for i in 0..b.num_rows() {
             let (m, mo) = at(ids[i].as_deref().unwrap(), t[i].unwrap());
             let e = months.entry(m).or_default().entry(mo).or_default();
@@ -87,20 +132,35 @@ fn load_city(dir: &Path) -> City {
         }
     }
     for b in read_parquet(&dir.join("escrow_events.parquet")) {
-        let (ids, t, kind, amount) = (strs(&b, "merchant_id"), ts(&b, "ts"), strs(&b, "kind"), fen(&b, "amount"));
+        let (ids, t, kind, amount) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "kind"),
+            fen(&b, "amount"),
+        );
         for i in 0..b.num_rows() {
             if kind[i].as_deref() == Some("PREPAYMENT") {
                 let (m, mo) = at(ids[i].as_deref().unwrap(), t[i].unwrap());
-                months.entry(m).or_default().entry(mo).or_default().prepaid += amount[i].unwrap() as f64 / 100.0;
+                months.entry(m).or_default().entry(mo).or_default().prepaid +=
+                    amount[i].unwrap() as f64 / 100.0;
             }
         }
     }
     for b in read_parquet(&dir.join("operations.parquet")) {
-        let (ids, kind, period, on_time) = (strs(&b, "merchant_id"), strs(&b, "kind"), dates(&b, "period"), bools(&b, "on_time"));
+        let (ids, kind, period, on_time) = (
+            strs(&b, "merchant_id"),
+            strs(&b, "kind"),
+            dates(&b, "period"),
+            bools(&b, "on_time"),
+        );
         for i in 0..b.num_rows() {
             if kind[i].as_deref() == Some("PAYROLL") {
                 let mo = month_of_day(period[i].unwrap());
-                let e = months.entry(ids[i].clone().unwrap()).or_default().entry(mo).or_default();
+                let e = months
+                    .entry(ids[i].clone().unwrap())
+                    .or_default()
+                    .entry(mo)
+                    .or_default();
                 e.payroll_n += 1.0;
                 e.payroll_late += if on_time[i] == Some(false) { 1.0 } else { 0.0 };
             }
@@ -110,7 +170,12 @@ fn load_city(dir: &Path) -> City {
         let (ids, t) = (strs(&b, "merchant_id"), ts(&b, "ts"));
         for i in 0..b.num_rows() {
             let (m, mo) = at(ids[i].as_deref().unwrap(), t[i].unwrap());
-            months.entry(m).or_default().entry(mo).or_default().complaints += 1.0;
+            months
+                .entry(m)
+                .or_default()
+                .entry(mo)
+                .or_default()
+                .complaints += 1.0;
         }
     }
     let mut registered: HashMap<String, i32> = HashMap::new();
@@ -155,7 +220,9 @@ fn mean<I: Iterator<Item = f64>>(it: I) -> f64 {
 
 /// Sum of a field over months `from..=to` relative to `anchor`.
 fn window(m: &BTreeMap<i32, Month>, anchor: i32, from: i32, to: i32, f: fn(&Month) -> f64) -> f64 {
-    (from..=to).map(|r| m.get(&(anchor + r)).map(f).unwrap_or(0.0)).sum()
+    (from..=to)
+        .map(|r| m.get(&(anchor + r)).map(f).unwrap_or(0.0))
+        .sum()
 }
 
 #[test]
@@ -181,17 +248,34 @@ fn the_city_is_realistic() {
     let total: f64 = by_industry.values().map(|v| v.0).sum();
     let defaults: f64 = by_industry.values().map(|v| v.1).sum();
     let city_rate = defaults / total / years;
-    eprintln!("yearly default rate {city_rate:.4}; by industry {:?}", by_industry.iter().map(|(k, (n, d))| (k.to_string(), (d / n / years * 1000.0).round() / 10.0)).collect::<Vec<_>>());
-    assert!((0.015..=0.05).contains(&city_rate), "city-wide yearly default rate {city_rate:.4}");
+    eprintln!(
+        "yearly default rate {city_rate:.4}; by industry {:?}",
+        by_industry
+            .iter()
+            .map(|(k, (n, d))| (k.to_string(), (d / n / years * 1000.0).round() / 10.0))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        (0.015..=0.05).contains(&city_rate),
+        "city-wide yearly default rate {city_rate:.4}"
+    );
     assert_eq!(summary["defaults"].as_u64().unwrap() as f64, defaults);
     let rates: Vec<f64> = by_industry.values().map(|(n, d)| d / n / years).collect();
     for (ind, (n, d)) in &by_industry {
         let r = d / n / years;
         assert!(r <= 0.08, "{ind}: yearly default rate {r:.4} above 8 %");
     }
-    assert!(rates.iter().filter(|r| **r >= 0.005).count() >= 8, "rates {rates:?}");
-    let (lo, hi) = rates.iter().fold((f64::MAX, 0.0f64), |(a, b), r| (a.min(*r), b.max(*r)));
-    assert!(hi >= 2.0 * lo.max(0.001), "rates should vary by industry: {rates:?}");
+    assert!(
+        rates.iter().filter(|r| **r >= 0.005).count() >= 8,
+        "rates {rates:?}"
+    );
+    let (lo, hi) = rates
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(a, b), r| (a.min(*r), b.max(*r)));
+    assert!(
+        hi >= 2.0 * lo.max(0.001),
+        "rates should vary by industry: {rates:?}"
+    );
 
     // 2. Distressed merchants show the documented pre-failure sequence, on average: the
     //    last three months before default against months 12–7 before it, relative to the
@@ -199,11 +283,17 @@ fn the_city_is_realistic() {
     let mut baseline: HashMap<i32, (f64, f64)> = HashMap::new();
     for anchor in start_month + 12..start_month + months as i32 + 1 {
         let (mut sl, mut sb, mut pl, mut pb) = (0.0, 0.0, 0.0, 0.0);
-        for t in city.truth.iter().filter(|t| t.default_day.is_none() && t.closed_day.is_none()) {
+        for t in city
+            .truth
+            .iter()
+            .filter(|t| t.default_day.is_none() && t.closed_day.is_none())
+        {
             if t.registered_month > anchor - 13 {
                 continue;
             }
-            let Some(m) = city.months.get(&t.id) else { continue };
+            let Some(m) = city.months.get(&t.id) else {
+                continue;
+            };
             sl += window(m, anchor, -3, -1, |x| x.spot) / 3.0;
             sb += window(m, anchor, -12, -7, |x| x.spot) / 6.0;
             pl += window(m, anchor, -3, -1, |x| x.prepaid) / 3.0;
@@ -229,7 +319,9 @@ fn the_city_is_realistic() {
         if dm < start_month + 12 || t.registered_month > dm - 13 {
             continue;
         }
-        let Some(m) = city.months.get(&t.id) else { continue };
+        let Some(m) = city.months.get(&t.id) else {
+            continue;
+        };
         let base = |f: fn(&Month) -> f64| window(m, dm, -12, -7, f) / 6.0;
         let last = |f: fn(&Month) -> f64| window(m, dm, -3, -1, f) / 3.0;
         let (bs, bp) = baseline[&dm];
@@ -251,20 +343,49 @@ fn the_city_is_realistic() {
             add(&mut planned_spot, |x| x.spot, bs);
         }
     }
-    assert!(defaulters >= 40, "too few defaulters with history: {defaulters}");
-    let (s, p, w) = (spot.0 / spot.1, prepaid.0 / prepaid.1, mean(withdrawals.into_iter()));
+    assert!(
+        defaulters >= 40,
+        "too few defaulters with history: {defaulters}"
+    );
+    let (s, p, w) = (
+        spot.0 / spot.1,
+        prepaid.0 / prepaid.1,
+        mean(withdrawals.into_iter()),
+    );
     let (lr, lb) = (mean(late_recent.into_iter()), mean(late_base.into_iter()));
     let c = mean(complaints.into_iter());
     eprintln!("pre-failure ratios: spot {s:.3}, prepaid {p:.3}, withdrawals {w:.3}, payroll late {lr:.3} vs {lb:.3}, complaints +{c:.3}");
-    assert!(s < 0.9, "spot revenue should fall before default: ratio {s:.3}");
-    assert!(p > 1.3, "prepaid sales should be pushed before default: ratio {p:.3}");
-    assert!(w > 1.15, "the wallet should be swept more often: ratio {w:.3}");
-    assert!(lr > 0.2 && lr > 3.0 * lb, "payroll should turn late: {lr:.3} vs {lb:.3}");
+    assert!(
+        s < 0.9,
+        "spot revenue should fall before default: ratio {s:.3}"
+    );
+    assert!(
+        p > 1.3,
+        "prepaid sales should be pushed before default: ratio {p:.3}"
+    );
+    assert!(
+        w > 1.15,
+        "the wallet should be swept more often: ratio {w:.3}"
+    );
+    assert!(
+        lr > 0.2 && lr > 3.0 * lb,
+        "payroll should turn late: {lr:.3} vs {lb:.3}"
+    );
     assert!(c > 0.0, "complaints should rise: {c:.3}");
-    eprintln!("planned exits: prepaid {:.3}, spot {:.3} (n = {planned})", planned_prepaid.0 / planned_prepaid.1, planned_spot.0 / planned_spot.1);
+    eprintln!(
+        "planned exits: prepaid {:.3}, spot {:.3} (n = {planned})",
+        planned_prepaid.0 / planned_prepaid.1,
+        planned_spot.0 / planned_spot.1
+    );
     assert!(planned >= 5, "planned exits: {planned}");
-    let (pp, ps) = (planned_prepaid.0 / planned_prepaid.1, planned_spot.0 / planned_spot.1);
-    assert!(pp > 1.5 && ps > 0.9, "planned exits spike prepaid sales without decline: {pp:.2}, {ps:.2}");
+    let (pp, ps) = (
+        planned_prepaid.0 / planned_prepaid.1,
+        planned_spot.0 / planned_spot.1,
+    );
+    assert!(
+        pp > 1.5 && ps > 0.9,
+        "planned exits spike prepaid sales without decline: {pp:.2}, {ps:.2}"
+    );
 
     // 3. No single observable separates good from bad: at an as-of date, univariate AUCs
     //    for default in the next 12 months stay well below 0.99 (and signal exists).
@@ -277,7 +398,9 @@ fn the_city_is_realistic() {
         if !alive || t.registered_month > asof - 7 || t.id.ends_with('R') {
             continue;
         }
-        let Some(m) = city.months.get(&t.id) else { continue };
+        let Some(m) = city.months.get(&t.id) else {
+            continue;
+        };
         let w = |a, b, f: fn(&Month) -> f64| window(m, asof, a, b, f);
         feats.push([
             w(-3, -1, |x| x.spot) / w(-6, -4, |x| x.spot).max(1.0),
@@ -295,8 +418,14 @@ fn the_city_is_realistic() {
         let a = auc(&scores, &labels);
         let a = a.max(1.0 - a);
         eprintln!("observable {k}: univariate AUC {a:.3}");
-        assert!(a < 0.85, "observable {k} alone separates defaulters too well: AUC {a:.3}");
+        assert!(
+            a < 0.85,
+            "observable {k} alone separates defaulters too well: AUC {a:.3}"
+        );
         best = best.max(a);
     }
-    assert!(best > 0.6, "observables should carry some signal: best AUC {best:.3}");
+    assert!(
+        best > 0.6,
+        "observables should carry some signal: best AUC {best:.3}"
+    );
 }

@@ -17,7 +17,10 @@ pub fn bin() -> PathBuf {
 
 /// Runs `yuanxin` with arguments; returns its output.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run yuanxin")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run yuanxin")
 }
 
 /// Runs `yuanxin` and insists on success.
@@ -33,12 +36,28 @@ pub fn run_ok(args: &[&str]) -> String {
 }
 
 /// Simulates a city into `dir` and returns its `simulation.json`.
-pub fn simulate(dir: &Path, merchants: u64, months: u32, seed: u64, extra: &[&str]) -> serde_json::Value {
+pub fn simulate(
+    dir: &Path,
+    merchants: u64,
+    months: u32,
+    seed: u64,
+    extra: &[&str],
+) -> serde_json::Value {
     let d = dir.to_str().unwrap();
     let m = merchants.to_string();
     let mo = months.to_string();
     let s = seed.to_string();
-    let mut args = vec!["simulate", "--merchants", &m, "--months", &mo, "--seed", &s, "--out", d];
+    let mut args = vec![
+        "simulate",
+        "--merchants",
+        &m,
+        "--months",
+        &mo,
+        "--seed",
+        &s,
+        "--out",
+        d,
+    ];
     args.extend_from_slice(extra);
     run_ok(&args);
     serde_json::from_slice(&std::fs::read(dir.join("simulation.json")).unwrap()).unwrap()
@@ -58,33 +77,51 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
 /// Column accessors by name.
 pub fn strs(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
     let a = b.column_by_name(name).unwrap().as_string::<i32>();
-    (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_string())).collect()
+    (0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+        .collect()
 }
 
 pub fn ts(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
-    let a = b.column_by_name(name).unwrap().as_primitive::<TimestampMillisecondType>();
-    (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect()
+    let a = b
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>();
+    (0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect()
 }
 
 pub fn dates(b: &RecordBatch, name: &str) -> Vec<Option<i32>> {
     let a = b.column_by_name(name).unwrap().as_primitive::<Date32Type>();
-    (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect()
+    (0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect()
 }
 
 pub fn ints(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
     let a = b.column_by_name(name).unwrap().as_primitive::<Int64Type>();
-    (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect()
+    (0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect()
 }
 
 pub fn bools(b: &RecordBatch, name: &str) -> Vec<Option<bool>> {
     let a = b.column_by_name(name).unwrap().as_boolean();
-    (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect()
+    (0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect()
 }
 
 /// Money as fen (assumes scale 2).
 pub fn fen(b: &RecordBatch, name: &str) -> Vec<Option<i128>> {
-    let a = b.column_by_name(name).unwrap().as_primitive::<Decimal128Type>();
-    (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect()
+    let a = b
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<Decimal128Type>();
+    (0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect()
 }
 
 /// Business day number (Asia/Shanghai) of an instant in ms.
@@ -95,7 +132,8 @@ pub fn day_of_ms(ms: i64) -> i32 {
 /// Month index (year × 12 + month0) of a day number.
 pub fn month_of_day(day: i32) -> i32 {
     use chrono::Datelike;
-    let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(day as i64);
+    let d =
+        chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(day as i64);
     d.year() * 12 + d.month0() as i32
 }
 
@@ -118,6 +156,11 @@ pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
     }
     let pos = labels.iter().filter(|l| **l).count() as f64;
     let neg = labels.len() as f64 - pos;
-    let sum: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l).map(|(r, _)| r).sum();
+    let sum: f64 = ranks
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l)
+        .map(|(r, _)| r)
+        .sum();
     (sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }

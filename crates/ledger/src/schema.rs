@@ -122,7 +122,12 @@ const COMMON_TS: Column = col(
 
 const MERCHANTS: &[Column] = &[
     COMMON_EVENT_ID,
-    COMMON_MERCHANT,
+    col(
+        "merchant_id",
+        ColType::Id,
+        true,
+        "The merchant's platform id (other tables refer to it).",
+    ),
     col(
         "ts",
         ColType::Timestamp,
@@ -626,6 +631,44 @@ impl Table {
         }
     }
 
+    /// Row rules beyond each column's own type and range (enforced in `rules.rs` and by
+    /// reference checks during ingestion).
+    pub const fn rules(self) -> &'static [&'static str] {
+        match self {
+            Table::Merchants => &[],
+            Table::StoreEvents => &["`merchant_id` must be registered."],
+            Table::Products => &["`merchant_id` must be registered.", "`units` ≥ 1."],
+            Table::Contracts => &[
+                "`merchant_id` must be registered; `product_id` must be a product of the same merchant.",
+                "`expires_on` is not before the signing date.",
+            ],
+            Table::EscrowEvents => &[
+                "`merchant_id` must be registered; `contract_id` must be a contract of the same merchant.",
+                "`code` is required and drawn from: PREPAYMENT → prepayment channel (ECNY_YGJ, BANK_CUSTODY, UNSUPERVISED); RELEASE → trigger (PER_UNIT, PER_MONTH, MERCHANT_REQUEST_APPROVED, EXPIRY); RELEASE_REJECTED → reason (NOT_DELIVERED, EXCEEDS_BALANCE); REFUND_REQUESTED → reason (CHANGE_OF_MIND, SERVICE_FAILURE, MERCHANT_CLOSED); REFUND_COMPLETED → source (ESCROW, MERCHANT_WALLET, UNRECOVERED); EXPIRY → disposition (REFUND_TO_CONSUMER, RELEASE_TO_MERCHANT, EXTEND). REDEMPTION takes no code.",
+                "PREPAYMENT requires `frozen_amount` ≤ `amount`; REDEMPTION requires `units`.",
+            ],
+            Table::WalletFlows => &[
+                "`merchant_id` must be registered.",
+                "SPOT_SALE requires `channel`; WITHDRAWAL requires `dest_account`.",
+            ],
+            Table::Operations => &[
+                "`merchant_id` must be registered.",
+                "PAYROLL and SOCIAL_INSURANCE require `headcount` and `on_time`; UTILITY requires `utility_kind` and `usage`.",
+            ],
+            Table::Promotions => &[
+                "`merchant_id` must be registered; `product_id` must be a product of the same merchant.",
+            ],
+            Table::Complaints => &[
+                "`merchant_id` must be registered; `contract_id`, when given, must be a contract of the same merchant.",
+            ],
+            Table::PublicRecords => &["`merchant_id` must be registered."],
+            Table::Loans => &[
+                "`merchant_id` must be registered.",
+                "STATUS requires `dpd`; every other kind requires `amount`; DISBURSEMENT also requires `term_months`.",
+            ],
+        }
+    }
+
     /// The table's columns.
     pub const fn columns(self) -> &'static [Column] {
         match self {
@@ -745,6 +788,12 @@ pub fn markdown() -> String {
                 if c.required { "yes" } else { "no" },
                 c.doc
             ));
+        }
+        if !table.rules().is_empty() {
+            out.push_str("\nRules:\n");
+            for r in table.rules() {
+                out.push_str(&format!("- {r}\n"));
+            }
         }
         out.push('\n');
     }

@@ -18,7 +18,7 @@ use yuanxin_ledger::{writer_properties, Table};
 use crate::calendar::{add_months, day_of};
 use crate::faults::{inject, Fault, FaultCounts};
 use crate::merchant::{MerchantSim, Period, Truth};
-use crate::rows::{to_batch, Rows};
+use crate::rows::{Rows, TableRows};
 use crate::SimError;
 
 /// Output formats.
@@ -104,11 +104,18 @@ impl SimSummary {
 }
 
 struct TableSink {
+    table: Table,
     parquet: Option<ArrowWriter<File>>,
     csv: Option<arrow::csv::Writer<File>>,
     late: Option<ArrowWriter<File>>,
     rows: u64,
     late_rows: u64,
+    /// The chunk's new rows, main and late delivery.
+    fresh: Option<TableRows>,
+    fresh_late: Option<TableRows>,
+    /// Rows waiting for a full slice, main and late delivery.
+    carry: Option<RecordBatch>,
+    carry_late: Option<RecordBatch>,
 }
 
 fn io_err(path: &Path, e: impl ToString) -> SimError {
@@ -178,11 +185,16 @@ pub fn simulate(
             None
         };
         sinks.push(TableSink {
+            table,
             parquet,
             csv,
             late: None,
             rows: 0,
             late_rows: 0,
+            fresh: None,
+            fresh_late: None,
+            carry: None,
+            carry_late: None,
         });
     }
     let truth_path = truth_dir.join("merchants.parquet");
@@ -201,33 +213,53 @@ pub fn simulate(
     let chunk = cfg.chunk.max(1);
     let mut faults = FaultCounts::new();
     let mut offsets = [0u64; 11];
-    // Rows are written in slices of a fixed size on a global grid, so that the files'
-    // bytes do not depend on the chunk size or thread count.
-    let mut carry: Vec<Rows> = vec![Rows::default(), Rows::default()];
     let mut defaults = 0u64;
-    let mut start = 0u64;
-    while start < cfg.merchants {
-        let stop = (start + chunk).min(cfg.merchants);
-        let (mut rows, truths) = simulate_chunk(cfg.seed, period, start, stop, threads);
-        defaults += truths.iter().filter(|t| t.default_day.is_some()).count() as u64;
-        let mut late = inject(
-            &mut rows,
-            cfg.faults,
-            cfg.seed ^ 0xFA17_5EED,
-            &mut offsets,
-            &mut faults,
-        );
-        carry[0].append(&mut rows);
-        carry[1].append(&mut late);
-        let last = stop == cfg.merchants;
-        write_slices(&mut sinks, &mut carry, money_scale, last, out, &late_dir)?;
-        let tb = truth_batch(&truths).map_err(|e| io_err(&truth_path, e))?;
-        truth_writer
-            .write(&tb)
-            .map_err(|e| io_err(&truth_path, e))?;
-        progress(stop, cfg.merchants);
-        start = stop;
-    }
+    // Generation of the next chunk overlaps with encoding and writing of the current one.
+    // Rows reach the writers in slices of a fixed size on a global grid, so that the
+    // files' bytes do not depend on the chunk size or thread count.
+    std::thread::scope(|scope| -> Result<(), SimError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Rows, Vec<Truth>)>(1);
+        scope.spawn(move || {
+            let mut start = 0u64;
+            while start < cfg.merchants {
+                let stop = (start + chunk).min(cfg.merchants);
+                let (rows, truths) = simulate_chunk(cfg.seed, period, start, stop, threads);
+                if tx.send((stop, rows, truths)).is_err() {
+                    return;
+                }
+                start = stop;
+            }
+        });
+        for (stop, mut rows, truths) in rx {
+            defaults += truths.iter().filter(|t| t.default_day.is_some()).count() as u64;
+            let mut late = inject(
+                &mut rows,
+                cfg.faults,
+                cfg.seed ^ 0xFA17_5EED,
+                &mut offsets,
+                &mut faults,
+            );
+            for sink in sinks.iter_mut() {
+                let t = sink.table as usize;
+                sink.fresh = Some(std::mem::replace(
+                    &mut rows.tables[t],
+                    TableRows::new(sink.table),
+                ));
+                sink.fresh_late = Some(std::mem::replace(
+                    &mut late.tables[t],
+                    TableRows::new(sink.table),
+                ));
+            }
+            let last = stop == cfg.merchants;
+            write_slices(&mut sinks, money_scale, last, out, &late_dir)?;
+            let tb = truth_batch(&truths).map_err(|e| io_err(&truth_path, e))?;
+            truth_writer
+                .write(&tb)
+                .map_err(|e| io_err(&truth_path, e))?;
+            progress(stop, cfg.merchants);
+        }
+        Ok(())
+    })?;
     finish(
         cfg,
         out,
@@ -243,49 +275,117 @@ pub fn simulate(
 /// Rows per write: the grid on which rows reach the file writers.
 const SLICE: usize = 16 * 1024;
 
+/// Writes full slices of every table (and the rest, on the last chunk). The escrow table,
+/// the largest, is encoded on one thread while the others share a second.
 fn write_slices(
     sinks: &mut [TableSink],
-    carry: &mut [Rows],
     money_scale: i8,
     last: bool,
     out: &Path,
     late_dir: &Path,
 ) -> Result<(), SimError> {
-    for table in Table::ALL {
-        let t = table as usize;
-        let sink = &mut sinks[t];
-        while carry[0].tables[t].len() >= SLICE || (last && !carry[0].tables[t].is_empty()) {
-            let take = carry[0].tables[t].len().min(SLICE);
-            let slice: Vec<_> = carry[0].tables[t].drain(..take).collect();
-            let batch = to_batch(table, &slice, money_scale).map_err(|e| io_err(out, e))?;
-            sink.rows += batch.num_rows() as u64;
-            if let Some(w) = sink.parquet.as_mut() {
-                w.write(&batch).map_err(|e| io_err(out, e))?;
+    let (big, rest): (Vec<&mut TableSink>, Vec<&mut TableSink>) = sinks
+        .iter_mut()
+        .partition(|s| s.table == Table::EscrowEvents);
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(move || -> Result<(), SimError> {
+            for sink in big {
+                write_sink(sink, money_scale, last, out, late_dir)?;
             }
-            if let Some(w) = sink.csv.as_mut() {
-                w.write(&batch).map_err(|e| io_err(out, e))?;
-            }
+            Ok(())
+        });
+        let mine = rest
+            .into_iter()
+            .try_for_each(|sink| write_sink(sink, money_scale, last, out, late_dir));
+        let theirs = handle
+            .join()
+            .unwrap_or_else(|_| Err(SimError::Config("writer thread panicked".into())));
+        mine.and(theirs)
+    })
+}
+
+fn write_sink(
+    sink: &mut TableSink,
+    money_scale: i8,
+    last: bool,
+    out: &Path,
+    late_dir: &Path,
+) -> Result<(), SimError> {
+    let table = sink.table;
+    let fresh = sink
+        .fresh
+        .take()
+        .map(|r| r.into_batch(money_scale))
+        .transpose();
+    let fresh = fresh.map_err(|e| io_err(out, e))?;
+    let pending = join(sink.carry.take(), fresh).map_err(|e| io_err(out, e))?;
+    sink.carry = write_grid(pending, last, &mut |batch| {
+        sink.rows += batch.num_rows() as u64;
+        if let Some(w) = sink.parquet.as_mut() {
+            w.write(batch).map_err(|e| io_err(out, e))?;
         }
-        while carry[1].tables[t].len() >= SLICE || (last && !carry[1].tables[t].is_empty()) {
-            let take = carry[1].tables[t].len().min(SLICE);
-            let slice: Vec<_> = carry[1].tables[t].drain(..take).collect();
-            let batch = to_batch(table, &slice, money_scale).map_err(|e| io_err(out, e))?;
-            if sink.late.is_none() {
-                fs::create_dir_all(late_dir).map_err(|e| io_err(late_dir, e))?;
-                let path = late_dir.join(format!("{}.parquet", table.name()));
-                let f = File::create(&path).map_err(|e| io_err(&path, e))?;
-                let schema = table.source_schema(money_scale);
-                let w = ArrowWriter::try_new(f, schema, Some(writer_properties()))
-                    .map_err(|e| io_err(&path, e))?;
-                sink.late = Some(w);
-            }
-            sink.late_rows += batch.num_rows() as u64;
-            if let Some(w) = sink.late.as_mut() {
-                w.write(&batch).map_err(|e| io_err(out, e))?;
-            }
+        if let Some(w) = sink.csv.as_mut() {
+            w.write(batch).map_err(|e| io_err(out, e))?;
         }
-    }
+        Ok(())
+    })?;
+    let fresh = sink
+        .fresh_late
+        .take()
+        .map(|r| r.into_batch(money_scale))
+        .transpose();
+    let fresh = fresh.map_err(|e| io_err(out, e))?;
+    let pending = join(sink.carry_late.take(), fresh).map_err(|e| io_err(out, e))?;
+    let late = &mut sink.late;
+    let late_rows = &mut sink.late_rows;
+    sink.carry_late = write_grid(pending, last, &mut |batch| {
+        if late.is_none() {
+            fs::create_dir_all(late_dir).map_err(|e| io_err(late_dir, e))?;
+            let path = late_dir.join(format!("{}.parquet", table.name()));
+            let f = File::create(&path).map_err(|e| io_err(&path, e))?;
+            let schema = table.source_schema(money_scale);
+            let w = ArrowWriter::try_new(f, schema, Some(writer_properties()))
+                .map_err(|e| io_err(&path, e))?;
+            *late = Some(w);
+        }
+        *late_rows += batch.num_rows() as u64;
+        if let Some(w) = late.as_mut() {
+            w.write(batch).map_err(|e| io_err(out, e))?;
+        }
+        Ok(())
+    })?;
     Ok(())
+}
+
+/// Concatenates what was carried over with the new rows.
+fn join(
+    carry: Option<RecordBatch>,
+    fresh: Option<RecordBatch>,
+) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    match (carry, fresh) {
+        (Some(a), Some(b)) => arrow::compute::concat_batches(&a.schema(), [&a, &b]).map(Some),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// Writes `pending` in slices of `SLICE` rows; returns the remainder (or writes it too on
+/// the last chunk).
+fn write_grid(
+    pending: Option<RecordBatch>,
+    last: bool,
+    write: &mut dyn FnMut(&RecordBatch) -> Result<(), SimError>,
+) -> Result<Option<RecordBatch>, SimError> {
+    let Some(batch) = pending else {
+        return Ok(None);
+    };
+    let mut offset = 0;
+    let n = batch.num_rows();
+    while n - offset >= SLICE || (last && offset < n) {
+        let len = (n - offset).min(SLICE);
+        write(&batch.slice(offset, len))?;
+        offset += len;
+    }
+    Ok((offset < n).then(|| batch.slice(offset, n - offset)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -301,7 +401,8 @@ fn finish(
 ) -> Result<SimSummary, SimError> {
     let mut rows = BTreeMap::new();
     let mut late_rows = BTreeMap::new();
-    for (table, sink) in Table::ALL.iter().zip(sinks) {
+    for sink in sinks {
+        let table = sink.table;
         if let Some(w) = sink.parquet {
             w.close().map_err(|e| io_err(out, e))?;
         }

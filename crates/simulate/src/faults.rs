@@ -12,7 +12,7 @@ use serde::Serialize;
 use yuanxin_ledger::schema::ColType;
 use yuanxin_ledger::Table;
 
-use crate::rows::{Rows, Val};
+use crate::rows::{Rows, TableRows, Val};
 
 /// Kinds of injected faults, with the ingestion outcome each must produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -113,19 +113,21 @@ pub fn inject(
     }
     let threshold = (share.min(1.0) * (u64::MAX as f64)) as u64;
     for table in Table::ALL {
-        let clean = std::mem::take(&mut rows.tables[table as usize]);
-        let mut out = Vec::with_capacity(clean.len() + clean.len() / 50);
+        let t = table as usize;
+        let clean = std::mem::replace(&mut rows.tables[t], TableRows::new(table));
+        let out = &mut rows.tables[t];
         let cols = table.columns();
-        let base = offsets[table as usize];
-        offsets[table as usize] += clean.len() as u64;
-        for (i, row) in clean.into_iter().enumerate() {
+        let base = offsets[t];
+        offsets[t] += clean.len() as u64;
+        for i in 0..clean.len() {
             let n = base + i as u64;
             let key = mix(seed ^ mix((table as u64) << 56 ^ n));
             if key >= threshold {
-                out.push(row);
+                out.copy_row(&clean, i);
                 continue;
             }
             let mut rng = ChaCha8Rng::seed_from_u64(key);
+            let row = clean.row(i);
             let kinds = applicable(table, &row);
             let fault = kinds[rng.gen_range(0..kinds.len())];
             *counts
@@ -133,18 +135,18 @@ pub fn inject(
                 .or_default()
                 .entry(fault)
                 .or_default() += 1;
-            let mut copy = row.clone();
+            let mut copy = row;
             if let Some(Val::S(id)) = copy.first_mut() {
                 id.push_str(&format!("-x{n}"));
             }
             match fault {
                 Fault::Duplicate => {
-                    out.push(row.clone());
-                    out.push(row);
+                    out.copy_row(&clean, i);
+                    out.copy_row(&clean, i);
                     continue;
                 }
                 Fault::LateArrival => {
-                    late.push(table, row);
+                    late.tables[t].copy_row(&clean, i);
                     continue;
                 }
                 Fault::MissingField => {
@@ -202,10 +204,9 @@ pub fn inject(
                     copy[2] = Val::T(631_152_000_000);
                 }
             }
-            out.push(row);
-            out.push(copy);
+            out.copy_row(&clean, i);
+            out.push(&copy, "");
         }
-        rows.tables[table as usize] = out;
     }
     late
 }

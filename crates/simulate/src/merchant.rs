@@ -340,7 +340,7 @@ impl<'a> MerchantSim<'a> {
         }
     }
 
-    fn event_id(&mut self, table: Table) -> String {
+    fn event_id(&mut self, table: Table) -> Val {
         let prefix = match table {
             Table::Merchants => "mr",
             Table::StoreEvents => "st",
@@ -356,7 +356,7 @@ impl<'a> MerchantSim<'a> {
         };
         let s = &mut self.seq[table as usize];
         *s += 1;
-        format!("{prefix}-{}-{}", self.id, s)
+        Val::Eid(prefix, *s)
     }
 
     fn emit(&mut self, table: Table, mut row: Vec<Val>) {
@@ -364,8 +364,8 @@ impl<'a> MerchantSim<'a> {
             return;
         }
         let id = self.event_id(table);
-        row.insert(0, Val::S(id));
-        self.out.push(table, row);
+        row.insert(0, id);
+        self.out.push(table, &row, &self.id);
     }
 
     /// Emits a contract's row, or holds it while the contract is in the warm-up.
@@ -374,15 +374,15 @@ impl<'a> MerchantSim<'a> {
             return;
         }
         let id = self.event_id(table);
-        row.insert(0, Val::S(id));
+        row.insert(0, id);
         match self.contracts.get_mut(c).and_then(|k| k.pending.as_mut()) {
             Some(pending) => pending.push((table, row)),
-            None => self.out.push(table, row),
+            None => self.out.push(table, &row, &self.id),
         }
     }
 
     fn m(&self) -> Val {
-        Val::S(self.id.clone())
+        Val::Mid
     }
 
     fn id(&self) -> &str {
@@ -419,12 +419,12 @@ impl<'a> MerchantSim<'a> {
                 self.p.industry.name_zh(),
                 related
             )),
-            Val::S("ENTERPRISE".into()),
-            Val::S(self.p.industry.as_str().into()),
-            Val::S(district.as_str().into()),
+            Val::C("ENTERPRISE"),
+            Val::C(self.p.industry.as_str()),
+            Val::C(district.as_str()),
             Val::D(day),
             Val::N,
-            Val::S("NONE".into()),
+            Val::C("NONE"),
             Val::R(0),
             Val::S(format!("G-{}", self.id)),
         ];
@@ -497,19 +497,16 @@ impl<'a> MerchantSim<'a> {
             Val::T(at(self.registered_day, 10.0)),
             Val::S(uscc),
             Val::S(name),
-            Val::S(
-                if individual {
-                    "INDIVIDUAL"
-                } else {
-                    "ENTERPRISE"
-                }
-                .into(),
-            ),
-            Val::S(self.p.industry.as_str().into()),
-            Val::S(self.truth.district.as_str().into()),
+            Val::C(if individual {
+                "INDIVIDUAL"
+            } else {
+                "ENTERPRISE"
+            }),
+            Val::C(self.p.industry.as_str()),
+            Val::C(self.truth.district.as_str()),
             Val::D(self.registered_day),
             Val::D(onboarded),
-            Val::S(custody.into()),
+            Val::C(custody),
             Val::R(freeze.clamp(0, 10_000)),
             Val::S(format!("G-{}", self.id)),
         ];
@@ -551,8 +548,8 @@ impl<'a> MerchantSim<'a> {
             self.m(),
             Val::T(at(day, 9.0)),
             Val::S(id.clone()),
-            Val::S("OPENED".into()),
-            Val::S(district.as_str().into()),
+            Val::C("OPENED"),
+            Val::C(district.as_str()),
             Val::B(self.rng.gen_bool(0.45)),
             Val::I(self.rng.gen_range(40..600)),
             Val::D(lease_end),
@@ -577,8 +574,8 @@ impl<'a> MerchantSim<'a> {
             self.m(),
             Val::T(at(day, 20.0)),
             Val::S(store.id.clone()),
-            Val::S("CLOSED".into()),
-            Val::S(store.district.as_str().into()),
+            Val::C("CLOSED"),
+            Val::C(store.district.as_str()),
             Val::N,
             Val::N,
             Val::N,
@@ -620,14 +617,14 @@ impl<'a> MerchantSim<'a> {
             self.m(),
             Val::T(at(day, 11.0)),
             Val::S(id.clone()),
-            Val::S(tpl.kind.as_str().into()),
+            Val::C(tpl.kind.as_str()),
             Val::M(list),
             if bonus > 0 { Val::M(bonus) } else { Val::N },
             Val::I(i64::from(units)),
             Val::I(i64::from(validity_days)),
-            Val::S(tpl.release.as_str().into()),
+            Val::C(tpl.release.as_str()),
             Val::R(self.freeze_bp),
-            Val::S(disposition.as_str().into()),
+            Val::C(disposition.as_str()),
         ];
         self.emit(Table::Products, row);
         self.products.push(Product {

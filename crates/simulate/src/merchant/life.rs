@@ -125,7 +125,7 @@ impl MerchantSim<'_> {
             if let Some(rows) = self.contracts[k].pending.take() {
                 if keep {
                     for (table, row) in rows {
-                        self.out.push(table, row);
+                        self.out.push(table, &row, &self.id);
                     }
                 }
             }
@@ -294,10 +294,10 @@ impl MerchantSim<'_> {
                     let row = vec![
                         self.m(),
                         Val::T(at(day, 22.0)),
-                        Val::S("SPOT_SALE".into()),
+                        Val::C("SPOT_SALE"),
                         Val::M(amount),
                         Val::I(tx),
-                        Val::S(channel.into()),
+                        Val::C(channel),
                         Val::N,
                         Val::N,
                     ];
@@ -339,7 +339,7 @@ impl MerchantSim<'_> {
         let row = vec![
             self.m(),
             Val::T(at(day, 15.0)),
-            Val::S("WITHDRAWAL".into()),
+            Val::C("WITHDRAWAL"),
             Val::M(amount),
             Val::N,
             Val::N,
@@ -509,11 +509,11 @@ impl MerchantSim<'_> {
             self.m(),
             Val::T(ts + 60_000),
             Val::S(cid),
-            Val::S("PREPAYMENT".into()),
+            Val::C("PREPAYMENT"),
             Val::M(paid),
             Val::M(frozen),
             Val::N,
-            Val::S(channel.into()),
+            Val::C(channel),
         ];
         self.emit_contract_row(c, Table::EscrowEvents, row);
         self.wallet += paid - frozen;
@@ -524,19 +524,19 @@ impl MerchantSim<'_> {
         &self,
         ts: i64,
         c: usize,
-        kind: &str,
+        kind: &'static str,
         amount: i64,
-        code: Option<&str>,
+        code: Option<&'static str>,
     ) -> Vec<Val> {
         vec![
             self.m(),
             Val::T(ts),
             Val::S(self.contracts[c].id.clone()),
-            Val::S(kind.into()),
+            Val::C(kind),
             Val::M(amount),
             Val::N,
             Val::N,
-            code.map_or(Val::N, |s| Val::S(s.into())),
+            code.map_or(Val::N, Val::C),
         ]
     }
 
@@ -700,7 +700,7 @@ impl MerchantSim<'_> {
         k.open = false;
     }
 
-    fn refund(&mut self, c: usize, day: i32, reason: &str, unpaid: bool) {
+    fn refund(&mut self, c: usize, day: i32, reason: &'static str, unpaid: bool) {
         let value_left = self.contracts[c].value_left();
         let frozen_left = self.contracts[c].frozen_left();
         if value_left > 0 {
@@ -951,7 +951,7 @@ impl MerchantSim<'_> {
         let row = vec![
             self.m(),
             Val::T(at(pay_day.min(next + 20), 16.0)),
-            Val::S("PAYROLL".into()),
+            Val::C("PAYROLL"),
             period.clone(),
             Val::M(payroll),
             Val::I(staff),
@@ -972,7 +972,7 @@ impl MerchantSim<'_> {
         let row = vec![
             self.m(),
             Val::T(at(si_day, 10.0)),
-            Val::S("SOCIAL_INSURANCE".into()),
+            Val::C("SOCIAL_INSURANCE"),
             period.clone(),
             Val::M(insured * 110_000),
             Val::I(insured),
@@ -990,24 +990,24 @@ impl MerchantSim<'_> {
         let row = vec![
             self.m(),
             Val::T(at(bill_day, 8.0)),
-            Val::S("UTILITY".into()),
+            Val::C("UTILITY"),
             period.clone(),
             Val::M(kwh * 90),
             Val::N,
             Val::N,
-            Val::S("ELECTRICITY".into()),
+            Val::C("ELECTRICITY"),
             Val::I(kwh),
         ];
         self.emit(Table::Operations, row);
         let row = vec![
             self.m(),
             Val::T(at(bill_day, 8.5)),
-            Val::S("UTILITY".into()),
+            Val::C("UTILITY"),
             period,
             Val::M(water * 450),
             Val::N,
             Val::N,
-            Val::S("WATER".into()),
+            Val::C("WATER"),
             Val::I(water),
         ];
         self.emit(Table::Operations, row);
@@ -1022,7 +1022,7 @@ impl MerchantSim<'_> {
         }
     }
 
-    fn complaint(&mut self, day: i32, category: &str, limit: i32) {
+    fn complaint(&mut self, day: i32, category: &'static str, limit: i32) {
         if day >= limit.max(self.period.end_day) || day >= self.period.end_day {
             return;
         }
@@ -1057,15 +1057,15 @@ impl MerchantSim<'_> {
         let row = vec![
             self.m(),
             Val::T(at(day, hour)),
-            Val::S(channel.into()),
-            Val::S(category.into()),
+            Val::C(channel),
+            Val::C(category),
             amount.map_or(Val::N, Val::M),
             contract.map_or(Val::N, Val::S),
         ];
         self.emit(Table::Complaints, row);
     }
 
-    fn public_record(&mut self, day: i32, kind: &str, amount: Option<i64>, _limit: i32) {
+    fn public_record(&mut self, day: i32, kind: &'static str, amount: Option<i64>, _limit: i32) {
         if day >= self.period.end_day {
             return;
         }
@@ -1077,10 +1077,10 @@ impl MerchantSim<'_> {
         let row = vec![
             self.m(),
             Val::T(at(day, 10.0)),
-            Val::S(kind.into()),
+            Val::C(kind),
             amount.map_or(Val::N, Val::M),
-            Val::S(authority.into()),
-            Val::S(case_type.into()),
+            Val::C(authority),
+            Val::C(case_type),
         ];
         self.emit(Table::PublicRecords, row);
     }
@@ -1178,8 +1178,8 @@ impl MerchantSim<'_> {
             self.m(),
             Val::T(at(day, 10.0)),
             Val::S(self.loans[l].id.clone()),
-            Val::S("DISBURSEMENT".into()),
-            Val::S(lender.into()),
+            Val::C("DISBURSEMENT"),
+            Val::C(lender),
             Val::M(fen_of(principal)),
             Val::I(i64::from(term)),
             Val::R((rate * 10_000.0).round() as i64),
@@ -1193,7 +1193,7 @@ impl MerchantSim<'_> {
         &mut self,
         l: usize,
         day: i32,
-        kind: &str,
+        kind: &'static str,
         amount: Option<i64>,
         due_on: Option<i32>,
         dpd: Option<i64>,
@@ -1202,8 +1202,8 @@ impl MerchantSim<'_> {
             self.m(),
             Val::T(at(day, 17.0)),
             Val::S(self.loans[l].id.clone()),
-            Val::S(kind.into()),
-            Val::S(self.loans[l].lender.into()),
+            Val::C(kind),
+            Val::C(self.loans[l].lender),
             amount.map_or(Val::N, Val::M),
             Val::N,
             Val::N,
