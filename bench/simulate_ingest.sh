@@ -23,7 +23,7 @@ for n in "${sizes[@]}"; do
     "$bin" simulate --merchants "$n" --months 36 --seed 2023 --out "$dir" > "$out/sim-$n.txt"
   rows=$(python3 -c "import json;d=json.load(open('$dir/simulation.json'));print(sum(d['rows'].values()))")
   secs=$(awk '{print $1}' "$out/time-sim-$n.txt")
-  rss=$(awk '{print $5}' "$out/time-sim-$n.txt")
+  rss=$(awk '{print $4}' "$out/time-sim-$n.txt")
   size=$(du -sh "$dir" | cut -f1)
   printf 'simulate %7d merchants x 36 months: %11d rows in %7.1f s = %9.0f rows/s, peak RSS %6.0f MiB, %s on disk\n' \
     "$n" "$rows" "$secs" "$(awk "BEGIN{print $rows/$secs}")" "$(awk "BEGIN{print $rss/1024}")" "$size"
@@ -36,13 +36,13 @@ rm -rf "$ledger"
   "$bin" ingest --ledger "$ledger" "$dir" > "$out/ingest-$n.txt"
 rows=$(python3 -c "import json;d=json.load(open('$dir/simulation.json'));print(sum(d['rows'].values()))")
 secs=$(awk '{print $1}' "$out/time-ingest-$n.txt")
-rss=$(awk '{print $5}' "$out/time-ingest-$n.txt")
+rss=$(awk '{print $4}' "$out/time-ingest-$n.txt")
 printf 'ingest   %7d merchants x 36 months: %11d rows in %7.1f s = %9.0f rows/s, peak RSS %6.0f MiB\n' \
   "$n" "$rows" "$secs" "$(awk "BEGIN{print $rows/$secs}")" "$(awk "BEGIN{print $rss/1024}")"
 # Re-ingesting the same city: every row is a recognised duplicate.
 /usr/bin/time -f "%e s elapsed, %M KiB peak RSS" -o "$out/time-reingest-$n.txt" \
   "$bin" ingest --ledger "$ledger" "$dir" > "$out/reingest-$n.txt"
 secs=$(awk '{print $1}' "$out/time-reingest-$n.txt")
-rss=$(awk '{print $5}' "$out/time-reingest-$n.txt")
+rss=$(awk '{print $4}' "$out/time-reingest-$n.txt")
 printf 're-ingest (all duplicates):                  %11d rows in %7.1f s = %9.0f rows/s, peak RSS %6.0f MiB\n' \
   "$rows" "$secs" "$(awk "BEGIN{print $rows/$secs}")" "$(awk "BEGIN{print $rss/1024}")"

@@ -1,5 +1,5 @@
 //! End-to-end tests of `yuanxin simulate`: determinism and realism of the simulated city.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the real `yuanxin` binary and read the
 //! Parquet files it writes.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -7,13 +7,18 @@ use crate::DomainError;
 /// Longest identifier we accept; real platform ids are far shorter.
 const MAX_ID_LEN: usize = 64;
 
-fn check_id(what: &'static str, text: &str) -> Result<(), DomainError> {
-    let ok = !text.is_empty()
+/// Whether `text` is a well-formed identifier: 1–64 characters of `[A-Za-z0-9._-]`. The
+/// rule every id in the source tables follows; checked without allocating.
+pub fn is_valid_id(text: &str) -> bool {
+    !text.is_empty()
         && text.len() <= MAX_ID_LEN
         && text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn check_id(what: &'static str, text: &str) -> Result<(), DomainError> {
+    if is_valid_id(text) {
         Ok(())
     } else {
         Err(DomainError::InvalidId {

@@ -17,7 +17,7 @@ mod uscc;
 pub use codes::*;
 pub use district::District;
 pub use error::DomainError;
-pub use ids::{ContractId, MerchantId};
+pub use ids::{is_valid_id, ContractId, MerchantId};
 pub use industry::{Industry, ReleaseMode};
 pub use money::Money;
 pub use time::{

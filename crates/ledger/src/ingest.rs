@@ -136,13 +136,21 @@ impl Hasher for PassThrough {
 
 type DigestMap<V> = HashMap<u128, V, BuildHasherDefault<PassThrough>>;
 
-/// 128 bits of BLAKE3 of an id: collisions are negligible (p ≈ n²/2¹²⁹, about 10⁻²³ for
-/// 10⁸ rows), so equality of digests stands for equality of ids.
-fn id_digest(id: &str) -> u128 {
-    let h = blake3::hash(id.as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&h.as_bytes()[..16]);
-    u128::from_le_bytes(b)
+/// Keys of the in-memory id digests: SipHash with two random keys per process, so that
+/// nobody can craft ids that collide (the digests never leave the process).
+struct IdHasher(std::hash::RandomState, std::hash::RandomState);
+
+impl IdHasher {
+    fn new() -> Self {
+        IdHasher(std::hash::RandomState::new(), std::hash::RandomState::new())
+    }
+
+    /// 128 bits of keyed SipHash of an id: collisions are negligible (p ≈ n²/2¹²⁹, about
+    /// 10⁻²³ for 10⁸ rows), so equality of digests stands for equality of ids.
+    fn digest(&self, id: &str) -> u128 {
+        use std::hash::BuildHasher;
+        (u128::from(self.0.hash_one(id)) << 64) | u128::from(self.1.hash_one(id))
+    }
 }
 
 /// Ingests `inputs` (files or folders) into the ledger at `root`.
@@ -178,7 +186,9 @@ pub fn ingest(
 
 /// Rows buffered per partition writer before Parquet flushes them; the writers' total
 /// in-progress size is also capped (see `MAX_IN_PROGRESS`).
-const MAX_IN_PROGRESS: usize = 256 * 1024 * 1024;
+const MAX_IN_PROGRESS: usize = 64 * 1024 * 1024;
+/// How often (in rows written) the writers' memory is measured.
+const CHECK_EVERY_ROWS: usize = 128 * 1024;
 
 struct PartWriter {
     rel_path: String,
@@ -193,6 +203,7 @@ struct BatchWriter<'m> {
     ingested_at_ms: i64,
     manifest: &'m Manifest,
     ledger: Ledger,
+    ids: IdHasher,
     merchants: DigestMap<()>,
     /// Product and contract digests → owning merchant's digest.
     products: DigestMap<u128>,
@@ -202,6 +213,7 @@ struct BatchWriter<'m> {
     indexes: HashMap<Table, DigestMap<u64>>,
     writers: BTreeMap<(Table, String), PartWriter>,
     file_seq: usize,
+    rows_since_check: usize,
     written: Vec<FileEntry>,
     quarantine: Option<ArrowWriter<File>>,
     quarantine_rel: String,
@@ -223,6 +235,7 @@ impl<'m> BatchWriter<'m> {
             ingested_at_ms,
             manifest,
             ledger,
+            ids: IdHasher::new(),
             merchants: DigestMap::default(),
             products: DigestMap::default(),
             contracts: DigestMap::default(),
@@ -230,6 +243,7 @@ impl<'m> BatchWriter<'m> {
             indexes: HashMap::new(),
             writers: BTreeMap::new(),
             file_seq: 0,
+            rows_since_check: 0,
             written: Vec::new(),
             quarantine: None,
             quarantine_rel,
@@ -264,7 +278,15 @@ impl<'m> BatchWriter<'m> {
         for file in files {
             progress(&format!("{} → {}", file.path.display(), file.table.name()));
             self.load_refs(file.table)?;
-            self.load_index(file.table)?;
+            // Files come in table order: a table's duplicate index is dropped once its
+            // files are done, so that memory holds one table's index at a time.
+            self.indexes.retain(|t, _| *t == file.table);
+            let incoming = files
+                .iter()
+                .filter(|f| f.table == file.table)
+                .map(|f| f.rows_hint)
+                .sum();
+            self.load_index(file.table, incoming)?;
             let mut counts = Counts::default();
             let mut offset = 0u64;
             read_batches(file, &mut |batch| {
@@ -356,53 +378,67 @@ impl<'m> BatchWriter<'m> {
                 Table::Contracts => "contract_id",
                 _ => "merchant_id",
             };
-            for b in self
-                .ledger
-                .scan(source, None, Some(&[key, "merchant_id"]))?
-            {
-                let keys = column_str(&b, key);
-                let owners = column_str(&b, "merchant_id");
-                if let (Some(keys), Some(owners)) = (keys, owners) {
-                    for i in 0..b.num_rows() {
-                        let k = id_digest(keys.value(i));
-                        let o = id_digest(owners.value(i));
-                        match source {
-                            Table::Products => {
-                                self.products.insert(k, o);
-                            }
-                            Table::Contracts => {
-                                self.contracts.insert(k, o);
-                            }
-                            _ => {
-                                self.merchants.insert(k, ());
+            let ids = &self.ids;
+            let (products, contracts, merchants) =
+                (&mut self.products, &mut self.contracts, &mut self.merchants);
+            for file in self.ledger.files(source, None) {
+                self.ledger
+                    .scan_file(file, Some(&[key, "merchant_id"]), &mut |b| {
+                        let keys = column_str(&b, key);
+                        let owners = column_str(&b, "merchant_id");
+                        if let (Some(keys), Some(owners)) = (keys, owners) {
+                            for i in 0..b.num_rows() {
+                                let k = ids.digest(keys.value(i));
+                                let o = ids.digest(owners.value(i));
+                                match source {
+                                    Table::Products => {
+                                        products.insert(k, o);
+                                    }
+                                    Table::Contracts => {
+                                        contracts.insert(k, o);
+                                    }
+                                    _ => {
+                                        merchants.insert(k, ());
+                                    }
+                                }
                             }
                         }
-                    }
-                }
+                        Ok(())
+                    })?;
             }
         }
         Ok(())
     }
 
     /// Loads the duplicate index of a table from the committed ledger.
-    fn load_index(&mut self, table: Table) -> Result<(), LedgerError> {
+    fn load_index(&mut self, table: Table, incoming: u64) -> Result<(), LedgerError> {
         if self.indexes.contains_key(&table) {
             return Ok(());
         }
-        let mut index = DigestMap::default();
-        for b in self
+        // Sized once for the ledger's rows plus the batch's: no rehash doubles the peak.
+        let existing = self
             .ledger
-            .scan(table, None, Some(&["event_id", DIGEST_COL]))?
-        {
-            let ids = column_str(&b, "event_id");
-            let digests = b
-                .column_by_name(DIGEST_COL)
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>());
-            if let (Some(ids), Some(digests)) = (ids, digests) {
-                for i in 0..b.num_rows() {
-                    index.insert(id_digest(ids.value(i)), digests.value(i));
-                }
-            }
+            .row_counts()
+            .get(table.name())
+            .copied()
+            .unwrap_or(0);
+        let capacity = usize::try_from(existing + incoming).unwrap_or(0);
+        let mut index = DigestMap::with_capacity_and_hasher(capacity, Default::default());
+        let ids = &self.ids;
+        for file in self.ledger.files(table, None) {
+            self.ledger
+                .scan_file(file, Some(&["event_id", DIGEST_COL]), &mut |b| {
+                    let keys = column_str(&b, "event_id");
+                    let digests = b
+                        .column_by_name(DIGEST_COL)
+                        .and_then(|c| c.as_primitive_opt::<UInt64Type>());
+                    if let (Some(keys), Some(digests)) = (keys, digests) {
+                        for i in 0..b.num_rows() {
+                            index.insert(ids.digest(keys.value(i)), digests.value(i));
+                        }
+                    }
+                    Ok(())
+                })?;
         }
         self.indexes.insert(table, index);
         Ok(())
@@ -446,7 +482,7 @@ impl<'m> BatchWriter<'m> {
             if rejections[row].is_some() {
                 continue;
             }
-            let merchant = canon.str("merchant_id", row).map(id_digest);
+            let merchant = canon.str("merchant_id", row).map(|m| self.ids.digest(m));
             let reference = match table {
                 Table::Merchants => None,
                 _ if merchant.is_some_and(|m| !self.merchants.contains_key(&m)) => {
@@ -457,6 +493,7 @@ impl<'m> BatchWriter<'m> {
                     ))
                 }
                 Table::Contracts | Table::Promotions => owned_ref(
+                    &self.ids,
                     &canon,
                     row,
                     "product_id",
@@ -465,6 +502,7 @@ impl<'m> BatchWriter<'m> {
                     Reason::UnknownProduct,
                 ),
                 Table::EscrowEvents | Table::Complaints => owned_ref(
+                    &self.ids,
                     &canon,
                     row,
                     "contract_id",
@@ -481,7 +519,7 @@ impl<'m> BatchWriter<'m> {
             let Some(event_id) = canon.str("event_id", row) else {
                 continue;
             };
-            let key = id_digest(event_id);
+            let key = self.ids.digest(event_id);
             match index.get(&key) {
                 Some(&d) if d == digests[row] => duplicate[row] = true,
                 Some(_) => {
@@ -502,12 +540,12 @@ impl<'m> BatchWriter<'m> {
                         }
                         Table::Products => {
                             if let Some(p) = canon.str("product_id", row) {
-                                self.products.insert(id_digest(p), m);
+                                self.products.insert(self.ids.digest(p), m);
                             }
                         }
                         Table::Contracts => {
                             if let Some(c) = canon.str("contract_id", row) {
-                                self.contracts.insert(id_digest(c), m);
+                                self.contracts.insert(self.ids.digest(c), m);
                             }
                         }
                         _ => {}
@@ -566,13 +604,30 @@ impl<'m> BatchWriter<'m> {
             .column(2)
             .as_primitive_opt::<TimestampMillisecondType>()
             .ok_or_else(|| LedgerError::storage(&self.root, "ts column has the wrong type"))?;
-        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        let mut groups: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+        let mut last: Option<(i64, i32)> = None;
         for row in 0..n {
-            groups
-                .entry(month_of(ts.value(row)))
-                .or_default()
-                .push(row as u32);
+            // Rows of a merchant come in time order: most neighbours share a day.
+            let day = (ts.value(row) + LOCAL_OFFSET_MS).div_euclid(DAY_MS);
+            let key = match last {
+                Some((d, k)) if d == day => k,
+                _ => {
+                    let k = month_key(day);
+                    last = Some((day, k));
+                    k
+                }
+            };
+            groups.entry(key).or_default().push(row as u32);
         }
+        let groups: BTreeMap<String, Vec<u32>> = groups
+            .into_iter()
+            .map(|(k, rows)| {
+                (
+                    format!("{:04}-{:02}", k.div_euclid(12), k.rem_euclid(12) + 1),
+                    rows,
+                )
+            })
+            .collect();
         if groups.len() == 1 {
             if let Some((month, _)) = groups.into_iter().next() {
                 self.write_part(table, month, &full)?;
@@ -624,7 +679,13 @@ impl<'m> BatchWriter<'m> {
                 .map_err(|e| LedgerError::storage(&w.rel_path, e))?;
             w.rows += part.num_rows() as u64;
         }
-        // Bound memory: flush the largest in-progress row groups while over budget.
+        // Bound memory: every so many rows, flush the largest in-progress row groups while
+        // over budget (measuring every writer on every write would cost more than it saves).
+        self.rows_since_check += part.num_rows();
+        if self.rows_since_check < CHECK_EVERY_ROWS {
+            return Ok(());
+        }
+        self.rows_since_check = 0;
         let mut total: usize = self
             .writers
             .values()
@@ -763,6 +824,7 @@ impl<'m> BatchWriter<'m> {
 
 /// Checks that a referenced id exists and belongs to the row's merchant.
 fn owned_ref(
+    ids: &IdHasher,
     canon: &Canon<'_>,
     row: usize,
     column: &'static str,
@@ -771,7 +833,7 @@ fn owned_ref(
     reason: Reason,
 ) -> Option<Rejection> {
     let id = canon.str(column, row)?;
-    match known.get(&id_digest(id)) {
+    match known.get(&ids.digest(id)) {
         None => Some(Rejection::new(
             reason,
             column,
@@ -805,76 +867,88 @@ fn column_str<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
         .and_then(|c| c.as_string_opt::<i32>())
 }
 
-/// Business month (Asia/Shanghai) of an instant in ms, as `YYYY-MM`.
-fn month_of(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| {
-            let local = t.with_timezone(&shanghai());
-            format!("{:04}-{:02}", local.year(), local.month())
-        })
-        .unwrap_or_else(|| "unknown".into())
+const DAY_MS: i64 = 86_400_000;
+const LOCAL_OFFSET_MS: i64 = yuanxin_domain::SHANGHAI_OFFSET_SECS as i64 * 1000;
+
+/// `year × 12 + month0` of a business day (days since 1970-01-01, Asia/Shanghai).
+fn month_key(day: i64) -> i32 {
+    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(day)));
+    match date {
+        Some(d) => d.year() * 12 + d.month0() as i32,
+        None => 0,
+    }
 }
 
 /// A 64-bit digest of each row's canonical source values (BLAKE3, truncated). Used only to
 /// tell an exact re-delivery from a conflicting one for the same `event_id`.
 fn row_digests(table: Table, cols: &[ArrayRef]) -> Vec<u64> {
+    /// A typed view of one canonical column.
+    enum View<'a> {
+        Str(&'a StringArray),
+        Dec(&'a arrow::array::Decimal128Array),
+        I64(&'a arrow::array::Int64Array),
+        Bool(&'a BooleanArray),
+        Ts(&'a TimestampMillisecondArray),
+        Date(&'a arrow::array::Date32Array),
+        Missing,
+    }
     let n = cols.first().map(|c| c.len()).unwrap_or(0);
-    let mut hashers: Vec<blake3::Hasher> = (0..n).map(|_| blake3::Hasher::new()).collect();
-    for (spec, col) in table.columns().iter().zip(cols) {
-        for (row, h) in hashers.iter_mut().enumerate() {
-            if col.is_null(row) {
-                h.update(&[0]);
-                continue;
-            }
-            h.update(&[1]);
-            match spec.ty {
+    let views: Vec<View<'_>> = table
+        .columns()
+        .iter()
+        .zip(cols)
+        .map(|(spec, col)| {
+            let view = match spec.ty {
                 ColType::Id
                 | ColType::Text
                 | ColType::Code(_)
                 | ColType::KindCode
-                | ColType::Uscc => {
-                    if let Some(s) = col.as_string_opt::<i32>() {
-                        let v = s.value(row).as_bytes();
-                        h.update(&(v.len() as u64).to_le_bytes());
-                        h.update(v);
-                    }
-                }
+                | ColType::Uscc => col.as_string_opt::<i32>().map(View::Str),
                 ColType::Money | ColType::Ratio => {
-                    if let Some(a) = col.as_primitive_opt::<Decimal128Type>() {
-                        h.update(&a.value(row).to_le_bytes());
-                    }
+                    col.as_primitive_opt::<Decimal128Type>().map(View::Dec)
                 }
-                ColType::Count => {
-                    if let Some(a) = col.as_primitive_opt::<Int64Type>() {
-                        h.update(&a.value(row).to_le_bytes());
-                    }
+                ColType::Count => col.as_primitive_opt::<Int64Type>().map(View::I64),
+                ColType::Bool => col.as_any().downcast_ref::<BooleanArray>().map(View::Bool),
+                ColType::Timestamp => col
+                    .as_primitive_opt::<TimestampMillisecondType>()
+                    .map(View::Ts),
+                ColType::Date => col.as_primitive_opt::<Date32Type>().map(View::Date),
+            };
+            view.unwrap_or(View::Missing)
+        })
+        .collect();
+    // Each row's values are laid out in one buffer (a presence byte, then the value;
+    // strings length-prefixed) and hashed in one call.
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(n);
+    for row in 0..n {
+        buf.clear();
+        for (view, col) in views.iter().zip(cols) {
+            if col.is_null(row) {
+                buf.push(0);
+                continue;
+            }
+            buf.push(1);
+            match view {
+                View::Str(a) => {
+                    let v = a.value(row).as_bytes();
+                    buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    buf.extend_from_slice(v);
                 }
-                ColType::Bool => {
-                    if let Some(a) = col.as_any().downcast_ref::<BooleanArray>() {
-                        h.update(&[u8::from(a.value(row))]);
-                    }
-                }
-                ColType::Timestamp => {
-                    if let Some(a) = col.as_primitive_opt::<TimestampMillisecondType>() {
-                        h.update(&a.value(row).to_le_bytes());
-                    }
-                }
-                ColType::Date => {
-                    if let Some(a) = col.as_primitive_opt::<Date32Type>() {
-                        h.update(&a.value(row).to_le_bytes());
-                    }
-                }
+                View::Dec(a) => buf.extend_from_slice(&a.value(row).to_le_bytes()),
+                View::I64(a) => buf.extend_from_slice(&a.value(row).to_le_bytes()),
+                View::Bool(a) => buf.push(u8::from(a.value(row))),
+                View::Ts(a) => buf.extend_from_slice(&a.value(row).to_le_bytes()),
+                View::Date(a) => buf.extend_from_slice(&a.value(row).to_le_bytes()),
+                View::Missing => {}
             }
         }
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&blake3::hash(&buf).as_bytes()[..8]);
+        out.push(u64::from_le_bytes(b));
     }
-    hashers
-        .iter()
-        .map(|h| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&h.finalize().as_bytes()[..8]);
-            u64::from_le_bytes(b)
-        })
-        .collect()
+    out
 }
 
 fn file_digest(path: &Path) -> Result<String, LedgerError> {

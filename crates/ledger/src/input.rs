@@ -48,6 +48,8 @@ pub struct InputFile {
     pub schema: SchemaRef,
     /// For each column of the table's contract, its index in the file (if present).
     pub mapping: Vec<Option<usize>>,
+    /// Rows the file holds, when its metadata says (Parquet); 0 otherwise.
+    pub rows_hint: u64,
 }
 
 fn format_of(path: &Path) -> Option<InputFormat> {
@@ -101,7 +103,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<InputFile>, LedgerError> {
             path: path.clone(),
             tables: Table::ALL.map(|t| t.name()).join(", "),
         })?;
-        let schema = read_schema(&path, format)?;
+        let (schema, rows_hint) = read_schema(&path, format)?;
         let mapping = map_columns(&path, table, &schema)?;
         files.push(InputFile {
             path,
@@ -109,6 +111,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<InputFile>, LedgerError> {
             format,
             schema,
             mapping,
+            rows_hint,
         });
     }
     files.sort_by(|a, b| (a.table, &a.path).cmp(&(b.table, &b.path)));
@@ -145,13 +148,14 @@ fn unreadable(path: &Path, format: InputFormat, problem: impl ToString) -> Ledge
     }
 }
 
-fn read_schema(path: &Path, format: InputFormat) -> Result<SchemaRef, LedgerError> {
+fn read_schema(path: &Path, format: InputFormat) -> Result<(SchemaRef, u64), LedgerError> {
     let file = File::open(path).map_err(|e| LedgerError::io(path, e))?;
     match format {
         InputFormat::Parquet => {
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)
                 .map_err(|e| unreadable(path, format, e))?;
-            Ok(builder.schema().clone())
+            let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+            Ok((builder.schema().clone(), rows))
         }
         InputFormat::Csv => {
             let mut reader = BufReader::new(file);
@@ -174,7 +178,7 @@ fn read_schema(path: &Path, format: InputFormat) -> Result<SchemaRef, LedgerErro
                     )
                 })
                 .collect();
-            Ok(Arc::new(Schema::new(fields)))
+            Ok((Arc::new(Schema::new(fields)), 0))
         }
     }
 }

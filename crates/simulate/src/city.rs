@@ -486,8 +486,8 @@ fn simulate_chunk(
     });
     let mut rows = Rows::default();
     let mut truths = Vec::with_capacity(n as usize);
-    for (mut r, t) in parts {
-        rows.append(&mut r);
+    for (r, t) in parts {
+        rows.append(r);
         truths.extend(t);
     }
     (rows, truths)

@@ -238,11 +238,47 @@ impl TableRows {
         self.len += 1;
     }
 
-    /// Appends every row of another buffer of the same table.
-    pub fn append(&mut self, other: &TableRows) {
-        for i in 0..other.len {
-            self.copy_row(other, i);
+    /// Moves every row of another buffer of the same table to the end of this one.
+    pub fn append(&mut self, other: TableRows) {
+        for (mine, theirs) in self.cols.iter_mut().zip(other.cols) {
+            match (mine, theirs) {
+                (
+                    ColBuf::Str {
+                        data,
+                        offsets,
+                        valid,
+                    },
+                    ColBuf::Str {
+                        data: d,
+                        offsets: o,
+                        valid: v,
+                    },
+                ) => {
+                    let base = i32::try_from(data.len()).unwrap_or(i32::MAX);
+                    data.extend_from_slice(&d);
+                    offsets.extend(o.iter().skip(1).map(|x| x.saturating_add(base)));
+                    valid.extend(v);
+                }
+                (ColBuf::Dec { vals, valid }, ColBuf::Dec { vals: x, valid: v }) => {
+                    vals.extend(x);
+                    valid.extend(v);
+                }
+                (ColBuf::I64 { vals, valid }, ColBuf::I64 { vals: x, valid: v }) => {
+                    vals.extend(x);
+                    valid.extend(v);
+                }
+                (ColBuf::Bool { vals, valid }, ColBuf::Bool { vals: x, valid: v }) => {
+                    vals.extend(x);
+                    valid.extend(v);
+                }
+                (ColBuf::Date { vals, valid }, ColBuf::Date { vals: x, valid: v }) => {
+                    vals.extend(x);
+                    valid.extend(v);
+                }
+                _ => {}
+            }
         }
+        self.len += other.len;
     }
 
     /// Row `i` as values (for fault injection, which spoils copies of rows).
@@ -362,9 +398,9 @@ impl Rows {
         }
     }
 
-    /// Appends all rows of another buffer.
-    pub fn append(&mut self, other: &Rows) {
-        for (a, b) in self.tables.iter_mut().zip(&other.tables) {
+    /// Moves all rows of another buffer to the end of this one.
+    pub fn append(&mut self, other: Rows) {
+        for (a, b) in self.tables.iter_mut().zip(other.tables) {
             a.append(b);
         }
     }

@@ -690,7 +690,7 @@ impl MerchantSim<'_> {
             }
             ExpiryDisposition::RefundToConsumer => {
                 if value_left > 0 {
-                    self.pay_refund(c, day + 1, value_left, frozen_left, false);
+                    self.pay_refund(c, day + 1, value_left, frozen_left, i64::MAX);
                 }
             }
         }
@@ -713,7 +713,8 @@ impl MerchantSim<'_> {
             );
             self.emit_contract_row(c, Table::EscrowEvents, row);
             let paid_day = day + self.rng.gen_range(1..10);
-            self.pay_refund(c, paid_day, value_left, frozen_left, unpaid);
+            let wallet_pays = if unpaid { 0 } else { i64::MAX };
+            self.pay_refund(c, paid_day, value_left, frozen_left, wallet_pays);
         }
         let k = &mut self.contracts[c];
         k.released = k.frozen;
@@ -721,15 +722,16 @@ impl MerchantSim<'_> {
         k.open = false;
     }
 
-    /// Pays a refund: the frozen part from escrow, the rest from the merchant — or, when it
-    /// cannot or will not pay, left unrecovered. Returns the unrecovered amount.
+    /// Pays a refund: the frozen part from escrow, the rest from the merchant up to
+    /// `wallet_pays` (0 when it will not pay, its balance when it has closed); what is left
+    /// is unrecovered. Returns the unrecovered amount.
     fn pay_refund(
         &mut self,
         c: usize,
         day: i32,
         value_left: i64,
         frozen_left: i64,
-        unpaid: bool,
+        wallet_pays: i64,
     ) -> i64 {
         let from_escrow = frozen_left.min(value_left).max(0);
         if from_escrow > 0 {
@@ -746,7 +748,7 @@ impl MerchantSim<'_> {
         if rest <= 0 {
             return 0;
         }
-        let from_wallet = if unpaid { 0 } else { rest };
+        let from_wallet = rest.min(wallet_pays.max(0));
         if from_wallet > 0 {
             self.wallet = (self.wallet - from_wallet).max(0);
             let row = self.escrow_row(
@@ -799,42 +801,8 @@ impl MerchantSim<'_> {
             );
             self.emit_contract_row(c, Table::EscrowEvents, row);
             let paid_day = ask + self.rng.gen_range(7..30);
-            let from_escrow = frozen_left.min(value_left);
-            let rest = value_left - from_escrow;
-            let from_wallet = rest.min(self.wallet.max(0));
-            self.wallet -= from_wallet;
-            if from_escrow > 0 {
-                let row = self.escrow_row(
-                    at(paid_day, 14.0),
-                    c,
-                    "REFUND_COMPLETED",
-                    from_escrow,
-                    Some("ESCROW"),
-                );
-                self.emit_contract_row(c, Table::EscrowEvents, row);
-            }
-            if from_wallet > 0 {
-                let row = self.escrow_row(
-                    at(paid_day, 14.5),
-                    c,
-                    "REFUND_COMPLETED",
-                    from_wallet,
-                    Some("MERCHANT_WALLET"),
-                );
-                self.emit_contract_row(c, Table::EscrowEvents, row);
-            }
-            let lost = rest - from_wallet;
-            if lost > 0 {
-                lost_total += lost;
-                let row = self.escrow_row(
-                    at(paid_day, 15.0),
-                    c,
-                    "REFUND_COMPLETED",
-                    lost,
-                    Some("UNRECOVERED"),
-                );
-                self.emit_contract_row(c, Table::EscrowEvents, row);
-            }
+            let wallet = self.wallet;
+            lost_total += self.pay_refund(c, paid_day, value_left, frozen_left, wallet);
             let k = &mut self.contracts[c];
             k.open = false;
         }
