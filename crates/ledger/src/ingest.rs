@@ -415,14 +415,16 @@ impl<'m> BatchWriter<'m> {
         if self.indexes.contains_key(&table) {
             return Ok(());
         }
-        // Sized once for the ledger's rows plus the batch's: no rehash doubles the peak.
+        // Sized up front so that loading does not rehash (which doubles the peak): for the
+        // larger of the ledger's rows and the batch's, the two common cases being a first
+        // delivery and a re-delivery.
         let existing = self
             .ledger
             .row_counts()
             .get(table.name())
             .copied()
             .unwrap_or(0);
-        let capacity = usize::try_from(existing + incoming).unwrap_or(0);
+        let capacity = usize::try_from(existing.max(incoming)).unwrap_or(0);
         let mut index = DigestMap::with_capacity_and_hasher(capacity, Default::default());
         let ids = &self.ids;
         for file in self.ledger.files(table, None) {
@@ -599,6 +601,12 @@ impl<'m> BatchWriter<'m> {
         )));
         let full = RecordBatch::try_new(table.ledger_schema(), kept)
             .map_err(|e| LedgerError::storage(&self.root, e))?;
+        // Small reference tables go to one partition per batch; event tables are split by
+        // business month of `ts`, so that a profile as of a date reads only the months it
+        // needs.
+        if !monthly(table) {
+            return self.write_part(table, "all".to_string(), &full);
+        }
         // Group rows by business month of `ts`.
         let ts = full
             .column(2)
@@ -865,6 +873,20 @@ pub fn quarantine_schema() -> Arc<Schema> {
 fn column_str<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
     b.column_by_name(name)
         .and_then(|c| c.as_string_opt::<i32>())
+}
+
+/// Whether a table's ledger files are partitioned by business month (the large event
+/// tables) or kept in one partition per batch (registrations, stores, products and the
+/// other small tables, whose timestamps reach back years).
+fn monthly(table: Table) -> bool {
+    matches!(
+        table,
+        Table::Contracts
+            | Table::EscrowEvents
+            | Table::WalletFlows
+            | Table::Operations
+            | Table::Loans
+    )
 }
 
 const DAY_MS: i64 = 86_400_000;

@@ -4,7 +4,7 @@
 //! LEDGER/
 //!   manifest.json                      the committed state (the only source of truth)
 //!   .lock                              held by the one process ingesting, with its pid
-//!   data/<table>/month=YYYY-MM/<batch>-<n>.parquet
+//!   data/<table>/month=YYYY-MM/<batch>-<n>.parquet   (event tables; small tables: month=all)
 //!   batches/<batch>/report.json        what the batch received and what became of it
 //!   batches/<batch>/quarantine.parquet rejected rows with their reasons
 //! ```
@@ -52,7 +52,8 @@ pub fn writer_properties() -> WriterProperties {
 pub struct FileEntry {
     /// Table name.
     pub table: String,
-    /// Business month of the rows' `ts` (YYYY-MM).
+    /// Business month of the rows' `ts` (YYYY-MM), or `all` for the small tables kept in
+    /// one partition per batch.
     pub month: String,
     /// Path relative to the ledger root.
     pub path: String,
