@@ -34,6 +34,14 @@ enum Command {
     },
     /// Print the source-data model (tables, columns, rules).
     Schema,
+    /// Build point-in-time credit profiles (one row per merchant and as-of date).
+    Profile(ProfileArgs),
+    /// Print the feature catalogue.
+    Features {
+        /// As JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
     /// The main job on embedded defaults: simulate the demo city and ingest it.
     Demo {
         /// Working folder (the city goes to DIR/city, the ledger to DIR/ledger).
@@ -43,7 +51,7 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         merchants: u64,
         /// Months simulated.
-        #[arg(long, default_value_t = 24)]
+        #[arg(long, default_value_t = 36)]
         months: u32,
         /// Random seed.
         #[arg(long, default_value_t = 2023)]
@@ -57,7 +65,7 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 2000)]
     merchants: u64,
     /// Number of months.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 36)]
     months: u32,
     /// Random seed: the same seed gives byte-identical files.
     #[arg(long, default_value_t = 2023)]
@@ -97,6 +105,43 @@ struct IngestArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ProfileArgs {
+    /// Ledger folder.
+    #[arg(long)]
+    ledger: PathBuf,
+    /// As-of date (YYYY-MM-DD); repeat for several.
+    #[arg(long = "as-of")]
+    as_of: Vec<NaiveDate>,
+    /// A monthly panel: month-end as-of dates from this date ...
+    #[arg(long, requires = "to")]
+    from: Option<NaiveDate>,
+    /// ... to this date.
+    #[arg(long, requires = "from")]
+    to: Option<NaiveDate>,
+    /// Use only rows ingested by this time (RFC 3339): reproduce a past decision.
+    #[arg(long)]
+    known_at: Option<String>,
+    /// Add an outcome label.
+    #[arg(long, value_enum)]
+    label: Option<LabelArg>,
+    /// Out-of-time split: as-of dates from this date on are `test`, earlier ones `train`.
+    #[arg(long)]
+    oot_from: Option<NaiveDate>,
+    /// Output Parquet file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print each characteristic's information value and missing share (needs --label).
+    #[arg(long, requires = "label")]
+    report: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LabelArg {
+    #[value(name = "default_12m")]
+    Default12m,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -150,6 +195,17 @@ fn run() -> Result<()> {
         }
         Command::Ledger { ledger } => print_ledger(&ledger)?,
         Command::Schema => print!("{}", yuanxin_ledger::schema::markdown()),
+        Command::Features { json } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(yuanxin_profile::FEATURES)?
+                );
+            } else {
+                print!("{}", yuanxin_profile::catalogue_markdown());
+            }
+        }
+        Command::Profile(args) => run_profile(&args)?,
         Command::Demo {
             dir,
             merchants,
@@ -281,6 +337,62 @@ fn print_report(r: &IngestReport, secs: f64) {
         t.rows as f64 / secs.max(1e-9),
         peak_memory()
     );
+}
+
+fn run_profile(args: &ProfileArgs) -> Result<()> {
+    let mut as_of = args.as_of.clone();
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        as_of.extend(yuanxin_profile::monthly_as_of(from, to));
+    }
+    as_of.sort();
+    as_of.dedup();
+    if as_of.is_empty() {
+        bail!("give --as-of DATE (repeatable) or --from DATE --to DATE");
+    }
+    let known_at_ms = args
+        .known_at
+        .as_deref()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_millis())
+                .with_context(|| format!("--known-at {t:?} is not an RFC 3339 time"))
+        })
+        .transpose()?;
+    let opts = yuanxin_profile::ProfileOptions {
+        as_of,
+        known_at_ms,
+        label: args.label.map(|_| yuanxin_profile::Label::Default12m),
+        oot_from: args.oot_from,
+    };
+    let t0 = Instant::now();
+    let ledger = Ledger::open(&args.ledger)
+        .with_context(|| format!("opening ledger {}", args.ledger.display()))?;
+    let batch = yuanxin_profile::build(&ledger, &opts).context("building profiles")?;
+    yuanxin_profile::write_parquet(&batch, &args.out)?;
+    println!(
+        "{} profile rows ({} characteristics, {} as-of dates) → {} in {:.2} s",
+        batch.num_rows(),
+        yuanxin_profile::FEATURES.len(),
+        opts.as_of.len(),
+        args.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    if args.report {
+        let signals =
+            yuanxin_profile::signal_report(&batch).context("no labelled rows to report on")?;
+        let mut signals = signals;
+        signals.sort_by(|a, b| b.iv.total_cmp(&a.iv));
+        println!("{:<34} {:>8} {:>9}", "characteristic", "IV", "missing");
+        for s in signals {
+            println!(
+                "{:<34} {:>8.3} {:>8.1}%",
+                s.name,
+                s.iv,
+                100.0 * s.missing_share
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_ledger(path: &Path) -> Result<()> {

@@ -54,12 +54,12 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// The defaults of the demo city: 2,000 merchants over 24 months from July 2023 (when
+    /// The defaults of the demo city: 2,000 merchants over 36 months from July 2023 (when
     /// the Shenzhen plan was published), seed 2023.
     pub fn demo() -> SimConfig {
         SimConfig {
             merchants: 2000,
-            months: 24,
+            months: 36,
             seed: 2023,
             start: NaiveDate::from_ymd_opt(2023, 7, 1).unwrap_or_default(),
             faults: 0.0,

@@ -184,6 +184,12 @@ pub(crate) struct MerchantSim<'a> {
     insured_share: f64,
     late_base: f64,
     closed_month: Option<i32>,
+    /// Days between withdrawals (1, 3, 7 or 14).
+    cadence: i32,
+    /// How often this merchant's staff ask for early releases (log-normal around 1).
+    eager_release: f64,
+    /// Whether its promotions sometimes sell two-year cards while healthy.
+    long_cards: bool,
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, weighted: &[(T, f64)]) -> T {
@@ -337,6 +343,9 @@ impl<'a> MerchantSim<'a> {
             insured_share: 0.9,
             late_base: 0.02,
             closed_month: None,
+            cadence: 7,
+            eager_release: 1.0,
+            long_cards: false,
         }
     }
 
@@ -517,6 +526,12 @@ impl<'a> MerchantSim<'a> {
         self.insured_share = self.rng.gen_range(0.6..=1.0);
         // A few healthy merchants pay late habitually: lateness alone is not distress.
         self.late_base = if self.rng.gen_bool(0.06) { 0.35 } else { 0.02 };
+        self.cadence = pick(&mut self.rng, &[(1, 0.1), (3, 0.25), (7, 0.45), (14, 0.2)]);
+        self.eager_release = lognormal(&mut self.rng, 1.0, 0.8).min(8.0);
+        self.long_cards = matches!(
+            self.p.industry,
+            Industry::FitnessEntertainment | Industry::HairBeauty | Industry::Catering
+        ) && self.rng.gen_bool(0.3);
     }
 
     fn open_stores(&mut self) {

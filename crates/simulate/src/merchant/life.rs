@@ -306,8 +306,15 @@ impl MerchantSim<'_> {
             } else {
                 self.recent_daily_rev *= 0.95;
             }
-            let weekday = date_of(day).weekday().num_days_from_monday();
-            let withdraw_day = weekday == 0 || (sweep > 0.3 && weekday == 3);
+            // Each merchant withdraws on its own cadence (daily to fortnightly); sweeping
+            // halves it. The level says little, the change says more.
+            let cadence = if sweep > 0.3 {
+                (self.cadence / 2).max(1)
+            } else {
+                self.cadence
+            };
+            let phase = i32::try_from(self.idx % 14).unwrap_or(0);
+            let withdraw_day = (day + phase).rem_euclid(cadence) == 0;
             if withdraw_day && !warm {
                 self.withdraw(day, sweep, month);
             }
@@ -373,7 +380,8 @@ impl MerchantSim<'_> {
             ),
             Phase::Slump { .. } => (0.35, (0.15, 0.3), (0.05, 0.2), false),
             _ if young => (0.7, (0.2, 0.4), (0.1, 0.2), false),
-            _ => (0.07, (0.05, 0.15), (0.0, 0.1), false),
+            // Some healthy gyms, salons and restaurants sell two-year cards too.
+            _ => (0.07, (0.05, 0.15), (0.0, 0.1), self.long_cards),
         };
         if !self.rng.gen_bool(chance.clamp(0.0, 1.0)) || self.products.is_empty() {
             return;
@@ -563,6 +571,8 @@ impl MerchantSim<'_> {
             }
             // Refund requests.
             let change_of_mind = 0.0025;
+            // Healthy merchants fail to deliver now and then too (a teacher leaves).
+            let refund_failure = refund_failure + 0.0008;
             let r: f64 = self.rng.gen();
             if r < change_of_mind + refund_failure {
                 let reason = if r < change_of_mind {
@@ -630,7 +640,11 @@ impl MerchantSim<'_> {
             }
         }
         // A release request the contract refuses: asking for money not yet earned.
-        let reject_p = if distressed { 0.05 + 0.5 * p } else { 0.02 };
+        let reject_p = if distressed {
+            0.05 + 0.5 * p
+        } else {
+            0.04 * self.eager_release
+        };
         if self.rng.gen_bool(reject_p.min(1.0)) {
             let open: Vec<usize> = (0..self.contracts.len())
                 .filter(|&c| self.contracts[c].open && self.contracts[c].frozen_left() > 0)
@@ -950,8 +964,15 @@ impl MerchantSim<'_> {
         ];
         self.emit(Table::Operations, row);
         let activity = self.revenue_mult(month) * self.delivery_mult(month);
-        let kwh =
-            (open as f64 * 2500.0 * activity * lognormal(&mut self.rng, 1.0, 0.15)).round() as i64;
+        // Shenzhen's summers (May–October) run air conditioning: electricity follows the
+        // season as much as the business.
+        let summer = match crate::calendar::date_of(first).month() {
+            5 | 10 => 1.15,
+            6..=9 => 1.35,
+            _ => 1.0,
+        };
+        let kwh = (open as f64 * 2500.0 * summer * activity * lognormal(&mut self.rng, 1.0, 0.25))
+            .round() as i64;
         let water =
             (open as f64 * 50.0 * activity * lognormal(&mut self.rng, 1.0, 0.2)).round() as i64;
         let bill_day = next - 2;

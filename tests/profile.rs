@@ -1,0 +1,434 @@
+//! End-to-end tests of `yuanxin profile`: point in time, knowledge time, an independent
+//! recomputation of characteristics from the source files, labels against the truth.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int8Type};
+use common::*;
+
+const ASOF: &str = "2024-09-30";
+/// Last millisecond of 2024-09-30 in Asia/Shanghai.
+const ASOF_END_MS: i64 = 1_727_711_999_999;
+
+fn profile(ledger: &Path, out: &Path, extra: &[&str]) -> Vec<RecordBatch> {
+    let mut args = vec![
+        "profile",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args);
+    read_parquet(out)
+}
+
+/// merchant → (feature columns as bits or None, missing reasons).
+fn rows(batches: &[RecordBatch]) -> BTreeMap<String, (Vec<Option<u64>>, String)> {
+    let mut out = BTreeMap::new();
+    for b in batches {
+        let ids = strs(b, "merchant_id");
+        let missing = strs(b, "missing_reasons");
+        let feats: Vec<_> = b
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.data_type() == &arrow::datatypes::DataType::Float64)
+            .map(|(i, _)| b.column(i).as_primitive::<Float64Type>().clone())
+            .collect();
+        for i in 0..b.num_rows() {
+            let v = feats
+                .iter()
+                .map(|c| (!c.is_null(i)).then(|| c.value(i).to_bits()))
+                .collect();
+            out.insert(ids[i].clone().unwrap(), (v, missing[i].clone().unwrap()));
+        }
+    }
+    out
+}
+
+/// Copies a simulated city keeping only rows dated up to `end_ms`.
+fn truncate(from: &Path, to: &Path, end_ms: i64) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "parquet") {
+            continue;
+        }
+        let batches = read_parquet(&p);
+        let schema = batches[0].schema();
+        let f = std::fs::File::create(to.join(p.file_name().unwrap())).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, schema, None).unwrap();
+        for b in batches {
+            let t = ts(&b, "ts");
+            let keep: BooleanArray = t.iter().map(|v| Some(v.unwrap() <= end_ms)).collect();
+            w.write(&arrow::compute::filter_record_batch(&b, &keep).unwrap())
+                .unwrap();
+        }
+        w.close().unwrap();
+    }
+}
+
+#[test]
+fn a_snapshot_never_sees_the_future() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 300, 24, 17, &[]);
+    let past = tmp.path().join("past");
+    truncate(&city, &past, ASOF_END_MS);
+    let full_l = tmp.path().join("full");
+    let past_l = tmp.path().join("past-ledger");
+    run_ok(&[
+        "ingest",
+        "--ledger",
+        full_l.to_str().unwrap(),
+        city.to_str().unwrap(),
+    ]);
+    run_ok(&[
+        "ingest",
+        "--ledger",
+        past_l.to_str().unwrap(),
+        past.to_str().unwrap(),
+    ]);
+    let a = rows(&profile(
+        &full_l,
+        &tmp.path().join("a.parquet"),
+        &["--as-of", ASOF],
+    ));
+    let b = rows(&profile(
+        &past_l,
+        &tmp.path().join("b.parquet"),
+        &["--as-of", ASOF],
+    ));
+    assert!(a.len() > 250);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (m, row) in &a {
+        assert_eq!(
+            row, &b[m],
+            "merchant {m}: the full ledger's snapshot differs from the truncated one's"
+        );
+    }
+}
+
+#[test]
+fn knowledge_time_reproduces_what_was_known() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 150, 18, 23, &["--faults", "0.05"]);
+    let both = tmp.path().join("both");
+    let first = tmp.path().join("first");
+    for (ledger, late) in [(&both, true), (&first, false)] {
+        let l = ledger.to_str().unwrap();
+        run_ok(&[
+            "ingest",
+            "--ledger",
+            l,
+            "--ingested-at",
+            "2025-01-01T00:00:00+08:00",
+            city.to_str().unwrap(),
+        ]);
+        if late {
+            run_ok(&[
+                "ingest",
+                "--ledger",
+                l,
+                "--ingested-at",
+                "2025-02-01T00:00:00+08:00",
+                city.join("_late").to_str().unwrap(),
+            ]);
+        }
+    }
+    let asof = ["--as-of", "2024-12-31"];
+    let then = rows(&profile(
+        &both,
+        &tmp.path().join("t.parquet"),
+        &[&asof[..], &["--known-at", "2025-01-15T00:00:00+08:00"]].concat(),
+    ));
+    let only_first = rows(&profile(&first, &tmp.path().join("f.parquet"), &asof));
+    let now = rows(&profile(&both, &tmp.path().join("n.parquet"), &asof));
+    assert_eq!(
+        then, only_first,
+        "--known-at must see exactly the first batch"
+    );
+    assert_ne!(now, only_first, "the late delivery changes some snapshots");
+}
+
+fn col(b: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+    let a = b
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    (0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect()
+}
+
+/// A few characteristics recomputed row by row from the source files, by a path that
+/// shares no code with the engine.
+#[test]
+fn characteristics_match_a_naive_recomputation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 200, 20, 29, &[]);
+    let ledger = tmp.path().join("ledger");
+    run_ok(&[
+        "ingest",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        city.to_str().unwrap(),
+    ]);
+    let out = profile(&ledger, &tmp.path().join("p.parquet"), &["--as-of", ASOF]);
+    let d = day_of_ms(ASOF_END_MS);
+    let within = |ms: i64, n: i32| {
+        let day = day_of_ms(ms);
+        day > d - n && day <= d
+    };
+    #[derive(Default)]
+    struct Naive {
+        rev90: i128,
+        liability: i128,
+        frozen: i128,
+        complaints90: f64,
+        payroll: (f64, f64),
+        last_sale: Option<i32>,
+        withdrawals30: f64,
+    }
+    let mut n: HashMap<String, Naive> = HashMap::new();
+    for b in read_parquet(&city.join("wallet_flows.parquet")) {
+        let (m, t, k, a) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "kind"),
+            fen(&b, "amount"),
+        );
+        for i in 0..b.num_rows() {
+            let e = n.entry(m[i].clone().unwrap()).or_default();
+            let t = t[i].unwrap();
+            if t > ASOF_END_MS {
+                continue;
+            }
+            if k[i].as_deref() == Some("SPOT_SALE") {
+                if within(t, 90) {
+                    e.rev90 += a[i].unwrap();
+                }
+                e.last_sale = e.last_sale.max(Some(day_of_ms(t)));
+            } else if within(t, 30) {
+                e.withdrawals30 += 1.0;
+            }
+        }
+    }
+    for b in read_parquet(&city.join("escrow_events.parquet")) {
+        let (m, t, k, a, f, c) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "kind"),
+            fen(&b, "amount"),
+            fen(&b, "frozen_amount"),
+            strs(&b, "code"),
+        );
+        for i in 0..b.num_rows() {
+            let t = t[i].unwrap();
+            if t > ASOF_END_MS {
+                continue;
+            }
+            let e = n.entry(m[i].clone().unwrap()).or_default();
+            let a = a[i].unwrap();
+            match (k[i].as_deref().unwrap(), c[i].as_deref()) {
+                ("PREPAYMENT", _) => {
+                    e.liability += a;
+                    e.frozen += f[i].unwrap();
+                }
+                ("REDEMPTION", _) => e.liability -= a,
+                ("RELEASE", _) => {
+                    e.frozen -= a;
+                    if within(t, 90) {
+                        e.rev90 += a;
+                    }
+                }
+                ("REFUND_COMPLETED", source) => {
+                    e.liability -= a;
+                    if source == Some("ESCROW") {
+                        e.frozen -= a;
+                    }
+                }
+                ("EXPIRY", Some("RELEASE_TO_MERCHANT")) => e.liability -= a,
+                _ => {}
+            }
+        }
+    }
+    for b in read_parquet(&city.join("complaints.parquet")) {
+        let (m, t) = (strs(&b, "merchant_id"), ts(&b, "ts"));
+        for i in 0..b.num_rows() {
+            if within(t[i].unwrap(), 90) {
+                n.entry(m[i].clone().unwrap()).or_default().complaints90 += 1.0;
+            }
+        }
+    }
+    for b in read_parquet(&city.join("operations.parquet")) {
+        let (m, t, k, o) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "kind"),
+            bools(&b, "on_time"),
+        );
+        for i in 0..b.num_rows() {
+            if k[i].as_deref() == Some("PAYROLL") && within(t[i].unwrap(), 180) {
+                let e = n.entry(m[i].clone().unwrap()).or_default();
+                e.payroll.0 += f64::from(u8::from(o[i] == Some(true)));
+                e.payroll.1 += 1.0;
+            }
+        }
+    }
+    let mut checked = 0;
+    for b in &out {
+        let ids = strs(b, "merchant_id");
+        let (rev, liab, cov, cmp, pay, since, wd) = (
+            col(b, "rev_total_90d"),
+            col(b, "prepaid_liability"),
+            col(b, "escrow_coverage"),
+            col(b, "complaints_90d"),
+            col(b, "payroll_on_time_ratio_6m"),
+            col(b, "days_since_last_sale"),
+            col(b, "withdrawals_30d"),
+        );
+        for i in 0..b.num_rows() {
+            let e = n.remove(ids[i].as_deref().unwrap()).unwrap_or_default();
+            let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                (None, None) => true,
+                _ => false,
+            };
+            let m = ids[i].as_deref().unwrap();
+            assert!(
+                close(rev[i], Some(e.rev90 as f64 / 100.0)),
+                "{m} rev_total_90d {:?} vs {}",
+                rev[i],
+                e.rev90
+            );
+            assert!(
+                close(liab[i], Some(e.liability as f64 / 100.0)),
+                "{m} prepaid_liability"
+            );
+            let naive_cov = (e.liability > 0).then(|| e.frozen as f64 / e.liability as f64);
+            assert!(
+                close(cov[i], naive_cov),
+                "{m} escrow_coverage {:?} vs {naive_cov:?}",
+                cov[i]
+            );
+            assert!(close(cmp[i], Some(e.complaints90)), "{m} complaints_90d");
+            let naive_pay = (e.payroll.1 > 0.0).then(|| e.payroll.0 / e.payroll.1);
+            assert!(close(pay[i], naive_pay), "{m} payroll_on_time_ratio_6m");
+            assert!(
+                close(since[i], e.last_sale.map(|s| f64::from(d - s))),
+                "{m} days_since_last_sale"
+            );
+            assert!(close(wd[i], Some(e.withdrawals30)), "{m} withdrawals_30d");
+            checked += 1;
+        }
+    }
+    assert!(checked > 150, "checked {checked}");
+}
+
+#[test]
+fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 1500, 30, 31, &[]);
+    let ledger = tmp.path().join("ledger");
+    run_ok(&[
+        "ingest",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        city.to_str().unwrap(),
+    ]);
+    let out = profile(
+        &ledger,
+        &tmp.path().join("p.parquet"),
+        &[
+            "--from",
+            "2024-06-30",
+            "--to",
+            "2025-12-31",
+            "--label",
+            "default_12m",
+            "--oot-from",
+            "2025-01-01",
+        ],
+    );
+    let mut truth: HashMap<String, Option<i32>> = HashMap::new();
+    for b in read_parquet(&city.join("_truth/merchants.parquet")) {
+        let (ids, def) = (strs(&b, "merchant_id"), dates(&b, "default_on"));
+        for i in 0..b.num_rows() {
+            truth.insert(ids[i].clone().unwrap(), def[i]);
+        }
+    }
+    let (mut agree, mut total, mut positives, mut incomplete, mut test_rows) = (0, 0, 0, 0, 0);
+    for b in &out {
+        let ids = strs(b, "merchant_id");
+        let asof = dates(b, "as_of");
+        let status = strs(b, "label_status");
+        let split = strs(b, "split");
+        let label = b
+            .column_by_name("default_12m")
+            .unwrap()
+            .as_primitive::<Int8Type>();
+        for i in 0..b.num_rows() {
+            let d = asof[i].unwrap();
+            test_rows += usize::from(split[i].as_deref() == Some("test"));
+            assert_eq!(
+                split[i].as_deref() == Some("test"),
+                d >= 20_089,
+                "split by --oot-from"
+            );
+            match status[i].as_deref().unwrap() {
+                "ok" => {
+                    // Related entities of planned exits are not in the truth: no activity.
+                    let Some(&t) = truth.get(ids[i].as_deref().unwrap()) else {
+                        continue;
+                    };
+                    let expected = t.is_some_and(|t| t > d && t <= d + 365);
+                    let got = label.value(i) == 1;
+                    total += 1;
+                    positives += usize::from(got);
+                    agree += usize::from(expected == got);
+                }
+                "incomplete_window" => {
+                    incomplete += 1;
+                    assert!(
+                        label.is_null(i) || label.value(i) == 1,
+                        "an unseen outcome is unknown, not 0"
+                    );
+                }
+                s => assert!(s.starts_with("excluded_"), "status {s}"),
+            }
+        }
+    }
+    assert!(positives > 50, "positives {positives}");
+    assert!(incomplete > 0 && test_rows > 0);
+    let rate = agree as f64 / total as f64;
+    assert!(
+        rate > 0.98,
+        "labels agree with the simulator's truth on {rate:.4} of {total} rows"
+    );
+}
+
+#[test]
+fn features_catalogue_doc_is_generated_from_code() {
+    let generated = run_ok(&["features"]);
+    assert!(generated.lines().count() > 41);
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/features.md"
+    ))
+    .unwrap();
+    assert!(
+        doc.contains(&generated),
+        "docs/features.md is out of date: regenerate it with `yuanxin features`"
+    );
+}
