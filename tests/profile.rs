@@ -410,6 +410,24 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
         }
     }
     assert!(positives > 50, "positives {positives}");
+    // The signal check: the generative story's pre-failure signals carry information.
+    let panel = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
+    let signals = yuanxin_profile::signal_report(&panel).unwrap();
+    let iv = |name: &str| signals.iter().find(|s| s.name == name).unwrap().iv;
+    for name in [
+        "redemption_to_liability_30d",
+        "promo_discount_max_90d",
+        "payroll_on_time_ratio_6m",
+        "service_failure_refunds_90d",
+        "new_contract_tenor_days_90d",
+        "release_rejections_90d",
+    ] {
+        assert!(
+            iv(name) > 0.1,
+            "{name} should be informative: IV {:.3}",
+            iv(name)
+        );
+    }
     assert!(incomplete > 0 && test_rows > 0);
     let rate = agree as f64 / total as f64;
     assert!(

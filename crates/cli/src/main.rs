@@ -151,6 +151,31 @@ enum Format {
     Both,
 }
 
+/// `println!` that treats a closed pipe (`yuanxin features | head`) as the end of output
+/// rather than an error.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `print!` with the same treatment of closed pipes.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = write!(std::io::stdout().lock(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
@@ -190,19 +215,19 @@ fn run() -> Result<()> {
                 .transpose()?;
             let report = run_ingest(&args.ledger, &args.paths, ingested_at_ms, args.json)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             }
         }
         Command::Ledger { ledger } => print_ledger(&ledger)?,
-        Command::Schema => print!("{}", yuanxin_ledger::schema::markdown()),
+        Command::Schema => out!("{}", yuanxin_ledger::schema::markdown()),
         Command::Features { json } => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(yuanxin_profile::FEATURES)?
                 );
             } else {
-                print!("{}", yuanxin_profile::catalogue_markdown());
+                out!("{}", yuanxin_profile::catalogue_markdown());
             }
         }
         Command::Profile(args) => run_profile(&args)?,
@@ -253,23 +278,23 @@ fn run_simulate(cfg: &SimConfig, out: &Path) -> Result<SimSummary> {
     .with_context(|| format!("simulating into {}", out.display()))?;
     let secs = t0.elapsed().as_secs_f64();
     let rows = summary.total_rows() + summary.late_rows.values().sum::<u64>();
-    println!(
+    outln!(
         "simulated {} rows in {secs:.2} s ({:.0} rows/s, peak memory {})",
         rows,
         rows as f64 / secs.max(1e-9),
         peak_memory()
     );
     for (table, n) in &summary.rows {
-        println!("  {table:<16} {n:>12}");
+        outln!("  {table:<16} {n:>12}");
     }
     if !summary.late_rows.is_empty() {
-        println!(
+        outln!(
             "  late delivery in {}/_late: {:?}",
             out.display(),
             summary.late_rows
         );
     }
-    println!(
+    outln!(
         "  merchants defaulting during the period: {}",
         summary.defaults
     );
@@ -297,23 +322,34 @@ fn run_ingest(
 }
 
 fn print_report(r: &IngestReport, secs: f64) {
-    println!("batch {} at {} into {}", r.batch, r.ingested_at, r.ledger);
-    println!(
+    outln!("batch {} at {} into {}", r.batch, r.ingested_at, r.ledger);
+    outln!(
         "  {:<16} {:>12} {:>12} {:>10} {:>10}",
-        "table", "input", "accepted", "rejected", "duplicate"
+        "table",
+        "input",
+        "accepted",
+        "rejected",
+        "duplicate"
     );
     for (table, c) in &r.tables {
-        println!(
+        outln!(
             "  {table:<16} {:>12} {:>12} {:>10} {:>10}",
-            c.rows, c.accepted, c.rejected, c.duplicates
+            c.rows,
+            c.accepted,
+            c.rejected,
+            c.duplicates
         );
     }
     let t = &r.totals;
-    println!(
+    outln!(
         "  {:<16} {:>12} {:>12} {:>10} {:>10}",
-        "total", t.rows, t.accepted, t.rejected, t.duplicates
+        "total",
+        t.rows,
+        t.accepted,
+        t.rejected,
+        t.duplicates
     );
-    println!(
+    outln!(
         "  input = accepted + rejected + duplicates: {} = {} + {} + {} ({})",
         t.rows,
         t.accepted,
@@ -326,12 +362,12 @@ fn print_report(r: &IngestReport, secs: f64) {
         }
     );
     for (reason, n) in &t.rejected_by_reason {
-        println!("  rejected {reason}: {n}");
+        outln!("  rejected {reason}: {n}");
     }
     if let Some(q) = &r.quarantine {
-        println!("  quarantine: {}/{}", r.ledger, q);
+        outln!("  quarantine: {}/{}", r.ledger, q);
     }
-    println!(
+    outln!(
         "  {:.2} s, {:.0} rows/s, peak memory {}",
         secs,
         t.rows as f64 / secs.max(1e-9),
@@ -369,7 +405,7 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
         .with_context(|| format!("opening ledger {}", args.ledger.display()))?;
     let batch = yuanxin_profile::build(&ledger, &opts).context("building profiles")?;
     yuanxin_profile::write_parquet(&batch, &args.out)?;
-    println!(
+    outln!(
         "{} profile rows ({} characteristics, {} as-of dates) → {} in {:.2} s",
         batch.num_rows(),
         yuanxin_profile::FEATURES.len(),
@@ -382,9 +418,9 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
             yuanxin_profile::signal_report(&batch).context("no labelled rows to report on")?;
         let mut signals = signals;
         signals.sort_by(|a, b| b.iv.total_cmp(&a.iv));
-        println!("{:<34} {:>8} {:>9}", "characteristic", "IV", "missing");
+        outln!("{:<34} {:>8} {:>9}", "characteristic", "IV", "missing");
         for s in signals {
-            println!(
+            outln!(
                 "{:<34} {:>8.3} {:>8.1}%",
                 s.name,
                 s.iv,
@@ -399,24 +435,29 @@ fn print_ledger(path: &Path) -> Result<()> {
     let ledger =
         Ledger::open(path).with_context(|| format!("opening ledger {}", path.display()))?;
     let m = ledger.manifest();
-    println!(
+    outln!(
         "ledger {}: {} batch(es), {} data file(s)",
         path.display(),
         m.batches.len(),
         m.files.len()
     );
     for b in &m.batches {
-        println!(
+        outln!(
             "  {} at {}: {} rows → {} accepted, {} rejected, {} duplicates",
-            b.id, b.ingested_at, b.rows, b.accepted, b.rejected, b.duplicates
+            b.id,
+            b.ingested_at,
+            b.rows,
+            b.accepted,
+            b.rejected,
+            b.duplicates
         );
     }
     let mut total = 0;
     for (table, n) in ledger.row_counts() {
-        println!("  {table:<16} {n:>12}");
+        outln!("  {table:<16} {n:>12}");
         total += n;
     }
-    println!("  {:<16} {total:>12}", "total");
+    outln!("  {:<16} {total:>12}", "total");
     Ok(())
 }
 

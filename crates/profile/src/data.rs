@@ -236,6 +236,44 @@ fn days(b: &RecordBatch) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// The columns features read from each table.
+fn columns_of(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::EscrowEvents => &[
+            "merchant_id",
+            "ts",
+            "kind",
+            "code",
+            "amount",
+            "frozen_amount",
+            "contract_id",
+        ],
+        Table::WalletFlows => &[
+            "merchant_id",
+            "ts",
+            "kind",
+            "amount",
+            "dest_account_changed",
+        ],
+        Table::Contracts => &["merchant_id", "ts", "expires_on", "discount", "consumer_id"],
+        Table::Operations => &[
+            "merchant_id",
+            "ts",
+            "kind",
+            "utility_kind",
+            "headcount",
+            "on_time",
+            "usage",
+        ],
+        Table::Promotions => &["merchant_id", "ts", "discount", "bonus", "tenor_days"],
+        Table::Complaints => &["merchant_id", "ts", "channel", "category"],
+        Table::PublicRecords => &["merchant_id", "ts", "kind"],
+        Table::Loans => &["merchant_id", "ts", "kind", "amount", "dpd", "loan_id"],
+        Table::StoreEvents => &["merchant_id", "ts", "kind", "lease_end_on", "store_id"],
+        Table::Merchants | Table::Products => &["merchant_id", "ts"],
+    }
+}
+
 /// Loads the ledger as known at `known_at_ms` (all of it if `None`).
 pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, ProfileError> {
     let mut city = City::default();
@@ -283,20 +321,26 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
         }
     }
 
+    // Each table is streamed file by file, reading only the columns features use; rows
+    // become compact events at once, so Arrow batches never pile up in memory.
     let mut each = |table: Table,
                     f: &mut dyn FnMut(&RecordBatch, usize, usize, i32)|
      -> Result<(), ProfileError> {
-        for b in ledger.scan(table, known_at_ms, None)? {
-            let ids = strs(&b, "merchant_id");
-            let day = days(&b);
-            for i in 0..b.num_rows() {
-                let Some(&slot) = opt_str(ids, i).and_then(|m| index.get(m)) else {
-                    continue;
-                };
-                let d = day.get(i).copied().unwrap_or(0);
-                last_day = last_day.max(d);
-                f(&b, i, slot, d);
-            }
+        let columns = columns_of(table);
+        for file in ledger.files(table, known_at_ms) {
+            ledger.scan_file(file, Some(columns), &mut |b| {
+                let ids = strs(&b, "merchant_id");
+                let day = days(&b);
+                for i in 0..b.num_rows() {
+                    let Some(&slot) = opt_str(ids, i).and_then(|m| index.get(m)) else {
+                        continue;
+                    };
+                    let d = day.get(i).copied().unwrap_or(0);
+                    last_day = last_day.max(d);
+                    f(&b, i, slot, d);
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     };

@@ -185,40 +185,46 @@ fn build_from(city: &City, opts: &ProfileOptions) -> Result<RecordBatch, Profile
     let oot = opts.oot_from.map(day_number);
     for date in &opts.as_of {
         let d = day_number(*date);
-        for m in &city.merchants {
-            if m.registered_on.is_none_or(|r| r > d) {
-                continue; // not in business yet
-            }
-            let snap = Snap::new(city, m, d);
-            ids.push(&m.id);
+        let alive: Vec<&Merchant> = city
+            .merchants
+            .iter()
+            .filter(|m| m.registered_on.is_some_and(|r| r <= d))
+            .collect();
+        // Merchants are independent: snapshots are computed on all cores, in chunks whose
+        // results are put back in merchant order (the output does not depend on threads).
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let per = alive.len().div_ceil(threads).max(1);
+        let computed: Vec<Vec<Row>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = alive
+                .chunks(per)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|m| row(city, m, d, opts))
+                            .collect::<Vec<Row>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for r in computed.into_iter().flatten() {
+            ids.push(&r.merchant.id);
             as_of.push(d);
-            industry.push(&m.industry);
-            district.push(&m.district);
-            let history = snap.history_days();
-            let short = history < MIN_HISTORY_DAYS;
-            insufficient.push(short);
-            insufficient_why.push(short.then_some(if history == 0 {
-                "no_activity"
-            } else {
-                "less_than_90_days_of_history"
-            }));
-            let mut why = String::new();
-            for (k, f) in FEATURES.iter().enumerate() {
-                match (f.compute)(&snap) {
-                    Ok(v) if v.is_finite() => values[k].push(Some(v)),
-                    Ok(_) => {
-                        values[k].push(None);
-                        push_reason(&mut why, f.name, "not_finite");
-                    }
-                    Err(reason) => {
-                        values[k].push(None);
-                        push_reason(&mut why, f.name, reason);
-                    }
-                }
+            industry.push(&r.merchant.industry);
+            district.push(&r.merchant.district);
+            insufficient.push(r.insufficient.is_some());
+            insufficient_why.push(r.insufficient);
+            for (k, v) in r.values.into_iter().enumerate() {
+                values[k].push(v);
             }
-            missing.push(why);
-            if opts.label.is_some() {
-                let o = outcome(city, m, d);
+            missing.push(r.missing);
+            if let Some(o) = r.outcome {
                 labels.push(o.label);
                 label_status.push(o.status);
             }
@@ -261,6 +267,47 @@ fn build_from(city: &City, opts: &ProfileOptions) -> Result<RecordBatch, Profile
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
         .map_err(|e| ProfileError::Output(e.to_string()))
+}
+
+/// One profile row before it goes into columns.
+struct Row<'a> {
+    merchant: &'a Merchant,
+    insufficient: Option<&'static str>,
+    values: Vec<Option<f64>>,
+    missing: String,
+    outcome: Option<Outcome>,
+}
+
+fn row<'a>(city: &'a City, m: &'a Merchant, d: i32, opts: &ProfileOptions) -> Row<'a> {
+    let snap = Snap::new(city, m, d);
+    let history = snap.history_days();
+    let insufficient = (history < MIN_HISTORY_DAYS).then_some(if history == 0 {
+        "no_activity"
+    } else {
+        "less_than_90_days_of_history"
+    });
+    let mut missing = String::new();
+    let values = FEATURES
+        .iter()
+        .map(|f| match (f.compute)(&snap) {
+            Ok(v) if v.is_finite() => Some(v),
+            Ok(_) => {
+                push_reason(&mut missing, f.name, "not_finite");
+                None
+            }
+            Err(reason) => {
+                push_reason(&mut missing, f.name, reason);
+                None
+            }
+        })
+        .collect();
+    Row {
+        merchant: m,
+        insufficient,
+        values,
+        missing,
+        outcome: opts.label.map(|_| outcome(city, m, d)),
+    }
 }
 
 fn push_reason(out: &mut String, name: &str, reason: &str) {
