@@ -42,7 +42,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The main job on embedded defaults: simulate the demo city and ingest it.
+    /// The main job on embedded defaults: simulate the demo city, ingest it, and build the
+    /// merchants' latest credit profiles.
     Demo {
         /// Working folder (the city goes to DIR/city, the ledger to DIR/ledger).
         #[arg(long, default_value = "data/demo")]
@@ -204,15 +205,7 @@ fn run() -> Result<()> {
             run_simulate(&cfg, &args.out)?;
         }
         Command::Ingest(args) => {
-            let ingested_at_ms = args
-                .ingested_at
-                .as_deref()
-                .map(|t| {
-                    DateTime::parse_from_rfc3339(t)
-                        .map(|d| d.timestamp_millis())
-                        .with_context(|| format!("--ingested-at {t:?} is not an RFC 3339 time"))
-                })
-                .transpose()?;
+            let ingested_at_ms = parse_instant(args.ingested_at.as_deref(), "--ingested-at")?;
             let report = run_ingest(&args.ledger, &args.paths, ingested_at_ms, args.json)?;
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -250,9 +243,29 @@ fn run() -> Result<()> {
                     format!("removing the previous demo ledger {}", ledger.display())
                 })?;
             }
-            run_simulate(&cfg, &city)?;
+            let summary = run_simulate(&cfg, &city)?;
             run_ingest(&ledger, &[city], None, false)?;
             print_ledger(&ledger)?;
+            // The latest credit profiles: as of the last day of the simulated period.
+            let last_day = NaiveDate::parse_from_str(&summary.end, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.pred_opt())
+                .context("simulation end date")?;
+            let opts = yuanxin_profile::ProfileOptions {
+                as_of: vec![last_day],
+                known_at_ms: None,
+                label: None,
+                oot_from: None,
+            };
+            let profiles = dir.join("profiles-latest.parquet");
+            let batch = yuanxin_profile::build(&Ledger::open(&ledger)?, &opts)?;
+            yuanxin_profile::write_parquet(&batch, &profiles)?;
+            outln!(
+                "profiles of {} merchants as of {last_day} ({} characteristics) → {}",
+                batch.num_rows(),
+                yuanxin_profile::FEATURES.len(),
+                profiles.display()
+            );
         }
     }
     Ok(())
@@ -375,6 +388,16 @@ fn print_report(r: &IngestReport, secs: f64) {
     );
 }
 
+/// An RFC 3339 option as ms since the epoch.
+fn parse_instant(text: Option<&str>, option: &str) -> Result<Option<i64>> {
+    text.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|d| d.timestamp_millis())
+            .with_context(|| format!("{option} {t:?} is not an RFC 3339 time"))
+    })
+    .transpose()
+}
+
 fn run_profile(args: &ProfileArgs) -> Result<()> {
     let mut as_of = args.as_of.clone();
     if let (Some(from), Some(to)) = (args.from, args.to) {
@@ -385,15 +408,7 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
     if as_of.is_empty() {
         bail!("give --as-of DATE (repeatable) or --from DATE --to DATE");
     }
-    let known_at_ms = args
-        .known_at
-        .as_deref()
-        .map(|t| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|d| d.timestamp_millis())
-                .with_context(|| format!("--known-at {t:?} is not an RFC 3339 time"))
-        })
-        .transpose()?;
+    let known_at_ms = parse_instant(args.known_at.as_deref(), "--known-at")?;
     let opts = yuanxin_profile::ProfileOptions {
         as_of,
         known_at_ms,

@@ -173,6 +173,22 @@ pub(crate) struct Merchant {
     pub stores: Vec<StoreEvent>,
 }
 
+impl Merchant {
+    /// Sorts every event list by day. Stable sorts: events of one day keep ledger order.
+    pub(crate) fn sort(&mut self) {
+        self.escrow.sort_by_key(|e| e.day);
+        self.spot.sort_by_key(|e| e.day);
+        self.withdrawals.sort_by_key(|e| e.day);
+        self.contracts.sort_by_key(|e| e.day);
+        self.operations.sort_by_key(|e| e.day);
+        self.promotions.sort_by_key(|e| e.day);
+        self.complaints.sort_by_key(|e| e.day);
+        self.public.sort_by_key(|e| e.day);
+        self.loans.sort_by_key(|e| e.day);
+        self.stores.sort_by_key(|e| e.day);
+    }
+}
+
 /// The loaded city.
 #[derive(Debug, Default)]
 pub(crate) struct City {
@@ -491,17 +507,7 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
         });
     })?;
     for m in city.merchants.iter_mut() {
-        // Stable sorts: events of one day keep ledger order.
-        m.escrow.sort_by_key(|e| e.day);
-        m.spot.sort_by_key(|e| e.day);
-        m.withdrawals.sort_by_key(|e| e.day);
-        m.contracts.sort_by_key(|e| e.day);
-        m.operations.sort_by_key(|e| e.day);
-        m.promotions.sort_by_key(|e| e.day);
-        m.complaints.sort_by_key(|e| e.day);
-        m.public.sort_by_key(|e| e.day);
-        m.loans.sort_by_key(|e| e.day);
-        m.stores.sort_by_key(|e| e.day);
+        m.sort();
     }
     city.last_day = last_day;
     Ok(city)

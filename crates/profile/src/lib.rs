@@ -450,16 +450,7 @@ mod tests {
     }
 
     fn sort(m: &mut Merchant) {
-        m.escrow.sort_by_key(|e| e.day);
-        m.spot.sort_by_key(|e| e.day);
-        m.withdrawals.sort_by_key(|e| e.day);
-        m.contracts.sort_by_key(|e| e.day);
-        m.operations.sort_by_key(|e| e.day);
-        m.promotions.sort_by_key(|e| e.day);
-        m.complaints.sort_by_key(|e| e.day);
-        m.public.sort_by_key(|e| e.day);
-        m.loans.sort_by_key(|e| e.day);
-        m.stores.sort_by_key(|e| e.day);
+        m.sort();
     }
 
     fn features(city: &City, d: i32) -> Vec<Result<u64, Missing>> {
