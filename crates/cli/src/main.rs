@@ -131,6 +131,9 @@ struct ProfileArgs {
     /// Out-of-time split: as-of dates from this date on are `test`, earlier ones `train`.
     #[arg(long)]
     oot_from: Option<NaiveDate>,
+    /// Only these characteristics (comma-separated catalogue names); all by default.
+    #[arg(long, value_delimiter = ',')]
+    features: Option<Vec<String>>,
     /// Output Parquet file.
     #[arg(long)]
     out: PathBuf,
@@ -251,12 +254,7 @@ fn run() -> Result<()> {
                 .ok()
                 .and_then(|d| d.pred_opt())
                 .context("simulation end date")?;
-            let opts = yuanxin_profile::ProfileOptions {
-                as_of: vec![last_day],
-                known_at_ms: None,
-                label: None,
-                oot_from: None,
-            };
+            let opts = yuanxin_profile::ProfileOptions::at(vec![last_day]);
             let profiles = dir.join("profiles-latest.parquet");
             let batch = yuanxin_profile::build(&Ledger::open(&ledger)?, &opts)?;
             yuanxin_profile::write_parquet(&batch, &profiles)?;
@@ -414,6 +412,7 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
         known_at_ms,
         label: args.label.map(|_| yuanxin_profile::Label::Default12m),
         oot_from: args.oot_from,
+        features: args.features.clone(),
     };
     let t0 = Instant::now();
     let ledger = Ledger::open(&args.ledger)
@@ -423,7 +422,9 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
     outln!(
         "{} profile rows ({} characteristics, {} as-of dates) → {} in {:.2} s",
         batch.num_rows(),
-        yuanxin_profile::FEATURES.len(),
+        opts.features
+            .as_ref()
+            .map_or(yuanxin_profile::FEATURES.len(), Vec::len),
         opts.as_of.len(),
         args.out.display(),
         t0.elapsed().as_secs_f64()

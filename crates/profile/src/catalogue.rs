@@ -123,8 +123,8 @@ fn headcount_at(s: &Snap<'_>, d: i32) -> Option<i64> {
         .map(|o| o.headcount)
 }
 
-fn open_stores(s: &Snap<'_>) -> Vec<(u32, Option<i32>)> {
-    let mut open: std::collections::BTreeMap<u32, Option<i32>> = Default::default();
+fn open_stores(s: &Snap<'_>) -> Vec<(u64, Option<i32>)> {
+    let mut open: std::collections::BTreeMap<u64, Option<i32>> = Default::default();
     for e in upto(&s.m.stores, s.d) {
         if e.opened {
             open.insert(e.store, e.lease_end);
@@ -306,7 +306,7 @@ pub static FEATURES: &[Feature] = &[
     f!("repeat_customer_share_180d", Redemption, 180, Either, "share", "老客续费占比", "Repeat customers",
        "Share of contracts signed in the last 180 days by consumers who had signed before.",
        |s| {
-           let before: std::collections::HashSet<u32> = upto(&s.m.contracts, s.d - 180).iter().map(|c| c.consumer).collect();
+           let before: std::collections::HashSet<u64> = upto(&s.m.contracts, s.d - 180).iter().map(|c| c.consumer).collect();
            let recent = last(&s.m.contracts, s.d, 180);
            if recent.is_empty() {
                return Err("no_contracts");
@@ -494,7 +494,7 @@ pub static FEATURES: &[Feature] = &[
     f!("loans_active", Loans, 45, Up, "count", "在还贷款笔数", "Loans being repaid",
        "Distinct loans with an instalment scheduled in the last 45 days.",
        |s| {
-           let mut ids: Vec<u32> = last(&s.m.loans, s.d, 45).iter().filter(|l| l.kind == 1).map(|l| l.loan).collect();
+           let mut ids: Vec<u64> = last(&s.m.loans, s.d, 45).iter().filter(|l| l.kind == 1).map(|l| l.loan).collect();
            ids.sort_unstable();
            ids.dedup();
            Ok(ids.len() as f64)

@@ -48,7 +48,9 @@ pub(crate) struct Escrow {
     pub code: Code,
     pub amount: i64,
     pub frozen: i64,
-    pub contract: u32,
+    /// 64-bit FxHash of the contract id: contracts only need telling apart within one
+    /// merchant (a collision among its n contracts has probability about n²/2⁶⁵).
+    pub contract: u64,
 }
 
 /// The escrow `code` values features distinguish.
@@ -81,7 +83,8 @@ pub(crate) struct ContractRow {
     pub day: i32,
     pub tenor_days: i32,
     pub discount_bp: i64,
-    pub consumer: u32,
+    /// FxHash of the consumer id (told apart within one merchant).
+    pub consumer: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +128,8 @@ pub(crate) struct LoanEvent {
     pub kind: u8,
     pub amount: i64,
     pub dpd: i64,
-    pub loan: u32,
+    /// FxHash of the loan id.
+    pub loan: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -133,7 +137,8 @@ pub(crate) struct StoreEvent {
     pub day: i32,
     pub opened: bool,
     pub lease_end: Option<i32>,
-    pub store: u32,
+    /// FxHash of the store id.
+    pub store: u64,
 }
 
 dated!(
@@ -199,9 +204,42 @@ pub(crate) struct City {
     pub last_day: i32,
 }
 
+/// FxHash (Firefox's and rustc's): a fast multiplicative hash for short, trusted keys
+/// (ids read from our own ledger; nothing here is exposed to crafted input).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+}
+
+/// FxHash of a string.
+pub(crate) fn fx(text: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = Fx::default();
+    h.write(text.as_bytes());
+    h.finish()
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fx>>;
+
 /// Interns strings to dense integers.
 #[derive(Default)]
-struct Interner(HashMap<String, u32>);
+struct Interner(FxMap<String, u32>);
 
 impl Interner {
     fn id(&mut self, s: &str) -> u32 {
@@ -223,25 +261,46 @@ fn opt_str(a: Option<&arrow::array::StringArray>, i: usize) -> Option<&str> {
     a.and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
 }
 
-fn fen(b: &RecordBatch, name: &str, i: usize) -> Option<i64> {
-    let a = b
-        .column_by_name(name)?
-        .as_primitive_opt::<Decimal128Type>()?;
-    (!a.is_null(i)).then(|| i64::try_from(a.value(i)).unwrap_or(i64::MAX))
+type Decs = arrow::array::Decimal128Array;
+type Ints = arrow::array::Int64Array;
+type Dates = arrow::array::Date32Array;
+type Bools = arrow::array::BooleanArray;
+
+fn decs<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Decs> {
+    b.column_by_name(name)?.as_primitive_opt::<Decimal128Type>()
 }
 
-fn int(b: &RecordBatch, name: &str, i: usize) -> Option<i64> {
-    let a = b.column_by_name(name)?.as_primitive_opt::<Int64Type>()?;
-    (!a.is_null(i)).then(|| a.value(i))
+fn ints<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Ints> {
+    b.column_by_name(name)?.as_primitive_opt::<Int64Type>()
+}
+
+fn dates<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Dates> {
+    b.column_by_name(name)?.as_primitive_opt::<Date32Type>()
+}
+
+fn bools<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a Bools> {
+    b.column_by_name(name)?.as_boolean_opt()
+}
+
+/// A decimal's mantissa (fen for money, basis points for ratios).
+fn dec_at(a: Option<&Decs>, i: usize) -> Option<i64> {
+    a.and_then(|a| (!a.is_null(i)).then(|| i64::try_from(a.value(i)).unwrap_or(i64::MAX)))
+}
+
+fn int_at(a: Option<&Ints>, i: usize) -> Option<i64> {
+    a.and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
+}
+
+fn date_at(a: Option<&Dates>, i: usize) -> Option<i32> {
+    a.and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
+}
+
+fn bool_at(a: Option<&Bools>, i: usize) -> Option<bool> {
+    a.and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
 }
 
 fn date(b: &RecordBatch, name: &str, i: usize) -> Option<i32> {
     let a = b.column_by_name(name)?.as_primitive_opt::<Date32Type>()?;
-    (!a.is_null(i)).then(|| a.value(i))
-}
-
-fn boolean(b: &RecordBatch, name: &str, i: usize) -> Option<bool> {
-    let a = b.column_by_name(name)?.as_boolean_opt()?;
     (!a.is_null(i)).then(|| a.value(i))
 }
 
@@ -290,15 +349,79 @@ fn columns_of(table: Table) -> &'static [&'static str] {
     }
 }
 
+/// What one loader thread returns: (merchant slot, event) pairs and the latest day seen.
+type Part<T> = (Vec<(usize, T)>, i32);
+
+/// Reads one table on all cores: files are dealt to threads, each parses its files into
+/// (merchant slot, event) pairs; the pairs come back in file order, so the result does not
+/// depend on the number of threads. Also raises `last_day` to the latest event day.
+fn load_table<T: Send>(
+    ledger: &Ledger,
+    known_at_ms: Option<i64>,
+    table: Table,
+    index: &FxMap<String, usize>,
+    last_day: &mut i32,
+    parse: impl Fn(&RecordBatch, &[(usize, usize, i32)], &mut Vec<(usize, T)>) + Sync,
+) -> Result<Vec<(usize, T)>, ProfileError> {
+    let files = ledger.files(table, known_at_ms);
+    let columns = columns_of(table);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1);
+    let parse = &parse;
+    let results: Vec<Result<Part<T>, ProfileError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<_> = files.iter().skip(t).step_by(threads).copied().collect();
+                scope.spawn(move || -> Result<Part<T>, ProfileError> {
+                    let mut out = Vec::new();
+                    let mut rows: Vec<(usize, usize, i32)> = Vec::new();
+                    let mut latest = i32::MIN;
+                    for file in mine {
+                        ledger.scan_file(file, Some(columns), &mut |b| {
+                            let ids = strs(&b, "merchant_id");
+                            let day = days(&b);
+                            rows.clear();
+                            for i in 0..b.num_rows() {
+                                let Some(&slot) = opt_str(ids, i).and_then(|m| index.get(m)) else {
+                                    continue;
+                                };
+                                let d = day.get(i).copied().unwrap_or(0);
+                                latest = latest.max(d);
+                                rows.push((i, slot, d));
+                            }
+                            parse(&b, &rows, &mut out);
+                            Ok(())
+                        })?;
+                    }
+                    Ok((out, latest))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ProfileError::Output("a loader thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let mut all = Vec::new();
+    for r in results {
+        let (part, latest) = r?;
+        *last_day = (*last_day).max(latest);
+        all.extend(part);
+    }
+    Ok(all)
+}
+
 /// Loads the ledger as known at `known_at_ms` (all of it if `None`).
 pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, ProfileError> {
     let mut city = City::default();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: FxMap<String, usize> = FxMap::default();
     let mut groups = Interner::default();
-    let mut contracts = Interner::default();
-    let mut consumers = Interner::default();
-    let mut loans = Interner::default();
-    let mut stores = Interner::default();
     let mut last_day = i32::MIN;
 
     for b in ledger.scan(Table::Merchants, known_at_ms, None)? {
@@ -337,175 +460,292 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
         }
     }
 
-    // Each table is streamed file by file, reading only the columns features use; rows
-    // become compact events at once, so Arrow batches never pile up in memory.
-    let mut each = |table: Table,
-                    f: &mut dyn FnMut(&RecordBatch, usize, usize, i32)|
-     -> Result<(), ProfileError> {
-        let columns = columns_of(table);
-        for file in ledger.files(table, known_at_ms) {
-            ledger.scan_file(file, Some(columns), &mut |b| {
-                let ids = strs(&b, "merchant_id");
-                let day = days(&b);
-                for i in 0..b.num_rows() {
-                    let Some(&slot) = opt_str(ids, i).and_then(|m| index.get(m)) else {
-                        continue;
-                    };
-                    let d = day.get(i).copied().unwrap_or(0);
-                    last_day = last_day.max(d);
-                    f(&b, i, slot, d);
+    // Each table is streamed file by file on all cores, reading only the columns features
+    // use; rows become compact events at once, so Arrow batches never pile up in memory.
+    // Parsers get a batch and its rows as (row, merchant slot, business day), so that
+    // columns are looked up once per batch, not per row.
+    let index = &index;
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::EscrowEvents,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let (kind, code, contract) = (strs(b, "kind"), strs(b, "code"), strs(b, "contract_id"));
+            let (amount, frozen) = (decs(b, "amount"), decs(b, "frozen_amount"));
+            for &(i, m, day) in rows {
+                let kind = match opt_str(kind, i) {
+                    Some("PREPAYMENT") => esc::PREPAYMENT,
+                    Some("REDEMPTION") => esc::REDEMPTION,
+                    Some("RELEASE") => esc::RELEASE,
+                    Some("RELEASE_REJECTED") => esc::RELEASE_REJECTED,
+                    Some("REFUND_REQUESTED") => esc::REFUND_REQUESTED,
+                    Some("REFUND_COMPLETED") => esc::REFUND_COMPLETED,
+                    _ => esc::EXPIRY,
+                };
+                let code = match opt_str(code, i) {
+                    Some("ESCROW") => Code::Escrow,
+                    Some("MERCHANT_WALLET") => Code::MerchantWallet,
+                    Some("UNRECOVERED") => Code::Unrecovered,
+                    Some("RELEASE_TO_MERCHANT") => Code::ReleaseToMerchant,
+                    Some("SERVICE_FAILURE") => Code::ServiceFailure,
+                    Some("MERCHANT_CLOSED") => Code::MerchantClosed,
+                    _ => Code::Other,
+                };
+                let contract = opt_str(contract, i).map(fx).unwrap_or(0);
+                out.push((
+                    m,
+                    Escrow {
+                        day,
+                        kind,
+                        code,
+                        amount: dec_at(amount, i).unwrap_or(0),
+                        frozen: dec_at(frozen, i).unwrap_or(0),
+                        contract,
+                    },
+                ));
+            }
+        },
+    )? {
+        city.merchants[m].escrow.push(e);
+    }
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::WalletFlows,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let (kind, amount, changed) = (
+                strs(b, "kind"),
+                decs(b, "amount"),
+                bools(b, "dest_account_changed"),
+            );
+            for &(i, m, day) in rows {
+                let amount = dec_at(amount, i).unwrap_or(0);
+                if opt_str(kind, i) == Some("SPOT_SALE") {
+                    out.push((m, Ok(Spot { day, amount })));
+                } else {
+                    let changed = bool_at(changed, i).unwrap_or(false);
+                    out.push((
+                        m,
+                        Err(Withdrawal {
+                            day,
+                            amount,
+                            changed,
+                        }),
+                    ));
                 }
-                Ok(())
-            })?;
+            }
+        },
+    )? {
+        match e {
+            Ok(spot) => city.merchants[m].spot.push(spot),
+            Err(w) => city.merchants[m].withdrawals.push(w),
         }
-        Ok(())
-    };
-
-    let ms = &mut city.merchants;
-    each(Table::EscrowEvents, &mut |b, i, m, day| {
-        let kind = match opt_str(strs(b, "kind"), i) {
-            Some("PREPAYMENT") => esc::PREPAYMENT,
-            Some("REDEMPTION") => esc::REDEMPTION,
-            Some("RELEASE") => esc::RELEASE,
-            Some("RELEASE_REJECTED") => esc::RELEASE_REJECTED,
-            Some("REFUND_REQUESTED") => esc::REFUND_REQUESTED,
-            Some("REFUND_COMPLETED") => esc::REFUND_COMPLETED,
-            _ => esc::EXPIRY,
-        };
-        let code = match opt_str(strs(b, "code"), i) {
-            Some("ESCROW") => Code::Escrow,
-            Some("MERCHANT_WALLET") => Code::MerchantWallet,
-            Some("UNRECOVERED") => Code::Unrecovered,
-            Some("RELEASE_TO_MERCHANT") => Code::ReleaseToMerchant,
-            Some("SERVICE_FAILURE") => Code::ServiceFailure,
-            Some("MERCHANT_CLOSED") => Code::MerchantClosed,
-            _ => Code::Other,
-        };
-        let contract = opt_str(strs(b, "contract_id"), i)
-            .map(|c| contracts.id(c))
-            .unwrap_or(0);
-        ms[m].escrow.push(Escrow {
-            day,
-            kind,
-            code,
-            amount: fen(b, "amount", i).unwrap_or(0),
-            frozen: fen(b, "frozen_amount", i).unwrap_or(0),
-            contract,
-        });
-    })?;
-    each(Table::WalletFlows, &mut |b, i, m, day| {
-        let amount = fen(b, "amount", i).unwrap_or(0);
-        if opt_str(strs(b, "kind"), i) == Some("SPOT_SALE") {
-            ms[m].spot.push(Spot { day, amount });
-        } else {
-            let changed = boolean(b, "dest_account_changed", i).unwrap_or(false);
-            ms[m].withdrawals.push(Withdrawal {
-                day,
-                amount,
-                changed,
-            });
-        }
-    })?;
-    each(Table::Contracts, &mut |b, i, m, day| {
-        let expires = date(b, "expires_on", i).unwrap_or(day);
-        let discount_bp = b
-            .column_by_name("discount")
-            .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
-            .and_then(|a| (!a.is_null(i)).then(|| i64::try_from(a.value(i)).unwrap_or(0)))
-            .unwrap_or(0);
-        let consumer = opt_str(strs(b, "consumer_id"), i)
-            .map(|c| consumers.id(c))
-            .unwrap_or(0);
-        ms[m].contracts.push(ContractRow {
-            day,
-            tenor_days: expires - day + 1,
-            discount_bp,
-            consumer,
-        });
-    })?;
-    each(Table::Operations, &mut |b, i, m, day| {
-        let kind = match (
-            opt_str(strs(b, "kind"), i),
-            opt_str(strs(b, "utility_kind"), i),
-        ) {
-            (Some("PAYROLL"), _) => 0,
-            (Some("SOCIAL_INSURANCE"), _) => 1,
-            (_, Some("ELECTRICITY")) => 2,
-            _ => 3,
-        };
-        ms[m].operations.push(Operation {
-            day,
-            kind,
-            headcount: int(b, "headcount", i).unwrap_or(0),
-            on_time: boolean(b, "on_time", i),
-            usage: int(b, "usage", i).unwrap_or(0),
-        });
-    })?;
-    each(Table::Promotions, &mut |b, i, m, day| {
-        let ratio = |name: &str| {
-            b.column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
-                .and_then(|a| (!a.is_null(i)).then(|| i64::try_from(a.value(i)).unwrap_or(0)))
-                .unwrap_or(0)
-        };
-        ms[m].promotions.push(Promotion {
-            day,
-            discount_bp: ratio("discount"),
-            bonus_bp: ratio("bonus"),
-            tenor_days: int(b, "tenor_days", i).unwrap_or(0),
-        });
-    })?;
-    each(Table::Complaints, &mut |b, i, m, day| {
-        let channel = match opt_str(strs(b, "channel"), i) {
-            Some("HOTLINE_12315" | "HOTLINE_12345") => 0,
-            Some("CONSUMER_COUNCIL") => 1,
-            _ => 2,
-        };
-        let cat = opt_str(strs(b, "category"), i);
-        ms[m].complaints.push(Complaint {
-            day,
-            channel,
-            closure_or_refund: matches!(cat, Some("CLOSURE" | "REFUND")),
-        });
-    })?;
-    each(Table::PublicRecords, &mut |b, i, m, day| {
-        let kind = match opt_str(strs(b, "kind"), i) {
-            Some("ADMIN_PENALTY") => 0,
-            Some("ABNORMAL_LISTED") => 1,
-            Some("ABNORMAL_REMOVED") => 2,
-            _ => 3,
-        };
-        ms[m].public.push(PublicRecord { day, kind });
-    })?;
-    each(Table::Loans, &mut |b, i, m, day| {
-        let kind = match opt_str(strs(b, "kind"), i) {
-            Some("DISBURSEMENT") => 0,
-            Some("SCHEDULED_REPAYMENT") => 1,
-            Some("REPAYMENT") => 2,
-            _ => 3,
-        };
-        let loan = opt_str(strs(b, "loan_id"), i)
-            .map(|l| loans.id(l))
-            .unwrap_or(0);
-        ms[m].loans.push(LoanEvent {
-            day,
-            kind,
-            amount: fen(b, "amount", i).unwrap_or(0),
-            dpd: int(b, "dpd", i).unwrap_or(0),
-            loan,
-        });
-    })?;
-    each(Table::StoreEvents, &mut |b, i, m, day| {
-        let store = opt_str(strs(b, "store_id"), i)
-            .map(|s| stores.id(s))
-            .unwrap_or(0);
-        ms[m].stores.push(StoreEvent {
-            day,
-            opened: opt_str(strs(b, "kind"), i) == Some("OPENED"),
-            lease_end: date(b, "lease_end_on", i),
-            store,
-        });
-    })?;
+    }
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::Contracts,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let (expires, discount, consumer) = (
+                dates(b, "expires_on"),
+                decs(b, "discount"),
+                strs(b, "consumer_id"),
+            );
+            for &(i, m, day) in rows {
+                let expires = date_at(expires, i).unwrap_or(day);
+                let consumer = opt_str(consumer, i).map(fx).unwrap_or(0);
+                out.push((
+                    m,
+                    ContractRow {
+                        day,
+                        tenor_days: expires - day + 1,
+                        discount_bp: dec_at(discount, i).unwrap_or(0),
+                        consumer,
+                    },
+                ));
+            }
+        },
+    )? {
+        city.merchants[m].contracts.push(e);
+    }
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::Operations,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let (kind, utility, headcount) = (
+                strs(b, "kind"),
+                strs(b, "utility_kind"),
+                ints(b, "headcount"),
+            );
+            let (on_time, usage) = (bools(b, "on_time"), ints(b, "usage"));
+            for &(i, m, day) in rows {
+                let kind = match (opt_str(kind, i), opt_str(utility, i)) {
+                    (Some("PAYROLL"), _) => 0,
+                    (Some("SOCIAL_INSURANCE"), _) => 1,
+                    (_, Some("ELECTRICITY")) => 2,
+                    _ => 3,
+                };
+                out.push((
+                    m,
+                    Operation {
+                        day,
+                        kind,
+                        headcount: int_at(headcount, i).unwrap_or(0),
+                        on_time: bool_at(on_time, i),
+                        usage: int_at(usage, i).unwrap_or(0),
+                    },
+                ));
+            }
+        },
+    )? {
+        city.merchants[m].operations.push(e);
+    }
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::Promotions,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let (discount, bonus, tenor) =
+                (decs(b, "discount"), decs(b, "bonus"), ints(b, "tenor_days"));
+            for &(i, m, day) in rows {
+                out.push((
+                    m,
+                    Promotion {
+                        day,
+                        discount_bp: dec_at(discount, i).unwrap_or(0),
+                        bonus_bp: dec_at(bonus, i).unwrap_or(0),
+                        tenor_days: int_at(tenor, i).unwrap_or(0),
+                    },
+                ));
+            }
+        },
+    )? {
+        city.merchants[m].promotions.push(e);
+    }
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::Complaints,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let (channel, category) = (strs(b, "channel"), strs(b, "category"));
+            for &(i, m, day) in rows {
+                let channel = match opt_str(channel, i) {
+                    Some("HOTLINE_12315" | "HOTLINE_12345") => 0,
+                    Some("CONSUMER_COUNCIL") => 1,
+                    _ => 2,
+                };
+                let closure_or_refund = matches!(opt_str(category, i), Some("CLOSURE" | "REFUND"));
+                out.push((
+                    m,
+                    Complaint {
+                        day,
+                        channel,
+                        closure_or_refund,
+                    },
+                ));
+            }
+        },
+    )? {
+        city.merchants[m].complaints.push(e);
+    }
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::PublicRecords,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let kind = strs(b, "kind");
+            for &(i, m, day) in rows {
+                let kind = match opt_str(kind, i) {
+                    Some("ADMIN_PENALTY") => 0,
+                    Some("ABNORMAL_LISTED") => 1,
+                    Some("ABNORMAL_REMOVED") => 2,
+                    _ => 3,
+                };
+                out.push((m, PublicRecord { day, kind }));
+            }
+        },
+    )? {
+        city.merchants[m].public.push(e);
+    }
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::Loans,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let (kind, amount, dpd, loan) = (
+                strs(b, "kind"),
+                decs(b, "amount"),
+                ints(b, "dpd"),
+                strs(b, "loan_id"),
+            );
+            for &(i, m, day) in rows {
+                let kind = match opt_str(kind, i) {
+                    Some("DISBURSEMENT") => 0,
+                    Some("SCHEDULED_REPAYMENT") => 1,
+                    Some("REPAYMENT") => 2,
+                    _ => 3,
+                };
+                let loan = opt_str(loan, i).map(fx).unwrap_or(0);
+                out.push((
+                    m,
+                    LoanEvent {
+                        day,
+                        kind,
+                        amount: dec_at(amount, i).unwrap_or(0),
+                        dpd: int_at(dpd, i).unwrap_or(0),
+                        loan,
+                    },
+                ));
+            }
+        },
+    )? {
+        city.merchants[m].loans.push(e);
+    }
+    for (m, e) in load_table(
+        ledger,
+        known_at_ms,
+        Table::StoreEvents,
+        index,
+        &mut last_day,
+        |b, rows, out| {
+            let (store, kind, lease) = (
+                strs(b, "store_id"),
+                strs(b, "kind"),
+                dates(b, "lease_end_on"),
+            );
+            for &(i, m, day) in rows {
+                let store = opt_str(store, i).map(fx).unwrap_or(0);
+                out.push((
+                    m,
+                    StoreEvent {
+                        day,
+                        opened: opt_str(kind, i) == Some("OPENED"),
+                        lease_end: date_at(lease, i),
+                        store,
+                    },
+                ));
+            }
+        },
+    )? {
+        city.merchants[m].stores.push(e);
+    }
     for m in city.merchants.iter_mut() {
         m.sort();
     }

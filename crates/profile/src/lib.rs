@@ -67,6 +67,40 @@ pub struct ProfileOptions {
     /// Rows with an as-of date on or after this date are marked `test`, earlier ones
     /// `train` (an out-of-time split).
     pub oot_from: Option<NaiveDate>,
+    /// Only these characteristics (catalogue names), in catalogue order; all if `None`.
+    pub features: Option<Vec<String>>,
+}
+
+impl ProfileOptions {
+    /// Options for the given as-of dates, with every characteristic and no label.
+    pub fn at(as_of: Vec<NaiveDate>) -> ProfileOptions {
+        ProfileOptions {
+            as_of,
+            known_at_ms: None,
+            label: None,
+            oot_from: None,
+            features: None,
+        }
+    }
+
+    /// The characteristics to compute.
+    fn selected(&self) -> Result<Vec<&'static Feature>, ProfileError> {
+        let Some(names) = &self.features else {
+            return Ok(FEATURES.iter().collect());
+        };
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !FEATURES.iter().any(|f| f.name == n.as_str()))
+        {
+            return Err(ProfileError::Options(format!(
+                "unknown characteristic {unknown:?} (see `yuanxin features`)"
+            )));
+        }
+        Ok(FEATURES
+            .iter()
+            .filter(|f| names.iter().any(|n| n == f.name))
+            .collect())
+    }
 }
 
 /// Days of visible history below which a merchant is flagged `insufficient_data`.
@@ -166,18 +200,23 @@ pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, Prof
             "at least one as-of date is needed".into(),
         ));
     }
+    let selected = opts.selected()?;
     let city = data::load(ledger, opts.known_at_ms)?;
-    build_from(&city, opts)
+    build_from(&city, opts, &selected)
 }
 
-fn build_from(city: &City, opts: &ProfileOptions) -> Result<RecordBatch, ProfileError> {
+fn build_from(
+    city: &City,
+    opts: &ProfileOptions,
+    selected: &[&'static Feature],
+) -> Result<RecordBatch, ProfileError> {
     let mut ids: Vec<&str> = Vec::new();
     let mut as_of: Vec<i32> = Vec::new();
     let mut industry: Vec<&str> = Vec::new();
     let mut district: Vec<&str> = Vec::new();
     let mut insufficient: Vec<bool> = Vec::new();
     let mut insufficient_why: Vec<Option<&str>> = Vec::new();
-    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); FEATURES.len()];
+    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); selected.len()];
     let mut missing: Vec<String> = Vec::new();
     let mut labels: Vec<Option<i8>> = Vec::new();
     let mut label_status: Vec<&str> = Vec::new();
@@ -203,7 +242,7 @@ fn build_from(city: &City, opts: &ProfileOptions) -> Result<RecordBatch, Profile
                     scope.spawn(move || {
                         chunk
                             .iter()
-                            .map(|m| row(city, m, d, opts))
+                            .map(|m| row(city, m, d, opts, selected))
                             .collect::<Vec<Row>>()
                     })
                 })
@@ -249,7 +288,7 @@ fn build_from(city: &City, opts: &ProfileOptions) -> Result<RecordBatch, Profile
         Arc::new(BooleanArray::from(insufficient)),
         Arc::new(StringArray::from(insufficient_why)),
     ];
-    for (f, v) in FEATURES.iter().zip(values) {
+    for (f, v) in selected.iter().zip(values) {
         fields.push(Field::new(f.name, DataType::Float64, true));
         cols.push(Arc::new(Float64Array::from(v)));
     }
@@ -278,7 +317,13 @@ struct Row<'a> {
     outcome: Option<Outcome>,
 }
 
-fn row<'a>(city: &'a City, m: &'a Merchant, d: i32, opts: &ProfileOptions) -> Row<'a> {
+fn row<'a>(
+    city: &'a City,
+    m: &'a Merchant,
+    d: i32,
+    opts: &ProfileOptions,
+    selected: &[&'static Feature],
+) -> Row<'a> {
     let snap = Snap::new(city, m, d);
     let history = snap.history_days();
     let insufficient = (history < MIN_HISTORY_DAYS).then_some(if history == 0 {
@@ -287,7 +332,7 @@ fn row<'a>(city: &'a City, m: &'a Merchant, d: i32, opts: &ProfileOptions) -> Ro
         "less_than_90_days_of_history"
     });
     let mut missing = String::new();
-    let values = FEATURES
+    let values = selected
         .iter()
         .map(|f| match (f.compute)(&snap) {
             Ok(v) if v.is_finite() => Some(v),
@@ -381,6 +426,7 @@ mod tests {
 
     fn add(m: &mut Merchant, k: u8, day: i32, amount: i64) {
         let contract = (amount % 7) as u32;
+        let contract64 = u64::from(contract);
         match k % 12 {
             0..=6 => m.escrow.push(Escrow {
                 day,
@@ -395,7 +441,7 @@ mod tests {
                 ][(amount % 6) as usize],
                 amount,
                 frozen: amount / 3,
-                contract,
+                contract: contract64,
             }),
             7 => m.spot.push(Spot { day, amount }),
             8 => m.withdrawals.push(Withdrawal {
@@ -407,7 +453,7 @@ mod tests {
                 day,
                 tenor_days: (amount % 900) as i32 + 30,
                 discount_bp: amount % 5000,
-                consumer: contract,
+                consumer: contract64,
             }),
             10 => m.operations.push(Operation {
                 day,
@@ -422,7 +468,7 @@ mod tests {
                     kind: (amount % 4) as u8,
                     amount,
                     dpd: amount % 200,
-                    loan: contract,
+                    loan: contract64,
                 });
                 m.complaints.push(Complaint {
                     day,
@@ -443,7 +489,7 @@ mod tests {
                     day,
                     opened: amount % 3 != 0,
                     lease_end: Some(day + 700),
-                    store: contract,
+                    store: contract64,
                 });
             }
         }

@@ -36,7 +36,7 @@ pub(crate) struct Book {
 /// Folds escrow events up to `d` into the book.
 pub(crate) fn book(m: &Merchant, d: i32) -> Book {
     let mut b = Book::default();
-    let mut left: HashMap<u32, i64> = HashMap::new();
+    let mut left: HashMap<u64, i64> = HashMap::new();
     for e in upto(&m.escrow, d) {
         let delta = match e.kind {
             esc::PREPAYMENT => {
