@@ -349,33 +349,35 @@ fn columns_of(table: Table) -> &'static [&'static str] {
     }
 }
 
-/// What one loader thread returns: (merchant slot, event) pairs and the latest day seen.
-type Part<T> = (Vec<(usize, T)>, i32);
+/// What one loader thread returns: per merchant slot, its events; and the latest day seen.
+type Part<T> = (Vec<Vec<T>>, i32);
 
-/// Reads one table on all cores: files are dealt to threads, each parses its files into
-/// (merchant slot, event) pairs; the pairs come back in file order, so the result does not
-/// depend on the number of threads. Also raises `last_day` to the latest event day.
+/// Reads one table on all cores: each thread parses a contiguous run of the table's files
+/// into per-merchant event lists, and the runs are joined in file order, so the result is
+/// the same whatever the number of threads. Also raises `last_day` to the latest event day.
 fn load_table<T: Send>(
     ledger: &Ledger,
     known_at_ms: Option<i64>,
     table: Table,
     index: &FxMap<String, usize>,
     last_day: &mut i32,
-    parse: impl Fn(&RecordBatch, &[(usize, usize, i32)], &mut Vec<(usize, T)>) + Sync,
-) -> Result<Vec<(usize, T)>, ProfileError> {
+    parse: impl Fn(&RecordBatch, &[(usize, usize, i32)], &mut [Vec<T>]) + Sync,
+) -> Result<Vec<Vec<T>>, ProfileError> {
     let files = ledger.files(table, known_at_ms);
     let columns = columns_of(table);
+    let merchants = index.len();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .max(1);
+    let per = files.len().div_ceil(threads).max(1);
     let parse = &parse;
     let results: Vec<Result<Part<T>, ProfileError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<_> = files.iter().skip(t).step_by(threads).copied().collect();
+        let handles: Vec<_> = files
+            .chunks(per)
+            .map(|mine| {
                 scope.spawn(move || -> Result<Part<T>, ProfileError> {
-                    let mut out = Vec::new();
+                    let mut out: Vec<Vec<T>> = (0..merchants).map(|_| Vec::new()).collect();
                     let mut rows: Vec<(usize, usize, i32)> = Vec::new();
                     let mut latest = i32::MIN;
                     for file in mine {
@@ -383,9 +385,17 @@ fn load_table<T: Send>(
                             let ids = strs(&b, "merchant_id");
                             let day = days(&b);
                             rows.clear();
+                            // A merchant's rows come in runs: look the id up once per run.
+                            let mut prev: Option<(&str, usize)> = None;
                             for i in 0..b.num_rows() {
-                                let Some(&slot) = opt_str(ids, i).and_then(|m| index.get(m)) else {
-                                    continue;
+                                let Some(id) = opt_str(ids, i) else { continue };
+                                let slot = match prev {
+                                    Some((p, slot)) if p == id => slot,
+                                    _ => {
+                                        let Some(&slot) = index.get(id) else { continue };
+                                        prev = Some((id, slot));
+                                        slot
+                                    }
                                 };
                                 let d = day.get(i).copied().unwrap_or(0);
                                 latest = latest.max(d);
@@ -408,11 +418,17 @@ fn load_table<T: Send>(
             })
             .collect()
     });
-    let mut all = Vec::new();
+    let mut all: Vec<Vec<T>> = (0..merchants).map(|_| Vec::new()).collect();
     for r in results {
         let (part, latest) = r?;
         *last_day = (*last_day).max(latest);
-        all.extend(part);
+        for (mine, theirs) in all.iter_mut().zip(part) {
+            if mine.is_empty() {
+                *mine = theirs;
+            } else {
+                mine.extend(theirs);
+            }
+        }
     }
     Ok(all)
 }
@@ -465,7 +481,7 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
     // Parsers get a batch and its rows as (row, merchant slot, business day), so that
     // columns are looked up once per batch, not per row.
     let index = &index;
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::EscrowEvents,
@@ -494,23 +510,23 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
                     _ => Code::Other,
                 };
                 let contract = opt_str(contract, i).map(fx).unwrap_or(0);
-                out.push((
-                    m,
-                    Escrow {
-                        day,
-                        kind,
-                        code,
-                        amount: dec_at(amount, i).unwrap_or(0),
-                        frozen: dec_at(frozen, i).unwrap_or(0),
-                        contract,
-                    },
-                ));
+                out[m].push(Escrow {
+                    day,
+                    kind,
+                    code,
+                    amount: dec_at(amount, i).unwrap_or(0),
+                    frozen: dec_at(frozen, i).unwrap_or(0),
+                    contract,
+                });
             }
         },
-    )? {
-        city.merchants[m].escrow.push(e);
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        city.merchants[m].escrow = evs;
     }
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::WalletFlows,
@@ -525,27 +541,29 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
             for &(i, m, day) in rows {
                 let amount = dec_at(amount, i).unwrap_or(0);
                 if opt_str(kind, i) == Some("SPOT_SALE") {
-                    out.push((m, Ok(Spot { day, amount })));
+                    out[m].push(Ok(Spot { day, amount }));
                 } else {
                     let changed = bool_at(changed, i).unwrap_or(false);
-                    out.push((
-                        m,
-                        Err(Withdrawal {
-                            day,
-                            amount,
-                            changed,
-                        }),
-                    ));
+                    out[m].push(Err(Withdrawal {
+                        day,
+                        amount,
+                        changed,
+                    }));
                 }
             }
         },
-    )? {
-        match e {
-            Ok(spot) => city.merchants[m].spot.push(spot),
-            Err(w) => city.merchants[m].withdrawals.push(w),
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        for e in evs {
+            match e {
+                Ok(spot) => city.merchants[m].spot.push(spot),
+                Err(w) => city.merchants[m].withdrawals.push(w),
+            }
         }
     }
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::Contracts,
@@ -560,21 +578,21 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
             for &(i, m, day) in rows {
                 let expires = date_at(expires, i).unwrap_or(day);
                 let consumer = opt_str(consumer, i).map(fx).unwrap_or(0);
-                out.push((
-                    m,
-                    ContractRow {
-                        day,
-                        tenor_days: expires - day + 1,
-                        discount_bp: dec_at(discount, i).unwrap_or(0),
-                        consumer,
-                    },
-                ));
+                out[m].push(ContractRow {
+                    day,
+                    tenor_days: expires - day + 1,
+                    discount_bp: dec_at(discount, i).unwrap_or(0),
+                    consumer,
+                });
             }
         },
-    )? {
-        city.merchants[m].contracts.push(e);
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        city.merchants[m].contracts = evs;
     }
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::Operations,
@@ -594,22 +612,22 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
                     (_, Some("ELECTRICITY")) => 2,
                     _ => 3,
                 };
-                out.push((
-                    m,
-                    Operation {
-                        day,
-                        kind,
-                        headcount: int_at(headcount, i).unwrap_or(0),
-                        on_time: bool_at(on_time, i),
-                        usage: int_at(usage, i).unwrap_or(0),
-                    },
-                ));
+                out[m].push(Operation {
+                    day,
+                    kind,
+                    headcount: int_at(headcount, i).unwrap_or(0),
+                    on_time: bool_at(on_time, i),
+                    usage: int_at(usage, i).unwrap_or(0),
+                });
             }
         },
-    )? {
-        city.merchants[m].operations.push(e);
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        city.merchants[m].operations = evs;
     }
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::Promotions,
@@ -619,21 +637,21 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
             let (discount, bonus, tenor) =
                 (decs(b, "discount"), decs(b, "bonus"), ints(b, "tenor_days"));
             for &(i, m, day) in rows {
-                out.push((
-                    m,
-                    Promotion {
-                        day,
-                        discount_bp: dec_at(discount, i).unwrap_or(0),
-                        bonus_bp: dec_at(bonus, i).unwrap_or(0),
-                        tenor_days: int_at(tenor, i).unwrap_or(0),
-                    },
-                ));
+                out[m].push(Promotion {
+                    day,
+                    discount_bp: dec_at(discount, i).unwrap_or(0),
+                    bonus_bp: dec_at(bonus, i).unwrap_or(0),
+                    tenor_days: int_at(tenor, i).unwrap_or(0),
+                });
             }
         },
-    )? {
-        city.merchants[m].promotions.push(e);
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        city.merchants[m].promotions = evs;
     }
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::Complaints,
@@ -648,20 +666,20 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
                     _ => 2,
                 };
                 let closure_or_refund = matches!(opt_str(category, i), Some("CLOSURE" | "REFUND"));
-                out.push((
-                    m,
-                    Complaint {
-                        day,
-                        channel,
-                        closure_or_refund,
-                    },
-                ));
+                out[m].push(Complaint {
+                    day,
+                    channel,
+                    closure_or_refund,
+                });
             }
         },
-    )? {
-        city.merchants[m].complaints.push(e);
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        city.merchants[m].complaints = evs;
     }
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::PublicRecords,
@@ -676,13 +694,16 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
                     Some("ABNORMAL_REMOVED") => 2,
                     _ => 3,
                 };
-                out.push((m, PublicRecord { day, kind }));
+                out[m].push(PublicRecord { day, kind });
             }
         },
-    )? {
-        city.merchants[m].public.push(e);
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        city.merchants[m].public = evs;
     }
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::Loans,
@@ -703,22 +724,22 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
                     _ => 3,
                 };
                 let loan = opt_str(loan, i).map(fx).unwrap_or(0);
-                out.push((
-                    m,
-                    LoanEvent {
-                        day,
-                        kind,
-                        amount: dec_at(amount, i).unwrap_or(0),
-                        dpd: int_at(dpd, i).unwrap_or(0),
-                        loan,
-                    },
-                ));
+                out[m].push(LoanEvent {
+                    day,
+                    kind,
+                    amount: dec_at(amount, i).unwrap_or(0),
+                    dpd: int_at(dpd, i).unwrap_or(0),
+                    loan,
+                });
             }
         },
-    )? {
-        city.merchants[m].loans.push(e);
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        city.merchants[m].loans = evs;
     }
-    for (m, e) in load_table(
+    for (m, evs) in load_table(
         ledger,
         known_at_ms,
         Table::StoreEvents,
@@ -732,19 +753,19 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
             );
             for &(i, m, day) in rows {
                 let store = opt_str(store, i).map(fx).unwrap_or(0);
-                out.push((
-                    m,
-                    StoreEvent {
-                        day,
-                        opened: opt_str(kind, i) == Some("OPENED"),
-                        lease_end: date_at(lease, i),
-                        store,
-                    },
-                ));
+                out[m].push(StoreEvent {
+                    day,
+                    opened: opt_str(kind, i) == Some("OPENED"),
+                    lease_end: date_at(lease, i),
+                    store,
+                });
             }
         },
-    )? {
-        city.merchants[m].stores.push(e);
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        city.merchants[m].stores = evs;
     }
     for m in city.merchants.iter_mut() {
         m.sort();
