@@ -28,6 +28,17 @@ fn profile(ledger: &Path, out: &Path, extra: &[&str]) -> Vec<RecordBatch> {
     read_parquet(out)
 }
 
+/// Ingests a simulated city into a new ledger; returns the ledger's path.
+fn ingest(city: &Path, ledger: &Path) -> std::path::PathBuf {
+    run_ok(&[
+        "ingest",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        city.to_str().unwrap(),
+    ]);
+    ledger.to_path_buf()
+}
+
 /// merchant → (feature columns as bits or None, missing reasons).
 fn rows(batches: &[RecordBatch]) -> BTreeMap<String, (Vec<Option<u64>>, String)> {
     let mut out = BTreeMap::new();
@@ -82,20 +93,8 @@ fn a_snapshot_never_sees_the_future() {
     simulate(&city, 300, 24, 17, &[]);
     let past = tmp.path().join("past");
     truncate(&city, &past, ASOF_END_MS);
-    let full_l = tmp.path().join("full");
-    let past_l = tmp.path().join("past-ledger");
-    run_ok(&[
-        "ingest",
-        "--ledger",
-        full_l.to_str().unwrap(),
-        city.to_str().unwrap(),
-    ]);
-    run_ok(&[
-        "ingest",
-        "--ledger",
-        past_l.to_str().unwrap(),
-        past.to_str().unwrap(),
-    ]);
+    let full_l = ingest(&city, &tmp.path().join("full"));
+    let past_l = ingest(&past, &tmp.path().join("past-ledger"));
     let a = rows(&profile(
         &full_l,
         &tmp.path().join("a.parquet"),
@@ -176,13 +175,7 @@ fn characteristics_match_a_naive_recomputation() {
     let tmp = tempfile::tempdir().unwrap();
     let city = tmp.path().join("city");
     simulate(&city, 200, 20, 29, &[]);
-    let ledger = tmp.path().join("ledger");
-    run_ok(&[
-        "ingest",
-        "--ledger",
-        ledger.to_str().unwrap(),
-        city.to_str().unwrap(),
-    ]);
+    let ledger = ingest(&city, &tmp.path().join("ledger"));
     let out = profile(&ledger, &tmp.path().join("p.parquet"), &["--as-of", ASOF]);
     let d = day_of_ms(ASOF_END_MS);
     let within = |ms: i64, n: i32| {
@@ -340,13 +333,7 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
     let tmp = tempfile::tempdir().unwrap();
     let city = tmp.path().join("city");
     simulate(&city, 1500, 30, 31, &[]);
-    let ledger = tmp.path().join("ledger");
-    run_ok(&[
-        "ingest",
-        "--ledger",
-        ledger.to_str().unwrap(),
-        city.to_str().unwrap(),
-    ]);
+    let ledger = ingest(&city, &tmp.path().join("ledger"));
     let out = profile(
         &ledger,
         &tmp.path().join("p.parquet"),

@@ -162,7 +162,7 @@ impl MerchantSim<'_> {
                     self.start_distress(month, first);
                 } else if r < hazard + story::ORDERLY_CLOSURE {
                     let day = self.rng.gen_range(first..next);
-                    self.orderly_closure(month, day, next);
+                    self.orderly_closure(month, day);
                 } else if self.phase == Phase::Normal
                     && r < hazard + story::ORDERLY_CLOSURE + story::SLUMP_RATE
                 {
@@ -191,14 +191,14 @@ impl MerchantSim<'_> {
                     if !planned && has_loan && self.rng.gen_bool(0.35) {
                         self.phase = Phase::LoanDefaulted;
                     } else {
-                        self.abrupt_closure(month, day, next);
+                        self.abrupt_closure(month, day);
                     }
                 }
             }
             Phase::LoanDefaulted => {
                 if self.rng.gen_bool(0.04) {
                     let day = self.rng.gen_range(first..next);
-                    self.abrupt_closure(month, day, next);
+                    self.abrupt_closure(month, day);
                 }
             }
             Phase::Closed => {}
@@ -788,7 +788,7 @@ impl MerchantSim<'_> {
         lost
     }
 
-    fn abrupt_closure(&mut self, month: i32, day: i32, next: i32) {
+    fn abrupt_closure(&mut self, month: i32, day: i32) {
         for s in 0..self.stores.len() {
             self.close_store(s, day, 0);
         }
@@ -838,24 +838,19 @@ impl MerchantSim<'_> {
             } else {
                 "REFUND"
             };
-            self.complaint(d, category, next);
+            self.complaint(d, category);
         }
         if self.rng.gen_bool(0.4) {
             let d = day + self.rng.gen_range(30..120);
-            self.public_record(
-                d,
-                "LAWSUIT_DEFENDANT",
-                Some(lost_total.max(100_000)),
-                next + 400,
-            );
+            self.public_record(d, "LAWSUIT_DEFENDANT", Some(lost_total.max(100_000)));
         }
         if self.rng.gen_bool(0.6) {
             let d = day + self.rng.gen_range(60..120);
-            self.public_record(d, "ABNORMAL_LISTED", None, next + 400);
+            self.public_record(d, "ABNORMAL_LISTED", None);
         }
     }
 
-    fn orderly_closure(&mut self, month: i32, day: i32, _next: i32) {
+    fn orderly_closure(&mut self, month: i32, day: i32) {
         for s in 0..self.stores.len() {
             let notice = self.rng.gen_range(30..75);
             self.close_store(s, day, notice);
@@ -1011,8 +1006,9 @@ impl MerchantSim<'_> {
         }
     }
 
-    fn complaint(&mut self, day: i32, category: &'static str, limit: i32) {
-        if day >= limit.max(self.period.end_day) || day >= self.period.end_day {
+    /// A complaint on `day`, unless that falls after the simulated period.
+    fn complaint(&mut self, day: i32, category: &'static str) {
+        if day >= self.period.end_day {
             return;
         }
         let channel = pick(
@@ -1054,7 +1050,7 @@ impl MerchantSim<'_> {
         self.emit(Table::Complaints, row);
     }
 
-    fn public_record(&mut self, day: i32, kind: &'static str, amount: Option<i64>, _limit: i32) {
+    fn public_record(&mut self, day: i32, kind: &'static str, amount: Option<i64>) {
         if day >= self.period.end_day {
             return;
         }
@@ -1103,25 +1099,25 @@ impl MerchantSim<'_> {
                     ],
                 )
             };
-            self.complaint(d, category, next);
+            self.complaint(d, category);
         }
         let stress = if distressed { 3.0 } else { 1.0 };
         if self.rng.gen_bool(0.002 * stress) {
             let d = self.rng.gen_range(first..next);
             let fine = self.rng.gen_range(200_000..5_000_000);
-            self.public_record(d, "ADMIN_PENALTY", Some(fine), next);
+            self.public_record(d, "ADMIN_PENALTY", Some(fine));
         }
         if self.rng.gen_bool((0.0015 * stress * stress).min(1.0)) {
             let d = self.rng.gen_range(first..next);
             let claim = self.rng.gen_range(500_000..20_000_000);
-            self.public_record(d, "LAWSUIT_DEFENDANT", Some(claim), next);
+            self.public_record(d, "LAWSUIT_DEFENDANT", Some(claim));
         }
         if !self.abnormal_listed && self.rng.gen_bool(0.001) {
             // A missed annual report: listed, then removed once filed.
             let d = self.rng.gen_range(first..next);
-            self.public_record(d, "ABNORMAL_LISTED", None, next);
+            self.public_record(d, "ABNORMAL_LISTED", None);
             let removed = d + self.rng.gen_range(30..100);
-            self.public_record(removed, "ABNORMAL_REMOVED", None, next);
+            self.public_record(removed, "ABNORMAL_REMOVED", None);
         }
     }
 
