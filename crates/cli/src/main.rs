@@ -58,6 +58,15 @@ enum Command {
         #[arg(long, default_value_t = 2023)]
         seed: u64,
     },
+    /// Train a scorecard or boosted trees on a profile panel or any CSV/Parquet table.
+    Train(models::TrainArgs),
+    /// Score a table with a model: one output row per input row, in input order.
+    Score(models::ScoreArgs),
+    /// Evaluate a model on a table with outcomes (and its stability against a baseline).
+    Evaluate(models::EvaluateArgs),
+    /// The model registry: list models, promote a champion or challengers.
+    #[command(subcommand)]
+    Models(models::ModelsCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -180,6 +189,8 @@ macro_rules! out {
     }};
 }
 
+mod models;
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
@@ -190,6 +201,10 @@ fn main() {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Train(args) => models::run_train(&args)?,
+        Command::Score(args) => models::run_score(&args)?,
+        Command::Evaluate(args) => models::run_evaluate(&args)?,
+        Command::Models(cmd) => models::run_models(&cmd)?,
         Command::Simulate(args) => {
             let cfg = SimConfig {
                 merchants: args.merchants,

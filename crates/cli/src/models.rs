@@ -1,0 +1,572 @@
+//! `yuanxin train | score | evaluate | models`: the analysts' model commands.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use yuanxin_model::frame::{read_split, write_table, OutColumn};
+use yuanxin_model::metrics::{evaluate, psi};
+use yuanxin_model::registry::Registry;
+use yuanxin_model::{train, Frame, Method, Model, Set, TrainConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Training table: a profile panel or any CSV (.csv, .csv.gz) or Parquet file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Target column: 1 = bad, 0 = good, empty = not usable.
+    #[arg(long)]
+    target: String,
+    /// scorecard (WoE logistic) or boost (gradient-boosted trees).
+    #[arg(long, value_enum, default_value_t = MethodArg::Scorecard)]
+    method: MethodArg,
+    /// Columns to treat as categories (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    categorical: Vec<String>,
+    /// Use only these columns (comma-separated); default: all but the target and ids.
+    #[arg(long, value_delimiter = ',')]
+    features: Vec<String>,
+    /// Columns never to use (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Fixed split in the `row,set` format; default: the table's `split` column, if any.
+    #[arg(long)]
+    split: Option<PathBuf>,
+    /// Column to report AUC by segment (e.g. industry).
+    #[arg(long)]
+    segment: Option<String>,
+    /// Monotone constraints for boost, e.g. `age=-1,debt=1`.
+    #[arg(long, value_delimiter = ',')]
+    monotone: Vec<String>,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 2023)]
+    seed: u64,
+    /// Creation time to record (default: the panel's latest as-of date; never the clock).
+    #[arg(long)]
+    created_at: Option<String>,
+    /// JSON file of further settings (binning, scorecard, boost, scaling, master scale), in
+    /// the shape of a model file's `config`; command-line options override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Model file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// HTML report to write (default: the model file with .html).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// No progress messages.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum MethodArg {
+    Scorecard,
+    Boost,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// Model file, or a model id in the registry (--models).
+    #[arg(long)]
+    model: String,
+    /// Registry folder for model ids.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Table to score.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output file (.csv or .parquet): one row per input row, in input order.
+    #[arg(long)]
+    out: PathBuf,
+    /// Columns to copy from the input (comma-separated; merchant_id and as_of by default
+    /// when present).
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvaluateArgs {
+    /// Model file, or a model id in the registry (--models).
+    #[arg(long)]
+    model: String,
+    /// Registry folder for model ids.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Table with outcomes.
+    #[arg(long)]
+    data: PathBuf,
+    /// Target column (default: the model's).
+    #[arg(long)]
+    target: Option<String>,
+    /// Evaluate only the rows of this set of a `row,set` file ...
+    #[arg(long, requires = "set")]
+    split: Option<PathBuf>,
+    /// ... train or test.
+    #[arg(long, requires = "split")]
+    set: Option<String>,
+    /// Column to report AUC by segment.
+    #[arg(long)]
+    segment: Option<String>,
+    /// A second table: population stability (PSI) of the scores and of each characteristic
+    /// from it (the expected) to --data (the actual).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ModelsCmd {
+    /// List the models in the registry with their role and headline metrics.
+    List {
+        /// Registry folder.
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a model the champion (or a challenger) after checking its file.
+    Promote {
+        /// Model id or file name.
+        id: String,
+        /// Registry folder.
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+        /// Add as a challenger instead.
+        #[arg(long)]
+        challenger: bool,
+    },
+}
+
+fn open_model(spec: &str, registry: &Path) -> Result<Model> {
+    let p = Path::new(spec);
+    if p.exists() {
+        return Ok(Model::load(p)?);
+    }
+    Ok(Registry::new(registry).find(spec)?.1)
+}
+
+pub fn run_train(args: &TrainArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut cfg: TrainConfig = match &args.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a valid training configuration", p.display()))?
+        }
+        None => TrainConfig::default(),
+    };
+    cfg.method = match args.method {
+        MethodArg::Scorecard => Method::Scorecard,
+        MethodArg::Boost => Method::Boost,
+    };
+    cfg.target.clone_from(&args.target);
+    if !args.categorical.is_empty() {
+        cfg.categorical.clone_from(&args.categorical);
+    }
+    if !args.features.is_empty() {
+        cfg.features.clone_from(&args.features);
+    }
+    if !args.exclude.is_empty() {
+        cfg.exclude.clone_from(&args.exclude);
+    }
+    if args.segment.is_some() {
+        cfg.segment.clone_from(&args.segment);
+    }
+    if args.created_at.is_some() {
+        cfg.created_at.clone_from(&args.created_at);
+    }
+    cfg.seed = args.seed;
+    for m in &args.monotone {
+        let (name, dir) = m
+            .split_once('=')
+            .with_context(|| format!("--monotone {m}: expected name=+1 or name=-1"))?;
+        let d: i8 = dir
+            .trim_start_matches('+')
+            .parse()
+            .with_context(|| format!("--monotone {m}: direction must be 1, -1 or 0"))?;
+        if !(-1..=1).contains(&d) {
+            bail!("--monotone {m}: direction must be 1, -1 or 0");
+        }
+        cfg.monotone.retain(|(n, _)| n != name);
+        cfg.monotone.push((name.to_owned(), d));
+    }
+    let quiet = args.quiet;
+    let mut progress = |m: &str| {
+        if !quiet {
+            eprintln!("[{:6.2}s] {m}", started.elapsed().as_secs_f64());
+        }
+    };
+    progress(&format!("reading {}", args.data.display()));
+    let frame = Frame::read(&args.data, &cfg.categorical)?;
+    let split = match &args.split {
+        Some(p) => Some(read_split(p, frame.rows())?),
+        None => None,
+    };
+    let source = args
+        .data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let trained = train(&frame, split, &cfg, &source, &mut progress)?;
+    let model = &trained.model;
+    model.save(&args.out)?;
+    let report = args
+        .report
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("html"));
+    std::fs::write(&report, yuanxin_model::report::html(model, &trained.sets))
+        .with_context(|| format!("writing {}", report.display()))?;
+    outln!(
+        "model {} ({}, {} characteristics) → {}",
+        model.id,
+        model.method,
+        model.features.len(),
+        args.out.display()
+    );
+    outln!("report → {}", report.display());
+    let t = &model.training;
+    outln!(
+        "rows: {} train, {} validation, {} test; excluded: {:?}",
+        t.train,
+        t.validation,
+        t.test,
+        t.excluded
+    );
+    for e in &model.evaluation {
+        let m = &e.evaluation.metrics;
+        outln!(
+            "{:<10} n={:<7} bad={:<6} AUC {:.4}  Gini {:.4}  KS {:.4}  Brier {:.4}  log loss {:.4}",
+            e.set,
+            m.n,
+            m.events,
+            m.auc,
+            m.gini,
+            m.ks,
+            m.brier,
+            m.log_loss
+        );
+    }
+    outln!("trained in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+pub fn run_score(args: &ScoreArgs) -> Result<()> {
+    let started = Instant::now();
+    let model = open_model(&args.model, &args.models)?;
+    let cats: Vec<String> = model
+        .features
+        .iter()
+        .filter(|f| f.categorical)
+        .map(|f| f.name.clone())
+        .collect();
+    let frame = Frame::read(&args.data, &cats)?;
+    let results = model.score_frame(&frame, true)?;
+    let n = results.len();
+    let mut cols: Vec<(String, OutColumn)> = vec![(
+        "row".into(),
+        OutColumn::Int((0..n as i64).map(Some).collect()),
+    )];
+    let keep: Vec<String> = if args.keep.is_empty() {
+        ["merchant_id", "as_of"]
+            .iter()
+            .filter(|c| frame.index(c).is_some())
+            .map(|c| c.to_string())
+            .collect()
+    } else {
+        args.keep.clone()
+    };
+    for k in &keep {
+        let col = frame
+            .column(k)
+            .with_context(|| format!("--keep {k}: no such column"))?;
+        cols.push((
+            k.clone(),
+            OutColumn::Str(match col {
+                yuanxin_model::Column::Cat(v) => v.clone(),
+                yuanxin_model::Column::Num(v) => v
+                    .iter()
+                    .map(|x| (!x.is_nan()).then(|| x.to_string()))
+                    .collect(),
+            }),
+        ));
+    }
+    let get = |f: &dyn Fn(&yuanxin_model::Scored) -> Option<String>| {
+        results
+            .iter()
+            .map(|r| r.as_ref().ok().and_then(f))
+            .collect::<Vec<_>>()
+    };
+    cols.push((
+        "status".into(),
+        OutColumn::Str(
+            results
+                .iter()
+                .map(|r| Some(if r.is_ok() { "ok" } else { "unscorable" }.to_owned()))
+                .collect(),
+        ),
+    ));
+    cols.push((
+        "score".into(),
+        OutColumn::Int(
+            results
+                .iter()
+                .map(|r| r.as_ref().ok().map(|s| s.score))
+                .collect(),
+        ),
+    ));
+    cols.push((
+        "pd".into(),
+        OutColumn::Float(
+            results
+                .iter()
+                .map(|r| r.as_ref().ok().map(|s| s.pd))
+                .collect(),
+        ),
+    ));
+    cols.push((
+        "grade".into(),
+        OutColumn::Str(get(&|s| Some(s.grade.clone()))),
+    ));
+    for k in 0..4 {
+        cols.push((
+            format!("reason_{}", k + 1),
+            OutColumn::Str(get(&|s| s.reasons.get(k).map(|r| r.feature.clone()))),
+        ));
+    }
+    cols.push((
+        "unscorable_reason".into(),
+        OutColumn::Str(results.iter().map(|r| r.as_ref().err().cloned()).collect()),
+    ));
+    write_table(&args.out, cols)?;
+    let bad = results.iter().filter(|r| r.is_err()).count();
+    outln!(
+        "{} rows scored, {} unscorable, by {} → {} in {:.2} s",
+        n - bad,
+        bad,
+        model.id,
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
+    let model = open_model(&args.model, &args.models)?;
+    let cats: Vec<String> = model
+        .features
+        .iter()
+        .filter(|f| f.categorical)
+        .map(|f| f.name.clone())
+        .collect();
+    let frame = Frame::read(&args.data, &cats)?;
+    let target = frame.target(args.target.as_deref().unwrap_or(&model.target))?;
+    let rows: Vec<bool> = match (&args.split, &args.set) {
+        (Some(p), Some(set)) => {
+            let want = match set.as_str() {
+                "train" => Set::Train,
+                "test" => Set::Test,
+                s => bail!("--set {s}: expected train or test"),
+            };
+            read_split(p, frame.rows())?
+                .into_iter()
+                .map(|s| s == Some(want))
+                .collect()
+        }
+        _ => vec![true; frame.rows()],
+    };
+    let logits = model.logits(&frame)?;
+    let seg_col = match &args.segment {
+        Some(s) => Some(
+            frame
+                .column(s)
+                .with_context(|| format!("segment column {s} is not in the table"))?,
+        ),
+        None => None,
+    };
+    let (mut pd, mut bad, mut seg) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut unscorable, mut no_target) = (0, 0);
+    for i in 0..frame.rows() {
+        if !rows[i] {
+            continue;
+        }
+        match (&logits[i], target[i]) {
+            (Err(_), _) => unscorable += 1,
+            (_, None) => no_target += 1,
+            (Ok(z), Some(y)) => {
+                pd.push(model.calibration.pd(*z));
+                bad.push(y);
+                if let Some(c) = seg_col {
+                    seg.push(match c {
+                        yuanxin_model::Column::Cat(v) => {
+                            v[i].clone().unwrap_or_else(|| "missing".into())
+                        }
+                        yuanxin_model::Column::Num(v) => v[i].to_string(),
+                    });
+                }
+            }
+        }
+    }
+    let ev = evaluate(&pd, &bad, seg_col.map(|_| seg.as_slice()));
+    let stability = match &args.baseline {
+        Some(b) => Some(stability(&model, &Frame::read(b, &cats)?, &frame)?),
+        None => None,
+    };
+    if args.json {
+        let v = serde_json::json!({
+            "model": model.id, "rows": pd.len(), "unscorable": unscorable, "target_missing": no_target,
+            "evaluation": ev, "stability": stability.as_ref().map(|s| serde_json::json!({"score_psi": s.0, "characteristics": s.1})),
+        });
+        outln!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let m = &ev.metrics;
+    outln!(
+        "model {}: {} rows evaluated ({} unscorable, {} without outcome)",
+        model.id,
+        m.n,
+        unscorable,
+        no_target
+    );
+    outln!(
+        "AUC {:.4}  Gini {:.4}  KS {:.4}  Brier {:.4}  log loss {:.4}  bad rate {:.4}",
+        m.auc,
+        m.gini,
+        m.ks,
+        m.brier,
+        m.log_loss,
+        m.events as f64 / m.n.max(1) as f64
+    );
+    outln!("\ndecile  rows    bad   bad rate  cum. bads  lift");
+    for g in &ev.gains {
+        outln!(
+            "{:>6} {:>6} {:>6}   {:>7.4}   {:>7.3}  {:>5.2}",
+            g.decile,
+            g.n,
+            g.events,
+            g.event_rate,
+            g.cum_events,
+            g.lift
+        );
+    }
+    outln!("\ncalibration: predicted vs observed by decile");
+    for c in &ev.calibration {
+        outln!(
+            "  {:>6} rows  predicted {:.4}  observed {:.4}",
+            c.n,
+            c.predicted,
+            c.observed
+        );
+    }
+    if !ev.segments.is_empty() {
+        outln!("\nAUC by segment");
+        for s in &ev.segments {
+            outln!(
+                "  {:<24} {:>6} rows {:>5} bad  AUC {}",
+                s.segment,
+                s.n,
+                s.events,
+                s.auc.map_or("–".into(), |a| format!("{a:.4}"))
+            );
+        }
+    }
+    if let Some((score_psi, chars)) = stability {
+        outln!(
+            "\npopulation stability (baseline → data): score PSI {score_psi:.4} ({})",
+            psi_word(score_psi)
+        );
+        for (name, v) in chars {
+            outln!("  {name:<32} PSI {v:.4} ({})", psi_word(v));
+        }
+    }
+    Ok(())
+}
+
+fn psi_word(v: f64) -> &'static str {
+    if v < 0.10 {
+        "stable"
+    } else if v < 0.25 {
+        "monitor"
+    } else {
+        "significant shift"
+    }
+}
+
+/// PSI of the scores and of each numeric characteristic between two tables.
+fn stability(model: &Model, expected: &Frame, actual: &Frame) -> Result<(f64, Vec<(String, f64)>)> {
+    let scores = |f: &Frame| -> Result<Vec<f64>> {
+        Ok(model
+            .logits(f)?
+            .into_iter()
+            .filter_map(|z| z.ok().map(|z| model.scaling.score(z)))
+            .collect())
+    };
+    let score_psi = psi(&scores(expected)?, &scores(actual)?, 10);
+    let mut chars = Vec::new();
+    for f in &model.features {
+        if let (Some(yuanxin_model::Column::Num(e)), Some(yuanxin_model::Column::Num(a))) =
+            (expected.column(&f.name), actual.column(&f.name))
+        {
+            chars.push((f.name.clone(), psi(e, a, 10)));
+        }
+    }
+    Ok((score_psi, chars))
+}
+
+pub fn run_models(cmd: &ModelsCmd) -> Result<()> {
+    match cmd {
+        ModelsCmd::List { dir, json } => {
+            let (entries, bad) = Registry::new(dir).list()?;
+            if *json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"models": entries, "invalid": bad})
+                    )?
+                );
+                return Ok(());
+            }
+            if entries.is_empty() && bad.is_empty() {
+                outln!("no models in {}", dir.display());
+            }
+            for e in &entries {
+                outln!(
+                    "{:<11} {:<24} {:<9} {:>3} chars  {} AUC {:.4} KS {:.4}  created {}  {}",
+                    if e.role.is_empty() { "-" } else { &e.role },
+                    e.id,
+                    e.method.to_string(),
+                    e.features,
+                    e.set,
+                    e.auc,
+                    e.ks,
+                    e.created_at.as_deref().unwrap_or("-"),
+                    e.file
+                );
+            }
+            for (f, why) in &bad {
+                outln!("invalid     {f}: {why}");
+            }
+        }
+        ModelsCmd::Promote {
+            id,
+            dir,
+            challenger,
+        } => {
+            let roles = Registry::new(dir).promote(id, *challenger)?;
+            outln!("champion: {}", roles.champion.as_deref().unwrap_or("-"));
+            outln!(
+                "challengers: {}",
+                if roles.challengers.is_empty() {
+                    "-".into()
+                } else {
+                    roles.challengers.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
+}

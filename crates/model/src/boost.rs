@@ -1,0 +1,670 @@
+//! The boosted challenger: gradient-boosted decision trees on the log-loss, grown leaf-wise
+//! over quantile histograms (as LightGBM does), with a learned direction for missing values,
+//! monotone constraints per characteristic, early stopping on a validation sample and
+//! per-prediction contributions.
+//!
+//! Why our own: the maintained pure-Rust options either need nightly (perpetual) or are no
+//! longer developed (forust), and the model file must hold the trees in our own documented,
+//! deterministic format. The trainer is single-threaded and fully deterministic.
+//!
+//! Monotone constraints follow XGBoost's method: a split on a constrained characteristic
+//! must order its children's values, and the midpoint between them bounds every later leaf
+//! below each side, so the whole ensemble is monotone in that characteristic.
+//!
+//! Contributions are path attributions (Saabas): every node carries the value the tree would
+//! give if it stopped there, and each step along a row's path credits the difference to the
+//! characteristic split on. Base value plus contributions equals the margin exactly.
+
+use serde::{Deserialize, Serialize};
+
+use crate::scale::sigmoid;
+use crate::ModelError;
+
+/// Boosting settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoostParams {
+    /// Most trees (early stopping usually ends sooner).
+    pub max_trees: usize,
+    /// Shrinkage of every tree.
+    pub learning_rate: f64,
+    /// Most leaves per tree.
+    pub max_leaves: usize,
+    /// Deepest path (0 = no limit besides `max_leaves`).
+    pub max_depth: usize,
+    /// Fewest training rows in a leaf.
+    pub min_leaf_rows: usize,
+    /// Smallest sum of Hessians in a leaf.
+    pub min_leaf_hessian: f64,
+    /// L2 penalty on leaf values.
+    pub lambda: f64,
+    /// Histogram bins per characteristic (missing values have one more of their own).
+    pub max_bins: usize,
+    /// Stop when the validation log-loss has not improved for this many trees.
+    pub early_stopping_rounds: usize,
+}
+
+impl Default for BoostParams {
+    fn default() -> BoostParams {
+        BoostParams {
+            max_trees: 300,
+            learning_rate: 0.05,
+            max_leaves: 31,
+            max_depth: 0,
+            min_leaf_rows: 20,
+            min_leaf_hessian: 1e-3,
+            lambda: 1.0,
+            max_bins: 255,
+            early_stopping_rounds: 30,
+        }
+    }
+}
+
+impl BoostParams {
+    /// Checks the settings.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let bad = |m: &str| Err(ModelError::Config(format!("boost: {m}")));
+        if self.max_trees == 0 {
+            return bad("max_trees must be at least 1");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return bad("learning_rate must be in (0, 1]");
+        }
+        if self.max_leaves < 2 {
+            return bad("max_leaves must be at least 2");
+        }
+        if !(2..=255).contains(&self.max_bins) {
+            return bad("max_bins must be 2..=255");
+        }
+        if !(self.lambda >= 0.0) || !(self.min_leaf_hessian >= 0.0) {
+            return bad("lambda and min_leaf_hessian must be ≥ 0");
+        }
+        Ok(())
+    }
+}
+
+/// One node of a tree. Leaves have `left == right == 0`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Characteristic index (splits only).
+    pub feature: u32,
+    /// Rows with `x < threshold` go left.
+    pub threshold: f64,
+    /// Where missing values go.
+    pub missing_left: bool,
+    /// Left child index.
+    pub left: u32,
+    /// Right child index.
+    pub right: u32,
+    /// The tree's output if it stopped here (already multiplied by the learning rate).
+    pub value: f64,
+}
+
+impl Node {
+    fn is_leaf(&self) -> bool {
+        self.left == 0 && self.right == 0
+    }
+}
+
+/// One tree; node 0 is the root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Nodes.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    fn leaf_of(&self, x: &dyn Fn(usize) -> f64) -> usize {
+        let mut i = 0usize;
+        while let Some(n) = self.nodes.get(i) {
+            if n.is_leaf() {
+                return i;
+            }
+            let v = x(n.feature as usize);
+            let left = if v.is_nan() {
+                n.missing_left
+            } else {
+                v < n.threshold
+            };
+            i = if left {
+                n.left as usize
+            } else {
+                n.right as usize
+            };
+        }
+        0
+    }
+
+    fn predict(&self, x: &dyn Fn(usize) -> f64) -> f64 {
+        self.nodes.get(self.leaf_of(x)).map_or(0.0, |n| n.value)
+    }
+
+    fn contribute(&self, x: &dyn Fn(usize) -> f64, out: &mut [f64]) {
+        let mut i = 0usize;
+        while let Some(n) = self.nodes.get(i) {
+            if n.is_leaf() {
+                return;
+            }
+            let v = x(n.feature as usize);
+            let left = if v.is_nan() {
+                n.missing_left
+            } else {
+                v < n.threshold
+            };
+            let next = if left {
+                n.left as usize
+            } else {
+                n.right as usize
+            };
+            if let (Some(c), Some(slot)) = (self.nodes.get(next), out.get_mut(n.feature as usize)) {
+                *slot += c.value - n.value;
+            }
+            i = next;
+        }
+    }
+}
+
+/// A fitted ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Boost {
+    /// Initial log-odds (training event rate).
+    pub base: f64,
+    /// Trees, in order.
+    pub trees: Vec<Tree>,
+    /// Monotone constraint per characteristic: +1 risk rises with the value, −1 falls, 0 none.
+    pub monotone: Vec<i8>,
+    /// Validation log-loss after each tree (empty without validation rows).
+    pub validation_loss: Vec<f64>,
+    /// Trees kept (the best round on validation).
+    pub best_trees: usize,
+}
+
+impl Boost {
+    /// Log-odds of bad for a row given by an accessor to its values.
+    pub fn margin(&self, x: &dyn Fn(usize) -> f64) -> f64 {
+        self.base + self.trees.iter().map(|t| t.predict(x)).sum::<f64>()
+    }
+
+    /// Contributions of each characteristic to the margin (their sum plus the root values
+    /// and the base is the margin).
+    pub fn contributions(&self, x: &dyn Fn(usize) -> f64, features: usize) -> Vec<f64> {
+        let mut out = vec![0.0; features];
+        for t in &self.trees {
+            t.contribute(x, &mut out);
+        }
+        out
+    }
+}
+
+/// Quantile cut points of one column: bin 0 holds missing values, bin b ≥ 1 holds
+/// `cuts[b-2] ≤ x < cuts[b-1]`.
+fn cuts(x: &[f64], max_bins: usize) -> Vec<f64> {
+    let mut v: Vec<f64> = x.iter().copied().filter(|x| !x.is_nan()).collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    if v.len() <= max_bins {
+        return v.into_iter().skip(1).collect();
+    }
+    let mut sorted: Vec<f64> = x.iter().copied().filter(|x| !x.is_nan()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let mut out: Vec<f64> = Vec::new();
+    for q in 1..max_bins {
+        let c = sorted[q * n / max_bins];
+        if c > sorted[0] && out.last().is_none_or(|&l| c > l) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn bin_of(cuts: &[f64], x: f64) -> u8 {
+    if x.is_nan() {
+        0
+    } else {
+        (1 + cuts.partition_point(|&c| c <= x)).min(255) as u8
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Bin {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+/// A leaf waiting to be split.
+struct Open {
+    node: usize,
+    rows: Vec<u32>,
+    hist: Vec<Vec<Bin>>,
+    depth: usize,
+    lo: f64,
+    hi: f64,
+    best: Option<Split>,
+}
+
+#[derive(Clone, Copy)]
+struct Split {
+    gain: f64,
+    feature: usize,
+    /// Bins 1..=t go left.
+    t: usize,
+    missing_left: bool,
+    wl: f64,
+    wr: f64,
+}
+
+struct Trainer<'a> {
+    p: &'a BoostParams,
+    bins: Vec<Vec<u8>>,
+    cuts: Vec<Vec<f64>>,
+    monotone: &'a [i8],
+}
+
+/// Objective value of a leaf with weight `w`: G·w + ½(H+λ)w².
+fn obj(g: f64, h: f64, lambda: f64, w: f64) -> f64 {
+    g * w + 0.5 * (h + lambda) * w * w
+}
+
+impl Trainer<'_> {
+    fn weight(&self, g: f64, h: f64, lo: f64, hi: f64) -> f64 {
+        (-g / (h + self.p.lambda)).clamp(lo, hi)
+    }
+
+    fn histogram(&self, rows: &[u32], grad: &[f64], hess: &[f64]) -> Vec<Vec<Bin>> {
+        self.bins
+            .iter()
+            .zip(&self.cuts)
+            .map(|(col, cuts)| {
+                let mut h = vec![Bin::default(); cuts.len() + 2];
+                for &r in rows {
+                    let r = r as usize;
+                    let b = &mut h[col[r] as usize];
+                    b.g += grad[r];
+                    b.h += hess[r];
+                    b.n += 1;
+                }
+                h
+            })
+            .collect()
+    }
+
+    fn best_split(&self, hist: &[Vec<Bin>], lo: f64, hi: f64) -> Option<Split> {
+        let p = self.p;
+        let lambda = p.lambda;
+        let mut best: Option<Split> = None;
+        for (f, h) in hist.iter().enumerate() {
+            let total = h.iter().fold(Bin::default(), |s, b| Bin {
+                g: s.g + b.g,
+                h: s.h + b.h,
+                n: s.n + b.n,
+            });
+            let parent = obj(
+                total.g,
+                total.h,
+                lambda,
+                self.weight(total.g, total.h, lo, hi),
+            );
+            let miss = h[0];
+            let mono = self.monotone.get(f).copied().unwrap_or(0);
+            let mut acc = Bin::default();
+            for (t, bin) in h.iter().enumerate().take(h.len() - 1).skip(1) {
+                acc.g += bin.g;
+                acc.h += bin.h;
+                acc.n += bin.n;
+                for missing_left in [false, true] {
+                    let (l, r) = if missing_left {
+                        (
+                            Bin {
+                                g: acc.g + miss.g,
+                                h: acc.h + miss.h,
+                                n: acc.n + miss.n,
+                            },
+                            Bin {
+                                g: total.g - acc.g - miss.g,
+                                h: total.h - acc.h - miss.h,
+                                n: total.n - acc.n - miss.n,
+                            },
+                        )
+                    } else {
+                        (
+                            acc,
+                            Bin {
+                                g: total.g - acc.g,
+                                h: total.h - acc.h,
+                                n: total.n - acc.n,
+                            },
+                        )
+                    };
+                    if missing_left && miss.n == 0 {
+                        continue;
+                    }
+                    if (l.n as usize) < p.min_leaf_rows
+                        || (r.n as usize) < p.min_leaf_rows
+                        || l.h < p.min_leaf_hessian
+                        || r.h < p.min_leaf_hessian
+                    {
+                        continue;
+                    }
+                    let wl = self.weight(l.g, l.h, lo, hi);
+                    let wr = self.weight(r.g, r.h, lo, hi);
+                    // Weights are on the log-odds of bad: +1 means the right (larger
+                    // values) must not be less risky than the left.
+                    if (mono > 0 && wl > wr) || (mono < 0 && wl < wr) {
+                        continue;
+                    }
+                    let gain = parent - obj(l.g, l.h, lambda, wl) - obj(r.g, r.h, lambda, wr);
+                    if gain > 1e-12 && best.is_none_or(|b| gain > b.gain) {
+                        best = Some(Split {
+                            gain,
+                            feature: f,
+                            t,
+                            missing_left,
+                            wl,
+                            wr,
+                        });
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    fn grow(&self, grad: &[f64], hess: &[f64], rows: Vec<u32>) -> Tree {
+        let lr = self.p.learning_rate;
+        let (g, h) = rows.iter().fold((0.0, 0.0), |s, &r| {
+            (s.0 + grad[r as usize], s.1 + hess[r as usize])
+        });
+        let root_w = self.weight(g, h, f64::NEG_INFINITY, f64::INFINITY);
+        let mut nodes = vec![Node {
+            feature: 0,
+            threshold: 0.0,
+            missing_left: false,
+            left: 0,
+            right: 0,
+            value: lr * root_w,
+        }];
+        let hist = self.histogram(&rows, grad, hess);
+        let best = self.best_split(&hist, f64::NEG_INFINITY, f64::INFINITY);
+        let mut open = vec![Open {
+            node: 0,
+            rows,
+            hist,
+            depth: 0,
+            lo: f64::NEG_INFINITY,
+            hi: f64::INFINITY,
+            best,
+        }];
+        let mut leaves = 1;
+        while leaves < self.p.max_leaves {
+            // The open leaf with the largest gain (first on ties, so the tree is reproducible).
+            let pick = open
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| o.best.map(|b| (i, b.gain)))
+                .fold(None::<(usize, f64)>, |acc, (i, g)| match acc {
+                    Some((_, bg)) if bg >= g => acc,
+                    _ => Some((i, g)),
+                });
+            let Some((i, _)) = pick else { break };
+            let leaf = open.swap_remove(i);
+            let Some(s) = leaf.best else { break };
+            let col = &self.bins[s.feature];
+            let goes_left = |r: u32| {
+                let b = col[r as usize] as usize;
+                if b == 0 {
+                    s.missing_left
+                } else {
+                    b <= s.t
+                }
+            };
+            let (lrows, rrows): (Vec<u32>, Vec<u32>) =
+                leaf.rows.iter().partition(|&&r| goes_left(r));
+            // Build the smaller child's histogram; the other is parent minus it.
+            let (small, small_is_left) = if lrows.len() <= rrows.len() {
+                (&lrows, true)
+            } else {
+                (&rrows, false)
+            };
+            let hs = self.histogram(small, grad, hess);
+            let hb: Vec<Vec<Bin>> = leaf
+                .hist
+                .iter()
+                .zip(&hs)
+                .map(|(p, c)| {
+                    p.iter()
+                        .zip(c)
+                        .map(|(p, c)| Bin {
+                            g: p.g - c.g,
+                            h: p.h - c.h,
+                            n: p.n - c.n,
+                        })
+                        .collect()
+                })
+                .collect();
+            let (hl, hr) = if small_is_left { (hs, hb) } else { (hb, hs) };
+            let mono = self.monotone.get(s.feature).copied().unwrap_or(0);
+            let mid = 0.5 * (s.wl + s.wr);
+            let (l_bounds, r_bounds) = match mono {
+                m if m > 0 => ((leaf.lo, mid.min(leaf.hi)), (mid.max(leaf.lo), leaf.hi)),
+                m if m < 0 => ((mid.max(leaf.lo), leaf.hi), (leaf.lo, mid.min(leaf.hi))),
+                _ => ((leaf.lo, leaf.hi), (leaf.lo, leaf.hi)),
+            };
+            let li = nodes.len();
+            nodes.push(Node {
+                feature: 0,
+                threshold: 0.0,
+                missing_left: false,
+                left: 0,
+                right: 0,
+                value: lr * s.wl,
+            });
+            nodes.push(Node {
+                feature: 0,
+                threshold: 0.0,
+                missing_left: false,
+                left: 0,
+                right: 0,
+                value: lr * s.wr,
+            });
+            let cut = self.cuts[s.feature]
+                .get(s.t - 1)
+                .copied()
+                .unwrap_or(f64::INFINITY);
+            nodes[leaf.node] = Node {
+                feature: s.feature as u32,
+                threshold: cut,
+                missing_left: s.missing_left,
+                left: li as u32,
+                right: li as u32 + 1,
+                value: nodes[leaf.node].value,
+            };
+            leaves += 1;
+            let depth = leaf.depth + 1;
+            let can_split = self.p.max_depth == 0 || depth < self.p.max_depth;
+            for (node, rows, hist, (lo, hi)) in
+                [(li, lrows, hl, l_bounds), (li + 1, rrows, hr, r_bounds)]
+            {
+                let best = if can_split {
+                    self.best_split(&hist, lo, hi)
+                } else {
+                    None
+                };
+                open.push(Open {
+                    node,
+                    rows,
+                    hist,
+                    depth,
+                    lo,
+                    hi,
+                    best,
+                });
+            }
+        }
+        Tree { nodes }
+    }
+}
+
+/// Trains the ensemble. `x` holds one column per characteristic (NaN = missing); `valid`
+/// are the validation rows for early stopping (may be empty: then all trees are kept).
+pub fn fit(
+    params: &BoostParams,
+    x: &[Vec<f64>],
+    bad: &[bool],
+    valid_x: &[Vec<f64>],
+    valid_bad: &[bool],
+    monotone: &[i8],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Boost, ModelError> {
+    params.check()?;
+    let n = bad.len();
+    if x.iter().any(|c| c.len() != n)
+        || valid_x.iter().any(|c| c.len() != valid_bad.len())
+        || monotone.len() != x.len()
+    {
+        return Err(ModelError::Data(
+            "boost: columns and targets differ in length".into(),
+        ));
+    }
+    let events = bad.iter().filter(|&&b| b).count();
+    if events == 0 || events == n {
+        return Err(ModelError::Fit(
+            "boost: the training rows have only one class".into(),
+        ));
+    }
+    let rate = events as f64 / n as f64;
+    let base = (rate / (1.0 - rate)).ln();
+    let cuts: Vec<Vec<f64>> = x.iter().map(|c| cuts(c, params.max_bins)).collect();
+    let bins: Vec<Vec<u8>> = x
+        .iter()
+        .zip(&cuts)
+        .map(|(c, k)| c.iter().map(|&v| bin_of(k, v)).collect())
+        .collect();
+    let trainer = Trainer {
+        p: params,
+        bins,
+        cuts,
+        monotone,
+    };
+    let mut margin = vec![base; n];
+    let mut vmargin = vec![base; valid_bad.len()];
+    let mut grad = vec![0.0; n];
+    let mut hess = vec![0.0; n];
+    let mut trees = Vec::new();
+    let mut losses = Vec::new();
+    let (mut best_loss, mut best_trees) = (f64::INFINITY, 0usize);
+    let all: Vec<u32> = (0..n as u32).collect();
+    for round in 0..params.max_trees {
+        for i in 0..n {
+            let p = sigmoid(margin[i]);
+            grad[i] = p - if bad[i] { 1.0 } else { 0.0 };
+            hess[i] = (p * (1.0 - p)).max(1e-16);
+        }
+        let tree = trainer.grow(&grad, &hess, all.clone());
+        for (i, m) in margin.iter_mut().enumerate() {
+            *m += tree.predict(&|f| x[f][i]);
+        }
+        if !valid_bad.is_empty() {
+            let mut loss = 0.0;
+            for (i, m) in vmargin.iter_mut().enumerate() {
+                *m += tree.predict(&|f| valid_x[f][i]);
+                let p = sigmoid(*m).clamp(1e-15, 1.0 - 1e-15);
+                loss -= if valid_bad[i] { p.ln() } else { (1.0 - p).ln() };
+            }
+            loss /= valid_bad.len() as f64;
+            losses.push(loss);
+            if loss < best_loss - 1e-12 {
+                best_loss = loss;
+                best_trees = round + 1;
+            }
+        } else {
+            best_trees = round + 1;
+        }
+        trees.push(tree);
+        progress(round + 1, params.max_trees);
+        if !valid_bad.is_empty() && round + 1 >= best_trees + params.early_stopping_rounds {
+            break;
+        }
+    }
+    trees.truncate(best_trees.max(1));
+    Ok(Boost {
+        base,
+        trees,
+        monotone: monotone.to_vec(),
+        validation_loss: losses,
+        best_trees: best_trees.max(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> (Vec<Vec<f64>>, Vec<bool>) {
+        // Risk rises with x0, falls with x1, x2 is noise; some x0 missing (risky).
+        let mut x = vec![Vec::new(), Vec::new(), Vec::new()];
+        let mut y = Vec::new();
+        for i in 0..n {
+            let u = ((i * 2654435761) % 10007) as f64 / 10007.0;
+            let a = (i % 97) as f64 / 97.0;
+            let b = ((i * 31) % 89) as f64 / 89.0;
+            let c = ((i * 17) % 13) as f64;
+            let missing = i % 23 == 0;
+            let z = -2.0 + 2.5 * a - 1.5 * b + if missing { 1.0 } else { 0.0 };
+            x[0].push(if missing { f64::NAN } else { a });
+            x[1].push(b);
+            x[2].push(c);
+            y.push(u < sigmoid(z));
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn learns_and_is_monotone_where_asked() {
+        let (x, y) = data(6000);
+        let (vx, vy) = data(2000);
+        let p = BoostParams {
+            max_trees: 120,
+            ..Default::default()
+        };
+        let m = fit(&p, &x, &y, &vx, &vy, &[1, -1, 0], &mut |_, _| {}).unwrap();
+        assert!(m.best_trees > 5 && m.trees.len() == m.best_trees);
+        let probs: Vec<f64> = (0..vy.len())
+            .map(|i| sigmoid(m.margin(&|f| vx[f][i])))
+            .collect();
+        let auc = crate::metrics::auc(&probs, &vy).unwrap();
+        assert!(auc > 0.65, "auc {auc}");
+        // Monotone: sweeping x0 up never lowers the margin; sweeping x1 up never raises it.
+        for base in [[0.1, 0.5, 3.0], [0.9, 0.1, 7.0]] {
+            let mut last0 = f64::NEG_INFINITY;
+            let mut last1 = f64::INFINITY;
+            for k in 0..=100 {
+                let v = k as f64 / 100.0;
+                let m0 = m.margin(&|f| if f == 0 { v } else { base[f] });
+                let m1 = m.margin(&|f| if f == 1 { v } else { base[f] });
+                assert!(m0 >= last0 - 1e-12 && m1 <= last1 + 1e-12);
+                last0 = m0;
+                last1 = m1;
+            }
+        }
+        // Contributions add up to the margin.
+        let row = |f: usize| [f64::NAN, 0.3, 5.0][f];
+        let c = m.contributions(&row, 3);
+        let roots: f64 = m.trees.iter().map(|t| t.nodes[0].value).sum();
+        assert!((m.base + roots + c.iter().sum::<f64>() - m.margin(&row)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn training_is_deterministic() {
+        let (x, y) = data(1500);
+        let p = BoostParams {
+            max_trees: 20,
+            ..Default::default()
+        };
+        let a = fit(&p, &x, &y, &[], &[], &[0, 0, 0], &mut |_, _| {}).unwrap();
+        let b = fit(&p, &x, &y, &[], &[], &[0, 0, 0], &mut |_, _| {}).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.trees.len(), 20);
+    }
+}

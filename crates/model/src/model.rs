@@ -1,0 +1,669 @@
+//! The model file: everything needed to score, explain and audit a model in one
+//! self-describing JSON document, with a format name, a schema version and a BLAKE3 digest
+//! of its content, so a damaged, foreign or too-new file is refused with a clear error.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::binning::{Binning, Slot, Value};
+use crate::boost::Boost;
+use crate::frame::{Column, Frame};
+use crate::metrics::Evaluation;
+use crate::scale::{Calibration, MasterScale, Scaling};
+use crate::scorecard::Scorecard;
+use crate::train::TrainConfig;
+use crate::ModelError;
+
+/// The format name written in every model file.
+pub const FORMAT: &str = "yuanxin-model";
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which kind of model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// WoE logistic scorecard.
+    #[default]
+    Scorecard,
+    /// Gradient-boosted trees.
+    Boost,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Scorecard => "scorecard",
+            Method::Boost => "boost",
+        })
+    }
+}
+
+/// A characteristic the model reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureInfo {
+    /// Column name.
+    pub name: String,
+    /// Read as categories.
+    pub categorical: bool,
+    /// Chinese display name (the column name when the catalogue has none).
+    pub name_zh: String,
+    /// English display name.
+    pub name_en: String,
+}
+
+/// The scoring engine of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "method")]
+pub enum Predictor {
+    /// A scorecard.
+    Scorecard(Scorecard),
+    /// Boosted trees over the features in order; categorical features enter as the WoE of
+    /// their binning in `encoders` (same order as the features, `None` for numeric ones).
+    Boost {
+        /// The trees.
+        boost: Boost,
+        /// WoE encoders of categorical features.
+        encoders: Vec<Option<Binning>>,
+    },
+}
+
+/// Where the training data came from and how it was used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingData {
+    /// File name of the table.
+    pub source: String,
+    /// BLAKE3 of the rows used (values, outcomes and sets), independent of file layout.
+    pub fingerprint: String,
+    /// Rows in the table.
+    pub rows: u64,
+    /// Rows used to fit.
+    pub train: u64,
+    /// Of the training rows, those held out to choose the number of trees (early stopping)
+    /// before the final fit on all training rows.
+    pub validation: u64,
+    /// Rows held out for testing.
+    pub test: u64,
+    /// Rows not used, by reason.
+    pub excluded: Vec<(String, u64)>,
+    /// Candidate columns left out, with the reason.
+    pub skipped_columns: Vec<(String, String)>,
+    /// Latest `as_of` in the table, for profile panels.
+    pub as_of_max: Option<String>,
+}
+
+/// Evaluation on one part of the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetEvaluation {
+    /// `train` or `test`.
+    pub set: String,
+    /// The evaluation.
+    pub evaluation: Evaluation,
+}
+
+/// A trained model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// Identifier: the method and the first 12 hex digits of the content digest.
+    pub id: String,
+    /// Kind of model.
+    pub method: Method,
+    /// Creation time, from the `--created-at` option or the data (never the clock).
+    pub created_at: Option<String>,
+    /// Target column (1 = bad).
+    pub target: String,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Characteristics read, in model order.
+    pub features: Vec<FeatureInfo>,
+    /// Configuration used.
+    pub config: TrainConfig,
+    /// Score scaling.
+    pub scaling: Scaling,
+    /// From score to PD.
+    pub calibration: Calibration,
+    /// From PD to grade.
+    pub master_scale: MasterScale,
+    /// The engine.
+    pub predictor: Predictor,
+    /// Training data.
+    pub training: TrainingData,
+    /// Evaluation per set.
+    pub evaluation: Vec<SetEvaluation>,
+}
+
+/// A reason code: a characteristic that cost the row points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Characteristic.
+    pub feature: String,
+    /// Chinese display name.
+    pub name_zh: String,
+    /// English display name.
+    pub name_en: String,
+    /// Points lost: against the best bin (scorecard), or the points equivalent of the
+    /// characteristic's contribution to the risk (boosted trees).
+    pub points_lost: f64,
+    /// The bin or value the row had.
+    pub value: String,
+}
+
+/// A scored row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    /// Score (higher = safer), rounded to a whole point.
+    pub score: i64,
+    /// Probability of the event over the label's horizon.
+    pub pd: f64,
+    /// Master-scale grade.
+    pub grade: String,
+    /// Up to four reasons, largest loss first.
+    pub reasons: Vec<Reason>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileBody {
+    format: String,
+    schema_version: u32,
+    digest: String,
+    model: Model,
+}
+
+/// A column of the frame matched to a model feature.
+enum Input<'a> {
+    Num(&'a [f64]),
+    Cat(&'a [Option<String>]),
+}
+
+impl Input<'_> {
+    fn value(&self, i: usize) -> Value<'_> {
+        match self {
+            Input::Num(v) => Value::Num(v[i]),
+            Input::Cat(v) => Value::Cat(v[i].as_deref()),
+        }
+    }
+    fn show(&self, i: usize) -> String {
+        match self {
+            Input::Num(v) if v[i].is_nan() => "missing".into(),
+            Input::Num(v) => crate::binning::num_label(v[i]),
+            Input::Cat(v) => v[i].clone().unwrap_or_else(|| "missing".into()),
+        }
+    }
+}
+
+impl Model {
+    fn digest(&self) -> Result<String, ModelError> {
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| ModelError::Fit(format!("serialising the model: {e}")))?;
+        Ok(blake3::hash(&bytes).to_hex().to_string())
+    }
+
+    /// Sets `id` from the content (method + first 12 hex digits of the digest).
+    pub(crate) fn assign_id(&mut self) -> Result<(), ModelError> {
+        self.id = String::new();
+        let d = self.digest()?;
+        self.id = format!("{}-{}", self.method, &d[..12]);
+        Ok(())
+    }
+
+    /// The model file's bytes (pretty JSON; deterministic).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let body = FileBody {
+            format: FORMAT.into(),
+            schema_version: SCHEMA_VERSION,
+            digest: self.digest()?,
+            model: self.clone(),
+        };
+        let mut out = serde_json::to_vec_pretty(&body)
+            .map_err(|e| ModelError::Fit(format!("serialising the model: {e}")))?;
+        out.push(b'\n');
+        Ok(out)
+    }
+
+    /// Writes the model file atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let bytes = self.to_bytes()?;
+        let io = |e| ModelError::Io(path.display().to_string(), e);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Reads and checks a model file.
+    pub fn load(path: &Path) -> Result<Model, ModelError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| ModelError::Io(path.display().to_string(), e))?;
+        Model::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses and checks a model file's bytes.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Model, ModelError> {
+        let bad = |why: String| ModelError::BadModel {
+            path: name.to_owned(),
+            why,
+        };
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            bad(format!(
+                "not valid JSON ({e}); the file is damaged or not a model"
+            ))
+        })?;
+        match v.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT) => {}
+            Some(other) => return Err(bad(format!("format is {other:?}, not {FORMAT:?}"))),
+            None => return Err(bad(format!("no format field: not a {FORMAT} file"))),
+        }
+        match v.get("schema_version").and_then(|s| s.as_u64()) {
+            Some(s) if s == u64::from(SCHEMA_VERSION) => {}
+            Some(s) => {
+                return Err(bad(format!(
+                    "schema version {s}; this build reads version {SCHEMA_VERSION}"
+                )))
+            }
+            None => return Err(bad("no schema_version".into())),
+        }
+        let body: FileBody = serde_json::from_value(v).map_err(|e| {
+            bad(format!(
+                "content does not match schema version {SCHEMA_VERSION}: {e}"
+            ))
+        })?;
+        let digest = body.model.digest()?;
+        if digest != body.digest {
+            return Err(bad(format!("digest mismatch (file says {}, content is {digest}): the file was altered or damaged", body.digest)));
+        }
+        body.model.validate().map_err(|e| bad(e.to_string()))?;
+        Ok(body.model)
+    }
+
+    /// Internal consistency checks beyond the schema.
+    fn validate(&self) -> Result<(), ModelError> {
+        self.scaling.check()?;
+        self.master_scale.clone().check()?;
+        let bad = |m: String| Err(ModelError::Data(m));
+        match &self.predictor {
+            Predictor::Scorecard(s) => {
+                if s.characteristics.len() != self.features.len() {
+                    return bad(
+                        "the scorecard's characteristics and the feature list differ".into(),
+                    );
+                }
+                for (c, f) in s.characteristics.iter().zip(&self.features) {
+                    if c.binning.name != f.name || c.points.len() != c.binning.bins.len() {
+                        return bad(format!("characteristic {} is inconsistent", f.name));
+                    }
+                }
+            }
+            Predictor::Boost { boost, encoders } => {
+                if encoders.len() != self.features.len()
+                    || boost.monotone.len() != self.features.len()
+                {
+                    return bad("the trees' feature list is inconsistent".into());
+                }
+                for t in &boost.trees {
+                    for n in &t.nodes {
+                        let (l, r) = (n.left as usize, n.right as usize);
+                        if (l != 0 || r != 0)
+                            && (l >= t.nodes.len()
+                                || r >= t.nodes.len()
+                                || n.feature as usize >= self.features.len())
+                        {
+                            return bad("a tree node points outside its tree".into());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn inputs<'a>(&self, frame: &'a Frame) -> Result<Vec<Input<'a>>, ModelError> {
+        let missing: Vec<&str> = self
+            .features
+            .iter()
+            .filter(|f| frame.column(&f.name).is_none())
+            .map(|f| f.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ModelError::Data(format!(
+                "the table lacks the model's columns: {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(self
+            .features
+            .iter()
+            .filter_map(|f| frame.column(&f.name))
+            .map(|c| match c {
+                Column::Num(v) => Input::Num(v),
+                Column::Cat(v) => Input::Cat(v),
+            })
+            .collect())
+    }
+
+    /// Log-odds of bad for every row, or why the row cannot be scored.
+    pub fn logits(&self, frame: &Frame) -> Result<Vec<Result<f64, String>>, ModelError> {
+        let inputs = self.inputs(frame)?;
+        let n = frame.rows();
+        match &self.predictor {
+            Predictor::Scorecard(s) => {
+                // Column by column: a few comparisons per value.
+                let mut total: Vec<Result<f64, String>> = vec![Ok(0.0); n];
+                for (c, input) in s.characteristics.iter().zip(&inputs) {
+                    for (i, t) in total.iter_mut().enumerate() {
+                        if let Ok(acc) = t {
+                            let slot = c.binning.slot(input.value(i));
+                            match c.points(slot) {
+                                Some(p) => *acc += p,
+                                None => *t = Err(unscorable(&c.binning, slot, &input.show(i))),
+                            }
+                        }
+                    }
+                }
+                Ok(total
+                    .into_iter()
+                    .map(|t| t.map(|pts| self.scaling.logit(pts)))
+                    .collect())
+            }
+            Predictor::Boost { boost, encoders } => {
+                let cols = encode(&inputs, encoders, n);
+                Ok((0..n)
+                    .map(|i| {
+                        match cols
+                            .iter()
+                            .position(|c| c.1.get(i).is_some_and(Option::is_some))
+                        {
+                            Some(k) => Err(cols[k].1[i].clone().unwrap_or_default()),
+                            None => Ok(boost.margin(&|f| cols[f].0[i])),
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Scores every row, in input order, with reasons when asked.
+    pub fn score_frame(
+        &self,
+        frame: &Frame,
+        with_reasons: bool,
+    ) -> Result<Vec<Result<Scored, String>>, ModelError> {
+        let logits = self.logits(frame)?;
+        let inputs = self.inputs(frame)?;
+        let encoded = match &self.predictor {
+            Predictor::Boost { encoders, .. } if with_reasons => {
+                Some(encode(&inputs, encoders, frame.rows()))
+            }
+            _ => None,
+        };
+        Ok(logits
+            .into_iter()
+            .enumerate()
+            .map(|(i, z)| {
+                let z = z?;
+                let score = self.scaling.score(z);
+                let pd = self.calibration.pd(z);
+                let reasons = if with_reasons {
+                    self.reasons(&inputs, encoded.as_deref(), i)
+                } else {
+                    Vec::new()
+                };
+                Ok(Scored {
+                    score: score.round() as i64,
+                    pd,
+                    grade: self.master_scale.grade(pd).to_owned(),
+                    reasons,
+                })
+            })
+            .collect())
+    }
+
+    fn reasons(&self, inputs: &[Input<'_>], encoded: Option<&[Encoded]>, i: usize) -> Vec<Reason> {
+        let mut lost: Vec<(usize, f64, String)> = match (&self.predictor, encoded) {
+            (Predictor::Scorecard(s), _) => s
+                .characteristics
+                .iter()
+                .zip(inputs)
+                .enumerate()
+                .filter_map(|(k, (c, input))| {
+                    let slot = c.binning.slot(input.value(i));
+                    let p = c.points(slot)?;
+                    let label = c
+                        .binning
+                        .stat(slot)
+                        .map_or_else(String::new, |s| s.label.clone());
+                    Some((k, c.best_points - p, label))
+                })
+                .collect(),
+            (Predictor::Boost { boost, .. }, Some(cols)) => {
+                let factor = self.scaling.factor();
+                boost
+                    .contributions(&|f| cols[f].0[i], self.features.len())
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, c)| (k, c * factor, inputs[k].show(i)))
+                    .collect()
+            }
+            (Predictor::Boost { .. }, None) => Vec::new(),
+        };
+        lost.retain(|l| l.1 > 1e-9);
+        lost.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        lost.truncate(4);
+        lost.into_iter()
+            .map(|(k, pts, value)| {
+                let f = &self.features[k];
+                Reason {
+                    feature: f.name.clone(),
+                    name_zh: f.name_zh.clone(),
+                    name_en: f.name_en.clone(),
+                    points_lost: (pts * 100.0).round() / 100.0,
+                    value,
+                }
+            })
+            .collect()
+    }
+
+    /// Test-set evaluation if there is one, else the last evaluation recorded.
+    pub fn headline(&self) -> Option<&SetEvaluation> {
+        self.evaluation
+            .iter()
+            .find(|e| e.set == "test")
+            .or(self.evaluation.last())
+    }
+}
+
+fn unscorable(b: &Binning, slot: Slot, shown: &str) -> String {
+    match slot {
+        Slot::Unseen => format!("{}: value {shown:?} was not seen in training", b.name),
+        Slot::Missing => format!("{}: missing, and training had no missing values", b.name),
+        Slot::Special => format!("{}: special value {shown}, and training had none", b.name),
+        Slot::Bin(_) => format!("{}: value {shown} falls in a bin empty in training", b.name),
+    }
+}
+
+/// A column encoded for the trees, with why each row's value could not be (if so).
+type Encoded = (Vec<f64>, Vec<Option<String>>);
+
+/// Numeric columns for the trees: numbers as they are, categories as their WoE; the second
+/// vector holds, per row, why the value cannot be encoded (an unseen category).
+fn encode(inputs: &[Input<'_>], encoders: &[Option<Binning>], n: usize) -> Vec<Encoded> {
+    inputs
+        .iter()
+        .zip(encoders)
+        .map(|(input, enc)| match (input, enc) {
+            (Input::Num(v), None) => (v.to_vec(), vec![None; n]),
+            (input, Some(b)) => {
+                let mut x = Vec::with_capacity(n);
+                let mut why = Vec::with_capacity(n);
+                for i in 0..n {
+                    let slot = b.slot(input.value(i));
+                    match b.stat(slot) {
+                        Some(s) if slot == Slot::Missing && s.count == 0 => {
+                            x.push(f64::NAN);
+                            why.push(None);
+                        }
+                        Some(s) if s.count > 0 => {
+                            x.push(s.woe);
+                            why.push(None);
+                        }
+                        _ => {
+                            x.push(f64::NAN);
+                            why.push(Some(unscorable(b, slot, &input.show(i))));
+                        }
+                    }
+                }
+                (x, why)
+            }
+            (Input::Cat(v), None) => (
+                v.iter()
+                    .map(|s| {
+                        s.as_deref()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(f64::NAN)
+                    })
+                    .collect(),
+                v.iter()
+                    .map(|s| {
+                        s.as_deref()
+                            .filter(|s| s.parse::<f64>().is_err())
+                            .map(|s| format!("value {s:?} is not a number"))
+                    })
+                    .collect(),
+            ),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::{train, TrainConfig};
+
+    /// Six characteristics, each adding risk as it grows.
+    fn frame(n: usize) -> Frame {
+        let mut cols: Vec<(String, Column)> = (0..6)
+            .map(|k| (format!("x{k}"), Column::Num(Vec::new())))
+            .collect();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let mut z = -2.5;
+            for (k, (_, c)) in cols.iter_mut().enumerate() {
+                let v = ((i * (k * 2 + 3) + k * 7) % 101) as f64 / 100.0;
+                z += (0.4 + 0.2 * k as f64) * v;
+                if let Column::Num(c) = c {
+                    c.push(v);
+                }
+            }
+            let u =
+                ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+            y.push(if u < crate::scale::sigmoid(z) {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        cols.push(("y".into(), Column::Num(y)));
+        Frame::new(cols).unwrap()
+    }
+
+    #[test]
+    fn reason_codes_are_the_largest_point_losses_against_the_best_bin() {
+        let f = frame(20_000);
+        let cfg = TrainConfig {
+            target: "y".into(),
+            ..TrainConfig::default()
+        };
+        let model = train(&f, None, &cfg, "synthetic", &mut |_| {})
+            .unwrap()
+            .model;
+        let Predictor::Scorecard(card) = &model.predictor else {
+            panic!("scorecard")
+        };
+        assert!(card.characteristics.len() >= 5, "{:?}", card.candidates);
+        // A risky row: every value high.
+        let row = Frame::new(
+            (0..6)
+                .map(|k| (format!("x{k}"), Column::Num(vec![0.99])))
+                .collect(),
+        )
+        .unwrap();
+        let scored = model.score_frame(&row, true).unwrap().remove(0).unwrap();
+        assert!(scored.reasons.len() == 4, "{:?}", scored.reasons);
+        for w in scored.reasons.windows(2) {
+            assert!(w[0].points_lost >= w[1].points_lost);
+        }
+        // Each loss is best points minus the row's points for that characteristic, and no
+        // characteristic left out lost more than the last one reported.
+        let losses: Vec<(String, f64)> = card
+            .characteristics
+            .iter()
+            .map(|c| {
+                (
+                    c.binning.name.clone(),
+                    c.best_points - c.points(c.binning.slot(Value::Num(0.99))).unwrap(),
+                )
+            })
+            .collect();
+        for r in &scored.reasons {
+            let l = losses.iter().find(|l| l.0 == r.feature).unwrap().1;
+            assert!(
+                (l - r.points_lost).abs() < 0.006,
+                "{} {l} {}",
+                r.feature,
+                r.points_lost
+            );
+            assert_eq!(
+                r.name_en, r.feature,
+                "no catalogue entry: the column name is shown"
+            );
+        }
+        let last = scored.reasons[3].points_lost;
+        assert!(losses
+            .iter()
+            .filter(|l| !scored.reasons.iter().any(|r| r.feature == l.0))
+            .all(|l| l.1 <= last + 0.006));
+        // The score is the sum of points, and the PD and grade follow from it.
+        let total: f64 = card
+            .characteristics
+            .iter()
+            .map(|c| c.points(c.binning.slot(Value::Num(0.99))).unwrap())
+            .sum();
+        assert_eq!(scored.score, total.round() as i64);
+        assert_eq!(scored.grade, model.master_scale.grade(scored.pd));
+        // A safe row loses nothing worth reporting on most characteristics.
+        let safe = Frame::new(
+            (0..6)
+                .map(|k| (format!("x{k}"), Column::Num(vec![0.0])))
+                .collect(),
+        )
+        .unwrap();
+        let s = model.score_frame(&safe, true).unwrap().remove(0).unwrap();
+        assert!(s.score > scored.score && s.pd < scored.pd);
+    }
+
+    #[test]
+    fn a_model_survives_the_round_trip_through_its_file() {
+        let f = frame(5000);
+        for method in [Method::Scorecard, Method::Boost] {
+            let cfg = TrainConfig {
+                target: "y".into(),
+                method,
+                boost: crate::boost::BoostParams {
+                    max_trees: 30,
+                    ..Default::default()
+                },
+                ..TrainConfig::default()
+            };
+            let model = train(&f, None, &cfg, "synthetic", &mut |_| {})
+                .unwrap()
+                .model;
+            let bytes = model.to_bytes().unwrap();
+            let back = Model::from_bytes(&bytes, "mem").unwrap();
+            assert_eq!(back, model);
+            assert_eq!(back.to_bytes().unwrap(), bytes);
+            assert_eq!(back.logits(&f).unwrap(), model.logits(&f).unwrap());
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! Training: from a table and a configuration to a [`Model`], with every row and column
+//! accounted for (used to fit, held out, or excluded with a reason).
+
+use serde::{Deserialize, Serialize};
+
+use crate::binning::{BinningParams, Value};
+use crate::boost::{self, BoostParams};
+use crate::frame::{split_column, Column, Frame, Set};
+use crate::metrics::evaluate;
+use crate::model::{FeatureInfo, Method, Model, Predictor, SetEvaluation, TrainingData};
+use crate::scale::{Calibration, MasterScale, Scaling};
+use crate::scorecard::ScorecardParams;
+use crate::{take, ModelError, Sample};
+
+/// Columns of a profile panel that describe the row rather than the merchant's credit.
+const PANEL_META: [&str; 6] = [
+    "merchant_id",
+    "as_of",
+    "insufficient_reason",
+    "missing_reasons",
+    "label_status",
+    "split",
+];
+
+/// Everything that decides a model, stored in the model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Scorecard or boosted trees.
+    pub method: Method,
+    /// Target column: 1 = bad, 0 = good, empty = not usable.
+    pub target: String,
+    /// Candidate characteristics; empty = every column but the target, the split and a
+    /// profile panel's descriptive columns.
+    pub features: Vec<String>,
+    /// Columns to read as categories even if they hold numbers.
+    pub categorical: Vec<String>,
+    /// Columns never to use.
+    pub exclude: Vec<String>,
+    /// Seed of every random choice (the validation sample).
+    pub seed: u64,
+    /// Share of the training rows held out for early stopping (boosted trees).
+    pub validation_share: f64,
+    /// Monotone constraints for boosted trees (+1: risk rises with the value, −1: falls).
+    /// Profile characteristics default to their catalogue direction.
+    pub monotone: Vec<(String, i8)>,
+    /// Column whose values split the evaluation into segments (e.g. `industry`).
+    pub segment: Option<String>,
+    /// Creation time to record (default: the panel's latest `as_of`).
+    pub created_at: Option<String>,
+    /// Scorecard settings.
+    pub scorecard: ScorecardParams,
+    /// Boosting settings.
+    pub boost: BoostParams,
+    /// Score scaling.
+    pub scaling: Scaling,
+    /// Grades.
+    pub master_scale: MasterScale,
+}
+
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            method: Method::Scorecard,
+            target: String::new(),
+            features: Vec::new(),
+            categorical: Vec::new(),
+            exclude: Vec::new(),
+            seed: 2023,
+            validation_share: 0.2,
+            monotone: Vec::new(),
+            segment: None,
+            created_at: None,
+            scorecard: ScorecardParams::default(),
+            boost: BoostParams::default(),
+            scaling: Scaling::default(),
+            master_scale: MasterScale::default(),
+        }
+    }
+}
+
+/// A reproducible uniform number in [0, 1) for (seed, row): SplitMix64.
+fn uniform(seed: u64, row: u64) -> f64 {
+    let mut z = seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn display_names(name: &str) -> (String, String) {
+    yuanxin_profile::FEATURES
+        .iter()
+        .find(|f| f.name == name)
+        .map_or((name.to_owned(), name.to_owned()), |f| {
+            (f.name_zh.to_owned(), f.name_en.to_owned())
+        })
+}
+
+fn catalogue_monotone(name: &str) -> i8 {
+    match yuanxin_profile::FEATURES
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| f.direction)
+    {
+        Some(yuanxin_profile::Direction::Up) => 1,
+        Some(yuanxin_profile::Direction::Down) => -1,
+        _ => 0,
+    }
+}
+
+fn sub_frame(frame_cols: &[(String, Column)], idx: &[usize]) -> Result<Frame, ModelError> {
+    Frame::new(
+        frame_cols
+            .iter()
+            .map(|(n, c)| (n.clone(), take(c, idx)))
+            .collect(),
+    )
+}
+
+/// Trains a model on `frame`. `split` assigns rows to train/test (e.g. from a `row,set`
+/// file); without it a panel's own `split` column is used, and failing that every row with
+/// an outcome trains. `source` is recorded as the data's name.
+pub fn train(
+    frame: &Frame,
+    split: Option<Vec<Option<Set>>>,
+    cfg: &TrainConfig,
+    source: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Trained, ModelError> {
+    let scaling = cfg.scaling.check()?;
+    let master_scale = cfg.master_scale.clone().check()?;
+    if !(0.0..0.9).contains(&cfg.validation_share) {
+        return Err(ModelError::Config(format!(
+            "validation_share must be in [0, 0.9), not {}",
+            cfg.validation_share
+        )));
+    }
+    let target = frame.target(&cfg.target)?;
+    let sets = match split {
+        Some(s) => s,
+        None => split_column(frame).unwrap_or_else(|| vec![Some(Set::Train); frame.rows()]),
+    };
+    let mut excluded: Vec<(String, u64)> = Vec::new();
+    let (mut train_rows, mut test_rows) = (Vec::new(), Vec::new());
+    let (mut no_target, mut no_set) = (0u64, 0u64);
+    for (i, (t, s)) in target.iter().zip(&sets).enumerate() {
+        match (t, s) {
+            (None, _) => no_target += 1,
+            (_, None) => no_set += 1,
+            (Some(_), Some(Set::Train)) => train_rows.push(i),
+            (Some(_), Some(Set::Test)) => test_rows.push(i),
+        }
+    }
+    if no_target > 0 {
+        excluded.push(("target_missing".into(), no_target));
+    }
+    if no_set > 0 {
+        excluded.push(("not_in_split".into(), no_set));
+    }
+    let is_panel = frame.index("merchant_id").is_some() && frame.index("as_of").is_some();
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    let candidates: Vec<String> = if cfg.features.is_empty() {
+        frame
+            .names()
+            .iter()
+            .filter(|n| **n != cfg.target && n.as_str() != "split" && !cfg.exclude.contains(n))
+            .filter(|n| !(is_panel && PANEL_META.contains(&n.as_str())))
+            .cloned()
+            .collect()
+    } else {
+        for f in &cfg.features {
+            if frame.index(f).is_none() {
+                return Err(ModelError::Data(format!("feature {f} is not in the table")));
+            }
+        }
+        cfg.features.clone()
+    };
+    let mut names = Vec::new();
+    for n in candidates {
+        if let Some(Column::Cat(v)) = frame.column(&n) {
+            let mut distinct: Vec<&str> =
+                train_rows.iter().filter_map(|&i| v[i].as_deref()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() > 50 && distinct.len() * 2 > train_rows.len() {
+                skipped.push((
+                    n,
+                    format!(
+                        "looks like an identifier ({} distinct values)",
+                        distinct.len()
+                    ),
+                ));
+                continue;
+            }
+        }
+        names.push(n);
+    }
+    if names.is_empty() {
+        return Err(ModelError::Data("no candidate characteristics".into()));
+    }
+    let bad: Vec<bool> = target.iter().map(|t| t.unwrap_or(false)).collect();
+    let all = Sample {
+        names: names.clone(),
+        columns: names
+            .iter()
+            .filter_map(|n| frame.column(n).cloned())
+            .collect(),
+        bad,
+    };
+    let train_sample = all.take(&train_rows);
+    let events = train_sample.bad.iter().filter(|&&b| b).count();
+    if events == 0 || events == train_sample.bad.len() {
+        return Err(ModelError::Data(format!(
+            "the training rows need both outcomes: {} rows, {events} bad",
+            train_sample.bad.len()
+        )));
+    }
+    // Fingerprint of exactly what was used.
+    let mut h = blake3::Hasher::new();
+    for (name, col) in all.names.iter().zip(&all.columns) {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        for &(rows, tag) in &[(&train_rows, 1u8), (&test_rows, 2u8)] {
+            h.update(&[tag]);
+            for &i in rows {
+                match col {
+                    Column::Num(v) => h.update(&v[i].to_bits().to_le_bytes()),
+                    Column::Cat(v) => h
+                        .update(v[i].as_deref().unwrap_or("\u{0}").as_bytes())
+                        .update(&[0]),
+                };
+            }
+        }
+    }
+    for &i in train_rows.iter().chain(&test_rows) {
+        h.update(&[u8::from(all.bad[i])]);
+    }
+    let fingerprint = h.finalize().to_hex().to_string();
+
+    let feature_info = |n: &str| {
+        let (zh, en) = display_names(n);
+        FeatureInfo {
+            name: n.to_owned(),
+            categorical: matches!(frame.column(n), Some(Column::Cat(_))),
+            name_zh: zh,
+            name_en: en,
+        }
+    };
+    let mut validation_rows: Vec<usize> = Vec::new();
+    let (predictor, features) = match cfg.method {
+        Method::Scorecard => {
+            progress(&format!(
+                "binning {} characteristics on {} rows",
+                names.len(),
+                train_rows.len()
+            ));
+            let sc = cfg.scorecard.fit(&train_sample, &scaling)?;
+            progress(&format!(
+                "scorecard: {} characteristics selected",
+                sc.characteristics.len()
+            ));
+            let features = sc
+                .characteristics
+                .iter()
+                .map(|c| feature_info(&c.binning.name))
+                .collect();
+            (Predictor::Scorecard(sc), features)
+        }
+        Method::Boost => {
+            let (mut fit_idx, mut val_idx) = (Vec::new(), Vec::new());
+            for (k, &row) in train_rows.iter().enumerate() {
+                if uniform(cfg.seed, row as u64) < cfg.validation_share {
+                    val_idx.push(k);
+                } else {
+                    fit_idx.push(k);
+                }
+            }
+            validation_rows = val_idx.iter().map(|&k| train_rows[k]).collect();
+            let fit_sample = train_sample.take(&fit_idx);
+            let val_sample = train_sample.take(&val_idx);
+            let cat_params = BinningParams {
+                max_bins: 50,
+                ..cfg.scorecard.binning.clone()
+            }
+            .check()?;
+            let mut encoders = Vec::new();
+            for (name, col) in fit_sample.names.iter().zip(&fit_sample.columns) {
+                encoders.push(match col {
+                    Column::Cat(v) => Some(cat_params.fit_categorical(name, v, &fit_sample.bad)?),
+                    Column::Num(_) => None,
+                });
+            }
+            let to_x = |s: &Sample| -> Vec<Vec<f64>> {
+                s.columns
+                    .iter()
+                    .zip(&encoders)
+                    .map(|(c, e)| match (c, e) {
+                        (Column::Num(v), _) => v.clone(),
+                        (Column::Cat(v), Some(b)) => v
+                            .iter()
+                            .map(|s| {
+                                b.stat(b.slot(Value::Cat(s.as_deref())))
+                                    .filter(|s| s.count > 0)
+                                    .map_or(f64::NAN, |s| s.woe)
+                            })
+                            .collect(),
+                        (Column::Cat(v), None) => vec![f64::NAN; v.len()],
+                    })
+                    .collect()
+            };
+            let monotone: Vec<i8> = names
+                .iter()
+                .map(|n| {
+                    cfg.monotone.iter().find(|(m, _)| m == n).map_or_else(
+                        || if is_panel { catalogue_monotone(n) } else { 0 },
+                        |(_, d)| d.signum(),
+                    )
+                })
+                .collect();
+            for (m, _) in &cfg.monotone {
+                if !names.contains(m) {
+                    return Err(ModelError::Config(format!(
+                        "monotone constraint on {m}, which is not a characteristic"
+                    )));
+                }
+            }
+            progress(&format!(
+                "boosting on {} rows ({} for early stopping), {} characteristics",
+                fit_idx.len(),
+                val_idx.len(),
+                names.len()
+            ));
+            let mut last = 0usize;
+            let b = boost::fit(
+                &cfg.boost,
+                &to_x(&fit_sample),
+                &fit_sample.bad,
+                &to_x(&val_sample),
+                &val_sample.bad,
+                &monotone,
+                &mut |k, of| {
+                    if k >= last + 50 {
+                        last = k;
+                        progress(&format!("  {k}/{of} trees"));
+                    }
+                },
+            )?;
+            // Early stopping chose the number of trees; refit on every training row with it,
+            // so that the held-out rows are not lost to the model (small samples need them).
+            let b = if val_idx.is_empty() {
+                b
+            } else {
+                progress(&format!(
+                    "refitting {} trees on all {} training rows",
+                    b.best_trees,
+                    train_rows.len()
+                ));
+                let params = BoostParams {
+                    max_trees: b.best_trees,
+                    ..cfg.boost.clone()
+                };
+                let refit = boost::fit(
+                    &params,
+                    &to_x(&train_sample),
+                    &train_sample.bad,
+                    &[],
+                    &[],
+                    &monotone,
+                    &mut |_, _| {},
+                )?;
+                boost::Boost {
+                    validation_loss: b.validation_loss,
+                    ..refit
+                }
+            };
+            progress(&format!("boost: {} trees", b.trees.len()));
+            let features = names.iter().map(|n| feature_info(n)).collect();
+            (Predictor::Boost { boost: b, encoders }, features)
+        }
+    };
+    let mut model = Model {
+        id: String::new(),
+        method: cfg.method,
+        created_at: cfg.created_at.clone().or_else(|| max_as_of(frame)),
+        target: cfg.target.clone(),
+        seed: cfg.seed,
+        features,
+        config: cfg.clone(),
+        scaling,
+        calibration: Calibration::IDENTITY,
+        master_scale,
+        predictor,
+        training: TrainingData {
+            source: source.to_owned(),
+            fingerprint,
+            rows: frame.rows() as u64,
+            train: train_rows.len() as u64,
+            validation: validation_rows.len() as u64,
+            test: test_rows.len() as u64,
+            excluded,
+            skipped_columns: skipped,
+            as_of_max: if is_panel { max_as_of(frame) } else { None },
+        },
+        evaluation: Vec::new(),
+    };
+    let cols: Vec<(String, Column)> = frame
+        .names()
+        .iter()
+        .filter_map(|n| frame.column(n).map(|c| (n.clone(), c.clone())))
+        .collect();
+    // The scorecard's PD is recalibrated on its training rows (a ≈ 0, b ≈ 1 unless the L2
+    // penalty shrank it); boosted trees minimise the log-loss itself, and their training
+    // rows are fitted too closely to calibrate on, so their margin is the PD's log-odds.
+    if cfg.method == Method::Scorecard {
+        let (z, y) = logits_of(&model, &cols, &train_rows, &all.bad)?;
+        model.calibration = Calibration::fit(&z, &y);
+    }
+    progress("evaluating");
+    let mut sets = Vec::new();
+    for (set, rows) in [("train", &train_rows), ("test", &test_rows)] {
+        if rows.is_empty() {
+            continue;
+        }
+        let (z, y) = logits_of(&model, &cols, rows, &all.bad)?;
+        let pd: Vec<f64> = z.iter().map(|&z| model.calibration.pd(z)).collect();
+        let score: Vec<f64> = z.iter().map(|&z| model.scaling.score(z)).collect();
+        let seg: Option<Vec<String>> =
+            match cfg.segment.as_deref().map(|s| frame.column(s).ok_or(s)) {
+                None => None,
+                Some(Err(s)) => {
+                    return Err(ModelError::Data(format!(
+                        "segment column {s} is not in the table"
+                    )))
+                }
+                Some(Ok(c)) => Some(
+                    rows.iter()
+                        .map(|&i| match c {
+                            Column::Num(v) => crate::binning::num_label(v[i]),
+                            Column::Cat(v) => v[i].clone().unwrap_or_else(|| "missing".into()),
+                        })
+                        .collect(),
+                ),
+            };
+        model.evaluation.push(SetEvaluation {
+            set: set.into(),
+            evaluation: evaluate(&pd, &y, seg.as_deref()),
+        });
+        sets.push(Predictions {
+            set: set.into(),
+            score,
+            pd,
+            bad: y,
+        });
+    }
+    model.assign_id()?;
+    Ok(Trained { model, sets })
+}
+
+/// A trained model with its predictions on each set (for the report).
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The model.
+    pub model: Model,
+    /// Predictions per set, in the order train, validation, test.
+    pub sets: Vec<Predictions>,
+}
+
+/// Scores, PDs and outcomes of the scored rows of one set.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    /// `train`, `validation` or `test`.
+    pub set: String,
+    /// Unrounded scores.
+    pub score: Vec<f64>,
+    /// PDs.
+    pub pd: Vec<f64>,
+    /// Outcomes.
+    pub bad: Vec<bool>,
+}
+
+/// Log-odds and outcomes of the given rows (rows the model cannot score are left out).
+fn logits_of(
+    model: &Model,
+    cols: &[(String, Column)],
+    rows: &[usize],
+    bad: &[bool],
+) -> Result<(Vec<f64>, Vec<bool>), ModelError> {
+    let f = sub_frame(cols, rows)?;
+    let mut z = Vec::with_capacity(rows.len());
+    let mut y = Vec::with_capacity(rows.len());
+    for (k, r) in model.logits(&f)?.into_iter().enumerate() {
+        if let Ok(v) = r {
+            z.push(v);
+            y.push(bad[rows[k]]);
+        }
+    }
+    Ok((z, y))
+}
+
+fn max_as_of(frame: &Frame) -> Option<String> {
+    match frame.column("as_of")? {
+        Column::Cat(v) => v.iter().flatten().max().cloned(),
+        Column::Num(_) => None,
+    }
+}

@@ -1,0 +1,412 @@
+//! End-to-end tests of the model commands on a real public credit dataset and on a
+//! simulated city's profile panel: train → score → evaluate → registry, determinism of the
+//! model file, and refusal of damaged or foreign model files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{read_parquet, run, run_ok, simulate, strs};
+
+/// A public dataset kept under tests/data (see its README).
+fn dataset(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(name)
+}
+
+fn german_train(out: &Path, method: &str) -> String {
+    let d = dataset("german");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("meta.json")).unwrap()).unwrap();
+    let cats: Vec<&str> = meta["categorical"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    run_ok(&[
+        "train",
+        "--data",
+        d.join("data.csv").to_str().unwrap(),
+        "--target",
+        "creditability",
+        "--categorical",
+        &cats.join(","),
+        "--split",
+        d.join("split.csv").to_str().unwrap(),
+        "--method",
+        method,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ])
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn scorecard_trains_scores_and_evaluates_on_german_credit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("models/german.json");
+    let out = german_train(&model, "scorecard");
+    assert!(out.contains("test "), "{out}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    assert_eq!(m["format"], "yuanxin-model");
+    let test = m["model"]["evaluation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["set"] == "test")
+        .unwrap();
+    let auc = test["evaluation"]["metrics"]["auc"].as_f64().unwrap();
+    // The best Python scorecard tool reaches 0.806 on this split.
+    assert!(auc > 0.78, "test AUC {auc}");
+    assert!(
+        tmp.path().join("models/german.html").exists(),
+        "the report is written"
+    );
+    let html = std::fs::read_to_string(tmp.path().join("models/german.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Points table") && html.contains("ROC"));
+
+    // Scoring: one row per input row, in input order, with score, PD, grade and reasons.
+    let d = dataset("german");
+    let scored = tmp.path().join("scored.csv");
+    run_ok(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        d.join("data.csv").to_str().unwrap(),
+        "--out",
+        scored.to_str().unwrap(),
+    ]);
+    let rows = csv_rows(&scored);
+    let header = &rows[0];
+    assert_eq!(&header[..5], ["row", "status", "score", "pd", "grade"]);
+    assert_eq!(rows.len(), 1001);
+    for (i, r) in rows[1..].iter().enumerate() {
+        assert_eq!(r[0], i.to_string());
+        assert_eq!(r[1], "ok");
+        let pd: f64 = r[3].parse().unwrap();
+        assert!(pd > 0.0 && pd < 1.0);
+        assert!(["A+", "A", "B", "C", "D", "E"].contains(&r[4].as_str()));
+    }
+    // Riskier rows get lower scores: the mean score of bads is below that of goods.
+    let data = std::fs::read_to_string(d.join("data.csv")).unwrap();
+    let target_col = data
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "creditability")
+        .unwrap();
+    let (mut sb, mut nb, mut sg, mut ng) = (0.0, 0.0, 0.0, 0.0);
+    for (line, r) in data.lines().skip(1).zip(&rows[1..]) {
+        let s: f64 = r[2].parse().unwrap();
+        if line.split(',').nth(target_col).unwrap() == "1" {
+            sb += s;
+            nb += 1.0;
+        } else {
+            sg += s;
+            ng += 1.0;
+        }
+    }
+    assert!(
+        sb / nb + 20.0 < sg / ng,
+        "bads {} goods {}",
+        sb / nb,
+        sg / ng
+    );
+
+    // Evaluate on the test rows only reproduces the training report's test AUC.
+    let ev = run_ok(&[
+        "evaluate",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        d.join("data.csv").to_str().unwrap(),
+        "--split",
+        d.join("split.csv").to_str().unwrap(),
+        "--set",
+        "test",
+        "--json",
+    ]);
+    let ev: serde_json::Value = serde_json::from_str(&ev).unwrap();
+    assert_eq!(ev["evaluation"]["metrics"]["n"], 300);
+    assert!((ev["evaluation"]["metrics"]["auc"].as_f64().unwrap() - auc).abs() < 1e-12);
+}
+
+#[test]
+fn training_is_reproducible_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    for method in ["scorecard", "boost"] {
+        let a = tmp.path().join(format!("a-{method}.json"));
+        let b = tmp.path().join(format!("b-{method}.json"));
+        german_train(&a, method);
+        german_train(&b, method);
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            std::fs::read(&b).unwrap(),
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn damaged_or_foreign_model_files_are_refused_and_the_champion_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let good = models.join("good.json");
+    german_train(&good, "scorecard");
+    let id = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&good).unwrap()).unwrap()
+        ["model"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    run_ok(&["models", "promote", &id, "--dir", models.to_str().unwrap()]);
+
+    let text = std::fs::read_to_string(&good).unwrap();
+    // A changed coefficient: valid JSON, valid schema, wrong digest.
+    let pos = text.find("\"coefficient\": -").unwrap() + "\"coefficient\": -".len();
+    let mut altered = text.clone();
+    let digit = altered.as_bytes()[pos + 2];
+    altered.replace_range(pos + 2..pos + 3, if digit == b'1' { "2" } else { "1" });
+    let cases = [
+        ("altered.json", altered, "digest mismatch"),
+        (
+            "truncated.json",
+            text[..text.len() / 2].to_owned(),
+            "not valid JSON",
+        ),
+        (
+            "future.json",
+            text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+            "schema version 99",
+        ),
+        (
+            "foreign.json",
+            "{\"format\": \"something-else\"}".to_owned(),
+            "format is",
+        ),
+    ];
+    for (name, body, why) in &cases {
+        let p = models.join(name);
+        std::fs::write(&p, body).unwrap();
+        let out = run(&[
+            "score",
+            "--model",
+            p.to_str().unwrap(),
+            "--data",
+            dataset("german").join("data.csv").to_str().unwrap(),
+            "--out",
+            tmp.path().join("x.csv").to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{name} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{name}: {err}");
+        let out = run(&["models", "promote", name, "--dir", models.to_str().unwrap()]);
+        assert!(!out.status.success(), "{name} was promoted");
+    }
+    let list = run_ok(&[
+        "models",
+        "list",
+        "--dir",
+        models.to_str().unwrap(),
+        "--json",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let entries = list["models"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["role"], "champion");
+    assert_eq!(entries[0]["id"], id.as_str());
+    assert_eq!(list["invalid"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn rows_that_cannot_be_scored_say_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.json");
+    german_train(&model, "scorecard");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    let chars = m["model"]["predictor"]["characteristics"]
+        .as_array()
+        .unwrap();
+    // A categorical characteristic without an "other" bin (unseen categories have nowhere to
+    // go) and a numeric one that had no missing values in training.
+    let cat = chars
+        .iter()
+        .find(|c| {
+            c["binning"]["rule"]["type"] == "categorical" && c["binning"]["rule"]["other"].is_null()
+        })
+        .expect("a categorical characteristic without rare categories")["binning"]["name"]
+        .as_str()
+        .unwrap();
+    let num = chars
+        .iter()
+        .find(|c| {
+            c["binning"]["rule"]["type"] == "numeric" && c["binning"]["missing"]["count"] == 0
+        })
+        .expect("a numeric characteristic")["binning"]["name"]
+        .as_str()
+        .unwrap();
+    let data = std::fs::read_to_string(dataset("german").join("data.csv")).unwrap();
+    let mut lines: Vec<String> = data.lines().take(4).map(str::to_owned).collect();
+    let header: Vec<String> = lines[0].split(',').map(str::to_owned).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let mut r1: Vec<String> = lines[1].split(',').map(str::to_owned).collect();
+    r1[col(cat)] = "space travel".into();
+    lines[1] = r1.join(",");
+    let mut r2: Vec<String> = lines[2].split(',').map(str::to_owned).collect();
+    r2[col(num)] = String::new();
+    lines[2] = r2.join(",");
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = tmp.path().join("out.parquet");
+    let said = run_ok(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(said.contains("2 unscorable"), "{said}");
+    let b = &read_parquet(&out)[0];
+    let status = strs(b, "status");
+    let why = strs(b, "unscorable_reason");
+    assert_eq!(b.num_rows(), 3);
+    assert_eq!(status[0].as_deref(), Some("unscorable"));
+    let w0 = why[0].as_deref().unwrap();
+    assert!(w0.contains("space travel") && w0.contains(cat), "{w0}");
+    assert_eq!(status[1].as_deref(), Some("unscorable"));
+    let w1 = why[1].as_deref().unwrap();
+    assert!(w1.contains("missing") && w1.contains(num), "{w1}");
+    assert_eq!(status[2].as_deref(), Some("ok"));
+    assert_eq!(why[2], None);
+}
+
+#[test]
+fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 1200, 36, 7, &[]);
+    let ledger = tmp.path().join("ledger");
+    run_ok(&[
+        "ingest",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        city.to_str().unwrap(),
+    ]);
+    let panel = tmp.path().join("panel.parquet");
+    run_ok(&[
+        "profile",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--from",
+        "2024-03-31",
+        "--to",
+        "2025-06-30",
+        "--label",
+        "default_12m",
+        "--oot-from",
+        "2025-01-01",
+        "--out",
+        panel.to_str().unwrap(),
+    ]);
+    let model = tmp.path().join("models/panel.json");
+    let out = run_ok(&[
+        "train",
+        "--data",
+        panel.to_str().unwrap(),
+        "--target",
+        "default_12m",
+        "--segment",
+        "industry",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.contains("excluded"), "{out}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    let m = &m["model"];
+    // The panel's own split and descriptive columns are honoured.
+    assert!(m["training"]["test"].as_u64().unwrap() > 0);
+    assert!(m["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["name"] != "merchant_id" && f["name"] != "as_of"));
+    assert_eq!(m["created_at"], "2025-06-30");
+    let test = m["evaluation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["set"] == "test")
+        .unwrap();
+    assert!(
+        test["evaluation"]["metrics"]["auc"].as_f64().unwrap() > 0.6,
+        "{}",
+        test["evaluation"]["metrics"]
+    );
+    assert!(!test["evaluation"]["segments"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Latest profiles scored with reasons in the catalogue's display names.
+    let latest = tmp.path().join("latest.parquet");
+    run_ok(&[
+        "profile",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--as-of",
+        "2026-06-30",
+        "--out",
+        latest.to_str().unwrap(),
+    ]);
+    let scored = tmp.path().join("scored.parquet");
+    run_ok(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        latest.to_str().unwrap(),
+        "--out",
+        scored.to_str().unwrap(),
+    ]);
+    let b = &read_parquet(&scored)[0];
+    let ids = strs(b, "merchant_id");
+    assert!(ids.iter().all(Option::is_some), "merchant ids are kept");
+    let reasons = strs(b, "reason_1");
+    let names: Vec<&str> = yuanxin_profile_names();
+    let with_reason: Vec<&String> = reasons.iter().flatten().collect();
+    assert!(!with_reason.is_empty());
+    assert!(
+        with_reason.iter().all(|r| names.contains(&r.as_str())),
+        "{with_reason:?}"
+    );
+    let json = std::fs::read_to_string(&model).unwrap();
+    assert!(json.contains("name_zh"), "display names are stored");
+}
+
+/// Catalogue names from `yuanxin features --json`, plus the descriptive categorical columns.
+fn yuanxin_profile_names() -> Vec<&'static str> {
+    let out = run_ok(&["features", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut names: Vec<&'static str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &*Box::leak(f["name"].as_str().unwrap().to_owned().into_boxed_str()))
+        .collect();
+    names.extend(["industry", "district", "insufficient_data"]);
+    names
+}
