@@ -54,6 +54,12 @@ pub struct TrainArgs {
     /// HTML report to write (default: the model file with .html).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Threads for binning (0 = all cores); the model does not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print the summary as JSON (with the fit time).
+    #[arg(long)]
+    json: bool,
     /// No progress messages.
     #[arg(long)]
     quiet: bool,
@@ -212,7 +218,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let trained = train(&frame, split, &cfg, &source, &mut progress)?;
+    let trained = train(&frame, split, &cfg, &source, args.threads, &mut progress)?;
     let model = &trained.model;
     model.save(&args.out)?;
     let report = args
@@ -221,6 +227,16 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         .unwrap_or_else(|| args.out.with_extension("html"));
     std::fs::write(&report, yuanxin_model::report::html(model, &trained.sets))
         .with_context(|| format!("writing {}", report.display()))?;
+    if args.json {
+        let v = serde_json::json!({
+            "id": model.id, "method": model.method, "file": args.out, "report": report,
+            "characteristics": model.features.iter().map(|f| &f.name).collect::<Vec<_>>(),
+            "fit_seconds": trained.fit_seconds, "training": model.training,
+            "metrics": model.evaluation.iter().map(|e| (e.set.clone(), e.evaluation.metrics.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        outln!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     outln!(
         "model {} ({}, {} characteristics) → {}",
         model.id,
@@ -251,7 +267,11 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             m.log_loss
         );
     }
-    outln!("trained in {:.2} s", started.elapsed().as_secs_f64());
+    outln!(
+        "fit in {:.3} s; {:.2} s in all",
+        trained.fit_seconds,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -379,7 +399,14 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
         }
         _ => vec![true; frame.rows()],
     };
+    // Timed: from parsed rows to PDs, one thread.
+    let timer = Instant::now();
     let logits = model.logits(&frame)?;
+    let pds: Vec<Option<f64>> = logits
+        .iter()
+        .map(|z| z.as_ref().ok().map(|&z| model.calibration.pd(z)))
+        .collect();
+    let score_seconds = timer.elapsed().as_secs_f64();
     let seg_col = match &args.segment {
         Some(s) => Some(
             frame
@@ -394,11 +421,11 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
         if !rows[i] {
             continue;
         }
-        match (&logits[i], target[i]) {
-            (Err(_), _) => unscorable += 1,
+        match (pds[i], target[i]) {
+            (None, _) => unscorable += 1,
             (_, None) => no_target += 1,
-            (Ok(z), Some(y)) => {
-                pd.push(model.calibration.pd(*z));
+            (Some(p), Some(y)) => {
+                pd.push(p);
                 bad.push(y);
                 if let Some(c) = seg_col {
                     seg.push(match c {
@@ -419,6 +446,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
     if args.json {
         let v = serde_json::json!({
             "model": model.id, "rows": pd.len(), "unscorable": unscorable, "target_missing": no_target,
+            "scored_rows": frame.rows(), "score_seconds": score_seconds,
             "evaluation": ev, "stability": stability.as_ref().map(|s| serde_json::json!({"score_psi": s.0, "characteristics": s.1})),
         });
         outln!("{}", serde_json::to_string_pretty(&v)?);
@@ -431,6 +459,12 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
         m.n,
         unscorable,
         no_target
+    );
+    outln!(
+        "scored {} rows in {:.4} s ({:.0} rows/s, one thread)",
+        frame.rows(),
+        score_seconds,
+        frame.rows() as f64 / score_seconds.max(1e-9)
     );
     outln!(
         "AUC {:.4}  Gini {:.4}  KS {:.4}  Brier {:.4}  log loss {:.4}  bad rate {:.4}",

@@ -109,7 +109,15 @@ impl Registry {
     /// The listing: valid models with their role and headline metrics, and invalid files.
     pub fn list(&self) -> Result<(Vec<Entry>, Invalid), ModelError> {
         let roles = self.roles()?;
-        let (models, bad) = self.scan()?;
+        let (models, mut bad) = self.scan()?;
+        for id in roles.champion.iter().chain(&roles.challengers) {
+            if !models.iter().any(|(_, m)| &m.id == id) {
+                bad.push((
+                    ROLES_FILE.to_owned(),
+                    format!("names {id}, which is not a valid model here"),
+                ));
+            }
+        }
         let entries = models
             .into_iter()
             .map(|(p, m)| {

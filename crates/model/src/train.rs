@@ -120,12 +120,14 @@ fn sub_frame(frame_cols: &[(String, Column)], idx: &[usize]) -> Result<Frame, Mo
 
 /// Trains a model on `frame`. `split` assigns rows to train/test (e.g. from a `row,set`
 /// file); without it a panel's own `split` column is used, and failing that every row with
-/// an outcome trains. `source` is recorded as the data's name.
+/// an outcome trains. `source` is recorded as the data's name. `threads` (0 = all cores)
+/// changes the speed, never the model.
 pub fn train(
     frame: &Frame,
     split: Option<Vec<Option<Set>>>,
     cfg: &TrainConfig,
     source: &str,
+    threads: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Trained, ModelError> {
     let scaling = cfg.scaling.check()?;
@@ -248,6 +250,7 @@ pub fn train(
         }
     };
     let mut validation_rows: Vec<usize> = Vec::new();
+    let fit_started = std::time::Instant::now();
     let (predictor, features) = match cfg.method {
         Method::Scorecard => {
             progress(&format!(
@@ -255,7 +258,7 @@ pub fn train(
                 names.len(),
                 train_rows.len()
             ));
-            let sc = cfg.scorecard.fit(&train_sample, &scaling)?;
+            let sc = cfg.scorecard.fit(&train_sample, &scaling, threads)?;
             progress(&format!(
                 "scorecard: {} characteristics selected",
                 sc.characteristics.len()
@@ -416,6 +419,7 @@ pub fn train(
         let (z, y) = logits_of(&model, &cols, &train_rows, &all.bad)?;
         model.calibration = Calibration::fit(&z, &y);
     }
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
     progress("evaluating");
     let mut sets = Vec::new();
     for (set, rows) in [("train", &train_rows), ("test", &test_rows)] {
@@ -454,7 +458,11 @@ pub fn train(
         });
     }
     model.assign_id()?;
-    Ok(Trained { model, sets })
+    Ok(Trained {
+        model,
+        sets,
+        fit_seconds,
+    })
 }
 
 /// A trained model with its predictions on each set (for the report).
@@ -462,8 +470,11 @@ pub fn train(
 pub struct Trained {
     /// The model.
     pub model: Model,
-    /// Predictions per set, in the order train, validation, test.
+    /// Predictions per set, in the order train, test.
     pub sets: Vec<Predictions>,
+    /// Wall time of the fit itself (binning, selection, regression or boosting, and
+    /// calibration), without reading or evaluating.
+    pub fit_seconds: f64,
 }
 
 /// Scores, PDs and outcomes of the scored rows of one set.

@@ -1,0 +1,230 @@
+"""Peer benchmark for the models (issue: models), run by bench/model_peers.sh.
+
+Trains Yuanxin (scorecard and boosted trees, through the real `yuanxin` binary) and the
+Python peers on the four shared datasets with their fixed splits, in one run on this
+machine, one thread each, and prints test AUC, KS, fit seconds (median of 3) and
+single-thread prediction rows/s side by side, then checks the issue's goals.
+
+    python3 bench/model_peers.py YUANXIN_BINARY DATASETS_DIR OUT_DIR
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+warnings.filterwarnings("ignore")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+
+REPEATS = 3
+
+
+def ks(y, p):
+    fpr, tpr, _ = roc_curve(y, p)
+    return float(np.max(tpr - fpr))
+
+
+def load(ds_dir, name):
+    meta = json.load(open(os.path.join(ds_dir, name, "meta.json")))
+    path = os.path.join(ds_dir, name, meta["file"])
+    df = pd.read_csv(path)
+    split = pd.read_csv(os.path.join(ds_dir, name, "split.csv"))
+    train_rows = split.loc[split["set"] == "train", "row"].to_numpy()
+    test_rows = split.loc[split["set"] == "test", "row"].to_numpy()
+    return meta, path, df, train_rows, test_rows
+
+
+def timed_fit(make, fit):
+    """Median fit time of REPEATS fresh models; returns (model, seconds)."""
+    times = []
+    model = None
+    for _ in range(REPEATS):
+        model = make()
+        t = time.perf_counter()
+        fit(model)
+        times.append(time.perf_counter() - t)
+    return model, statistics.median(times)
+
+
+def rows_per_second(predict, X):
+    n, t0, reps = 0, time.perf_counter(), 0
+    while True:
+        predict(X)
+        reps += 1
+        n += len(X)
+        el = time.perf_counter() - t0
+        if el > 0.3 and reps >= 2:
+            return n / el
+
+
+def run_peers(meta, df, tr, te):
+    target = meta["target"]
+    feats = meta["features"]
+    cats = meta["categorical"]
+    y = df[target].to_numpy()
+    X = df[feats].copy()
+    for c in cats:
+        X[c] = X[c].astype("category")
+    Xtr, Xte, ytr, yte = X.iloc[tr], X.iloc[te], y[tr], y[te]
+    out = {}
+
+    # optbinning: BinningProcess + Scorecard with a logistic regression.
+    try:
+        from optbinning import BinningProcess, Scorecard
+
+        Xo = df[feats]
+        Xotr, Xote = Xo.iloc[tr], Xo.iloc[te]
+
+        def make():
+            bp = BinningProcess(variable_names=feats, categorical_variables=cats)
+            return Scorecard(binning_process=bp, estimator=LogisticRegression(max_iter=1000), scaling_method="min_max",
+                             scaling_method_params={"min": 300, "max": 850})
+
+        m, secs = timed_fit(make, lambda m: m.fit(Xotr, ytr))
+        p = m.predict_proba(Xote)[:, 1]
+        out["optbinning scorecard"] = dict(auc=roc_auc_score(yte, p), ks=ks(yte, p), fit=secs,
+                                           rps=rows_per_second(lambda X: m.predict_proba(X), Xote))
+    except Exception as e:  # noqa: BLE001
+        out["optbinning scorecard"] = dict(error=str(e)[:120])
+
+    # scorecardpy: woebin + WoE + L1 logistic regression, as its README does.
+    try:
+        import scorecardpy as sc
+
+        tr_df = df.iloc[tr][feats + [target]]
+        te_df = df.iloc[te][feats + [target]]
+        state = {}
+
+        def fit(_):
+            bins = sc.woebin(tr_df, y=target, print_step=0)
+            woe = sc.woebin_ply(tr_df, bins, print_step=0)
+            lr = LogisticRegression(penalty="l1", C=0.9, solver="liblinear")
+            lr.fit(woe.drop(columns=[target]), woe[target])
+            state.update(bins=bins, lr=lr, cols=list(woe.drop(columns=[target]).columns))
+
+        _, secs = timed_fit(lambda: None, fit)
+        te_woe = sc.woebin_ply(te_df, state["bins"], print_step=0).fillna(0)
+        p = state["lr"].predict_proba(te_woe[state["cols"]])[:, 1]
+
+        def predict(d):
+            w = sc.woebin_ply(d, state["bins"], print_step=0).fillna(0)
+            return state["lr"].predict_proba(w[state["cols"]])
+
+        out["scorecardpy"] = dict(auc=roc_auc_score(yte, p), ks=ks(yte, p), fit=secs, rps=rows_per_second(predict, te_df))
+    except Exception as e:  # noqa: BLE001
+        out["scorecardpy"] = dict(error=str(e)[:120])
+
+    # LightGBM and XGBoost: 300 trees, learning rate 0.05, one thread.
+    try:
+        import lightgbm as lgb
+
+        m, secs = timed_fit(lambda: lgb.LGBMClassifier(n_estimators=300, learning_rate=0.05, num_threads=1, verbose=-1),
+                            lambda m: m.fit(Xtr, ytr))
+        p = m.predict_proba(Xte)[:, 1]
+        out["LightGBM"] = dict(auc=roc_auc_score(yte, p), ks=ks(yte, p), fit=secs,
+                               rps=rows_per_second(lambda X: m.predict_proba(X), Xte))
+    except Exception as e:  # noqa: BLE001
+        out["LightGBM"] = dict(error=str(e)[:120])
+    try:
+        import xgboost as xgb
+
+        m, secs = timed_fit(lambda: xgb.XGBClassifier(n_estimators=300, learning_rate=0.05, tree_method="hist", n_jobs=1,
+                                                      enable_categorical=True),
+                            lambda m: m.fit(Xtr, ytr))
+        p = m.predict_proba(Xte)[:, 1]
+        out["XGBoost"] = dict(auc=roc_auc_score(yte, p), ks=ks(yte, p), fit=secs,
+                              rps=rows_per_second(lambda X: m.predict_proba(X), Xte))
+    except Exception as e:  # noqa: BLE001
+        out["XGBoost"] = dict(error=str(e)[:120])
+    return out
+
+
+SHAPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scorecard-shapes.json")
+
+
+def run_yuanxin(binary, ds_dir, name, meta, path, out_dir):
+    split = os.path.join(ds_dir, name, "split.csv")
+    res = {}
+    # The default scorecard (monotonic WoE, IV >= 0.02), the same with every shape the
+    # binning offers and no IV floor (bench/scorecard-shapes.json), and boosted trees.
+    for label, method, config in [("scorecard", "scorecard", None), ("scorecard, shapes", "scorecard", SHAPES),
+                                  ("boost", "boost", None)]:
+        model = os.path.join(out_dir, f"{name}-{label.replace(', ', '-')}.json")
+        args = [binary, "train", "--data", path, "--target", meta["target"], "--split", split, "--method", method,
+                "--threads", "1", "--out", model, "--json", "--quiet"]
+        if config:
+            args += ["--config", config]
+        if meta["categorical"]:
+            args += ["--categorical", ",".join(meta["categorical"])]
+        fits = []
+        for _ in range(REPEATS):
+            r = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+            fits.append(r["fit_seconds"])
+        ev = json.loads(subprocess.run([binary, "evaluate", "--model", model, "--data", path, "--split", split, "--set", "test",
+                                        "--json"], check=True, capture_output=True, text=True).stdout)
+        m = r["metrics"]["test"]
+        res[f"Yuanxin {label}"] = dict(auc=m["auc"], ks=m["ks"], fit=statistics.median(fits),
+                                        rps=ev["scored_rows"] / max(ev["score_seconds"], 1e-9),
+                                        chars=len(r["characteristics"]))
+    return res
+
+
+def main():
+    binary, ds_dir, out_dir = sys.argv[1:4]
+    os.makedirs(out_dir, exist_ok=True)
+    names = ["german", "taiwan", "hmeq", "gmsc"]
+    results = {}
+    for name in names:
+        meta, path, df, tr, te = load(ds_dir, name)
+        print(f"== {name}: {len(df)} rows, {len(meta['features'])} features", flush=True)
+        r = run_yuanxin(binary, ds_dir, name, meta, path, out_dir)
+        r.update(run_peers(meta, df, tr, te))
+        results[name] = r
+    json.dump(results, open(os.path.join(out_dir, "results.json"), "w"), indent=1)
+
+    lines = ["| dataset | method | test AUC | KS | fit s (1 thread, median of 3) | predict rows/s (1 thread) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name in names:
+        for method, v in results[name].items():
+            if "error" in v:
+                lines.append(f"| {name} | {method} | failed: {v['error']} | | | |")
+            else:
+                lines.append(f"| {name} | {method} | {v['auc']:.4f} | {v['ks']:.4f} | {v['fit']:.3f} | {v['rps']:,.0f} |")
+    print("\n".join(lines))
+
+    print("\nGoals (issue: models):")
+    for name in names:
+        r = results[name]
+        ok = lambda k: k in r and "error" not in r[k]  # noqa: E731
+        sc_peers = [r[k]["auc"] for k in ["optbinning scorecard", "scorecardpy"] if ok(k)]
+        gb_peers = [r[k]["auc"] for k in ["LightGBM", "XGBoost"] if ok(k)]
+        ys, yb = r["Yuanxin scorecard"], r["Yuanxin boost"]
+        parts = []
+        if sc_peers:
+            gap = ys["auc"] - max(sc_peers)
+            parts.append(f"scorecard AUC {gap:+.4f} vs best Python scorecard ({'met' if gap >= -0.005 else 'MISSED'})")
+            gap = r["Yuanxin scorecard, shapes"]["auc"] - max(sc_peers)
+            parts.append(f"with shapes {gap:+.4f} ({'met' if gap >= -0.005 else 'MISSED'})")
+        if ok("optbinning scorecard"):
+            ratio = r["optbinning scorecard"]["fit"] / ys["fit"]
+            parts.append(f"fit {ratio:.1f}x faster than optbinning ({'met' if ratio >= 10 else 'MISSED'})")
+        if gb_peers:
+            gap = yb["auc"] - max(gb_peers)
+            parts.append(f"boost AUC {gap:+.4f} vs better of LightGBM/XGBoost ({'met' if gap >= -0.005 else 'MISSED'})")
+        if ok("LightGBM"):
+            ratio = r["LightGBM"]["fit"] / yb["fit"]
+            parts.append(f"boost fit {ratio:.2f}x LightGBM's speed ({'met' if ratio >= 1 else 'MISSED'})")
+        parts.append(f"scorecard prediction {ys['rps'] / 1e6:.1f} M rows/s ({'met' if ys['rps'] >= 1e6 else 'MISSED'})")
+        print(f"- {name}: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
