@@ -237,7 +237,7 @@ struct Bin {
 struct Open {
     node: usize,
     rows: Vec<u32>,
-    hist: Vec<Vec<Bin>>,
+    hist: Vec<Bin>,
     depth: usize,
     lo: f64,
     hi: f64,
@@ -257,8 +257,13 @@ struct Split {
 
 struct Trainer<'a> {
     p: &'a BoostParams,
-    bins: Vec<Vec<u8>>,
+    /// Bin codes, row-major (`rows × features`): one cache line serves a row's features
+    /// while a histogram is built.
+    bins: Vec<u8>,
+    features: usize,
     cuts: Vec<Vec<f64>>,
+    /// Start of each feature's bins in a flat histogram (one more entry: the total).
+    offsets: Vec<usize>,
     monotone: &'a [i8],
 }
 
@@ -272,106 +277,105 @@ impl Trainer<'_> {
         (-g / (h + self.p.lambda)).clamp(lo, hi)
     }
 
-    fn histogram(&self, rows: &[u32], grad: &[f64], hess: &[f64]) -> Vec<Vec<Bin>> {
-        self.bins
-            .iter()
-            .zip(&self.cuts)
-            .map(|(col, cuts)| {
-                let mut h = vec![Bin::default(); cuts.len() + 2];
-                for &r in rows {
-                    let r = r as usize;
-                    let b = &mut h[col[r] as usize];
-                    b.g += grad[r];
-                    b.h += hess[r];
-                    b.n += 1;
-                }
-                h
-            })
-            .collect()
+    fn histogram(&self, rows: &[u32], grad: &[f64], hess: &[f64]) -> Vec<Bin> {
+        let f = self.features;
+        let mut h = vec![Bin::default(); self.offsets[f]];
+        for &r in rows {
+            let r = r as usize;
+            let (g, hh) = (grad[r], hess[r]);
+            let codes = &self.bins[r * f..(r + 1) * f];
+            for (&off, &c) in self.offsets.iter().zip(codes) {
+                let b = &mut h[off + c as usize];
+                b.g += g;
+                b.h += hh;
+                b.n += 1;
+            }
+        }
+        h
     }
 
-    fn best_split(&self, hist: &[Vec<Bin>], lo: f64, hi: f64) -> Option<Split> {
+    fn best_split(&self, hist: &[Bin], lo: f64, hi: f64) -> Option<Split> {
         let p = self.p;
         let lambda = p.lambda;
+        let min_rows = p.min_leaf_rows as u32;
+        // Every feature's bins sum to the leaf: take the totals once.
+        let first = self.offsets.get(1).copied().unwrap_or(0);
+        let total = hist[..first].iter().fold(Bin::default(), |s, b| Bin {
+            g: s.g + b.g,
+            h: s.h + b.h,
+            n: s.n + b.n,
+        });
+        let bounded = lo > f64::NEG_INFINITY || hi < f64::INFINITY;
+        // Objective at the best weight; with bounds the weight is clamped.
+        let score = |g: f64, h: f64| {
+            if bounded {
+                obj(g, h, lambda, self.weight(g, h, lo, hi))
+            } else {
+                -0.5 * g * g / (h + lambda)
+            }
+        };
+        let parent = score(total.g, total.h);
         let mut best: Option<Split> = None;
-        for (f, h) in hist.iter().enumerate() {
-            let total = h.iter().fold(Bin::default(), |s, b| Bin {
-                g: s.g + b.g,
-                h: s.h + b.h,
-                n: s.n + b.n,
-            });
-            let parent = obj(
-                total.g,
-                total.h,
-                lambda,
-                self.weight(total.g, total.h, lo, hi),
-            );
+        for (f, w) in self.offsets.windows(2).enumerate() {
+            let h = &hist[w[0]..w[1]];
             let miss = h[0];
             let mono = self.monotone.get(f).copied().unwrap_or(0);
             let mut acc = Bin::default();
             for (t, bin) in h.iter().enumerate().take(h.len() - 1).skip(1) {
+                if bin.n == 0 {
+                    // Same partition as the previous threshold, already weighed.
+                    continue;
+                }
                 acc.g += bin.g;
                 acc.h += bin.h;
                 acc.n += bin.n;
+                if total.n - acc.n < min_rows {
+                    break;
+                }
                 for missing_left in [false, true] {
-                    let (l, r) = if missing_left {
-                        (
-                            Bin {
-                                g: acc.g + miss.g,
-                                h: acc.h + miss.h,
-                                n: acc.n + miss.n,
-                            },
-                            Bin {
-                                g: total.g - acc.g - miss.g,
-                                h: total.h - acc.h - miss.h,
-                                n: total.n - acc.n - miss.n,
-                            },
-                        )
-                    } else {
-                        (
-                            acc,
-                            Bin {
-                                g: total.g - acc.g,
-                                h: total.h - acc.h,
-                                n: total.n - acc.n,
-                            },
-                        )
-                    };
                     if missing_left && miss.n == 0 {
                         continue;
                     }
-                    if (l.n as usize) < p.min_leaf_rows
-                        || (r.n as usize) < p.min_leaf_rows
-                        || l.h < p.min_leaf_hessian
-                        || r.h < p.min_leaf_hessian
+                    let (lg, lh, ln) = if missing_left {
+                        (acc.g + miss.g, acc.h + miss.h, acc.n + miss.n)
+                    } else {
+                        (acc.g, acc.h, acc.n)
+                    };
+                    let (rg, rh, rn) = (total.g - lg, total.h - lh, total.n - ln);
+                    if ln < min_rows
+                        || rn < min_rows
+                        || lh < p.min_leaf_hessian
+                        || rh < p.min_leaf_hessian
                     {
                         continue;
                     }
-                    let wl = self.weight(l.g, l.h, lo, hi);
-                    let wr = self.weight(r.g, r.h, lo, hi);
+                    let gain = parent - score(lg, lh) - score(rg, rh);
+                    if gain <= 1e-12 || best.is_some_and(|b| gain <= b.gain) {
+                        continue;
+                    }
+                    let wl = self.weight(lg, lh, lo, hi);
+                    let wr = self.weight(rg, rh, lo, hi);
                     // Weights are on the log-odds of bad: +1 means the right (larger
                     // values) must not be less risky than the left.
                     if (mono > 0 && wl > wr) || (mono < 0 && wl < wr) {
                         continue;
                     }
-                    let gain = parent - obj(l.g, l.h, lambda, wl) - obj(r.g, r.h, lambda, wr);
-                    if gain > 1e-12 && best.is_none_or(|b| gain > b.gain) {
-                        best = Some(Split {
-                            gain,
-                            feature: f,
-                            t,
-                            missing_left,
-                            wl,
-                            wr,
-                        });
-                    }
+                    best = Some(Split {
+                        gain,
+                        feature: f,
+                        t,
+                        missing_left,
+                        wl,
+                        wr,
+                    });
                 }
             }
         }
         best
     }
 
-    fn grow(&self, grad: &[f64], hess: &[f64], rows: Vec<u32>) -> Tree {
+    /// Grows one tree; returns it with the rows of each leaf (node index, rows).
+    fn grow(&self, grad: &[f64], hess: &[f64], rows: Vec<u32>) -> (Tree, Vec<(usize, Vec<u32>)>) {
         let lr = self.p.learning_rate;
         let (g, h) = rows.iter().fold((0.0, 0.0), |s, &r| {
             (s.0 + grad[r as usize], s.1 + hess[r as usize])
@@ -410,9 +414,9 @@ impl Trainer<'_> {
             let Some((i, _)) = pick else { break };
             let leaf = open.swap_remove(i);
             let Some(s) = leaf.best else { break };
-            let col = &self.bins[s.feature];
+            let (f, feat) = (self.features, s.feature);
             let goes_left = |r: u32| {
-                let b = col[r as usize] as usize;
+                let b = self.bins[r as usize * f + feat] as usize;
                 if b == 0 {
                     s.missing_left
                 } else {
@@ -428,19 +432,14 @@ impl Trainer<'_> {
                 (&rrows, false)
             };
             let hs = self.histogram(small, grad, hess);
-            let hb: Vec<Vec<Bin>> = leaf
+            let hb: Vec<Bin> = leaf
                 .hist
                 .iter()
                 .zip(&hs)
-                .map(|(p, c)| {
-                    p.iter()
-                        .zip(c)
-                        .map(|(p, c)| Bin {
-                            g: p.g - c.g,
-                            h: p.h - c.h,
-                            n: p.n - c.n,
-                        })
-                        .collect()
+                .map(|(p, c)| Bin {
+                    g: p.g - c.g,
+                    h: p.h - c.h,
+                    n: p.n - c.n,
                 })
                 .collect();
             let (hl, hr) = if small_is_left { (hs, hb) } else { (hb, hs) };
@@ -502,7 +501,8 @@ impl Trainer<'_> {
                 });
             }
         }
-        Tree { nodes }
+        let leaves = open.into_iter().map(|o| (o.node, o.rows)).collect();
+        (Tree { nodes }, leaves)
     }
 }
 
@@ -536,15 +536,23 @@ pub fn fit(
     let rate = events as f64 / n as f64;
     let base = (rate / (1.0 - rate)).ln();
     let cuts: Vec<Vec<f64>> = x.iter().map(|c| cuts(c, params.max_bins)).collect();
-    let bins: Vec<Vec<u8>> = x
-        .iter()
-        .zip(&cuts)
-        .map(|(c, k)| c.iter().map(|&v| bin_of(k, v)).collect())
-        .collect();
+    let features = x.len();
+    let mut bins = vec![0u8; n * features];
+    for (j, (c, k)) in x.iter().zip(&cuts).enumerate() {
+        for (i, &v) in c.iter().enumerate() {
+            bins[i * features + j] = bin_of(k, v);
+        }
+    }
+    let mut offsets = vec![0usize];
+    for k in &cuts {
+        offsets.push(offsets[offsets.len() - 1] + k.len() + 2);
+    }
     let trainer = Trainer {
         p: params,
         bins,
+        features,
         cuts,
+        offsets,
         monotone,
     };
     let mut margin = vec![base; n];
@@ -561,9 +569,13 @@ pub fn fit(
             grad[i] = p - if bad[i] { 1.0 } else { 0.0 };
             hess[i] = (p * (1.0 - p)).max(1e-16);
         }
-        let tree = trainer.grow(&grad, &hess, all.clone());
-        for (i, m) in margin.iter_mut().enumerate() {
-            *m += tree.predict(&|f| x[f][i]);
+        let (tree, leaves) = trainer.grow(&grad, &hess, all.clone());
+        // Training rows already sit in their leaves: no need to walk the tree for them.
+        for (node, rows) in leaves {
+            let v = tree.nodes.get(node).map_or(0.0, |n| n.value);
+            for r in rows {
+                margin[r as usize] += v;
+            }
         }
         if !valid_bad.is_empty() {
             let mut loss = 0.0;
