@@ -410,3 +410,26 @@ fn yuanxin_profile_names() -> Vec<&'static str> {
     names.extend(["industry", "district", "insufficient_data"]);
     names
 }
+
+#[test]
+fn the_shipped_default_model_is_a_valid_champion() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let list = run_ok(&[
+        "models",
+        "list",
+        "--dir",
+        models.to_str().unwrap(),
+        "--json",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["invalid"].as_array().unwrap().len(), 0, "{list}");
+    let champion = list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "champion")
+        .expect("a champion");
+    assert_eq!(champion["file"], "default-scorecard.json");
+    assert_eq!(champion["created_at"], "2025-06-30");
+    assert!(champion["auc"].as_f64().unwrap() > 0.7);
+}

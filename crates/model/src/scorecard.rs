@@ -203,37 +203,58 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
 /// method over the distinct rows. WoE columns take a handful of values each, so rows
 /// collapse into far fewer patterns, and each Newton step is exact. Minimises the same
 /// objective as linfa-logistic: −Σ log-likelihood + ½·l2·‖w‖² (intercept not penalised).
-fn newton(cols: &[&[f64]], bad: &[bool], l2: f64) -> Option<Vec<f64>> {
+/// `start` (coefficients then intercept) is where to begin, e.g. the previous fit.
+fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Option<Vec<f64>> {
     let n = bad.len();
     let m = cols.len();
     let d = m + 1;
-    // Group rows by their values (bit patterns), in a fixed order so sums never depend on
-    // hashing.
-    let mut groups: std::collections::HashMap<
-        Vec<u64>,
-        (f64, f64),
-        std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
-    > = Default::default();
+    // Group rows by their values (bit patterns). Groups are numbered in order of first
+    // appearance, so every sum below runs in the same order on every run.
+    let mut index: std::collections::HashMap<u64, usize> =
+        std::collections::HashMap::with_capacity(n / 4);
+    let mut next: Vec<usize> = Vec::new(); // collision chains
+    let mut vals: Vec<f64> = Vec::new(); // d values per group, the last one 1
+    let mut counts: Vec<(f64, f64)> = Vec::new();
+    let mut key = vec![0f64; m];
     for i in 0..n {
-        let key: Vec<u64> = cols.iter().map(|c| c[i].to_bits()).collect();
-        let e = groups.entry(key).or_insert((0.0, 0.0));
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for (k, c) in key.iter_mut().zip(cols) {
+            *k = c[i];
+            h = (h.rotate_left(5) ^ c[i].to_bits()).wrapping_mul(0x5851_f42d_4c95_7f2d);
+        }
+        let mut slot = index.get(&h).copied();
+        while let Some(g) = slot {
+            if vals[g * d..g * d + m]
+                .iter()
+                .zip(&key)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+            {
+                break;
+            }
+            slot = (next[g] != usize::MAX).then_some(next[g]);
+        }
+        let g = match slot {
+            Some(g) => g,
+            None => {
+                let g = counts.len();
+                vals.extend_from_slice(&key);
+                vals.push(1.0);
+                counts.push((0.0, 0.0));
+                // Chain behind any group with the same hash.
+                next.push(index.insert(h, g).unwrap_or(usize::MAX));
+                g
+            }
+        };
         if bad[i] {
-            e.0 += 1.0;
+            counts[g].0 += 1.0;
         } else {
-            e.1 += 1.0;
+            counts[g].1 += 1.0;
         }
     }
-    let mut groups: Vec<(Vec<u64>, (f64, f64))> = groups.into_iter().collect();
-    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let rows: Vec<(Vec<f64>, f64, f64)> = groups
-        .into_iter()
-        .map(|(k, (b, g))| {
-            (
-                k.into_iter().map(f64::from_bits).chain([1.0]).collect(),
-                b,
-                g,
-            )
-        })
+    let rows: Vec<(&[f64], f64, f64)> = counts
+        .iter()
+        .enumerate()
+        .map(|(g, &(b, gd))| (&vals[g * d..(g + 1) * d], b, gd))
         .collect();
     let objective = |beta: &[f64]| -> f64 {
         let mut f = 0.0;
@@ -252,8 +273,16 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64) -> Option<Vec<f64>> {
         f + 0.5 * l2 * beta[..m].iter().map(|w| w * w).sum::<f64>()
     };
     let bads: f64 = rows.iter().map(|r| r.1).sum();
-    let mut beta = vec![0.0; d];
-    beta[m] = (bads.max(0.5) / (n as f64 - bads).max(0.5)).ln();
+    let mut beta = match start {
+        Some(s) if s.len() == d => s.to_vec(),
+        _ => {
+            // Each WoE alone has coefficient −1 on the log-odds of bad; together they share
+            // the evidence, so start a little below.
+            let mut b = vec![-0.7; d];
+            b[m] = (bads.max(0.5) / (n as f64 - bads).max(0.5)).ln();
+            b
+        }
+    };
     let mut f = objective(&beta);
     for _ in 0..100 {
         let mut grad = vec![0.0; d];
@@ -347,6 +376,7 @@ pub(crate) fn logistic(
     bad: &[bool],
     l2: f64,
     max_iterations: u64,
+    newton_optimum: Option<Vec<f64>>,
 ) -> Result<(f64, Vec<f64>), ModelError> {
     let n = bad.len();
     let m = cols.len();
@@ -362,7 +392,7 @@ pub(crate) fn logistic(
     let bads = bad.iter().filter(|&&b| b).count() as f64;
     let goods = n as f64 - bads;
     let sign = if bads > goods { 1.0 } else { -1.0 };
-    let init: Array1<f64> = match newton(cols, bad, l2) {
+    let init: Array1<f64> = match newton_optimum.or_else(|| newton(cols, bad, l2, None)) {
         Some(beta) => beta[..m]
             .iter()
             .chain([&beta[m]])
@@ -394,13 +424,14 @@ pub(crate) fn logistic(
 
 impl ScorecardParams {
     /// Fits the scorecard on the training sample, binning on `threads` threads (0 = all
-    /// cores; the result does not depend on it).
+    /// cores; the result does not depend on it). Also returns the training rows' log-odds
+    /// of bad, for calibration.
     pub fn fit(
         &self,
         sample: &Sample,
         scaling: &Scaling,
         threads: usize,
-    ) -> Result<Scorecard, ModelError> {
+    ) -> Result<(Scorecard, Vec<f64>), ModelError> {
         let binning = self.binning.clone().check()?;
         if !(self.min_iv >= 0.0 && self.max_correlation > 0.0 && self.max_correlation <= 1.0) {
             return Err(ModelError::Config(format!(
@@ -449,7 +480,8 @@ impl ScorecardParams {
             }
             kept.push((i, w));
         }
-        // Fit; drop wrong-signed characteristics one at a time and refit.
+        // Fit; drop wrong-signed characteristics one at a time and refit from the last fit.
+        let mut start: Option<Vec<f64>> = None;
         let (intercept, coefs) = loop {
             if kept.is_empty() {
                 return Err(ModelError::Fit(
@@ -457,7 +489,13 @@ impl ScorecardParams {
                 ));
             }
             let cols: Vec<&[f64]> = kept.iter().map(|(_, w)| w.as_slice()).collect();
-            let (b0, b) = logistic(&cols, &sample.bad, self.l2, self.max_iterations)?;
+            // Signs are checked on the Newton optimum (the same objective); linfa fits the
+            // final set. Without a Newton solution, linfa fits every round.
+            let optimum = newton(&cols, &sample.bad, self.l2, start.as_deref());
+            let (b0, b) = match &optimum {
+                Some(beta) => (beta[cols.len()], beta[..cols.len()].to_vec()),
+                None => logistic(&cols, &sample.bad, self.l2, self.max_iterations, None)?,
+            };
             let worst = b
                 .iter()
                 .enumerate()
@@ -470,13 +508,24 @@ impl ScorecardParams {
                     candidates[i].status = "wrong_sign".into();
                     candidates[i].note =
                         format!("coefficient {:.4} rewards risk given the others", b[k]);
+                    let mut rest = b.clone();
+                    rest.remove(k);
+                    rest.push(b0);
+                    start = Some(rest);
                 }
-                None => break (b0, b),
+                None if optimum.is_none() => break (b0, b),
+                None => break logistic(&cols, &sample.bad, self.l2, self.max_iterations, optimum)?,
             }
         };
         let m = kept.len() as f64;
         let factor = scaling.factor();
         let share = (scaling.offset() - factor * intercept) / m;
+        let mut train_logits = vec![intercept; sample.bad.len()];
+        for ((_, w), &c) in kept.iter().zip(&coefs) {
+            for (z, &v) in train_logits.iter_mut().zip(w) {
+                *z += c * v;
+            }
+        }
         let characteristics = kept
             .iter()
             .zip(&coefs)
@@ -502,12 +551,15 @@ impl ScorecardParams {
                 }
             })
             .collect();
-        Ok(Scorecard {
-            intercept,
-            characteristics,
-            candidates,
-            all_binnings: all,
-        })
+        Ok((
+            Scorecard {
+                intercept,
+                characteristics,
+                candidates,
+                all_binnings: all,
+            },
+            train_logits,
+        ))
     }
 }
 
@@ -524,7 +576,7 @@ mod tests {
         let bad: Vec<bool> = (0..n)
             .map(|i| ((i * 7919) % 100) < 20 + (i % 3) * 10 + ((i / 3) % 2) * 5)
             .collect();
-        let beta = newton(&[&a, &b], &bad, 1.0).unwrap();
+        let beta = newton(&[&a, &b], &bad, 1.0, None).unwrap();
         let mut x = Array2::<f64>::zeros((n, 2));
         for i in 0..n {
             x[[i, 0]] = a[i];
@@ -565,7 +617,7 @@ mod tests {
             bad: bad.clone(),
         };
         let scaling = Scaling::default();
-        let sc = ScorecardParams::default()
+        let (sc, _) = ScorecardParams::default()
             .fit(&sample, &scaling, 1)
             .unwrap();
         assert_eq!(sc.characteristics.len(), 1, "{:?}", sc.candidates);

@@ -251,6 +251,7 @@ pub fn train(
     };
     let mut validation_rows: Vec<usize> = Vec::new();
     let fit_started = std::time::Instant::now();
+    let mut train_logits: Vec<f64> = Vec::new();
     let (predictor, features) = match cfg.method {
         Method::Scorecard => {
             progress(&format!(
@@ -258,7 +259,8 @@ pub fn train(
                 names.len(),
                 train_rows.len()
             ));
-            let sc = cfg.scorecard.fit(&train_sample, &scaling, threads)?;
+            let (sc, z) = cfg.scorecard.fit(&train_sample, &scaling, threads)?;
+            train_logits = z;
             progress(&format!(
                 "scorecard: {} characteristics selected",
                 sc.characteristics.len()
@@ -407,19 +409,18 @@ pub fn train(
         },
         evaluation: Vec::new(),
     };
+    // The scorecard's PD is recalibrated on its training rows (a ≈ 0, b ≈ 1 unless the L2
+    // penalty shrank it); boosted trees minimise the log-loss itself, and their training
+    // rows are fitted too closely to calibrate on, so their margin is the PD's log-odds.
+    if cfg.method == Method::Scorecard {
+        model.calibration = Calibration::fit(&train_logits, &train_sample.bad);
+    }
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
     let cols: Vec<(String, Column)> = frame
         .names()
         .iter()
         .filter_map(|n| frame.column(n).map(|c| (n.clone(), c.clone())))
         .collect();
-    // The scorecard's PD is recalibrated on its training rows (a ≈ 0, b ≈ 1 unless the L2
-    // penalty shrank it); boosted trees minimise the log-loss itself, and their training
-    // rows are fitted too closely to calibrate on, so their margin is the PD's log-odds.
-    if cfg.method == Method::Scorecard {
-        let (z, y) = logits_of(&model, &cols, &train_rows, &all.bad)?;
-        model.calibration = Calibration::fit(&z, &y);
-    }
-    let fit_seconds = fit_started.elapsed().as_secs_f64();
     progress("evaluating");
     let mut sets = Vec::new();
     for (set, rows) in [("train", &train_rows), ("test", &test_rows)] {
