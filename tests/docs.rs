@@ -16,3 +16,17 @@ fn data_model_doc_contains_the_generated_reference() {
         "docs/data-model.md is out of date: regenerate its reference with `yuanxin schema`"
     );
 }
+
+#[test]
+fn reason_code_catalogue_doc_is_generated_from_code() {
+    let generated = common::run_ok(&["reasons"]);
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/decisions.md"
+    ))
+    .unwrap();
+    assert!(
+        doc.contains(&generated),
+        "docs/decisions.md is out of date: regenerate its reason codes with `yuanxin reasons`"
+    );
+}

@@ -395,6 +395,81 @@ fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
     );
     let json = std::fs::read_to_string(&model).unwrap();
     assert!(json.contains("name_zh"), "display names are stored");
+
+    // Decisions for every merchant on the shipped policy and catalogue.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let out = run_ok(&[
+        "decide",
+        "--profile",
+        latest.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--policy",
+        data.join("policy.toml").to_str().unwrap(),
+        "--catalogue",
+        data.join("catalogue.toml").to_str().unwrap(),
+        "--amount",
+        "100000",
+        "--term",
+        "12",
+    ]);
+    let decisions: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let merchants: usize = read_parquet(&latest).iter().map(|b| b.num_rows()).sum();
+    assert_eq!(decisions.len(), merchants, "one decision per merchant");
+    let mut outcomes = std::collections::BTreeMap::new();
+    for d in &decisions {
+        *outcomes
+            .entry(d["outcome"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+        let codes: Vec<&str> = d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap())
+            .collect();
+        match d["outcome"].as_str().unwrap() {
+            "decline" => assert!(!codes.is_empty(), "{d}"),
+            "approve" => {
+                let amount: f64 = d["approved_amount"].as_str().unwrap().parse().unwrap();
+                assert!(amount > 0.0 && amount <= 100_000.0, "{d}");
+                assert_eq!(d["offer"]["product"], d["offers"][0]["product"]);
+            }
+            _ => {}
+        }
+        assert_eq!(d["lpr_effective"], "2025-05-20");
+    }
+    assert!(
+        outcomes.get("approve").copied().unwrap_or(0) > 0
+            && outcomes.get("decline").copied().unwrap_or(0) > 0,
+        "{outcomes:?}"
+    );
+    // A bad policy file is refused with its problem named.
+    let bad = tmp.path().join("policy.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(data.join("policy.toml"))
+            .unwrap()
+            .replace("dscr_min", "dscr_mín"),
+    )
+    .unwrap();
+    let o = run(&[
+        "decide",
+        "--profile",
+        latest.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--policy",
+        bad.to_str().unwrap(),
+        "--catalogue",
+        data.join("catalogue.toml").to_str().unwrap(),
+        "--amount",
+        "1000",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dscr_mín"));
 }
 
 /// Catalogue names from `yuanxin features --json`, plus the descriptive categorical columns.

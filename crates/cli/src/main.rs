@@ -67,6 +67,15 @@ enum Command {
     /// The model registry: list models, promote a champion or challengers.
     #[command(subcommand)]
     Models(models::ModelsCmd),
+    /// Decide a loan request for a merchant (or every merchant) of a profile file: outcome,
+    /// limit, price, matching products and support, reasons and hints, as JSON.
+    Decide(Box<decisions::DecideArgs>),
+    /// Print the catalogue of reason codes (zh/en).
+    Reasons {
+        /// As JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -189,6 +198,7 @@ macro_rules! out {
     }};
 }
 
+mod decisions;
 mod models;
 
 fn main() {
@@ -205,6 +215,8 @@ fn run() -> Result<()> {
         Command::Score(args) => models::run_score(&args)?,
         Command::Evaluate(args) => models::run_evaluate(&args)?,
         Command::Models(cmd) => models::run_models(&cmd)?,
+        Command::Decide(args) => decisions::run_decide(&args)?,
+        Command::Reasons { json } => decisions::run_reasons(json)?,
         Command::Simulate(args) => {
             let cfg = SimConfig {
                 merchants: args.merchants,

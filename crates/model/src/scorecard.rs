@@ -12,7 +12,7 @@ use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::binning::{Binning, BinningParams, CheckedBinningParams, Slot, Value};
+use crate::binning::{Binning, BinningParams, CheckedBinningParams, Slot, Trend, Value};
 use crate::frame::Column;
 use crate::scale::Scaling;
 use crate::{ModelError, Sample};
@@ -32,6 +32,9 @@ pub struct ScorecardParams {
     pub l2: f64,
     /// Iteration limit of the solver.
     pub max_iterations: u64,
+    /// Trends for particular characteristics, overriding `binning.trend` (profile panels
+    /// get their catalogue's direction of risk here, so bins agree with domain knowledge).
+    pub trends: Vec<(String, Trend)>,
 }
 
 impl Default for ScorecardParams {
@@ -42,6 +45,7 @@ impl Default for ScorecardParams {
             max_correlation: 0.8,
             l2: 1.0,
             max_iterations: 200,
+            trends: Vec::new(),
         }
     }
 }
@@ -112,9 +116,28 @@ pub struct Scorecard {
 /// Bins every column of the sample on `threads` threads (0 = all cores).
 pub(crate) fn bin_all(
     params: &CheckedBinningParams,
+    trends: &[(String, Trend)],
     sample: &Sample,
     threads: usize,
 ) -> Result<Vec<Binning>, ModelError> {
+    let per_feature: Vec<Option<CheckedBinningParams>> = sample
+        .names
+        .iter()
+        .map(|n| {
+            trends
+                .iter()
+                .find(|(m, _)| m == n)
+                .map(|(_, t)| {
+                    BinningParams {
+                        trend: *t,
+                        ..params.params().clone()
+                    }
+                    .check()
+                })
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
+    let per_feature = &per_feature;
     let n = sample.columns.len();
     let threads = if threads > 0 {
         threads
@@ -132,7 +155,10 @@ pub(crate) fn bin_all(
                         .map(|i| {
                             let name = &sample.names[i];
                             let r = match &sample.columns[i] {
-                                Column::Num(x) => params.fit_numeric(name, x, &sample.bad),
+                                Column::Num(x) => per_feature[i]
+                                    .as_ref()
+                                    .unwrap_or(params)
+                                    .fit_numeric(name, x, &sample.bad),
                                 Column::Cat(x) => params.fit_categorical(name, x, &sample.bad),
                             };
                             (i, r)
@@ -439,7 +465,7 @@ impl ScorecardParams {
                 self.min_iv, self.max_correlation
             )));
         }
-        let all = bin_all(&binning, sample, threads)?;
+        let all = bin_all(&binning, &self.trends, sample, threads)?;
         let mut candidates: Vec<Candidate> = all
             .iter()
             .map(|b| Candidate {

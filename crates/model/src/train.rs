@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::binning::{BinningParams, Value};
+use crate::binning::{BinningParams, Trend, Value};
 use crate::boost::{self, BoostParams};
 use crate::frame::{split_column, Column, Frame, Set};
 use crate::metrics::evaluate;
@@ -249,6 +249,22 @@ pub fn train(
             name_en: en,
         }
     };
+    // Profile characteristics are binned along their catalogue direction of risk unless the
+    // configuration says otherwise; the model records the trends it used.
+    let mut cfg = cfg.clone();
+    if is_panel {
+        for n in &names {
+            let trend = match catalogue_monotone(n) {
+                1 => Trend::Ascending,
+                -1 => Trend::Descending,
+                _ => continue,
+            };
+            if !cfg.scorecard.trends.iter().any(|(m, _)| m == n) {
+                cfg.scorecard.trends.push((n.clone(), trend));
+            }
+        }
+    }
+    let cfg = &cfg;
     let mut validation_rows: Vec<usize> = Vec::new();
     let fit_started = std::time::Instant::now();
     let mut train_logits: Vec<f64> = Vec::new();

@@ -1,0 +1,199 @@
+//! `yuanxin decide` and `yuanxin reasons`: financing decisions from a profile file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use yuanxin_decision::{
+    decide, hints, reasons, Applicant, Catalogue, LoanRequest, ModelReason, Policy,
+};
+use yuanxin_domain::Industry;
+use yuanxin_model::registry::Registry;
+use yuanxin_model::{Column, Frame, Model};
+
+#[derive(clap::Args, Debug)]
+pub struct DecideArgs {
+    /// Profile file (from `yuanxin profile`).
+    #[arg(long)]
+    profile: PathBuf,
+    /// Merchant id; without it, every merchant in the file (one JSON line each).
+    #[arg(long)]
+    merchant: Option<String>,
+    /// Profile date to use when the file has several (default: each merchant's latest).
+    #[arg(long)]
+    as_of: Option<NaiveDate>,
+    /// Amount asked for, yuan.
+    #[arg(long)]
+    amount: Decimal,
+    /// Term, months.
+    #[arg(long, default_value_t = 12)]
+    term: u32,
+    /// Purpose: working_capital, equipment, renovation, expansion.
+    #[arg(long, default_value = "working_capital")]
+    purpose: String,
+    /// A specific product id from the catalogue.
+    #[arg(long)]
+    product: Option<String>,
+    /// Model file or registry id (default: the registry's champion).
+    #[arg(long)]
+    model: Option<String>,
+    /// Registry folder.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Policy file.
+    #[arg(long, default_value = "data/policy.toml")]
+    policy: PathBuf,
+    /// Product and support catalogue.
+    #[arg(long, default_value = "data/catalogue.toml")]
+    catalogue: PathBuf,
+    /// The merchant has an open objection (shown, changes nothing).
+    #[arg(long)]
+    open_dispute: bool,
+    /// Indented JSON (single merchant only).
+    #[arg(long)]
+    pretty: bool,
+}
+
+fn load_model(spec: Option<&str>, dir: &Path) -> Result<Model> {
+    match spec {
+        Some(s) if Path::new(s).exists() => Ok(Model::load(Path::new(s))?),
+        Some(s) => Ok(Registry::new(dir).find(s)?.1),
+        None => match Registry::new(dir).champion()? {
+            Some((_, m)) => Ok(m),
+            None => bail!(
+                "no champion in {} (give --model, or run scripts/train-default-model)",
+                dir.display()
+            ),
+        },
+    }
+}
+
+fn text(col: Option<&Column>, i: usize) -> Option<String> {
+    match col? {
+        Column::Cat(v) => v[i].clone(),
+        Column::Num(v) => (!v[i].is_nan()).then(|| v[i].to_string()),
+    }
+}
+
+pub fn run_decide(args: &DecideArgs) -> Result<()> {
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let policy = Policy::from_toml(&read(&args.policy)?)?;
+    let catalogue = Catalogue::from_toml(&read(&args.catalogue)?)?;
+    let model = load_model(args.model.as_deref(), &args.models)?;
+    let cats: Vec<String> = model
+        .features
+        .iter()
+        .filter(|f| f.categorical)
+        .map(|f| f.name.clone())
+        .collect();
+    let frame = Frame::read(&args.profile, &cats)?;
+    for c in ["merchant_id", "as_of", "industry"] {
+        if frame.index(c).is_none() {
+            bail!(
+                "{} is not a profile file: it has no {c} column",
+                args.profile.display()
+            );
+        }
+    }
+    let (ids, dates, inds) = (
+        frame.column("merchant_id"),
+        frame.column("as_of"),
+        frame.column("industry"),
+    );
+    // The row per merchant: the asked date, else the latest.
+    let mut pick: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for i in 0..frame.rows() {
+        let (Some(id), Some(date)) = (text(ids, i), text(dates, i)) else {
+            continue;
+        };
+        if args.merchant.as_ref().is_some_and(|m| m != &id) {
+            continue;
+        }
+        if args.as_of.is_some_and(|d| d.to_string() != date) {
+            continue;
+        }
+        let e = pick.entry(id).or_insert((date.clone(), i));
+        if date > e.0 {
+            *e = (date, i);
+        }
+    }
+    if pick.is_empty() {
+        bail!("no matching merchant row in {}", args.profile.display());
+    }
+    let scored = model.score_frame(&frame, true)?;
+    let request = LoanRequest {
+        amount: args.amount,
+        term_months: args.term,
+        purpose: args.purpose.clone(),
+        product: args.product.clone(),
+    };
+    let numeric: Vec<(&String, &Vec<f64>)> = frame
+        .names()
+        .iter()
+        .filter_map(|n| match frame.column(n) {
+            Some(Column::Num(v)) => Some((n, v)),
+            _ => None,
+        })
+        .collect();
+    for (id, (date, i)) in &pick {
+        let s = match &scored[*i] {
+            Ok(s) => s,
+            Err(why) => bail!("merchant {id}: the model cannot score its profile: {why}"),
+        };
+        let features: BTreeMap<String, Option<f64>> = numeric
+            .iter()
+            .map(|(n, v)| ((*n).clone(), (!v[*i].is_nan()).then_some(v[*i])))
+            .collect();
+        let value = |n: &str| features.get(n).copied().flatten();
+        let industry = text(inds, *i).unwrap_or_default();
+        let app = Applicant {
+            merchant_id: id.clone(),
+            as_of: NaiveDate::from_str(date).with_context(|| format!("as_of {date}"))?,
+            industry: Industry::from_str(&industry)
+                .map_err(|e| anyhow::anyhow!("merchant {id}: {e}"))?,
+            insufficient_data: value("insufficient_data") == Some(1.0),
+            model_id: model.id.clone(),
+            score: s.score,
+            pd: s.pd,
+            grade: s.grade.clone(),
+            model_reasons: s
+                .reasons
+                .iter()
+                .map(|r| ModelReason {
+                    feature: r.feature.clone(),
+                    name_zh: r.name_zh.clone(),
+                    name_en: r.name_en.clone(),
+                    points_lost: r.points_lost,
+                })
+                .collect(),
+            hints: hints(&model, s.score, &value, 4),
+            open_dispute: args.open_dispute,
+            features,
+        };
+        let decision = decide(&app, &request, &policy, &catalogue)?;
+        if args.pretty && pick.len() == 1 {
+            outln!("{}", serde_json::to_string_pretty(&decision)?);
+        } else {
+            outln!("{}", serde_json::to_string(&decision)?);
+        }
+    }
+    Ok(())
+}
+
+pub fn run_reasons(json: bool) -> Result<()> {
+    let all = reasons::catalogue();
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    outln!("| code | kind | 中文 | English |");
+    outln!("|---|---|---|---|");
+    for r in all {
+        outln!("| `{}` | {} | {} | {} |", r.code, r.kind, r.zh, r.en);
+    }
+    Ok(())
+}
