@@ -301,5 +301,21 @@ proptest! {
             prop_assert!(o.price.rate >= p.rate_floor && o.price.rate <= p.rate_cap);
         }
         prop_assert_eq!(dec.approved_amount > Decimal::ZERO, dec.outcome == Outcome::Approve);
+        // A riskier merchant never gets a larger limit or a lower price on the same product,
+        // and more verified revenue never lowers a limit.
+        let mut riskier = app.clone();
+        riskier.pd = (pd * 3.0).min(0.99);
+        let worse = decide(&riskier, &req, &policy, &cat).unwrap();
+        let mut richer = app.clone();
+        set(&mut richer, "rev_total_90d", rev * 1.5 + 3000.0);
+        let better = decide(&richer, &req, &policy, &cat).unwrap();
+        for o in &dec.offers {
+            if let Some(w) = worse.offers.iter().find(|w| w.product == o.product) {
+                prop_assert!(w.limit.limit <= o.limit.limit && w.price.rate >= o.price.rate);
+            }
+            if let Some(b) = better.offers.iter().find(|b| b.product == o.product) {
+                prop_assert!(b.limit.limit >= o.limit.limit);
+            }
+        }
     }
 }
