@@ -7,9 +7,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use yuanxin_decision::{
-    decide, hints, reasons, Applicant, Catalogue, LoanRequest, ModelReason, Policy,
-};
+use yuanxin_decision::{decide, reasons, Applicant, Catalogue, LoanRequest, Policy};
 use yuanxin_domain::Industry;
 use yuanxin_model::registry::Registry;
 use yuanxin_model::{Column, Frame, Model};
@@ -148,32 +146,16 @@ pub fn run_decide(args: &DecideArgs) -> Result<()> {
             .iter()
             .map(|(n, v)| ((*n).clone(), (!v[*i].is_nan()).then_some(v[*i])))
             .collect();
-        let value = |n: &str| features.get(n).copied().flatten();
         let industry = text(inds, *i).unwrap_or_default();
-        let app = Applicant {
-            merchant_id: id.clone(),
-            as_of: NaiveDate::from_str(date).with_context(|| format!("as_of {date}"))?,
-            industry: Industry::from_str(&industry)
-                .map_err(|e| anyhow::anyhow!("merchant {id}: {e}"))?,
-            insufficient_data: value("insufficient_data") == Some(1.0),
-            model_id: model.id.clone(),
-            score: s.score,
-            pd: s.pd,
-            grade: s.grade.clone(),
-            model_reasons: s
-                .reasons
-                .iter()
-                .map(|r| ModelReason {
-                    feature: r.feature.clone(),
-                    name_zh: r.name_zh.clone(),
-                    name_en: r.name_en.clone(),
-                    points_lost: r.points_lost,
-                })
-                .collect(),
-            hints: hints(&model, s.score, &value, 4),
-            open_dispute: args.open_dispute,
+        let app = Applicant::from_profile(
+            id,
+            NaiveDate::from_str(date).with_context(|| format!("as_of {date}"))?,
+            Industry::from_str(&industry).map_err(|e| anyhow::anyhow!("merchant {id}: {e}"))?,
             features,
-        };
+            &model,
+            s,
+            args.open_dispute,
+        );
         let decision = decide(&app, &request, &policy, &catalogue)?;
         if args.pretty && pick.len() == 1 {
             outln!("{}", serde_json::to_string_pretty(&decision)?);

@@ -76,6 +76,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the loan-eligibility API (builds the demo city first if there is none).
+    Serve(service::ServeArgs),
+    /// API keys: create or revoke.
+    #[command(subcommand)]
+    Keys(service::KeysCmd),
+    /// The query log: verify its hash chain.
+    #[command(subcommand)]
+    Audit(service::AuditCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -200,6 +208,7 @@ macro_rules! out {
 
 mod decisions;
 mod models;
+mod service;
 
 fn main() {
     if let Err(e) = run() {
@@ -217,6 +226,9 @@ fn run() -> Result<()> {
         Command::Models(cmd) => models::run_models(&cmd)?,
         Command::Decide(args) => decisions::run_decide(&args)?,
         Command::Reasons { json } => decisions::run_reasons(json)?,
+        Command::Serve(args) => service::run_serve(&args, &|dir| run_demo(dir, 2000, 36, 2023))?,
+        Command::Keys(cmd) => service::run_keys(&cmd)?,
+        Command::Audit(cmd) => service::run_audit(&cmd)?,
         Command::Simulate(args) => {
             let cfg = SimConfig {
                 merchants: args.merchants,
@@ -259,39 +271,7 @@ fn run() -> Result<()> {
             merchants,
             months,
             seed,
-        } => {
-            let cfg = SimConfig {
-                merchants,
-                months,
-                seed,
-                ..SimConfig::demo()
-            };
-            let city = dir.join("city");
-            let ledger = dir.join("ledger");
-            if ledger.exists() {
-                std::fs::remove_dir_all(&ledger).with_context(|| {
-                    format!("removing the previous demo ledger {}", ledger.display())
-                })?;
-            }
-            let summary = run_simulate(&cfg, &city)?;
-            run_ingest(&ledger, &[city], None, false)?;
-            print_ledger(&ledger)?;
-            // The latest credit profiles: as of the last day of the simulated period.
-            let last_day = NaiveDate::parse_from_str(&summary.end, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.pred_opt())
-                .context("simulation end date")?;
-            let opts = yuanxin_profile::ProfileOptions::at(vec![last_day]);
-            let profiles = dir.join("profiles-latest.parquet");
-            let batch = yuanxin_profile::build(&Ledger::open(&ledger)?, &opts)?;
-            yuanxin_profile::write_parquet(&batch, &profiles)?;
-            outln!(
-                "profiles of {} merchants as of {last_day} ({} characteristics) → {}",
-                batch.num_rows(),
-                yuanxin_profile::FEATURES.len(),
-                profiles.display()
-            );
-        }
+        } => run_demo(&dir, merchants, months, seed)?,
     }
     Ok(())
 }
@@ -516,4 +496,39 @@ fn peak_memory() -> String {
         })
         .map(|kb| format!("{:.0} MiB", kb / 1024.0))
         .unwrap_or_else(|| "n/a".into())
+}
+
+/// The main job: simulate the demo city, ingest it, build the latest profiles.
+fn run_demo(dir: &Path, merchants: u64, months: u32, seed: u64) -> Result<()> {
+    let cfg = SimConfig {
+        merchants,
+        months,
+        seed,
+        ..SimConfig::demo()
+    };
+    let city = dir.join("city");
+    let ledger = dir.join("ledger");
+    if ledger.exists() {
+        std::fs::remove_dir_all(&ledger)
+            .with_context(|| format!("removing the previous demo ledger {}", ledger.display()))?;
+    }
+    let summary = run_simulate(&cfg, &city)?;
+    run_ingest(&ledger, &[city], None, false)?;
+    print_ledger(&ledger)?;
+    // The latest credit profiles: as of the last day of the simulated period.
+    let last_day = NaiveDate::parse_from_str(&summary.end, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.pred_opt())
+        .context("simulation end date")?;
+    let opts = yuanxin_profile::ProfileOptions::at(vec![last_day]);
+    let profiles = dir.join("profiles-latest.parquet");
+    let batch = yuanxin_profile::build(&Ledger::open(&ledger)?, &opts)?;
+    yuanxin_profile::write_parquet(&batch, &profiles)?;
+    outln!(
+        "profiles of {} merchants as of {last_day} ({} characteristics) → {}",
+        batch.num_rows(),
+        yuanxin_profile::FEATURES.len(),
+        profiles.display()
+    );
+    Ok(())
 }

@@ -461,3 +461,43 @@ pub fn decide(
         lpr_effective: lpr.effective,
     })
 }
+
+impl Applicant {
+    /// An applicant from a profile row and the model's scoring of it, with hints from the
+    /// model's points table.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_profile(
+        merchant_id: &str,
+        as_of: NaiveDate,
+        industry: Industry,
+        features: BTreeMap<String, Option<f64>>,
+        model: &yuanxin_model::Model,
+        scored: &yuanxin_model::Scored,
+        open_dispute: bool,
+    ) -> Applicant {
+        let value = |n: &str| features.get(n).copied().flatten();
+        Applicant {
+            merchant_id: merchant_id.to_owned(),
+            as_of,
+            industry,
+            insufficient_data: value("insufficient_data") == Some(1.0),
+            model_id: model.id.clone(),
+            score: scored.score,
+            pd: scored.pd,
+            grade: scored.grade.clone(),
+            model_reasons: scored
+                .reasons
+                .iter()
+                .map(|r| ModelReason {
+                    feature: r.feature.clone(),
+                    name_zh: r.name_zh.clone(),
+                    name_en: r.name_en.clone(),
+                    points_lost: r.points_lost,
+                })
+                .collect(),
+            hints: crate::hints::hints(model, scored.score, &value, 4),
+            open_dispute,
+            features,
+        }
+    }
+}

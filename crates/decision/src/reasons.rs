@@ -128,7 +128,8 @@ pub fn model(feature: &str, name_zh: &str, name_en: &str) -> ReasonCode {
     }
 }
 
-/// The whole catalogue: policy codes, then one model code per catalogue characteristic.
+/// The whole catalogue: policy codes, then one model code per catalogue characteristic and
+/// per descriptive profile column a model can use.
 pub fn catalogue() -> Vec<ReasonCode> {
     POLICY_CODES
         .iter()
@@ -138,6 +139,12 @@ pub fn catalogue() -> Vec<ReasonCode> {
                 .iter()
                 .map(|f| model(f.name, f.name_zh, f.name_en)),
         )
+        // Descriptive profile columns a model can use.
+        .chain([
+            model("industry", "行业", "Industry"),
+            model("district", "所在区", "District"),
+            model("insufficient_data", "经营数据不足", "Insufficient data"),
+        ])
         .collect()
 }
 

@@ -89,6 +89,16 @@ fn uniform(seed: u64, row: u64) -> f64 {
 }
 
 fn display_names(name: &str) -> (String, String) {
+    // A profile's descriptive columns that can enter a model.
+    let described = match name {
+        "industry" => Some(("行业", "Industry")),
+        "district" => Some(("所在区", "District")),
+        "insufficient_data" => Some(("经营数据不足", "Insufficient data")),
+        _ => None,
+    };
+    if let Some((zh, en)) = described {
+        return (zh.to_owned(), en.to_owned());
+    }
     yuanxin_profile::FEATURES
         .iter()
         .find(|f| f.name == name)

@@ -1,0 +1,491 @@
+//! The service's own state in SQLite: principals and their API keys (stored only as keyed
+//! BLAKE3 digests), consents, and the append-only, hash-chained query log.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::ApiError;
+
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+     CREATE TABLE principals (
+        key_id TEXT PRIMARY KEY, role TEXT NOT NULL, name TEXT NOT NULL,
+        merchant_id TEXT, key_digest BLOB NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT);
+     CREATE TABLE consents (
+        id INTEGER PRIMARY KEY, merchant_id TEXT NOT NULL, lender TEXT NOT NULL, purpose TEXT NOT NULL,
+        granted_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT);
+     CREATE TABLE query_log (
+        seq INTEGER PRIMARY KEY, at TEXT NOT NULL, principal TEXT NOT NULL, merchant_id TEXT NOT NULL,
+        action TEXT NOT NULL, purpose TEXT NOT NULL, consent_id INTEGER, outcome TEXT NOT NULL,
+        model_id TEXT NOT NULL, response_digest TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);",
+];
+
+/// A principal: who holds a key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Principal {
+    /// Public key id.
+    pub key_id: String,
+    /// `lender`, `merchant`, `analyst` or `admin`.
+    pub role: String,
+    /// Institution (lenders) or display name.
+    pub name: String,
+    /// The merchant a merchant key belongs to.
+    pub merchant_id: Option<String>,
+}
+
+/// A consent from a merchant to a lender.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Consent {
+    /// Id.
+    pub id: i64,
+    /// Merchant.
+    pub merchant_id: String,
+    /// Lender institution.
+    pub lender: String,
+    /// `pre_loan` or `post_loan`.
+    pub purpose: String,
+    /// Granted (RFC 3339).
+    pub granted_at: String,
+    /// Expires (RFC 3339).
+    pub expires_at: String,
+    /// Revoked, if so.
+    pub revoked_at: Option<String>,
+}
+
+/// One query-log entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    /// Position in the chain.
+    pub seq: i64,
+    /// Time (RFC 3339).
+    pub at: String,
+    /// Key id of the caller.
+    pub principal: String,
+    /// Merchant concerned.
+    pub merchant_id: String,
+    /// `score`, `eligibility`, …
+    pub action: String,
+    /// Stated purpose.
+    pub purpose: String,
+    /// Consent relied on.
+    pub consent_id: Option<i64>,
+    /// `served` or `refused`.
+    pub outcome: String,
+    /// Model that served.
+    pub model_id: String,
+    /// BLAKE3 of the response body.
+    pub response_digest: String,
+    /// Hash of the previous entry.
+    pub prev_hash: String,
+    /// Hash of this entry (chained).
+    pub hash: String,
+}
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    secret: [u8; 32],
+}
+
+fn db(e: rusqlite::Error) -> ApiError {
+    ApiError::Internal(format!("database: {e}"))
+}
+
+/// 32 random bytes from the operating system.
+pub fn random32() -> Result<[u8; 32], ApiError> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| ApiError::Internal(format!("randomness: {e}")))?;
+    Ok(b)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Keyed with the store's secret, so the chain cannot be recomputed by someone who can
+/// only edit the database file.
+fn entry_hash(secret: &[u8; 32], e: &LogEntry) -> String {
+    let mut h = blake3::Hasher::new_keyed(secret);
+    for part in [
+        e.seq.to_string().as_str(),
+        &e.at,
+        &e.principal,
+        &e.merchant_id,
+        &e.action,
+        &e.purpose,
+        &e.consent_id.map(|c| c.to_string()).unwrap_or_default(),
+        &e.outcome,
+        &e.model_id,
+        &e.response_digest,
+        &e.prev_hash,
+    ] {
+        h.update(part.as_bytes());
+        h.update(&[0x1f]);
+    }
+    h.finalize().to_hex().to_string()
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database.
+    pub fn open(path: &Path) -> Result<Store, ApiError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(db)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)?;
+        for (i, m) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            conn.execute_batch(m).map_err(db)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(db)?;
+        }
+        let secret: Option<Vec<u8>> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'key_secret'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        let secret = match secret {
+            Some(s) => <[u8; 32]>::try_from(s.as_slice())
+                .map_err(|_| ApiError::Internal("the key secret is damaged".into()))?,
+            None => {
+                let s = random32()?;
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('key_secret', ?1)",
+                    params![s.to_vec()],
+                )
+                .map_err(db)?;
+                s
+            }
+        };
+        Ok(Store { conn, secret })
+    }
+
+    /// Checks the database answers.
+    pub fn ping(&self) -> Result<(), ApiError> {
+        self.conn
+            .query_row("SELECT count(*) FROM principals", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Creates a key; returns the principal and the full key (shown once).
+    pub fn create_key(
+        &self,
+        role: &str,
+        name: &str,
+        merchant_id: Option<&str>,
+        now: &str,
+    ) -> Result<(Principal, String), ApiError> {
+        if !["lender", "merchant", "analyst", "admin"].contains(&role) {
+            return Err(ApiError::BadRequest(format!("unknown role {role}")));
+        }
+        if (role == "merchant") != merchant_id.is_some() {
+            return Err(ApiError::BadRequest(
+                "a merchant key needs a merchant id, and only a merchant key has one".into(),
+            ));
+        }
+        let r = random32()?;
+        let key_id = hex(&r[..6]);
+        let secret = hex(&r[6..26]);
+        let digest = blake3::keyed_hash(&self.secret, secret.as_bytes());
+        self.conn
+            .execute(
+                "INSERT INTO principals (key_id, role, name, merchant_id, key_digest, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key_id, role, name, merchant_id, digest.as_bytes().to_vec(), now],
+            )
+            .map_err(db)?;
+        let p = Principal {
+            key_id: key_id.clone(),
+            role: role.into(),
+            name: name.into(),
+            merchant_id: merchant_id.map(str::to_owned),
+        };
+        Ok((p, format!("yx_{key_id}_{secret}")))
+    }
+
+    /// Revokes a key; false if there is no such active key.
+    pub fn revoke_key(&self, key_id: &str, now: &str) -> Result<bool, ApiError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE principals SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+                params![key_id, now],
+            )
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    /// Revokes every key of a name (used to reissue the demo keys).
+    pub fn revoke_named(&self, name: &str, now: &str) -> Result<(), ApiError> {
+        self.conn
+            .execute(
+                "UPDATE principals SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                params![name, now],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// The principal of a presented key, if the key is known, intact and not revoked. The
+    /// digest comparison is constant-time (`blake3::Hash` equality).
+    pub fn authenticate(&self, key: &str) -> Result<Option<Principal>, ApiError> {
+        let Some(rest) = key.strip_prefix("yx_") else {
+            return Ok(None);
+        };
+        let Some((key_id, secret)) = rest.split_once('_') else {
+            return Ok(None);
+        };
+        type KeyRow = (String, String, Option<String>, Vec<u8>, Option<String>);
+        let row: Option<KeyRow> = self
+            .conn
+            .query_row(
+                "SELECT role, name, merchant_id, key_digest, revoked_at FROM principals WHERE key_id = ?1",
+                params![key_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let Some((role, name, merchant_id, stored, revoked)) = row else {
+            return Ok(None);
+        };
+        let presented = blake3::keyed_hash(&self.secret, secret.as_bytes());
+        let Ok(stored) = <[u8; 32]>::try_from(stored.as_slice()) else {
+            return Ok(None);
+        };
+        if presented != blake3::Hash::from_bytes(stored) || revoked.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Principal {
+            key_id: key_id.to_owned(),
+            role,
+            name,
+            merchant_id,
+        }))
+    }
+
+    /// Records a consent.
+    pub fn grant(
+        &self,
+        merchant_id: &str,
+        lender: &str,
+        purpose: &str,
+        now: &str,
+        expires: &str,
+    ) -> Result<Consent, ApiError> {
+        self.conn
+            .execute(
+                "INSERT INTO consents (merchant_id, lender, purpose, granted_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![merchant_id, lender, purpose, now, expires],
+            )
+            .map_err(db)?;
+        Ok(Consent {
+            id: self.conn.last_insert_rowid(),
+            merchant_id: merchant_id.into(),
+            lender: lender.into(),
+            purpose: purpose.into(),
+            granted_at: now.into(),
+            expires_at: expires.into(),
+            revoked_at: None,
+        })
+    }
+
+    /// Revokes a merchant's own consent; false if it has no such active consent.
+    pub fn revoke_consent(&self, merchant_id: &str, id: i64, now: &str) -> Result<bool, ApiError> {
+        let n = self
+            .conn
+            .execute("UPDATE consents SET revoked_at = ?3 WHERE id = ?1 AND merchant_id = ?2 AND revoked_at IS NULL", params![id, merchant_id, now])
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    /// A merchant's consents.
+    pub fn consents(&self, merchant_id: &str) -> Result<Vec<Consent>, ApiError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, merchant_id, lender, purpose, granted_at, expires_at, revoked_at FROM consents WHERE merchant_id = ?1 ORDER BY id")
+            .map_err(db)?;
+        let rows = st
+            .query_map(params![merchant_id], |r| {
+                Ok(Consent {
+                    id: r.get(0)?,
+                    merchant_id: r.get(1)?,
+                    lender: r.get(2)?,
+                    purpose: r.get(3)?,
+                    granted_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    revoked_at: r.get(6)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// The consent in force for a lender, merchant and purpose at a time.
+    pub fn valid_consent(
+        &self,
+        merchant_id: &str,
+        lender: &str,
+        purpose: &str,
+        now: &str,
+    ) -> Result<Option<i64>, ApiError> {
+        self.conn
+            .query_row(
+                "SELECT id FROM consents WHERE merchant_id = ?1 AND lender = ?2 AND purpose = ?3 AND revoked_at IS NULL
+                 AND granted_at <= ?4 AND expires_at > ?4 ORDER BY id DESC LIMIT 1",
+                params![merchant_id, lender, purpose, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    /// Appends a query-log entry, chained to the last one, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn log(
+        &mut self,
+        at: &str,
+        principal: &str,
+        merchant_id: &str,
+        action: &str,
+        purpose: &str,
+        consent_id: Option<i64>,
+        outcome: &str,
+        model_id: &str,
+        response: &[u8],
+    ) -> Result<LogEntry, ApiError> {
+        let tx = self.conn.transaction().map_err(db)?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM query_log ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        let (seq, prev_hash) = last.map_or((1, "0".repeat(64)), |(s, h)| (s + 1, h));
+        let mut e = LogEntry {
+            seq,
+            at: at.into(),
+            principal: principal.into(),
+            merchant_id: merchant_id.into(),
+            action: action.into(),
+            purpose: purpose.into(),
+            consent_id,
+            outcome: outcome.into(),
+            model_id: model_id.into(),
+            response_digest: blake3::hash(response).to_hex().to_string(),
+            prev_hash,
+            hash: String::new(),
+        };
+        e.hash = entry_hash(&self.secret, &e);
+        tx.execute(
+            "INSERT INTO query_log (seq, at, principal, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![e.seq, e.at, e.principal, e.merchant_id, e.action, e.purpose, e.consent_id, e.outcome, e.model_id, e.response_digest, e.prev_hash, e.hash],
+        )
+        .map_err(db)?;
+        // The head of the chain, so a truncated log is detected too.
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('log_head', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![format!("{}:{}", e.seq, e.hash).into_bytes()],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(e)
+    }
+
+    /// Log entries, all or about one merchant, in order.
+    pub fn entries(&self, merchant_id: Option<&str>) -> Result<Vec<LogEntry>, ApiError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT seq, at, principal, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, prev_hash, hash
+                 FROM query_log WHERE ?1 IS NULL OR merchant_id = ?1 ORDER BY rowid",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map(params![merchant_id], |r| {
+                Ok(LogEntry {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    principal: r.get(2)?,
+                    merchant_id: r.get(3)?,
+                    action: r.get(4)?,
+                    purpose: r.get(5)?,
+                    consent_id: r.get(6)?,
+                    outcome: r.get(7)?,
+                    model_id: r.get(8)?,
+                    response_digest: r.get(9)?,
+                    prev_hash: r.get(10)?,
+                    hash: r.get(11)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// Checks the chain: every entry's hash, its link to the previous one, and consecutive
+    /// sequence numbers from 1. Returns the number of entries, or what is wrong.
+    pub fn verify(&self) -> Result<Result<usize, String>, ApiError> {
+        let entries = self.entries(None)?;
+        let mut prev = "0".repeat(64);
+        for (i, e) in entries.iter().enumerate() {
+            let want_seq = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+            if e.seq != want_seq {
+                return Ok(Err(format!(
+                    "entry {} is out of place (expected {want_seq}): deleted or reordered entries",
+                    e.seq
+                )));
+            }
+            if e.prev_hash != prev {
+                return Ok(Err(format!(
+                    "entry {} does not link to the entry before it",
+                    e.seq
+                )));
+            }
+            if entry_hash(&self.secret, e) != e.hash {
+                return Ok(Err(format!(
+                    "entry {} was altered (its hash does not match its content)",
+                    e.seq
+                )));
+            }
+            prev = e.hash.clone();
+        }
+        let head: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'log_head'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        let want = head.map(|h| String::from_utf8_lossy(&h).into_owned());
+        let have = entries.last().map(|e| format!("{}:{}", e.seq, e.hash));
+        if want != have {
+            return Ok(Err(format!(
+                "the log ends at {} but its recorded head is {}: entries were removed from the end",
+                have.unwrap_or_else(|| "nothing".into()),
+                want.unwrap_or_else(|| "nothing".into())
+            )));
+        }
+        Ok(Ok(entries.len()))
+    }
+}
