@@ -27,13 +27,54 @@ impl Drop for Server {
     }
 }
 
+/// The served model's id, from its readiness report.
+fn srv_model(srv: &Server) -> serde_json::Value {
+    let (_, _, r) = http(&srv.addr, "GET", "/readyz", None, None);
+    serde_json::from_str::<serde_json::Value>(&r).unwrap()["model"].clone()
+}
+
 fn start(tmp: &Path, profiles: &Path) -> Server {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // A registry of our own: the shipped champion, a second valid model (the same scorecard
+    // with another creation time) and a damaged file.
+    let models = tmp.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for f in ["default-scorecard.json", "registry.json"] {
+        std::fs::copy(repo.join("models").join(f), models.join(f)).unwrap();
+    }
+    let shipped = std::fs::read_to_string(repo.join("models/default-scorecard.json")).unwrap();
+    std::fs::write(models.join("broken.json"), &shipped[..shipped.len() / 3]).unwrap();
+    let panel = tmp.join("panel.parquet");
+    run_ok(&[
+        "profile",
+        "--ledger",
+        tmp.join("ledger").to_str().unwrap(),
+        "--from",
+        "2024-06-30",
+        "--to",
+        "2025-06-30",
+        "--label",
+        "default_12m",
+        "--oot-from",
+        "2025-01-01",
+        "--out",
+        panel.to_str().unwrap(),
+    ]);
+    run_ok(&[
+        "train",
+        "--data",
+        panel.to_str().unwrap(),
+        "--target",
+        "default_12m",
+        "--out",
+        models.join("second.json").to_str().unwrap(),
+        "--quiet",
+    ]);
     let mut child = Command::new(bin())
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(repo.join("data"))
         .arg("--models")
-        .arg(repo.join("models"))
+        .arg(&models)
         .arg("--profiles")
         .arg(profiles)
         .arg("--db")
@@ -141,7 +182,7 @@ fn roles_consent_and_the_query_log() {
     assert_eq!(s, 200, "{body}");
 
     // Every route refuses a missing, unknown or malformed key with problem+json.
-    let routes: [(&str, String, Option<&str>); 8] = [
+    let routes: [(&str, String, Option<&str>); 11] = [
         (
             "GET",
             format!("/v1/merchants/{m}/score?purpose=pre_loan"),
@@ -164,6 +205,13 @@ fn roles_consent_and_the_query_log() {
         ("GET", "/v1/me/consents".into(), None),
         ("GET", "/v1/models".into(), None),
         ("POST", "/v1/admin/reload".into(), None),
+        ("GET", "/v1/me/disputes".into(), None),
+        ("GET", "/v1/disputes".into(), None),
+        (
+            "POST",
+            "/v1/disputes/1/answer".into(),
+            Some(r#"{"answer":"x"}"#),
+        ),
     ];
     let unknown = "yx_000000000000_0123456789abcdef0123456789abcdef01234567";
     for (method, path, body) in &routes {
@@ -284,6 +332,76 @@ fn roles_consent_and_the_query_log() {
         blake3::hash(decision.as_bytes()).to_hex().to_string()
     );
 
+    // A dispute: opened by the merchant with a 20-day deadline, flagged on the score the
+    // lender sees, visible to the platform, answered by an analyst.
+    let (s, _, d) = http(
+        a,
+        "POST",
+        "/v1/me/disputes",
+        Some(&srv.merchant_key),
+        Some(r#"{"subject":"escrow_coverage","detail":"our escrow account was migrated"}"#),
+    );
+    assert_eq!(s, 201, "{d}");
+    let d: serde_json::Value = serde_json::from_str(&d).unwrap();
+    let (opened, deadline) = (
+        d["opened_at"].as_str().unwrap(),
+        d["deadline"].as_str().unwrap(),
+    );
+    let days = chrono::DateTime::parse_from_rfc3339(deadline).unwrap()
+        - chrono::DateTime::parse_from_rfc3339(opened).unwrap();
+    assert_eq!(days.num_days(), 20);
+    let (_, _, sc) = http(
+        a,
+        "GET",
+        &format!("/v1/merchants/{m}/score?purpose=pre_loan"),
+        Some(&srv.lender),
+        None,
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&sc).unwrap()["open_dispute"],
+        true
+    );
+    let (s, _, all) = http(a, "GET", "/v1/disputes", Some(&srv.analyst), None);
+    assert_eq!(s, 200);
+    let (_, _, overdue) = http(
+        a,
+        "GET",
+        "/v1/disputes?overdue=true",
+        Some(&srv.analyst),
+        None,
+    );
+    assert_eq!(overdue, "[]");
+    let id = serde_json::from_str::<serde_json::Value>(&all).unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    let (s, _, _) = http(
+        a,
+        "POST",
+        &format!("/v1/disputes/{id}/answer"),
+        Some(&srv.merchant_key),
+        Some(r#"{"answer":"x"}"#),
+    );
+    assert_eq!(s, 403, "merchants do not answer disputes");
+    let (s, _, _) = http(
+        a,
+        "POST",
+        &format!("/v1/disputes/{id}/answer"),
+        Some(&srv.analyst),
+        Some(r#"{"answer":"Verified with the escrow bank; corrected."}"#),
+    );
+    assert_eq!(s, 204);
+    let (_, _, sc) = http(
+        a,
+        "GET",
+        &format!("/v1/merchants/{m}/score?purpose=pre_loan"),
+        Some(&srv.lender),
+        None,
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&sc).unwrap()["open_dispute"],
+        false
+    );
+
     // Revoking the merchant's consent stops the lender; revoking a key stops its holder.
     let (_, _, consents) = http(a, "GET", "/v1/me/consents", Some(&srv.merchant_key), None);
     let id = serde_json::from_str::<serde_json::Value>(&consents).unwrap()[0]["id"]
@@ -328,6 +446,35 @@ fn roles_consent_and_the_query_log() {
     assert_eq!(s, 200);
     let (s, _, _) = http(a, "GET", "/readyz", None, None);
     assert_eq!(s, 200);
+    // Promotion: a damaged file is refused and the champion keeps serving; a valid model
+    // is checked, registered and swapped in. (The registry is a copy, not the repository's.)
+    let (s, _, body) = http(
+        a,
+        "POST",
+        "/v1/admin/promote",
+        Some(&srv.analyst),
+        Some(r#"{"id":"broken.json"}"#),
+    );
+    assert_eq!(s, 400, "{body}");
+    let (_, _, sc) = http(a, "GET", "/v1/me/score", Some(&srv.merchant_key), None);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&sc).unwrap()["model_id"],
+        srv_model(&srv)
+    );
+    let (s, _, body) = http(
+        a,
+        "POST",
+        "/v1/admin/promote",
+        Some(&srv.analyst),
+        Some(r#"{"id":"second.json"}"#),
+    );
+    assert_eq!(s, 200, "{body}");
+    let (_, _, sc) = http(a, "GET", "/v1/me/score", Some(&srv.merchant_key), None);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&sc).unwrap()["model_id"],
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["serving"]
+    );
+
     let db = tmp.path().join("db.sqlite");
     let key_id = srv.analyst.split('_').nth(1).unwrap();
     run_ok(&["keys", "revoke", key_id, "--db", db.to_str().unwrap()]);

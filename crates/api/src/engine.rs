@@ -65,7 +65,7 @@ pub struct ScoreView {
     pub reasons: Vec<ReasonView>,
     /// Model.
     pub model_id: String,
-    /// Whether an objection is open (disputes are not handled by this build: always false).
+    /// Whether the merchant has an open objection (异议).
     pub open_dispute: bool,
 }
 

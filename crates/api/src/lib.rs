@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{Engine, EngineFiles};
-pub use store::{Consent, LogEntry, Principal, Store};
+pub use store::{Consent, Dispute, LogEntry, Principal, Store};
 
 /// Errors, each rendered as problem+json with its status.
 #[derive(Debug, thiserror::Error)]
@@ -271,7 +271,8 @@ async fn lender_score(
     role(&p, &["lender"])?;
     let e = st.engine()?;
     let consent = consent_or_refuse(&st, &p, &id, "score", &q.purpose, e.model_id())?;
-    let score = e.score(&id)?;
+    let mut score = e.score(&id)?;
+    score.open_dispute = st.store()?.has_open_dispute(&id)?;
     logged(
         &st,
         &p,
@@ -341,7 +342,9 @@ async fn my_score(State(st): State<AppState>, headers: HeaderMap) -> Result<Resp
     let p = st.principal(&headers)?;
     let me = own(&p)?;
     let e = st.engine()?;
-    Ok(axum::Json(e.score(&me)?).into_response())
+    let mut score = e.score(&me)?;
+    score.open_dispute = st.store()?.has_open_dispute(&me)?;
+    Ok(axum::Json(score).into_response())
 }
 
 #[derive(Deserialize)]
@@ -434,6 +437,103 @@ async fn revoke(
     }
 }
 
+/// A dispute to open.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputeBody {
+    /// What is disputed.
+    pub subject: String,
+    /// Why.
+    pub detail: String,
+}
+
+/// Days the platform has to answer an objection (征信业管理条例 art. 25).
+const DISPUTE_DAYS: i64 = 20;
+
+fn plus_days(now: &str, days: i64) -> Result<String, ApiError> {
+    Ok(chrono::DateTime::parse_from_rfc3339(now)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .checked_add_signed(chrono::Duration::days(days))
+        .ok_or_else(|| ApiError::BadRequest("date out of range".into()))?
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+}
+
+async fn open_dispute(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Body(b): Body<DisputeBody>,
+) -> Result<Response, ApiError> {
+    let p = st.principal(&headers)?;
+    let me = own(&p)?;
+    if b.subject.trim().is_empty() || b.subject.len() > 200 || b.detail.len() > 4000 {
+        return Err(ApiError::BadRequest(
+            "a subject (up to 200 bytes) and a detail (up to 4000) are needed".into(),
+        ));
+    }
+    let now = (st.now)();
+    let d = st.store()?.open_dispute(
+        &me,
+        &b.subject,
+        &b.detail,
+        &now,
+        &plus_days(&now, DISPUTE_DAYS)?,
+    )?;
+    Ok((StatusCode::CREATED, axum::Json(d)).into_response())
+}
+
+async fn my_disputes(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let p = st.principal(&headers)?;
+    let me = own(&p)?;
+    Ok(axum::Json(st.store()?.disputes(Some(&me), &(st.now)())?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisputeFilter {
+    #[serde(default)]
+    overdue: bool,
+}
+
+async fn all_disputes(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(f): Query<DisputeFilter>,
+) -> Result<Response, ApiError> {
+    let p = st.principal(&headers)?;
+    role(&p, &["analyst", "admin"])?;
+    let mut all = st.store()?.disputes(None, &(st.now)())?;
+    if f.overdue {
+        all.retain(|d| d.overdue);
+    }
+    Ok(axum::Json(all).into_response())
+}
+
+/// The platform's answer to a dispute.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBody {
+    /// The answer.
+    pub answer: String,
+}
+
+async fn answer_dispute(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Body(b): Body<AnswerBody>,
+) -> Result<Response, ApiError> {
+    let p = st.principal(&headers)?;
+    role(&p, &["analyst", "admin"])?;
+    if b.answer.trim().is_empty() {
+        return Err(ApiError::BadRequest("an answer is needed".into()));
+    }
+    if st.store()?.answer_dispute(id, &b.answer, &(st.now)())? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound(format!("no open dispute {id}")))
+    }
+}
+
 async fn models(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let p = st.principal(&headers)?;
     role(&p, &["analyst", "admin"])?;
@@ -457,6 +557,45 @@ async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Result<Respon
     Ok(axum::Json(body).into_response())
 }
 
+/// A model to promote.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteBody {
+    /// Model id (or file name) in the registry.
+    pub id: String,
+}
+
+async fn promote(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Body(b): Body<PromoteBody>,
+) -> Result<Response, ApiError> {
+    let p = st.principal(&headers)?;
+    role(&p, &["analyst", "admin"])?;
+    let current = st.engine()?;
+    let files = current.files().clone();
+    let previous = current.model_id().to_owned();
+    let id = b.id.clone();
+    // Validate and register, then build the new engine; if it cannot serve, the registry
+    // goes back to the old champion and the old engine keeps serving.
+    let fresh = tokio::task::spawn_blocking(move || -> Result<Engine, ApiError> {
+        let registry = yuanxin_model::registry::Registry::new(&files.models);
+        registry
+            .promote(&id, false)
+            .map_err(|e| ApiError::BadRequest(format!("cannot promote {id}: {e}")))?;
+        Engine::load(&files).inspect_err(|_| {
+            let _ = registry.promote(&previous, false);
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let body = serde_json::json!({"serving": fresh.model_id(), "previous": current.model_id()});
+    *st.engine
+        .write()
+        .map_err(|_| ApiError::Internal("engine lock poisoned".into()))? = Some(Arc::new(fresh));
+    Ok(axum::Json(body).into_response())
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
@@ -473,8 +612,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/queries", get(my_queries))
         .route("/v1/me/consents", get(my_consents).post(grant))
         .route("/v1/me/consents/{id}", delete(revoke))
+        .route("/v1/me/disputes", get(my_disputes).post(open_dispute))
+        .route("/v1/disputes", get(all_disputes))
+        .route("/v1/disputes/{id}/answer", post(answer_dispute))
         .route("/v1/models", get(models))
         .route("/v1/admin/reload", post(reload))
+        .route("/v1/admin/promote", post(promote))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)

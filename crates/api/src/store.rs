@@ -20,7 +20,33 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER PRIMARY KEY, at TEXT NOT NULL, principal TEXT NOT NULL, merchant_id TEXT NOT NULL,
         action TEXT NOT NULL, purpose TEXT NOT NULL, consent_id INTEGER, outcome TEXT NOT NULL,
         model_id TEXT NOT NULL, response_digest TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);",
+    "CREATE TABLE disputes (
+        id INTEGER PRIMARY KEY, merchant_id TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
+        opened_at TEXT NOT NULL, deadline TEXT NOT NULL, answer TEXT, answered_at TEXT);",
 ];
+
+/// A merchant's objection (异议) to its information, to be answered within 20 days.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dispute {
+    /// Id.
+    pub id: i64,
+    /// Merchant.
+    pub merchant_id: String,
+    /// What is disputed (e.g. a characteristic or a reason code).
+    pub subject: String,
+    /// The merchant's explanation.
+    pub detail: String,
+    /// Opened (RFC 3339).
+    pub opened_at: String,
+    /// Answer due by (opened + 20 days).
+    pub deadline: String,
+    /// The platform's answer.
+    pub answer: Option<String>,
+    /// Answered at.
+    pub answered_at: Option<String>,
+    /// Open and past its deadline at the time of the query.
+    pub overdue: bool,
+}
 
 /// A principal: who holds a key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -175,6 +201,71 @@ impl Store {
             }
         };
         Ok(Store { conn, secret })
+    }
+
+    /// Opens a dispute.
+    pub fn open_dispute(
+        &self,
+        merchant_id: &str,
+        subject: &str,
+        detail: &str,
+        now: &str,
+        deadline: &str,
+    ) -> Result<Dispute, ApiError> {
+        self.conn
+            .execute(
+                "INSERT INTO disputes (merchant_id, subject, detail, opened_at, deadline) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![merchant_id, subject, detail, now, deadline],
+            )
+            .map_err(db)?;
+        let id = self.conn.last_insert_rowid();
+        self.disputes(Some(merchant_id), now)?
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| ApiError::Internal("the dispute just written is missing".into()))
+    }
+
+    /// Disputes of one merchant, or all, oldest first, with `overdue` as of `now`.
+    pub fn disputes(&self, merchant_id: Option<&str>, now: &str) -> Result<Vec<Dispute>, ApiError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, merchant_id, subject, detail, opened_at, deadline, answer, answered_at FROM disputes WHERE ?1 IS NULL OR merchant_id = ?1 ORDER BY id")
+            .map_err(db)?;
+        let rows = st
+            .query_map(params![merchant_id], |r| {
+                let deadline: String = r.get(5)?;
+                let answer: Option<String> = r.get(6)?;
+                Ok(Dispute {
+                    id: r.get(0)?,
+                    merchant_id: r.get(1)?,
+                    subject: r.get(2)?,
+                    detail: r.get(3)?,
+                    opened_at: r.get(4)?,
+                    overdue: answer.is_none() && deadline.as_str() < now,
+                    deadline,
+                    answer,
+                    answered_at: r.get(7)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// Answers an open dispute; false if there is no such open dispute.
+    pub fn answer_dispute(&self, id: i64, answer: &str, now: &str) -> Result<bool, ApiError> {
+        let n = self.conn.execute("UPDATE disputes SET answer = ?2, answered_at = ?3 WHERE id = ?1 AND answer IS NULL", params![id, answer, now]).map_err(db)?;
+        Ok(n > 0)
+    }
+
+    /// Whether a merchant has an open dispute.
+    pub fn has_open_dispute(&self, merchant_id: &str) -> Result<bool, ApiError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM disputes WHERE merchant_id = ?1 AND answer IS NULL)",
+                params![merchant_id],
+                |r| r.get(0),
+            )
+            .map_err(db)
     }
 
     /// Checks the database answers.
