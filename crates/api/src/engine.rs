@@ -114,14 +114,6 @@ impl Engine {
             Some(Column::Cat(v)) => v[i].clone(),
             _ => None,
         };
-        let numeric: Vec<(&String, &Vec<f64>)> = frame
-            .names()
-            .iter()
-            .filter_map(|n| match frame.column(n) {
-                Some(Column::Num(v)) => Some((n, v)),
-                _ => None,
-            })
-            .collect();
         let mut rows: BTreeMap<String, Row> = BTreeMap::new();
         for (i, s) in scored.into_iter().enumerate() {
             let (Some(id), Some(date), Some(ind)) = (
@@ -136,10 +128,7 @@ impl Engine {
                 continue;
             }
             let industry = Industry::from_str(&ind).map_err(|e| bad("profiles: industry", e))?;
-            let features = numeric
-                .iter()
-                .map(|(n, v)| ((*n).clone(), (!v[i].is_nan()).then_some(v[i])))
-                .collect();
+            let features = frame.numeric_row(i);
             rows.insert(
                 id,
                 Row {

@@ -129,23 +129,12 @@ pub fn run_decide(args: &DecideArgs) -> Result<()> {
         purpose: args.purpose.clone(),
         product: args.product.clone(),
     };
-    let numeric: Vec<(&String, &Vec<f64>)> = frame
-        .names()
-        .iter()
-        .filter_map(|n| match frame.column(n) {
-            Some(Column::Num(v)) => Some((n, v)),
-            _ => None,
-        })
-        .collect();
     for (id, (date, i)) in &pick {
         let s = match &scored[*i] {
             Ok(s) => s,
             Err(why) => bail!("merchant {id}: the model cannot score its profile: {why}"),
         };
-        let features: BTreeMap<String, Option<f64>> = numeric
-            .iter()
-            .map(|(n, v)| ((*n).clone(), (!v[*i].is_nan()).then_some(v[*i])))
-            .collect();
+        let features = frame.numeric_row(*i);
         let industry = text(inds, *i).unwrap_or_default();
         let app = Applicant::from_profile(
             id,

@@ -36,6 +36,3 @@ pub enum DecisionError {
     #[error("input: {0}")]
     Input(String),
 }
-
-#[cfg(test)]
-mod tests;

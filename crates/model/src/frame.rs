@@ -128,6 +128,19 @@ impl Frame {
         self.index(name).map(|i| &self.columns[i])
     }
 
+    /// Row `i`'s numeric columns by name (`None` where missing), e.g. a profile's
+    /// characteristics for a decision.
+    pub fn numeric_row(&self, i: usize) -> std::collections::BTreeMap<String, Option<f64>> {
+        self.names
+            .iter()
+            .zip(&self.columns)
+            .filter_map(|(n, c)| match c {
+                Column::Num(v) => v.get(i).map(|&x| (n.clone(), (!x.is_nan()).then_some(x))),
+                Column::Cat(_) => None,
+            })
+            .collect()
+    }
+
     /// The binary target: 1 = bad (event), 0 = good; `None` where missing.
     pub fn target(&self, name: &str) -> Result<Vec<Option<bool>>, ModelError> {
         let bad = |v: &str| {

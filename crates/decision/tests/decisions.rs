@@ -1,5 +1,6 @@
 //! Decisions on the shipped policy and catalogue: the documented examples
 //! (docs/decisions.md), and properties over random applicants.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -9,7 +10,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use yuanxin_domain::Industry;
 
-use super::*;
+use yuanxin_decision::*;
 
 const POLICY: &str = include_str!("../../../data/policy.toml");
 const CATALOGUE: &str = include_str!("../../../data/catalogue.toml");
