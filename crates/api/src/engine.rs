@@ -100,12 +100,7 @@ impl Engine {
             .champion()
             .map_err(|e| bad("model registry", e))?
             .ok_or_else(|| bad("model registry", "no champion"))?;
-        let cats: Vec<String> = model
-            .features
-            .iter()
-            .filter(|f| f.categorical)
-            .map(|f| f.name.clone())
-            .collect();
+        let cats = model.categorical_features();
         let frame = Frame::read(&files.profiles, &cats).map_err(|e| bad("profiles", e))?;
         let scored = model
             .score_frame(&frame, true)

@@ -9,8 +9,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use yuanxin_decision::{decide, reasons, Applicant, Catalogue, LoanRequest, Policy};
 use yuanxin_domain::Industry;
-use yuanxin_model::registry::Registry;
-use yuanxin_model::{Column, Frame, Model};
+use yuanxin_model::{Column, Frame};
 
 #[derive(clap::Args, Debug)]
 pub struct DecideArgs {
@@ -55,20 +54,6 @@ pub struct DecideArgs {
     pretty: bool,
 }
 
-fn load_model(spec: Option<&str>, dir: &Path) -> Result<Model> {
-    match spec {
-        Some(s) if Path::new(s).exists() => Ok(Model::load(Path::new(s))?),
-        Some(s) => Ok(Registry::new(dir).find(s)?.1),
-        None => match Registry::new(dir).champion()? {
-            Some((_, m)) => Ok(m),
-            None => bail!(
-                "no champion in {} (give --model, or run scripts/train-default-model)",
-                dir.display()
-            ),
-        },
-    }
-}
-
 fn text(col: Option<&Column>, i: usize) -> Option<String> {
     match col? {
         Column::Cat(v) => v[i].clone(),
@@ -81,13 +66,8 @@ pub fn run_decide(args: &DecideArgs) -> Result<()> {
         |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     let policy = Policy::from_toml(&read(&args.policy)?)?;
     let catalogue = Catalogue::from_toml(&read(&args.catalogue)?)?;
-    let model = load_model(args.model.as_deref(), &args.models)?;
-    let cats: Vec<String> = model
-        .features
-        .iter()
-        .filter(|f| f.categorical)
-        .map(|f| f.name.clone())
-        .collect();
+    let model = crate::models::open_model(args.model.as_deref(), &args.models)?;
+    let cats = model.categorical_features();
     let frame = Frame::read(&args.profile, &cats)?;
     for c in ["merchant_id", "as_of", "industry"] {
         if frame.index(c).is_none() {

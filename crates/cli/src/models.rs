@@ -147,12 +147,19 @@ pub enum ModelsCmd {
     },
 }
 
-fn open_model(spec: &str, registry: &Path) -> Result<Model> {
-    let p = Path::new(spec);
-    if p.exists() {
-        return Ok(Model::load(p)?);
+/// A model by file path or registry id; without either, the registry's champion.
+pub(crate) fn open_model(spec: Option<&str>, registry: &Path) -> Result<Model> {
+    match spec {
+        Some(s) if Path::new(s).exists() => Ok(Model::load(Path::new(s))?),
+        Some(s) => Ok(Registry::new(registry).find(s)?.1),
+        None => match Registry::new(registry).champion()? {
+            Some((_, m)) => Ok(m),
+            None => bail!(
+                "no champion in {} (give --model, or run scripts/train-default-model)",
+                registry.display()
+            ),
+        },
     }
-    Ok(Registry::new(registry).find(spec)?.1)
 }
 
 pub fn run_train(args: &TrainArgs) -> Result<()> {
@@ -277,13 +284,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 
 pub fn run_score(args: &ScoreArgs) -> Result<()> {
     let started = Instant::now();
-    let model = open_model(&args.model, &args.models)?;
-    let cats: Vec<String> = model
-        .features
-        .iter()
-        .filter(|f| f.categorical)
-        .map(|f| f.name.clone())
-        .collect();
+    let model = open_model(Some(&args.model), &args.models)?;
+    let cats = model.categorical_features();
     let frame = Frame::read(&args.data, &cats)?;
     let results = model.score_frame(&frame, true)?;
     let n = results.len();
@@ -376,13 +378,8 @@ pub fn run_score(args: &ScoreArgs) -> Result<()> {
 }
 
 pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
-    let model = open_model(&args.model, &args.models)?;
-    let cats: Vec<String> = model
-        .features
-        .iter()
-        .filter(|f| f.categorical)
-        .map(|f| f.name.clone())
-        .collect();
+    let model = open_model(Some(&args.model), &args.models)?;
+    let cats = model.categorical_features();
     let frame = Frame::read(&args.data, &cats)?;
     let target = frame.target(args.target.as_deref().unwrap_or(&model.target))?;
     let rows: Vec<bool> = match (&args.split, &args.set) {

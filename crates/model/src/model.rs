@@ -470,6 +470,15 @@ impl Model {
             .collect()
     }
 
+    /// The characteristics read as categories: tables to score are read with these.
+    pub fn categorical_features(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .filter(|f| f.categorical)
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
     /// Test-set evaluation if there is one, else the last evaluation recorded.
     pub fn headline(&self) -> Option<&SetEvaluation> {
         self.evaluation

@@ -119,11 +119,13 @@ fn catalogue_monotone(name: &str) -> i8 {
     }
 }
 
-fn sub_frame(frame_cols: &[(String, Column)], idx: &[usize]) -> Result<Frame, ModelError> {
+/// The rows `idx` of a frame, in that order.
+fn sub_frame(frame: &Frame, idx: &[usize]) -> Result<Frame, ModelError> {
     Frame::new(
-        frame_cols
+        frame
+            .names()
             .iter()
-            .map(|(n, c)| (n.clone(), take(c, idx)))
+            .filter_map(|n| frame.column(n).map(|c| (n.clone(), take(c, idx))))
             .collect(),
     )
 }
@@ -442,18 +444,13 @@ pub fn train(
         model.calibration = Calibration::fit(&train_logits, &train_sample.bad);
     }
     let fit_seconds = fit_started.elapsed().as_secs_f64();
-    let cols: Vec<(String, Column)> = frame
-        .names()
-        .iter()
-        .filter_map(|n| frame.column(n).map(|c| (n.clone(), c.clone())))
-        .collect();
     progress("evaluating");
     let mut sets = Vec::new();
     for (set, rows) in [("train", &train_rows), ("test", &test_rows)] {
         if rows.is_empty() {
             continue;
         }
-        let (z, y) = logits_of(&model, &cols, rows, &all.bad)?;
+        let (z, y) = logits_of(&model, frame, rows, &all.bad)?;
         let pd: Vec<f64> = z.iter().map(|&z| model.calibration.pd(z)).collect();
         let score: Vec<f64> = z.iter().map(|&z| model.scaling.score(z)).collect();
         let seg: Option<Vec<String>> =
@@ -520,11 +517,11 @@ pub struct Predictions {
 /// Log-odds and outcomes of the given rows (rows the model cannot score are left out).
 fn logits_of(
     model: &Model,
-    cols: &[(String, Column)],
+    frame: &Frame,
     rows: &[usize],
     bad: &[bool],
 ) -> Result<(Vec<f64>, Vec<bool>), ModelError> {
-    let f = sub_frame(cols, rows)?;
+    let f = sub_frame(frame, rows)?;
     let mut z = Vec::with_capacity(rows.len());
     let mut y = Vec::with_capacity(rows.len());
     for (k, r) in model.logits(&f)?.into_iter().enumerate() {
