@@ -6,10 +6,74 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 
 use common::{bin, run, run_ok, simulate};
+
+/// A small city's ledger, its latest profiles and a second model, built once for all the
+/// tests of this file.
+struct Fixture {
+    latest: PathBuf,
+    second: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("api-fixture");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let city = dir.join("city");
+        simulate(&city, 300, 36, 11, &[]);
+        let ledger = dir.join("ledger");
+        run_ok(&[
+            "ingest",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            city.to_str().unwrap(),
+        ]);
+        let latest = dir.join("latest.parquet");
+        run_ok(&[
+            "profile",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--as-of",
+            "2026-06-30",
+            "--out",
+            latest.to_str().unwrap(),
+        ]);
+        let panel = dir.join("panel.parquet");
+        run_ok(&[
+            "profile",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--from",
+            "2024-06-30",
+            "--to",
+            "2025-06-30",
+            "--label",
+            "default_12m",
+            "--oot-from",
+            "2025-01-01",
+            "--out",
+            panel.to_str().unwrap(),
+        ]);
+        let second = dir.join("second.json");
+        run_ok(&[
+            "train",
+            "--data",
+            panel.to_str().unwrap(),
+            "--target",
+            "default_12m",
+            "--out",
+            second.to_str().unwrap(),
+            "--quiet",
+        ]);
+        Fixture { latest, second }
+    })
+}
 
 struct Server {
     child: Child,
@@ -18,6 +82,7 @@ struct Server {
     merchant_key: String,
     analyst: String,
     merchant: String,
+    db: PathBuf,
 }
 
 impl Drop for Server {
@@ -33,45 +98,21 @@ fn srv_model(srv: &Server) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&r).unwrap()["model"].clone()
 }
 
-fn start(tmp: &Path, profiles: &Path) -> Server {
+/// Starts `yuanxin serve` with its own registry (the shipped champion, the fixture's second
+/// model and a damaged file) and database under `tmp`. `extra` adds arguments; the demo
+/// keys are read when the profiles exist.
+fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    // A registry of our own: the shipped champion, a second valid model (the same scorecard
-    // with another creation time) and a damaged file.
     let models = tmp.join("models");
     std::fs::create_dir_all(&models).unwrap();
     for f in ["default-scorecard.json", "registry.json"] {
         std::fs::copy(repo.join("models").join(f), models.join(f)).unwrap();
     }
+    std::fs::copy(&fixture().second, models.join("second.json")).unwrap();
     let shipped = std::fs::read_to_string(repo.join("models/default-scorecard.json")).unwrap();
     std::fs::write(models.join("broken.json"), &shipped[..shipped.len() / 3]).unwrap();
-    let panel = tmp.join("panel.parquet");
-    run_ok(&[
-        "profile",
-        "--ledger",
-        tmp.join("ledger").to_str().unwrap(),
-        "--from",
-        "2024-06-30",
-        "--to",
-        "2025-06-30",
-        "--label",
-        "default_12m",
-        "--oot-from",
-        "2025-01-01",
-        "--out",
-        panel.to_str().unwrap(),
-    ]);
-    run_ok(&[
-        "train",
-        "--data",
-        panel.to_str().unwrap(),
-        "--target",
-        "default_12m",
-        "--out",
-        models.join("second.json").to_str().unwrap(),
-        "--quiet",
-    ]);
-    let mut child = Command::new(bin())
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(repo.join("data"))
         .arg("--models")
         .arg(&models)
@@ -79,10 +120,14 @@ fn start(tmp: &Path, profiles: &Path) -> Server {
         .arg(profiles)
         .arg("--db")
         .arg(tmp.join("db.sqlite"))
+        .args(extra)
+        .env("YUANXIN_LOG", "off")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut get = |prefix: &str| -> String {
         let l = lines.next().expect("server output").unwrap();
@@ -96,10 +141,12 @@ fn start(tmp: &Path, profiles: &Path) -> Server {
         .unwrap()
         .to_owned();
     let last = |l: String| l.split_whitespace().last().unwrap().to_owned();
-    let lender = last(get("demo lender key"));
-    let merchant_key = last(get("demo merchant key"));
-    let analyst = last(get("demo analyst key"));
-    let merchant = last(get("demo merchant:"));
+    let ready = profiles.exists();
+    let mut key = |p: &str| if ready { last(get(p)) } else { String::new() };
+    let lender = key("demo lender key");
+    let merchant_key = key("demo merchant key");
+    let analyst = key("demo analyst key");
+    let merchant = key("demo merchant:");
     Server {
         child,
         addr,
@@ -107,17 +154,20 @@ fn start(tmp: &Path, profiles: &Path) -> Server {
         merchant_key,
         analyst,
         merchant,
+        db: tmp.join("db.sqlite"),
     }
 }
 
-/// One HTTP/1.1 request; returns (status, content type, body).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<&str>,
-) -> (u16, String, String) {
+/// A response.
+struct Resp {
+    status: u16,
+    ctype: String,
+    headers: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request.
+fn request(addr: &str, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(k) = key {
@@ -132,44 +182,62 @@ fn http(
     req.push_str("\r\n");
     req.push_str(body.unwrap_or(""));
     s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let ctype = head
+    let headers = head.to_ascii_lowercase();
+    let ctype = headers
         .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_owned)
-        })
+        .find_map(|l| l.strip_prefix("content-type: ").map(str::to_owned))
         .unwrap_or_default();
-    (status, ctype, body.to_owned())
+    Resp {
+        status,
+        ctype,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// One HTTP/1.1 request; returns (status, content type, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let r = request(addr, method, path, key, body);
+    (r.status, r.ctype, r.body)
+}
+
+fn value(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// A new key from the command line, against the running server's database.
+fn new_key(srv: &Server, role: &str, name: &str, merchant: Option<&str>) -> String {
+    let mut args = vec![
+        "keys",
+        "create",
+        "--role",
+        role,
+        "--name",
+        name,
+        "--db",
+        srv.db.to_str().unwrap(),
+    ];
+    if let Some(m) = merchant {
+        args.extend(["--merchant", m]);
+    }
+    run_ok(&args).trim().to_owned()
 }
 
 #[test]
 fn roles_consent_and_the_query_log() {
     let tmp = tempfile::tempdir().unwrap();
-    let city = tmp.path().join("city");
-    simulate(&city, 300, 36, 11, &[]);
-    let ledger = tmp.path().join("ledger");
-    run_ok(&[
-        "ingest",
-        "--ledger",
-        ledger.to_str().unwrap(),
-        city.to_str().unwrap(),
-    ]);
-    let latest = tmp.path().join("latest.parquet");
-    run_ok(&[
-        "profile",
-        "--ledger",
-        ledger.to_str().unwrap(),
-        "--as-of",
-        "2026-06-30",
-        "--out",
-        latest.to_str().unwrap(),
-    ]);
-    let srv = start(tmp.path(), &latest);
+    let srv = start(tmp.path(), &fixture().latest, &[], &[]);
     let a = srv.addr.as_str();
     let m = srv.merchant.as_str();
     let other = if m == "M0000001" {
@@ -504,4 +572,649 @@ fn roles_consent_and_the_query_log() {
     assert!(tamper("DELETE FROM query_log WHERE seq = 2").contains("out of place"));
     tamper("DELETE FROM query_log WHERE seq = (SELECT max(seq) FROM query_log)");
     tamper("UPDATE query_log SET seq = 100 WHERE seq = 1; UPDATE query_log SET seq = 1 WHERE seq = 2; UPDATE query_log SET seq = 2 WHERE seq = 100;");
+}
+
+/// The routes of the OpenAPI document: (method, path template, operation).
+fn operations(doc: &serde_json::Value) -> Vec<(String, String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            out.push((method.to_uppercase(), path.clone(), op.clone()));
+        }
+    }
+    out
+}
+
+fn tag(op: &serde_json::Value) -> &str {
+    op["tags"][0].as_str().unwrap_or("")
+}
+
+/// A valid body for each route that takes one.
+fn example_body(path: &str, other: &str) -> Option<String> {
+    Some(match path {
+        "/v1/merchants/{id}/eligibility" => r#"{"amount":"50000","term_months":12,"loan_purpose":"working_capital","purpose":"pre_loan"}"#.to_owned(),
+        "/v1/portfolio/score" => format!(r#"{{"purpose":"pre_loan","merchants":["{other}"]}}"#),
+        "/v1/me/consents" => r#"{"lender":"ICBC (demo)","purpose":"post_loan","days":30}"#.to_owned(),
+        "/v1/me/disputes" => r#"{"subject":"escrow_coverage","detail":"wrong"}"#.to_owned(),
+        "/v1/disputes/{id}/answer" => r#"{"answer":"checked"}"#.to_owned(),
+        "/v1/admin/promote" => r#"{"id":"second.json"}"#.to_owned(),
+        _ => return None,
+    })
+}
+
+/// The path with its `{id}` filled in (a merchant, consent or dispute id) and the required
+/// query parameters given.
+fn concrete(
+    path: &str,
+    op: &serde_json::Value,
+    merchant: &str,
+    consent: i64,
+    dispute: i64,
+) -> String {
+    let id = if path.starts_with("/v1/merchants/") {
+        merchant.to_owned()
+    } else if path.contains("consents") {
+        consent.to_string()
+    } else {
+        dispute.to_string()
+    };
+    let mut url = path.replace("{id}", &id);
+    let mut query = Vec::new();
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        if p["in"] == "query" && p["required"] == true {
+            let name = p["name"].as_str().unwrap();
+            let v = match name {
+                "purpose" => "pre_loan",
+                "amount" => "50000",
+                "term_months" => "12",
+                other => panic!("no example for query parameter {other}"),
+            };
+            query.push(format!("{name}={v}"));
+        }
+    }
+    if !query.is_empty() {
+        url = format!("{url}?{}", query.join("&"));
+    }
+    url
+}
+
+#[test]
+fn every_documented_route_checks_keys_and_keeps_merchants_to_their_own_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = start(tmp.path(), &fixture().latest, &[], &[]);
+    let a = srv.addr.as_str();
+    let r = request(a, "GET", "/openapi.json", None, None);
+    assert_eq!(r.status, 200);
+    let doc = value(&r.body);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let ops = operations(&doc);
+    assert!(ops.len() >= 23, "{} operations documented", ops.len());
+
+    // Another merchant with its own key, consent and dispute.
+    let me = srv.merchant.clone();
+    let other = if me == "M0000001" {
+        "M0000002"
+    } else {
+        "M0000001"
+    };
+    let other_key = new_key(&srv, "merchant", "other merchant", Some(other));
+    let (s, _, c) = http(
+        a,
+        "POST",
+        "/v1/me/consents",
+        Some(&other_key),
+        example_body("/v1/me/consents", other).as_deref(),
+    );
+    assert_eq!(s, 201, "{c}");
+    let consent = value(&c)["id"].as_i64().unwrap();
+    let (s, _, d) = http(
+        a,
+        "POST",
+        "/v1/me/disputes",
+        Some(&other_key),
+        example_body("/v1/me/disputes", other).as_deref(),
+    );
+    assert_eq!(s, 201, "{d}");
+    let dispute = value(&d)["id"].as_i64().unwrap();
+    let revoked = new_key(&srv, "lender", "revoked lender", None);
+    run_ok(&[
+        "keys",
+        "revoke",
+        revoked.split('_').nth(1).unwrap(),
+        "--db",
+        srv.db.to_str().unwrap(),
+    ]);
+    let unknown = "yx_000000000000_0123456789abcdef0123456789abcdef01234567";
+
+    let mut secured = 0;
+    for (method, path, op) in &ops {
+        let url = concrete(path, op, other, consent, dispute);
+        let body = example_body(path, other);
+        if op.get("security").is_some() {
+            secured += 1;
+            for key in [
+                None,
+                Some(unknown),
+                Some("not-a-key"),
+                Some(revoked.as_str()),
+            ] {
+                let r = request(a, method, &url, key, body.as_deref());
+                assert_eq!(r.status, 401, "{method} {url} with {key:?}: {}", r.body);
+                assert_eq!(r.ctype, "application/problem+json", "{method} {url}");
+            }
+        }
+        // The merchant's key aimed at the other merchant's data.
+        let r = request(a, method, &url, Some(&srv.merchant_key), body.as_deref());
+        assert!(
+            !r.body.contains(other),
+            "{method} {url} with merchant {me}'s key showed {other}: {}",
+            r.body
+        );
+        match tag(op) {
+            "lender" | "analyst" => assert_eq!(r.status, 403, "{method} {url}: {}", r.body),
+            "merchant" => assert!(
+                r.status < 500 && r.status != 401,
+                "{method} {url}: {} {}",
+                r.status,
+                r.body
+            ),
+            _ => {}
+        }
+    }
+    let public: Vec<&str> = ops
+        .iter()
+        .filter(|o| o.2.get("security").is_none())
+        .map(|o| o.1.as_str())
+        .collect();
+    assert_eq!(
+        public,
+        ["/healthz", "/metrics", "/openapi.json", "/readyz"],
+        "only operations are public"
+    );
+    assert_eq!(secured, ops.len() - 4);
+    // The other merchant's consent and dispute are untouched.
+    let (_, _, c) = http(a, "GET", "/v1/me/consents", Some(&other_key), None);
+    let c = value(&c);
+    let mine = c
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == consent)
+        .unwrap();
+    assert!(mine["revoked_at"].is_null(), "{mine}");
+    let (_, _, d) = http(a, "GET", "/v1/me/disputes", Some(&other_key), None);
+    let d = value(&d);
+    assert!(d
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["id"] == dispute && x["answer"].is_null()));
+}
+
+#[test]
+fn generated_bodies_get_problem_json_and_never_a_5xx() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = start(tmp.path(), &fixture().latest, &[], &[]);
+    let a = srv.addr.clone();
+    let doc = value(&http(&a, "GET", "/openapi.json", None, None).2);
+    let other = if srv.merchant == "M0000001" {
+        "M0000002"
+    } else {
+        "M0000001"
+    };
+    let names = [
+        "amount",
+        "term_months",
+        "loan_purpose",
+        "purpose",
+        "product",
+        "merchants",
+        "lender",
+        "days",
+        "subject",
+        "detail",
+        "answer",
+        "id",
+        "extra",
+    ];
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        (-1e12f64..1e12).prop_map(serde_json::Value::from),
+        "[a-z_0-9]{0,10}".prop_map(serde_json::Value::from),
+        "\\PC{0,24}".prop_map(serde_json::Value::from),
+    ];
+    let json = leaf.prop_recursive(3, 24, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+            prop::collection::vec((prop::sample::select(names.to_vec()), inner), 0..6).prop_map(
+                |kv| serde_json::Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )
+            ),
+        ]
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 40,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let mut tried = 0;
+    for (method, path, op) in operations(&doc) {
+        let Some(valid) = example_body(&path, other) else {
+            continue;
+        };
+        let key = match tag(&op) {
+            "lender" => srv.lender.clone(),
+            "merchant" => srv.merchant_key.clone(),
+            _ => srv.analyst.clone(),
+        };
+        let url = concrete(&path, &op, &srv.merchant, 1, 1);
+        let valid: serde_json::Value = value(&valid);
+        let fields: Vec<String> = valid.as_object().unwrap().keys().cloned().collect();
+        // Whole random documents, random text, and the valid body with one field dropped,
+        // replaced by a random value, or joined by an unknown one.
+        let mutated = (prop::sample::select(fields), json.clone(), 0..3u8).prop_map({
+            let valid = valid.clone();
+            move |(field, v, how)| {
+                let mut b = valid.clone();
+                let o = b.as_object_mut().unwrap();
+                match how {
+                    0 => {
+                        o.remove(&field);
+                    }
+                    1 => {
+                        o.insert(field, v);
+                    }
+                    _ => {
+                        o.insert("unexpected".into(), v);
+                    }
+                }
+                b.to_string()
+            }
+        });
+        let bodies = prop_oneof![
+            json.clone().prop_map(|v| v.to_string()),
+            "\\PC{0,40}",
+            mutated,
+        ];
+        runner
+            .run(&bodies, |body| {
+                let r = request(&a, &method, &url, Some(&key), Some(&body));
+                prop_assert!(
+                    r.status < 500,
+                    "{method} {url} {body:?} → {} {}",
+                    r.status,
+                    r.body
+                );
+                if r.status >= 400 {
+                    prop_assert_eq!(&r.ctype, "application/problem+json", "{} {}", method, url);
+                }
+                Ok(())
+            })
+            .unwrap();
+        tried += 1;
+    }
+    assert!(tried >= 6, "{tried} routes with bodies fuzzed");
+}
+
+#[test]
+fn a_model_swap_under_concurrent_requests_fails_none_of_them() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = start(tmp.path(), &fixture().latest, &[], &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for t in 0..4 {
+        let (a, stop) = (srv.addr.clone(), Arc::clone(&stop));
+        let (path, key) = if t % 2 == 0 {
+            (
+                format!("/v1/merchants/{}/score?purpose=pre_loan", srv.merchant),
+                srv.lender.clone(),
+            )
+        } else {
+            ("/v1/me/score".to_owned(), srv.merchant_key.clone())
+        };
+        workers.push(std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let r = request(&a, "GET", &path, Some(&key), None);
+                seen.push((
+                    r.status,
+                    value(&r.body)["model_id"].as_str().unwrap_or("").to_owned(),
+                    r.body,
+                ));
+            }
+            seen
+        }));
+    }
+    let mut served = Vec::new();
+    for round in 0..6 {
+        let id = if round % 2 == 0 {
+            "second.json"
+        } else {
+            "default-scorecard.json"
+        };
+        let (s, _, body) = http(
+            &srv.addr,
+            "POST",
+            "/v1/admin/promote",
+            Some(&srv.analyst),
+            Some(&format!(r#"{{"id":"{id}"}}"#)),
+        );
+        assert_eq!(s, 200, "{body}");
+        served.push(value(&body)["serving"].as_str().unwrap().to_owned());
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<(u16, String, String)> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(results.len() >= 40, "only {} requests", results.len());
+    for (s, _, body) in &results {
+        assert_eq!(*s, 200, "a request failed during a swap: {body}");
+    }
+    let models: std::collections::BTreeSet<&str> = results.iter().map(|r| r.1.as_str()).collect();
+    assert!(
+        models.iter().all(|m| served.iter().any(|s| s == m)),
+        "{models:?} vs {served:?}"
+    );
+    assert_eq!(
+        models.len(),
+        2,
+        "requests were answered by both models: {models:?}"
+    );
+}
+
+#[test]
+fn readiness_rate_limits_concurrency_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let later = tmp.path().join("later.parquet");
+    let cfg = tmp.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        "rate_per_second = 1.0\nrate_burst = 3.0\nwatch_seconds = 1\nmax_concurrency = 2\n",
+    )
+    .unwrap();
+    let srv = start(
+        tmp.path(),
+        &later,
+        &["--config", cfg.to_str().unwrap()],
+        &[],
+    );
+    let a = srv.addr.as_str();
+    // Not ready without profiles; ready once they appear (the watcher loads them).
+    let r = request(a, "GET", "/readyz", None, None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.ctype, "application/problem+json");
+    assert!(r.headers.contains("retry-after:"));
+    assert_eq!(
+        request(a, "GET", "/healthz", None, None).status,
+        200,
+        "alive while not ready"
+    );
+    std::fs::copy(&fixture().latest, &later).unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if request(a, "GET", "/readyz", None, None).status == 200 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(ready, "the new profiles were not picked up");
+
+    // Per-key rate limit: a burst of 3, then 429 with Retry-After; other keys unaffected.
+    let analyst = new_key(&srv, "analyst", "rate test", None);
+    for _ in 0..3 {
+        assert_eq!(
+            request(a, "GET", "/v1/models/stability", Some(&analyst), None).status,
+            200
+        );
+    }
+    let r = request(a, "GET", "/v1/models/stability", Some(&analyst), None);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.ctype, "application/problem+json");
+    let retry: u64 = r
+        .headers
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let other = new_key(&srv, "analyst", "rate test 2", None);
+    assert_eq!(
+        request(a, "GET", "/v1/models/stability", Some(&other), None).status,
+        200
+    );
+
+    // Concurrency: never more than max_concurrency inside; the rest get 503 + Retry-After.
+    let threads: Vec<_> = (0..24)
+        .map(|_| {
+            let a = a.to_owned();
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|_| request(&a, "GET", "/readyz", None, None))
+                    .collect::<Vec<Resp>>()
+            })
+        })
+        .collect();
+    let mut shed = 0;
+    for t in threads {
+        for r in t.join().unwrap() {
+            match r.status {
+                200 => {}
+                503 => {
+                    assert!(
+                        r.body.contains("overloaded") && r.headers.contains("retry-after:"),
+                        "{}",
+                        r.body
+                    );
+                    shed += 1;
+                }
+                s => panic!("{s}: {}", r.body),
+            }
+        }
+    }
+    let m = request(a, "GET", "/metrics", None, None);
+    assert_eq!(m.status, 200);
+    let metric = |name: &str| -> f64 {
+        m.body
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    let high = metric("yuanxin_http_in_flight_max ");
+    assert!(
+        (1.0..=2.0).contains(&high),
+        "{high} in flight at once\n{}",
+        m.body
+    );
+    assert_eq!(
+        metric("yuanxin_http_rejected_total{outcome=\"overloaded\"} "),
+        f64::from(shed)
+    );
+    assert!(
+        m.body.contains(
+            "yuanxin_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"}"
+        ),
+        "{}",
+        m.body
+    );
+    assert!(m
+        .body
+        .contains("route=\"/v1/models/stability\",status=\"429\""));
+    assert!(!m.body.contains("M00"), "no merchant ids in metrics");
+}
+
+#[test]
+fn lender_batches_and_alerts_merchant_profile_and_analyst_stability() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = start(
+        tmp.path(),
+        &fixture().latest,
+        &[],
+        &[("YUANXIN_BATCH_MAX", "40")],
+    );
+    let a = srv.addr.as_str();
+    let m = srv.merchant.as_str();
+
+    // The merchant's own characteristics, with display names.
+    let (s, _, p) = http(a, "GET", "/v1/me/profile", Some(&srv.merchant_key), None);
+    assert_eq!(s, 200, "{p}");
+    let p = value(&p);
+    assert_eq!(p["merchant_id"], m);
+    let chars = p["characteristics"].as_array().unwrap();
+    assert_eq!(chars.len(), 64);
+    assert!(chars
+        .iter()
+        .all(|c| !c["name_zh"].as_str().unwrap().is_empty()));
+    assert!(chars.iter().any(|c| c["in_model"] == true));
+
+    // Forty merchants consent to post-loan monitoring by the demo lender.
+    let ids: Vec<String> = (1..=40).map(|i| format!("M{i:07}")).collect();
+    let mut keys = Vec::new();
+    for id in &ids {
+        let k = new_key(&srv, "merchant", id, Some(id));
+        let (s, _, b) = http(
+            a,
+            "POST",
+            "/v1/me/consents",
+            Some(&k),
+            Some(r#"{"lender":"ICBC (demo)","purpose":"post_loan","days":90}"#),
+        );
+        assert_eq!(s, 201, "{b}");
+        keys.push(k);
+    }
+
+    // A batch: consenting merchants are served, the rest refused; every one is logged.
+    let mut batch: Vec<String> = ids[..5].to_vec();
+    batch.push("M0000299".into());
+    let body = serde_json::json!({"purpose": "post_loan", "merchants": batch}).to_string();
+    let (s, _, b) = http(
+        a,
+        "POST",
+        "/v1/portfolio/score",
+        Some(&srv.lender),
+        Some(&body),
+    );
+    assert_eq!(s, 200, "{b}");
+    let results = value(&b)["results"].as_array().unwrap().clone();
+    let status: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        status,
+        ["served", "served", "served", "served", "served", "refused"]
+    );
+    let (_, _, q) = http(a, "GET", "/v1/me/queries", Some(&keys[0]), None);
+    let q = value(&q);
+    let last = q.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "batch_score");
+    // The first item's score object, as the bytes sent.
+    let start = b.find(r#""score":{"#).unwrap() + r#""score":"#.len();
+    let mut depth = 0;
+    let end = start
+        + b[start..]
+            .char_indices()
+            .find_map(|(i, c)| {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(i + 1)
+            })
+            .unwrap();
+    assert_eq!(
+        last["response_digest"],
+        blake3::hash(&b.as_bytes()[start..end]).to_hex().to_string(),
+        "the log holds the digest of the item served"
+    );
+    let too_many =
+        serde_json::json!({"purpose": "post_loan", "merchants": vec!["M0000001"; 41]}).to_string();
+    let (s, ct, _) = http(
+        a,
+        "POST",
+        "/v1/portfolio/score",
+        Some(&srv.lender),
+        Some(&too_many),
+    );
+    assert_eq!(
+        (s, ct.as_str()),
+        (400, "application/problem+json"),
+        "batch_max comes from the environment"
+    );
+
+    // Alerts: exactly the consenting merchants whose profiles cross a threshold, checked
+    // against each merchant's own view of its profile.
+    let (s, _, al) = http(a, "GET", "/v1/alerts", Some(&srv.lender), None);
+    assert_eq!(s, 200, "{al}");
+    let al = value(&al);
+    let alerted: std::collections::BTreeMap<String, Vec<String>> = al
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["merchant_id"].as_str().unwrap().to_owned(),
+                x["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["code"].as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert!(!alerted.is_empty(), "no alerts among 40 merchants");
+    for (id, k) in ids.iter().zip(&keys) {
+        let prof = value(&http(a, "GET", "/v1/me/profile", Some(k), None).2);
+        let get = |n: &str| {
+            prof["characteristics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == n)
+                .unwrap()["value"]
+                .as_f64()
+        };
+        let codes = alerted.get(id).cloned().unwrap_or_default();
+        let low = get("escrow_coverage").is_some_and(|c| c < 0.4)
+            && get("prepaid_liability").is_some_and(|l| l > 0.0);
+        assert_eq!(
+            low,
+            codes.contains(&"ESCROW_COVERAGE_LOW".to_owned()),
+            "{id}: {codes:?}"
+        );
+        let spike = get("new_prepay_spike_z").is_some_and(|z| z >= 3.0);
+        assert_eq!(
+            spike,
+            codes.contains(&"PREPAID_SALES_SPIKE".to_owned()),
+            "{id}: {codes:?}"
+        );
+        assert!(
+            !codes.contains(&"GRADE_DOWNGRADE".to_owned()),
+            "nothing seen before"
+        );
+    }
+
+    // Stability of the served population against the model's training sample.
+    let (s, _, st) = http(a, "GET", "/v1/models/stability", Some(&srv.analyst), None);
+    assert_eq!(s, 200, "{st}");
+    let st = value(&st);
+    assert!(st["score_psi"].as_f64().unwrap() >= 0.0);
+    assert!(["stable", "watch", "shifted"].contains(&st["verdict"].as_str().unwrap()));
+    assert!(st["current_rows"].as_u64().unwrap() >= 250);
+    assert!(!st["characteristics"].as_array().unwrap().is_empty());
 }

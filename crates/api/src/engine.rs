@@ -9,11 +9,15 @@ use std::str::FromStr;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use yuanxin_decision::{decide, reasons, Applicant, Catalogue, Decision, LoanRequest, Policy};
+use yuanxin_decision::{
+    alerts, decide, reasons, Alert, Applicant, Catalogue, Decision, LastSeen, LoanRequest, Policy,
+};
 use yuanxin_domain::Industry;
+use yuanxin_model::metrics::psi_verdict;
 use yuanxin_model::registry::Registry;
 use yuanxin_model::{Column, Frame, Model, Scored};
 
+use crate::store::Seen;
 use crate::ApiError;
 
 /// Where the engine's inputs live.
@@ -46,10 +50,74 @@ pub struct Engine {
     catalogue: Catalogue,
     rows: BTreeMap<String, Row>,
     as_of: Option<NaiveDate>,
+    stamp: Vec<Option<(std::time::SystemTime, u64)>>,
+}
+
+/// A merchant's own profile, as the merchant sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProfileView {
+    /// Merchant.
+    pub merchant_id: String,
+    /// Profile date.
+    pub as_of: NaiveDate,
+    /// Industry code.
+    pub industry: String,
+    /// Every characteristic of the catalogue, with its names and value (null when it
+    /// cannot be computed).
+    pub characteristics: Vec<CharacteristicView>,
+}
+
+/// One characteristic.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CharacteristicView {
+    /// Name.
+    pub name: String,
+    /// Chinese name.
+    pub name_zh: String,
+    /// English name.
+    pub name_en: String,
+    /// Group.
+    pub group: String,
+    /// Unit.
+    pub unit: String,
+    /// Value.
+    pub value: Option<f64>,
+    /// Whether the serving model uses it.
+    pub in_model: bool,
+}
+
+/// Population stability of the served population against the model's training sample.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StabilityView {
+    /// Model.
+    pub model_id: String,
+    /// Training rows behind the baseline.
+    pub baseline_rows: u64,
+    /// Merchants scored now.
+    pub current_rows: u64,
+    /// Profile date of the current population.
+    pub as_of: Option<NaiveDate>,
+    /// PSI of the score.
+    pub score_psi: f64,
+    /// stable (< 0.1), watch (< 0.25) or shifted.
+    pub verdict: String,
+    /// PSI of each characteristic, largest first.
+    pub characteristics: Vec<CharacteristicPsi>,
+}
+
+/// One characteristic's PSI.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CharacteristicPsi {
+    /// Name.
+    pub name: String,
+    /// PSI.
+    pub psi: f64,
+    /// stable, watch or shifted.
+    pub verdict: String,
 }
 
 /// A score as lenders and merchants see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScoreView {
     /// Merchant.
     pub merchant_id: String,
@@ -70,7 +138,7 @@ pub struct ScoreView {
 }
 
 /// A reason code with its texts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReasonView {
     /// Stable code.
     pub code: String,
@@ -91,6 +159,8 @@ fn bad(what: &str, e: impl std::fmt::Display) -> ApiError {
 impl Engine {
     /// Loads everything; any failure leaves the caller's current engine in place.
     pub fn load(files: &EngineFiles) -> Result<Engine, ApiError> {
+        // Taken before reading, so a file changed during the load is loaded again.
+        let stamp = crate::ops::stamp(files);
         let read =
             |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| bad(&p.display().to_string(), e));
         let policy = Policy::from_toml(&read(&files.policy)?).map_err(|e| bad("policy", e))?;
@@ -142,7 +212,13 @@ impl Engine {
             catalogue,
             rows,
             as_of,
+            stamp,
         })
+    }
+
+    /// The files' modification stamp when they were read.
+    pub fn stamp(&self) -> &Vec<Option<(std::time::SystemTime, u64)>> {
+        &self.stamp
     }
 
     /// Where it was loaded from.
@@ -236,6 +312,109 @@ impl Engine {
         };
         decide(&app, &req, &self.policy, &self.catalogue)
             .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
+    /// What a lender is shown of a merchant, remembered for alerts.
+    pub fn seen(&self, id: &str, lender: &str) -> Option<Seen> {
+        let row = self.rows.get(id)?;
+        let s = row.scored.as_ref().ok()?;
+        Some(Seen {
+            lender: lender.to_owned(),
+            grade: s.grade.clone(),
+            escrow_coverage: row.features.get("escrow_coverage").copied().flatten(),
+        })
+    }
+
+    /// Early-warning alerts for a merchant, against what the lender saw last.
+    pub fn alerts(&self, id: &str, last: Option<&Seen>) -> Result<Vec<Alert>, ApiError> {
+        let row = self.row(id)?;
+        let s = self.scored(id, row)?;
+        let grades: Vec<String> = self
+            .model
+            .master_scale
+            .0
+            .iter()
+            .map(|g| g.name.clone())
+            .collect();
+        let last = last.map(|l| LastSeen {
+            grade: l.grade.clone(),
+            escrow_coverage: l.escrow_coverage,
+        });
+        Ok(alerts(
+            &row.features,
+            &s.grade,
+            &grades,
+            last.as_ref(),
+            &self.policy.alerts,
+        ))
+    }
+
+    /// A merchant's characteristics with display names.
+    pub fn profile(&self, id: &str) -> Result<ProfileView, ApiError> {
+        let row = self.row(id)?;
+        let characteristics = yuanxin_profile::FEATURES
+            .iter()
+            .map(|f| CharacteristicView {
+                name: f.name.to_owned(),
+                name_zh: f.name_zh.to_owned(),
+                name_en: f.name_en.to_owned(),
+                group: format!("{:?}", f.group),
+                unit: f.unit.to_owned(),
+                value: row.features.get(f.name).copied().flatten(),
+                in_model: self.model.features.iter().any(|m| m.name == f.name),
+            })
+            .collect();
+        Ok(ProfileView {
+            merchant_id: id.to_owned(),
+            as_of: row.as_of,
+            industry: row.industry.to_string(),
+            characteristics,
+        })
+    }
+
+    /// Population stability of the merchants served now against the training sample.
+    pub fn stability(&self) -> Result<StabilityView, ApiError> {
+        let base = self.model.baseline.as_ref().ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "model {} carries no training baseline (retrain it to measure stability)",
+                self.model.id
+            ))
+        })?;
+        let scores: Vec<f64> = self
+            .rows
+            .values()
+            .filter_map(|r| r.scored.as_ref().ok())
+            // Scores are whole points when served, as in the baseline.
+            .map(|s| s.score as f64)
+            .collect();
+        let score_psi = base.score.psi(&scores);
+        let mut characteristics: Vec<CharacteristicPsi> = base
+            .characteristics
+            .iter()
+            .map(|(name, d)| {
+                let xs: Vec<f64> = self
+                    .rows
+                    .values()
+                    .map(|r| r.features.get(name).copied().flatten().unwrap_or(f64::NAN))
+                    .collect();
+                let psi = d.psi(&xs);
+                CharacteristicPsi {
+                    name: name.clone(),
+                    psi,
+                    verdict: psi_verdict(psi).to_owned(),
+                }
+            })
+            .collect();
+        characteristics.sort_by(|a, b| b.psi.total_cmp(&a.psi).then(a.name.cmp(&b.name)));
+        Ok(StabilityView {
+            model_id: self.model.id.clone(),
+            baseline_rows: base.rows,
+            current_rows: scores.len() as u64,
+            as_of: self.as_of,
+            score_psi,
+            verdict: psi_verdict(score_psi).to_owned(),
+            characteristics,
+        })
     }
 
     /// The registry's models.

@@ -3,27 +3,35 @@
 //! hash-chained query log in SQLite written before any score or decision leaves.
 //!
 //! Handlers are thin: authenticate, check the role and consent, call one engine function,
-//! log, respond. Every error is RFC 9457 problem+json. The engine sits behind a lock
-//! holding an `Arc`, so a reload swaps it atomically: requests in flight keep the engine
-//! they started with.
+//! log, respond. Every error is RFC 9457 problem+json, including the ones axum produces
+//! itself (405, 413, …), which a last layer rewrites. The engine sits behind a lock holding
+//! an `Arc`, so a reload swaps it atomically: requests in flight keep the engine they
+//! started with. The OpenAPI 3.1 document is generated from the handlers' annotations and
+//! served at `/openapi.json`.
 
+mod config;
+mod db;
 mod engine;
+mod ops;
+mod routes;
 mod store;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::Router;
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use config::ServiceConfig;
+pub use db::Db;
 pub use engine::{Engine, EngineFiles};
-pub use store::{Consent, Dispute, LogEntry, Principal, Store};
+pub use ops::Metrics;
+pub use store::{Consent, Dispute, LogEntry, LogRecord, Principal, Seen, Store};
 
 /// Errors, each rendered as problem+json with its status.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +48,13 @@ pub enum ApiError {
     /// 404.
     #[error("{0}")]
     NotFound(String),
-    /// 503.
+    /// 429, with the seconds after which a retry will be accepted.
+    #[error("rate limit of this API key exceeded; retry after {0} s")]
+    TooManyRequests(u64),
+    /// 503 because the service is at its concurrency limit or a request took too long.
+    #[error("{0}")]
+    Overloaded(String),
+    /// 503 because the engine or database is not ready.
     #[error("{0}")]
     Unavailable(String),
     /// 500.
@@ -48,41 +62,61 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem {
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
     r#type: String,
-    title: &'static str,
+    /// Short summary of the kind.
+    title: String,
+    /// HTTP status.
     status: u16,
+    /// What went wrong in this case.
     detail: String,
+}
+
+/// Renders a problem+json response.
+fn problem(status: StatusCode, slug: &str, detail: String, retry_after: Option<u64>) -> Response {
+    let body = Problem {
+        r#type: format!("https://yuanxin.example/problems/{slug}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut r = (
+        status,
+        [("content-type", "application/problem+json")],
+        bytes,
+    )
+        .into_response();
+    if let Some(s) = retry_after {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(s.max(1)));
+    }
+    r
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, title, slug) = match &self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request", "bad-request"),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized", "unauthorized"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden", "forbidden"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found", "not-found"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Not ready", "not-ready"),
-            ApiError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error",
-                "internal",
-            ),
+        let (status, slug, retry) = match &self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", None),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", None),
+            ApiError::TooManyRequests(s) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate-limited", Some(*s))
+            }
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", Some(1)),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", Some(5)),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
-        let body = Problem {
-            r#type: format!("https://yuanxin.example/problems/{slug}"),
-            title,
-            status: status.as_u16(),
-            detail: self.to_string(),
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        (
-            status,
-            [("content-type", "application/problem+json")],
-            bytes,
-        )
-            .into_response()
+        let mut r = problem(status, slug, self.to_string(), retry);
+        if matches!(self, ApiError::Unauthorized) {
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        r
     }
 }
 
@@ -109,13 +143,53 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     }
 }
 
+/// Query strings whose rejections become 400 problem+json.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e: QueryRejection| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// Path parameters whose rejections become 400 problem+json.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e: PathRejection| ApiError::BadRequest(e.body_text()))
+    }
+}
+
 /// Shared state.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The engine, swapped atomically on reload.
+    /// The engine, swapped atomically on reload; `None` until one has loaded.
     pub engine: Arc<RwLock<Option<Arc<Engine>>>>,
+    /// Where the engine loads from.
+    pub files: EngineFiles,
     /// The database.
-    pub store: Arc<Mutex<Store>>,
+    pub db: Db,
+    /// Settings.
+    pub config: Arc<ServiceConfig>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Per-key rate limits.
+    pub limiter: Arc<ops::RateLimiter>,
+    /// Requests in flight, bounded by the configuration.
+    pub concurrency: Arc<tokio::sync::Semaphore>,
+    /// The OpenAPI document, serialised once.
+    pub openapi: Arc<String>,
     /// Clock (RFC 3339, +08:00); a function so tests could fix it.
     pub now: fn() -> String,
 }
@@ -128,510 +202,81 @@ pub fn now_shanghai() -> String {
 }
 
 impl AppState {
-    fn engine(&self) -> Result<Arc<Engine>, ApiError> {
+    /// State for a configuration, with the engine given (or not yet loaded).
+    pub fn new(
+        config: ServiceConfig,
+        files: EngineFiles,
+        engine: Option<Engine>,
+        db: Db,
+    ) -> Result<AppState, ApiError> {
+        config.check()?;
+        let metrics = Arc::new(Metrics::new());
+        if let Some(e) = &engine {
+            metrics.engine_loaded(e);
+        }
+        let openapi = serde_json::to_string_pretty(&routes::openapi())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(AppState {
+            engine: Arc::new(RwLock::new(engine.map(Arc::new))),
+            files,
+            db,
+            limiter: Arc::new(ops::RateLimiter::new(
+                config.rate_per_second,
+                config.rate_burst,
+            )),
+            concurrency: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
+            config: Arc::new(config),
+            metrics,
+            openapi: Arc::new(openapi),
+            now: now_shanghai,
+        })
+    }
+
+    /// The engine serving now.
+    pub fn engine(&self) -> Result<Arc<Engine>, ApiError> {
         self.engine
             .read()
             .map_err(|_| ApiError::Internal("engine lock poisoned".into()))?
             .clone()
-            .ok_or_else(|| ApiError::Unavailable("the engine is not loaded".into()))
+            .ok_or_else(|| ApiError::Unavailable("the engine is not loaded yet".into()))
     }
 
-    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ApiError> {
-        self.store
-            .lock()
-            .map_err(|_| ApiError::Internal("database lock poisoned".into()))
-    }
-
-    fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let key = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized)?;
-        self.store()?
-            .authenticate(key.trim())?
-            .ok_or(ApiError::Unauthorized)
+    /// Swaps in a new engine; requests in flight finish on the one they hold.
+    pub fn swap(&self, fresh: Engine) -> Result<Arc<Engine>, ApiError> {
+        let fresh = Arc::new(fresh);
+        self.metrics.engine_loaded(&fresh);
+        *self
+            .engine
+            .write()
+            .map_err(|_| ApiError::Internal("engine lock poisoned".into()))? =
+            Some(Arc::clone(&fresh));
+        Ok(fresh)
     }
 }
 
-fn role(p: &Principal, roles: &[&str]) -> Result<(), ApiError> {
-    if roles.contains(&p.role.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "a {} key cannot use this route",
-            p.role
-        )))
-    }
+/// The key id of the caller, filled in by authentication for the request log.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallerSlot(Arc<OnceLock<String>>);
+
+/// The router with every layer.
+pub fn router(state: AppState) -> axum::Router {
+    routes::router(state)
 }
 
-const PURPOSES: [&str; 2] = ["pre_loan", "post_loan"];
-
-fn check_purpose(p: &str) -> Result<(), ApiError> {
-    if PURPOSES.contains(&p) {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "purpose must be pre_loan or post_loan, not {p:?}"
-        )))
-    }
-}
-
-/// Serialises, logs (before anything is sent) and returns the response. If the log write
-/// fails, the request fails.
-#[allow(clippy::too_many_arguments)]
-fn logged<T: Serialize>(
-    st: &AppState,
-    p: &Principal,
-    merchant: &str,
-    action: &str,
-    purpose: &str,
-    consent: Option<i64>,
-    model_id: &str,
-    body: &T,
-) -> Result<Response, ApiError> {
-    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    st.store
-        .lock()
-        .map_err(|_| ApiError::Internal("database lock poisoned".into()))?
-        .log(
-            &(st.now)(),
-            &p.key_id,
-            merchant,
-            action,
-            purpose,
-            consent,
-            "served",
-            model_id,
-            &bytes,
-        )?;
-    Ok(([("content-type", "application/json")], bytes).into_response())
-}
-
-/// The lender's consent for this merchant and purpose, or 403 — and the refusal is logged.
-fn consent_or_refuse(
-    st: &AppState,
-    p: &Principal,
-    merchant: &str,
-    action: &str,
-    purpose: &str,
-    model_id: &str,
-) -> Result<i64, ApiError> {
-    check_purpose(purpose)?;
-    let now = (st.now)();
-    let mut store = st.store()?;
-    match store.valid_consent(merchant, &p.name, purpose, &now)? {
-        Some(id) => Ok(id),
-        None => {
-            let detail = format!(
-                "no valid {purpose} consent from merchant {merchant} to {}",
-                p.name
-            );
-            store.log(
-                &now,
-                &p.key_id,
-                merchant,
-                action,
-                purpose,
-                None,
-                "refused",
-                model_id,
-                detail.as_bytes(),
-            )?;
-            Err(ApiError::Forbidden(detail))
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PurposeQuery {
-    purpose: String,
-}
-
-async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok"}))
-}
-
-async fn readyz(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let e = st.engine()?;
-    st.store()?.ping()?;
-    Ok(axum::Json(
-        serde_json::json!({"status": "ready", "model": e.model_id(), "profiles": e.merchants(), "as_of": e.as_of()}),
-    ))
-}
-
-async fn lender_score(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<PurposeQuery>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    role(&p, &["lender"])?;
-    let e = st.engine()?;
-    let consent = consent_or_refuse(&st, &p, &id, "score", &q.purpose, e.model_id())?;
-    let mut score = e.score(&id)?;
-    score.open_dispute = st.store()?.has_open_dispute(&id)?;
-    logged(
-        &st,
-        &p,
-        &id,
-        "score",
-        &q.purpose,
-        Some(consent),
-        e.model_id(),
-        &score,
-    )
-}
-
-/// An eligibility request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EligibilityBody {
-    /// Amount, yuan.
-    pub amount: Decimal,
-    /// Term, months.
-    pub term_months: u32,
-    /// Loan purpose (working_capital, equipment, renovation, expansion).
-    pub loan_purpose: String,
-    /// A specific product.
-    #[serde(default)]
-    pub product: Option<String>,
-    /// Consent purpose (pre_loan or post_loan).
-    pub purpose: String,
-}
-
-async fn lender_eligibility(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Body(b): Body<EligibilityBody>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    role(&p, &["lender"])?;
-    let e = st.engine()?;
-    let consent = consent_or_refuse(&st, &p, &id, "eligibility", &b.purpose, e.model_id())?;
-    let d = e.decide(
-        &id,
-        b.amount,
-        b.term_months,
-        &b.loan_purpose,
-        b.product.clone(),
-    )?;
-    logged(
-        &st,
-        &p,
-        &id,
-        "eligibility",
-        &b.purpose,
-        Some(consent),
-        e.model_id(),
-        &d,
-    )
-}
-
-fn own(p: &Principal) -> Result<String, ApiError> {
-    role(p, &["merchant"])?;
-    p.merchant_id
-        .clone()
-        .ok_or_else(|| ApiError::Forbidden("this key has no merchant".into()))
-}
-
-async fn my_score(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    let me = own(&p)?;
-    let e = st.engine()?;
-    let mut score = e.score(&me)?;
-    score.open_dispute = st.store()?.has_open_dispute(&me)?;
-    Ok(axum::Json(score).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MyEligibility {
-    amount: Decimal,
-    term_months: u32,
-    #[serde(default = "working_capital")]
-    loan_purpose: String,
-}
-
-fn working_capital() -> String {
-    "working_capital".into()
-}
-
-async fn my_eligibility(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<MyEligibility>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    let me = own(&p)?;
-    let e = st.engine()?;
-    Ok(axum::Json(e.decide(&me, q.amount, q.term_months, &q.loan_purpose, None)?).into_response())
-}
-
-async fn my_queries(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    let me = own(&p)?;
-    let entries = st.store()?.entries(Some(&me))?;
-    Ok(axum::Json(entries).into_response())
-}
-
-/// A consent grant.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantBody {
-    /// Lender institution (as named on its key).
-    pub lender: String,
-    /// pre_loan or post_loan.
-    pub purpose: String,
-    /// Days it lasts (1–366).
-    pub days: u32,
-}
-
-async fn grant(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Body(b): Body<GrantBody>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    let me = own(&p)?;
-    check_purpose(&b.purpose)?;
-    if !(1..=366).contains(&b.days) || b.lender.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "days must be 1–366 and the lender named".into(),
-        ));
-    }
-    let now = (st.now)();
-    let expires = chrono::DateTime::parse_from_rfc3339(&now)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .checked_add_signed(chrono::Duration::days(i64::from(b.days)))
-        .ok_or_else(|| ApiError::BadRequest("expiry out of range".into()))?
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-    let c = st
-        .store()?
-        .grant(&me, &b.lender, &b.purpose, &now, &expires)?;
-    Ok((StatusCode::CREATED, axum::Json(c)).into_response())
-}
-
-async fn my_consents(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    let me = own(&p)?;
-    Ok(axum::Json(st.store()?.consents(&me)?).into_response())
-}
-
-async fn revoke(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    let me = own(&p)?;
-    if st.store()?.revoke_consent(&me, id, &(st.now)())? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::NotFound(format!(
-            "no active consent {id} of yours"
-        )))
-    }
-}
-
-/// A dispute to open.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DisputeBody {
-    /// What is disputed.
-    pub subject: String,
-    /// Why.
-    pub detail: String,
-}
-
-/// Days the platform has to answer an objection (征信业管理条例 art. 25).
-const DISPUTE_DAYS: i64 = 20;
-
-fn plus_days(now: &str, days: i64) -> Result<String, ApiError> {
-    Ok(chrono::DateTime::parse_from_rfc3339(now)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .checked_add_signed(chrono::Duration::days(days))
-        .ok_or_else(|| ApiError::BadRequest("date out of range".into()))?
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
-}
-
-async fn open_dispute(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Body(b): Body<DisputeBody>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    let me = own(&p)?;
-    if b.subject.trim().is_empty() || b.subject.len() > 200 || b.detail.len() > 4000 {
-        return Err(ApiError::BadRequest(
-            "a subject (up to 200 bytes) and a detail (up to 4000) are needed".into(),
-        ));
-    }
-    let now = (st.now)();
-    let d = st.store()?.open_dispute(
-        &me,
-        &b.subject,
-        &b.detail,
-        &now,
-        &plus_days(&now, DISPUTE_DAYS)?,
-    )?;
-    Ok((StatusCode::CREATED, axum::Json(d)).into_response())
-}
-
-async fn my_disputes(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    let me = own(&p)?;
-    Ok(axum::Json(st.store()?.disputes(Some(&me), &(st.now)())?).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DisputeFilter {
-    #[serde(default)]
-    overdue: bool,
-}
-
-async fn all_disputes(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Query(f): Query<DisputeFilter>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    role(&p, &["analyst", "admin"])?;
-    let mut all = st.store()?.disputes(None, &(st.now)())?;
-    if f.overdue {
-        all.retain(|d| d.overdue);
-    }
-    Ok(axum::Json(all).into_response())
-}
-
-/// The platform's answer to a dispute.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnswerBody {
-    /// The answer.
-    pub answer: String,
-}
-
-async fn answer_dispute(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    Body(b): Body<AnswerBody>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    role(&p, &["analyst", "admin"])?;
-    if b.answer.trim().is_empty() {
-        return Err(ApiError::BadRequest("an answer is needed".into()));
-    }
-    if st.store()?.answer_dispute(id, &b.answer, &(st.now)())? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::NotFound(format!("no open dispute {id}")))
-    }
-}
-
-async fn models(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    role(&p, &["analyst", "admin"])?;
-    let e = st.engine()?;
-    Ok(axum::Json(e.models()?).into_response())
-}
-
-async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    role(&p, &["analyst", "admin"])?;
-    let current = st.engine()?;
-    // Build the new engine off the request path's lock; a failure keeps the old one.
-    let files = current.files().clone();
-    let fresh = tokio::task::spawn_blocking(move || Engine::load(&files))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let body = serde_json::json!({"model": fresh.model_id(), "profiles": fresh.merchants(), "as_of": fresh.as_of()});
-    *st.engine
-        .write()
-        .map_err(|_| ApiError::Internal("engine lock poisoned".into()))? = Some(Arc::new(fresh));
-    Ok(axum::Json(body).into_response())
-}
-
-/// A model to promote.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteBody {
-    /// Model id (or file name) in the registry.
-    pub id: String,
-}
-
-async fn promote(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Body(b): Body<PromoteBody>,
-) -> Result<Response, ApiError> {
-    let p = st.principal(&headers)?;
-    role(&p, &["analyst", "admin"])?;
-    let current = st.engine()?;
-    let files = current.files().clone();
-    let previous = current.model_id().to_owned();
-    let id = b.id.clone();
-    // Validate and register, then build the new engine; if it cannot serve, the registry
-    // goes back to the old champion and the old engine keeps serving.
-    let fresh = tokio::task::spawn_blocking(move || -> Result<Engine, ApiError> {
-        let registry = yuanxin_model::registry::Registry::new(&files.models);
-        registry
-            .promote(&id, false)
-            .map_err(|e| ApiError::BadRequest(format!("cannot promote {id}: {e}")))?;
-        Engine::load(&files).inspect_err(|_| {
-            let _ = registry.promote(&previous, false);
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let body = serde_json::json!({"serving": fresh.model_id(), "previous": current.model_id()});
-    *st.engine
-        .write()
-        .map_err(|_| ApiError::Internal("engine lock poisoned".into()))? = Some(Arc::new(fresh));
-    Ok(axum::Json(body).into_response())
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".into())
-}
-
-/// The router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/merchants/{id}/score", get(lender_score))
-        .route("/v1/merchants/{id}/eligibility", post(lender_eligibility))
-        .route("/v1/me/score", get(my_score))
-        .route("/v1/me/eligibility", get(my_eligibility))
-        .route("/v1/me/queries", get(my_queries))
-        .route("/v1/me/consents", get(my_consents).post(grant))
-        .route("/v1/me/consents/{id}", delete(revoke))
-        .route("/v1/me/disputes", get(my_disputes).post(open_dispute))
-        .route("/v1/disputes", get(all_disputes))
-        .route("/v1/disputes/{id}/answer", post(answer_dispute))
-        .route("/v1/models", get(models))
-        .route("/v1/admin/reload", post(reload))
-        .route("/v1/admin/promote", post(promote))
-        .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .with_state(state)
-}
-
-/// Serves until Ctrl-C, draining requests in flight.
+/// Serves until Ctrl-C or SIGTERM, draining requests in flight; watches the engine's files
+/// for changes when configured to.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<(), ApiError> {
+    if state.config.watch_seconds > 0 {
+        tokio::spawn(ops::watch(
+            state.clone(),
+            Duration::from_secs(state.config.watch_seconds),
+        ));
+    }
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .with_graceful_shutdown(ops::shutdown_signal())
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))
 }

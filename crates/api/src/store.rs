@@ -23,10 +23,15 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE disputes (
         id INTEGER PRIMARY KEY, merchant_id TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
         opened_at TEXT NOT NULL, deadline TEXT NOT NULL, answer TEXT, answered_at TEXT);",
+    // What each lender last saw of each merchant, for early-warning alerts.
+    "CREATE TABLE lender_views (
+        lender TEXT NOT NULL, merchant_id TEXT NOT NULL, at TEXT NOT NULL, grade TEXT NOT NULL,
+        escrow_coverage REAL, PRIMARY KEY (lender, merchant_id));
+     CREATE INDEX consents_lender ON consents (lender, purpose);",
 ];
 
 /// A merchant's objection (异议) to its information, to be answered within 20 days.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Dispute {
     /// Id.
     pub id: i64,
@@ -62,7 +67,7 @@ pub struct Principal {
 }
 
 /// A consent from a merchant to a lender.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Consent {
     /// Id.
     pub id: i64,
@@ -80,8 +85,44 @@ pub struct Consent {
     pub revoked_at: Option<String>,
 }
 
+/// A query-log entry to write: the caller's side of a [`LogEntry`].
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Time (RFC 3339).
+    pub at: String,
+    /// Key id of the caller.
+    pub principal: String,
+    /// Merchant concerned.
+    pub merchant_id: String,
+    /// `score`, `eligibility`, …
+    pub action: String,
+    /// Stated purpose.
+    pub purpose: String,
+    /// Consent relied on.
+    pub consent_id: Option<i64>,
+    /// `served` or `refused`.
+    pub outcome: String,
+    /// Model that served.
+    pub model_id: String,
+    /// The response body (only its digest is kept).
+    pub response: Vec<u8>,
+    /// What the lender was shown, remembered for early-warning alerts.
+    pub seen: Option<Seen>,
+}
+
+/// What a lender was last shown of a merchant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    /// Lender institution.
+    pub lender: String,
+    /// Grade served.
+    pub grade: String,
+    /// Escrow coverage in the profile served.
+    pub escrow_coverage: Option<f64>,
+}
+
 /// One query-log entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LogEntry {
     /// Position in the chain.
     pub seq: i64,
@@ -166,7 +207,7 @@ impl Store {
         }
         let conn = Connection::open(path).map_err(db)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
         )
         .map_err(db)?;
         let version: i64 = conn
@@ -260,11 +301,10 @@ impl Store {
     /// Whether a merchant has an open dispute.
     pub fn has_open_dispute(&self, merchant_id: &str) -> Result<bool, ApiError> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM disputes WHERE merchant_id = ?1 AND answer IS NULL)",
-                params![merchant_id],
-                |r| r.get(0),
             )
+            .and_then(|mut st| st.query_row(params![merchant_id], |r| r.get(0)))
             .map_err(db)
     }
 
@@ -348,12 +388,15 @@ impl Store {
         type KeyRow = (String, String, Option<String>, Vec<u8>, Option<String>);
         let row: Option<KeyRow> = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT role, name, merchant_id, key_digest, revoked_at FROM principals WHERE key_id = ?1",
-                params![key_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
-            .optional()
+            .and_then(|mut st| {
+                st.query_row(params![key_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()
+            })
             .map_err(db)?;
         let Some((role, name, merchant_id, stored, revoked)) = row else {
             return Ok(None);
@@ -439,30 +482,28 @@ impl Store {
         now: &str,
     ) -> Result<Option<i64>, ApiError> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id FROM consents WHERE merchant_id = ?1 AND lender = ?2 AND purpose = ?3 AND revoked_at IS NULL
                  AND granted_at <= ?4 AND expires_at > ?4 ORDER BY id DESC LIMIT 1",
-                params![merchant_id, lender, purpose, now],
-                |r| r.get(0),
             )
-            .optional()
+            .and_then(|mut st| {
+                st.query_row(params![merchant_id, lender, purpose, now], |r| r.get(0))
+                    .optional()
+            })
             .map_err(db)
     }
 
-    /// Appends a query-log entry, chained to the last one, in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub fn log(
-        &mut self,
-        at: &str,
-        principal: &str,
-        merchant_id: &str,
-        action: &str,
-        purpose: &str,
-        consent_id: Option<i64>,
-        outcome: &str,
-        model_id: &str,
-        response: &[u8],
-    ) -> Result<LogEntry, ApiError> {
+    /// Appends one query-log entry (see [`Store::log_batch`]).
+    pub fn log(&mut self, record: &LogRecord) -> Result<LogEntry, ApiError> {
+        self.log_batch(std::slice::from_ref(record))?
+            .pop()
+            .ok_or_else(|| ApiError::Internal("the log entry just written is missing".into()))
+    }
+
+    /// Appends query-log entries, each chained to the one before, and records what each
+    /// lender saw, in one transaction: one durable commit (WAL, `synchronous=FULL`) for the
+    /// whole batch. Either every entry is written or none is.
+    pub fn log_batch(&mut self, records: &[LogRecord]) -> Result<Vec<LogEntry>, ApiError> {
         let tx = self.conn.transaction().map_err(db)?;
         let last: Option<(i64, String)> = tx
             .query_row(
@@ -472,36 +513,117 @@ impl Store {
             )
             .optional()
             .map_err(db)?;
-        let (seq, prev_hash) = last.map_or((1, "0".repeat(64)), |(s, h)| (s + 1, h));
-        let mut e = LogEntry {
-            seq,
-            at: at.into(),
-            principal: principal.into(),
-            merchant_id: merchant_id.into(),
-            action: action.into(),
-            purpose: purpose.into(),
-            consent_id,
-            outcome: outcome.into(),
-            model_id: model_id.into(),
-            response_digest: blake3::hash(response).to_hex().to_string(),
-            prev_hash,
-            hash: String::new(),
-        };
-        e.hash = entry_hash(&self.secret, &e);
-        tx.execute(
-            "INSERT INTO query_log (seq, at, principal, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![e.seq, e.at, e.principal, e.merchant_id, e.action, e.purpose, e.consent_id, e.outcome, e.model_id, e.response_digest, e.prev_hash, e.hash],
-        )
-        .map_err(db)?;
+        let (mut seq, mut prev_hash) = last.map_or((0, "0".repeat(64)), |(s, h)| (s, h));
+        let mut out = Vec::with_capacity(records.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO query_log (seq, at, principal, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .map_err(db)?;
+            let mut view = tx
+                .prepare_cached(
+                    "INSERT INTO lender_views (lender, merchant_id, at, grade, escrow_coverage) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(lender, merchant_id) DO UPDATE SET at = excluded.at, grade = excluded.grade, escrow_coverage = excluded.escrow_coverage",
+                )
+                .map_err(db)?;
+            for r in records {
+                seq += 1;
+                let mut e = LogEntry {
+                    seq,
+                    at: r.at.clone(),
+                    principal: r.principal.clone(),
+                    merchant_id: r.merchant_id.clone(),
+                    action: r.action.clone(),
+                    purpose: r.purpose.clone(),
+                    consent_id: r.consent_id,
+                    outcome: r.outcome.clone(),
+                    model_id: r.model_id.clone(),
+                    response_digest: blake3::hash(&r.response).to_hex().to_string(),
+                    prev_hash: std::mem::take(&mut prev_hash),
+                    hash: String::new(),
+                };
+                e.hash = entry_hash(&self.secret, &e);
+                insert
+                    .execute(params![
+                        e.seq,
+                        e.at,
+                        e.principal,
+                        e.merchant_id,
+                        e.action,
+                        e.purpose,
+                        e.consent_id,
+                        e.outcome,
+                        e.model_id,
+                        e.response_digest,
+                        e.prev_hash,
+                        e.hash
+                    ])
+                    .map_err(db)?;
+                if let Some(v) = &r.seen {
+                    view.execute(params![
+                        v.lender,
+                        e.merchant_id,
+                        e.at,
+                        v.grade,
+                        v.escrow_coverage
+                    ])
+                    .map_err(db)?;
+                }
+                prev_hash.clone_from(&e.hash);
+                out.push(e);
+            }
+        }
         // The head of the chain, so a truncated log is detected too.
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('log_head', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![format!("{}:{}", e.seq, e.hash).into_bytes()],
+            params![format!("{seq}:{prev_hash}").into_bytes()],
         )
         .map_err(db)?;
         tx.commit().map_err(db)?;
-        Ok(e)
+        Ok(out)
+    }
+
+    /// What a lender last saw of a merchant.
+    pub fn last_seen(&self, lender: &str, merchant_id: &str) -> Result<Option<Seen>, ApiError> {
+        self.conn
+            .prepare_cached(
+                "SELECT grade, escrow_coverage FROM lender_views WHERE lender = ?1 AND merchant_id = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![lender, merchant_id], |r| {
+                    Ok(Seen {
+                        lender: lender.to_owned(),
+                        grade: r.get(0)?,
+                        escrow_coverage: r.get(1)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(db)
+    }
+
+    /// Merchants with a consent in force to a lender for a purpose.
+    pub fn consenting(
+        &self,
+        lender: &str,
+        purpose: &str,
+        now: &str,
+    ) -> Result<Vec<(String, i64)>, ApiError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT merchant_id, max(id) FROM consents WHERE lender = ?1 AND purpose = ?2 AND revoked_at IS NULL
+                 AND granted_at <= ?3 AND expires_at > ?3 GROUP BY merchant_id ORDER BY merchant_id",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map(params![lender, purpose, now], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
     }
 
     /// Log entries, all or about one merchant, in order.

@@ -1,23 +1,26 @@
 //! `yuanxin serve`, `yuanxin keys` and `yuanxin audit`: the service and its operations.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{bail, Context, Result};
-use yuanxin_api::{now_shanghai, AppState, Engine, EngineFiles, Store};
+use yuanxin_api::{now_shanghai, AppState, Db, Engine, EngineFiles, ServiceConfig, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback by default; port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: String,
+    /// Settings file (TOML; see docs/service.md). `YUANXIN_*` environment variables
+    /// override it, and these flags override both.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long)]
+    addr: Option<String>,
     /// Data folder: policy.toml, catalogue.toml, the database, and demo/ (built when
-    /// missing).
-    #[arg(long, default_value = "data")]
-    data: PathBuf,
-    /// Model registry folder.
-    #[arg(long, default_value = "models")]
-    models: PathBuf,
+    /// missing). Default: data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Model registry folder (default: models).
+    #[arg(long)]
+    models: Option<PathBuf>,
     /// Latest profiles to serve (default: DATA/demo/profiles-latest.parquet, built by the
     /// demo when missing).
     #[arg(long)]
@@ -70,64 +73,88 @@ pub enum AuditCmd {
 const DEMO_LENDER: &str = "ICBC (demo)";
 
 pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
-    let profiles = match &args.profiles {
-        Some(p) => p.clone(),
-        None => {
-            let p = args.data.join("demo/profiles-latest.parquet");
-            if !p.exists() {
-                eprintln!(
-                    "no profiles at {}: building the demo city first",
-                    p.display()
-                );
-                demo(&args.data.join("demo"))?;
-            }
-            p
+    let mut cfg = ServiceConfig::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    if let Some(v) = &args.addr {
+        cfg.addr.clone_from(v);
+    }
+    if let Some(v) = &args.data {
+        cfg.data.clone_from(v);
+    }
+    if let Some(v) = &args.models {
+        cfg.models.clone_from(v);
+    }
+    if args.profiles.is_some() {
+        cfg.profiles.clone_from(&args.profiles);
+    }
+    if args.db.is_some() {
+        cfg.db.clone_from(&args.db);
+    }
+    cfg.check()?;
+    if cfg.log == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_current_span(false)
+            .init();
+    }
+    if cfg.profiles.is_none() && !cfg.profiles_path().exists() {
+        eprintln!(
+            "no profiles at {}: building the demo city first",
+            cfg.profiles_path().display()
+        );
+        demo(&cfg.data.join("demo"))?;
+    }
+    let files = EngineFiles {
+        models: cfg.models.clone(),
+        profiles: cfg.profiles_path(),
+        policy: cfg.data.join("policy.toml"),
+        catalogue: cfg.data.join("catalogue.toml"),
+    };
+    // A service whose files are not there yet still starts, unready, and loads them when
+    // they appear (the watcher) or on an analyst's reload.
+    let engine = match Engine::load(&files) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("not ready: {e}");
+            None
         }
     };
-    let files = EngineFiles {
-        models: args.models.clone(),
-        profiles,
-        policy: args.data.join("policy.toml"),
-        catalogue: args.data.join("catalogue.toml"),
-    };
-    let engine = Engine::load(&files)?;
-    let store = Store::open(
-        &args
-            .db
-            .clone()
-            .unwrap_or_else(|| args.data.join("yuanxin.sqlite")),
-    )?;
+    let db = Db::open(&cfg.db_path())?;
     let now = now_shanghai();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("binding {}", args.addr))?;
+    let no_demo_keys = args.no_demo_keys;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.addr).await.with_context(|| format!("binding {}", cfg.addr))?;
         let addr = listener.local_addr()?;
-        outln!("Yuanxin serving on http://{addr}  (model {}, {} merchants as of {})", engine.model_id(), engine.merchants(), engine.as_of().map(|d| d.to_string()).unwrap_or_default());
-        if !args.no_demo_keys {
-            let merchant = engine.merchant_ids().next().cloned().context("no merchant to issue a demo key for")?;
-            for name in [DEMO_LENDER, "analyst (demo)", "merchant (demo)"] {
-                store.revoke_named(name, &now)?;
-            }
-            let (_, lender) = store.create_key("lender", DEMO_LENDER, None, &now)?;
-            let (_, merchant_key) = store.create_key("merchant", "merchant (demo)", Some(&merchant), &now)?;
-            let (_, analyst) = store.create_key("analyst", "analyst (demo)", None, &now)?;
-            if store.valid_consent(&merchant, DEMO_LENDER, "pre_loan", &now)?.is_none() {
-                let expires = (chrono::Utc::now() + chrono::Duration::days(365)).with_timezone(&yuanxin_domain::shanghai()).to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-                store.grant(&merchant, DEMO_LENDER, "pre_loan", &now, &expires)?;
-            }
-            outln!("demo lender key ({DEMO_LENDER}): {lender}");
-            outln!("demo merchant key ({merchant}, consents to {DEMO_LENDER} for pre_loan): {merchant_key}");
-            outln!("demo analyst key: {analyst}");
-            outln!("demo merchant: {merchant}");
+        match &engine {
+            Some(e) => outln!("Yuanxin serving on http://{addr}  (model {}, {} merchants as of {})", e.model_id(), e.merchants(), e.as_of().map(|d| d.to_string()).unwrap_or_default()),
+            None => outln!("Yuanxin serving on http://{addr}  (not ready: waiting for the model and profiles)"),
         }
-        let state = AppState {
-            engine: Arc::new(RwLock::new(Some(Arc::new(engine)))),
-            store: Arc::new(Mutex::new(store)),
-            now: now_shanghai,
-        };
+        if !no_demo_keys {
+            if let Some(merchant) = engine.as_ref().and_then(|e| e.merchant_ids().next().cloned()) {
+                db.blocking(|store| {
+                    for name in [DEMO_LENDER, "analyst (demo)", "merchant (demo)"] {
+                        store.revoke_named(name, &now)?;
+                    }
+                    let (_, lender) = store.create_key("lender", DEMO_LENDER, None, &now)?;
+                    let (_, merchant_key) = store.create_key("merchant", "merchant (demo)", Some(&merchant), &now)?;
+                    let (_, analyst) = store.create_key("analyst", "analyst (demo)", None, &now)?;
+                    if store.valid_consent(&merchant, DEMO_LENDER, "pre_loan", &now)?.is_none() {
+                        let expires = (chrono::Utc::now() + chrono::Duration::days(365)).with_timezone(&yuanxin_domain::shanghai()).to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+                        store.grant(&merchant, DEMO_LENDER, "pre_loan", &now, &expires)?;
+                    }
+                    outln!("demo lender key ({DEMO_LENDER}): {lender}");
+                    outln!("demo merchant key ({merchant}, consents to {DEMO_LENDER} for pre_loan): {merchant_key}");
+                    outln!("demo analyst key: {analyst}");
+                    outln!("demo merchant: {merchant}");
+                    Ok(())
+                })?;
+            }
+        }
+        let state = AppState::new(cfg, files, engine, db)?;
         yuanxin_api::serve(listener, state).await?;
         Ok::<(), anyhow::Error>(())
     })

@@ -120,6 +120,9 @@ pub struct Policy {
     pub pricing: PricingPolicy,
     /// LPR fixings by effective date.
     pub lpr: Vec<LprFixing>,
+    /// Early-warning thresholds (defaults when absent).
+    #[serde(default)]
+    pub alerts: crate::AlertRules,
 }
 
 /// Where a product or scheme applies: all lists empty = no restriction.

@@ -8,12 +8,14 @@
 //! inputs always give the same decision. Money is `rust_decimal` throughout; the PD enters
 //! as a float from the model and is rounded to six decimals at the boundary.
 
+mod alerts;
 mod calc;
 mod config;
 mod decide;
 mod hints;
 pub mod reasons;
 
+pub use alerts::{alerts, Alert, AlertRules, LastSeen};
 pub use calc::{
     annuity_payment, annuity_principal, credit_limit, price, Limit, LimitInput, Price, PriceInput,
 };

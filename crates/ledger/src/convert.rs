@@ -512,7 +512,7 @@ fn convert_bool(
 /// Parses a timestamp: RFC 3339 with an offset, or a naive `YYYY-MM-DD HH:MM:SS[.fff]`
 /// (also with `T`) read as Asia/Shanghai wall time. Returns ms since the epoch.
 pub(crate) fn parse_ts_text(text: &str) -> Option<Result<i64, &'static str>> {
-    let nanos_ok = |nanos: u32| nanos % 1_000_000 == 0;
+    let nanos_ok = |nanos: u32| nanos.is_multiple_of(1_000_000);
     if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
         return Some(if nanos_ok(dt.timestamp_subsec_nanos()) {
             Ok(dt.timestamp_millis())

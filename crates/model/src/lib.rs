@@ -23,8 +23,8 @@ mod train;
 
 pub use frame::{Column, Frame, Set};
 pub use model::{
-    FeatureInfo, Method, Model, Predictor, Reason, Scored, SetEvaluation, TrainingData, FORMAT,
-    SCHEMA_VERSION,
+    Baseline, FeatureInfo, Method, Model, Predictor, Reason, Scored, SetEvaluation, TrainingData,
+    FORMAT, SCHEMA_VERSION,
 };
 pub use train::{train, Predictions, TrainConfig, Trained};
 

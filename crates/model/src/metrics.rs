@@ -321,8 +321,105 @@ pub fn psi(expected: &[f64], actual: &[f64], bins: usize) -> f64 {
         .sum()
 }
 
+/// A sample's distribution in quantile bins: the reference a later population is compared
+/// with for stability, small enough to keep in a model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Upper-exclusive cut points between bins (bin k holds cuts[k-1] ≤ x < cuts[k]).
+    pub cuts: Vec<f64>,
+    /// Share of all rows in each bin (`cuts.len() + 1` of them).
+    pub shares: Vec<f64>,
+    /// Share of rows with no value.
+    pub missing: f64,
+}
+
+impl Distribution {
+    /// The distribution of `values` (NaN = missing) in up to `bins` quantile bins.
+    pub fn of(values: &[f64], bins: usize) -> Distribution {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+        sorted.sort_by(f64::total_cmp);
+        let mut cuts: Vec<f64> = Vec::new();
+        if let Some(&lo) = sorted.first() {
+            for q in 1..bins.max(1) {
+                let c = sorted[q * sorted.len() / bins];
+                if c > lo && cuts.last().is_none_or(|&l| c > l) {
+                    cuts.push(c);
+                }
+            }
+        }
+        let (shares, missing) = Self::shares_of(&cuts, values);
+        Distribution {
+            cuts,
+            shares,
+            missing,
+        }
+    }
+
+    fn shares_of(cuts: &[f64], values: &[f64]) -> (Vec<f64>, f64) {
+        let mut counts = vec![0u64; cuts.len() + 1];
+        let mut missing = 0u64;
+        for &x in values {
+            if x.is_nan() {
+                missing += 1;
+            } else {
+                counts[cuts.partition_point(|&c| c <= x)] += 1;
+            }
+        }
+        let n = values.len().max(1) as f64;
+        (
+            counts.into_iter().map(|c| c as f64 / n).collect(),
+            missing as f64 / n,
+        )
+    }
+
+    /// Population stability index of `actual` against this distribution, over its bins and
+    /// the missing bin. Empty shares are floored at 0.0001 so the index stays finite; a bin
+    /// empty on both sides adds nothing.
+    pub fn psi(&self, actual: &[f64]) -> f64 {
+        if actual.is_empty() {
+            return 0.0;
+        }
+        let (shares, missing) = Self::shares_of(&self.cuts, actual);
+        self.shares
+            .iter()
+            .chain(std::iter::once(&self.missing))
+            .zip(shares.iter().chain(std::iter::once(&missing)))
+            .filter(|(&e, &a)| e > 0.0 || a > 0.0)
+            .map(|(&e, &a)| {
+                let (e, a) = (e.max(1e-4), a.max(1e-4));
+                (a - e) * (a / e).ln()
+            })
+            .sum()
+    }
+}
+
+/// The usual reading of a PSI: below 0.1 stable, to 0.25 a shift worth watching, above
+/// that a shift that calls for review.
+pub fn psi_verdict(v: f64) -> &'static str {
+    if v < 0.1 {
+        "stable"
+    } else if v < 0.25 {
+        "watch"
+    } else {
+        "shifted"
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stored_distribution_gives_zero_psi_on_its_own_sample_and_counts_missing() {
+        let xs: Vec<f64> = (0..1000).map(|i| f64::from(i % 97)).collect();
+        let d = Distribution::of(&xs, 10);
+        assert!(d.psi(&xs).abs() < 1e-12);
+        assert!((d.shares.iter().sum::<f64>() + d.missing - 1.0).abs() < 1e-9);
+        let mut shifted = xs.clone();
+        shifted.iter_mut().take(300).for_each(|x| *x = f64::NAN);
+        assert!(d.psi(&shifted) > 0.25, "30 % newly missing is a shift");
+        let higher: Vec<f64> = xs.iter().map(|x| x + 40.0).collect();
+        assert!(d.psi(&higher) > d.psi(&xs) + 0.25);
+    }
+
     use super::*;
 
     #[test]

@@ -131,6 +131,22 @@ pub struct Model {
     pub training: TrainingData,
     /// Evaluation per set.
     pub evaluation: Vec<SetEvaluation>,
+    /// The training rows' distributions of score and characteristics, the reference for
+    /// population stability (absent in files written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+}
+
+/// The training sample's distributions, kept with the model so stability can be measured
+/// wherever the model serves, without the training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Rows it was taken from (the training set).
+    pub rows: u64,
+    /// Scores, in deciles.
+    pub score: crate::metrics::Distribution,
+    /// Each numeric characteristic the model reads, in model order.
+    pub characteristics: Vec<(String, crate::metrics::Distribution)>,
 }
 
 /// A reason code: a characteristic that cost the row points.

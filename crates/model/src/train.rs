@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::binning::{BinningParams, Trend, Value};
 use crate::boost::{self, BoostParams};
 use crate::frame::{split_column, Column, Frame, Set};
-use crate::metrics::evaluate;
-use crate::model::{FeatureInfo, Method, Model, Predictor, SetEvaluation, TrainingData};
+use crate::metrics::{evaluate, Distribution};
+use crate::model::{Baseline, FeatureInfo, Method, Model, Predictor, SetEvaluation, TrainingData};
 use crate::scale::{Calibration, MasterScale, Scaling};
 use crate::scorecard::ScorecardParams;
 use crate::{take, ModelError, Sample};
@@ -436,6 +436,7 @@ pub fn train(
             as_of_max: if is_panel { max_as_of(frame) } else { None },
         },
         evaluation: Vec::new(),
+        baseline: None,
     };
     // The scorecard's PD is recalibrated on its training rows (a ≈ 0, b ≈ 1 unless the L2
     // penalty shrank it); boosted trees minimise the log-loss itself, and their training
@@ -474,6 +475,9 @@ pub fn train(
             set: set.into(),
             evaluation: evaluate(&pd, &y, seg.as_deref()),
         });
+        if set == "train" {
+            model.baseline = Some(baseline(&model, frame, rows, &score));
+        }
         sets.push(Predictions {
             set: set.into(),
             score,
@@ -531,6 +535,29 @@ fn logits_of(
         }
     }
     Ok((z, y))
+}
+
+/// The training rows' score deciles and each numeric characteristic's deciles.
+fn baseline(model: &Model, frame: &Frame, rows: &[usize], score: &[f64]) -> Baseline {
+    let characteristics = model
+        .features
+        .iter()
+        .filter(|f| !f.categorical)
+        .filter_map(|f| match frame.column(&f.name) {
+            Some(Column::Num(v)) => {
+                let xs: Vec<f64> = rows.iter().map(|&i| v[i]).collect();
+                Some((f.name.clone(), Distribution::of(&xs, 10)))
+            }
+            _ => None,
+        })
+        .collect();
+    // Whole points, as scores are served.
+    let score: Vec<f64> = score.iter().map(|s| s.round()).collect();
+    Baseline {
+        rows: score.len() as u64,
+        score: Distribution::of(&score, 10),
+        characteristics,
+    }
 }
 
 fn max_as_of(frame: &Frame) -> Option<String> {

@@ -1,0 +1,214 @@
+//! The service's settings: defaults, then a TOML file, then `YUANXIN_*` environment
+//! variables, then command-line flags (applied by the binary), each overriding the one
+//! before. Unknown keys in the file are errors, so a misspelt setting is never silently
+//! ignored.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ApiError;
+
+/// Everything `yuanxin serve` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Address to listen on (loopback by default; port 0 picks a free one).
+    pub addr: String,
+    /// Data folder: policy.toml, catalogue.toml, the database and demo/.
+    pub data: PathBuf,
+    /// Model registry folder.
+    pub models: PathBuf,
+    /// Latest profiles (default: DATA/demo/profiles-latest.parquet).
+    pub profiles: Option<PathBuf>,
+    /// SQLite database (default: DATA/yuanxin.sqlite).
+    pub db: Option<PathBuf>,
+    /// Seconds a request may take before it is answered 503.
+    pub timeout_seconds: u64,
+    /// Requests handled at once; more are answered 503 with `Retry-After`.
+    pub max_concurrency: usize,
+    /// Requests per second each API key may make on average.
+    pub rate_per_second: f64,
+    /// Requests each API key may make in a burst.
+    pub rate_burst: f64,
+    /// Merchants one batch-scoring request may name.
+    pub batch_max: usize,
+    /// Seconds between checks of the profiles, registry, policy and catalogue files for
+    /// changes (0: no watching; reload by the analyst call only).
+    pub watch_seconds: u64,
+    /// Request log: `json` (one JSON object per line on standard error) or `off`.
+    pub log: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            addr: "127.0.0.1:8080".into(),
+            data: "data".into(),
+            models: "models".into(),
+            profiles: None,
+            db: None,
+            timeout_seconds: 10,
+            max_concurrency: 512,
+            rate_per_second: 1000.0,
+            rate_burst: 2000.0,
+            batch_max: 500,
+            watch_seconds: 5,
+            log: "json".into(),
+        }
+    }
+}
+
+fn bad(what: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("configuration: {what}"))
+}
+
+fn parse<T: FromStr>(name: &str, v: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse().map_err(|e| bad(format!("{name}={v:?}: {e}")))
+}
+
+impl ServiceConfig {
+    /// Defaults, overridden by the file (if any), overridden by the environment as read by
+    /// `env` (the real one is `|k| std::env::var(k).ok()`).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ServiceConfig, ApiError> {
+        let mut c = match file {
+            Some(f) => {
+                let text =
+                    std::fs::read_to_string(f).map_err(|e| bad(format!("{}: {e}", f.display())))?;
+                toml::from_str(&text).map_err(|e| bad(format!("{}: {e}", f.display())))?
+            }
+            None => ServiceConfig::default(),
+        };
+        let get = |k: &str| env(&format!("YUANXIN_{k}")).filter(|v| !v.is_empty());
+        if let Some(v) = get("ADDR") {
+            c.addr = v;
+        }
+        if let Some(v) = get("DATA") {
+            c.data = v.into();
+        }
+        if let Some(v) = get("MODELS") {
+            c.models = v.into();
+        }
+        if let Some(v) = get("PROFILES") {
+            c.profiles = Some(v.into());
+        }
+        if let Some(v) = get("DB") {
+            c.db = Some(v.into());
+        }
+        if let Some(v) = get("TIMEOUT_SECONDS") {
+            c.timeout_seconds = parse("YUANXIN_TIMEOUT_SECONDS", &v)?;
+        }
+        if let Some(v) = get("MAX_CONCURRENCY") {
+            c.max_concurrency = parse("YUANXIN_MAX_CONCURRENCY", &v)?;
+        }
+        if let Some(v) = get("RATE_PER_SECOND") {
+            c.rate_per_second = parse("YUANXIN_RATE_PER_SECOND", &v)?;
+        }
+        if let Some(v) = get("RATE_BURST") {
+            c.rate_burst = parse("YUANXIN_RATE_BURST", &v)?;
+        }
+        if let Some(v) = get("BATCH_MAX") {
+            c.batch_max = parse("YUANXIN_BATCH_MAX", &v)?;
+        }
+        if let Some(v) = get("WATCH_SECONDS") {
+            c.watch_seconds = parse("YUANXIN_WATCH_SECONDS", &v)?;
+        }
+        if let Some(v) = get("LOG") {
+            c.log = v;
+        }
+        Ok(c)
+    }
+
+    /// Checks the values make sense together.
+    pub fn check(&self) -> Result<(), ApiError> {
+        if self.timeout_seconds == 0 {
+            return Err(bad("timeout_seconds must be at least 1"));
+        }
+        if self.max_concurrency == 0 {
+            return Err(bad("max_concurrency must be at least 1"));
+        }
+        if !(self.rate_per_second.is_finite() && self.rate_per_second > 0.0) {
+            return Err(bad("rate_per_second must be positive"));
+        }
+        if !(self.rate_burst.is_finite() && self.rate_burst >= 1.0) {
+            return Err(bad("rate_burst must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.batch_max) {
+            return Err(bad("batch_max must be 1–10000"));
+        }
+        if !["json", "off"].contains(&self.log.as_str()) {
+            return Err(bad(format!("log must be json or off, not {:?}", self.log)));
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| self.data.join("yuanxin.sqlite"))
+    }
+
+    /// The profiles file.
+    pub fn profiles_path(&self) -> PathBuf {
+        self.profiles
+            .clone()
+            .unwrap_or_else(|| self.data.join("demo/profiles-latest.parquet"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_the_defaults() -> Result<(), ApiError> {
+        let dir = tempfile::tempdir().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let f = dir.path().join("serve.toml");
+        std::fs::write(
+            &f,
+            "addr = \"127.0.0.1:9000\"\nrate_per_second = 5.0\nbatch_max = 20\n",
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let c = ServiceConfig::load(Some(&f), |k| {
+            (k == "YUANXIN_BATCH_MAX").then(|| "30".to_owned())
+        })?;
+        assert_eq!(c.addr, "127.0.0.1:9000");
+        assert_eq!(c.rate_per_second, 5.0);
+        assert_eq!(c.batch_max, 30, "the environment wins over the file");
+        assert_eq!(c.timeout_seconds, 10, "unset keys keep their defaults");
+        c.check()
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() -> Result<(), ApiError> {
+        let dir = tempfile::tempdir().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let f = dir.path().join("serve.toml");
+        std::fs::write(&f, "adr = \"x\"\n").map_err(|e| ApiError::Internal(e.to_string()))?;
+        let e = ServiceConfig::load(Some(&f), |_| None);
+        assert!(
+            matches!(&e, Err(ApiError::BadRequest(m)) if m.contains("adr")),
+            "{e:?}"
+        );
+        let e = ServiceConfig::load(None, |k| {
+            (k == "YUANXIN_MAX_CONCURRENCY").then(|| "many".to_owned())
+        });
+        assert!(
+            matches!(&e, Err(ApiError::BadRequest(m)) if m.contains("YUANXIN_MAX_CONCURRENCY")),
+            "{e:?}"
+        );
+        let c = ServiceConfig {
+            max_concurrency: 0,
+            ..ServiceConfig::default()
+        };
+        assert!(c.check().is_err());
+        Ok(())
+    }
+}

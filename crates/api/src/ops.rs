@@ -1,0 +1,463 @@
+//! Operations: the layers every request passes (request log, metrics, concurrency limit,
+//! timeout, problem+json for axum's own errors), per-key rate limits, Prometheus metrics,
+//! the watcher that reloads the engine when its files change, and shutdown signals.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::{problem, ApiError, AppState, CallerSlot, Engine};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The service's metrics. Labels carry routes as templates (`/v1/merchants/{id}/score`),
+/// never merchant ids or keys.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+    in_flight_max: Gauge,
+    inside: std::sync::atomic::AtomicI64,
+    high: std::sync::atomic::AtomicI64,
+    rejected: Family<OutcomeLabels, Counter>,
+    log_entries: Family<OutcomeLabels, Counter>,
+    reloads: Family<OutcomeLabels, Counter>,
+    model: Family<ModelLabels, Gauge>,
+    profiles: Gauge,
+    next_id: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("yuanxin");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let in_flight = Gauge::default();
+        let in_flight_max = Gauge::default();
+        let rejected = Family::<OutcomeLabels, Counter>::default();
+        let log_entries = Family::<OutcomeLabels, Counter>::default();
+        let reloads = Family::<OutcomeLabels, Counter>::default();
+        let model = Family::<ModelLabels, Gauge>::default();
+        let profiles = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer, by route template",
+            latency.clone(),
+        );
+        registry.register(
+            "http_in_flight",
+            "Requests being handled now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "http_in_flight_max",
+            "Most requests ever inside the handlers at once (never above max_concurrency)",
+            in_flight_max.clone(),
+        );
+        registry.register(
+            "http_rejected",
+            "Requests turned away before a handler: overloaded, timeout, rate_limited",
+            rejected.clone(),
+        );
+        registry.register(
+            "query_log_entries",
+            "Query-log entries committed, by outcome (served, refused)",
+            log_entries.clone(),
+        );
+        registry.register(
+            "engine_reloads",
+            "Engine loads after start-up, by result (ok, failed)",
+            reloads.clone(),
+        );
+        registry.register(
+            "model_serving",
+            "1 for the model serving now",
+            model.clone(),
+        );
+        registry.register(
+            "profiles_loaded",
+            "Merchants with a profile in the serving engine",
+            profiles.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            in_flight_max,
+            inside: std::sync::atomic::AtomicI64::new(0),
+            high: std::sync::atomic::AtomicI64::new(0),
+            rejected,
+            log_entries,
+            reloads,
+            model,
+            profiles,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Records that an engine now serves.
+    pub fn engine_loaded(&self, e: &Engine) {
+        self.model.clear();
+        self.model
+            .get_or_create(&ModelLabels {
+                model: e.model_id().to_owned(),
+            })
+            .set(1);
+        self.profiles
+            .set(i64::try_from(e.merchants()).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a reload.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&OutcomeLabels {
+                outcome: if ok { "ok" } else { "failed" }.into(),
+            })
+            .inc();
+    }
+
+    /// Counts committed log entries.
+    pub fn logged(&self, outcome: &str, n: u64) {
+        self.log_entries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc_by(n);
+    }
+
+    fn reject(&self, why: &str) {
+        self.rejected
+            .get_or_create(&OutcomeLabels {
+                outcome: why.into(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Result<String, ApiError> {
+        self.in_flight_max.set(self.high.load(Ordering::SeqCst));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(out)
+    }
+}
+
+/// Token buckets per API key: `rate` tokens a second up to `burst`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// A limiter.
+    pub fn new(rate: f64, burst: f64) -> RateLimiter {
+        RateLimiter {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `key`, or says how many whole seconds until one is there.
+    pub fn take(&self, key: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut b = self
+            .buckets
+            .lock()
+            .map_err(|_| ApiError::Internal("rate-limit lock poisoned".into()))?;
+        let (tokens, last) = b.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - *tokens) / self.rate).ceil();
+            // `wait` is positive and finite (rate > 0 is checked with the configuration).
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Err(ApiError::TooManyRequests((wait as u64).max(1)))
+        }
+    }
+}
+
+/// The outermost layer: request id, JSON request log, metrics, the concurrency limit and
+/// the timeout. The limit is a semaphore with `max_concurrency` permits taken without
+/// waiting, so no more requests than that are ever inside the handlers at once; the rest
+/// are answered 503 with `Retry-After`.
+pub(crate) async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = st.metrics.next_id.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let slot = CallerSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let permit = Arc::clone(&st.concurrency).try_acquire_owned();
+    let mut resp = match permit {
+        Err(_) => {
+            st.metrics.reject("overloaded");
+            ApiError::Overloaded(format!(
+                "the service is at its limit of {} requests at once",
+                st.config.max_concurrency
+            ))
+            .into_response()
+        }
+        Ok(permit) => {
+            let n = st.metrics.inside.fetch_add(1, Ordering::SeqCst) + 1;
+            st.metrics.in_flight.set(n);
+            st.metrics.high.fetch_max(n, Ordering::SeqCst);
+            let timeout = Duration::from_secs(st.config.timeout_seconds);
+            let r = match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    st.metrics.reject("timeout");
+                    ApiError::Overloaded(format!(
+                        "the request took longer than {} s",
+                        st.config.timeout_seconds
+                    ))
+                    .into_response()
+                }
+            };
+            let n = st.metrics.inside.fetch_sub(1, Ordering::SeqCst) - 1;
+            st.metrics.in_flight.set(n);
+            drop(permit);
+            r
+        }
+    };
+    resp = as_problem(resp);
+    let status = resp.status().as_u16();
+    if status == 429 {
+        st.metrics.reject("rate_limited");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    st.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    st.metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(secs);
+    if st.config.log == "json" {
+        tracing::info!(
+            target: "yuanxin::http",
+            request_id = id,
+            method = %method,
+            route = %route,
+            status,
+            ms = secs * 1000.0,
+            key_id = slot.0.get().map_or("", String::as_str),
+            "request"
+        );
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// axum answers some errors itself (405, 413, 415 …) with plain text or nothing: turn
+/// every error that is not problem+json yet into problem+json.
+fn as_problem(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if status.as_u16() < 400 || is_problem {
+        return resp;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not take that method",
+        StatusCode::PAYLOAD_TOO_LARGE => "the body is larger than 64 KiB",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "the body must be application/json",
+        _ => "the request cannot be served",
+    };
+    let slug = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_lowercase()
+        .replace(' ', "-");
+    let mut out = problem(status, &slug, detail.to_owned(), None);
+    for (k, v) in resp.headers() {
+        if k != "content-type" && k != "content-length" {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// The modification stamp of the engine's files, to notice a change.
+pub(crate) fn stamp(files: &crate::EngineFiles) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    let registry = files.models.join("registry.json");
+    [&files.profiles, &registry, &files.policy, &files.catalogue]
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+/// Loads a fresh engine from the files, off the async threads, and swaps it in.
+pub(crate) async fn reload(st: &AppState) -> Result<Arc<Engine>, ApiError> {
+    let files = st.files.clone();
+    let fresh = tokio::task::spawn_blocking(move || Engine::load(&files))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match fresh {
+        Ok(e) => {
+            st.metrics.reloaded(true);
+            let e = st.swap(e)?;
+            tracing::info!(target: "yuanxin::engine", model = e.model_id(), profiles = e.merchants(), "engine loaded");
+            Ok(e)
+        }
+        Err(err) => {
+            st.metrics.reloaded(false);
+            tracing::warn!(target: "yuanxin::engine", error = %err, "engine load failed; the current one keeps serving");
+            Err(err)
+        }
+    }
+}
+
+/// Every `every`, reloads the engine if its files changed since it was loaded (or if none
+/// is loaded yet). A load that fails leaves the serving engine in place and is retried
+/// at the next change.
+pub(crate) async fn watch(st: AppState, every: Duration) {
+    let mut seen = None;
+    if let Ok(e) = st.engine() {
+        seen = Some(e.stamp().clone());
+    }
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let now = stamp(&st.files);
+        if seen.as_ref() == Some(&now) {
+            continue;
+        }
+        // Wait for writers to finish: act only once the stamp holds still for a tick.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if stamp(&st.files) != now {
+            continue;
+        }
+        seen = Some(now);
+        let _ = reload(&st).await;
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!(target: "yuanxin::http", "shutting down: draining requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_refill_at_the_rate_and_say_when_to_retry() {
+        let l = RateLimiter::new(1.0, 2.0);
+        assert!(l.take("a").is_ok());
+        assert!(l.take("a").is_ok());
+        assert!(matches!(l.take("a"), Err(ApiError::TooManyRequests(1))));
+        assert!(l.take("b").is_ok(), "keys have their own buckets");
+    }
+
+    #[test]
+    fn metrics_render_without_merchant_ids() -> Result<(), ApiError> {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                method: "GET".into(),
+                route: "/v1/merchants/{id}/score".into(),
+                status: 200,
+            })
+            .inc();
+        let text = m.render()?;
+        assert!(text.contains("yuanxin_http_requests_total{method=\"GET\",route=\"/v1/merchants/{id}/score\",status=\"200\"} 1"), "{text}");
+        Ok(())
+    }
+}
