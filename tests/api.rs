@@ -868,7 +868,16 @@ fn a_model_swap_under_concurrent_requests_fails_none_of_them() {
     use std::sync::Arc;
 
     let tmp = tempfile::tempdir().unwrap();
-    let srv = start(tmp.path(), &fixture().latest, &[], &[]);
+    // Rate limits are not what this test is about.
+    let srv = start(
+        tmp.path(),
+        &fixture().latest,
+        &[],
+        &[
+            ("YUANXIN_RATE_PER_SECOND", "1000000000"),
+            ("YUANXIN_RATE_BURST", "1000000000"),
+        ],
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for t in 0..4 {

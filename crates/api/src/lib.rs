@@ -111,6 +111,9 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", Some(5)),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
+        if let ApiError::Internal(why) = &self {
+            tracing::error!(target: "yuanxin::http", error = %why, "internal error");
+        }
         let mut r = problem(status, slug, self.to_string(), retry);
         if matches!(self, ApiError::Unauthorized) {
             r.headers_mut()
@@ -186,6 +189,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Per-key rate limits.
     pub limiter: Arc<ops::RateLimiter>,
+    /// What lenders were last shown, as the database holds it.
+    pub seen: Arc<ops::SeenCache>,
     /// Requests in flight, bounded by the configuration.
     pub concurrency: Arc<tokio::sync::Semaphore>,
     /// The OpenAPI document, serialised once.
@@ -224,6 +229,7 @@ impl AppState {
                 config.rate_per_second,
                 config.rate_burst,
             )),
+            seen: Arc::new(ops::SeenCache::default()),
             concurrency: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
             config: Arc::new(config),
             metrics,

@@ -196,6 +196,53 @@ impl Metrics {
     }
 }
 
+/// What each lender was last shown of each merchant, as written to the database: lets a
+/// served query skip rewriting an unchanged view. Updated only after a successful commit,
+/// so it never claims more than the database holds.
+#[derive(Debug, Default)]
+pub struct SeenCache(Mutex<HashMap<SeenKey, SeenValue>>);
+
+/// Lender and merchant.
+type SeenKey = (String, String);
+/// Grade and escrow coverage (as bits, to compare exactly).
+type SeenValue = (String, Option<u64>);
+
+impl SeenCache {
+    fn key(seen: &crate::Seen, merchant: &str) -> (SeenKey, SeenValue) {
+        (
+            (seen.lender.clone(), merchant.to_owned()),
+            (seen.grade.clone(), seen.escrow_coverage.map(f64::to_bits)),
+        )
+    }
+
+    /// The view to write: `None` when the database already holds it.
+    pub fn changed(
+        &self,
+        seen: Option<&crate::Seen>,
+        merchant: &str,
+    ) -> Result<Option<crate::Seen>, ApiError> {
+        let Some(s) = seen else { return Ok(None) };
+        let (k, v) = Self::key(s, merchant);
+        let map = self
+            .0
+            .lock()
+            .map_err(|_| ApiError::Internal("seen cache poisoned".into()))?;
+        Ok((map.get(&k) != Some(&v)).then(|| s.clone()))
+    }
+
+    /// Records a view the database now holds.
+    pub fn remember(&self, seen: Option<&crate::Seen>, merchant: &str) -> Result<(), ApiError> {
+        if let Some(s) = seen {
+            let (k, v) = Self::key(s, merchant);
+            self.0
+                .lock()
+                .map_err(|_| ApiError::Internal("seen cache poisoned".into()))?
+                .insert(k, v);
+        }
+        Ok(())
+    }
+}
+
 /// Token buckets per API key: `rate` tokens a second up to `burst`.
 #[derive(Debug)]
 pub struct RateLimiter {

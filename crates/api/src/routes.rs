@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::engine::{ProfileView, ScoreView, StabilityView};
-use crate::store::{Consent, Dispute, LogEntry, LogRecord, Principal, Seen};
+use crate::store::{digest, Consent, Dispute, LogEntry, LogRecord, Principal, Seen};
 use crate::{ops, ApiError, AppState, Body, CallerSlot, Engine, Path, Problem, Query};
 
 /// The caller, authenticated by its API key and within its rate limit.
@@ -33,8 +33,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthorized)?;
         let p = st
             .db
-            .call(move |s| s.authenticate(&key))
-            .await?
+            .read(|s| s.authenticate(&key))?
             .ok_or(ApiError::Unauthorized)?;
         if let Some(slot) = parts.extensions.get::<CallerSlot>() {
             let _ = slot.0.set(p.key_id.clone());
@@ -94,7 +93,7 @@ struct Served<'a> {
 }
 
 impl Served<'_> {
-    fn record(&self, outcome: &str, at: String, response: Vec<u8>) -> LogRecord {
+    fn record(&self, outcome: &str, at: String, response: &[u8]) -> LogRecord {
         LogRecord {
             at,
             principal: self.lender.key_id.clone(),
@@ -104,7 +103,7 @@ impl Served<'_> {
             consent_id: self.consent,
             outcome: outcome.to_owned(),
             model_id: self.model_id.to_owned(),
-            response,
+            response_digest: digest(response),
             seen: self.seen.clone(),
         }
     }
@@ -113,10 +112,15 @@ impl Served<'_> {
 /// Logs the response (committed before anything is sent) and returns it. If the log write
 /// fails, the request fails.
 async fn logged(st: &AppState, q: Served<'_>, bytes: Vec<u8>) -> Result<Response, ApiError> {
-    st.db
-        .log(q.record("served", (st.now)(), bytes.clone()))
-        .await?;
+    // What the lender is shown is written with the entry only when it changed.
+    let shown = q.seen.clone();
+    let q = Served {
+        seen: st.seen.changed(shown.as_ref(), q.merchant)?,
+        ..q
+    };
+    st.db.log(q.record("served", (st.now)(), &bytes)).await?;
     st.metrics.logged("served", 1);
+    st.seen.remember(shown.as_ref(), q.merchant)?;
     Ok(respond(StatusCode::OK, bytes))
 }
 
@@ -125,21 +129,12 @@ async fn logged(st: &AppState, q: Served<'_>, bytes: Vec<u8>) -> Result<Response
 async fn consent_or_refuse(st: &AppState, q: &Served<'_>) -> Result<(i64, bool), ApiError> {
     check_purpose(q.purpose)?;
     let now = (st.now)();
-    let (merchant, lender, purpose, at) = (
-        q.merchant.to_owned(),
-        q.lender.name.clone(),
-        q.purpose.to_owned(),
-        now.clone(),
-    );
-    let (consent, dispute) = st
-        .db
-        .call(move |s| {
-            Ok((
-                s.valid_consent(&merchant, &lender, &purpose, &at)?,
-                s.has_open_dispute(&merchant)?,
-            ))
-        })
-        .await?;
+    let (consent, dispute) = st.db.read(|s| {
+        Ok((
+            s.valid_consent(q.merchant, &q.lender.name, q.purpose, &now)?,
+            s.has_open_dispute(q.merchant)?,
+        ))
+    })?;
     match consent {
         Some(id) => Ok((id, dispute)),
         None => {
@@ -148,7 +143,7 @@ async fn consent_or_refuse(st: &AppState, q: &Served<'_>) -> Result<(i64, bool),
                 q.purpose, q.merchant, q.lender.name
             );
             st.db
-                .log(q.record("refused", now, detail.clone().into_bytes()))
+                .log(q.record("refused", now, detail.as_bytes()))
                 .await?;
             st.metrics.logged("refused", 1);
             Err(ApiError::Forbidden(detail))
@@ -412,7 +407,7 @@ async fn batch_score(
                     "no valid {} consent from merchant {id} to {}",
                     b.purpose, p.name
                 );
-                records.push(served.record("refused", now.clone(), detail.clone().into_bytes()));
+                records.push(served.record("refused", now.clone(), detail.as_bytes()));
                 BatchItem {
                     merchant_id: id.clone(),
                     status: "refused".into(),
@@ -423,7 +418,7 @@ async fn batch_score(
             Some(_) => match e.score(id) {
                 Ok(mut s) => {
                     s.open_dispute = dispute;
-                    records.push(served.record("served", now.clone(), json(&s)?));
+                    records.push(served.record("served", now.clone(), &json(&s)?));
                     BatchItem {
                         merchant_id: id.clone(),
                         status: "served".into(),
@@ -534,7 +529,7 @@ async fn lender_alerts(
             model_id: e.model_id(),
             seen,
         };
-        records.push(served.record("served", now.clone(), json(&item)?));
+        records.push(served.record("served", now.clone(), &json(&item)?));
         out.push(item);
     }
     let n = records.len() as u64;
@@ -553,8 +548,7 @@ async fn my_score(State(st): State<AppState>, Caller(p): Caller) -> Result<Respo
     let me = own(&p)?;
     let e = st.engine()?;
     let mut score = e.score(&me)?;
-    let id = me.clone();
-    score.open_dispute = st.db.call(move |s| s.has_open_dispute(&id)).await?;
+    score.open_dispute = st.db.read(|s| s.has_open_dispute(&me))?;
     Ok(respond(StatusCode::OK, json(&score)?))
 }
 

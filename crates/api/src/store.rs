@@ -28,6 +28,8 @@ const MIGRATIONS: &[&str] = &[
         lender TEXT NOT NULL, merchant_id TEXT NOT NULL, at TEXT NOT NULL, grade TEXT NOT NULL,
         escrow_coverage REAL, PRIMARY KEY (lender, merchant_id));
      CREATE INDEX consents_lender ON consents (lender, purpose);",
+    "CREATE INDEX consents_merchant ON consents (merchant_id, lender, purpose);
+     CREATE INDEX disputes_merchant ON disputes (merchant_id);",
 ];
 
 /// A merchant's objection (异议) to its information, to be answered within 20 days.
@@ -85,6 +87,11 @@ pub struct Consent {
     pub revoked_at: Option<String>,
 }
 
+/// BLAKE3 of a response body, as the log keeps it.
+pub fn digest(body: &[u8]) -> String {
+    blake3::hash(body).to_hex().to_string()
+}
+
 /// A query-log entry to write: the caller's side of a [`LogEntry`].
 #[derive(Debug, Clone)]
 pub struct LogRecord {
@@ -104,8 +111,8 @@ pub struct LogRecord {
     pub outcome: String,
     /// Model that served.
     pub model_id: String,
-    /// The response body (only its digest is kept).
-    pub response: Vec<u8>,
+    /// BLAKE3 of the response body (hex).
+    pub response_digest: String,
     /// What the lender was shown, remembered for early-warning alerts.
     pub seen: Option<Seen>,
 }
@@ -504,14 +511,15 @@ impl Store {
     /// lender saw, in one transaction: one durable commit (WAL, `synchronous=FULL`) for the
     /// whole batch. Either every entry is written or none is.
     pub fn log_batch(&mut self, records: &[LogRecord]) -> Result<Vec<LogEntry>, ApiError> {
-        let tx = self.conn.transaction().map_err(db)?;
+        // IMMEDIATE: take the write lock before reading the chain's head, so the busy
+        // timeout applies and the head cannot go stale between the read and the write.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
         let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM query_log ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
+            .prepare_cached("SELECT seq, hash FROM query_log ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(db)?;
         let (mut seq, mut prev_hash) = last.map_or((0, "0".repeat(64)), |(s, h)| (s, h));
         let mut out = Vec::with_capacity(records.len());
@@ -540,7 +548,7 @@ impl Store {
                     consent_id: r.consent_id,
                     outcome: r.outcome.clone(),
                     model_id: r.model_id.clone(),
-                    response_digest: blake3::hash(&r.response).to_hex().to_string(),
+                    response_digest: r.response_digest.clone(),
                     prev_hash: std::mem::take(&mut prev_hash),
                     hash: String::new(),
                 };
@@ -576,10 +584,10 @@ impl Store {
             }
         }
         // The head of the chain, so a truncated log is detected too.
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO meta (key, value) VALUES ('log_head', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![format!("{seq}:{prev_hash}").into_bytes()],
         )
+        .and_then(|mut st| st.execute(params![format!("{seq}:{prev_hash}").into_bytes()]))
         .map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(out)
