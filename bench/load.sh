@@ -3,15 +3,17 @@
 # loopback with the demo city, a fresh database and a copy of the registry, then drives it
 # with wrk (Debian's package, installed if missing): a trivial endpoint (/healthz), the
 # lender score (authentication, consent check, durable query-log write) and the lender
-# eligibility decision (the same, plus the decision). Prints requests/s, p50 and p99 of
-# each and the ratio of each to the trivial endpoint, measured in the same run.
-#   bench/load.sh [SECONDS] [CONNECTIONS]      default: 10 s, 64 connections, 2 wrk threads
+# eligibility decision (the same, plus the decision). The three are run in turn, ROUNDS
+# times; the table has each endpoint's median round (by requests/s) and the ratio of the
+# medians to the trivial endpoint's, all measured in the same run.
+#   bench/load.sh [SECONDS] [CONNECTIONS] [ROUNDS]   default: 5 s, 64 connections, 3 rounds
 # Server and load generator share this machine's cores, so absolute figures understate the
 # server alone; the ratios are the comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}
+secs=${1:-5}
 conns=${2:-64}
+rounds=${3:-3}
 command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk > /dev/null; }
 cargo build --release --locked -p yuanxin-cli
 bin=target/release/yuanxin
@@ -33,7 +35,7 @@ wrk.body = '{"amount":"200000","term_months":12,"loan_purpose":"working_capital"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $lender"
 LUA
-echo "machine: $(nproc) cores; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${secs} s per endpoint, ${conns} connections, 2 wrk threads; server: $(head -1 "$out/serve.txt")"
+echo "machine: $(nproc) cores; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${rounds} rounds of ${secs} s per endpoint, ${conns} connections, 2 wrk threads; server: $(head -1 "$out/serve.txt")"
 run() { # name, wrk args...
   local name=$1; shift
   wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" > "$out/$name.txt"
@@ -45,13 +47,20 @@ run() { # name, wrk args...
   echo "$name $rps $p50 $p99 ${non2xx:-0}" >> "$out/summary.txt"
 }
 : > "$out/summary.txt"
-run healthz "http://$addr/healthz"
-run score -H "Authorization: Bearer $lender" "http://$addr/v1/merchants/$merchant/score?purpose=pre_loan"
-run eligibility -s "$out/eligibility.lua" "http://$addr/v1/merchants/$merchant/eligibility"
+for _ in $(seq "$rounds"); do
+  run healthz "http://$addr/healthz"
+  run score -H "Authorization: Bearer $lender" "http://$addr/v1/merchants/$merchant/score?purpose=pre_loan"
+  run eligibility -s "$out/eligibility.lua" "http://$addr/v1/merchants/$merchant/eligibility"
+done
 entries=$("$bin" audit verify --db "$out/db.sqlite")
-base=$(awk '$1=="healthz" {print $2}' "$out/summary.txt")
+echo "every round (requests/s): $(awk '{printf "%s %.0f  ", $1, $2}' "$out/summary.txt")"
+# The median round of each endpoint.
+for name in healthz score eligibility; do
+  grep "^$name " "$out/summary.txt" | sort -k2 -g | awk -v n="$rounds" 'NR == int((n + 1) / 2)'
+done > "$out/median.txt"
+base=$(awk '$1=="healthz" {print $2}' "$out/median.txt")
 printf '| endpoint | requests/s | p50 | p99 | non-2xx | vs /healthz |\n|---|---|---|---|---|---|\n'
 while read -r name rps p50 p99 non2xx; do
   printf '| %s | %.0f | %s | %s | %s | %.2f× |\n' "$name" "$rps" "$p50" "$p99" "$non2xx" "$(awk "BEGIN{print $rps/$base}")"
-done < "$out/summary.txt"
+done < "$out/median.txt"
 echo "$entries (every served score and decision was logged before its response)"

@@ -149,7 +149,7 @@ fn write_log(mut store: Store, rx: &mpsc::Receiver<Job>) {
             }
         }
         let (records, replies): (Vec<LogRecord>, Vec<_>) = jobs.into_iter().unzip();
-        match store.log_batch(&records) {
+        match store.log_batch(records) {
             Ok(entries) => {
                 for (reply, e) in replies.into_iter().zip(entries) {
                     let _ = reply.send(Ok(e));

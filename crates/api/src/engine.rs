@@ -17,8 +17,9 @@ use yuanxin_model::metrics::psi_verdict;
 use yuanxin_model::registry::Registry;
 use yuanxin_model::{Column, Frame, Model, Scored};
 
-use crate::store::Seen;
+use crate::store::{digest, Seen};
 use crate::ApiError;
+use axum::body::Bytes;
 
 /// Where the engine's inputs live.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ struct Row {
     industry: Industry,
     features: BTreeMap<String, Option<f64>>,
     scored: Result<Scored, String>,
+    /// The score as served, built once at load, with the response body (no open dispute)
+    /// and its digest.
+    view: Option<(ScoreView, Bytes, String)>,
 }
 
 /// A loaded engine.
@@ -152,6 +156,60 @@ pub struct ReasonView {
     pub points_lost: f64,
 }
 
+fn view(id: &str, as_of: NaiveDate, s: &Scored, model_id: &str) -> ScoreView {
+    ScoreView {
+        merchant_id: id.to_owned(),
+        as_of,
+        score: s.score,
+        pd: s.pd,
+        grade: s.grade.clone(),
+        reasons: s
+            .reasons
+            .iter()
+            .map(|r| ReasonView {
+                code: reasons::model_code(&r.feature),
+                feature: r.feature.clone(),
+                name_zh: r.name_zh.clone(),
+                name_en: r.name_en.clone(),
+                points_lost: r.points_lost,
+            })
+            .collect(),
+        model_id: model_id.to_owned(),
+        open_dispute: false,
+    }
+}
+
+/// A [`ScoreView`] with its dispute flag, serialised without copying the view: the same
+/// fields in the same order, so the bytes are those of the view with the flag set.
+#[derive(Serialize)]
+struct ScoreJson<'a> {
+    merchant_id: &'a str,
+    as_of: NaiveDate,
+    score: i64,
+    pd: f64,
+    grade: &'a str,
+    reasons: &'a [ReasonView],
+    model_id: &'a str,
+    open_dispute: bool,
+}
+
+impl ScoreView {
+    /// The JSON served, with the merchant's dispute flag.
+    pub fn json(&self, open_dispute: bool) -> Result<Vec<u8>, ApiError> {
+        serde_json::to_vec(&ScoreJson {
+            merchant_id: &self.merchant_id,
+            as_of: self.as_of,
+            score: self.score,
+            pd: self.pd,
+            grade: &self.grade,
+            reasons: &self.reasons,
+            model_id: &self.model_id,
+            open_dispute,
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
 fn bad(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(format!("{what}: {e}"))
 }
@@ -194,6 +252,15 @@ impl Engine {
             }
             let industry = Industry::from_str(&ind).map_err(|e| bad("profiles: industry", e))?;
             let features = frame.numeric_row(i);
+            let view = match s.as_ref() {
+                Ok(s) => {
+                    let v = view(&id, as_of, s, &model.id);
+                    let body = Bytes::from(v.json(false).map_err(|e| bad("scoring", e))?);
+                    let d = digest(&body);
+                    Some((v, body, d))
+                }
+                Err(_) => None,
+            };
             rows.insert(
                 id,
                 Row {
@@ -201,6 +268,7 @@ impl Engine {
                     industry,
                     features,
                     scored: s,
+                    view,
                 },
             );
         }
@@ -259,29 +327,40 @@ impl Engine {
     }
 
     /// A merchant's score.
-    pub fn score(&self, id: &str) -> Result<ScoreView, ApiError> {
+    pub fn score(&self, id: &str) -> Result<&ScoreView, ApiError> {
         let row = self.row(id)?;
         let s = self.scored(id, row)?;
-        Ok(ScoreView {
-            merchant_id: id.to_owned(),
-            as_of: row.as_of,
-            score: s.score,
-            pd: s.pd,
-            grade: s.grade.clone(),
-            reasons: s
-                .reasons
-                .iter()
-                .map(|r| ReasonView {
-                    code: reasons::model_code(&r.feature),
-                    feature: r.feature.clone(),
-                    name_zh: r.name_zh.clone(),
-                    name_en: r.name_en.clone(),
-                    points_lost: r.points_lost,
-                })
-                .collect(),
-            model_id: self.model.id.clone(),
-            open_dispute: false,
+        row.view.as_ref().map(|v| &v.0).ok_or_else(|| {
+            ApiError::Internal(format!("merchant {id} scored {} without a view", s.score))
         })
+    }
+
+    /// The score's response body with the merchant's dispute flag, and its digest: built
+    /// once at load for the usual case of no open dispute.
+    pub fn score_body(&self, id: &str, open_dispute: bool) -> Result<(Bytes, String), ApiError> {
+        let row = self.row(id)?;
+        self.scored(id, row)?;
+        let (v, body, d) = row
+            .view
+            .as_ref()
+            .ok_or_else(|| ApiError::Internal(format!("merchant {id} has no score view")))?;
+        if open_dispute {
+            let body = Bytes::from(v.json(true)?);
+            let d = digest(&body);
+            Ok((body, d))
+        } else {
+            Ok((body.clone(), d.clone()))
+        }
+    }
+
+    /// The grade and escrow coverage a lender is shown of a merchant, remembered for alerts.
+    pub fn shown(&self, id: &str) -> Option<(&str, Option<f64>)> {
+        let row = self.rows.get(id)?;
+        let s = row.scored.as_ref().ok()?;
+        Some((
+            s.grade.as_str(),
+            row.features.get("escrow_coverage").copied().flatten(),
+        ))
     }
 
     /// A decision on a loan request.
@@ -312,17 +391,6 @@ impl Engine {
         };
         decide(&app, &req, &self.policy, &self.catalogue)
             .map_err(|e| ApiError::BadRequest(e.to_string()))
-    }
-
-    /// What a lender is shown of a merchant, remembered for alerts.
-    pub fn seen(&self, id: &str, lender: &str) -> Option<Seen> {
-        let row = self.rows.get(id)?;
-        let s = row.scored.as_ref().ok()?;
-        Some(Seen {
-            lender: lender.to_owned(),
-            grade: s.grade.clone(),
-            escrow_coverage: row.features.get("escrow_coverage").copied().flatten(),
-        })
     }
 
     /// Early-warning alerts for a merchant, against what the lender saw last.

@@ -9,6 +9,7 @@
 //! started with. The OpenAPI 3.1 document is generated from the handlers' annotations and
 //! served at `/openapi.json`.
 
+mod authz;
 mod config;
 mod db;
 mod engine;
@@ -27,11 +28,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+pub use authz::Authz;
 pub use config::ServiceConfig;
 pub use db::Db;
 pub use engine::{Engine, EngineFiles};
 pub use ops::Metrics;
-pub use store::{Consent, Dispute, LogEntry, LogRecord, Principal, Seen, Store};
+pub use store::{Consent, Dispute, LogEntry, LogRecord, Principal, Seen, Store, StoredKey};
 
 /// Errors, each rendered as problem+json with its status.
 #[derive(Debug, thiserror::Error)]
@@ -174,15 +176,29 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
     }
 }
 
-/// Shared state.
+/// Shared state: one `Arc`, so the per-request clones axum makes of it are one atomic
+/// increment each.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Shared {
     /// The engine, swapped atomically on reload; `None` until one has loaded.
     pub engine: Arc<RwLock<Option<Arc<Engine>>>>,
     /// Where the engine loads from.
     pub files: EngineFiles,
     /// The database.
     pub db: Db,
+    /// Keys, consents and open disputes, in memory.
+    pub authz: Arc<Authz>,
     /// Settings.
     pub config: Arc<ServiceConfig>,
     /// Counters for `/metrics`.
@@ -221,10 +237,12 @@ impl AppState {
         }
         let openapi = serde_json::to_string_pretty(&routes::openapi())
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(AppState {
+        let authz = Arc::new(db.blocking(Authz::load)?);
+        Ok(AppState(Arc::new(Shared {
             engine: Arc::new(RwLock::new(engine.map(Arc::new))),
             files,
             db,
+            authz,
             limiter: Arc::new(ops::RateLimiter::new(
                 config.rate_per_second,
                 config.rate_burst,
@@ -235,7 +253,7 @@ impl AppState {
             metrics,
             openapi: Arc::new(openapi),
             now: now_shanghai,
-        })
+        })))
     }
 
     /// The engine serving now.
@@ -272,6 +290,7 @@ pub fn router(state: AppState) -> axum::Router {
 /// Serves until Ctrl-C or SIGTERM, draining requests in flight; watches the engine's files
 /// for changes when configured to.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<(), ApiError> {
+    tokio::spawn(ops::refresh_keys(state.clone()));
     if state.config.watch_seconds > 0 {
         tokio::spawn(ops::watch(
             state.clone(),

@@ -200,45 +200,45 @@ impl Metrics {
 /// served query skip rewriting an unchanged view. Updated only after a successful commit,
 /// so it never claims more than the database holds.
 #[derive(Debug, Default)]
-pub struct SeenCache(Mutex<HashMap<SeenKey, SeenValue>>);
+pub struct SeenCache(Mutex<HashMap<String, HashMap<String, SeenView>>>);
 
-/// Lender and merchant.
-type SeenKey = (String, String);
 /// Grade and escrow coverage (as bits, to compare exactly).
-type SeenValue = (String, Option<u64>);
+type SeenView = (String, Option<u64>);
 
 impl SeenCache {
-    fn key(seen: &crate::Seen, merchant: &str) -> (SeenKey, SeenValue) {
-        (
-            (seen.lender.clone(), merchant.to_owned()),
-            (seen.grade.clone(), seen.escrow_coverage.map(f64::to_bits)),
-        )
-    }
-
-    /// The view to write: `None` when the database already holds it.
-    pub fn changed(
+    /// Whether the database already holds this view (grade, escrow coverage).
+    pub fn holds(
         &self,
-        seen: Option<&crate::Seen>,
+        lender: &str,
         merchant: &str,
-    ) -> Result<Option<crate::Seen>, ApiError> {
-        let Some(s) = seen else { return Ok(None) };
-        let (k, v) = Self::key(s, merchant);
+        (grade, coverage): (&str, Option<f64>),
+    ) -> Result<bool, ApiError> {
         let map = self
             .0
             .lock()
             .map_err(|_| ApiError::Internal("seen cache poisoned".into()))?;
-        Ok((map.get(&k) != Some(&v)).then(|| s.clone()))
+        Ok(map
+            .get(lender)
+            .and_then(|m| m.get(merchant))
+            .is_some_and(|(g, c)| g == grade && *c == coverage.map(f64::to_bits)))
     }
 
     /// Records a view the database now holds.
-    pub fn remember(&self, seen: Option<&crate::Seen>, merchant: &str) -> Result<(), ApiError> {
-        if let Some(s) = seen {
-            let (k, v) = Self::key(s, merchant);
-            self.0
-                .lock()
-                .map_err(|_| ApiError::Internal("seen cache poisoned".into()))?
-                .insert(k, v);
-        }
+    pub fn remember(
+        &self,
+        lender: &str,
+        merchant: &str,
+        (grade, coverage): (&str, Option<f64>),
+    ) -> Result<(), ApiError> {
+        self.0
+            .lock()
+            .map_err(|_| ApiError::Internal("seen cache poisoned".into()))?
+            .entry(lender.to_owned())
+            .or_default()
+            .insert(
+                merchant.to_owned(),
+                (grade.to_owned(), coverage.map(f64::to_bits)),
+            );
         Ok(())
     }
 }
@@ -268,7 +268,12 @@ impl RateLimiter {
             .buckets
             .lock()
             .map_err(|_| ApiError::Internal("rate-limit lock poisoned".into()))?;
-        let (tokens, last) = b.entry(key.to_owned()).or_insert((self.burst, now));
+        if !b.contains_key(key) {
+            b.insert(key.to_owned(), (self.burst, now));
+        }
+        let Some((tokens, last)) = b.get_mut(key) else {
+            return Err(ApiError::Internal("rate-limit bucket missing".into()));
+        };
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
         *last = now;
         if *tokens >= 1.0 {
@@ -454,6 +459,19 @@ pub(crate) async fn watch(st: AppState, every: Duration) {
         }
         seen = Some(now);
         let _ = reload(&st).await;
+    }
+}
+
+/// Every 100 ms, reloads the keys held in memory if `yuanxin keys` changed them: a
+/// revocation takes effect within that interval.
+pub(crate) async fn refresh_keys(st: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let authz = Arc::clone(&st.authz);
+        if let Err(e) = st.db.call(move |s| authz.refresh_keys(s)).await {
+            tracing::warn!(target: "yuanxin::keys", error = %e, "reloading keys failed");
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! function, log, respond), each annotated for the OpenAPI document, and the router with
 //! its layers.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -32,8 +33,10 @@ impl FromRequestParts<AppState> for Caller {
             .map(|k| k.trim().to_owned())
             .ok_or(ApiError::Unauthorized)?;
         let p = st
-            .db
-            .read(|s| s.authenticate(&key))?
+            .authz
+            .authenticate(&key, |id| {
+                st.db.read(|s| Ok(s.keys(Some(id))?.into_iter().next()))
+            })?
             .ok_or(ApiError::Unauthorized)?;
         if let Some(slot) = parts.extensions.get::<CallerSlot>() {
             let _ = slot.0.set(p.key_id.clone());
@@ -77,7 +80,8 @@ fn json<T: Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn respond(status: StatusCode, bytes: Vec<u8>) -> Response {
+fn respond(status: StatusCode, bytes: impl Into<Bytes>) -> Response {
+    let bytes: Bytes = bytes.into();
     (status, [("content-type", "application/json")], bytes).into_response()
 }
 
@@ -89,11 +93,18 @@ struct Served<'a> {
     purpose: &'a str,
     consent: Option<i64>,
     model_id: &'a str,
-    seen: Option<Seen>,
+    /// Grade and escrow coverage shown (from the engine).
+    shown: Option<(&'a str, Option<f64>)>,
+    /// Whether to write `shown` as what the lender last saw.
+    write_shown: bool,
 }
 
 impl Served<'_> {
     fn record(&self, outcome: &str, at: String, response: &[u8]) -> LogRecord {
+        self.record_digest(outcome, at, digest(response))
+    }
+
+    fn record_digest(&self, outcome: &str, at: String, response_digest: String) -> LogRecord {
         LogRecord {
             at,
             principal: self.lender.key_id.clone(),
@@ -103,8 +114,15 @@ impl Served<'_> {
             consent_id: self.consent,
             outcome: outcome.to_owned(),
             model_id: self.model_id.to_owned(),
-            response_digest: digest(response),
-            seen: self.seen.clone(),
+            response_digest,
+            seen: self
+                .shown
+                .filter(|_| self.write_shown)
+                .map(|(grade, escrow_coverage)| Seen {
+                    lender: self.lender.name.clone(),
+                    grade: grade.to_owned(),
+                    escrow_coverage,
+                }),
         }
     }
 }
@@ -112,16 +130,47 @@ impl Served<'_> {
 /// Logs the response (committed before anything is sent) and returns it. If the log write
 /// fails, the request fails.
 async fn logged(st: &AppState, q: Served<'_>, bytes: Vec<u8>) -> Result<Response, ApiError> {
+    let d = digest(&bytes);
+    logged_with(st, q, Bytes::from(bytes), d).await
+}
+
+/// [`logged`] for a body whose digest is known.
+async fn logged_with(
+    st: &AppState,
+    q: Served<'_>,
+    bytes: Bytes,
+    response_digest: String,
+) -> Result<Response, ApiError> {
     // What the lender is shown is written with the entry only when it changed.
-    let shown = q.seen.clone();
-    let q = Served {
-        seen: st.seen.changed(shown.as_ref(), q.merchant)?,
-        ..q
+    let write_shown = match q.shown {
+        Some(shown) => !st.seen.holds(&q.lender.name, q.merchant, shown)?,
+        None => false,
     };
-    st.db.log(q.record("served", (st.now)(), &bytes)).await?;
+    let q = Served { write_shown, ..q };
+    st.db
+        .log(q.record_digest("served", (st.now)(), response_digest))
+        .await?;
     st.metrics.logged("served", 1);
-    st.seen.remember(shown.as_ref(), q.merchant)?;
+    if let (true, Some(shown)) = (write_shown, q.shown) {
+        st.seen.remember(&q.lender.name, q.merchant, shown)?;
+    }
     Ok(respond(StatusCode::OK, bytes))
+}
+
+/// The views written with these records, to remember once they are committed.
+fn shown_in(records: &[LogRecord]) -> Vec<(String, Seen)> {
+    records
+        .iter()
+        .filter_map(|r| Some((r.merchant_id.clone(), r.seen.clone()?)))
+        .collect()
+}
+
+fn remember(st: &AppState, shown: Vec<(String, Seen)>) -> Result<(), ApiError> {
+    for (merchant, s) in shown {
+        st.seen
+            .remember(&s.lender, &merchant, (&s.grade, s.escrow_coverage))?;
+    }
+    Ok(())
 }
 
 /// The consent in force and whether the merchant has an open dispute; without a consent,
@@ -129,12 +178,10 @@ async fn logged(st: &AppState, q: Served<'_>, bytes: Vec<u8>) -> Result<Response
 async fn consent_or_refuse(st: &AppState, q: &Served<'_>) -> Result<(i64, bool), ApiError> {
     check_purpose(q.purpose)?;
     let now = (st.now)();
-    let (consent, dispute) = st.db.read(|s| {
-        Ok((
-            s.valid_consent(q.merchant, &q.lender.name, q.purpose, &now)?,
-            s.has_open_dispute(q.merchant)?,
-        ))
-    })?;
+    let consent = st
+        .authz
+        .valid_consent(q.merchant, &q.lender.name, q.purpose, &now)?;
+    let dispute = st.authz.has_open_dispute(q.merchant)?;
     match consent {
         Some(id) => Ok((id, dispute)),
         None => {
@@ -243,18 +290,19 @@ async fn lender_score(
         purpose: &q.purpose,
         consent: None,
         model_id: e.model_id(),
-        seen: e.seen(&id, &p.name),
+        shown: e.shown(&id),
+        write_shown: false,
     };
     let (consent, dispute) = consent_or_refuse(&st, &served).await?;
-    let mut score = e.score(&id)?;
-    score.open_dispute = dispute;
-    logged(
+    let (body, d) = e.score_body(&id, dispute)?;
+    logged_with(
         &st,
         Served {
             consent: Some(consent),
             ..served
         },
-        json(&score)?,
+        body,
+        d,
     )
     .await
 }
@@ -298,7 +346,8 @@ async fn lender_eligibility(
         purpose: &b.purpose,
         consent: None,
         model_id: e.model_id(),
-        seen: e.seen(&id, &p.name),
+        shown: e.shown(&id),
+        write_shown: false,
     };
     let (consent, _) = consent_or_refuse(&st, &served).await?;
     let d = e.decide(
@@ -370,25 +419,16 @@ async fn batch_score(
     }
     let e = st.engine()?;
     let now = (st.now)();
-    let (lender, purpose, ids, at) = (
-        p.name.clone(),
-        b.purpose.clone(),
-        b.merchants.clone(),
-        now.clone(),
-    );
-    let checks = st
-        .db
-        .call(move |s| {
-            ids.iter()
-                .map(|id| {
-                    Ok((
-                        s.valid_consent(id, &lender, &purpose, &at)?,
-                        s.has_open_dispute(id)?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, ApiError>>()
+    let checks = b
+        .merchants
+        .iter()
+        .map(|id| {
+            Ok((
+                st.authz.valid_consent(id, &p.name, &b.purpose, &now)?,
+                st.authz.has_open_dispute(id)?,
+            ))
         })
-        .await?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let mut results = Vec::with_capacity(b.merchants.len());
     let mut records = Vec::new();
     for (id, (consent, dispute)) in b.merchants.iter().zip(checks) {
@@ -399,7 +439,8 @@ async fn batch_score(
             purpose: &b.purpose,
             consent,
             model_id: e.model_id(),
-            seen: e.seen(id, &p.name),
+            shown: e.shown(id),
+            write_shown: true,
         };
         let item = match consent {
             None => {
@@ -416,8 +457,11 @@ async fn batch_score(
                 }
             }
             Some(_) => match e.score(id) {
-                Ok(mut s) => {
-                    s.open_dispute = dispute;
+                Ok(s) => {
+                    let s = ScoreView {
+                        open_dispute: dispute,
+                        ..s.clone()
+                    };
                     records.push(served.record("served", now.clone(), &json(&s)?));
                     BatchItem {
                         merchant_id: id.clone(),
@@ -444,7 +488,9 @@ async fn batch_score(
     }
     let served = records.iter().filter(|r| r.outcome == "served").count() as u64;
     let refused = records.len() as u64 - served;
+    let shown = shown_in(&records);
     st.db.log_many(records).await?;
+    remember(&st, shown)?;
     st.metrics.logged("served", served);
     st.metrics.logged("refused", refused);
     Ok(respond(StatusCode::OK, json(&BatchView { results })?))
@@ -513,10 +559,10 @@ async fn lender_alerts(
         if alerts.is_empty() {
             continue;
         }
-        let seen = e.seen(&id, &p.name);
+        let shown = e.shown(&id);
         let item = MerchantAlerts {
             merchant_id: id.clone(),
-            grade: seen.as_ref().map(|s| s.grade.clone()).unwrap_or_default(),
+            grade: shown.map(|s| s.0.to_owned()).unwrap_or_default(),
             last_grade: last.map(|l| l.grade),
             alerts,
         };
@@ -527,13 +573,16 @@ async fn lender_alerts(
             purpose: &q.purpose,
             consent: Some(consent),
             model_id: e.model_id(),
-            seen,
+            shown,
+            write_shown: true,
         };
         records.push(served.record("served", now.clone(), &json(&item)?));
         out.push(item);
     }
     let n = records.len() as u64;
+    let shown = shown_in(&records);
     st.db.log_many(records).await?;
+    remember(&st, shown)?;
     st.metrics.logged("served", n);
     Ok(respond(StatusCode::OK, json(&out)?))
 }
@@ -547,9 +596,8 @@ async fn lender_alerts(
 async fn my_score(State(st): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
     let me = own(&p)?;
     let e = st.engine()?;
-    let mut score = e.score(&me)?;
-    score.open_dispute = st.db.read(|s| s.has_open_dispute(&me))?;
-    Ok(respond(StatusCode::OK, json(&score)?))
+    let body = e.score(&me)?.json(st.authz.has_open_dispute(&me)?)?;
+    Ok(respond(StatusCode::OK, body))
 }
 
 #[utoipa::path(get, path = "/v1/me/profile", tag = "merchant",
@@ -645,6 +693,7 @@ async fn grant(
         .db
         .call(move |s| s.grant(&me, &b.lender, &b.purpose, &now, &expires))
         .await?;
+    st.authz.granted(&c)?;
     Ok(respond(StatusCode::CREATED, json(&c)?))
 }
 
@@ -668,7 +717,9 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     let me = own(&p)?;
     let now = (st.now)();
+    let merchant = me.clone();
     if st.db.call(move |s| s.revoke_consent(&me, id, &now)).await? {
+        st.authz.revoked(&merchant, id)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound(format!(
@@ -711,6 +762,7 @@ async fn open_dispute(
         .db
         .call(move |s| s.open_dispute(&me, &b.subject, &b.detail, &now, &deadline))
         .await?;
+    st.authz.dispute(&d.merchant_id, true)?;
     Ok(respond(StatusCode::CREATED, json(&d)?))
 }
 
@@ -781,14 +833,16 @@ async fn answer_dispute(
         ));
     }
     let now = (st.now)();
-    if st
+    match st
         .db
         .call(move |s| s.answer_dispute(id, &b.answer, &now))
         .await?
     {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::NotFound(format!("no open dispute {id}")))
+        Some(merchant) => {
+            st.authz.dispute(&merchant, false)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        None => Err(ApiError::NotFound(format!("no open dispute {id}"))),
     }
 }
 

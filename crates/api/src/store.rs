@@ -68,6 +68,17 @@ pub struct Principal {
     pub merchant_id: Option<String>,
 }
 
+/// A key as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredKey {
+    /// Whose it is.
+    pub principal: Principal,
+    /// Keyed digest of its secret (`None` if the stored value is damaged).
+    pub digest: Option<[u8; 32]>,
+    /// Revoked.
+    pub revoked: bool,
+}
+
 /// A consent from a merchant to a lender.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Consent {
@@ -299,20 +310,108 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(db)
     }
 
-    /// Answers an open dispute; false if there is no such open dispute.
-    pub fn answer_dispute(&self, id: i64, answer: &str, now: &str) -> Result<bool, ApiError> {
-        let n = self.conn.execute("UPDATE disputes SET answer = ?2, answered_at = ?3 WHERE id = ?1 AND answer IS NULL", params![id, answer, now]).map_err(db)?;
-        Ok(n > 0)
+    /// Answers an open dispute; returns its merchant, or `None` if there is no such open
+    /// dispute.
+    pub fn answer_dispute(
+        &self,
+        id: i64,
+        answer: &str,
+        now: &str,
+    ) -> Result<Option<String>, ApiError> {
+        self.conn
+            .query_row(
+                "UPDATE disputes SET answer = ?2, answered_at = ?3 WHERE id = ?1 AND answer IS NULL RETURNING merchant_id",
+                params![id, answer, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
     }
 
-    /// Whether a merchant has an open dispute.
-    pub fn has_open_dispute(&self, merchant_id: &str) -> Result<bool, ApiError> {
+    /// Merchants with open disputes, and how many each has.
+    pub fn open_disputes(&self) -> Result<Vec<(String, u32)>, ApiError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT merchant_id, count(*) FROM disputes WHERE answer IS NULL GROUP BY merchant_id")
+            .map_err(db)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// Every consent not revoked (expired ones included: expiry is checked at use).
+    pub fn active_consents(&self) -> Result<Vec<Consent>, ApiError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, merchant_id, lender, purpose, granted_at, expires_at, revoked_at FROM consents WHERE revoked_at IS NULL ORDER BY id")
+            .map_err(db)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(Consent {
+                    id: r.get(0)?,
+                    merchant_id: r.get(1)?,
+                    lender: r.get(2)?,
+                    purpose: r.get(3)?,
+                    granted_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    revoked_at: r.get(6)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// The keyed-digest secret (for checking keys held in memory).
+    pub fn secret(&self) -> [u8; 32] {
+        self.secret
+    }
+
+    /// Counter bumped by every key creation and revocation, so a service holding keys in
+    /// memory notices changes made by `yuanxin keys`.
+    pub fn keys_version(&self) -> Result<i64, ApiError> {
         self.conn
-            .prepare_cached(
-                "SELECT EXISTS(SELECT 1 FROM disputes WHERE merchant_id = ?1 AND answer IS NULL)",
-            )
-            .and_then(|mut st| st.query_row(params![merchant_id], |r| r.get(0)))
+            .prepare_cached("SELECT value FROM meta WHERE key = 'keys_version'")
+            .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)).optional())
+            .map(Option::unwrap_or_default)
             .map_err(db)
+    }
+
+    fn bump_keys_version(&self) -> Result<(), ApiError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('keys_version', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1",
+                [],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Every key: its principal, stored digest and whether it is revoked; one key or all.
+    pub fn keys(&self, key_id: Option<&str>) -> Result<Vec<StoredKey>, ApiError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT key_id, role, name, merchant_id, key_digest, revoked_at FROM principals WHERE ?1 IS NULL OR key_id = ?1",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map(params![key_id], |r| {
+                let digest: Vec<u8> = r.get(4)?;
+                let revoked: Option<String> = r.get(5)?;
+                Ok(StoredKey {
+                    principal: Principal {
+                        key_id: r.get(0)?,
+                        role: r.get(1)?,
+                        name: r.get(2)?,
+                        merchant_id: r.get(3)?,
+                    },
+                    digest: <[u8; 32]>::try_from(digest.as_slice()).ok(),
+                    revoked: revoked.is_some(),
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
     }
 
     /// Checks the database answers.
@@ -351,6 +450,7 @@ impl Store {
                 params![key_id, role, name, merchant_id, digest.as_bytes().to_vec(), now],
             )
             .map_err(db)?;
+        self.bump_keys_version()?;
         let p = Principal {
             key_id: key_id.clone(),
             role: role.into(),
@@ -369,6 +469,7 @@ impl Store {
                 params![key_id, now],
             )
             .map_err(db)?;
+        self.bump_keys_version()?;
         Ok(n > 0)
     }
 
@@ -380,47 +481,8 @@ impl Store {
                 params![name, now],
             )
             .map_err(db)?;
+        self.bump_keys_version()?;
         Ok(())
-    }
-
-    /// The principal of a presented key, if the key is known, intact and not revoked. The
-    /// digest comparison is constant-time (`blake3::Hash` equality).
-    pub fn authenticate(&self, key: &str) -> Result<Option<Principal>, ApiError> {
-        let Some(rest) = key.strip_prefix("yx_") else {
-            return Ok(None);
-        };
-        let Some((key_id, secret)) = rest.split_once('_') else {
-            return Ok(None);
-        };
-        type KeyRow = (String, String, Option<String>, Vec<u8>, Option<String>);
-        let row: Option<KeyRow> = self
-            .conn
-            .prepare_cached(
-                "SELECT role, name, merchant_id, key_digest, revoked_at FROM principals WHERE key_id = ?1",
-            )
-            .and_then(|mut st| {
-                st.query_row(params![key_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .optional()
-            })
-            .map_err(db)?;
-        let Some((role, name, merchant_id, stored, revoked)) = row else {
-            return Ok(None);
-        };
-        let presented = blake3::keyed_hash(&self.secret, secret.as_bytes());
-        let Ok(stored) = <[u8; 32]>::try_from(stored.as_slice()) else {
-            return Ok(None);
-        };
-        if presented != blake3::Hash::from_bytes(stored) || revoked.is_some() {
-            return Ok(None);
-        }
-        Ok(Some(Principal {
-            key_id: key_id.to_owned(),
-            role,
-            name,
-            merchant_id,
-        }))
     }
 
     /// Records a consent.
@@ -501,8 +563,8 @@ impl Store {
     }
 
     /// Appends one query-log entry (see [`Store::log_batch`]).
-    pub fn log(&mut self, record: &LogRecord) -> Result<LogEntry, ApiError> {
-        self.log_batch(std::slice::from_ref(record))?
+    pub fn log(&mut self, record: LogRecord) -> Result<LogEntry, ApiError> {
+        self.log_batch(vec![record])?
             .pop()
             .ok_or_else(|| ApiError::Internal("the log entry just written is missing".into()))
     }
@@ -510,7 +572,7 @@ impl Store {
     /// Appends query-log entries, each chained to the one before, and records what each
     /// lender saw, in one transaction: one durable commit (WAL, `synchronous=FULL`) for the
     /// whole batch. Either every entry is written or none is.
-    pub fn log_batch(&mut self, records: &[LogRecord]) -> Result<Vec<LogEntry>, ApiError> {
+    pub fn log_batch(&mut self, records: Vec<LogRecord>) -> Result<Vec<LogEntry>, ApiError> {
         // IMMEDIATE: take the write lock before reading the chain's head, so the busy
         // timeout applies and the head cannot go stale between the read and the write.
         let tx = self
@@ -540,15 +602,15 @@ impl Store {
                 seq += 1;
                 let mut e = LogEntry {
                     seq,
-                    at: r.at.clone(),
-                    principal: r.principal.clone(),
-                    merchant_id: r.merchant_id.clone(),
-                    action: r.action.clone(),
-                    purpose: r.purpose.clone(),
+                    at: r.at,
+                    principal: r.principal,
+                    merchant_id: r.merchant_id,
+                    action: r.action,
+                    purpose: r.purpose,
                     consent_id: r.consent_id,
-                    outcome: r.outcome.clone(),
-                    model_id: r.model_id.clone(),
-                    response_digest: r.response_digest.clone(),
+                    outcome: r.outcome,
+                    model_id: r.model_id,
+                    response_digest: r.response_digest,
                     prev_hash: std::mem::take(&mut prev_hash),
                     hash: String::new(),
                 };
