@@ -15,6 +15,7 @@ use common::{bin, run, run_ok, simulate};
 /// A small city's ledger, its latest profiles and a second model, built once for all the
 /// tests of this file.
 struct Fixture {
+    ledger: PathBuf,
     latest: PathBuf,
     second: PathBuf,
 }
@@ -71,7 +72,11 @@ fn fixture() -> &'static Fixture {
             second.to_str().unwrap(),
             "--quiet",
         ]);
-        Fixture { latest, second }
+        Fixture {
+            ledger,
+            latest,
+            second,
+        }
     })
 }
 
@@ -123,7 +128,7 @@ fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) -> S
         .args(extra)
         .env("YUANXIN_LOG", "off")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(std::fs::File::create(tmp.join("stderr.log")).unwrap());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -141,7 +146,7 @@ fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) -> S
         .unwrap()
         .to_owned();
     let last = |l: String| l.split_whitespace().last().unwrap().to_owned();
-    let ready = profiles.exists();
+    let ready = !first.contains("not ready");
     let mut key = |p: &str| if ready { last(get(p)) } else { String::new() };
     let lender = key("demo lender key");
     let merchant_key = key("demo merchant key");
@@ -657,6 +662,10 @@ fn every_documented_route_checks_keys_and_keeps_merchants_to_their_own_data() {
     assert_eq!(r.status, 200);
     let doc = value(&r.body);
     assert_eq!(doc["openapi"], "3.1.0");
+    assert!(
+        doc["components"]["schemas"]["Decision"]["properties"]["approved_amount"].is_object(),
+        "the decision's schema is documented"
+    );
     let ops = operations(&doc);
     assert!(ops.len() >= 23, "{} operations documented", ops.len());
 
@@ -1237,4 +1246,125 @@ fn lender_batches_and_alerts_merchant_profile_and_analyst_stability() {
     assert!(["stable", "watch", "shifted"].contains(&st["verdict"].as_str().unwrap()));
     assert!(st["current_rows"].as_u64().unwrap() >= 250);
     assert!(!st["characteristics"].as_array().unwrap().is_empty());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn newly_ingested_data_rebuilds_the_profiles_and_reloads_the_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    copy_dir(&fixture().ledger, &ledger);
+    let latest = tmp.path().join("latest.parquet");
+    // No profiles yet: they are built from the ledger before the service listens.
+    let srv = start(
+        tmp.path(),
+        &latest,
+        &["--ledger", ledger.to_str().unwrap()],
+        &[("YUANXIN_WATCH_SECONDS", "1")],
+    );
+    let a = srv.addr.as_str();
+    let ready = value(&http(a, "GET", "/readyz", None, None).2);
+    assert_eq!(
+        ready["as_of"], "2026-06-30",
+        "the last day of the ledger's last month"
+    );
+    let built = std::fs::metadata(&latest).unwrap().modified().unwrap();
+    let reloads = |body: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix("yuanxin_engine_reloads_total{outcome=\"ok\"} "))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    assert_eq!(reloads(&http(a, "GET", "/metrics", None, None).2), 0.0);
+    // New data arrives in the ledger: the profiles are rebuilt and the engine reloads.
+    let city = tmp.path().join("city2");
+    simulate(&city, 20, 36, 99, &[]);
+    run_ok(&[
+        "ingest",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        city.to_str().unwrap(),
+    ]);
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if reloads(&http(a, "GET", "/metrics", None, None).2) >= 1.0 {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(reloaded, "the engine did not reload after the ingest");
+    assert!(std::fs::metadata(&latest).unwrap().modified().unwrap() > built);
+    assert_eq!(http(a, "GET", "/readyz", None, None).0, 200);
+    let (s, _, _) = http(a, "GET", "/v1/me/score", Some(&srv.merchant_key), None);
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn json_request_log_and_a_graceful_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut srv = start(
+        tmp.path(),
+        &fixture().latest,
+        &[],
+        &[("YUANXIN_LOG", "json")],
+    );
+    let a = srv.addr.clone();
+    assert_eq!(
+        http(&a, "GET", "/v1/me/score", Some(&srv.merchant_key), None).0,
+        200
+    );
+    let path = format!("/v1/merchants/{}/score?purpose=pre_loan", srv.merchant);
+    assert_eq!(http(&a, "GET", &path, Some(&srv.lender), None).0, 200);
+    // A reload in flight when SIGTERM arrives still gets its answer.
+    let (addr, analyst) = (a.clone(), srv.analyst.clone());
+    let in_flight = std::thread::spawn(move || {
+        request(&addr, "POST", "/v1/admin/reload", Some(&analyst), None).status
+    });
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let pid = srv.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(in_flight.join().unwrap(), 200);
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(value)
+        .collect();
+    let requests: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .collect();
+    assert!(requests
+        .iter()
+        .any(|l| l["fields"]["route"] == "/v1/me/score"
+            && l["fields"]["status"] == 200
+            && !l["fields"]["key_id"].as_str().unwrap().is_empty()));
+    assert!(requests
+        .iter()
+        .any(|l| l["fields"]["route"] == "/v1/merchants/{id}/score"));
+    assert!(
+        !log.contains(&srv.merchant),
+        "no merchant ids in the request log"
+    );
+    assert!(lines.iter().any(|l| l["fields"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("shutting down")));
 }

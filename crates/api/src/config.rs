@@ -24,6 +24,9 @@ pub struct ServiceConfig {
     pub profiles: Option<PathBuf>,
     /// SQLite database (default: DATA/yuanxin.sqlite).
     pub db: Option<PathBuf>,
+    /// A ledger to rebuild the profiles from whenever new data is ingested into it
+    /// (default: DATA/demo/ledger when the profiles are the demo's, else none).
+    pub ledger: Option<PathBuf>,
     /// Seconds a request may take before it is answered 503.
     pub timeout_seconds: u64,
     /// Requests handled at once; more are answered 503 with `Retry-After`.
@@ -49,6 +52,7 @@ impl Default for ServiceConfig {
             models: "models".into(),
             profiles: None,
             db: None,
+            ledger: None,
             timeout_seconds: 10,
             max_concurrency: 512,
             rate_per_second: 1000.0,
@@ -102,6 +106,9 @@ impl ServiceConfig {
         if let Some(v) = get("DB") {
             c.db = Some(v.into());
         }
+        if let Some(v) = get("LEDGER") {
+            c.ledger = Some(v.into());
+        }
         if let Some(v) = get("TIMEOUT_SECONDS") {
             c.timeout_seconds = parse("YUANXIN_TIMEOUT_SECONDS", &v)?;
         }
@@ -154,6 +161,15 @@ impl ServiceConfig {
         self.db
             .clone()
             .unwrap_or_else(|| self.data.join("yuanxin.sqlite"))
+    }
+
+    /// The ledger the profiles are kept up to date from, if any.
+    pub fn ledger_path(&self) -> Option<PathBuf> {
+        match (&self.ledger, &self.profiles) {
+            (Some(l), _) => Some(l.clone()),
+            (None, None) => Some(self.data.join("demo/ledger")),
+            (None, Some(_)) => None,
+        }
     }
 
     /// The profiles file.

@@ -32,6 +32,9 @@ pub struct EngineFiles {
     pub policy: PathBuf,
     /// Catalogue file.
     pub catalogue: PathBuf,
+    /// The ledger the profiles come from, if the service keeps them up to date itself:
+    /// new ingested data rebuilds the profiles, which reloads the engine.
+    pub ledger: Option<PathBuf>,
 }
 
 #[derive(Debug)]

@@ -32,7 +32,7 @@ pub use authz::Authz;
 pub use config::ServiceConfig;
 pub use db::Db;
 pub use engine::{Engine, EngineFiles};
-pub use ops::Metrics;
+pub use ops::{build_latest_profiles, Metrics};
 pub use store::{Consent, Dispute, LogEntry, LogRecord, Principal, Seen, Store, StoredKey};
 
 /// Errors, each rendered as problem+json with its status.

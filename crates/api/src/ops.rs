@@ -437,17 +437,86 @@ pub(crate) async fn reload(st: &AppState) -> Result<Arc<Engine>, ApiError> {
     }
 }
 
-/// Every `every`, reloads the engine if its files changed since it was loaded (or if none
-/// is loaded yet). A load that fails leaves the serving engine in place and is retried
-/// at the next change.
+fn modified(p: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Builds the latest profiles from a ledger into `out` (written beside it, then renamed
+/// over it, so a reader never sees half a file). The as-of date is the last day of the
+/// latest business month with events, or today in Shanghai if that is earlier.
+pub fn build_latest_profiles(
+    ledger: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<chrono::NaiveDate, ApiError> {
+    let fail = |e: &dyn std::fmt::Display| {
+        ApiError::Unavailable(format!("profiles from {}: {e}", ledger.display()))
+    };
+    let l = yuanxin_ledger::Ledger::open(ledger).map_err(|e| fail(&e))?;
+    let month = l
+        .manifest()
+        .files
+        .iter()
+        .filter(|f| f.month != "all")
+        .map(|f| f.month.as_str())
+        .max()
+        .ok_or_else(|| fail(&"the ledger has no events"))?;
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+        .map_err(|e| fail(&e))?;
+    let last = first
+        .checked_add_months(chrono::Months::new(1))
+        .and_then(|d| d.pred_opt())
+        .ok_or_else(|| fail(&"month out of range"))?;
+    let today = chrono::Utc::now()
+        .with_timezone(&yuanxin_domain::shanghai())
+        .date_naive();
+    let as_of = last.min(today);
+    let batch = yuanxin_profile::build(&l, &yuanxin_profile::ProfileOptions::at(vec![as_of]))
+        .map_err(|e| fail(&e))?;
+    let tmp = out.with_extension("parquet.building");
+    yuanxin_profile::write_parquet(&batch, &tmp).map_err(|e| fail(&e))?;
+    std::fs::rename(&tmp, out).map_err(|e| fail(&e))?;
+    Ok(as_of)
+}
+
+/// Every `every`: rebuilds the profiles if new data was ingested into the ledger (when the
+/// service keeps them up to date), then reloads the engine if its files changed since it
+/// was loaded (or if none is loaded yet). A load that fails leaves the serving engine in
+/// place and is retried at the next change.
 pub(crate) async fn watch(st: AppState, every: Duration) {
     let mut seen = None;
     if let Ok(e) = st.engine() {
         seen = Some(e.stamp().clone());
     }
+    // The ledger's manifest changes with every committed batch; profiles older than it
+    // (or missing) are rebuilt.
+    let manifest = st.files.ledger.as_ref().map(|l| l.join("manifest.json"));
+    let mut ledger_seen = match &manifest {
+        Some(m) if modified(&st.files.profiles) >= modified(m) => modified(m),
+        _ => None,
+    };
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        if let (Some(ledger), Some(m)) = (&st.files.ledger, &manifest) {
+            let now = modified(m);
+            if now.is_some() && now != ledger_seen {
+                ledger_seen = now;
+                let (ledger, out) = (ledger.clone(), st.files.profiles.clone());
+                match tokio::task::spawn_blocking(move || build_latest_profiles(&ledger, &out))
+                    .await
+                {
+                    Ok(Ok(as_of)) => {
+                        tracing::info!(target: "yuanxin::engine", %as_of, "profiles rebuilt from the ledger")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(target: "yuanxin::engine", error = %e, "rebuilding the profiles failed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "yuanxin::engine", error = %e, "rebuilding the profiles failed")
+                    }
+                }
+            }
+        }
         let now = stamp(&st.files);
         if seen.as_ref() == Some(&now) {
             continue;
@@ -524,5 +593,103 @@ mod tests {
         let text = m.render()?;
         assert!(text.contains("yuanxin_http_requests_total{method=\"GET\",route=\"/v1/merchants/{id}/score\",status=\"200\"} 1"), "{text}");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod layer_tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+    use crate::{Db, EngineFiles, ServiceConfig};
+
+    /// A router with one slow route behind the real outer layer, served on loopback.
+    async fn slow_server(cfg: ServiceConfig) -> Result<(String, tempfile::TempDir), ApiError> {
+        let dir = tempfile::tempdir().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let db = Db::open(&dir.path().join("db.sqlite"))?;
+        let files = EngineFiles {
+            models: dir.path().into(),
+            profiles: dir.path().join("none.parquet"),
+            policy: dir.path().join("none.toml"),
+            catalogue: dir.path().join("none.toml"),
+            ledger: None,
+        };
+        let st = AppState::new(cfg, files, None, db)?;
+        let app = axum::Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    "done"
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(st.clone(), observe))
+            .with_state(st);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok((addr, dir))
+    }
+
+    fn get(addr: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_slow_request_times_out_and_the_concurrency_limit_holds() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Timeout: 1 s against a 1.5 s handler.
+        let (addr, _dir) = rt
+            .block_on(slow_server(ServiceConfig {
+                timeout_seconds: 1,
+                ..ServiceConfig::default()
+            }))
+            .unwrap();
+        let r = get(&addr);
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(
+            r.contains("application/problem+json") && r.contains("longer than 1 s"),
+            "{r}"
+        );
+        // One request at a time: of two overlapping slow requests, one is shed at once.
+        let (addr, _dir2) = rt
+            .block_on(slow_server(ServiceConfig {
+                max_concurrency: 1,
+                ..ServiceConfig::default()
+            }))
+            .unwrap();
+        let first = {
+            let addr = addr.clone();
+            std::thread::spawn(move || get(&addr))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let second = get(&addr);
+        assert!(second.starts_with("HTTP/1.1 503"), "{second}");
+        assert!(
+            second.contains("overloaded") && second.to_lowercase().contains("retry-after: 1"),
+            "{second}"
+        );
+        let first = first.join().unwrap();
+        assert!(
+            first.starts_with("HTTP/1.1 200") && first.ends_with("done"),
+            "{first}"
+        );
     }
 }

@@ -329,7 +329,7 @@ pub struct EligibilityBody {
     params(("id" = String, Path, description = "Merchant id")),
     request_body = EligibilityBody,
     security(("api_key" = [])),
-    responses((status = 200, description = "The decision: outcome, limit, price, offers, near misses, reasons, hints (docs/decisions.md)"),
+    responses((status = 200, body = yuanxin_decision::Decision, description = "The decision: outcome, limit, price, offers, near misses, reasons, hints (docs/decisions.md)"),
         (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn lender_eligibility(
     State(st): State<AppState>,
@@ -630,7 +630,7 @@ fn working_capital() -> String {
 #[utoipa::path(get, path = "/v1/me/eligibility", tag = "merchant",
     params(MyEligibility),
     security(("api_key" = [])),
-    responses((status = 200, description = "The decision across products, with improvement hints")))]
+    responses((status = 200, body = yuanxin_decision::Decision, description = "The decision across products, with improvement hints")))]
 async fn my_eligibility(
     State(st): State<AppState>,
     Caller(p): Caller,

@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// SQLite database (default: DATA/yuanxin.sqlite).
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Keep the profiles up to date from this ledger: new ingested data rebuilds them and
+    /// reloads the engine (default: DATA/demo/ledger with the demo's profiles).
+    #[arg(long)]
+    ledger: Option<PathBuf>,
     /// Do not issue demo keys and consent.
     #[arg(long)]
     no_demo_keys: bool,
@@ -89,6 +93,9 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
     if args.db.is_some() {
         cfg.db.clone_from(&args.db);
     }
+    if args.ledger.is_some() {
+        cfg.ledger.clone_from(&args.ledger);
+    }
     cfg.check()?;
     if cfg.log == "json" {
         tracing_subscriber::fmt()
@@ -97,7 +104,11 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
             .with_current_span(false)
             .init();
     }
-    if cfg.profiles.is_none() && !cfg.profiles_path().exists() {
+    let ledger = cfg.ledger_path();
+    let ledger_ready = ledger
+        .as_ref()
+        .is_some_and(|l| l.join("manifest.json").exists());
+    if cfg.profiles.is_none() && !cfg.profiles_path().exists() && !ledger_ready {
         eprintln!(
             "no profiles at {}: building the demo city first",
             cfg.profiles_path().display()
@@ -109,7 +120,12 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
         profiles: cfg.profiles_path(),
         policy: cfg.data.join("policy.toml"),
         catalogue: cfg.data.join("catalogue.toml"),
+        ledger: ledger.filter(|_| cfg.watch_seconds > 0),
     };
+    if let Some(l) = files.ledger.as_ref().filter(|_| !files.profiles.exists()) {
+        eprintln!("building the latest profiles from {}", l.display());
+        yuanxin_api::build_latest_profiles(l, &files.profiles)?;
+    }
     // A service whose files are not there yet still starts, unready, and loads them when
     // they appear (the watcher) or on an analyst's reload.
     let engine = match Engine::load(&files) {

@@ -72,7 +72,7 @@ pub struct LimitInput {
 }
 
 /// A credit limit with its parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limit {
     /// revenue_multiple × monthly revenue.
     pub revenue_cap: Decimal,
@@ -152,7 +152,7 @@ pub struct PriceInput {
 }
 
 /// A risk-based price, % a year.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Price {
     /// Reference rate.
     pub lpr: Decimal,

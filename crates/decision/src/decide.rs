@@ -58,7 +58,7 @@ pub struct Applicant {
 }
 
 /// What is asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoanRequest {
     /// Amount, yuan.
     pub amount: Decimal,
@@ -71,7 +71,7 @@ pub struct LoanRequest {
 }
 
 /// The outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Approved (possibly for less than asked).
@@ -83,7 +83,7 @@ pub enum Outcome {
 }
 
 /// A support scheme applied to an offer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SupportApplied {
     /// Scheme id.
     pub id: String,
@@ -98,7 +98,7 @@ pub struct SupportApplied {
 }
 
 /// A product the merchant qualifies for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Offer {
     /// Product id.
     pub product: String,
@@ -123,7 +123,7 @@ pub struct Offer {
 }
 
 /// A product the merchant does not qualify for, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NearMiss {
     /// Product id.
     pub product: String,
@@ -136,7 +136,7 @@ pub struct NearMiss {
 }
 
 /// The decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     /// Merchant.
     pub merchant_id: String,

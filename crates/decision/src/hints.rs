@@ -8,7 +8,7 @@ use yuanxin_model::binning::{Rule, Slot, Value};
 use yuanxin_model::{Model, Predictor};
 
 /// One hint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hint {
     /// Characteristic.
     pub feature: String,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One reason code with its texts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReasonCode {
     /// Stable code.
     pub code: String,
