@@ -196,6 +196,30 @@ pub(crate) fn bin_all(
 /// WoE of every row for one binning.
 pub(crate) fn woe_column(b: &Binning, col: &Column) -> Vec<f64> {
     let w = |slot| b.stat(slot).map_or(0.0, |s| s.woe);
+    if let (
+        crate::binning::Rule::Numeric {
+            cuts,
+            special_values,
+        },
+        Column::Num(x),
+    ) = (&b.rule, col)
+    {
+        // The common case, as `slot` does it but with the WoE of each bin looked up once.
+        let bins: Vec<f64> = (0..=cuts.len()).map(|k| w(Slot::Bin(k))).collect();
+        let (missing, special) = (w(Slot::Missing), w(Slot::Special));
+        return x
+            .iter()
+            .map(|&v| {
+                if v.is_nan() {
+                    missing
+                } else if special_values.contains(&v) {
+                    special
+                } else {
+                    bins[cuts.iter().take_while(|&&c| c <= v).count()]
+                }
+            })
+            .collect();
+    }
     match col {
         Column::Num(x) => x.iter().map(|&v| w(b.slot(Value::Num(v)))).collect(),
         Column::Cat(x) => x
@@ -205,6 +229,29 @@ pub(crate) fn woe_column(b: &Binning, col: &Column) -> Vec<f64> {
     }
 }
 
+/// (x − mean) / (sd·√n), so that the Pearson correlation of two columns is the dot product
+/// of their standardised copies; `None` for a constant column (correlation 0 with all).
+fn standardised(x: &[f64]) -> Option<Vec<f64>> {
+    let n = x.len() as f64;
+    if n < 2.0 {
+        return None;
+    }
+    let mean = x.iter().sum::<f64>() / n;
+    let ss: f64 = x.iter().map(|v| (v - mean) * (v - mean)).sum();
+    (ss > 0.0).then(|| {
+        let s = ss.sqrt();
+        x.iter().map(|v| (v - mean) / s).collect()
+    })
+}
+
+fn correlation(a: Option<&[f64]>, b: Option<&[f64]>) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) => a.iter().zip(b).map(|(x, y)| x * y).sum(),
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
 fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
     if n < 2.0 {
@@ -225,6 +272,24 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
+/// A hasher for keys that are already hashes.
+#[derive(Default)]
+struct Premixed(u64);
+
+impl std::hash::Hasher for Premixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// The penalised maximum-likelihood logistic regression of bad on the columns by Newton's
 /// method over the distinct rows. WoE columns take a handful of values each, so rows
 /// collapse into far fewer patterns, and each Newton step is exact. Minimises the same
@@ -236,8 +301,9 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
     let d = m + 1;
     // Group rows by their values (bit patterns). Groups are numbered in order of first
     // appearance, so every sum below runs in the same order on every run.
-    let mut index: std::collections::HashMap<u64, usize> =
-        std::collections::HashMap::with_capacity(n / 4);
+    // The keys are already well-mixed 64-bit hashes: no need to hash them again.
+    let mut index: std::collections::HashMap<u64, usize, std::hash::BuildHasherDefault<Premixed>> =
+        std::collections::HashMap::with_capacity_and_hasher(n / 4, Default::default());
     let mut next: Vec<usize> = Vec::new(); // collision chains
     let mut vals: Vec<f64> = Vec::new(); // d values per group, the last one 1
     let mut counts: Vec<(f64, f64)> = Vec::new();
@@ -282,21 +348,39 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
         .enumerate()
         .map(|(g, &(b, gd))| (&vals[g * d..(g + 1) * d], b, gd))
         .collect();
-    let objective = |beta: &[f64]| -> f64 {
+    // The penalised objective with its gradient and Hessian (lower triangle), in one pass
+    // over the groups: a damped Newton step accepted at the first try costs one pass.
+    let eval = |beta: &[f64]| -> (f64, Vec<f64>, Vec<f64>) {
         let mut f = 0.0;
+        let mut grad = vec![0.0; d];
+        let mut hess = vec![0.0; d * d];
         for (x, b, g) in &rows {
             let z: f64 = x.iter().zip(beta).map(|(a, c)| a * c).sum();
-            // −[b·log σ(z) + g·log σ(−z)], stably.
-            let log1pexp = |t: f64| {
-                if t > 0.0 {
-                    t + (-t).exp().ln_1p()
-                } else {
-                    t.exp().ln_1p()
-                }
+            // σ(z) and −[b·log σ(z) + g·log σ(−z)] from one exp and one log, stably.
+            let e = (-z.abs()).exp();
+            let l = e.ln_1p();
+            let (p, loss) = if z >= 0.0 {
+                (1.0 / (1.0 + e), b * l + g * (z + l))
+            } else {
+                (e / (1.0 + e), b * (l - z) + g * l)
             };
-            f += b * log1pexp(-z) + g * log1pexp(z);
+            f += loss;
+            let r = p * (b + g) - b;
+            let w = (p * (1.0 - p) * (b + g)).max(1e-300);
+            for (j, (gj, &xj)) in grad.iter_mut().zip(x.iter()).enumerate() {
+                *gj += r * xj;
+                let wx = w * xj;
+                for (h, &xk) in hess[j * d..=j * d + j].iter_mut().zip(x.iter()) {
+                    *h += wx * xk;
+                }
+            }
         }
-        f + 0.5 * l2 * beta[..m].iter().map(|w| w * w).sum::<f64>()
+        for j in 0..m {
+            f += 0.5 * l2 * beta[j] * beta[j];
+            grad[j] += l2 * beta[j];
+            hess[j * d + j] += l2;
+        }
+        (f, grad, hess)
     };
     let bads: f64 = rows.iter().map(|r| r.1).sum();
     let mut beta = match start {
@@ -309,35 +393,17 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
             b
         }
     };
-    let mut f = objective(&beta);
+    let (mut f, mut grad, mut hess) = eval(&beta);
     for _ in 0..100 {
-        let mut grad = vec![0.0; d];
-        let mut hess = vec![0.0; d * d];
-        for (x, b, g) in &rows {
-            let z: f64 = x.iter().zip(&beta).map(|(a, c)| a * c).sum();
-            let p = crate::scale::sigmoid(z);
-            let r = p * (b + g) - b;
-            let w = (p * (1.0 - p) * (b + g)).max(1e-300);
-            for j in 0..d {
-                grad[j] += r * x[j];
-                for k in 0..=j {
-                    hess[j * d + k] += w * x[j] * x[k];
-                }
-            }
-        }
-        for j in 0..m {
-            grad[j] += l2 * beta[j];
-            hess[j * d + j] += l2;
-        }
         let step = cholesky_solve(&mut hess, &grad, d)?;
         // Damped step: halve until the objective does not increase.
         let mut t = 1.0;
         let mut next = beta.clone();
-        let mut f_next = f;
+        let mut at_next = (f, grad.clone(), hess.clone());
         for _ in 0..30 {
             next = beta.iter().zip(&step).map(|(b, s)| b - t * s).collect();
-            f_next = objective(&next);
-            if f_next <= f + 1e-12 * f.abs() {
+            at_next = eval(&next);
+            if at_next.0 <= f + 1e-12 * f.abs() {
                 break;
             }
             t *= 0.5;
@@ -348,8 +414,9 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
         beta = next;
+        let f_next = at_next.0;
         let done = moved < 1e-10 || (f - f_next).abs() <= 1e-14 * f.abs();
-        f = f_next;
+        (f, grad, hess) = at_next;
         if done {
             break;
         }
@@ -488,16 +555,20 @@ impl ScorecardParams {
                 .total_cmp(&all[a].iv)
                 .then_with(|| all[a].name.cmp(&all[b].name))
         });
+        // Kept columns with their standardised copies: a correlation is then one dot product.
         let mut kept: Vec<(usize, Vec<f64>)> = Vec::new();
+        let mut standard: Vec<Option<Vec<f64>>> = Vec::new();
         for &i in &order {
             if all[i].iv < self.min_iv || all[i].iv <= 0.0 {
                 candidates[i].status = "iv_below_min".into();
                 continue;
             }
             let w = woe_column(&all[i], &sample.columns[i]);
+            let z = standardised(&w);
             if let Some((j, r)) = kept
                 .iter()
-                .map(|(j, v)| (*j, pearson(&w, v)))
+                .zip(&standard)
+                .map(|((j, _), zk)| (*j, correlation(z.as_deref(), zk.as_deref())))
                 .find(|(_, r)| r.abs() > self.max_correlation)
             {
                 candidates[i].status = "correlated".into();
@@ -505,6 +576,7 @@ impl ScorecardParams {
                 continue;
             }
             kept.push((i, w));
+            standard.push(z);
         }
         // Fit; drop wrong-signed characteristics one at a time and refit from the last fit.
         let mut start: Option<Vec<f64>> = None;
@@ -624,6 +696,27 @@ mod tests {
         for (k, w) in cold.params().iter().enumerate() {
             assert!((sign * w - beta[k]).abs() < 1e-5, "{beta:?} vs {w}");
         }
+    }
+
+    #[test]
+    fn standardised_dot_products_are_pearson_correlations() {
+        let a: Vec<f64> = (0..500).map(|i| ((i * 37) % 11) as f64 * 0.3).collect();
+        let b: Vec<f64> = (0..500)
+            .map(|i| ((i * 17) % 7) as f64 - 0.5 * a[i])
+            .collect();
+        let r = correlation(standardised(&a).as_deref(), standardised(&b).as_deref());
+        assert!(
+            (r - pearson(&a, &b)).abs() < 1e-12,
+            "{r} vs {}",
+            pearson(&a, &b)
+        );
+        assert_eq!(
+            correlation(
+                standardised(&[2.0; 9]).as_deref(),
+                standardised(&b).as_deref()
+            ),
+            0.0
+        );
     }
 
     #[test]
