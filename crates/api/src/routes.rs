@@ -99,7 +99,28 @@ struct Served<'a> {
     write_shown: bool,
 }
 
-impl Served<'_> {
+impl<'a> Served<'a> {
+    /// A query of `lender` about `merchant`, before its consent is known; what the lender
+    /// is shown comes from the engine and is written only if it changed.
+    fn new(
+        lender: &'a Principal,
+        e: &'a Engine,
+        merchant: &'a str,
+        action: &'a str,
+        purpose: &'a str,
+    ) -> Served<'a> {
+        Served {
+            lender,
+            merchant,
+            action,
+            purpose,
+            consent: None,
+            model_id: e.model_id(),
+            shown: e.shown(merchant),
+            write_shown: false,
+        }
+    }
+
     fn record(&self, outcome: &str, at: String, response: &[u8]) -> LogRecord {
         self.record_digest(outcome, at, digest(response))
     }
@@ -283,16 +304,7 @@ async fn lender_score(
 ) -> Result<Response, ApiError> {
     role(&p, &["lender"])?;
     let e = st.engine()?;
-    let served = Served {
-        lender: &p,
-        merchant: &id,
-        action: "score",
-        purpose: &q.purpose,
-        consent: None,
-        model_id: e.model_id(),
-        shown: e.shown(&id),
-        write_shown: false,
-    };
+    let served = Served::new(&p, &e, &id, "score", &q.purpose);
     let (consent, dispute) = consent_or_refuse(&st, &served).await?;
     let (body, d) = e.score_body(&id, dispute)?;
     logged_with(
@@ -339,16 +351,7 @@ async fn lender_eligibility(
 ) -> Result<Response, ApiError> {
     role(&p, &["lender"])?;
     let e = st.engine()?;
-    let served = Served {
-        lender: &p,
-        merchant: &id,
-        action: "eligibility",
-        purpose: &b.purpose,
-        consent: None,
-        model_id: e.model_id(),
-        shown: e.shown(&id),
-        write_shown: false,
-    };
+    let served = Served::new(&p, &e, &id, "eligibility", &b.purpose);
     let (consent, _) = consent_or_refuse(&st, &served).await?;
     let d = e.decide(
         &id,
@@ -433,14 +436,9 @@ async fn batch_score(
     let mut records = Vec::new();
     for (id, (consent, dispute)) in b.merchants.iter().zip(checks) {
         let served = Served {
-            lender: &p,
-            merchant: id,
-            action: "batch_score",
-            purpose: &b.purpose,
             consent,
-            model_id: e.model_id(),
-            shown: e.shown(id),
             write_shown: true,
+            ..Served::new(&p, &e, id, "batch_score", &b.purpose)
         };
         let item = match consent {
             None => {
@@ -559,22 +557,16 @@ async fn lender_alerts(
         if alerts.is_empty() {
             continue;
         }
-        let shown = e.shown(&id);
+        let served = Served {
+            consent: Some(consent),
+            write_shown: true,
+            ..Served::new(&p, &e, &id, "alerts", &q.purpose)
+        };
         let item = MerchantAlerts {
             merchant_id: id.clone(),
-            grade: shown.map(|s| s.0.to_owned()).unwrap_or_default(),
+            grade: served.shown.map(|s| s.0.to_owned()).unwrap_or_default(),
             last_grade: last.map(|l| l.grade),
             alerts,
-        };
-        let served = Served {
-            lender: &p,
-            merchant: &id,
-            action: "alerts",
-            purpose: &q.purpose,
-            consent: Some(consent),
-            model_id: e.model_id(),
-            shown,
-            write_shown: true,
         };
         records.push(served.record("served", now.clone(), &json(&item)?));
         out.push(item);
