@@ -421,6 +421,34 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
         rate > 0.98,
         "labels agree with the simulator's truth on {rate:.4} of {total} rows"
     );
+
+    // Reading the merchants in chunks (by id range, each row group decoded once and kept
+    // while later chunks need it) changes nothing, labels' completeness included: the
+    // files are the same byte for byte.
+    for chunks in ["2", "7"] {
+        let chunked = tmp.path().join(format!("p{chunks}.parquet"));
+        profile(
+            &ledger,
+            &chunked,
+            &[
+                "--from",
+                "2024-06-30",
+                "--to",
+                "2025-12-31",
+                "--label",
+                "default_12m",
+                "--oot-from",
+                "2025-01-01",
+                "--chunks",
+                chunks,
+            ],
+        );
+        assert!(
+            std::fs::read(&chunked).unwrap()
+                == std::fs::read(tmp.path().join("p.parquet")).unwrap(),
+            "{chunks} chunks give other profiles"
+        );
+    }
 }
 
 #[test]

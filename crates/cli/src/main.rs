@@ -160,6 +160,11 @@ struct ProfileArgs {
     /// Only these characteristics (comma-separated catalogue names); all by default.
     #[arg(long, value_delimiter = ',')]
     features: Option<Vec<String>>,
+    /// Read merchants in this many chunks (by merchant id range), one at a time. By default
+    /// the chunks are sized to hold about 8 Mi event rows each when the ledger is clustered
+    /// by merchant, which bounds memory; the output is the same for any number.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    chunks: Option<u32>,
     /// Output Parquet file.
     #[arg(long)]
     out: PathBuf,
@@ -420,6 +425,7 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
         label: args.label.map(|_| yuanxin_profile::Label::Default12m),
         oot_from: args.oot_from,
         features: args.features.clone(),
+        chunks: args.chunks.map(|n| n as usize),
     };
     let t0 = Instant::now();
     let ledger = Ledger::open(&args.ledger)

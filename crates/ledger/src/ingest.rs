@@ -34,8 +34,9 @@ use crate::reason::{Reason, Rejection};
 use crate::rules::{check, Canon};
 use crate::schema::{ColType, Table, DIGEST_COL};
 use crate::store::{
-    batch_dir, commit_manifest, data_file_path, read_manifest, remove_orphans, sync_dir,
-    writer_properties, BatchEntry, FileEntry, InputEntry, Ledger, LockGuard, Manifest,
+    batch_dir, commit_manifest, data_file_path, ledger_writer_properties, read_manifest,
+    remove_orphans, sync_dir, writer_properties, BatchEntry, FileEntry, InputEntry, Ledger,
+    LockGuard, Manifest,
 };
 
 /// Options of one ingestion batch.
@@ -669,8 +670,12 @@ impl<'m> BatchWriter<'m> {
                 }
             }
             let f = File::create(&path).map_err(|e| LedgerError::io(&path, e))?;
-            let writer = ArrowWriter::try_new(f, table.ledger_schema(), Some(writer_properties()))
-                .map_err(|e| LedgerError::storage(&path, e))?;
+            let writer = ArrowWriter::try_new(
+                f,
+                table.ledger_schema(),
+                Some(ledger_writer_properties(table)),
+            )
+            .map_err(|e| LedgerError::storage(&path, e))?;
             self.writers.insert(
                 key.clone(),
                 PartWriter {

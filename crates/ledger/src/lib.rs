@@ -18,4 +18,7 @@ pub use ingest::{ingest, quarantine_schema, Counts, FileReport, IngestOptions, I
 pub use input::{discover, InputFile, InputFormat};
 pub use reason::{Reason, Rejection};
 pub use schema::{ColType, Column, Table};
-pub use store::{writer_properties, BatchEntry, FileEntry, InputEntry, Ledger, Manifest};
+pub use store::{
+    ledger_writer_properties, writer_properties, BatchEntry, FileEntry, FileReader, InputEntry,
+    Ledger, Manifest,
+};

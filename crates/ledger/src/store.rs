@@ -20,14 +20,20 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LedgerError;
-use crate::schema::Table;
+use crate::schema::{ColType, Table, BATCH_COL};
 
 /// Version of the manifest format; bumped on incompatible changes.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -45,6 +51,35 @@ pub fn writer_properties() -> WriterProperties {
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_dictionary_enabled(false)
         .build()
+}
+
+/// The writer settings of a ledger table: [`writer_properties`], plus dictionary encoding
+/// for its low-cardinality text columns (`merchant_id`, code lists, `_batch`). A file holds
+/// rows of a few thousand merchants at most per row group and a handful of codes, so these
+/// dictionaries stay small; readers can then take such a column as integer keys into a
+/// short list instead of one string per row ([`FileReader::read_row_group`]).
+pub fn ledger_writer_properties(table: Table) -> WriterProperties {
+    let level = ZstdLevel::try_new(1).unwrap_or_default();
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_dictionary_enabled(false);
+    for name in dictionary_columns(table) {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(name), true);
+    }
+    props.build()
+}
+
+/// The ledger columns of a table stored dictionary-encoded.
+fn dictionary_columns(table: Table) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = table
+        .columns()
+        .iter()
+        .filter(|c| c.name == "merchant_id" || matches!(c.ty, ColType::Code(_) | ColType::KindCode))
+        .map(|c| c.name)
+        .collect();
+    names.push(BATCH_COL);
+    names
 }
 
 /// One committed data file.
@@ -207,6 +242,147 @@ impl Ledger {
             sink(batch.map_err(|e| LedgerError::storage(&path, e))?)?;
         }
         Ok(())
+    }
+}
+
+/// One committed file, opened for reading with its footer parsed once, so that a reader
+/// can take its row groups one at a time (as the profile loader does, merchant range by
+/// merchant range) without parsing the footer again.
+#[derive(Debug)]
+pub struct FileReader {
+    path: PathBuf,
+    file: File,
+    /// The file's metadata as stored.
+    plain: ArrowReaderMetadata,
+    /// The same, with text columns that are dictionary-encoded in every row group read as
+    /// Arrow dictionaries (`None` if there are none).
+    dictionary: Option<ArrowReaderMetadata>,
+    /// Index of `merchant_id` among the file's columns, when it has one.
+    merchant_column: Option<usize>,
+}
+
+impl Ledger {
+    /// Opens one committed file for reading by row group.
+    pub fn open_file(&self, file: &FileEntry) -> Result<FileReader, LedgerError> {
+        let path = self.root.join(&file.path);
+        let handle = File::open(&path).map_err(|e| LedgerError::io(&path, e))?;
+        let plain = ArrowReaderMetadata::load(&handle, ArrowReaderOptions::new())
+            .map_err(|e| LedgerError::storage(&path, e))?;
+        let meta = plain.metadata();
+        let columns = meta.file_metadata().schema_descr().columns();
+        let merchant_column = columns.iter().position(|c| c.name() == "merchant_id");
+        let encoded = |i: usize| {
+            meta.row_groups()
+                .iter()
+                .all(|rg| rg.column(i).dictionary_page_offset().is_some())
+        };
+        let fields: Vec<Field> = plain
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let i = columns.iter().position(|c| c.name() == f.name());
+                match (f.data_type(), i) {
+                    (DataType::Utf8, Some(i)) if meta.num_row_groups() > 0 && encoded(i) => {
+                        Field::new(
+                            f.name(),
+                            DataType::Dictionary(
+                                Box::new(DataType::Int32),
+                                Box::new(DataType::Utf8),
+                            ),
+                            f.is_nullable(),
+                        )
+                    }
+                    _ => f.as_ref().clone(),
+                }
+            })
+            .collect();
+        let dictionary = if fields
+            .iter()
+            .zip(plain.schema().fields())
+            .any(|(a, b)| a != b.as_ref())
+        {
+            let schema = Arc::new(Schema::new_with_metadata(
+                fields,
+                plain.schema().metadata().clone(),
+            ));
+            Some(
+                ArrowReaderMetadata::try_new(
+                    Arc::clone(plain.metadata()),
+                    ArrowReaderOptions::new().with_schema(schema),
+                )
+                .map_err(|e| LedgerError::storage(&path, e))?,
+            )
+        } else {
+            None
+        };
+        Ok(FileReader {
+            path,
+            file: handle,
+            plain,
+            dictionary,
+            merchant_column,
+        })
+    }
+}
+
+impl FileReader {
+    /// Row groups in the file.
+    pub fn row_groups(&self) -> usize {
+        self.plain.metadata().num_row_groups()
+    }
+
+    /// Rows in a row group.
+    pub fn rows_in(&self, row_group: usize) -> usize {
+        self.plain
+            .metadata()
+            .row_groups()
+            .get(row_group)
+            .map_or(0, |rg| usize::try_from(rg.num_rows()).unwrap_or(0))
+    }
+
+    /// The least and greatest `merchant_id` in a row group (bytewise, as `str` orders),
+    /// from its statistics; `None` when they were not recorded, in which case the row
+    /// group may hold any merchant.
+    pub fn merchant_range(&self, row_group: usize) -> Option<(&[u8], &[u8])> {
+        let rg = self.plain.metadata().row_groups().get(row_group)?;
+        let stats = rg.column(self.merchant_column?).statistics()?;
+        Some((stats.min_bytes_opt()?, stats.max_bytes_opt()?))
+    }
+
+    /// Reads one row group, only the named columns (names the file lacks are skipped), as
+    /// one batch. Text columns stored dictionary-encoded come as `Dictionary(Int32, Utf8)`
+    /// arrays; readers must accept both that and `Utf8`.
+    pub fn read_row_group(
+        &self,
+        row_group: usize,
+        columns: &[&str],
+    ) -> Result<RecordBatch, LedgerError> {
+        let meta = self.dictionary.as_ref().unwrap_or(&self.plain);
+        let handle = self
+            .file
+            .try_clone()
+            .map_err(|e| LedgerError::io(&self.path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone());
+        let schema = builder.parquet_schema();
+        let indices: Vec<usize> = columns
+            .iter()
+            .filter_map(|name| schema.columns().iter().position(|c| c.name() == *name))
+            .collect();
+        let mask = parquet::arrow::ProjectionMask::leaves(schema, indices);
+        let rows = self.rows_in(row_group).max(1);
+        let reader = builder
+            .with_projection(mask)
+            .with_row_groups(vec![row_group])
+            .with_batch_size(rows)
+            .build()
+            .map_err(|e| LedgerError::storage(&self.path, e))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| LedgerError::storage(&self.path, e))?;
+        arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| LedgerError::storage(&self.path, e))
     }
 }
 

@@ -6,9 +6,11 @@
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Date32Type, Decimal128Type, Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{
+    Date32Type, Decimal128Type, Int32Type, Int64Type, TimestampMillisecondType,
+};
 use yuanxin_domain::SHANGHAI_OFFSET_SECS;
-use yuanxin_ledger::{Ledger, Table};
+use yuanxin_ledger::{FileReader, Ledger, Table};
 
 use crate::ProfileError;
 
@@ -261,6 +263,97 @@ fn opt_str(a: Option<&arrow::array::StringArray>, i: usize) -> Option<&str> {
     a.and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
 }
 
+/// A text column as the ledger gives it: plain strings, or (where the file stores it
+/// dictionary-encoded) integer keys into a short list of strings.
+enum Text<'a> {
+    Plain(&'a arrow::array::StringArray),
+    Dict(
+        &'a arrow::array::PrimitiveArray<Int32Type>,
+        &'a arrow::array::StringArray,
+    ),
+    Absent,
+}
+
+impl<'a> Text<'a> {
+    fn of(b: &'a RecordBatch, name: &str) -> Text<'a> {
+        let Some(c) = b.column_by_name(name) else {
+            return Text::Absent;
+        };
+        if let Some(s) = c.as_string_opt::<i32>() {
+            return Text::Plain(s);
+        }
+        match c.as_dictionary_opt::<Int32Type>() {
+            Some(d) => match d.values().as_string_opt::<i32>() {
+                Some(v) => Text::Dict(d.keys(), v),
+                None => Text::Absent,
+            },
+            None => Text::Absent,
+        }
+    }
+
+    /// `f` of every row's value (`None` for null). A dictionary column calls `f` once per
+    /// distinct value; a plain one once per run of equal values (rows of a merchant, or of
+    /// a kind, come in runs).
+    fn map<T: Copy>(&self, n: usize, f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+        self.map_with(n, true, f)
+    }
+
+    /// [`Text::map`] for columns whose neighbours rarely repeat (contract, consumer, loan
+    /// and store ids): plain values are not compared with the previous row's.
+    fn map_each<T: Copy>(&self, n: usize, f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+        self.map_with(n, false, f)
+    }
+
+    fn map_with<T: Copy>(
+        &self,
+        n: usize,
+        runs: bool,
+        mut f: impl FnMut(Option<&str>) -> T,
+    ) -> Vec<T> {
+        match self {
+            Text::Absent => vec![f(None); n],
+            Text::Plain(a) if !runs => (0..n.min(a.len()))
+                .map(|i| f((!a.is_null(i)).then(|| a.value(i))))
+                .collect(),
+            Text::Plain(a) => {
+                let mut out = Vec::with_capacity(n);
+                let mut prev: Option<(Option<&str>, T)> = None;
+                for i in 0..n.min(a.len()) {
+                    let v = (!a.is_null(i)).then(|| a.value(i));
+                    let t = match prev {
+                        Some((p, t)) if p == v => t,
+                        _ => {
+                            let t = f(v);
+                            prev = Some((v, t));
+                            t
+                        }
+                    };
+                    out.push(t);
+                }
+                out
+            }
+            Text::Dict(keys, values) => {
+                let none = f(None);
+                let table: Vec<T> = (0..values.len())
+                    .map(|j| f((!values.is_null(j)).then(|| values.value(j))))
+                    .collect();
+                (0..n.min(keys.len()))
+                    .map(|i| {
+                        if keys.is_null(i) {
+                            none
+                        } else {
+                            usize::try_from(keys.value(i))
+                                .ok()
+                                .and_then(|k| table.get(k).copied())
+                                .unwrap_or(none)
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
 type Decs = arrow::array::Decimal128Array;
 type Ints = arrow::array::Int64Array;
 type Dates = arrow::array::Date32Array;
@@ -349,97 +442,455 @@ fn columns_of(table: Table) -> &'static [&'static str] {
     }
 }
 
-/// What one loader thread returns: per merchant slot, its events; and the latest day seen.
-type Part<T> = (Vec<Vec<T>>, i32);
+/// About how many event rows one chunk of merchants holds in memory at once (about 30
+/// bytes each as compact events, so some 250 MB).
+const CHUNK_ROWS: u64 = 8 * 1024 * 1024;
 
-/// Reads one table on all cores: each thread parses a contiguous run of the table's files
-/// into per-merchant event lists, and the runs are joined in file order, so the result is
-/// the same whatever the number of threads. Also raises `last_day` to the latest event day.
-fn load_table<T: Send>(
-    ledger: &Ledger,
-    known_at_ms: Option<i64>,
-    table: Table,
-    index: &FxMap<String, usize>,
-    last_day: &mut i32,
-    parse: impl Fn(&RecordBatch, &[(usize, usize, i32)], &mut [Vec<T>]) + Sync,
-) -> Result<Vec<Vec<T>>, ProfileError> {
-    let files = ledger.files(table, known_at_ms);
-    let columns = columns_of(table);
-    let merchants = index.len();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .max(1);
-    let per = files.len().div_ceil(threads).max(1);
-    let parse = &parse;
-    let results: Vec<Result<Part<T>, ProfileError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(per)
-            .map(|mine| {
-                scope.spawn(move || -> Result<Part<T>, ProfileError> {
-                    let mut out: Vec<Vec<T>> = (0..merchants).map(|_| Vec::new()).collect();
-                    let mut rows: Vec<(usize, usize, i32)> = Vec::new();
-                    let mut latest = i32::MIN;
-                    for file in mine {
-                        ledger.scan_file(file, Some(columns), &mut |b| {
-                            let ids = strs(&b, "merchant_id");
-                            let day = days(&b);
-                            rows.clear();
-                            // A merchant's rows come in runs: look the id up once per run.
-                            let mut prev: Option<(&str, usize)> = None;
-                            for i in 0..b.num_rows() {
-                                let Some(id) = opt_str(ids, i) else { continue };
-                                let slot = match prev {
-                                    Some((p, slot)) if p == id => slot,
-                                    _ => {
-                                        let Some(&slot) = index.get(id) else { continue };
-                                        prev = Some((id, slot));
-                                        slot
-                                    }
-                                };
-                                let d = day.get(i).copied().unwrap_or(0);
-                                latest = latest.max(d);
-                                rows.push((i, slot, d));
-                            }
-                            parse(&b, &rows, &mut out);
-                            Ok(())
-                        })?;
-                    }
-                    Ok((out, latest))
-                })
+/// Per merchant of a chunk (by its position in the chunk), its events of one table.
+type Events<T> = Vec<Vec<T>>;
+
+/// How the city's merchants are split into chunks: by ranges of `merchant_id` (ordered
+/// bytewise, as Parquet statistics are). A ledger whose row groups each hold a narrow range
+/// of merchants, as merchant-ordered deliveries give, is then read once, a chunk at a time.
+struct Plan {
+    /// First id of each chunk after the first.
+    bounds: Vec<String>,
+    /// Per merchant slot: its chunk.
+    chunk_of: Vec<usize>,
+    /// Per merchant slot: its position among its chunk's members.
+    local: Vec<usize>,
+    /// Per chunk: its merchants' slots, in slot order.
+    members: Vec<Vec<usize>>,
+}
+
+impl Plan {
+    fn new(merchants: &[Merchant], chunks: usize) -> Plan {
+        let n = merchants.len();
+        let chunks = chunks.clamp(1, n.max(1));
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| merchants[a].id.as_bytes().cmp(merchants[b].id.as_bytes()));
+        let mut chunk_of = vec![0; n];
+        let mut bounds = Vec::new();
+        for (pos, &slot) in order.iter().enumerate() {
+            let k = pos * chunks / n;
+            if k > bounds.len() {
+                bounds.push(merchants[slot].id.clone());
+            }
+            chunk_of[slot] = k;
+        }
+        let mut members = vec![Vec::new(); chunks];
+        let mut local = vec![0; n];
+        for (slot, &k) in chunk_of.iter().enumerate() {
+            local[slot] = members[k].len();
+            members[k].push(slot);
+        }
+        Plan {
+            bounds,
+            chunk_of,
+            local,
+            members,
+        }
+    }
+
+    fn chunks(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The chunk whose id range holds `id`.
+    fn chunk_of_id(&self, id: &[u8]) -> usize {
+        self.bounds.partition_point(|b| b.as_bytes() <= id)
+    }
+
+    /// First and last chunk a row group may hold merchants of.
+    fn span(&self, file: &FileReader, row_group: usize) -> (usize, usize) {
+        match file.merchant_range(row_group) {
+            Some((lo, hi)) => (self.chunk_of_id(lo), self.chunk_of_id(hi)),
+            None => (0, self.chunks() - 1),
+        }
+    }
+}
+
+/// One file of an event table, read a chunk at a time.
+struct FileState {
+    reader: FileReader,
+    /// Per row group: the first and last chunk it may hold merchants of.
+    span: Vec<(usize, usize)>,
+    /// Row groups decoded for an earlier chunk and kept because they also hold merchants
+    /// of later ones: every row group is decoded once.
+    kept: Vec<Option<Kept>>,
+}
+
+/// A decoded row group kept for later chunks, with each row's merchant slot.
+struct Kept {
+    batch: RecordBatch,
+    slots: Vec<Option<usize>>,
+}
+
+impl FileState {
+    /// Rows this file has for chunk `k`.
+    fn rows_for(&self, k: usize) -> usize {
+        self.span
+            .iter()
+            .enumerate()
+            .filter(|(_, &(a, b))| a <= k && k <= b)
+            .map(|(rg, _)| self.reader.rows_in(rg))
+            .sum()
+    }
+}
+
+/// Reads the ledger a chunk of merchants at a time. The merchants table (small) is read
+/// whole at once; event tables are read chunk by chunk, each row group when the first
+/// chunk it covers comes, on all cores, only the columns features use. Within a merchant,
+/// events keep ledger order (files in commit order, rows in file order) before the stable
+/// sort by day, so the result is the same however the city is chunked or threaded.
+pub(crate) struct Loader {
+    index: FxMap<String, usize>,
+    plan: Plan,
+    tables: Vec<(Table, Vec<FileState>)>,
+}
+
+/// Event tables features read.
+const EVENT_TABLES: [Table; 9] = [
+    Table::EscrowEvents,
+    Table::WalletFlows,
+    Table::Contracts,
+    Table::Operations,
+    Table::Promotions,
+    Table::Complaints,
+    Table::PublicRecords,
+    Table::Loans,
+    Table::StoreEvents,
+];
+
+impl Loader {
+    /// Opens the ledger as known at `known_at_ms` (all of it if `None`): the city's
+    /// merchants without their events, and a loader for the events.
+    pub(crate) fn open(
+        ledger: &Ledger,
+        known_at_ms: Option<i64>,
+        chunks: Option<usize>,
+    ) -> Result<(City, Loader), ProfileError> {
+        let (city, index) = merchants(ledger, known_at_ms)?;
+        let mut readers = Vec::new();
+        let mut total: u64 = 0;
+        for table in EVENT_TABLES {
+            let mut files = Vec::new();
+            for f in ledger.files(table, known_at_ms) {
+                total += f.rows;
+                files.push(ledger.open_file(f)?);
+            }
+            readers.push((table, files));
+        }
+        let plan = match chunks {
+            Some(n) => Plan::new(&city.merchants, n),
+            None => {
+                let wanted = usize::try_from(total.div_ceil(CHUNK_ROWS)).unwrap_or(1);
+                let plan = Plan::new(&city.merchants, wanted);
+                // Row groups spanning a chunk boundary are kept until their last chunk. If
+                // the ledger is not clustered by merchant, that would be most of it: then
+                // chunks save no memory, and it is read whole.
+                if plan.chunks() > 1 && 2 * kept_rows(&plan, &readers) > total {
+                    Plan::new(&city.merchants, 1)
+                } else {
+                    plan
+                }
+            }
+        };
+        let tables = readers
+            .into_iter()
+            .map(|(table, files)| {
+                let files = files
+                    .into_iter()
+                    .map(|reader| {
+                        let span: Vec<(usize, usize)> = (0..reader.row_groups())
+                            .map(|rg| plan.span(&reader, rg))
+                            .collect();
+                        let kept = (0..span.len()).map(|_| None).collect();
+                        FileState { reader, span, kept }
+                    })
+                    .collect();
+                (table, files)
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(ProfileError::Output("a loader thread panicked".into()))
-                })
-            })
-            .collect()
-    });
-    let mut all: Vec<Vec<T>> = (0..merchants).map(|_| Vec::new()).collect();
-    for r in results {
-        let (part, latest) = r?;
-        *last_day = (*last_day).max(latest);
-        for (mine, theirs) in all.iter_mut().zip(part) {
-            if mine.is_empty() {
-                *mine = theirs;
-            } else {
-                mine.extend(theirs);
+        Ok((
+            city,
+            Loader {
+                index,
+                plan,
+                tables,
+            },
+        ))
+    }
+
+    /// Chunks the city is read in.
+    pub(crate) fn chunks(&self) -> usize {
+        self.plan.chunks()
+    }
+
+    /// Loads the events of chunk `k`'s merchants into `city` (sorted by day) and raises
+    /// `city.last_day`; returns the chunk's merchant slots.
+    pub(crate) fn load_chunk(
+        &mut self,
+        k: usize,
+        city: &mut City,
+    ) -> Result<Vec<usize>, ProfileError> {
+        let members = self.plan.members.get(k).cloned().unwrap_or_default();
+        for t in 0..self.tables.len() {
+            let (table, files) = &mut self.tables[t];
+            let ctx = Ctx {
+                plan: &self.plan,
+                index: &self.index,
+                k,
+                columns: columns_of(*table),
+            };
+            let m = &mut city.merchants;
+            let last = &mut city.last_day;
+            match *table {
+                Table::EscrowEvents => {
+                    for (l, evs) in ctx.read(files, last, parse_escrow)?.into_iter().enumerate() {
+                        m[members[l]].escrow = evs;
+                    }
+                }
+                Table::WalletFlows => {
+                    for (l, evs) in ctx.read(files, last, parse_wallet)?.into_iter().enumerate() {
+                        let m = &mut m[members[l]];
+                        for e in evs {
+                            match e {
+                                Ok(spot) => m.spot.push(spot),
+                                Err(w) => m.withdrawals.push(w),
+                            }
+                        }
+                    }
+                }
+                Table::Contracts => {
+                    for (l, evs) in ctx
+                        .read(files, last, parse_contracts)?
+                        .into_iter()
+                        .enumerate()
+                    {
+                        m[members[l]].contracts = evs;
+                    }
+                }
+                Table::Operations => {
+                    for (l, evs) in ctx
+                        .read(files, last, parse_operations)?
+                        .into_iter()
+                        .enumerate()
+                    {
+                        m[members[l]].operations = evs;
+                    }
+                }
+                Table::Promotions => {
+                    for (l, evs) in ctx
+                        .read(files, last, parse_promotions)?
+                        .into_iter()
+                        .enumerate()
+                    {
+                        m[members[l]].promotions = evs;
+                    }
+                }
+                Table::Complaints => {
+                    for (l, evs) in ctx
+                        .read(files, last, parse_complaints)?
+                        .into_iter()
+                        .enumerate()
+                    {
+                        m[members[l]].complaints = evs;
+                    }
+                }
+                Table::PublicRecords => {
+                    for (l, evs) in ctx.read(files, last, parse_public)?.into_iter().enumerate() {
+                        m[members[l]].public = evs;
+                    }
+                }
+                Table::Loans => {
+                    for (l, evs) in ctx.read(files, last, parse_loans)?.into_iter().enumerate() {
+                        m[members[l]].loans = evs;
+                    }
+                }
+                Table::StoreEvents => {
+                    for (l, evs) in ctx.read(files, last, parse_stores)?.into_iter().enumerate() {
+                        m[members[l]].stores = evs;
+                    }
+                }
+                Table::Merchants | Table::Products => {}
+            }
+        }
+        for &slot in &members {
+            city.merchants[slot].sort();
+        }
+        Ok(members)
+    }
+
+    /// Drops the events of chunk `k`'s merchants.
+    pub(crate) fn release(&self, k: usize, city: &mut City) {
+        for &slot in self.plan.members.get(k).map_or(&[][..], |m| &m[..]) {
+            let m = &mut city.merchants[slot];
+            m.escrow = Vec::new();
+            m.spot = Vec::new();
+            m.withdrawals = Vec::new();
+            m.contracts = Vec::new();
+            m.operations = Vec::new();
+            m.promotions = Vec::new();
+            m.complaints = Vec::new();
+            m.public = Vec::new();
+            m.loans = Vec::new();
+            m.stores = Vec::new();
+        }
+    }
+}
+
+/// The largest number of rows kept across one chunk boundary under a plan.
+fn kept_rows(plan: &Plan, tables: &[(Table, Vec<FileReader>)]) -> u64 {
+    let mut across = vec![0u64; plan.chunks()];
+    for (_, files) in tables {
+        for f in files {
+            for rg in 0..f.row_groups() {
+                let (a, b) = plan.span(f, rg);
+                for c in &mut across[a..b] {
+                    *c += f.rows_in(rg) as u64;
+                }
             }
         }
     }
-    Ok(all)
+    across.into_iter().max().unwrap_or(0)
 }
 
-/// Loads the ledger as known at `known_at_ms` (all of it if `None`).
-pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, ProfileError> {
-    let mut city = City::default();
+/// Rows of a batch that belong to the chunk: (row, merchant's place in the chunk, day).
+type Rows = [(usize, usize, i32)];
+
+/// What reading one table for one chunk needs.
+struct Ctx<'a> {
+    plan: &'a Plan,
+    index: &'a FxMap<String, usize>,
+    k: usize,
+    columns: &'static [&'static str],
+}
+
+impl Ctx<'_> {
+    /// Reads one table's rows of chunk `k` on all cores: each thread parses a contiguous run
+    /// of the files (balanced by rows) into per-merchant event lists, and the runs are
+    /// joined in file order, so the result does not depend on the number of threads.
+    fn read<T: Send>(
+        &self,
+        files: &mut [FileState],
+        last_day: &mut i32,
+        parse: fn(&RecordBatch, &Rows, &mut [Vec<T>]),
+    ) -> Result<Events<T>, ProfileError> {
+        let members = self.plan.members.get(self.k).map_or(0, Vec::len);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .max(1);
+        // Cut the files into runs of about equal rows for this chunk.
+        let rows: Vec<usize> = files.iter().map(|f| f.rows_for(self.k)).collect();
+        let total: usize = rows.iter().sum();
+        let mut runs: Vec<&mut [FileState]> = Vec::new();
+        let mut rest = files;
+        let mut acc = 0;
+        let mut start = 0;
+        for t in 1..threads {
+            let goal = total * t / threads;
+            let mut end = start;
+            while end < rows.len() && acc + rows[end] <= goal {
+                acc += rows[end];
+                end += 1;
+            }
+            let (run, tail) = rest.split_at_mut(end - start);
+            runs.push(run);
+            rest = tail;
+            start = end;
+        }
+        runs.push(rest);
+        let results: Vec<Result<(Events<T>, i32), ProfileError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = runs
+                .into_iter()
+                .filter(|run| !run.is_empty())
+                .map(|run| scope.spawn(move || self.read_run(run, members, parse)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ProfileError::Output("a loader thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let mut all: Events<T> = (0..members).map(|_| Vec::new()).collect();
+        for r in results {
+            let (part, latest) = r?;
+            *last_day = (*last_day).max(latest);
+            for (mine, theirs) in all.iter_mut().zip(part) {
+                if mine.is_empty() {
+                    *mine = theirs;
+                } else {
+                    mine.extend(theirs);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    fn read_run<T>(
+        &self,
+        run: &mut [FileState],
+        members: usize,
+        parse: fn(&RecordBatch, &Rows, &mut [Vec<T>]),
+    ) -> Result<(Events<T>, i32), ProfileError> {
+        let (plan, k) = (self.plan, self.k);
+        let mut out: Events<T> = (0..members).map(|_| Vec::new()).collect();
+        let mut rows: Vec<(usize, usize, i32)> = Vec::new();
+        let mut latest = i32::MIN;
+        for file in run {
+            for rg in 0..file.span.len() {
+                let (first, last) = file.span[rg];
+                if k < first || k > last {
+                    continue;
+                }
+                let Kept { batch: b, slots } = match file.kept[rg].take() {
+                    Some(kept) => kept,
+                    None => {
+                        let batch = file.reader.read_row_group(rg, self.columns)?;
+                        let slots = Text::of(&batch, "merchant_id").map(batch.num_rows(), |id| {
+                            id.and_then(|s| self.index.get(s).copied())
+                        });
+                        Kept { batch, slots }
+                    }
+                };
+                let day = days(&b);
+                rows.clear();
+                for (i, &slot) in slots.iter().enumerate() {
+                    let Some(slot) = slot else { continue };
+                    if plan.chunk_of[slot] != k {
+                        continue;
+                    }
+                    let d = day.get(i).copied().unwrap_or(0);
+                    latest = latest.max(d);
+                    rows.push((i, plan.local[slot], d));
+                }
+                parse(&b, &rows, &mut out);
+                if last > k {
+                    file.kept[rg] = Some(Kept { batch: b, slots });
+                }
+            }
+        }
+        Ok((out, latest))
+    }
+}
+
+/// Reads the merchants table (small) whole: the city without events, and the slot of each
+/// merchant id.
+fn merchants(
+    ledger: &Ledger,
+    known_at_ms: Option<i64>,
+) -> Result<(City, FxMap<String, usize>), ProfileError> {
+    let mut city = City {
+        last_day: i32::MIN,
+        ..City::default()
+    };
     let mut index: FxMap<String, usize> = FxMap::default();
     let mut groups = Interner::default();
-    let mut last_day = i32::MIN;
-
     for b in ledger.scan(Table::Merchants, known_at_ms, None)? {
         let ids = strs(&b, "merchant_id");
         let day = days(&b);
@@ -475,301 +926,173 @@ pub(crate) fn load(ledger: &Ledger, known_at_ms: Option<i64>) -> Result<City, Pr
             }
         }
     }
+    Ok((city, index))
+}
 
-    // Each table is streamed file by file on all cores, reading only the columns features
-    // use; rows become compact events at once, so Arrow batches never pile up in memory.
-    // Parsers get a batch and its rows as (row, merchant slot, business day), so that
-    // columns are looked up once per batch, not per row.
-    let index = &index;
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::EscrowEvents,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let (kind, code, contract) = (strs(b, "kind"), strs(b, "code"), strs(b, "contract_id"));
-            let (amount, frozen) = (decs(b, "amount"), decs(b, "frozen_amount"));
-            for &(i, m, day) in rows {
-                let kind = match opt_str(kind, i) {
-                    Some("PREPAYMENT") => esc::PREPAYMENT,
-                    Some("REDEMPTION") => esc::REDEMPTION,
-                    Some("RELEASE") => esc::RELEASE,
-                    Some("RELEASE_REJECTED") => esc::RELEASE_REJECTED,
-                    Some("REFUND_REQUESTED") => esc::REFUND_REQUESTED,
-                    Some("REFUND_COMPLETED") => esc::REFUND_COMPLETED,
-                    _ => esc::EXPIRY,
-                };
-                let code = match opt_str(code, i) {
-                    Some("ESCROW") => Code::Escrow,
-                    Some("MERCHANT_WALLET") => Code::MerchantWallet,
-                    Some("UNRECOVERED") => Code::Unrecovered,
-                    Some("RELEASE_TO_MERCHANT") => Code::ReleaseToMerchant,
-                    Some("SERVICE_FAILURE") => Code::ServiceFailure,
-                    Some("MERCHANT_CLOSED") => Code::MerchantClosed,
-                    _ => Code::Other,
-                };
-                let contract = opt_str(contract, i).map(fx).unwrap_or(0);
-                out[m].push(Escrow {
-                    day,
-                    kind,
-                    code,
-                    amount: dec_at(amount, i).unwrap_or(0),
-                    frozen: dec_at(frozen, i).unwrap_or(0),
-                    contract,
-                });
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        city.merchants[m].escrow = evs;
+// Parsers: a batch and its rows of the chunk as (row, merchant's place, business day) in,
+// compact events out. Columns are looked up and codes decoded once per batch.
+
+fn parse_escrow(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Escrow>]) {
+    let n = b.num_rows();
+    let kind = Text::of(b, "kind").map(n, |k| match k {
+        Some("PREPAYMENT") => esc::PREPAYMENT,
+        Some("REDEMPTION") => esc::REDEMPTION,
+        Some("RELEASE") => esc::RELEASE,
+        Some("RELEASE_REJECTED") => esc::RELEASE_REJECTED,
+        Some("REFUND_REQUESTED") => esc::REFUND_REQUESTED,
+        Some("REFUND_COMPLETED") => esc::REFUND_COMPLETED,
+        _ => esc::EXPIRY,
+    });
+    let code = Text::of(b, "code").map(n, |c| match c {
+        Some("ESCROW") => Code::Escrow,
+        Some("MERCHANT_WALLET") => Code::MerchantWallet,
+        Some("UNRECOVERED") => Code::Unrecovered,
+        Some("RELEASE_TO_MERCHANT") => Code::ReleaseToMerchant,
+        Some("SERVICE_FAILURE") => Code::ServiceFailure,
+        Some("MERCHANT_CLOSED") => Code::MerchantClosed,
+        _ => Code::Other,
+    });
+    let contract = Text::of(b, "contract_id").map_each(n, |c| c.map(fx).unwrap_or(0));
+    let (amount, frozen) = (decs(b, "amount"), decs(b, "frozen_amount"));
+    for &(i, m, day) in rows {
+        out[m].push(Escrow {
+            day,
+            kind: kind[i],
+            code: code[i],
+            amount: dec_at(amount, i).unwrap_or(0),
+            frozen: dec_at(frozen, i).unwrap_or(0),
+            contract: contract[i],
+        });
     }
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::WalletFlows,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let (kind, amount, changed) = (
-                strs(b, "kind"),
-                decs(b, "amount"),
-                bools(b, "dest_account_changed"),
-            );
-            for &(i, m, day) in rows {
-                let amount = dec_at(amount, i).unwrap_or(0);
-                if opt_str(kind, i) == Some("SPOT_SALE") {
-                    out[m].push(Ok(Spot { day, amount }));
-                } else {
-                    let changed = bool_at(changed, i).unwrap_or(false);
-                    out[m].push(Err(Withdrawal {
-                        day,
-                        amount,
-                        changed,
-                    }));
-                }
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        for e in evs {
-            match e {
-                Ok(spot) => city.merchants[m].spot.push(spot),
-                Err(w) => city.merchants[m].withdrawals.push(w),
-            }
+}
+
+fn parse_wallet(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Result<Spot, Withdrawal>>]) {
+    let spot = Text::of(b, "kind").map(b.num_rows(), |k| k == Some("SPOT_SALE"));
+    let (amount, changed) = (decs(b, "amount"), bools(b, "dest_account_changed"));
+    for &(i, m, day) in rows {
+        let amount = dec_at(amount, i).unwrap_or(0);
+        if spot[i] {
+            out[m].push(Ok(Spot { day, amount }));
+        } else {
+            let changed = bool_at(changed, i).unwrap_or(false);
+            out[m].push(Err(Withdrawal {
+                day,
+                amount,
+                changed,
+            }));
         }
     }
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::Contracts,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let (expires, discount, consumer) = (
-                dates(b, "expires_on"),
-                decs(b, "discount"),
-                strs(b, "consumer_id"),
-            );
-            for &(i, m, day) in rows {
-                let expires = date_at(expires, i).unwrap_or(day);
-                let consumer = opt_str(consumer, i).map(fx).unwrap_or(0);
-                out[m].push(ContractRow {
-                    day,
-                    tenor_days: expires - day + 1,
-                    discount_bp: dec_at(discount, i).unwrap_or(0),
-                    consumer,
-                });
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        city.merchants[m].contracts = evs;
+}
+
+fn parse_contracts(b: &RecordBatch, rows: &Rows, out: &mut [Vec<ContractRow>]) {
+    let consumer = Text::of(b, "consumer_id").map_each(b.num_rows(), |c| c.map(fx).unwrap_or(0));
+    let (expires, discount) = (dates(b, "expires_on"), decs(b, "discount"));
+    for &(i, m, day) in rows {
+        let expires = date_at(expires, i).unwrap_or(day);
+        out[m].push(ContractRow {
+            day,
+            tenor_days: expires - day + 1,
+            discount_bp: dec_at(discount, i).unwrap_or(0),
+            consumer: consumer[i],
+        });
     }
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::Operations,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let (kind, utility, headcount) = (
-                strs(b, "kind"),
-                strs(b, "utility_kind"),
-                ints(b, "headcount"),
-            );
-            let (on_time, usage) = (bools(b, "on_time"), ints(b, "usage"));
-            for &(i, m, day) in rows {
-                let kind = match (opt_str(kind, i), opt_str(utility, i)) {
-                    (Some("PAYROLL"), _) => 0,
-                    (Some("SOCIAL_INSURANCE"), _) => 1,
-                    (_, Some("ELECTRICITY")) => 2,
-                    _ => 3,
-                };
-                out[m].push(Operation {
-                    day,
-                    kind,
-                    headcount: int_at(headcount, i).unwrap_or(0),
-                    on_time: bool_at(on_time, i),
-                    usage: int_at(usage, i).unwrap_or(0),
-                });
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        city.merchants[m].operations = evs;
+}
+
+fn parse_operations(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Operation>]) {
+    let n = b.num_rows();
+    let kind = Text::of(b, "kind").map(n, |k| match k {
+        Some("PAYROLL") => Some(0),
+        Some("SOCIAL_INSURANCE") => Some(1),
+        _ => None,
+    });
+    let electricity = Text::of(b, "utility_kind").map(n, |u| u == Some("ELECTRICITY"));
+    let (headcount, on_time, usage) = (ints(b, "headcount"), bools(b, "on_time"), ints(b, "usage"));
+    for &(i, m, day) in rows {
+        let kind = kind[i].unwrap_or(if electricity[i] { 2 } else { 3 });
+        out[m].push(Operation {
+            day,
+            kind,
+            headcount: int_at(headcount, i).unwrap_or(0),
+            on_time: bool_at(on_time, i),
+            usage: int_at(usage, i).unwrap_or(0),
+        });
     }
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::Promotions,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let (discount, bonus, tenor) =
-                (decs(b, "discount"), decs(b, "bonus"), ints(b, "tenor_days"));
-            for &(i, m, day) in rows {
-                out[m].push(Promotion {
-                    day,
-                    discount_bp: dec_at(discount, i).unwrap_or(0),
-                    bonus_bp: dec_at(bonus, i).unwrap_or(0),
-                    tenor_days: int_at(tenor, i).unwrap_or(0),
-                });
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        city.merchants[m].promotions = evs;
+}
+
+fn parse_promotions(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Promotion>]) {
+    let (discount, bonus, tenor) = (decs(b, "discount"), decs(b, "bonus"), ints(b, "tenor_days"));
+    for &(i, m, day) in rows {
+        out[m].push(Promotion {
+            day,
+            discount_bp: dec_at(discount, i).unwrap_or(0),
+            bonus_bp: dec_at(bonus, i).unwrap_or(0),
+            tenor_days: int_at(tenor, i).unwrap_or(0),
+        });
     }
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::Complaints,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let (channel, category) = (strs(b, "channel"), strs(b, "category"));
-            for &(i, m, day) in rows {
-                let channel = match opt_str(channel, i) {
-                    Some("HOTLINE_12315" | "HOTLINE_12345") => 0,
-                    Some("CONSUMER_COUNCIL") => 1,
-                    _ => 2,
-                };
-                let closure_or_refund = matches!(opt_str(category, i), Some("CLOSURE" | "REFUND"));
-                out[m].push(Complaint {
-                    day,
-                    channel,
-                    closure_or_refund,
-                });
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        city.merchants[m].complaints = evs;
+}
+
+fn parse_complaints(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Complaint>]) {
+    let n = b.num_rows();
+    let channel = Text::of(b, "channel").map(n, |c| match c {
+        Some("HOTLINE_12315" | "HOTLINE_12345") => 0,
+        Some("CONSUMER_COUNCIL") => 1,
+        _ => 2,
+    });
+    let closure_or_refund =
+        Text::of(b, "category").map(n, |c| matches!(c, Some("CLOSURE" | "REFUND")));
+    for &(i, m, day) in rows {
+        out[m].push(Complaint {
+            day,
+            channel: channel[i],
+            closure_or_refund: closure_or_refund[i],
+        });
     }
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::PublicRecords,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let kind = strs(b, "kind");
-            for &(i, m, day) in rows {
-                let kind = match opt_str(kind, i) {
-                    Some("ADMIN_PENALTY") => 0,
-                    Some("ABNORMAL_LISTED") => 1,
-                    Some("ABNORMAL_REMOVED") => 2,
-                    _ => 3,
-                };
-                out[m].push(PublicRecord { day, kind });
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        city.merchants[m].public = evs;
+}
+
+fn parse_public(b: &RecordBatch, rows: &Rows, out: &mut [Vec<PublicRecord>]) {
+    let kind = Text::of(b, "kind").map(b.num_rows(), |k| match k {
+        Some("ADMIN_PENALTY") => 0,
+        Some("ABNORMAL_LISTED") => 1,
+        Some("ABNORMAL_REMOVED") => 2,
+        _ => 3,
+    });
+    for &(i, m, day) in rows {
+        out[m].push(PublicRecord { day, kind: kind[i] });
     }
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::Loans,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let (kind, amount, dpd, loan) = (
-                strs(b, "kind"),
-                decs(b, "amount"),
-                ints(b, "dpd"),
-                strs(b, "loan_id"),
-            );
-            for &(i, m, day) in rows {
-                let kind = match opt_str(kind, i) {
-                    Some("DISBURSEMENT") => 0,
-                    Some("SCHEDULED_REPAYMENT") => 1,
-                    Some("REPAYMENT") => 2,
-                    _ => 3,
-                };
-                let loan = opt_str(loan, i).map(fx).unwrap_or(0);
-                out[m].push(LoanEvent {
-                    day,
-                    kind,
-                    amount: dec_at(amount, i).unwrap_or(0),
-                    dpd: int_at(dpd, i).unwrap_or(0),
-                    loan,
-                });
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        city.merchants[m].loans = evs;
+}
+
+fn parse_loans(b: &RecordBatch, rows: &Rows, out: &mut [Vec<LoanEvent>]) {
+    let n = b.num_rows();
+    let kind = Text::of(b, "kind").map(n, |k| match k {
+        Some("DISBURSEMENT") => 0,
+        Some("SCHEDULED_REPAYMENT") => 1,
+        Some("REPAYMENT") => 2,
+        _ => 3,
+    });
+    let loan = Text::of(b, "loan_id").map_each(n, |l| l.map(fx).unwrap_or(0));
+    let (amount, dpd) = (decs(b, "amount"), ints(b, "dpd"));
+    for &(i, m, day) in rows {
+        out[m].push(LoanEvent {
+            day,
+            kind: kind[i],
+            amount: dec_at(amount, i).unwrap_or(0),
+            dpd: int_at(dpd, i).unwrap_or(0),
+            loan: loan[i],
+        });
     }
-    for (m, evs) in load_table(
-        ledger,
-        known_at_ms,
-        Table::StoreEvents,
-        index,
-        &mut last_day,
-        |b, rows, out| {
-            let (store, kind, lease) = (
-                strs(b, "store_id"),
-                strs(b, "kind"),
-                dates(b, "lease_end_on"),
-            );
-            for &(i, m, day) in rows {
-                let store = opt_str(store, i).map(fx).unwrap_or(0);
-                out[m].push(StoreEvent {
-                    day,
-                    opened: opt_str(kind, i) == Some("OPENED"),
-                    lease_end: date_at(lease, i),
-                    store,
-                });
-            }
-        },
-    )?
-    .into_iter()
-    .enumerate()
-    {
-        city.merchants[m].stores = evs;
+}
+
+fn parse_stores(b: &RecordBatch, rows: &Rows, out: &mut [Vec<StoreEvent>]) {
+    let n = b.num_rows();
+    let store = Text::of(b, "store_id").map_each(n, |s| s.map(fx).unwrap_or(0));
+    let opened = Text::of(b, "kind").map(n, |k| k == Some("OPENED"));
+    let lease = dates(b, "lease_end_on");
+    for &(i, m, day) in rows {
+        out[m].push(StoreEvent {
+            day,
+            opened: opened[i],
+            lease_end: date_at(lease, i),
+            store: store[i],
+        });
     }
-    for m in city.merchants.iter_mut() {
-        m.sort();
-    }
-    city.last_day = last_day;
-    Ok(city)
 }

@@ -69,6 +69,10 @@ pub struct ProfileOptions {
     pub oot_from: Option<NaiveDate>,
     /// Only these characteristics (catalogue names), in catalogue order; all if `None`.
     pub features: Option<Vec<String>>,
+    /// Read the merchants in this many chunks; by default, as many as keep each chunk near
+    /// 8 Mi event rows when the ledger is clustered by merchant (see `data::Loader`). The
+    /// output does not depend on it.
+    pub chunks: Option<usize>,
 }
 
 impl ProfileOptions {
@@ -80,6 +84,7 @@ impl ProfileOptions {
             label: None,
             oot_from: None,
             features: None,
+            chunks: None,
         }
     }
 
@@ -134,10 +139,26 @@ pub fn monthly_as_of(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
     out
 }
 
-/// The outcome of a merchant after day `d`.
-struct Outcome {
-    label: Option<i8>,
-    status: &'static str,
+/// A merchant's outcome after day `d`, as far as its own events tell. Whether the label's
+/// window is complete depends on the ledger's last day, known once every chunk is read.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Excluded(&'static str),
+    Window { bad: bool, end: i32 },
+}
+
+impl Outcome {
+    /// The label and its status, given the ledger's last day.
+    fn label(self, last_day: i32) -> (Option<i8>, &'static str) {
+        match self {
+            Outcome::Excluded(status) => (None, status),
+            // A default already seen is certain; its absence is not yet.
+            Outcome::Window { bad, end } if end > last_day => {
+                (bad.then_some(1), "incomplete_window")
+            }
+            Outcome::Window { bad, .. } => (Some(i8::from(bad)), "ok"),
+        }
+    }
 }
 
 fn defaulted_between(m: &Merchant, from: i32, to: i32) -> bool {
@@ -165,35 +186,23 @@ fn closed_at(m: &Merchant, d: i32) -> bool {
     open.is_empty()
 }
 
-fn outcome(city: &City, m: &Merchant, d: i32) -> Outcome {
+fn outcome(m: &Merchant, d: i32) -> Outcome {
     if defaulted_between(m, i32::MIN, d) {
-        return Outcome {
-            label: None,
-            status: "excluded_already_defaulted",
-        };
+        return Outcome::Excluded("excluded_already_defaulted");
     }
     if closed_at(m, d) {
-        return Outcome {
-            label: None,
-            status: "excluded_closed",
-        };
+        return Outcome::Excluded("excluded_closed");
     }
     let end = d + 365;
-    let bad = defaulted_between(m, d, end);
-    if end > city.last_day {
-        // A default already seen is certain; its absence is not yet.
-        return Outcome {
-            label: bad.then_some(1),
-            status: "incomplete_window",
-        };
-    }
-    Outcome {
-        label: Some(i8::from(bad)),
-        status: "ok",
+    Outcome::Window {
+        bad: defaulted_between(m, d, end),
+        end,
     }
 }
 
-/// Builds profiles from a ledger.
+/// Builds profiles from a ledger. Merchants are read and profiled a chunk at a time (see
+/// `data::Loader`), so memory is bounded by a chunk, not by the city; rows come out in the
+/// same order whatever the chunking: by as-of date, then merchant registration order.
 pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, ProfileError> {
     if opts.as_of.is_empty() {
         return Err(ProfileError::Options(
@@ -201,75 +210,98 @@ pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, Prof
         ));
     }
     let selected = opts.selected()?;
-    let city = data::load(ledger, opts.known_at_ms)?;
-    build_from(&city, opts, &selected)
+    let (mut city, mut loader) = data::Loader::open(ledger, opts.known_at_ms, opts.chunks)?;
+    let dates: Vec<i32> = opts.as_of.iter().map(|d| day_number(*d)).collect();
+    let mut rows: Vec<Row> = Vec::new();
+    for k in 0..loader.chunks() {
+        let members = loader.load_chunk(k, &mut city)?;
+        for (j, &d) in dates.iter().enumerate() {
+            let alive: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&s| city.merchants[s].registered_on.is_some_and(|r| r <= d))
+                .collect();
+            rows.extend(profile_rows(&city, &alive, j, d, opts, &selected));
+        }
+        loader.release(k, &mut city);
+    }
+    rows.sort_by_key(|r| (r.date, r.slot));
+    columns(&city, rows, &dates, opts, &selected)
 }
 
-fn build_from(
+/// Profile rows of the given merchants as of day `d` (the `date`-th as-of date), computed
+/// on all cores in runs put back in order.
+fn profile_rows(
     city: &City,
+    alive: &[usize],
+    date: usize,
+    d: i32,
+    opts: &ProfileOptions,
+    selected: &[&'static Feature],
+) -> Vec<Row> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let per = alive.len().div_ceil(threads).max(1);
+    let computed: Vec<Vec<Row>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = alive
+            .chunks(per)
+            .map(|run| {
+                scope.spawn(move || {
+                    run.iter()
+                        .map(|&slot| row(city, slot, date, d, opts, selected))
+                        .collect::<Vec<Row>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    computed.into_iter().flatten().collect()
+}
+
+fn columns(
+    city: &City,
+    rows: Vec<Row>,
+    dates: &[i32],
     opts: &ProfileOptions,
     selected: &[&'static Feature],
 ) -> Result<RecordBatch, ProfileError> {
-    let mut ids: Vec<&str> = Vec::new();
-    let mut as_of: Vec<i32> = Vec::new();
-    let mut industry: Vec<&str> = Vec::new();
-    let mut district: Vec<&str> = Vec::new();
-    let mut insufficient: Vec<bool> = Vec::new();
-    let mut insufficient_why: Vec<Option<&str>> = Vec::new();
-    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); selected.len()];
-    let mut missing: Vec<String> = Vec::new();
+    let n = rows.len();
+    let mut ids: Vec<&str> = Vec::with_capacity(n);
+    let mut as_of: Vec<i32> = Vec::with_capacity(n);
+    let mut industry: Vec<&str> = Vec::with_capacity(n);
+    let mut district: Vec<&str> = Vec::with_capacity(n);
+    let mut insufficient: Vec<bool> = Vec::with_capacity(n);
+    let mut insufficient_why: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); selected.len()];
+    let mut missing: Vec<String> = Vec::with_capacity(n);
     let mut labels: Vec<Option<i8>> = Vec::new();
     let mut label_status: Vec<&str> = Vec::new();
     let mut split: Vec<&str> = Vec::new();
     let oot = opts.oot_from.map(day_number);
-    for date in &opts.as_of {
-        let d = day_number(*date);
-        let alive: Vec<&Merchant> = city
-            .merchants
-            .iter()
-            .filter(|m| m.registered_on.is_some_and(|r| r <= d))
-            .collect();
-        // Merchants are independent: snapshots are computed on all cores, in chunks whose
-        // results are put back in merchant order (the output does not depend on threads).
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        let per = alive.len().div_ceil(threads).max(1);
-        let computed: Vec<Vec<Row>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = alive
-                .chunks(per)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|m| row(city, m, d, opts, selected))
-                            .collect::<Vec<Row>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        for r in computed.into_iter().flatten() {
-            ids.push(&r.merchant.id);
-            as_of.push(d);
-            industry.push(&r.merchant.industry);
-            district.push(&r.merchant.district);
-            insufficient.push(r.insufficient.is_some());
-            insufficient_why.push(r.insufficient);
-            for (k, v) in r.values.into_iter().enumerate() {
-                values[k].push(v);
-            }
-            missing.push(r.missing);
-            if let Some(o) = r.outcome {
-                labels.push(o.label);
-                label_status.push(o.status);
-            }
-            if let Some(from) = oot {
-                split.push(if d >= from { "test" } else { "train" });
-            }
+    for r in rows {
+        let m = &city.merchants[r.slot];
+        let d = dates.get(r.date).copied().unwrap_or_default();
+        ids.push(&m.id);
+        as_of.push(d);
+        industry.push(&m.industry);
+        district.push(&m.district);
+        insufficient.push(r.insufficient.is_some());
+        insufficient_why.push(r.insufficient);
+        for (k, v) in r.values.into_iter().enumerate() {
+            values[k].push(v);
+        }
+        missing.push(r.missing);
+        if let Some(o) = r.outcome {
+            let (label, status) = o.label(city.last_day);
+            labels.push(label);
+            label_status.push(status);
+        }
+        if let Some(from) = oot {
+            split.push(if d >= from { "test" } else { "train" });
         }
     }
     let mut fields = vec![
@@ -309,21 +341,26 @@ fn build_from(
 }
 
 /// One profile row before it goes into columns.
-struct Row<'a> {
-    merchant: &'a Merchant,
+struct Row {
+    /// Index of its as-of date among the options' dates.
+    date: usize,
+    /// The merchant's slot in the city.
+    slot: usize,
     insufficient: Option<&'static str>,
     values: Vec<Option<f64>>,
     missing: String,
     outcome: Option<Outcome>,
 }
 
-fn row<'a>(
-    city: &'a City,
-    m: &'a Merchant,
+fn row(
+    city: &City,
+    slot: usize,
+    date: usize,
     d: i32,
     opts: &ProfileOptions,
     selected: &[&'static Feature],
-) -> Row<'a> {
+) -> Row {
+    let m = &city.merchants[slot];
     let snap = Snap::new(city, m, d);
     let history = snap.history_days();
     let insufficient = (history < MIN_HISTORY_DAYS).then_some(if history == 0 {
@@ -347,11 +384,12 @@ fn row<'a>(
         })
         .collect();
     Row {
-        merchant: m,
+        date,
+        slot,
         insufficient,
         values,
         missing,
-        outcome: opts.label.map(|_| outcome(city, m, d)),
+        outcome: opts.label.map(|_| outcome(m, d)),
     }
 }
 

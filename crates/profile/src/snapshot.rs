@@ -1,9 +1,7 @@
 //! A merchant as of a business day: windows over its event lists and the running state of
 //! its escrow, wallet and contracts, computed from events dated on or before that day only.
 
-use std::collections::HashMap;
-
-use crate::data::{esc, City, Code, Dated, Merchant};
+use crate::data::{esc, City, Code, Dated, FxMap, Merchant};
 
 /// Events dated on or before `d`.
 pub(crate) fn upto<T: Dated>(v: &[T], d: i32) -> &[T] {
@@ -33,11 +31,22 @@ pub(crate) struct Book {
     pub active_contracts: i64,
 }
 
-/// Folds escrow events up to `d` into the book.
-pub(crate) fn book(m: &Merchant, d: i32) -> Book {
+/// Folds escrow events up to `d` into the book, noting it also at the end of each earlier
+/// day in `marks` (ascending): one pass gives the book at several dates.
+pub(crate) fn books<const N: usize>(m: &Merchant, marks: [i32; N], d: i32) -> ([Book; N], Book) {
     let mut b = Book::default();
-    let mut left: HashMap<u64, i64> = HashMap::new();
+    let mut left: FxMap<u64, i64> = FxMap::default();
+    let mut at = [Book::default(); N];
+    let mut next = 0;
+    let active = |left: &FxMap<u64, i64>| left.values().filter(|v| **v > 0).count() as i64;
     for e in upto(&m.escrow, d) {
+        while next < N && e.day > marks[next] {
+            at[next] = Book {
+                active_contracts: active(&left),
+                ..b
+            };
+            next += 1;
+        }
         let delta = match e.kind {
             esc::PREPAYMENT => {
                 b.frozen += e.frozen;
@@ -62,8 +71,11 @@ pub(crate) fn book(m: &Merchant, d: i32) -> Book {
         }
         b.liability += delta;
     }
-    b.active_contracts = left.values().filter(|v| **v > 0).count() as i64;
-    b
+    b.active_contracts = active(&left);
+    for slot in at.iter_mut().skip(next) {
+        *slot = b;
+    }
+    (at, b)
 }
 
 /// The merchant's wallet balance at the end of `d`, reconstructed from visible flows.
@@ -125,13 +137,14 @@ impl<'a> Snap<'a> {
         .flatten()
         .min()
         .filter(|f| *f <= d);
+        let ([book_90, book_30], book) = books(m, [d - 90, d - 30], d);
         Snap {
             m,
             city,
             d,
-            book: book(m, d),
-            book_90: book(m, d - 90),
-            book_30: book(m, d - 30),
+            book,
+            book_90,
+            book_30,
             rev,
             first_day,
         }
