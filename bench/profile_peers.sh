@@ -31,16 +31,24 @@ PY
 )
   out=bench/out/peers-$n
   mkdir -p "$out"
+  done_outputs=()
   run() { # name, command...
     local name=$1; shift
-    /usr/bin/time -f "%e %M" -o "$out/time-$name.txt" "$@" > "$out/log-$name.txt"
+    rm -f "$out/$name.parquet"
+    # An engine that fails (on the large city, typically by running out of memory) is
+    # reported as such; the others are still timed and compared.
+    if ! /usr/bin/time -f "%e %M" -o "$out/time-$name.txt" "$@" > "$out/log-$name.txt" 2>&1; then
+      printf '%-8s %7d merchants: FAILED (%s)\n' "$name" "$n" "$(tail -1 "$out/time-$name.txt")"
+      return
+    fi
     read -r secs kib < "$out/time-$name.txt"
     printf '%-8s %7d merchants: %6.2f s wall, %8.0f events/s, peak %6.0f MiB   (%s)\n' \
       "$name" "$n" "$secs" "$(awk "BEGIN{print $events/$secs}")" "$(awk "BEGIN{print $kib/1024}")" "$(tail -1 "$out/log-$name.txt")"
+    done_outputs+=("$out/$name.parquet")
   }
   run yuanxin "$bin" profile --ledger "$ledger" --as-of "$asof" --features "$features" --out "$out/yuanxin.parquet"
   run duckdb python3 bench/profile_peers.py duckdb "$ledger" "$asof" "$out/duckdb.parquet"
   run polars python3 bench/profile_peers.py polars "$ledger" "$asof" "$out/polars.parquet"
-  python3 bench/profile_peers.py compare "$out/yuanxin.parquet" "$out/duckdb.parquet" "$out/polars.parquet"
+  python3 bench/profile_peers.py compare "${done_outputs[@]}"
   echo "($events events read by the twelve characteristics)"
 done

@@ -465,3 +465,64 @@ fn features_catalogue_doc_is_generated_from_code() {
         "docs/features.md is out of date: regenerate it with `yuanxin features`"
     );
 }
+
+/// A profile of a few characteristics loads only the parts of the ledger they read (each
+/// characteristic declares them). Each one alone must equal its column in a profile of all
+/// of them, values and missing reasons: a missing declaration shows up here as a change.
+#[test]
+fn each_characteristic_alone_matches_the_full_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 300, 24, 37, &[]);
+    let ledger = yuanxin_ledger::Ledger::open(&ingest(&city, &tmp.path().join("ledger"))).unwrap();
+    let dates = ["2024-12-31", "2025-06-30"]
+        .map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap())
+        .to_vec();
+    let mut all = yuanxin_profile::ProfileOptions::at(dates.clone());
+    all.label = Some(yuanxin_profile::Label::Default12m);
+    let full = yuanxin_profile::build(&ledger, &all).unwrap();
+    // name → per row: the reason it is missing, if it is.
+    let reasons = |b: &RecordBatch, name: &str| -> Vec<Option<String>> {
+        let prefix = format!("{name}=");
+        strs(b, "missing_reasons")
+            .into_iter()
+            .map(|m| {
+                m.unwrap()
+                    .split(';')
+                    .find_map(|p| p.strip_prefix(&prefix).map(str::to_string))
+            })
+            .collect()
+    };
+    let bits = |b: &RecordBatch, name: &str| -> Vec<Option<u64>> {
+        col(b, name)
+            .into_iter()
+            .map(|v| v.map(f64::to_bits))
+            .collect()
+    };
+    for f in yuanxin_profile::FEATURES {
+        let mut opts = all.clone();
+        opts.features = Some(vec![f.name.to_string()]);
+        let alone = yuanxin_profile::build(&ledger, &opts).unwrap();
+        assert_eq!(strs(&alone, "merchant_id"), strs(&full, "merchant_id"));
+        assert_eq!(
+            bits(&alone, f.name),
+            bits(&full, f.name),
+            "{} alone",
+            f.name
+        );
+        assert_eq!(
+            reasons(&alone, f.name),
+            reasons(&full, f.name),
+            "{} alone",
+            f.name
+        );
+        for c in ["insufficient_data", "default_12m", "label_status"] {
+            assert_eq!(
+                alone.column_by_name(c).unwrap().to_data(),
+                full.column_by_name(c).unwrap().to_data(),
+                "{c} with {} alone",
+                f.name
+            );
+        }
+    }
+}

@@ -350,6 +350,27 @@ impl FileReader {
         Some((stats.min_bytes_opt()?, stats.max_bytes_opt()?))
     }
 
+    /// The latest `ts` in the file (ms since the epoch), from its row groups' statistics;
+    /// `None` if the file has no `ts` column or a row group lacks them.
+    pub fn max_ts_ms(&self) -> Option<i64> {
+        let meta = self.plain.metadata();
+        let column = meta
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == "ts")?;
+        let mut latest: Option<i64> = None;
+        for rg in meta.row_groups() {
+            let max = match rg.column(column).statistics()? {
+                parquet::file::statistics::Statistics::Int64(s) => *s.max_opt()?,
+                _ => return None,
+            };
+            latest = Some(latest.map_or(max, |l| l.max(max)));
+        }
+        latest
+    }
+
     /// Reads one row group, only the named columns (names the file lacks are skipped), as
     /// one batch. Text columns stored dictionary-encoded come as `Dictionary(Int32, Utf8)`
     /// arrays; readers must accept both that and `Utf8`.

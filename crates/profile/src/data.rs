@@ -183,16 +183,23 @@ pub(crate) struct Merchant {
 impl Merchant {
     /// Sorts every event list by day. Stable sorts: events of one day keep ledger order.
     pub(crate) fn sort(&mut self) {
-        self.escrow.sort_by_key(|e| e.day);
-        self.spot.sort_by_key(|e| e.day);
-        self.withdrawals.sort_by_key(|e| e.day);
-        self.contracts.sort_by_key(|e| e.day);
-        self.operations.sort_by_key(|e| e.day);
-        self.promotions.sort_by_key(|e| e.day);
-        self.complaints.sort_by_key(|e| e.day);
-        self.public.sort_by_key(|e| e.day);
-        self.loans.sort_by_key(|e| e.day);
-        self.stores.sort_by_key(|e| e.day);
+        by_day(&mut self.escrow);
+        by_day(&mut self.spot);
+        by_day(&mut self.withdrawals);
+        by_day(&mut self.contracts);
+        by_day(&mut self.operations);
+        by_day(&mut self.promotions);
+        by_day(&mut self.complaints);
+        by_day(&mut self.public);
+        by_day(&mut self.loans);
+        by_day(&mut self.stores);
+    }
+}
+
+/// Stable sort by day; the ledger's monthly files usually give events in order already.
+fn by_day<T: Dated>(v: &mut [T]) {
+    if !v.is_sorted_by_key(Dated::day) {
+        v.sort_by_key(Dated::day);
     }
 }
 
@@ -204,6 +211,9 @@ pub(crate) struct City {
     pub groups: HashMap<u32, Vec<i32>>,
     /// Last business day with any event: label windows beyond it are incomplete.
     pub last_day: i32,
+    /// Whether escrow events carry contract ids (read only when a characteristic needs
+    /// them); without them the book does not track contracts.
+    pub contract_ids: bool,
 }
 
 /// FxHash (Firefox's and rustc's): a fast multiplicative hash for short, trusted keys
@@ -404,6 +414,16 @@ fn days(b: &RecordBatch) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// Escrow columns when no characteristic needs contract ids.
+const ESCROW_WITHOUT_CONTRACTS: &[&str] = &[
+    "merchant_id",
+    "ts",
+    "kind",
+    "code",
+    "amount",
+    "frozen_amount",
+];
+
 /// The columns features read from each table.
 fn columns_of(table: Table) -> &'static [&'static str] {
     match table {
@@ -440,6 +460,27 @@ fn columns_of(table: Table) -> &'static [&'static str] {
         Table::StoreEvents => &["merchant_id", "ts", "kind", "lease_end_on", "store_id"],
         Table::Merchants | Table::Products => &["merchant_id", "ts"],
     }
+}
+
+/// Parts of the ledger read only when a selected characteristic (or the label) needs them.
+/// Every profile reads escrow events (without contract ids), wallet flows and operations:
+/// whether a merchant has enough history depends on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Escrow events' contract ids (contracts with unredeemed value).
+    ContractIds,
+    /// The contracts table.
+    Contracts,
+    /// The promotions table.
+    Promotions,
+    /// The complaints table.
+    Complaints,
+    /// The public-records table.
+    PublicRecords,
+    /// The loans table.
+    Loans,
+    /// Store openings and closures.
+    Stores,
 }
 
 /// About how many event rows one chunk of merchants holds in memory at once (about 30
@@ -547,6 +588,8 @@ pub(crate) struct Loader {
     index: FxMap<String, usize>,
     plan: Plan,
     tables: Vec<(Table, Vec<FileState>)>,
+    /// Whether escrow events' contract ids are read (the largest column features use).
+    contract_ids: bool,
 }
 
 /// Event tables features read.
@@ -569,17 +612,40 @@ impl Loader {
         ledger: &Ledger,
         known_at_ms: Option<i64>,
         chunks: Option<usize>,
+        reads: &[Source],
     ) -> Result<(City, Loader), ProfileError> {
-        let (city, index) = merchants(ledger, known_at_ms)?;
+        let (mut city, index) = merchants(ledger, known_at_ms)?;
+        city.contract_ids = reads.contains(&Source::ContractIds);
         let mut readers = Vec::new();
         let mut total: u64 = 0;
+        let needed = |s: Source| reads.contains(&s);
         for table in EVENT_TABLES {
+            let wanted = match table {
+                Table::Contracts => needed(Source::Contracts),
+                Table::Promotions => needed(Source::Promotions),
+                Table::Complaints => needed(Source::Complaints),
+                Table::PublicRecords => needed(Source::PublicRecords),
+                Table::Loans => needed(Source::Loans),
+                Table::StoreEvents => needed(Source::Stores),
+                _ => true,
+            };
             let mut files = Vec::new();
             for f in ledger.files(table, known_at_ms) {
-                total += f.rows;
-                files.push(ledger.open_file(f)?);
+                let reader = ledger.open_file(f)?;
+                // The ledger's last day counts every table, read or not, so that labels'
+                // windows do not depend on the characteristics selected.
+                match reader.max_ts_ms() {
+                    Some(ms) if f.rows > 0 => city.last_day = city.last_day.max(day_of_ms(ms)),
+                    _ => {}
+                }
+                if wanted {
+                    total += f.rows;
+                    files.push(reader);
+                }
             }
-            readers.push((table, files));
+            if wanted {
+                readers.push((table, files));
+            }
         }
         let plan = match chunks {
             Some(n) => Plan::new(&city.merchants, n),
@@ -618,6 +684,7 @@ impl Loader {
                 index,
                 plan,
                 tables,
+                contract_ids: needed(Source::ContractIds),
             },
         ))
     }
@@ -641,7 +708,10 @@ impl Loader {
                 plan: &self.plan,
                 index: &self.index,
                 k,
-                columns: columns_of(*table),
+                columns: match *table {
+                    Table::EscrowEvents if !self.contract_ids => ESCROW_WITHOUT_CONTRACTS,
+                    t => columns_of(t),
+                },
             };
             let m = &mut city.merchants;
             let last = &mut city.last_day;
@@ -868,6 +938,14 @@ impl Ctx<'_> {
                     let d = day.get(i).copied().unwrap_or(0);
                     latest = latest.max(d);
                     rows.push((i, plan.local[slot], d));
+                }
+                // Grow each merchant's list once per row group, not event by event.
+                let mut start = 0;
+                while start < rows.len() {
+                    let m = rows[start].1;
+                    let run = rows[start..].iter().take_while(|r| r.1 == m).count();
+                    out[m].reserve(run);
+                    start += run;
                 }
                 parse(&b, &rows, &mut out);
                 if last > k {

@@ -29,7 +29,7 @@ use yuanxin_ledger::{Ledger, LedgerError};
 pub use catalogue::{Direction, Feature, Group, FEATURES};
 pub use report::{iv_deciles, signal_report, Signal};
 
-use data::{esc, City, Code, Merchant};
+use data::{esc, City, Code, Merchant, Source};
 use snapshot::{between, upto, Snap};
 
 /// Why profiles could not be built.
@@ -210,7 +210,15 @@ pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, Prof
         ));
     }
     let selected = opts.selected()?;
-    let (mut city, mut loader) = data::Loader::open(ledger, opts.known_at_ms, opts.chunks)?;
+    let mut reads: Vec<Source> = selected
+        .iter()
+        .flat_map(|f| f.reads.iter().copied())
+        .collect();
+    if opts.label.is_some() {
+        // Defaults (loans' days past due) and closures (stores).
+        reads.extend([Source::Loans, Source::Stores]);
+    }
+    let (mut city, mut loader) = data::Loader::open(ledger, opts.known_at_ms, opts.chunks, &reads)?;
     let dates: Vec<i32> = opts.as_of.iter().map(|d| day_number(*d)).collect();
     let mut rows: Vec<Row> = Vec::new();
     for k in 0..loader.chunks() {
@@ -558,7 +566,7 @@ mod tests {
         ) {
             let d = 19_000 + asof;
             let base: Vec<_> = past.iter().map(|&(k, day, a)| (k, 19_000 + day.min(asof), a)).collect();
-            let mut city = City { merchants: vec![merchant(&base)], ..City::default() };
+            let mut city = City { merchants: vec![merchant(&base)], contract_ids: true, ..City::default() };
             let before = features(&city, d);
             for &(k, after, a) in &future {
                 add(&mut city.merchants[0], k, d + after, a);

@@ -33,7 +33,13 @@ pub(crate) struct Book {
 
 /// Folds escrow events up to `d` into the book, noting it also at the end of each earlier
 /// day in `marks` (ascending): one pass gives the book at several dates.
-pub(crate) fn books<const N: usize>(m: &Merchant, marks: [i32; N], d: i32) -> ([Book; N], Book) {
+/// Contracts are tracked only if `contracts` (their ids were read).
+pub(crate) fn books<const N: usize>(
+    m: &Merchant,
+    marks: [i32; N],
+    d: i32,
+    contracts: bool,
+) -> ([Book; N], Book) {
     let mut b = Book::default();
     let mut left: FxMap<u64, i64> = FxMap::default();
     let mut at = [Book::default(); N];
@@ -66,7 +72,7 @@ pub(crate) fn books<const N: usize>(m: &Merchant, marks: [i32; N], d: i32) -> ([
             esc::EXPIRY if e.code == Code::ReleaseToMerchant => -e.amount,
             _ => 0,
         };
-        if delta != 0 {
+        if delta != 0 && contracts {
             *left.entry(e.contract).or_default() += delta;
         }
         b.liability += delta;
@@ -137,7 +143,7 @@ impl<'a> Snap<'a> {
         .flatten()
         .min()
         .filter(|f| *f <= d);
-        let ([book_90, book_30], book) = books(m, [d - 90, d - 30], d);
+        let ([book_90, book_30], book) = books(m, [d - 90, d - 30], d, city.contract_ids);
         Snap {
             m,
             city,
