@@ -551,32 +551,46 @@ fn best_partition(
     if pre.is_empty() {
         return (trend, Vec::new());
     }
-    let shapes: &[Trend] = match trend {
-        Trend::Auto => &[Trend::Ascending, Trend::Descending],
+    // A turning shape's search also yields the best monotone partition of its first phase
+    // (peak: ascending; valley: descending), so `AutoShape` runs two searches, not four.
+    let searches: &[(Trend, Option<Trend>)] = match trend {
+        Trend::Auto => &[(Trend::Ascending, None), (Trend::Descending, None)],
         Trend::AutoShape => &[
-            Trend::Ascending,
-            Trend::Descending,
-            Trend::Peak,
-            Trend::Valley,
+            (Trend::Peak, Some(Trend::Ascending)),
+            (Trend::Valley, Some(Trend::Descending)),
         ],
-        Trend::Ascending => &[Trend::Ascending],
-        Trend::Descending => &[Trend::Descending],
-        Trend::Peak => &[Trend::Peak],
-        Trend::Valley => &[Trend::Valley],
-        Trend::Free => &[Trend::Free],
+        Trend::Ascending => &[(Trend::Ascending, None)],
+        Trend::Descending => &[(Trend::Descending, None)],
+        Trend::Peak => &[(Trend::Peak, None)],
+        Trend::Valley => &[(Trend::Valley, None)],
+        Trend::Free => &[(Trend::Free, None)],
     };
-    // The first shape wins ties, so monotone shapes are preferred to turning ones.
-    let mut best: Option<(Trend, f64, Groups)> = None;
-    for &t in shapes {
-        if let Some((v, g)) = exact_search(pre, total, min_count, max_bins, t) {
-            if best.as_ref().is_none_or(|b| v > b.1 + 1e-12) {
-                best = Some((t, v, g));
+    // Candidates in order of preference: monotone shapes first, then turning ones.
+    let mut monotone: Vec<(Trend, (f64, Groups))> = Vec::new();
+    let mut turning: Vec<(Trend, (f64, Groups))> = Vec::new();
+    for &(t, first_phase) in searches {
+        let (first, all) = exact_search(pre, total, min_count, max_bins, t);
+        match first_phase {
+            Some(m) => {
+                monotone.extend(first.map(|r| (m, r)));
+                turning.extend(all.map(|r| (t, r)));
             }
+            None => monotone.extend(all.map(|r| (t, r))),
         }
     }
+    // The first candidate wins ties.
+    let mut best: Option<(Trend, f64, Groups)> = None;
+    for (t, (v, g)) in monotone.into_iter().chain(turning) {
+        if best.as_ref().is_none_or(|b| v > b.1 + 1e-12) {
+            best = Some((t, v, g));
+        }
+    }
+    let first = searches
+        .first()
+        .map_or(trend, |&(t, first_phase)| first_phase.unwrap_or(t));
     match best {
         Some((t, _, groups)) => (t, groups),
-        None => (shapes[0], vec![(0, pre.len())]),
+        None => (first, vec![(0, pre.len())]),
     }
 }
 
@@ -603,14 +617,15 @@ impl Rel {
 
 /// The exact dynamic programme: `best[k][phase][a][b]` is the largest IV of a partition of
 /// pre-bins `0..b` into `k+1` valid bins whose last bin is `a..b`, the WoE sequence being
-/// in phase 0 or 1 of the shape (monotone shapes have one phase).
+/// in phase 0 or 1 of the shape (monotone shapes have one phase). Returns the best
+/// partition that stays in phase 0 and the best overall.
 fn exact_search(
     pre: &[Counts],
     total: Counts,
     min_count: u64,
     max_bins: usize,
     trend: Trend,
-) -> Option<(f64, Vec<(usize, usize)>)> {
+) -> (Option<(f64, Groups)>, Option<(f64, Groups)>) {
     // WoE moves opposite to the event rate.
     let phases: &[Rel] = match trend {
         Trend::Ascending => &[Rel::Falls],
@@ -654,29 +669,40 @@ fn exact_search(
             best[cell(0, 0)][idx(0, b)] = iv[idx(0, b)];
         }
     }
+    // Candidate previous bins `h..a` ending where the current one starts, as (WoE, best
+    // IV so far, start, phase), in the order the search prefers on ties (phase, then
+    // start); gathered once per start `a` and reused for every end `b`.
+    let mut prevs: Vec<(f64, f64, usize, usize)> = Vec::with_capacity(p);
     for k in 1..k_max {
         for ph in 0..np {
             for a in 1..p {
+                prevs.clear();
+                // Stay in this phase, or enter it from the one before.
+                for prev_ph in ph.saturating_sub(1)..=ph {
+                    let prev = &best[cell(k - 1, prev_ph)];
+                    for h in 0..a {
+                        let v = prev[idx(h, a)];
+                        if v > f64::NEG_INFINITY {
+                            prevs.push((woe[idx(h, a)], v, h, prev_ph));
+                        }
+                    }
+                }
+                if prevs.is_empty() {
+                    continue;
+                }
+                let rel = phases[ph];
                 for b in a + 1..=p {
                     let here = iv[idx(a, b)];
                     if here.is_nan() {
                         continue;
                     }
                     let w = woe[idx(a, b)];
-                    let mut top = best[cell(k, ph)][idx(a, b)];
-                    let mut arg = from[cell(k, ph)][idx(a, b)];
-                    // Stay in this phase, or enter it from the one before.
-                    for prev_ph in ph.saturating_sub(1)..=ph {
-                        let prev = &best[cell(k - 1, prev_ph)];
-                        for h in 0..a {
-                            let v = prev[idx(h, a)];
-                            if v > f64::NEG_INFINITY
-                                && phases[ph].ok(woe[idx(h, a)], w)
-                                && v + here > top
-                            {
-                                top = v + here;
-                                arg = (h, prev_ph);
-                            }
+                    let mut top = f64::NEG_INFINITY;
+                    let mut arg = (usize::MAX, 0usize);
+                    for &(pw, v, h, prev_ph) in &prevs {
+                        if rel.ok(pw, w) && v + here > top {
+                            top = v + here;
+                            arg = (h, prev_ph);
                         }
                     }
                     best[cell(k, ph)][idx(a, b)] = top;
@@ -685,9 +711,27 @@ fn exact_search(
             }
         }
     }
+    let first = trace(&best, &from, np, k_max, p, 1);
+    let all = trace(&best, &from, np, k_max, p, np);
+    (first, all)
+}
+
+/// The best partition of the search's tables among those ending in phases `0..phases`,
+/// traced back. Ties go to fewer bins, then the earlier phase, then the earlier start.
+fn trace(
+    best: &[Vec<f64>],
+    from: &[Vec<(usize, usize)>],
+    np: usize,
+    k_max: usize,
+    p: usize,
+    phases: usize,
+) -> Option<(f64, Groups)> {
+    let w1 = p + 1;
+    let idx = |a: usize, b: usize| a * w1 + b;
+    let cell = |k: usize, ph: usize| k * np + ph;
     let mut top: Option<(f64, usize, usize, usize)> = None;
     for k in 0..k_max {
-        for ph in 0..np {
+        for ph in 0..phases {
             for a in 0..p {
                 let v = best[cell(k, ph)][idx(a, p)];
                 if v > f64::NEG_INFINITY && top.is_none_or(|t| v > t.0 + 1e-12) {
