@@ -348,12 +348,14 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
         .enumerate()
         .map(|(g, &(b, gd))| (&vals[g * d..(g + 1) * d], b, gd))
         .collect();
-    // The penalised objective with its gradient and Hessian (lower triangle), in one pass
-    // over the groups: a damped Newton step accepted at the first try costs one pass.
-    let eval = |beta: &[f64]| -> (f64, Vec<f64>, Vec<f64>) {
+    // The penalised objective and its gradient in one pass over the groups, keeping each
+    // group's Newton weight; the Hessian (lower triangle) from those weights in a second
+    // pass, only at points a step is taken from (not at rejected trial points, nor at the
+    // last point).
+    let eval = |beta: &[f64], weights: &mut Vec<f64>| -> (f64, Vec<f64>) {
         let mut f = 0.0;
         let mut grad = vec![0.0; d];
-        let mut hess = vec![0.0; d * d];
+        weights.clear();
         for (x, b, g) in &rows {
             let z: f64 = x.iter().zip(beta).map(|(a, c)| a * c).sum();
             // σ(z) and −[b·log σ(z) + g·log σ(−z)] from one exp and one log, stably.
@@ -366,9 +368,21 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
             };
             f += loss;
             let r = p * (b + g) - b;
-            let w = (p * (1.0 - p) * (b + g)).max(1e-300);
-            for (j, (gj, &xj)) in grad.iter_mut().zip(x.iter()).enumerate() {
+            weights.push((p * (1.0 - p) * (b + g)).max(1e-300));
+            for (gj, &xj) in grad.iter_mut().zip(x.iter()) {
                 *gj += r * xj;
+            }
+        }
+        for j in 0..m {
+            f += 0.5 * l2 * beta[j] * beta[j];
+            grad[j] += l2 * beta[j];
+        }
+        (f, grad)
+    };
+    let hessian = |weights: &[f64]| -> Vec<f64> {
+        let mut hess = vec![0.0; d * d];
+        for ((x, _, _), &w) in rows.iter().zip(weights) {
+            for (j, &xj) in x.iter().enumerate() {
                 let wx = w * xj;
                 for (h, &xk) in hess[j * d..=j * d + j].iter_mut().zip(x.iter()) {
                     *h += wx * xk;
@@ -376,11 +390,9 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
             }
         }
         for j in 0..m {
-            f += 0.5 * l2 * beta[j] * beta[j];
-            grad[j] += l2 * beta[j];
             hess[j * d + j] += l2;
         }
-        (f, grad, hess)
+        hess
     };
     let bads: f64 = rows.iter().map(|r| r.1).sum();
     let mut beta = match start {
@@ -393,16 +405,19 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
             b
         }
     };
-    let (mut f, mut grad, mut hess) = eval(&beta);
+    let mut weights = Vec::with_capacity(rows.len());
+    let mut trial_weights = Vec::with_capacity(rows.len());
+    let (mut f, mut grad) = eval(&beta, &mut weights);
     for _ in 0..100 {
+        let mut hess = hessian(&weights);
         let step = cholesky_solve(&mut hess, &grad, d)?;
         // Damped step: halve until the objective does not increase.
         let mut t = 1.0;
         let mut next = beta.clone();
-        let mut at_next = (f, grad.clone(), hess.clone());
+        let mut at_next = (f, grad.clone());
         for _ in 0..30 {
             next = beta.iter().zip(&step).map(|(b, s)| b - t * s).collect();
-            at_next = eval(&next);
+            at_next = eval(&next, &mut trial_weights);
             if at_next.0 <= f + 1e-12 * f.abs() {
                 break;
             }
@@ -416,7 +431,8 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
         beta = next;
         let f_next = at_next.0;
         let done = moved < 1e-10 || (f - f_next).abs() <= 1e-14 * f.abs();
-        (f, grad, hess) = at_next;
+        (f, grad) = at_next;
+        std::mem::swap(&mut weights, &mut trial_weights);
         if done {
             break;
         }
