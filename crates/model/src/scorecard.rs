@@ -290,59 +290,110 @@ impl std::hash::Hasher for Premixed {
     }
 }
 
+/// Rows grouped by their values (bit patterns): `m + 1` values per group, the last one 1
+/// (the intercept's), and each group's count of bads and goods. Groups are numbered in
+/// order of first appearance, so every sum over them runs in the same order on every run.
+struct Patterns {
+    m: usize,
+    vals: Vec<f64>,
+    counts: Vec<(f64, f64)>,
+}
+
+impl Patterns {
+    /// Groups `n` items with `m` values each (`value(i, k)`) and counts (`count(i)`).
+    fn group(
+        n: usize,
+        m: usize,
+        value: impl Fn(usize, usize) -> f64,
+        count: impl Fn(usize) -> (f64, f64),
+    ) -> Patterns {
+        let d = m + 1;
+        // The keys are already well-mixed 64-bit hashes: no need to hash them again.
+        let mut index: std::collections::HashMap<
+            u64,
+            usize,
+            std::hash::BuildHasherDefault<Premixed>,
+        > = std::collections::HashMap::with_capacity_and_hasher(n / 4, Default::default());
+        let mut next: Vec<usize> = Vec::new(); // collision chains
+        let mut vals: Vec<f64> = Vec::new();
+        let mut counts: Vec<(f64, f64)> = Vec::new();
+        let mut key = vec![0f64; m];
+        for i in 0..n {
+            let mut h = 0xcbf2_9ce4_8422_2325u64;
+            for (k, slot) in key.iter_mut().enumerate() {
+                let v = value(i, k);
+                *slot = v;
+                h = (h.rotate_left(5) ^ v.to_bits()).wrapping_mul(0x5851_f42d_4c95_7f2d);
+            }
+            let mut slot = index.get(&h).copied();
+            while let Some(g) = slot {
+                if vals[g * d..g * d + m]
+                    .iter()
+                    .zip(&key)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+                {
+                    break;
+                }
+                slot = (next[g] != usize::MAX).then_some(next[g]);
+            }
+            let g = match slot {
+                Some(g) => g,
+                None => {
+                    let g = counts.len();
+                    vals.extend_from_slice(&key);
+                    vals.push(1.0);
+                    counts.push((0.0, 0.0));
+                    // Chain behind any group with the same hash.
+                    next.push(index.insert(h, g).unwrap_or(usize::MAX));
+                    g
+                }
+            };
+            let (b, gd) = count(i);
+            counts[g].0 += b;
+            counts[g].1 += gd;
+        }
+        Patterns { m, vals, counts }
+    }
+
+    /// The rows of the columns, grouped.
+    fn of_rows(cols: &[&[f64]], bad: &[bool]) -> Patterns {
+        Patterns::group(
+            bad.len(),
+            cols.len(),
+            |i, k| cols[k][i],
+            |i| if bad[i] { (1.0, 0.0) } else { (0.0, 1.0) },
+        )
+    }
+
+    /// The same rows without column `drop`: the groups regrouped, not the rows (counts are
+    /// whole numbers, so the sums are exact and the result is what grouping the rows would
+    /// give, in the same order).
+    fn without(&self, drop: usize) -> Patterns {
+        let d = self.m + 1;
+        Patterns::group(
+            self.counts.len(),
+            self.m - 1,
+            |g, k| self.vals[g * d + if k < drop { k } else { k + 1 }],
+            |g| self.counts[g],
+        )
+    }
+}
+
 /// The penalised maximum-likelihood logistic regression of bad on the columns by Newton's
 /// method over the distinct rows. WoE columns take a handful of values each, so rows
 /// collapse into far fewer patterns, and each Newton step is exact. Minimises the same
 /// objective as linfa-logistic: −Σ log-likelihood + ½·l2·‖w‖² (intercept not penalised).
 /// `start` (coefficients then intercept) is where to begin, e.g. the previous fit.
 fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Option<Vec<f64>> {
-    let n = bad.len();
-    let m = cols.len();
+    newton_on(&Patterns::of_rows(cols, bad), l2, start)
+}
+
+/// [`newton`] on rows already grouped.
+fn newton_on(patterns: &Patterns, l2: f64, start: Option<&[f64]>) -> Option<Vec<f64>> {
+    let m = patterns.m;
     let d = m + 1;
-    // Group rows by their values (bit patterns). Groups are numbered in order of first
-    // appearance, so every sum below runs in the same order on every run.
-    // The keys are already well-mixed 64-bit hashes: no need to hash them again.
-    let mut index: std::collections::HashMap<u64, usize, std::hash::BuildHasherDefault<Premixed>> =
-        std::collections::HashMap::with_capacity_and_hasher(n / 4, Default::default());
-    let mut next: Vec<usize> = Vec::new(); // collision chains
-    let mut vals: Vec<f64> = Vec::new(); // d values per group, the last one 1
-    let mut counts: Vec<(f64, f64)> = Vec::new();
-    let mut key = vec![0f64; m];
-    for i in 0..n {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for (k, c) in key.iter_mut().zip(cols) {
-            *k = c[i];
-            h = (h.rotate_left(5) ^ c[i].to_bits()).wrapping_mul(0x5851_f42d_4c95_7f2d);
-        }
-        let mut slot = index.get(&h).copied();
-        while let Some(g) = slot {
-            if vals[g * d..g * d + m]
-                .iter()
-                .zip(&key)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-            {
-                break;
-            }
-            slot = (next[g] != usize::MAX).then_some(next[g]);
-        }
-        let g = match slot {
-            Some(g) => g,
-            None => {
-                let g = counts.len();
-                vals.extend_from_slice(&key);
-                vals.push(1.0);
-                counts.push((0.0, 0.0));
-                // Chain behind any group with the same hash.
-                next.push(index.insert(h, g).unwrap_or(usize::MAX));
-                g
-            }
-        };
-        if bad[i] {
-            counts[g].0 += 1.0;
-        } else {
-            counts[g].1 += 1.0;
-        }
-    }
+    let (vals, counts) = (&patterns.vals, &patterns.counts);
+    let n: f64 = counts.iter().map(|(b, g)| b + g).sum();
     let rows: Vec<(&[f64], f64, f64)> = counts
         .iter()
         .enumerate()
@@ -401,7 +452,7 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
             // Each WoE alone has coefficient −1 on the log-odds of bad; together they share
             // the evidence, so start a little below.
             let mut b = vec![-0.7; d];
-            b[m] = (bads.max(0.5) / (n as f64 - bads).max(0.5)).ln();
+            b[m] = (bads.max(0.5) / (n - bads).max(0.5)).ln();
             b
         }
     };
@@ -596,6 +647,7 @@ impl ScorecardParams {
         }
         // Fit; drop wrong-signed characteristics one at a time and refit from the last fit.
         let mut start: Option<Vec<f64>> = None;
+        let mut patterns: Option<Patterns> = None;
         let (intercept, coefs) = loop {
             if kept.is_empty() {
                 return Err(ModelError::Fit(
@@ -605,7 +657,8 @@ impl ScorecardParams {
             let cols: Vec<&[f64]> = kept.iter().map(|(_, w)| w.as_slice()).collect();
             // Signs are checked on the Newton optimum (the same objective); linfa fits the
             // final set. Without a Newton solution, linfa fits every round.
-            let optimum = newton(&cols, &sample.bad, self.l2, start.as_deref());
+            let grouped = patterns.get_or_insert_with(|| Patterns::of_rows(&cols, &sample.bad));
+            let optimum = newton_on(grouped, self.l2, start.as_deref());
             let (b0, b) = match &optimum {
                 Some(beta) => (beta[cols.len()], beta[..cols.len()].to_vec()),
                 None => logistic(&cols, &sample.bad, self.l2, self.max_iterations, None)?,
@@ -626,6 +679,8 @@ impl ScorecardParams {
                     rest.remove(k);
                     rest.push(b0);
                     start = Some(rest);
+                    // Without a Newton solution the rows are grouped afresh next round.
+                    patterns = patterns.filter(|_| optimum.is_some()).map(|p| p.without(k));
                 }
                 None if optimum.is_none() => break (b0, b),
                 None => break logistic(&cols, &sample.bad, self.l2, self.max_iterations, optimum)?,
