@@ -566,8 +566,8 @@ fn best_partition(
         Trend::Free => &[(Trend::Free, None)],
     };
     // Candidates in order of preference: monotone shapes first, then turning ones.
-    let mut monotone: Vec<(Trend, (f64, Groups))> = Vec::new();
-    let mut turning: Vec<(Trend, (f64, Groups))> = Vec::new();
+    let mut monotone: Vec<(Trend, Partition)> = Vec::new();
+    let mut turning: Vec<(Trend, Partition)> = Vec::new();
     for &(t, first_phase) in searches {
         let (first, all) = exact_search(pre, total, min_count, max_bins, t);
         match first_phase {
@@ -597,6 +597,9 @@ fn best_partition(
 /// Contiguous groups of pre-bins `[a, b)`.
 type Groups = Vec<(usize, usize)>;
 
+/// A partition's IV and its groups.
+type Partition = (f64, Groups);
+
 /// How the WoE of a bin must compare with its left neighbour's in each phase of a shape.
 #[derive(Clone, Copy)]
 enum Rel {
@@ -625,7 +628,7 @@ fn exact_search(
     min_count: u64,
     max_bins: usize,
     trend: Trend,
-) -> (Option<(f64, Groups)>, Option<(f64, Groups)>) {
+) -> (Option<Partition>, Option<Partition>) {
     // WoE moves opposite to the event rate.
     let phases: &[Rel] = match trend {
         Trend::Ascending => &[Rel::Falls],
@@ -725,7 +728,7 @@ fn trace(
     k_max: usize,
     p: usize,
     phases: usize,
-) -> Option<(f64, Groups)> {
+) -> Option<Partition> {
     let w1 = p + 1;
     let idx = |a: usize, b: usize| a * w1 + b;
     let cell = |k: usize, ph: usize| k * np + ph;
