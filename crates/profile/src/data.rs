@@ -702,6 +702,19 @@ impl Loader {
         city: &mut City,
     ) -> Result<Vec<usize>, ProfileError> {
         let members = self.plan.members.get(k).cloned().unwrap_or_default();
+        let City {
+            merchants,
+            last_day,
+            ..
+        } = city;
+        // The chunk's merchants, by their place in the chunk.
+        let mut refs: Vec<Option<&mut Merchant>> = (0..members.len()).map(|_| None).collect();
+        for (slot, m) in merchants.iter_mut().enumerate() {
+            if self.plan.chunk_of[slot] == k {
+                refs[self.plan.local[slot]] = Some(m);
+            }
+        }
+        let mut ms: Vec<&mut Merchant> = refs.into_iter().flatten().collect();
         for t in 0..self.tables.len() {
             let (table, files) = &mut self.tables[t];
             let ctx = Ctx {
@@ -713,82 +726,55 @@ impl Loader {
                     t => columns_of(t),
                 },
             };
-            let m = &mut city.merchants;
-            let last = &mut city.last_day;
+            let last = &mut *last_day;
             match *table {
                 Table::EscrowEvents => {
-                    for (l, evs) in ctx.read(files, last, parse_escrow)?.into_iter().enumerate() {
-                        m[members[l]].escrow = evs;
-                    }
+                    let parts = ctx.read(files, last, parse_escrow)?;
+                    distribute(parts, &mut ms, |m, e| m.escrow = e)?;
                 }
                 Table::WalletFlows => {
-                    for (l, evs) in ctx.read(files, last, parse_wallet)?.into_iter().enumerate() {
-                        let m = &mut m[members[l]];
-                        for e in evs {
+                    let parts = ctx.read(files, last, parse_wallet)?;
+                    distribute(parts, &mut ms, |m, e| {
+                        for e in e {
                             match e {
                                 Ok(spot) => m.spot.push(spot),
                                 Err(w) => m.withdrawals.push(w),
                             }
                         }
-                    }
+                    })?;
                 }
                 Table::Contracts => {
-                    for (l, evs) in ctx
-                        .read(files, last, parse_contracts)?
-                        .into_iter()
-                        .enumerate()
-                    {
-                        m[members[l]].contracts = evs;
-                    }
+                    let parts = ctx.read(files, last, parse_contracts)?;
+                    distribute(parts, &mut ms, |m, e| m.contracts = e)?;
                 }
                 Table::Operations => {
-                    for (l, evs) in ctx
-                        .read(files, last, parse_operations)?
-                        .into_iter()
-                        .enumerate()
-                    {
-                        m[members[l]].operations = evs;
-                    }
+                    let parts = ctx.read(files, last, parse_operations)?;
+                    distribute(parts, &mut ms, |m, e| m.operations = e)?;
                 }
                 Table::Promotions => {
-                    for (l, evs) in ctx
-                        .read(files, last, parse_promotions)?
-                        .into_iter()
-                        .enumerate()
-                    {
-                        m[members[l]].promotions = evs;
-                    }
+                    let parts = ctx.read(files, last, parse_promotions)?;
+                    distribute(parts, &mut ms, |m, e| m.promotions = e)?;
                 }
                 Table::Complaints => {
-                    for (l, evs) in ctx
-                        .read(files, last, parse_complaints)?
-                        .into_iter()
-                        .enumerate()
-                    {
-                        m[members[l]].complaints = evs;
-                    }
+                    let parts = ctx.read(files, last, parse_complaints)?;
+                    distribute(parts, &mut ms, |m, e| m.complaints = e)?;
                 }
                 Table::PublicRecords => {
-                    for (l, evs) in ctx.read(files, last, parse_public)?.into_iter().enumerate() {
-                        m[members[l]].public = evs;
-                    }
+                    let parts = ctx.read(files, last, parse_public)?;
+                    distribute(parts, &mut ms, |m, e| m.public = e)?;
                 }
                 Table::Loans => {
-                    for (l, evs) in ctx.read(files, last, parse_loans)?.into_iter().enumerate() {
-                        m[members[l]].loans = evs;
-                    }
+                    let parts = ctx.read(files, last, parse_loans)?;
+                    distribute(parts, &mut ms, |m, e| m.loans = e)?;
                 }
                 Table::StoreEvents => {
-                    for (l, evs) in ctx.read(files, last, parse_stores)?.into_iter().enumerate() {
-                        m[members[l]].stores = evs;
-                    }
+                    let parts = ctx.read(files, last, parse_stores)?;
+                    distribute(parts, &mut ms, |m, e| m.stores = e)?;
                 }
                 Table::Merchants | Table::Products => {}
             }
         }
-        for &slot in &members {
-            city.merchants[slot].sort();
-        }
+        on_all_cores(&mut ms, |m| m.sort())?;
         Ok(members)
     }
 
@@ -808,6 +794,81 @@ impl Loader {
             m.stores = Vec::new();
         }
     }
+}
+
+/// Hands each merchant of a chunk its events of one table (`put`), its lists from the
+/// loader's runs joined in file order; the merchants are split among the cores.
+fn distribute<T: Send>(
+    mut parts: Vec<Events<T>>,
+    ms: &mut [&mut Merchant],
+    put: fn(&mut Merchant, Vec<T>),
+) -> Result<(), ProfileError> {
+    let per = per_core(ms.len());
+    // Cut every run's lists at the same merchant boundaries as `ms`.
+    let mut pieces: Vec<Vec<&mut [Vec<T>]>> = Vec::new();
+    for part in parts.iter_mut() {
+        let mut rest: &mut [Vec<T>] = part.as_mut_slice();
+        for t in 0..ms.len().div_ceil(per) {
+            let n = per.min(rest.len());
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            if pieces.len() <= t {
+                pieces.push(Vec::new());
+            }
+            pieces[t].push(mine);
+            rest = tail;
+        }
+    }
+    let work: Vec<_> = ms.chunks_mut(per).zip(pieces).collect();
+    parallel(work, |(mine, mut pieces)| {
+        for (l, m) in mine.iter_mut().enumerate() {
+            let mut events: Vec<T> = Vec::new();
+            for piece in pieces.iter_mut() {
+                if let Some(v) = piece.get_mut(l) {
+                    let v = std::mem::take(v);
+                    if events.is_empty() {
+                        events = v;
+                    } else {
+                        events.extend(v);
+                    }
+                }
+            }
+            put(m, events);
+        }
+    })
+}
+
+/// `f` on every merchant of `ms`, the merchants split among the cores.
+fn on_all_cores(ms: &mut [&mut Merchant], f: fn(&mut Merchant)) -> Result<(), ProfileError> {
+    let per = per_core(ms.len());
+    parallel(ms.chunks_mut(per).collect(), |mine| {
+        for m in mine.iter_mut() {
+            f(m);
+        }
+    })
+}
+
+/// Items per core when `n` items are split among the cores.
+fn per_core(n: usize) -> usize {
+    let threads = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1)
+        .max(1);
+    n.div_ceil(threads).max(1)
+}
+
+/// Runs `f` on each work item, one thread per item.
+fn parallel<W: Send>(work: Vec<W>, f: impl Fn(W) + Sync) -> Result<(), ProfileError> {
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .into_iter()
+            .map(|w| scope.spawn(move || f(w)))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| ProfileError::Output("a loader thread panicked".into()))
+        })
+    })
 }
 
 /// The largest number of rows kept across one chunk boundary under a plan.
@@ -839,14 +900,15 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Reads one table's rows of chunk `k` on all cores: each thread parses a contiguous run
-    /// of the files (balanced by rows) into per-merchant event lists, and the runs are
-    /// joined in file order, so the result does not depend on the number of threads.
+    /// of the files (balanced by rows) into per-merchant event lists; the runs come back in
+    /// file order, to be joined by [`distribute`], so the result does not depend on the
+    /// number of threads.
     fn read<T: Send>(
         &self,
         files: &mut [FileState],
         last_day: &mut i32,
         parse: fn(&RecordBatch, &Rows, &mut [Vec<T>]),
-    ) -> Result<Events<T>, ProfileError> {
+    ) -> Result<Vec<Events<T>>, ProfileError> {
         let members = self.plan.members.get(self.k).map_or(0, Vec::len);
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -887,19 +949,13 @@ impl Ctx<'_> {
                 })
                 .collect()
         });
-        let mut all: Events<T> = (0..members).map(|_| Vec::new()).collect();
+        let mut parts = Vec::with_capacity(results.len());
         for r in results {
             let (part, latest) = r?;
             *last_day = (*last_day).max(latest);
-            for (mine, theirs) in all.iter_mut().zip(part) {
-                if mine.is_empty() {
-                    *mine = theirs;
-                } else {
-                    mine.extend(theirs);
-                }
-            }
+            parts.push(part);
         }
-        Ok(all)
+        Ok(parts)
     }
 
     fn read_run<T>(
