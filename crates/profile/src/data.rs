@@ -216,14 +216,23 @@ pub(crate) struct City {
     pub contract_ids: bool,
 }
 
-/// FxHash (Firefox's and rustc's): a fast multiplicative hash for short, trusted keys
-/// (ids read from our own ledger; nothing here is exposed to crafted input).
+/// FxHash (Firefox's and rustc's) with a finaliser: a fast multiplicative hash for short,
+/// trusted keys (ids read from our own ledger; nothing here is exposed to crafted input).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct Fx(u64);
 
 impl std::hash::Hasher for Fx {
+    /// The state goes through murmur3's finaliser: a multiplicative hash carries low input
+    /// bits only upwards, and ids that differ only in their last characters (`M0000681`,
+    /// `M0000682`: the high bytes of a little-endian word) would otherwise share the low
+    /// bits a hash table indexes by, and pile up in a few buckets.
     fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
     fn write(&mut self, bytes: &[u8]) {
         const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
@@ -301,30 +310,66 @@ impl<'a> Text<'a> {
         }
     }
 
+    /// `f` of the value at each of `rows` (in their order): like [`Text::map`], for the
+    /// rows of one chunk only.
+    fn at<T: Copy>(&self, rows: &Rows, mut f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+        match self {
+            Text::Absent => vec![f(None); rows.len()],
+            Text::Plain(a) => {
+                let mut out = Vec::with_capacity(rows.len());
+                let mut prev: Option<(Option<&str>, T)> = None;
+                for &(i, _, _) in rows {
+                    let v = (i < a.len() && !a.is_null(i)).then(|| a.value(i));
+                    let t = match prev {
+                        Some((p, t)) if p == v => t,
+                        _ => {
+                            let t = f(v);
+                            prev = Some((v, t));
+                            t
+                        }
+                    };
+                    out.push(t);
+                }
+                out
+            }
+            Text::Dict(keys, values) => {
+                let none = f(None);
+                let table: Vec<T> = (0..values.len())
+                    .map(|j| f((!values.is_null(j)).then(|| values.value(j))))
+                    .collect();
+                rows.iter()
+                    .map(|&(i, _, _)| {
+                        if i >= keys.len() || keys.is_null(i) {
+                            none
+                        } else {
+                            usize::try_from(keys.value(i))
+                                .ok()
+                                .and_then(|k| table.get(k).copied())
+                                .unwrap_or(none)
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// [`Text::at`] for columns whose neighbours rarely repeat (ids): no run check.
+    fn at_each<T: Copy>(&self, rows: &Rows, mut f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+        match self {
+            Text::Plain(a) => rows
+                .iter()
+                .map(|&(i, _, _)| f((i < a.len() && !a.is_null(i)).then(|| a.value(i))))
+                .collect(),
+            other => other.at(rows, f),
+        }
+    }
+
     /// `f` of every row's value (`None` for null). A dictionary column calls `f` once per
     /// distinct value; a plain one once per run of equal values (rows of a merchant, or of
     /// a kind, come in runs).
-    fn map<T: Copy>(&self, n: usize, f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
-        self.map_with(n, true, f)
-    }
-
-    /// [`Text::map`] for columns whose neighbours rarely repeat (contract, consumer, loan
-    /// and store ids): plain values are not compared with the previous row's.
-    fn map_each<T: Copy>(&self, n: usize, f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
-        self.map_with(n, false, f)
-    }
-
-    fn map_with<T: Copy>(
-        &self,
-        n: usize,
-        runs: bool,
-        mut f: impl FnMut(Option<&str>) -> T,
-    ) -> Vec<T> {
+    fn map<T: Copy>(&self, n: usize, mut f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
         match self {
             Text::Absent => vec![f(None); n],
-            Text::Plain(a) if !runs => (0..n.min(a.len()))
-                .map(|i| f((!a.is_null(i)).then(|| a.value(i))))
-                .collect(),
             Text::Plain(a) => {
                 let mut out = Vec::with_capacity(n);
                 let mut prev: Option<(Option<&str>, T)> = None;
@@ -561,10 +606,14 @@ struct FileState {
     kept: Vec<Option<Kept>>,
 }
 
-/// A decoded row group kept for later chunks, with each row's merchant slot.
+/// A decoded row group, with its rows already sorted out by chunk: for each chunk from
+/// `first` on, the rows of its merchants as (row, merchant's place in the chunk, day). Kept
+/// between chunks when it holds merchants of later ones, so that each chunk touches only
+/// its own rows.
 struct Kept {
     batch: RecordBatch,
-    slots: Vec<Option<usize>>,
+    first: usize,
+    rows: Vec<Vec<(usize, usize, i32)>>,
 }
 
 impl FileState {
@@ -958,15 +1007,37 @@ impl Ctx<'_> {
         Ok(parts)
     }
 
+    /// Sorts a freshly decoded row group's rows out by chunk, from chunk `k` (the first
+    /// that needs it) to `last`; rows of unknown merchants go nowhere.
+    fn sort_out(&self, batch: RecordBatch, k: usize, last: usize) -> Kept {
+        let plan = self.plan;
+        let n = batch.num_rows();
+        let slots = Text::of(&batch, "merchant_id")
+            .map(n, |id| id.and_then(|s| self.index.get(s).copied()));
+        let day = days(&batch);
+        let mut rows: Vec<Vec<(usize, usize, i32)>> = vec![Vec::new(); last + 1 - k];
+        for (i, slot) in slots.into_iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let c = plan.chunk_of[slot];
+            if let Some(list) = c.checked_sub(k).and_then(|j| rows.get_mut(j)) {
+                list.push((i, plan.local[slot], day.get(i).copied().unwrap_or(0)));
+            }
+        }
+        Kept {
+            batch,
+            first: k,
+            rows,
+        }
+    }
+
     fn read_run<T>(
         &self,
         run: &mut [FileState],
         members: usize,
         parse: fn(&RecordBatch, &Rows, &mut [Vec<T>]),
     ) -> Result<(Events<T>, i32), ProfileError> {
-        let (plan, k) = (self.plan, self.k);
+        let k = self.k;
         let mut out: Events<T> = (0..members).map(|_| Vec::new()).collect();
-        let mut rows: Vec<(usize, usize, i32)> = Vec::new();
         let mut latest = i32::MIN;
         for file in run {
             for rg in 0..file.span.len() {
@@ -974,27 +1045,17 @@ impl Ctx<'_> {
                 if k < first || k > last {
                     continue;
                 }
-                let Kept { batch: b, slots } = match file.kept[rg].take() {
+                let mut kept = match file.kept[rg].take() {
                     Some(kept) => kept,
-                    None => {
-                        let batch = file.reader.read_row_group(rg, self.columns)?;
-                        let slots = Text::of(&batch, "merchant_id").map(batch.num_rows(), |id| {
-                            id.and_then(|s| self.index.get(s).copied())
-                        });
-                        Kept { batch, slots }
-                    }
+                    None => self.sort_out(file.reader.read_row_group(rg, self.columns)?, k, last),
                 };
-                let day = days(&b);
-                rows.clear();
-                for (i, &slot) in slots.iter().enumerate() {
-                    let Some(slot) = slot else { continue };
-                    if plan.chunk_of[slot] != k {
-                        continue;
-                    }
-                    let d = day.get(i).copied().unwrap_or(0);
-                    latest = latest.max(d);
-                    rows.push((i, plan.local[slot], d));
-                }
+                let rows = kept
+                    .rows
+                    .get_mut(k - kept.first)
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                let b = &kept.batch;
+                latest = rows.iter().map(|r| r.2).fold(latest, i32::max);
                 // Grow each merchant's list once per row group, not event by event.
                 let mut start = 0;
                 while start < rows.len() {
@@ -1003,9 +1064,9 @@ impl Ctx<'_> {
                     out[m].reserve(run);
                     start += run;
                 }
-                parse(&b, &rows, &mut out);
+                parse(b, &rows, &mut out);
                 if last > k {
-                    file.kept[rg] = Some(Kept { batch: b, slots });
+                    file.kept[rg] = Some(kept);
                 }
             }
         }
@@ -1067,8 +1128,7 @@ fn merchants(
 // compact events out. Columns are looked up and codes decoded once per batch.
 
 fn parse_escrow(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Escrow>]) {
-    let n = b.num_rows();
-    let kind = Text::of(b, "kind").map(n, |k| match k {
+    let kind = Text::of(b, "kind").at(rows, |k| match k {
         Some("PREPAYMENT") => esc::PREPAYMENT,
         Some("REDEMPTION") => esc::REDEMPTION,
         Some("RELEASE") => esc::RELEASE,
@@ -1077,7 +1137,7 @@ fn parse_escrow(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Escrow>]) {
         Some("REFUND_COMPLETED") => esc::REFUND_COMPLETED,
         _ => esc::EXPIRY,
     });
-    let code = Text::of(b, "code").map(n, |c| match c {
+    let code = Text::of(b, "code").at(rows, |c| match c {
         Some("ESCROW") => Code::Escrow,
         Some("MERCHANT_WALLET") => Code::MerchantWallet,
         Some("UNRECOVERED") => Code::Unrecovered,
@@ -1086,26 +1146,26 @@ fn parse_escrow(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Escrow>]) {
         Some("MERCHANT_CLOSED") => Code::MerchantClosed,
         _ => Code::Other,
     });
-    let contract = Text::of(b, "contract_id").map_each(n, |c| c.map(fx).unwrap_or(0));
+    let contract = Text::of(b, "contract_id").at_each(rows, |c| c.map(fx).unwrap_or(0));
     let (amount, frozen) = (decs(b, "amount"), decs(b, "frozen_amount"));
-    for &(i, m, day) in rows {
+    for (j, &(i, m, day)) in rows.iter().enumerate() {
         out[m].push(Escrow {
             day,
-            kind: kind[i],
-            code: code[i],
+            kind: kind[j],
+            code: code[j],
             amount: dec_at(amount, i).unwrap_or(0),
             frozen: dec_at(frozen, i).unwrap_or(0),
-            contract: contract[i],
+            contract: contract[j],
         });
     }
 }
 
 fn parse_wallet(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Result<Spot, Withdrawal>>]) {
-    let spot = Text::of(b, "kind").map(b.num_rows(), |k| k == Some("SPOT_SALE"));
+    let spot = Text::of(b, "kind").at(rows, |k| k == Some("SPOT_SALE"));
     let (amount, changed) = (decs(b, "amount"), bools(b, "dest_account_changed"));
-    for &(i, m, day) in rows {
+    for (j, &(i, m, day)) in rows.iter().enumerate() {
         let amount = dec_at(amount, i).unwrap_or(0);
-        if spot[i] {
+        if spot[j] {
             out[m].push(Ok(Spot { day, amount }));
         } else {
             let changed = bool_at(changed, i).unwrap_or(false);
@@ -1119,30 +1179,29 @@ fn parse_wallet(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Result<Spot, Withdr
 }
 
 fn parse_contracts(b: &RecordBatch, rows: &Rows, out: &mut [Vec<ContractRow>]) {
-    let consumer = Text::of(b, "consumer_id").map_each(b.num_rows(), |c| c.map(fx).unwrap_or(0));
+    let consumer = Text::of(b, "consumer_id").at_each(rows, |c| c.map(fx).unwrap_or(0));
     let (expires, discount) = (dates(b, "expires_on"), decs(b, "discount"));
-    for &(i, m, day) in rows {
+    for (j, &(i, m, day)) in rows.iter().enumerate() {
         let expires = date_at(expires, i).unwrap_or(day);
         out[m].push(ContractRow {
             day,
             tenor_days: expires - day + 1,
             discount_bp: dec_at(discount, i).unwrap_or(0),
-            consumer: consumer[i],
+            consumer: consumer[j],
         });
     }
 }
 
 fn parse_operations(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Operation>]) {
-    let n = b.num_rows();
-    let kind = Text::of(b, "kind").map(n, |k| match k {
+    let kind = Text::of(b, "kind").at(rows, |k| match k {
         Some("PAYROLL") => Some(0),
         Some("SOCIAL_INSURANCE") => Some(1),
         _ => None,
     });
-    let electricity = Text::of(b, "utility_kind").map(n, |u| u == Some("ELECTRICITY"));
+    let electricity = Text::of(b, "utility_kind").at(rows, |u| u == Some("ELECTRICITY"));
     let (headcount, on_time, usage) = (ints(b, "headcount"), bools(b, "on_time"), ints(b, "usage"));
-    for &(i, m, day) in rows {
-        let kind = kind[i].unwrap_or(if electricity[i] { 2 } else { 3 });
+    for (j, &(i, m, day)) in rows.iter().enumerate() {
+        let kind = kind[j].unwrap_or(if electricity[j] { 2 } else { 3 });
         out[m].push(Operation {
             day,
             kind,
@@ -1166,67 +1225,64 @@ fn parse_promotions(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Promotion>]) {
 }
 
 fn parse_complaints(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Complaint>]) {
-    let n = b.num_rows();
-    let channel = Text::of(b, "channel").map(n, |c| match c {
+    let channel = Text::of(b, "channel").at(rows, |c| match c {
         Some("HOTLINE_12315" | "HOTLINE_12345") => 0,
         Some("CONSUMER_COUNCIL") => 1,
         _ => 2,
     });
     let closure_or_refund =
-        Text::of(b, "category").map(n, |c| matches!(c, Some("CLOSURE" | "REFUND")));
-    for &(i, m, day) in rows {
+        Text::of(b, "category").at(rows, |c| matches!(c, Some("CLOSURE" | "REFUND")));
+    for (j, &(_, m, day)) in rows.iter().enumerate() {
         out[m].push(Complaint {
             day,
-            channel: channel[i],
-            closure_or_refund: closure_or_refund[i],
+            channel: channel[j],
+            closure_or_refund: closure_or_refund[j],
         });
     }
 }
 
 fn parse_public(b: &RecordBatch, rows: &Rows, out: &mut [Vec<PublicRecord>]) {
-    let kind = Text::of(b, "kind").map(b.num_rows(), |k| match k {
+    let kind = Text::of(b, "kind").at(rows, |k| match k {
         Some("ADMIN_PENALTY") => 0,
         Some("ABNORMAL_LISTED") => 1,
         Some("ABNORMAL_REMOVED") => 2,
         _ => 3,
     });
-    for &(i, m, day) in rows {
-        out[m].push(PublicRecord { day, kind: kind[i] });
+    for (j, &(_, m, day)) in rows.iter().enumerate() {
+        out[m].push(PublicRecord { day, kind: kind[j] });
     }
 }
 
 fn parse_loans(b: &RecordBatch, rows: &Rows, out: &mut [Vec<LoanEvent>]) {
-    let n = b.num_rows();
-    let kind = Text::of(b, "kind").map(n, |k| match k {
+    let kind = Text::of(b, "kind").at(rows, |k| match k {
         Some("DISBURSEMENT") => 0,
         Some("SCHEDULED_REPAYMENT") => 1,
         Some("REPAYMENT") => 2,
         _ => 3,
     });
-    let loan = Text::of(b, "loan_id").map_each(n, |l| l.map(fx).unwrap_or(0));
+    let loan = Text::of(b, "loan_id").at_each(rows, |l| l.map(fx).unwrap_or(0));
     let (amount, dpd) = (decs(b, "amount"), ints(b, "dpd"));
-    for &(i, m, day) in rows {
+    for (j, &(i, m, day)) in rows.iter().enumerate() {
         out[m].push(LoanEvent {
             day,
-            kind: kind[i],
+            kind: kind[j],
             amount: dec_at(amount, i).unwrap_or(0),
             dpd: int_at(dpd, i).unwrap_or(0),
-            loan: loan[i],
+            loan: loan[j],
         });
     }
 }
 
 fn parse_stores(b: &RecordBatch, rows: &Rows, out: &mut [Vec<StoreEvent>]) {
-    let n = b.num_rows();
-    let store = Text::of(b, "store_id").map_each(n, |s| s.map(fx).unwrap_or(0));
-    let opened = Text::of(b, "kind").map(n, |k| k == Some("OPENED"));
+    let store = Text::of(b, "store_id").at_each(rows, |s| s.map(fx).unwrap_or(0));
+    let opened = Text::of(b, "kind").at(rows, |k| k == Some("OPENED"));
     let lease = dates(b, "lease_end_on");
-    for &(i, m, day) in rows {
+    for (j, &(i, m, day)) in rows.iter().enumerate() {
         out[m].push(StoreEvent {
             day,
-            opened: opened[i],
+            opened: opened[j],
             lease_end: date_at(lease, i),
-            store: store[i],
+            store: store[j],
         });
     }
 }
