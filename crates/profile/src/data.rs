@@ -196,10 +196,34 @@ impl Merchant {
     }
 }
 
-/// Stable sort by day; the ledger's monthly files usually give events in order already.
-fn by_day<T: Dated>(v: &mut [T]) {
-    if !v.is_sorted_by_key(Dated::day) {
+/// Stable sort by day. A merchant's events span a few hundred days at most, so a long list
+/// is sorted by counting its days (linear) rather than by comparisons.
+fn by_day<T: Dated + Copy>(v: &mut [T]) {
+    if v.is_sorted_by_key(Dated::day) {
+        return;
+    }
+    let (lo, hi) = v.iter().fold((i32::MAX, i32::MIN), |(lo, hi), e| {
+        (lo.min(e.day()), hi.max(e.day()))
+    });
+    let range = usize::try_from(i64::from(hi) - i64::from(lo) + 1).unwrap_or(usize::MAX);
+    if v.len() < 64 || range > 4 * v.len() {
         v.sort_by_key(Dated::day);
+        return;
+    }
+    let offset = |e: &T| usize::try_from(e.day() - lo).unwrap_or(0);
+    // starts[d]: where events of day lo + d go.
+    let mut starts = vec![0usize; range + 1];
+    for e in v.iter() {
+        starts[offset(e) + 1] += 1;
+    }
+    for d in 1..=range {
+        starts[d] += starts[d - 1];
+    }
+    let old = v.to_vec();
+    for e in old {
+        let d = offset(&e);
+        v[starts[d]] = e;
+        starts[d] += 1;
     }
 }
 

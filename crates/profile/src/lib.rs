@@ -577,6 +577,23 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Sorting a merchant's events by day keeps the ledger order within a day, whether
+        /// by counting days (long lists) or by comparisons (short or sparse ones).
+        #[test]
+        fn sorting_by_day_is_stable(days in proptest::collection::vec(0i32..300, 0..400)) {
+            let mut m = Merchant::default();
+            for (i, &d) in days.iter().enumerate() {
+                m.spot.push(Spot { day: 19_000 + d, amount: i as i64 });
+            }
+            let mut expected: Vec<(i32, i64)> = m.spot.iter().map(|e| (e.day, e.amount)).collect();
+            expected.sort_by_key(|e| e.0);
+            m.sort();
+            let got: Vec<(i32, i64)> = m.spot.iter().map(|e| (e.day, e.amount)).collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
+
     #[test]
     fn catalogue_names_are_unique_and_documented() {
         let mut names = std::collections::HashSet::new();
