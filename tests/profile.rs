@@ -334,20 +334,17 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
     let city = tmp.path().join("city");
     simulate(&city, 1500, 30, 31, &[]);
     let ledger = ingest(&city, &tmp.path().join("ledger"));
-    let out = profile(
-        &ledger,
-        &tmp.path().join("p.parquet"),
-        &[
-            "--from",
-            "2024-06-30",
-            "--to",
-            "2025-12-31",
-            "--label",
-            "default_12m",
-            "--oot-from",
-            "2025-01-01",
-        ],
-    );
+    let args = [
+        "--from",
+        "2024-06-30",
+        "--to",
+        "2025-12-31",
+        "--label",
+        "default_12m",
+        "--oot-from",
+        "2025-01-01",
+    ];
+    let out = profile(&ledger, &tmp.path().join("p.parquet"), &args);
     let mut truth: HashMap<String, Option<i32>> = HashMap::new();
     for b in read_parquet(&city.join("_truth/merchants.parquet")) {
         let (ids, def) = (strs(&b, "merchant_id"), dates(&b, "default_on"));
@@ -430,18 +427,7 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
         profile(
             &ledger,
             &chunked,
-            &[
-                "--from",
-                "2024-06-30",
-                "--to",
-                "2025-12-31",
-                "--label",
-                "default_12m",
-                "--oot-from",
-                "2025-01-01",
-                "--chunks",
-                chunks,
-            ],
+            &[&args[..], &["--chunks", chunks]].concat(),
         );
         assert!(
             std::fs::read(&chunked).unwrap()

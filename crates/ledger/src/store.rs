@@ -45,12 +45,15 @@ const LOCK: &str = ".lock";
 /// dictionary encoding: measured on the simulated city, zstd alone gives files as small,
 /// while dictionaries cost a third of ingestion's time and memory (BENCHMARKS.md).
 pub fn writer_properties() -> WriterProperties {
+    base_properties().build()
+}
+
+fn base_properties() -> parquet::file::properties::WriterPropertiesBuilder {
     let level = ZstdLevel::try_new(1).unwrap_or_default();
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_dictionary_enabled(false)
-        .build()
 }
 
 /// The writer settings of a ledger table: [`writer_properties`], plus dictionary encoding
@@ -59,11 +62,7 @@ pub fn writer_properties() -> WriterProperties {
 /// dictionaries stay small; readers can then take such a column as integer keys into a
 /// short list instead of one string per row ([`FileReader::read_row_group`]).
 pub fn ledger_writer_properties(table: Table) -> WriterProperties {
-    let level = ZstdLevel::try_new(1).unwrap_or_default();
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .set_dictionary_enabled(false);
+    let mut props = base_properties();
     for name in dictionary_columns(table) {
         props = props.set_column_dictionary_enabled(ColumnPath::from(name), true);
     }

@@ -334,18 +334,39 @@ impl<'a> Text<'a> {
         }
     }
 
-    /// `f` of the value at each of `rows` (in their order): like [`Text::map`], for the
-    /// rows of one chunk only.
-    fn at<T: Copy>(&self, rows: &Rows, mut f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+    /// `f` of every row's value (`None` for null).
+    fn map<T: Copy>(&self, n: usize, f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+        self.values(0..n, true, f)
+    }
+
+    /// `f` of the value at each of `rows` (in their order), for the rows of one chunk.
+    fn at<T: Copy>(&self, rows: &Rows, f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+        self.values(rows.iter().map(|r| r.0), true, f)
+    }
+
+    /// [`Text::at`] for columns whose neighbours rarely repeat (ids): no run check.
+    fn at_each<T: Copy>(&self, rows: &Rows, f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+        self.values(rows.iter().map(|r| r.0), false, f)
+    }
+
+    /// `f` of the value of each row in `rows` (`None` for null or out of range). A
+    /// dictionary column calls `f` once per distinct value; a plain one, with `runs`, once
+    /// per run of equal values (rows of a merchant, or of a kind, come in runs).
+    fn values<T: Copy>(
+        &self,
+        rows: impl ExactSizeIterator<Item = usize>,
+        runs: bool,
+        mut f: impl FnMut(Option<&str>) -> T,
+    ) -> Vec<T> {
         match self {
             Text::Absent => vec![f(None); rows.len()],
             Text::Plain(a) => {
                 let mut out = Vec::with_capacity(rows.len());
                 let mut prev: Option<(Option<&str>, T)> = None;
-                for &(i, _, _) in rows {
+                for i in rows {
                     let v = (i < a.len() && !a.is_null(i)).then(|| a.value(i));
                     let t = match prev {
-                        Some((p, t)) if p == v => t,
+                        Some((p, t)) if runs && p == v => t,
                         _ => {
                             let t = f(v);
                             prev = Some((v, t));
@@ -361,73 +382,17 @@ impl<'a> Text<'a> {
                 let table: Vec<T> = (0..values.len())
                     .map(|j| f((!values.is_null(j)).then(|| values.value(j))))
                     .collect();
-                rows.iter()
-                    .map(|&(i, _, _)| {
-                        if i >= keys.len() || keys.is_null(i) {
-                            none
-                        } else {
-                            usize::try_from(keys.value(i))
-                                .ok()
-                                .and_then(|k| table.get(k).copied())
-                                .unwrap_or(none)
-                        }
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// [`Text::at`] for columns whose neighbours rarely repeat (ids): no run check.
-    fn at_each<T: Copy>(&self, rows: &Rows, mut f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
-        match self {
-            Text::Plain(a) => rows
-                .iter()
-                .map(|&(i, _, _)| f((i < a.len() && !a.is_null(i)).then(|| a.value(i))))
-                .collect(),
-            other => other.at(rows, f),
-        }
-    }
-
-    /// `f` of every row's value (`None` for null). A dictionary column calls `f` once per
-    /// distinct value; a plain one once per run of equal values (rows of a merchant, or of
-    /// a kind, come in runs).
-    fn map<T: Copy>(&self, n: usize, mut f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
-        match self {
-            Text::Absent => vec![f(None); n],
-            Text::Plain(a) => {
-                let mut out = Vec::with_capacity(n);
-                let mut prev: Option<(Option<&str>, T)> = None;
-                for i in 0..n.min(a.len()) {
-                    let v = (!a.is_null(i)).then(|| a.value(i));
-                    let t = match prev {
-                        Some((p, t)) if p == v => t,
-                        _ => {
-                            let t = f(v);
-                            prev = Some((v, t));
-                            t
-                        }
-                    };
-                    out.push(t);
-                }
-                out
-            }
-            Text::Dict(keys, values) => {
-                let none = f(None);
-                let table: Vec<T> = (0..values.len())
-                    .map(|j| f((!values.is_null(j)).then(|| values.value(j))))
-                    .collect();
-                (0..n.min(keys.len()))
-                    .map(|i| {
-                        if keys.is_null(i) {
-                            none
-                        } else {
-                            usize::try_from(keys.value(i))
-                                .ok()
-                                .and_then(|k| table.get(k).copied())
-                                .unwrap_or(none)
-                        }
-                    })
-                    .collect()
+                rows.map(|i| {
+                    if i >= keys.len() || keys.is_null(i) {
+                        none
+                    } else {
+                        usize::try_from(keys.value(i))
+                            .ok()
+                            .and_then(|k| table.get(k).copied())
+                            .unwrap_or(none)
+                    }
+                })
+                .collect()
             }
         }
     }
