@@ -608,16 +608,6 @@ enum Rel {
     Any,
 }
 
-impl Rel {
-    fn ok(self, prev: f64, cur: f64) -> bool {
-        match self {
-            Rel::Falls => prev > cur,
-            Rel::Rises => prev < cur,
-            Rel::Any => true,
-        }
-    }
-}
-
 /// The exact dynamic programme: `best[k][phase][a][b]` is the largest IV of a partition of
 /// pre-bins `0..b` into `k+1` valid bins whose last bin is `a..b`, the WoE sequence being
 /// in phase 0 or 1 of the shape (monotone shapes have one phase). Returns the best
@@ -673,9 +663,12 @@ fn exact_search(
         }
     }
     // Candidate previous bins `h..a` ending where the current one starts, as (WoE, best
-    // IV so far, start, phase), in the order the search prefers on ties (phase, then
-    // start); gathered once per start `a` and reused for every end `b`.
-    let mut prevs: Vec<(f64, f64, usize, usize)> = Vec::with_capacity(p);
+    // IV so far, start, phase), gathered once per start `a` and reused for every end `b`.
+    // Sorted by WoE, the candidates a bin may follow are a prefix (WoE rises) or a suffix
+    // (WoE falls) of the list, so the best one is looked up in a running maximum instead
+    // of a scan. Ties go to the candidate the search meets first (phase, then start).
+    let mut prevs: Vec<Prev> = Vec::with_capacity(2 * p);
+    let mut top: Vec<Prev> = Vec::with_capacity(2 * p);
     for k in 1..k_max {
         for ph in 0..np {
             for a in 1..p {
@@ -686,7 +679,12 @@ fn exact_search(
                     for h in 0..a {
                         let v = prev[idx(h, a)];
                         if v > f64::NEG_INFINITY {
-                            prevs.push((woe[idx(h, a)], v, h, prev_ph));
+                            prevs.push(Prev {
+                                woe: woe[idx(h, a)],
+                                value: v,
+                                start: h,
+                                phase: prev_ph,
+                            });
                         }
                     }
                 }
@@ -694,22 +692,47 @@ fn exact_search(
                     continue;
                 }
                 let rel = phases[ph];
+                prevs.sort_unstable_by(|x, y| x.woe.total_cmp(&y.woe));
+                // `top[i]`: the best of a prefix (`Rises`: `..=i`) or suffix (`Falls`,
+                // `Any`: `i..`) of the sorted candidates.
+                top.clear();
+                top.extend_from_slice(&prevs);
+                match rel {
+                    Rel::Rises => {
+                        for i in 1..top.len() {
+                            if top[i - 1].beats(&top[i]) {
+                                top[i] = top[i - 1];
+                            }
+                        }
+                    }
+                    Rel::Falls | Rel::Any => {
+                        for i in (0..top.len() - 1).rev() {
+                            if top[i + 1].beats(&top[i]) {
+                                top[i] = top[i + 1];
+                            }
+                        }
+                    }
+                }
                 for b in a + 1..=p {
                     let here = iv[idx(a, b)];
                     if here.is_nan() {
                         continue;
                     }
                     let w = woe[idx(a, b)];
-                    let mut top = f64::NEG_INFINITY;
-                    let mut arg = (usize::MAX, 0usize);
-                    for &(pw, v, h, prev_ph) in &prevs {
-                        if rel.ok(pw, w) && v + here > top {
-                            top = v + here;
-                            arg = (h, prev_ph);
-                        }
+                    let chosen = match rel {
+                        // Candidates with WoE below `w`: a prefix.
+                        Rel::Rises => prevs
+                            .partition_point(|c| c.woe < w)
+                            .checked_sub(1)
+                            .map(|i| top[i]),
+                        // Candidates with WoE above `w`: a suffix.
+                        Rel::Falls => top.get(prevs.partition_point(|c| c.woe <= w)).copied(),
+                        Rel::Any => top.first().copied(),
+                    };
+                    if let Some(c) = chosen {
+                        best[cell(k, ph)][idx(a, b)] = c.value + here;
+                        from[cell(k, ph)][idx(a, b)] = (c.start, c.phase);
                     }
-                    best[cell(k, ph)][idx(a, b)] = top;
-                    from[cell(k, ph)][idx(a, b)] = arg;
                 }
             }
         }
@@ -717,6 +740,23 @@ fn exact_search(
     let first = trace(&best, &from, np, k_max, p, 1);
     let all = trace(&best, &from, np, k_max, p, np);
     (first, all)
+}
+
+/// A previous bin the current one may follow, in [`exact_search`].
+#[derive(Clone, Copy)]
+struct Prev {
+    woe: f64,
+    value: f64,
+    start: usize,
+    phase: usize,
+}
+
+impl Prev {
+    /// Better IV so far, or as good and met earlier by the search (phase, then start).
+    fn beats(&self, o: &Prev) -> bool {
+        self.value > o.value
+            || (self.value == o.value && (self.phase, self.start) < (o.phase, o.start))
+    }
 }
 
 /// The best partition of the search's tables among those ending in phases `0..phases`,
@@ -866,6 +906,68 @@ mod tests {
                 best
             );
             assert!(valid(&b.bins.iter().map(|s| s.woe).collect::<Vec<_>>()));
+        }
+    }
+
+    proptest! {
+        /// The search against every partition of a few pre-bins, for every shape, with
+        /// random counts (small, so that bins with equal WoE, which a strict trend must not
+        /// accept, are common), bin limits and minimum sizes.
+        #[test]
+        fn the_search_is_exact_on_random_cases(
+            counts in proptest::collection::vec((0u64..8, 0u64..8), 1..9),
+            max_bins in 1usize..6,
+            min_count in 0u64..12,
+        ) {
+            let pre: Vec<Counts> = counts
+                .iter()
+                .map(|&(events, goods)| Counts { events, goods })
+                .collect();
+            let total = pre.iter().fold(Counts::default(), |s, &c| s.plus(c));
+            let p = pre.len();
+            type Shape = (Trend, fn(&[f64]) -> bool);
+            let shapes: [Shape; 5] = [
+                (Trend::Ascending, |w| w.windows(2).all(|p| p[0] > p[1])),
+                (Trend::Descending, |w| w.windows(2).all(|p| p[0] < p[1])),
+                (Trend::Peak, falls_then_rises),
+                (Trend::Valley, |w| {
+                    falls_then_rises(&w.iter().map(|v| -v).collect::<Vec<_>>())
+                }),
+                (Trend::Free, |_| true),
+            ];
+            for (trend, valid) in shapes {
+                let mut best: Option<f64> = None;
+                for mask in 0..(1u32 << (p - 1)) {
+                    let mut bounds = vec![0];
+                    bounds.extend((1..p).filter(|i| mask & (1 << (i - 1)) != 0));
+                    bounds.push(p);
+                    let spans: Vec<Counts> = bounds
+                        .windows(2)
+                        .map(|w| pre[w[0]..w[1]].iter().fold(Counts::default(), |s, &c| s.plus(c)))
+                        .collect();
+                    let allowed = spans.len() <= max_bins
+                        && spans.iter().all(|c| c.n() >= min_count && c.events > 0 && c.goods > 0);
+                    let bins: Vec<(f64, f64)> = spans.iter().map(|&c| woe_iv(c, total)).collect();
+                    if allowed && valid(&bins.iter().map(|b| b.0).collect::<Vec<_>>()) {
+                        let iv: f64 = bins.iter().map(|b| b.1).sum();
+                        best = Some(best.map_or(iv, |b: f64| b.max(iv)));
+                    }
+                }
+                let (_, found) = exact_search(&pre, total, min_count, max_bins, trend);
+                match (found, best) {
+                    (Some((iv, groups)), Some(b)) => {
+                        prop_assert!((iv - b).abs() < 1e-9, "{:?}: {} vs {}", trend, iv, b);
+                        let woes: Vec<f64> = groups
+                            .iter()
+                            .map(|&(a, z)| woe_iv(pre[a..z].iter().fold(Counts::default(), |s, &c| s.plus(c)), total).0)
+                            .collect();
+                        prop_assert!(valid(&woes), "{:?}: {:?}", trend, woes);
+                        prop_assert!(groups.len() <= max_bins);
+                    }
+                    (None, None) => {}
+                    (f, b) => prop_assert!(false, "{:?}: search {:?}, brute force {:?}", trend, f, b),
+                }
+            }
         }
     }
 

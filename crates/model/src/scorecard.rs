@@ -215,7 +215,8 @@ pub(crate) fn woe_column(b: &Binning, col: &Column) -> Vec<f64> {
                 } else if special_values.contains(&v) {
                     special
                 } else {
-                    bins[cuts.iter().take_while(|&&c| c <= v).count()]
+                    // Cuts ascend: the cuts at or below `v` are a prefix.
+                    bins[cuts.iter().map(|&c| usize::from(c <= v)).sum::<usize>()]
                 }
             })
             .collect();
@@ -236,8 +237,8 @@ fn standardised(x: &[f64]) -> Option<Vec<f64>> {
     if n < 2.0 {
         return None;
     }
-    let mean = x.iter().sum::<f64>() / n;
-    let ss: f64 = x.iter().map(|v| (v - mean) * (v - mean)).sum();
+    let mean = sum_of(x.iter().copied()) / n;
+    let ss = sum_of(x.iter().map(|v| (v - mean) * (v - mean)));
     (ss > 0.0).then(|| {
         let s = ss.sqrt();
         x.iter().map(|v| (v - mean) / s).collect()
@@ -246,9 +247,23 @@ fn standardised(x: &[f64]) -> Option<Vec<f64>> {
 
 fn correlation(a: Option<&[f64]>, b: Option<&[f64]>) -> f64 {
     match (a, b) {
-        (Some(a), Some(b)) => a.iter().zip(b).map(|(x, y)| x * y).sum(),
+        (Some(a), Some(b)) => sum_of(a.iter().zip(b).map(|(x, y)| x * y)),
         _ => 0.0,
     }
+}
+
+/// A sum in eight running parts (item `i` goes to part `i % 8`), added up in a fixed order
+/// at the end: the same result on every run, and no add waits on the one before.
+fn sum_of(items: impl Iterator<Item = f64>) -> f64 {
+    let mut parts = [0.0; 8];
+    let mut items = items.peekable();
+    while items.peek().is_some() {
+        for (p, v) in parts.iter_mut().zip(items.by_ref()) {
+            *p += v;
+        }
+    }
+    let [a, b, c, d, e, f, g, h] = parts;
+    ((a + b) + (c + d)) + ((e + f) + (g + h))
 }
 
 #[cfg(test)]
@@ -317,20 +332,20 @@ impl Patterns {
         let mut next: Vec<usize> = Vec::new(); // collision chains
         let mut vals: Vec<f64> = Vec::new();
         let mut counts: Vec<(f64, f64)> = Vec::new();
-        let mut key = vec![0f64; m];
-        for i in 0..n {
-            let mut h = 0xcbf2_9ce4_8422_2325u64;
-            for (k, slot) in key.iter_mut().enumerate() {
-                let v = value(i, k);
-                *slot = v;
-                h = (h.rotate_left(5) ^ v.to_bits()).wrapping_mul(0x5851_f42d_4c95_7f2d);
+        // Every item's hash, a column at a time: the items' hashes do not wait on each other.
+        let mut hashes = vec![0xcbf2_9ce4_8422_2325u64; n];
+        for k in 0..m {
+            for (i, h) in hashes.iter_mut().enumerate() {
+                *h = (h.rotate_left(5) ^ value(i, k).to_bits()).wrapping_mul(0x5851_f42d_4c95_7f2d);
             }
+        }
+        for (i, &h) in hashes.iter().enumerate() {
             let mut slot = index.get(&h).copied();
             while let Some(g) = slot {
                 if vals[g * d..g * d + m]
                     .iter()
-                    .zip(&key)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
+                    .enumerate()
+                    .all(|(k, a)| a.to_bits() == value(i, k).to_bits())
                 {
                     break;
                 }
@@ -340,7 +355,7 @@ impl Patterns {
                 Some(g) => g,
                 None => {
                     let g = counts.len();
-                    vals.extend_from_slice(&key);
+                    vals.extend((0..m).map(|k| value(i, k)));
                     vals.push(1.0);
                     counts.push((0.0, 0.0));
                     // Chain behind any group with the same hash.
@@ -394,11 +409,14 @@ fn newton_on(patterns: &Patterns, l2: f64, start: Option<&[f64]>) -> Option<Vec<
     let d = m + 1;
     let (vals, counts) = (&patterns.vals, &patterns.counts);
     let n: f64 = counts.iter().map(|(b, g)| b + g).sum();
-    let rows: Vec<(&[f64], f64, f64)> = counts
-        .iter()
-        .enumerate()
-        .map(|(g, &(b, gd))| (&vals[g * d..(g + 1) * d], b, gd))
-        .collect();
+    let groups = counts.len();
+    // The groups' values in rows of a width rounded up to whole tiles, zero-padded, so that
+    // the Hessian's tiles need no edge cases.
+    let w = d.div_ceil(TILE) * TILE;
+    let mut x = vec![0.0; groups * w];
+    for (row, v) in x.chunks_exact_mut(w).zip(vals.chunks_exact(d)) {
+        row[..d].copy_from_slice(v);
+    }
     // The penalised objective and its gradient in one pass over the groups, keeping each
     // group's Newton weight; the Hessian (lower triangle) from those weights in a second
     // pass, only at points a step is taken from (not at rejected trial points, nor at the
@@ -407,21 +425,31 @@ fn newton_on(patterns: &Patterns, l2: f64, start: Option<&[f64]>) -> Option<Vec<
         let mut f = 0.0;
         let mut grad = vec![0.0; d];
         weights.clear();
-        for (x, b, g) in &rows {
-            let z: f64 = x.iter().zip(beta).map(|(a, c)| a * c).sum();
-            // σ(z) and −[b·log σ(z) + g·log σ(−z)] from one exp and one log, stably.
-            let e = (-z.abs()).exp();
-            let l = e.ln_1p();
-            let (p, loss) = if z >= 0.0 {
-                (1.0 / (1.0 + e), b * l + g * (z + l))
-            } else {
-                (e / (1.0 + e), b * (l - z) + g * l)
-            };
-            f += loss;
-            let r = p * (b + g) - b;
-            weights.push((p * (1.0 - p) * (b + g)).max(1e-300));
-            for (gj, &xj) in grad.iter_mut().zip(x.iter()) {
-                *gj += r * xj;
+        let mut z = [0.0; TILE];
+        for (block, block_counts) in x.chunks(TILE * w).zip(counts.chunks(TILE)) {
+            // Each group's linear predictor, the summation in the order of its values; the
+            // groups of a block are interleaved so that their sums do not wait on each other.
+            z.fill(-0.0);
+            for (j, &bj) in beta.iter().enumerate() {
+                for (zr, row) in z.iter_mut().zip(block.chunks_exact(w)) {
+                    *zr += row[j] * bj;
+                }
+            }
+            for ((row, &(b, g)), &z) in block.chunks_exact(w).zip(block_counts).zip(&z) {
+                // σ(z) and −[b·log σ(z) + g·log σ(−z)] from one exp and one log, stably.
+                let e = (-z.abs()).exp();
+                let l = e.ln_1p();
+                let (p, loss) = if z >= 0.0 {
+                    (1.0 / (1.0 + e), b * l + g * (z + l))
+                } else {
+                    (e / (1.0 + e), b * (l - z) + g * l)
+                };
+                f += loss;
+                let r = p * (b + g) - b;
+                weights.push((p * (1.0 - p) * (b + g)).max(1e-300));
+                for (gj, &xj) in grad.iter_mut().zip(&row[..d]) {
+                    *gj += r * xj;
+                }
             }
         }
         for j in 0..m {
@@ -430,22 +458,25 @@ fn newton_on(patterns: &Patterns, l2: f64, start: Option<&[f64]>) -> Option<Vec<
         }
         (f, grad)
     };
-    let hessian = |weights: &[f64]| -> Vec<f64> {
-        let mut hess = vec![0.0; d * d];
-        for ((x, _, _), &w) in rows.iter().zip(weights) {
-            for (j, &xj) in x.iter().enumerate() {
-                let wx = w * xj;
-                for (h, &xk) in hess[j * d..=j * d + j].iter_mut().zip(x.iter()) {
-                    *h += wx * xk;
-                }
+    let mut weighted = vec![0.0; groups * w];
+    let mut hessian = |weights: &[f64]| -> Vec<f64> {
+        for ((wrow, row), &wt) in weighted
+            .chunks_exact_mut(w)
+            .zip(x.chunks_exact(w))
+            .zip(weights)
+        {
+            for (a, &v) in wrow.iter_mut().zip(row) {
+                *a = wt * v;
             }
         }
+        let mut hess = vec![0.0; d * d];
+        hessian_tiles(&weighted, &x, w, d, &mut hess);
         for j in 0..m {
             hess[j * d + j] += l2;
         }
         hess
     };
-    let bads: f64 = rows.iter().map(|r| r.1).sum();
+    let bads: f64 = counts.iter().map(|c| c.0).sum();
     let mut beta = match start {
         Some(s) if s.len() == d => s.to_vec(),
         _ => {
@@ -456,8 +487,8 @@ fn newton_on(patterns: &Patterns, l2: f64, start: Option<&[f64]>) -> Option<Vec<
             b
         }
     };
-    let mut weights = Vec::with_capacity(rows.len());
-    let mut trial_weights = Vec::with_capacity(rows.len());
+    let mut weights = Vec::with_capacity(groups);
+    let mut trial_weights = Vec::with_capacity(groups);
     let (mut f, mut grad) = eval(&beta, &mut weights);
     for _ in 0..100 {
         let mut hess = hessian(&weights);
@@ -489,6 +520,39 @@ fn newton_on(patterns: &Patterns, l2: f64, start: Option<&[f64]>) -> Option<Vec<
         }
     }
     beta.iter().all(|b| b.is_finite()).then_some(beta)
+}
+
+/// Width of the Hessian's tiles and of the blocks of groups the objective interleaves.
+const TILE: usize = 4;
+
+/// The lower triangle of Σ (w·x)·xᵀ over the rows of `weighted` (w·x) and `x`, both `w`
+/// wide (a multiple of [`TILE`]), into the first `d` rows and columns of `hess` (`d` wide).
+/// Each tile of entries is summed over all rows in registers; every entry is still summed
+/// row by row in row order, as a plain loop would.
+fn hessian_tiles(weighted: &[f64], x: &[f64], w: usize, d: usize, hess: &mut [f64]) {
+    for j0 in (0..d).step_by(TILE) {
+        for k0 in (0..=j0).step_by(TILE) {
+            let mut acc = [[0.0; TILE]; TILE];
+            for (wrow, row) in weighted.chunks_exact(w).zip(x.chunks_exact(w)) {
+                let a = &wrow[j0..j0 + TILE];
+                let b = &row[k0..k0 + TILE];
+                for (acc_j, &aj) in acc.iter_mut().zip(a) {
+                    for (h, &bk) in acc_j.iter_mut().zip(b) {
+                        *h += aj * bk;
+                    }
+                }
+            }
+            for (jj, acc_j) in acc.iter().enumerate() {
+                let j = j0 + jj;
+                for (kk, &h) in acc_j.iter().enumerate() {
+                    let k = k0 + kk;
+                    if j < d && k <= j {
+                        hess[j * d + k] = h;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Solves H·x = g for a symmetric positive-definite H given by its lower triangle.
