@@ -518,8 +518,10 @@ pub(crate) enum Source {
 }
 
 /// About how many event rows one chunk of merchants holds in memory at once (about 30
-/// bytes each as compact events, so some 250 MB).
-const CHUNK_ROWS: u64 = 8 * 1024 * 1024;
+/// bytes each as compact events, so some 100 MB). Smaller chunks also run faster, up to a
+/// point: a chunk's lists stay warm in the caches and its memory is reused, not faulted in
+/// afresh (3 Mi against 8 Mi: 4–6 % faster on the 20,000- and 200,000-merchant cities).
+const CHUNK_ROWS: u64 = 3 * 1024 * 1024;
 
 /// Per merchant of a chunk (by its position in the chunk), its events of one table.
 type Events<T> = Vec<Vec<T>>;
