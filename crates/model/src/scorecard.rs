@@ -287,6 +287,27 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
+/// Every item's hash of its `m` values. Column by column when the values lie in columns (so
+/// that the items' hashes do not wait on each other), item by item when they lie in rows;
+/// the same hashes either way.
+fn hashes(n: usize, m: usize, value: &impl Fn(usize, usize) -> f64, by_column: bool) -> Vec<u64> {
+    let mix = |h: u64, v: f64| (h.rotate_left(5) ^ v.to_bits()).wrapping_mul(0x5851_f42d_4c95_7f2d);
+    let seed = 0xcbf2_9ce4_8422_2325u64;
+    if by_column {
+        let mut hashes = vec![seed; n];
+        for k in 0..m {
+            for (i, h) in hashes.iter_mut().enumerate() {
+                *h = mix(*h, value(i, k));
+            }
+        }
+        hashes
+    } else {
+        (0..n)
+            .map(|i| (0..m).fold(seed, |h, k| mix(h, value(i, k))))
+            .collect()
+    }
+}
+
 /// A hasher for keys that are already hashes.
 #[derive(Default)]
 struct Premixed(u64);
@@ -316,11 +337,15 @@ struct Patterns {
 
 impl Patterns {
     /// Groups `n` items with `m` values each (`value(i, k)`) and counts (`count(i)`).
+    /// `by_column` says how the values lie in memory, so that hashing reads them in order;
+    /// `room` is how many groups to make room for at once.
     fn group(
         n: usize,
         m: usize,
         value: impl Fn(usize, usize) -> f64,
         count: impl Fn(usize) -> (f64, f64),
+        by_column: bool,
+        room: usize,
     ) -> Patterns {
         let d = m + 1;
         // The keys are already well-mixed 64-bit hashes: no need to hash them again.
@@ -328,17 +353,11 @@ impl Patterns {
             u64,
             usize,
             std::hash::BuildHasherDefault<Premixed>,
-        > = std::collections::HashMap::with_capacity_and_hasher(n / 4, Default::default());
-        let mut next: Vec<usize> = Vec::new(); // collision chains
-        let mut vals: Vec<f64> = Vec::new();
-        let mut counts: Vec<(f64, f64)> = Vec::new();
-        // Every item's hash, a column at a time: the items' hashes do not wait on each other.
-        let mut hashes = vec![0xcbf2_9ce4_8422_2325u64; n];
-        for k in 0..m {
-            for (i, h) in hashes.iter_mut().enumerate() {
-                *h = (h.rotate_left(5) ^ value(i, k).to_bits()).wrapping_mul(0x5851_f42d_4c95_7f2d);
-            }
-        }
+        > = std::collections::HashMap::with_capacity_and_hasher(room, Default::default());
+        let mut next: Vec<usize> = Vec::with_capacity(room); // collision chains
+        let mut vals: Vec<f64> = Vec::with_capacity(room * d);
+        let mut counts: Vec<(f64, f64)> = Vec::with_capacity(room);
+        let hashes = hashes(n, m, &value, by_column);
         for (i, &h) in hashes.iter().enumerate() {
             let mut slot = index.get(&h).copied();
             while let Some(g) = slot {
@@ -377,6 +396,8 @@ impl Patterns {
             cols.len(),
             |i, k| cols[k][i],
             |i| if bad[i] { (1.0, 0.0) } else { (0.0, 1.0) },
+            true,
+            bad.len() / 4,
         )
     }
 
@@ -390,6 +411,10 @@ impl Patterns {
             self.m - 1,
             |g, k| self.vals[g * d + if k < drop { k } else { k + 1 }],
             |g| self.counts[g],
+            false,
+            // Groups seldom merge when one column of many goes: room for all of them, so
+            // that no table or list is rebuilt as it grows.
+            self.counts.len(),
         )
     }
 }
