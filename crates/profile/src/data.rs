@@ -927,8 +927,11 @@ fn kept_rows(plan: &Plan, tables: &[(Table, Vec<FileReader>)]) -> u64 {
     across.into_iter().max().unwrap_or(0)
 }
 
-/// Rows of a batch that belong to the chunk: (row, merchant's place in the chunk, day).
-type Rows = [(usize, usize, i32)];
+/// A row of a batch that belongs to the chunk: (row, merchant's place in the chunk, day).
+type ChunkRow = (usize, usize, i32);
+
+/// Rows of a batch that belong to the chunk.
+type Rows = [ChunkRow];
 
 /// What reading one table for one chunk needs.
 struct Ctx<'a> {
@@ -1028,9 +1031,15 @@ impl Ctx<'_> {
         parse: fn(&RecordBatch, &Rows, &mut [Vec<T>]),
     ) -> Result<(Events<T>, i32), ProfileError> {
         let k = self.k;
-        let mut out: Events<T> = (0..members).map(|_| Vec::new()).collect();
+        // First every row group the chunk needs, decoded (or kept from an earlier chunk)
+        // with the chunk's rows sorted out, and each merchant's count of events: then every
+        // list is allocated once at its final size, not grown (and copied) row group by
+        // row group.
+        // (file in the run, row group, the decoded row group, the chunk's rows of it)
+        let mut batches: Vec<(usize, usize, Kept, Vec<ChunkRow>)> = Vec::new();
+        let mut sizes = vec![0usize; members];
         let mut latest = i32::MIN;
-        for file in run {
+        for (f, file) in run.iter_mut().enumerate() {
             for rg in 0..file.span.len() {
                 let (first, last) = file.span[rg];
                 if k < first || k > last {
@@ -1045,20 +1054,21 @@ impl Ctx<'_> {
                     .get_mut(k - kept.first)
                     .map(std::mem::take)
                     .unwrap_or_default();
-                let b = &kept.batch;
-                latest = rows.iter().map(|r| r.2).fold(latest, i32::max);
-                // Grow each merchant's list once per row group, not event by event.
-                let mut start = 0;
-                while start < rows.len() {
-                    let m = rows[start].1;
-                    let run = rows[start..].iter().take_while(|r| r.1 == m).count();
-                    out[m].reserve(run);
-                    start += run;
+                for r in &rows {
+                    latest = latest.max(r.2);
+                    if let Some(n) = sizes.get_mut(r.1) {
+                        *n += 1;
+                    }
                 }
-                parse(b, &rows, &mut out);
-                if last > k {
-                    file.kept[rg] = Some(kept);
-                }
+                batches.push((f, rg, kept, rows));
+            }
+        }
+        let mut out: Events<T> = sizes.into_iter().map(Vec::with_capacity).collect();
+        for (f, rg, kept, rows) in batches {
+            parse(&kept.batch, &rows, &mut out);
+            let file = &mut run[f];
+            if file.span[rg].1 > k {
+                file.kept[rg] = Some(kept);
             }
         }
         Ok((out, latest))
