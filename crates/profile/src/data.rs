@@ -604,7 +604,7 @@ struct FileState {
 struct Kept {
     batch: RecordBatch,
     first: usize,
-    rows: Vec<Vec<(usize, usize, i32)>>,
+    rows: Vec<Vec<ChunkRow>>,
 }
 
 impl FileState {
@@ -1009,7 +1009,7 @@ impl Ctx<'_> {
         let slots = Text::of(&batch, "merchant_id")
             .map(n, |id| id.and_then(|s| self.index.get(s).copied()));
         let day = days(&batch);
-        let mut rows: Vec<Vec<(usize, usize, i32)>> = vec![Vec::new(); last + 1 - k];
+        let mut rows: Vec<Vec<ChunkRow>> = vec![Vec::new(); last + 1 - k];
         for (i, slot) in slots.into_iter().enumerate() {
             let Some(slot) = slot else { continue };
             let c = plan.chunk_of[slot];
