@@ -236,7 +236,9 @@ struct Bin {
 /// A leaf waiting to be split.
 struct Open {
     node: usize,
-    rows: Vec<u32>,
+    /// Its rows: `scratch.rows[start..end]`.
+    start: usize,
+    end: usize,
     hist: Vec<Bin>,
     depth: usize,
     lo: f64,
@@ -253,6 +255,16 @@ struct Split {
     missing_left: bool,
     wl: f64,
     wr: f64,
+}
+
+/// Buffers kept from tree to tree: the rows of every node of the tree being grown, each
+/// node's a contiguous range (a split partitions its range in place), and histograms
+/// no longer needed, to be reused instead of allocated.
+#[derive(Default)]
+struct Scratch {
+    rows: Vec<u32>,
+    right: Vec<u32>,
+    free: Vec<Vec<Bin>>,
 }
 
 struct Trainer<'a> {
@@ -277,9 +289,18 @@ impl Trainer<'_> {
         (-g / (h + self.p.lambda)).clamp(lo, hi)
     }
 
-    fn histogram(&self, rows: &[u32], grad: &[f64], hess: &[f64]) -> Vec<Bin> {
+    /// The histogram of `rows`, in a buffer from `free` if there is one.
+    fn histogram(
+        &self,
+        rows: &[u32],
+        grad: &[f64],
+        hess: &[f64],
+        free: &mut Vec<Vec<Bin>>,
+    ) -> Vec<Bin> {
         let f = self.features;
-        let mut h = vec![Bin::default(); self.offsets[f]];
+        let mut h = free.pop().unwrap_or_default();
+        h.clear();
+        h.resize(self.offsets[f], Bin::default());
         for &r in rows {
             let r = r as usize;
             let (g, hh) = (grad[r], hess[r]);
@@ -374,9 +395,16 @@ impl Trainer<'_> {
         best
     }
 
-    /// Grows one tree; returns it with the rows of each leaf (node index, rows).
-    fn grow(&self, grad: &[f64], hess: &[f64], rows: Vec<u32>) -> (Tree, Vec<(usize, Vec<u32>)>) {
+    /// Grows one tree on the rows in `scratch.rows`; returns it with each leaf's range of
+    /// `scratch.rows` (node index, start, end).
+    fn grow(
+        &self,
+        grad: &[f64],
+        hess: &[f64],
+        scratch: &mut Scratch,
+    ) -> (Tree, Vec<(usize, usize, usize)>) {
         let lr = self.p.learning_rate;
+        let Scratch { rows, right, free } = scratch;
         let (g, h) = rows.iter().fold((0.0, 0.0), |s, &r| {
             (s.0 + grad[r as usize], s.1 + hess[r as usize])
         });
@@ -389,11 +417,12 @@ impl Trainer<'_> {
             right: 0,
             value: lr * root_w,
         }];
-        let hist = self.histogram(&rows, grad, hess);
+        let hist = self.histogram(rows, grad, hess, free);
         let best = self.best_split(&hist, f64::NEG_INFINITY, f64::INFINITY);
         let mut open = vec![Open {
             node: 0,
-            rows,
+            start: 0,
+            end: rows.len(),
             hist,
             depth: 0,
             lo: f64::NEG_INFINITY,
@@ -413,7 +442,10 @@ impl Trainer<'_> {
                 });
             let Some((i, _)) = pick else { break };
             let leaf = open.swap_remove(i);
-            let Some(s) = leaf.best else { break };
+            let Some(s) = leaf.best else {
+                free.push(leaf.hist);
+                break;
+            };
             let (f, feat) = (self.features, s.feature);
             let goes_left = |r: u32| {
                 let b = self.bins[r as usize * f + feat] as usize;
@@ -423,31 +455,41 @@ impl Trainer<'_> {
                     b <= s.t
                 }
             };
-            let (lrows, rrows): (Vec<u32>, Vec<u32>) =
-                leaf.rows.iter().partition(|&&r| goes_left(r));
-            // Build the smaller child's histogram; the other is parent minus it.
-            let (small, small_is_left) = if lrows.len() <= rrows.len() {
-                (&lrows, true)
+            // Partition the leaf's rows in place, keeping their order on each side.
+            let (start, end) = (leaf.start, leaf.end);
+            right.clear();
+            let mut mid = start;
+            for i in start..end {
+                let r = rows[i];
+                if goes_left(r) {
+                    rows[mid] = r;
+                    mid += 1;
+                } else {
+                    right.push(r);
+                }
+            }
+            rows[mid..end].copy_from_slice(right);
+            // Build the smaller child's histogram; the other is parent minus it, in the
+            // parent's buffer.
+            let small_is_left = mid - start <= end - mid;
+            let small = if small_is_left {
+                &rows[start..mid]
             } else {
-                (&rrows, false)
+                &rows[mid..end]
             };
-            let hs = self.histogram(small, grad, hess);
-            let hb: Vec<Bin> = leaf
-                .hist
-                .iter()
-                .zip(&hs)
-                .map(|(p, c)| Bin {
-                    g: p.g - c.g,
-                    h: p.h - c.h,
-                    n: p.n - c.n,
-                })
-                .collect();
+            let hs = self.histogram(small, grad, hess, free);
+            let mut hb = leaf.hist;
+            for (p, c) in hb.iter_mut().zip(&hs) {
+                p.g -= c.g;
+                p.h -= c.h;
+                p.n -= c.n;
+            }
             let (hl, hr) = if small_is_left { (hs, hb) } else { (hb, hs) };
             let mono = self.monotone.get(s.feature).copied().unwrap_or(0);
-            let mid = 0.5 * (s.wl + s.wr);
+            let mid_w = 0.5 * (s.wl + s.wr);
             let (l_bounds, r_bounds) = match mono {
-                m if m > 0 => ((leaf.lo, mid.min(leaf.hi)), (mid.max(leaf.lo), leaf.hi)),
-                m if m < 0 => ((mid.max(leaf.lo), leaf.hi), (leaf.lo, mid.min(leaf.hi))),
+                m if m > 0 => ((leaf.lo, mid_w.min(leaf.hi)), (mid_w.max(leaf.lo), leaf.hi)),
+                m if m < 0 => ((mid_w.max(leaf.lo), leaf.hi), (leaf.lo, mid_w.min(leaf.hi))),
                 _ => ((leaf.lo, leaf.hi), (leaf.lo, leaf.hi)),
             };
             let li = nodes.len();
@@ -482,9 +524,10 @@ impl Trainer<'_> {
             leaves += 1;
             let depth = leaf.depth + 1;
             let can_split = self.p.max_depth == 0 || depth < self.p.max_depth;
-            for (node, rows, hist, (lo, hi)) in
-                [(li, lrows, hl, l_bounds), (li + 1, rrows, hr, r_bounds)]
-            {
+            for (node, (a, b), hist, (lo, hi)) in [
+                (li, (start, mid), hl, l_bounds),
+                (li + 1, (mid, end), hr, r_bounds),
+            ] {
                 let best = if can_split {
                     self.best_split(&hist, lo, hi)
                 } else {
@@ -492,7 +535,8 @@ impl Trainer<'_> {
                 };
                 open.push(Open {
                     node,
-                    rows,
+                    start: a,
+                    end: b,
                     hist,
                     depth,
                     lo,
@@ -501,7 +545,13 @@ impl Trainer<'_> {
                 });
             }
         }
-        let leaves = open.into_iter().map(|o| (o.node, o.rows)).collect();
+        let leaves = open
+            .into_iter()
+            .map(|o| {
+                free.push(o.hist);
+                (o.node, o.start, o.end)
+            })
+            .collect();
         (Tree { nodes }, leaves)
     }
 }
@@ -562,18 +612,20 @@ pub fn fit(
     let mut trees = Vec::new();
     let mut losses = Vec::new();
     let (mut best_loss, mut best_trees) = (f64::INFINITY, 0usize);
-    let all: Vec<u32> = (0..n as u32).collect();
+    let mut scratch = Scratch::default();
     for round in 0..params.max_trees {
         for i in 0..n {
             let p = sigmoid(margin[i]);
             grad[i] = p - if bad[i] { 1.0 } else { 0.0 };
             hess[i] = (p * (1.0 - p)).max(1e-16);
         }
-        let (tree, leaves) = trainer.grow(&grad, &hess, all.clone());
+        scratch.rows.clear();
+        scratch.rows.extend(0..n as u32);
+        let (tree, leaves) = trainer.grow(&grad, &hess, &mut scratch);
         // Training rows already sit in their leaves: no need to walk the tree for them.
-        for (node, rows) in leaves {
+        for (node, start, end) in leaves {
             let v = tree.nodes.get(node).map_or(0.0, |n| n.value);
-            for r in rows {
+            for &r in &scratch.rows[start..end] {
                 margin[r as usize] += v;
             }
         }
