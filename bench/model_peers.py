@@ -216,6 +216,8 @@ def main():
         if ok("optbinning scorecard"):
             ratio = r["optbinning scorecard"]["fit"] / ys["fit"]
             parts.append(f"fit {ratio:.1f}x faster than optbinning ({'met' if ratio >= 10 else 'MISSED'})")
+            ratio = r["optbinning scorecard"]["fit"] / r["Yuanxin scorecard, shapes"]["fit"]
+            parts.append(f"with shapes {ratio:.1f}x ({'met' if ratio >= 10 else 'MISSED'})")
         if gb_peers:
             gap = yb["auc"] - max(gb_peers)
             parts.append(f"boost AUC {gap:+.4f} vs better of LightGBM/XGBoost ({'met' if gap >= -0.005 else 'MISSED'})")
