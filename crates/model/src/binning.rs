@@ -842,9 +842,54 @@ mod tests {
         })
     }
 
+    /// The WoE shapes, each with a check that a WoE sequence has it.
+    type Shape = (Trend, fn(&[f64]) -> bool);
+    const SHAPES: [Shape; 5] = [
+        (Trend::Ascending, |w| w.windows(2).all(|p| p[0] > p[1])),
+        (Trend::Descending, |w| w.windows(2).all(|p| p[0] < p[1])),
+        (Trend::Peak, falls_then_rises),
+        (Trend::Valley, |w| {
+            falls_then_rises(&w.iter().map(|v| -v).collect::<Vec<_>>())
+        }),
+        (Trend::Free, |_| true),
+    ];
+
+    fn sum(pre: &[Counts]) -> Counts {
+        pre.iter().fold(Counts::default(), |s, &c| s.plus(c))
+    }
+
+    /// The largest IV over every partition of the pre-bins into at most `max_bins` bins of
+    /// at least `min_count` rows, each with an event and a non-event, whose WoE is `valid`.
+    fn brute_force(
+        pre: &[Counts],
+        min_count: u64,
+        max_bins: usize,
+        valid: fn(&[f64]) -> bool,
+    ) -> Option<f64> {
+        let (p, total) = (pre.len(), sum(pre));
+        let mut best: Option<f64> = None;
+        for mask in 0..(1u32 << (p - 1)) {
+            let mut bounds = vec![0];
+            bounds.extend((1..p).filter(|i| mask & (1 << (i - 1)) != 0));
+            bounds.push(p);
+            let spans: Vec<Counts> = bounds.windows(2).map(|w| sum(&pre[w[0]..w[1]])).collect();
+            let allowed = spans.len() <= max_bins
+                && spans
+                    .iter()
+                    .all(|c| c.n() >= min_count && c.events > 0 && c.goods > 0);
+            let bins: Vec<(f64, f64)> = spans.iter().map(|&c| woe_iv(c, total)).collect();
+            if allowed && valid(&bins.iter().map(|b| b.0).collect::<Vec<_>>()) {
+                let iv: f64 = bins.iter().map(|b| b.1).sum();
+                best = Some(best.map_or(iv, |b: f64| b.max(iv)));
+            }
+        }
+        best
+    }
+
     #[test]
     fn the_search_is_exact_on_a_small_case() {
-        // Brute force over every partition of the pre-bins for a non-monotone pattern.
+        // Brute force over every partition of the pre-bins for a non-monotone pattern, the
+        // binning fitted end to end from rows.
         let rates = [0.1, 0.4, 0.2, 0.5, 0.3, 0.7, 0.45, 0.25];
         let mut x = Vec::new();
         let mut y = Vec::new();
@@ -861,17 +906,7 @@ mod tests {
                 goods: 100 - (r * 100.0_f64).round() as u64,
             })
             .collect();
-        let total = pre.iter().fold(Counts::default(), |s, &c| s.plus(c));
-        type Shape = (Trend, fn(&[f64]) -> bool);
-        let shapes: [Shape; 4] = [
-            (Trend::Ascending, |w| w.windows(2).all(|p| p[0] > p[1])),
-            (Trend::Descending, |w| w.windows(2).all(|p| p[0] < p[1])),
-            (Trend::Peak, falls_then_rises),
-            (Trend::Valley, |w| {
-                falls_then_rises(&w.iter().map(|v| -v).collect::<Vec<_>>())
-            }),
-        ];
-        for (trend, valid) in shapes {
+        for (trend, valid) in SHAPES {
             let p = BinningParams {
                 max_prebins: 8,
                 min_bin_share: 0.05,
@@ -879,26 +914,7 @@ mod tests {
                 ..Default::default()
             };
             let b = fit(&x, &y, p);
-            let mut best = f64::NEG_INFINITY;
-            for mask in 0..(1u32 << 7) {
-                let mut bounds = vec![0];
-                bounds.extend((1..8).filter(|i| mask & (1 << (i - 1)) != 0));
-                bounds.push(8);
-                let bins: Vec<(f64, f64)> = bounds
-                    .windows(2)
-                    .map(|w| {
-                        woe_iv(
-                            pre[w[0]..w[1]]
-                                .iter()
-                                .fold(Counts::default(), |s, &c| s.plus(c)),
-                            total,
-                        )
-                    })
-                    .collect();
-                if valid(&bins.iter().map(|b| b.0).collect::<Vec<_>>()) {
-                    best = best.max(bins.iter().map(|b| b.1).sum());
-                }
-            }
+            let best = brute_force(&pre, 40, 10, valid).unwrap();
             assert!(
                 (b.iv - best).abs() < 1e-12,
                 "{trend:?}: {} vs {}",
@@ -923,44 +939,15 @@ mod tests {
                 .iter()
                 .map(|&(events, goods)| Counts { events, goods })
                 .collect();
-            let total = pre.iter().fold(Counts::default(), |s, &c| s.plus(c));
-            let p = pre.len();
-            type Shape = (Trend, fn(&[f64]) -> bool);
-            let shapes: [Shape; 5] = [
-                (Trend::Ascending, |w| w.windows(2).all(|p| p[0] > p[1])),
-                (Trend::Descending, |w| w.windows(2).all(|p| p[0] < p[1])),
-                (Trend::Peak, falls_then_rises),
-                (Trend::Valley, |w| {
-                    falls_then_rises(&w.iter().map(|v| -v).collect::<Vec<_>>())
-                }),
-                (Trend::Free, |_| true),
-            ];
-            for (trend, valid) in shapes {
-                let mut best: Option<f64> = None;
-                for mask in 0..(1u32 << (p - 1)) {
-                    let mut bounds = vec![0];
-                    bounds.extend((1..p).filter(|i| mask & (1 << (i - 1)) != 0));
-                    bounds.push(p);
-                    let spans: Vec<Counts> = bounds
-                        .windows(2)
-                        .map(|w| pre[w[0]..w[1]].iter().fold(Counts::default(), |s, &c| s.plus(c)))
-                        .collect();
-                    let allowed = spans.len() <= max_bins
-                        && spans.iter().all(|c| c.n() >= min_count && c.events > 0 && c.goods > 0);
-                    let bins: Vec<(f64, f64)> = spans.iter().map(|&c| woe_iv(c, total)).collect();
-                    if allowed && valid(&bins.iter().map(|b| b.0).collect::<Vec<_>>()) {
-                        let iv: f64 = bins.iter().map(|b| b.1).sum();
-                        best = Some(best.map_or(iv, |b: f64| b.max(iv)));
-                    }
-                }
+            let total = sum(&pre);
+            for (trend, valid) in SHAPES {
+                let best = brute_force(&pre, min_count, max_bins, valid);
                 let (_, found) = exact_search(&pre, total, min_count, max_bins, trend);
                 match (found, best) {
                     (Some((iv, groups)), Some(b)) => {
                         prop_assert!((iv - b).abs() < 1e-9, "{:?}: {} vs {}", trend, iv, b);
-                        let woes: Vec<f64> = groups
-                            .iter()
-                            .map(|&(a, z)| woe_iv(pre[a..z].iter().fold(Counts::default(), |s, &c| s.plus(c)), total).0)
-                            .collect();
+                        let woes: Vec<f64> =
+                            groups.iter().map(|&(a, z)| woe_iv(sum(&pre[a..z]), total).0).collect();
                         prop_assert!(valid(&woes), "{:?}: {:?}", trend, woes);
                         prop_assert!(groups.len() <= max_bins);
                     }
