@@ -767,49 +767,37 @@ impl Loader {
                 },
             };
             let last = &mut *last_day;
+            let ms = &mut ms;
             match *table {
                 Table::EscrowEvents => {
-                    let parts = ctx.read(files, last, parse_escrow)?;
-                    distribute(parts, &mut ms, |m, e| m.escrow = e)?;
+                    ctx.load(files, last, ms, parse_escrow, |m, e| m.escrow = e)?
                 }
-                Table::WalletFlows => {
-                    let parts = ctx.read(files, last, parse_wallet)?;
-                    distribute(parts, &mut ms, |m, e| {
-                        for e in e {
-                            match e {
-                                Ok(spot) => m.spot.push(spot),
-                                Err(w) => m.withdrawals.push(w),
-                            }
+                Table::WalletFlows => ctx.load(files, last, ms, parse_wallet, |m, e| {
+                    for e in e {
+                        match e {
+                            Ok(spot) => m.spot.push(spot),
+                            Err(w) => m.withdrawals.push(w),
                         }
-                    })?;
-                }
+                    }
+                })?,
                 Table::Contracts => {
-                    let parts = ctx.read(files, last, parse_contracts)?;
-                    distribute(parts, &mut ms, |m, e| m.contracts = e)?;
+                    ctx.load(files, last, ms, parse_contracts, |m, e| m.contracts = e)?
                 }
                 Table::Operations => {
-                    let parts = ctx.read(files, last, parse_operations)?;
-                    distribute(parts, &mut ms, |m, e| m.operations = e)?;
+                    ctx.load(files, last, ms, parse_operations, |m, e| m.operations = e)?
                 }
                 Table::Promotions => {
-                    let parts = ctx.read(files, last, parse_promotions)?;
-                    distribute(parts, &mut ms, |m, e| m.promotions = e)?;
+                    ctx.load(files, last, ms, parse_promotions, |m, e| m.promotions = e)?
                 }
                 Table::Complaints => {
-                    let parts = ctx.read(files, last, parse_complaints)?;
-                    distribute(parts, &mut ms, |m, e| m.complaints = e)?;
+                    ctx.load(files, last, ms, parse_complaints, |m, e| m.complaints = e)?
                 }
                 Table::PublicRecords => {
-                    let parts = ctx.read(files, last, parse_public)?;
-                    distribute(parts, &mut ms, |m, e| m.public = e)?;
+                    ctx.load(files, last, ms, parse_public, |m, e| m.public = e)?
                 }
-                Table::Loans => {
-                    let parts = ctx.read(files, last, parse_loans)?;
-                    distribute(parts, &mut ms, |m, e| m.loans = e)?;
-                }
+                Table::Loans => ctx.load(files, last, ms, parse_loans, |m, e| m.loans = e)?,
                 Table::StoreEvents => {
-                    let parts = ctx.read(files, last, parse_stores)?;
-                    distribute(parts, &mut ms, |m, e| m.stores = e)?;
+                    ctx.load(files, last, ms, parse_stores, |m, e| m.stores = e)?
                 }
                 Table::Merchants | Table::Products => {}
             }
@@ -942,6 +930,20 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Reads one table's rows of chunk `k` ([`Ctx::read`]) and hands each merchant its
+    /// events ([`distribute`] with `put`).
+    fn load<T: Send>(
+        &self,
+        files: &mut [FileState],
+        last_day: &mut i32,
+        ms: &mut [&mut Merchant],
+        parse: fn(&RecordBatch, &Rows, &mut [Vec<T>]),
+        put: fn(&mut Merchant, Vec<T>),
+    ) -> Result<(), ProfileError> {
+        let parts = self.read(files, last_day, parse)?;
+        distribute(parts, ms, put)
+    }
+
     /// Reads one table's rows of chunk `k` on all cores: each thread parses a contiguous run
     /// of the files (balanced by rows) into per-merchant event lists; the runs come back in
     /// file order, to be joined by [`distribute`], so the result does not depend on the
