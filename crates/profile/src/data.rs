@@ -448,28 +448,24 @@ fn days(b: &RecordBatch) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Escrow columns when no characteristic needs contract ids.
-const ESCROW_WITHOUT_CONTRACTS: &[&str] = &[
+/// Escrow columns; contract ids (the largest column) last, so that they can be left out.
+const ESCROW_COLUMNS: &[&str] = &[
     "merchant_id",
     "ts",
     "kind",
     "code",
     "amount",
     "frozen_amount",
+    "contract_id",
 ];
+
+/// Escrow columns when no characteristic needs contract ids.
+const ESCROW_WITHOUT_CONTRACTS: &[&str] = ESCROW_COLUMNS.split_at(ESCROW_COLUMNS.len() - 1).0;
 
 /// The columns features read from each table.
 fn columns_of(table: Table) -> &'static [&'static str] {
     match table {
-        Table::EscrowEvents => &[
-            "merchant_id",
-            "ts",
-            "kind",
-            "code",
-            "amount",
-            "frozen_amount",
-            "contract_id",
-        ],
+        Table::EscrowEvents => ESCROW_COLUMNS,
         Table::WalletFlows => &[
             "merchant_id",
             "ts",
