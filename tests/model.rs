@@ -59,6 +59,11 @@ fn scorecard_trains_scores_and_evaluates_on_german_credit() {
     assert!(out.contains("test "), "{out}");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
     assert_eq!(m["format"], "yuanxin-model");
+    // A table without a catalogue lets the data choose each WoE shape and keeps every
+    // characteristic with information; the model file records what was used.
+    let sc = &m["model"]["config"]["scorecard"];
+    assert_eq!(sc["binning"]["trend"], "auto_shape");
+    assert_eq!(sc["min_iv"], 0.0);
     let test = m["model"]["evaluation"]
         .as_array()
         .unwrap()
@@ -345,6 +350,21 @@ fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
         .iter()
         .all(|f| f["name"] != "merchant_id" && f["name"] != "as_of"));
     assert_eq!(m["created_at"], "2025-06-30");
+    // A panel keeps the trade's conventions: monotonic WoE, IV of at least 0.02, and every
+    // characteristic with a catalogue direction binned along it.
+    let sc = &m["config"]["scorecard"];
+    assert_eq!(sc["binning"]["trend"], "auto");
+    assert_eq!(sc["min_iv"], 0.02);
+    let bins = m["predictor"]["all_binnings"].as_array().unwrap();
+    assert!(bins
+        .iter()
+        .all(|b| ["ascending", "descending"].contains(&b["trend"].as_str().unwrap())));
+    assert!(m["predictor"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "selected")
+        .all(|c| c["iv"].as_f64().unwrap() >= 0.02));
     let test = m["evaluation"]
         .as_array()
         .unwrap()

