@@ -42,6 +42,9 @@ pub struct BoostParams {
     pub max_bins: usize,
     /// Stop when the validation log-loss has not improved for this many trees.
     pub early_stopping_rounds: usize,
+    /// After early stopping, grow the chosen number of trees again on every training row
+    /// (validation rows included), at about twice the cost.
+    pub refit: bool,
 }
 
 impl Default for BoostParams {
@@ -56,6 +59,7 @@ impl Default for BoostParams {
             lambda: 1.0,
             max_bins: 255,
             early_stopping_rounds: 30,
+            refit: true,
         }
     }
 }
@@ -457,27 +461,28 @@ impl Trainer<'_> {
             };
             let (f, feat) = (self.features, s.feature);
             let goes_left = |r: u32| {
-                let b = self.bins[r as usize * f + feat] as usize;
-                if b == 0 {
-                    s.missing_left
-                } else {
-                    b <= s.t
-                }
+                let b = self
+                    .bins
+                    .get(r as usize * f + feat)
+                    .map_or(0, |&b| usize::from(b));
+                (b == 0 && s.missing_left) | (b != 0 && b <= s.t)
             };
-            // Partition the leaf's rows in place, keeping their order on each side.
+            // Partition the leaf's rows in place, keeping their order on each side. Every
+            // row is written to both sides and only the side it belongs to moves on: the
+            // side is a coin toss to a branch predictor.
             let (start, end) = (leaf.start, leaf.end);
             right.clear();
-            let mut mid = start;
+            right.resize(end - start, 0);
+            let (mut mid, mut k) = (start, 0);
             for i in start..end {
                 let r = rows[i];
-                if goes_left(r) {
-                    rows[mid] = r;
-                    mid += 1;
-                } else {
-                    right.push(r);
-                }
+                let left = goes_left(r);
+                rows[mid] = r;
+                right[k] = r;
+                mid += usize::from(left);
+                k += usize::from(!left);
             }
-            rows[mid..end].copy_from_slice(right);
+            rows[mid..end].copy_from_slice(&right[..k]);
             // Build the smaller child's histogram; the other is parent minus it, in the
             // parent's buffer.
             let small_is_left = mid - start <= end - mid;
@@ -537,7 +542,8 @@ impl Trainer<'_> {
                 (li, (start, mid), hl, l_bounds),
                 (li + 1, (mid, end), hr, r_bounds),
             ] {
-                let best = if can_split {
+                // A leaf with fewer than twice the rows a leaf needs cannot split.
+                let best = if can_split && b - a >= 2 * self.p.min_leaf_rows {
                     self.best_split(&hist, lo, hi)
                 } else {
                     None

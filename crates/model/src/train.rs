@@ -392,7 +392,7 @@ pub fn train(
             )?;
             // Early stopping chose the number of trees; refit on every training row with it,
             // so that the held-out rows are not lost to the model (small samples need them).
-            let b = if val_idx.is_empty() {
+            let b = if val_idx.is_empty() || !cfg.boost.refit {
                 b
             } else {
                 progress(&format!(
