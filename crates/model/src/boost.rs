@@ -139,6 +139,20 @@ impl Tree {
         0
     }
 
+    /// The tree's value for a row given as bin codes, with `split_bins` of this tree.
+    fn value_by_codes(&self, split_bins: &[usize], codes: &[u8]) -> f64 {
+        let mut i = 0usize;
+        while let (Some(n), Some(&t)) = (self.nodes.get(i), split_bins.get(i)) {
+            if n.is_leaf() {
+                return n.value;
+            }
+            let b = codes.get(n.feature as usize).map_or(0, |&b| usize::from(b));
+            let left = (b == 0 && n.missing_left) | (b != 0 && b <= t);
+            i = if left { n.left } else { n.right } as usize;
+        }
+        0.0
+    }
+
     fn predict(&self, x: &dyn Fn(usize) -> f64) -> f64 {
         self.nodes.get(self.leaf_of(x)).map_or(0.0, |n| n.value)
     }
@@ -220,6 +234,18 @@ fn cuts(x: &[f64], max_bins: usize) -> Vec<f64> {
         }
     }
     out
+}
+
+/// For each split node of a tree grown on these cuts, the last bin code that goes left
+/// (`threshold` is the cut ending that bin, or infinity past the last cut); 0 for leaves.
+fn split_bins(tree: &Tree, cuts: &[Vec<f64>]) -> Vec<usize> {
+    tree.nodes
+        .iter()
+        .map(|n| match cuts.get(n.feature as usize) {
+            Some(c) if !n.is_leaf() => 1 + c.partition_point(|&v| v < n.threshold),
+            _ => 0,
+        })
+        .collect()
 }
 
 fn bin_of(cuts: &[f64], x: f64) -> u8 {
@@ -608,6 +634,15 @@ pub fn fit(
             bins[i * features + j] = bin_of(k, v);
         }
     }
+    // Validation rows as bin codes too: a tree sends a row left exactly when its code is at
+    // most the split's bin (see `split_bins`), so their walk needs no float comparisons.
+    let vn = valid_bad.len();
+    let mut valid_bins = vec![0u8; vn * features];
+    for (j, (c, k)) in valid_x.iter().zip(&cuts).enumerate() {
+        for (i, &v) in c.iter().enumerate() {
+            valid_bins[i * features + j] = bin_of(k, v);
+        }
+    }
     let mut offsets = vec![0usize];
     for k in &cuts {
         offsets.push(offsets[offsets.len() - 1] + k.len() + 2);
@@ -620,7 +655,9 @@ pub fn fit(
         offsets,
         monotone,
     };
-    let mut margin = vec![base; n];
+    // e^−margin of every training row, kept up to date by one `exp` per leaf instead of one
+    // per row and tree: the rows of a leaf all move by the same value.
+    let mut odds_good = vec![(-base).exp(); n];
     let mut vmargin = vec![base; valid_bad.len()];
     let mut grad = vec![0.0; n];
     let mut hess = vec![0.0; n];
@@ -629,10 +666,10 @@ pub fn fit(
     let (mut best_loss, mut best_trees) = (f64::INFINITY, 0usize);
     let mut scratch = Scratch::default();
     for round in 0..params.max_trees {
-        for i in 0..n {
-            let p = sigmoid(margin[i]);
-            grad[i] = p - if bad[i] { 1.0 } else { 0.0 };
-            hess[i] = (p * (1.0 - p)).max(1e-16);
+        for (((g, h), &e), &b) in grad.iter_mut().zip(&mut hess).zip(&odds_good).zip(bad) {
+            let p = 1.0 / (1.0 + e);
+            *g = p - if b { 1.0 } else { 0.0 };
+            *h = (p * (1.0 - p)).max(1e-16);
         }
         scratch.rows.clear();
         scratch.rows.extend(0..n as u32);
@@ -640,16 +677,22 @@ pub fn fit(
         // Training rows already sit in their leaves: no need to walk the tree for them.
         for (node, start, end) in leaves {
             let v = tree.nodes.get(node).map_or(0.0, |n| n.value);
+            let step = (-v).exp();
             for &r in &scratch.rows[start..end] {
-                margin[r as usize] += v;
+                odds_good[r as usize] *= step;
             }
         }
         if !valid_bad.is_empty() {
             let mut loss = 0.0;
-            for (i, m) in vmargin.iter_mut().enumerate() {
-                *m += tree.predict(&|f| valid_x[f][i]);
+            let split_bins = split_bins(&tree, &trainer.cuts);
+            for ((m, codes), &bad) in vmargin
+                .iter_mut()
+                .zip(valid_bins.chunks_exact(features))
+                .zip(valid_bad)
+            {
+                *m += tree.value_by_codes(&split_bins, codes);
                 let p = sigmoid(*m).clamp(1e-15, 1.0 - 1e-15);
-                loss -= if valid_bad[i] { p.ln() } else { (1.0 - p).ln() };
+                loss -= if bad { p.ln() } else { (1.0 - p).ln() };
             }
             loss /= valid_bad.len() as f64;
             losses.push(loss);
