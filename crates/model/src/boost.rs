@@ -509,21 +509,35 @@ impl Trainer<'_> {
                 k += usize::from(!left);
             }
             rows[mid..end].copy_from_slice(&right[..k]);
-            // Build the smaller child's histogram; the other is parent minus it, in the
-            // parent's buffer.
+            // Which children will be searched for a split: none once the tree is full, nor
+            // one with fewer than twice the rows a leaf needs. Histograms are built only for
+            // them: the smaller child's directly, the larger one's as the parent's minus it.
+            leaves += 1;
+            let depth = leaf.depth + 1;
+            let can_split = leaves < self.p.max_leaves
+                && (self.p.max_depth == 0 || depth < self.p.max_depth);
+            let searched = |rows: usize| can_split && rows >= 2 * self.p.min_leaf_rows;
+            let (left_searched, right_searched) = (searched(mid - start), searched(end - mid));
             let small_is_left = mid - start <= end - mid;
-            let small = if small_is_left {
-                &rows[start..mid]
+            let (small, small_searched, large_searched) = if small_is_left {
+                (&rows[start..mid], left_searched, right_searched)
             } else {
-                &rows[mid..end]
+                (&rows[mid..end], right_searched, left_searched)
             };
-            let hs = self.histogram(small, grad, hess, free);
             let mut hb = leaf.hist;
-            for (p, c) in hb.iter_mut().zip(&hs) {
-                p.g -= c.g;
-                p.h -= c.h;
-                p.n -= c.n;
-            }
+            let hs = if small_searched || large_searched {
+                let hs = self.histogram(small, grad, hess, free);
+                if large_searched {
+                    for (p, c) in hb.iter_mut().zip(&hs) {
+                        p.g -= c.g;
+                        p.h -= c.h;
+                        p.n -= c.n;
+                    }
+                }
+                hs
+            } else {
+                Vec::new()
+            };
             let (hl, hr) = if small_is_left { (hs, hb) } else { (hb, hs) };
             let mono = self.monotone.get(s.feature).copied().unwrap_or(0);
             let mid_w = 0.5 * (s.wl + s.wr);
@@ -561,15 +575,11 @@ impl Trainer<'_> {
                 right: li as u32 + 1,
                 value: nodes[leaf.node].value,
             };
-            leaves += 1;
-            let depth = leaf.depth + 1;
-            let can_split = self.p.max_depth == 0 || depth < self.p.max_depth;
             for (node, (a, b), hist, (lo, hi)) in [
                 (li, (start, mid), hl, l_bounds),
                 (li + 1, (mid, end), hr, r_bounds),
             ] {
-                // A leaf with fewer than twice the rows a leaf needs cannot split.
-                let best = if can_split && b - a >= 2 * self.p.min_leaf_rows {
+                let best = if searched(b - a) {
                     self.best_split(&hist, lo, hi)
                 } else {
                     None
