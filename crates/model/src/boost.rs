@@ -139,20 +139,6 @@ impl Tree {
         0
     }
 
-    /// The tree's value for a row given as bin codes, with `split_bins` of this tree.
-    fn value_by_codes(&self, split_bins: &[usize], codes: &[u8]) -> f64 {
-        let mut i = 0usize;
-        while let (Some(n), Some(&t)) = (self.nodes.get(i), split_bins.get(i)) {
-            if n.is_leaf() {
-                return n.value;
-            }
-            let b = codes.get(n.feature as usize).map_or(0, |&b| usize::from(b));
-            let left = (b == 0 && n.missing_left) | (b != 0 && b <= t);
-            i = if left { n.left } else { n.right } as usize;
-        }
-        0.0
-    }
-
     fn predict(&self, x: &dyn Fn(usize) -> f64) -> f64 {
         self.nodes.get(self.leaf_of(x)).map_or(0.0, |n| n.value)
     }
@@ -236,18 +222,6 @@ fn cuts(x: &[f64], max_bins: usize) -> Vec<f64> {
     out
 }
 
-/// For each split node of a tree grown on these cuts, the last bin code that goes left
-/// (`threshold` is the cut ending that bin, or infinity past the last cut); 0 for leaves.
-fn split_bins(tree: &Tree, cuts: &[Vec<f64>]) -> Vec<usize> {
-    tree.nodes
-        .iter()
-        .map(|n| match cuts.get(n.feature as usize) {
-            Some(c) if !n.is_leaf() => 1 + c.partition_point(|&v| v < n.threshold),
-            _ => 0,
-        })
-        .collect()
-}
-
 fn bin_of(cuts: &[f64], x: f64) -> u8 {
     if x.is_nan() {
         0
@@ -269,6 +243,8 @@ struct Open {
     /// Its rows: `scratch.rows[start..end]`.
     start: usize,
     end: usize,
+    /// Its validation rows: `scratch.valid_rows[valid.0..valid.1]`.
+    valid: (usize, usize),
     hist: Vec<Bin>,
     depth: usize,
     lo: f64,
@@ -288,13 +264,50 @@ struct Split {
 }
 
 /// Buffers kept from tree to tree: the rows of every node of the tree being grown, each
-/// node's a contiguous range (a split partitions its range in place), and histograms
-/// no longer needed, to be reused instead of allocated.
+/// node's a contiguous range (a split partitions its range in place), the same for the
+/// validation rows (routed as the tree grows, so they never walk it), and histograms no
+/// longer needed, to be reused instead of allocated.
 #[derive(Default)]
 struct Scratch {
     rows: Vec<u32>,
+    valid_rows: Vec<u32>,
     right: Vec<u32>,
     free: Vec<Vec<Bin>>,
+}
+
+/// Where a leaf ended: its node and its ranges of `Scratch::rows` and `Scratch::valid_rows`.
+struct Placed {
+    node: usize,
+    rows: (usize, usize),
+    valid: (usize, usize),
+}
+
+/// Partitions `rows` (indices into row-major `codes`) by a split on `feature`, keeping
+/// their order on each side; returns how many go left. Every row is written to both sides
+/// and only the side it belongs to moves on: the side is a coin toss to a branch predictor.
+fn partition(
+    rows: &mut [u32],
+    right: &mut Vec<u32>,
+    codes: &[u8],
+    features: usize,
+    split: &Split,
+) -> usize {
+    right.clear();
+    right.resize(rows.len(), 0);
+    let (mut mid, mut k) = (0, 0);
+    for i in 0..rows.len() {
+        let r = rows[i];
+        let b = codes
+            .get(r as usize * features + split.feature)
+            .map_or(0, |&b| usize::from(b));
+        let left = (b == 0 && split.missing_left) | (b != 0 && b <= split.t);
+        rows[mid] = r;
+        right[k] = r;
+        mid += usize::from(left);
+        k += usize::from(!left);
+    }
+    rows[mid..].copy_from_slice(&right[..k]);
+    mid
 }
 
 struct Trainer<'a> {
@@ -302,6 +315,8 @@ struct Trainer<'a> {
     /// Bin codes, row-major (`rows × features`): one cache line serves a row's features
     /// while a histogram is built.
     bins: Vec<u8>,
+    /// The validation rows' bin codes on the same cuts, row-major.
+    valid_bins: Vec<u8>,
     features: usize,
     cuts: Vec<Vec<f64>>,
     /// Start of each feature's bins in a flat histogram (one more entry: the total).
@@ -434,16 +449,21 @@ impl Trainer<'_> {
         best
     }
 
-    /// Grows one tree on the rows in `scratch.rows`; returns it with each leaf's range of
-    /// `scratch.rows` (node index, start, end).
+    /// Grows one tree on the rows in `scratch.rows`; returns it with where each leaf's rows
+    /// and validation rows ended.
     fn grow(
         &self,
         grad: &[f64],
         hess: &[f64],
         scratch: &mut Scratch,
-    ) -> (Tree, Vec<(usize, usize, usize)>) {
+    ) -> (Tree, Vec<Placed>) {
         let lr = self.p.learning_rate;
-        let Scratch { rows, right, free } = scratch;
+        let Scratch {
+            rows,
+            valid_rows,
+            right,
+            free,
+        } = scratch;
         let (g, h) = rows.iter().fold((0.0, 0.0), |s, &r| {
             (s.0 + grad[r as usize], s.1 + hess[r as usize])
         });
@@ -462,6 +482,7 @@ impl Trainer<'_> {
             node: 0,
             start: 0,
             end: rows.len(),
+            valid: (0, valid_rows.len()),
             hist,
             depth: 0,
             lo: f64::NEG_INFINITY,
@@ -485,30 +506,11 @@ impl Trainer<'_> {
                 free.push(leaf.hist);
                 break;
             };
-            let (f, feat) = (self.features, s.feature);
-            let goes_left = |r: u32| {
-                let b = self
-                    .bins
-                    .get(r as usize * f + feat)
-                    .map_or(0, |&b| usize::from(b));
-                (b == 0 && s.missing_left) | (b != 0 && b <= s.t)
-            };
-            // Partition the leaf's rows in place, keeping their order on each side. Every
-            // row is written to both sides and only the side it belongs to moves on: the
-            // side is a coin toss to a branch predictor.
             let (start, end) = (leaf.start, leaf.end);
-            right.clear();
-            right.resize(end - start, 0);
-            let (mut mid, mut k) = (start, 0);
-            for i in start..end {
-                let r = rows[i];
-                let left = goes_left(r);
-                rows[mid] = r;
-                right[k] = r;
-                mid += usize::from(left);
-                k += usize::from(!left);
-            }
-            rows[mid..end].copy_from_slice(&right[..k]);
+            let mid = start + partition(&mut rows[start..end], right, &self.bins, self.features, &s);
+            let (va, vb) = leaf.valid;
+            let vmid = va
+                + partition(&mut valid_rows[va..vb], right, &self.valid_bins, self.features, &s);
             // Which children will be searched for a split: none once the tree is full, nor
             // one with fewer than twice the rows a leaf needs. Histograms are built only for
             // them: the smaller child's directly, the larger one's as the parent's minus it.
@@ -575,9 +577,9 @@ impl Trainer<'_> {
                 right: li as u32 + 1,
                 value: nodes[leaf.node].value,
             };
-            for (node, (a, b), hist, (lo, hi)) in [
-                (li, (start, mid), hl, l_bounds),
-                (li + 1, (mid, end), hr, r_bounds),
+            for (node, (a, b), valid, hist, (lo, hi)) in [
+                (li, (start, mid), (va, vmid), hl, l_bounds),
+                (li + 1, (mid, end), (vmid, vb), hr, r_bounds),
             ] {
                 let best = if searched(b - a) {
                     self.best_split(&hist, lo, hi)
@@ -588,6 +590,7 @@ impl Trainer<'_> {
                     node,
                     start: a,
                     end: b,
+                    valid,
                     hist,
                     depth,
                     lo,
@@ -600,7 +603,11 @@ impl Trainer<'_> {
             .into_iter()
             .map(|o| {
                 free.push(o.hist);
-                (o.node, o.start, o.end)
+                Placed {
+                    node: o.node,
+                    rows: (o.start, o.end),
+                    valid: o.valid,
+                }
             })
             .collect();
         (Tree { nodes }, leaves)
@@ -644,8 +651,8 @@ pub fn fit(
             bins[i * features + j] = bin_of(k, v);
         }
     }
-    // Validation rows as bin codes too: a tree sends a row left exactly when its code is at
-    // most the split's bin (see `split_bins`), so their walk needs no float comparisons.
+    // Validation rows as bin codes on the training cuts: a split sends a row left exactly
+    // when its code is at most the split's bin, as for training rows.
     let vn = valid_bad.len();
     let mut valid_bins = vec![0u8; vn * features];
     for (j, (c, k)) in valid_x.iter().zip(&cuts).enumerate() {
@@ -660,6 +667,7 @@ pub fn fit(
     let trainer = Trainer {
         p: params,
         bins,
+        valid_bins,
         features,
         cuts,
         offsets,
@@ -683,25 +691,24 @@ pub fn fit(
         }
         scratch.rows.clear();
         scratch.rows.extend(0..n as u32);
+        scratch.valid_rows.clear();
+        scratch.valid_rows.extend(0..vn as u32);
         let (tree, leaves) = trainer.grow(&grad, &hess, &mut scratch);
-        // Training rows already sit in their leaves: no need to walk the tree for them.
-        for (node, start, end) in leaves {
-            let v = tree.nodes.get(node).map_or(0.0, |n| n.value);
+        // Every row already sits in its leaf: no need to walk the tree.
+        for leaf in leaves {
+            let v = tree.nodes.get(leaf.node).map_or(0.0, |n| n.value);
             let step = (-v).exp();
-            for &r in &scratch.rows[start..end] {
+            for &r in &scratch.rows[leaf.rows.0..leaf.rows.1] {
                 odds_good[r as usize] *= step;
+            }
+            for &r in &scratch.valid_rows[leaf.valid.0..leaf.valid.1] {
+                vmargin[r as usize] += v;
             }
         }
         if !valid_bad.is_empty() {
             let mut loss = 0.0;
-            let split_bins = split_bins(&tree, &trainer.cuts);
-            for ((m, codes), &bad) in vmargin
-                .iter_mut()
-                .zip(valid_bins.chunks_exact(features))
-                .zip(valid_bad)
-            {
-                *m += tree.value_by_codes(&split_bins, codes);
-                let p = sigmoid(*m).clamp(1e-15, 1.0 - 1e-15);
+            for (&m, &bad) in vmargin.iter().zip(valid_bad) {
+                let p = sigmoid(m).clamp(1e-15, 1.0 - 1e-15);
                 loss -= if bad { p.ln() } else { (1.0 - p).ln() };
             }
             loss /= valid_bad.len() as f64;
