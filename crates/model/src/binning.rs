@@ -386,8 +386,15 @@ impl CheckedBinningParams {
             }
         }
         let mut pre = vec![Counts::default(); cuts.len() + 1];
+        // The values are sorted: each pre-bin is the next run of them.
+        let mut bin = 0;
         for &(v, b) in &regular {
-            pre[cuts.partition_point(|&c| c <= v)].add(b);
+            while cuts.get(bin).is_some_and(|&c| c <= v) {
+                bin += 1;
+            }
+            if let Some(c) = pre.get_mut(bin) {
+                c.add(b);
+            }
         }
         let min_count = (p.min_bin_share * total.n() as f64).ceil() as u64;
         let (trend, groups) = best_partition(&pre, total, min_count, p.max_bins, p.trend());
