@@ -17,6 +17,10 @@ fn dataset(name: &str) -> PathBuf {
 }
 
 fn german_train(out: &Path, method: &str) -> String {
+    german_train_with(out, method, &[])
+}
+
+fn german_train_with(out: &Path, method: &str, extra: &[&str]) -> String {
     let d = dataset("german");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("meta.json")).unwrap()).unwrap();
@@ -26,14 +30,15 @@ fn german_train(out: &Path, method: &str) -> String {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    run_ok(&[
+    let cats = cats.join(",");
+    let mut args = vec![
         "train",
         "--data",
         d.join("data.csv").to_str().unwrap(),
         "--target",
         "creditability",
         "--categorical",
-        &cats.join(","),
+        &cats,
         "--split",
         d.join("split.csv").to_str().unwrap(),
         "--method",
@@ -41,7 +46,12 @@ fn german_train(out: &Path, method: &str) -> String {
         "--out",
         out.to_str().unwrap(),
         "--quiet",
-    ])
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
@@ -162,6 +172,28 @@ fn training_is_reproducible_byte_for_byte() {
             "{method}"
         );
     }
+    // The seed comes from the configuration file unless `--seed` is given, and it picks the
+    // early-stopping rows, so another seed gives another model.
+    let config = tmp.path().join("seed.json");
+    std::fs::write(&config, r#"{"seed": 7}"#).unwrap();
+    let model = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap()).unwrap()["model"]
+            .clone()
+    };
+    let c = tmp.path().join("c.json");
+    german_train_with(&c, "boost", &["--config", config.to_str().unwrap()]);
+    assert_eq!(model(&c)["seed"], 7);
+    assert_ne!(
+        model(&c)["id"],
+        model(&tmp.path().join("a-boost.json"))["id"]
+    );
+    let d = tmp.path().join("d.json");
+    german_train_with(
+        &d,
+        "boost",
+        &["--config", config.to_str().unwrap(), "--seed", "9"],
+    );
+    assert_eq!(model(&d)["seed"], 9);
 }
 
 #[test]

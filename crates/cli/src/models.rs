@@ -38,9 +38,9 @@ pub struct TrainArgs {
     /// Monotone constraints for boost, e.g. `age=-1,debt=1`.
     #[arg(long, value_delimiter = ',')]
     monotone: Vec<String>,
-    /// Seed of every random choice.
-    #[arg(long, default_value_t = 2023)]
-    seed: u64,
+    /// Seed of every random choice [default: the configuration's, else 2023].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Creation time to record (default: the panel's latest as-of date; never the clock).
     #[arg(long)]
     created_at: Option<String>,
@@ -193,7 +193,9 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     if args.created_at.is_some() {
         cfg.created_at.clone_from(&args.created_at);
     }
-    cfg.seed = args.seed;
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
     for m in &args.monotone {
         let (name, dir) = m
             .split_once('=')

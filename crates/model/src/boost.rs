@@ -43,8 +43,14 @@ pub struct BoostParams {
     /// Stop when the validation log-loss has not improved for this many trees.
     pub early_stopping_rounds: usize,
     /// After early stopping, grow the chosen number of trees again on every training row
-    /// (validation rows included), at about twice the cost.
+    /// (validation rows included), at about twice the cost. Written to a model file only
+    /// when off, so files from before this setting keep their digest.
+    #[serde(skip_serializing_if = "is_true")]
     pub refit: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for BoostParams {
