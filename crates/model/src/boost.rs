@@ -228,6 +228,18 @@ fn cuts(x: &[f64], max_bins: usize) -> Vec<f64> {
     out
 }
 
+/// The bin codes of `rows` rows given as columns, row-major (`rows × columns`).
+fn codes(columns: &[Vec<f64>], cuts: &[Vec<f64>], rows: usize) -> Vec<u8> {
+    let features = columns.len();
+    let mut out = vec![0u8; rows * features];
+    for (j, (c, k)) in columns.iter().zip(cuts).enumerate() {
+        for (i, &v) in c.iter().enumerate() {
+            out[i * features + j] = bin_of(k, v);
+        }
+    }
+    out
+}
+
 fn bin_of(cuts: &[f64], x: f64) -> u8 {
     if x.is_nan() {
         0
@@ -673,21 +685,11 @@ pub fn fit(
     let base = (rate / (1.0 - rate)).ln();
     let cuts: Vec<Vec<f64>> = x.iter().map(|c| cuts(c, params.max_bins)).collect();
     let features = x.len();
-    let mut bins = vec![0u8; n * features];
-    for (j, (c, k)) in x.iter().zip(&cuts).enumerate() {
-        for (i, &v) in c.iter().enumerate() {
-            bins[i * features + j] = bin_of(k, v);
-        }
-    }
+    let bins = codes(x, &cuts, n);
     // Validation rows as bin codes on the training cuts: a split sends a row left exactly
     // when its code is at most the split's bin, as for training rows.
     let vn = valid_bad.len();
-    let mut valid_bins = vec![0u8; vn * features];
-    for (j, (c, k)) in valid_x.iter().zip(&cuts).enumerate() {
-        for (i, &v) in c.iter().enumerate() {
-            valid_bins[i * features + j] = bin_of(k, v);
-        }
-    }
+    let valid_bins = codes(valid_x, &cuts, vn);
     let mut offsets = vec![0usize];
     for k in &cuts {
         offsets.push(offsets[offsets.len() - 1] + k.len() + 2);
