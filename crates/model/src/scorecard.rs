@@ -723,6 +723,11 @@ pub(crate) fn logistic(
 }
 
 impl ScorecardParams {
+    /// The IV floor asked for, 0 (every characteristic with information) when unset.
+    pub fn min_iv(&self) -> f64 {
+        self.min_iv.unwrap_or(0.0)
+    }
+
     /// Fits the scorecard on the training sample, binning on `threads` threads (0 = all
     /// cores; the result does not depend on it). Also returns the training rows' log-odds
     /// of bad, for calibration.
@@ -733,7 +738,7 @@ impl ScorecardParams {
         threads: usize,
     ) -> Result<(Scorecard, Vec<f64>), ModelError> {
         let binning = self.binning.clone().check()?;
-        let min_iv = self.min_iv.unwrap_or(0.0);
+        let min_iv = self.min_iv();
         if !(min_iv >= 0.0 && self.max_correlation > 0.0 && self.max_correlation <= 1.0) {
             return Err(ModelError::Config(format!(
                 "min_iv must be ≥ 0 and max_correlation in (0, 1], not {min_iv} and {}",

@@ -285,7 +285,7 @@ pub fn train(
         cfg.scorecard.min_iv = cfg.scorecard.min_iv.or(Some(PANEL_MIN_IV));
     } else {
         cfg.scorecard.binning.trend = Some(cfg.scorecard.binning.trend());
-        cfg.scorecard.min_iv = cfg.scorecard.min_iv.or(Some(0.0));
+        cfg.scorecard.min_iv = Some(cfg.scorecard.min_iv());
     }
     let cfg = &cfg;
     let mut validation_rows: Vec<usize> = Vec::new();
