@@ -287,6 +287,12 @@ pub fn train(
         cfg.scorecard.binning.trend = Some(cfg.scorecard.binning.trend());
         cfg.scorecard.min_iv = Some(cfg.scorecard.min_iv());
     }
+    // Trees as large as the sample supports (recorded, like the binning's trend).
+    cfg.boost.max_leaves = Some(
+        cfg.boost
+            .max_leaves
+            .unwrap_or_else(|| boost::leaves_for_rows(train_rows.len())),
+    );
     let cfg = &cfg;
     let mut validation_rows: Vec<usize> = Vec::new();
     let fit_started = std::time::Instant::now();
@@ -323,8 +329,12 @@ pub fn train(
             validation_rows = val_idx.iter().map(|&k| train_rows[k]).collect();
             let fit_sample = train_sample.take(&fit_idx);
             let val_sample = train_sample.take(&val_idx);
+            // Categories are told apart for the trees' category splits: each its own value,
+            // except rare ones (pooled as "other", which also takes categories unseen in
+            // training) and those the binning must pool to have both outcomes.
             let cat_params = BinningParams {
                 max_bins: 50,
+                min_bin_share: (1.0 / fit_sample.bad.len().max(2) as f64).min(0.5),
                 ..cfg.scorecard.binning.clone()
             }
             .check()?;
@@ -369,6 +379,7 @@ pub fn train(
                     )));
                 }
             }
+            let categorical: Vec<bool> = encoders.iter().map(Option::is_some).collect();
             progress(&format!(
                 "boosting on {} rows ({} for early stopping), {} characteristics",
                 fit_idx.len(),
@@ -383,6 +394,7 @@ pub fn train(
                 &to_x(&val_sample),
                 &val_sample.bad,
                 &monotone,
+                &categorical,
                 &mut |k, of| {
                     if k >= last + 50 {
                         last = k;
@@ -411,6 +423,7 @@ pub fn train(
                     &[],
                     &[],
                     &monotone,
+                    &categorical,
                     &mut |_, _| {},
                 )?;
                 boost::Boost {
