@@ -182,6 +182,28 @@ fn boost_trains_on_german_credit_with_category_splits_and_trees_its_size_support
             .count();
     }
     assert!(category_splits > 0, "no category splits");
+    // Category splits came with schema version 2: the file says so, so that builds reading
+    // only version 1 refuse it by its version, and a file claiming 1 is refused.
+    let text = std::fs::read_to_string(&model).unwrap();
+    assert!(text.contains("\"schema_version\":2,"), "{}", &text[..80]);
+    let claimed = tmp.path().join("claims-v1.json");
+    std::fs::write(
+        &claimed,
+        text.replacen("\"schema_version\":2,", "\"schema_version\":1,", 1),
+    )
+    .unwrap();
+    let out = run(&[
+        "score",
+        "--model",
+        claimed.to_str().unwrap(),
+        "--data",
+        dataset("german").join("data.csv").to_str().unwrap(),
+        "--out",
+        tmp.path().join("x.csv").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("schema version 1 does not match"), "{err}");
     let test = m["evaluation"]
         .as_array()
         .unwrap()

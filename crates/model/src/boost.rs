@@ -178,7 +178,8 @@ pub struct Tree {
 }
 
 impl Tree {
-    fn leaf_of(&self, x: &dyn Fn(usize) -> f64) -> usize {
+    #[inline]
+    fn leaf_of(&self, x: impl Fn(usize) -> f64) -> usize {
         let mut i = 0usize;
         while let Some(n) = self.nodes.get(i) {
             if n.is_leaf() {
@@ -193,7 +194,8 @@ impl Tree {
         0
     }
 
-    fn predict(&self, x: &dyn Fn(usize) -> f64) -> f64 {
+    #[inline]
+    fn predict(&self, x: impl Fn(usize) -> f64) -> f64 {
         self.nodes.get(self.leaf_of(x)).map_or(0.0, |n| n.value)
     }
 
@@ -216,6 +218,24 @@ impl Tree {
     }
 }
 
+/// A node as [`Boost::margins`] walks it.
+#[derive(Clone, Copy)]
+struct Step {
+    /// The threshold, or a leaf's value.
+    cut: f64,
+    feature: u32,
+    left: u32,
+    right: u32,
+    kind: u8,
+}
+
+impl Step {
+    const MISSING_LEFT: u8 = 1;
+    const CUT: u8 = 2;
+    const SET: u8 = 4;
+    const LEAF: u8 = 8;
+}
+
 /// A fitted ensemble.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Boost {
@@ -235,6 +255,66 @@ impl Boost {
     /// Log-odds of bad for a row given by an accessor to its values.
     pub fn margin(&self, x: &dyn Fn(usize) -> f64) -> f64 {
         self.base + self.trees.iter().map(|t| t.predict(x)).sum::<f64>()
+    }
+
+    /// Log-odds of bad for every row of `columns` (one per characteristic, NaN = missing),
+    /// equal to [`Boost::margin`] row by row. Tree by tree: one tree's nodes stay in the
+    /// cache while every row goes down it, and no accessor is called through a pointer.
+    pub fn margins(&self, columns: &[&[f64]]) -> Vec<f64> {
+        let n = columns.first().map_or(0, |c| c.len());
+        let mut sum = vec![0.0; n];
+        // Row by row: a row's values share a cache line or two, where a walk over columns
+        // would touch one line per node. (As much memory as the columns; a walk over
+        // blocks of rows measured slower.)
+        let width = columns.len();
+        let mut rows = vec![f64::NAN; n * width];
+        for (f, c) in columns.iter().enumerate() {
+            for (i, &v) in c.iter().enumerate().take(n) {
+                if let Some(slot) = rows.get_mut(i * width + f) {
+                    *slot = v;
+                }
+            }
+        }
+        let mut steps = Vec::new();
+        for t in &self.trees {
+            // The tree in 24 bytes a node instead of 64 (category sets stay in the tree).
+            steps.clear();
+            steps.extend(t.nodes.iter().map(|n| Step {
+                cut: if n.is_leaf() { n.value } else { n.threshold },
+                feature: n.feature,
+                left: n.left,
+                right: n.right,
+                kind: match (n.is_leaf(), n.categories.is_empty(), n.missing_left) {
+                    (true, _, _) => Step::LEAF,
+                    (false, true, m) => Step::CUT | u8::from(m),
+                    (false, false, m) => Step::SET | u8::from(m),
+                },
+            }));
+            for (i, s) in sum.iter_mut().enumerate() {
+                let mut k = 0usize;
+                // Children come after their parent (checked when a model is loaded), so
+                // the walk ends.
+                while let Some(step) = steps.get(k) {
+                    if step.kind == Step::LEAF {
+                        *s += step.cut;
+                        break;
+                    }
+                    let v = rows
+                        .get(i * width + step.feature as usize)
+                        .copied()
+                        .unwrap_or(f64::NAN);
+                    let left = if v.is_nan() {
+                        step.kind & Step::MISSING_LEFT != 0
+                    } else if step.kind & Step::SET == 0 {
+                        v < step.cut
+                    } else {
+                        t.nodes.get(k).is_some_and(|n| n.goes_left(v))
+                    };
+                    k = if left { step.left } else { step.right } as usize;
+                }
+            }
+        }
+        sum.into_iter().map(|s| self.base + s).collect()
     }
 
     /// Contributions of each characteristic to the margin (their sum plus the root values
@@ -1099,6 +1179,11 @@ mod tests {
             )
         };
         assert!(auc_sets > auc_cuts + 0.05, "{auc_sets} {auc_cuts}");
+        // Batch margins, tree by tree, equal row-by-row margins to the bit.
+        let cols: Vec<&[f64]> = x.iter().map(Vec::as_slice).collect();
+        for (i, b) in m.margins(&cols).iter().enumerate() {
+            assert_eq!(b.to_bits(), m.margin(&|f| x[f][i]).to_bits());
+        }
         // Contributions still add up to the margin through a category split.
         let row = |f: usize| [values[4], 7.0][f];
         let c = m.contributions(&row, 2);

@@ -17,8 +17,13 @@ use crate::ModelError;
 
 /// The format name written in every model file.
 pub const FORMAT: &str = "yuanxin-model";
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The newest schema version this build writes; it reads every version from 1 on.
+///
+/// Version 2 added category splits to boosted trees. A model is written as the oldest
+/// version that holds it, so a model without category splits is still version 1 (the same
+/// bytes as before) and builds that know only version 1 keep reading it; one with them is
+/// version 2, which those builds refuse by its version instead of by a digest mismatch.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Which kind of model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +214,21 @@ impl Input<'_> {
 }
 
 impl Model {
+    /// The oldest schema version that holds this model (see [`SCHEMA_VERSION`]).
+    fn schema_version(&self) -> u32 {
+        match &self.predictor {
+            Predictor::Boost { boost, .. }
+                if boost
+                    .trees
+                    .iter()
+                    .any(|t| t.nodes.iter().any(|n| !n.categories.is_empty())) =>
+            {
+                2
+            }
+            _ => 1,
+        }
+    }
+
     fn digest(&self) -> Result<String, ModelError> {
         let bytes = serde_json::to_vec(self)
             .map_err(|e| ModelError::Fit(format!("serialising the model: {e}")))?;
@@ -227,7 +247,7 @@ impl Model {
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
         let body = FileBody {
             format: FORMAT.into(),
-            schema_version: SCHEMA_VERSION,
+            schema_version: self.schema_version(),
             digest: self.digest()?,
             model: self.clone(),
         };
@@ -278,19 +298,23 @@ impl Model {
             None => return Err(bad(format!("no format field: not a {FORMAT} file"))),
         }
         match v.get("schema_version").and_then(|s| s.as_u64()) {
-            Some(s) if s == u64::from(SCHEMA_VERSION) => {}
+            Some(s) if (1..=u64::from(SCHEMA_VERSION)).contains(&s) => {}
             Some(s) => {
                 return Err(bad(format!(
-                    "schema version {s}; this build reads version {SCHEMA_VERSION}"
+                    "schema version {s}; this build reads versions 1 to {SCHEMA_VERSION}"
                 )))
             }
             None => return Err(bad("no schema_version".into())),
         }
-        let body: FileBody = serde_json::from_value(v).map_err(|e| {
-            bad(format!(
-                "content does not match schema version {SCHEMA_VERSION}: {e}"
-            ))
-        })?;
+        let body: FileBody = serde_json::from_value(v)
+            .map_err(|e| bad(format!("content does not match its schema: {e}")))?;
+        let needs = body.model.schema_version();
+        if body.schema_version != needs {
+            return Err(bad(format!(
+                "schema version {} does not match the content, which is version {needs}",
+                body.schema_version
+            )));
+        }
         let digest = body.model.digest()?;
         if digest != body.digest {
             return Err(bad(format!("digest mismatch (file says {}, content is {digest}): the file was altered or damaged", body.digest)));
@@ -324,7 +348,7 @@ impl Model {
                     return bad("the trees' feature list is inconsistent".into());
                 }
                 for t in &boost.trees {
-                    for n in &t.nodes {
+                    for (i, n) in t.nodes.iter().enumerate() {
                         let (l, r) = (n.left as usize, n.right as usize);
                         if (l != 0 || r != 0)
                             && (l >= t.nodes.len()
@@ -332,6 +356,11 @@ impl Model {
                                 || n.feature as usize >= self.features.len())
                         {
                             return bad("a tree node points outside its tree".into());
+                        }
+                        // Training appends children after their parent; a file where a
+                        // child comes first could send a row round in circles.
+                        if (l != 0 || r != 0) && (l <= i || r <= i) {
+                            return bad("a tree node points back up its tree".into());
                         }
                     }
                 }
@@ -390,14 +419,15 @@ impl Model {
             }
             Predictor::Boost { boost, encoders } => {
                 let cols = encode(&inputs, encoders, n);
-                Ok((0..n)
-                    .map(|i| {
-                        match cols
-                            .iter()
-                            .position(|c| c.1.get(i).is_some_and(Option::is_some))
-                        {
-                            Some(k) => Err(cols[k].1[i].clone().unwrap_or_default()),
-                            None => Ok(boost.margin(&|f| cols[f].0[i])),
+                let x: Vec<&[f64]> = cols.iter().map(|c| c.0.as_slice()).collect();
+                let margins = boost.margins(&x);
+                Ok(margins
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        match cols.iter().find_map(|c| c.1.get(i).and_then(Option::clone)) {
+                            Some(why) => Err(why),
+                            None => Ok(m),
                         }
                     })
                     .collect())
@@ -694,6 +724,20 @@ mod tests {
             assert_eq!(back, model);
             assert_eq!(back.to_bytes().unwrap(), bytes);
             assert_eq!(back.logits(&f).unwrap(), model.logits(&f).unwrap());
+            // A tree whose node points back up it (a walk that would never end) is refused
+            // even with a correct digest.
+            if let Predictor::Boost { boost, .. } = &model.predictor {
+                let mut looped = model.clone();
+                let Predictor::Boost { boost: b, .. } = &mut looped.predictor else {
+                    unreachable!()
+                };
+                let t = b.trees.iter_mut().find(|t| t.nodes.len() > 3).unwrap();
+                let inner = (1..t.nodes.len()).find(|&i| t.nodes[i].left != 0).unwrap();
+                t.nodes[inner].left = 0;
+                let err = Model::from_bytes(&looped.to_bytes().unwrap(), "looped").unwrap_err();
+                assert!(err.to_string().contains("points back up"), "{err}");
+                assert!(!boost.trees.is_empty());
+            }
         }
     }
 }
