@@ -394,8 +394,14 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
         Predictor::Boost { boost, .. } => {
             let _ = write!(
                 s,
-                "<h2>Trees</h2><p>{} trees kept (best validation round).</p>",
-                boost.trees.len()
+                "<h2>Trees</h2><p>{} trees of at most {} leaves{}.</p>",
+                boost.trees.len(),
+                model.config.boost.max_leaves(),
+                if boost.validation_loss.is_empty() {
+                    ""
+                } else {
+                    ", as many as the best validation round"
+                }
             );
             if !boost.validation_loss.is_empty() {
                 let v: Vec<(f64, f64)> = boost
@@ -412,25 +418,30 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
                     false,
                 ));
             }
-            let mut splits = vec![0usize; model.features.len()];
+            // Splits per characteristic, and how many of them send a set of categories
+            // one way (the rest are thresholds).
+            let mut splits = vec![(0usize, 0usize); model.features.len()];
             for t in &boost.trees {
                 for n in t.nodes.iter().filter(|n| n.left != 0) {
                     if let Some(c) = splits.get_mut(n.feature as usize) {
-                        *c += 1;
+                        c.0 += 1;
+                        c.1 += usize::from(!n.categories.is_empty());
                     }
                 }
             }
             s.push_str(
-                "<table><tr><th class=l>characteristic</th><th>splits</th><th>monotone</th></tr>",
+                "<table><tr><th class=l>characteristic</th><th>splits</th>\
+                 <th>by category set</th><th>monotone</th></tr>",
             );
             let mut order: Vec<usize> = (0..splits.len()).collect();
-            order.sort_by(|&a, &b| splits[b].cmp(&splits[a]));
+            order.sort_by(|&a, &b| splits[b].0.cmp(&splits[a].0));
             for i in order {
                 let _ = write!(
                     s,
-                    "<tr><td class=l>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&model.features[i].name),
-                    splits[i],
+                    splits[i].0,
+                    splits[i].1,
                     boost.monotone.get(i).copied().unwrap_or(0)
                 );
             }
