@@ -257,11 +257,11 @@ impl Boost {
         self.base + self.trees.iter().map(|t| t.predict(x)).sum::<f64>()
     }
 
-    /// Log-odds of bad for every row of `columns` (one per characteristic, NaN = missing),
-    /// equal to [`Boost::margin`] row by row. Tree by tree: one tree's nodes stay in the
-    /// cache while every row goes down it, and no accessor is called through a pointer.
-    pub fn margins(&self, columns: &[&[f64]]) -> Vec<f64> {
-        let n = columns.first().map_or(0, |c| c.len());
+    /// Log-odds of bad for `n` rows given as `columns` (one per characteristic, NaN =
+    /// missing; a column absent or too short reads as missing), equal to
+    /// [`Boost::margin`] row by row. Tree by tree: one tree's nodes stay in the cache
+    /// while every row goes down it, and no accessor is called through a pointer.
+    pub fn margins(&self, columns: &[&[f64]], n: usize) -> Vec<f64> {
         let mut sum = vec![0.0; n];
         // Row by row: a row's values share a cache line or two, where a walk over columns
         // would touch one line per node. (As much memory as the columns; a walk over
@@ -299,10 +299,11 @@ impl Boost {
                         *s += step.cut;
                         break;
                     }
-                    let v = rows
-                        .get(i * width + step.feature as usize)
-                        .copied()
-                        .unwrap_or(f64::NAN);
+                    let f = step.feature as usize;
+                    let v = match rows.get(i * width + f) {
+                        Some(&v) if f < width => v,
+                        _ => f64::NAN,
+                    };
                     let left = if v.is_nan() {
                         step.kind & Step::MISSING_LEFT != 0
                     } else if step.kind & Step::SET == 0 {
@@ -360,6 +361,23 @@ fn codes(columns: &[Vec<f64>], cuts: &[Vec<f64>], rows: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The code no category split sends left: values a categorical characteristic did not
+/// have in training.
+const UNSEEN: u8 = 255;
+
+/// The bin code of `x` among a categorical characteristic's training values `levels`
+/// (ascending): 0 if missing, b if it is the b-th value, [`UNSEEN`] if it is none of them.
+fn level_code(levels: &[f64], x: f64) -> u8 {
+    if x.is_nan() {
+        return 0;
+    }
+    let i = levels.partition_point(|&l| l < x);
+    match levels.get(i) {
+        Some(&l) if l == x => (i + 1).min(usize::from(UNSEEN) - 1) as u8,
+        _ => UNSEEN,
+    }
 }
 
 fn bin_of(cuts: &[f64], x: f64) -> u8 {
@@ -502,15 +520,16 @@ struct Weigh<'a> {
     total: Bin,
     /// The leaf's own objective.
     parent: f64,
-    /// Without bounds: G²/(H+λ) of the leaf plus twice the least gain (see `consider`).
+    /// Without bounds: G²/(H+λ) of the leaf (see `consider`).
     floor: f64,
     lo: f64,
     hi: f64,
     bounded: bool,
 }
 
-/// The best split found so far, and its merit as a fraction `num / den` (`den > 0`) that
-/// rises with the gain: candidates are compared by cross-multiplying, without a division.
+/// The best split found so far, and its merit, twice its gain, as a fraction `num / den`
+/// (`den > 0`): candidates are compared by cross-multiplying, without a division. It
+/// starts at twice [`LEAST_GAIN`], which a split must beat.
 struct Best {
     split: Option<Split>,
     num: f64,
@@ -536,10 +555,9 @@ impl Weigh<'_> {
     /// keeps the better in `best`.
     ///
     /// Without bounds on the weights the gain is ½(G²ₗ/Hₗ + G²ᵣ/Hᵣ − G²/H) (H with λ
-    /// added), so the merit `G²ₗHᵣ + G²ᵣHₗ − (G²/H + 2·LEAST_GAIN)·HₗHᵣ` over `HₗHᵣ` is
-    /// positive exactly when the gain beats `LEAST_GAIN`, and orders candidates as their
-    /// gains do. The split search weighs every threshold of every feature twice; this takes
-    /// multiplications only, and the gain's division is made for the few that win.
+    /// added), so twice the gain is `G²ₗHᵣ + G²ᵣHₗ − (G²/H)·HₗHᵣ` over `HₗHᵣ`. The split
+    /// search weighs every threshold of every feature twice; this takes multiplications
+    /// only, and the gain's division is made for the few that win.
     #[inline(always)]
     fn consider(&self, best: &mut Best, acc: Bin, miss: Bin, mono: i8, cand: Split) {
         let p = self.trainer.p;
@@ -560,13 +578,15 @@ impl Weigh<'_> {
             }
             let (num, den) = if self.bounded {
                 let gain = self.parent - self.score(l.g, l.h) - self.score(rg, rh);
-                (gain - LEAST_GAIN, 1.0)
+                (2.0 * gain, 1.0)
             } else {
                 let (hl, hr) = (l.h + p.lambda, rh + p.lambda);
                 let den = hl * hr;
                 (l.g * l.g * hr + rg * rg * hl - self.floor * den, den)
             };
-            if num * best.den <= best.num * den {
+            // `den > 0` unless λ = 0 meets an empty side's Hessian; then there is no gain
+            // to speak of.
+            if !(den > 0.0) || num * best.den <= best.num * den {
                 continue;
             }
             let wl = self.trainer.weight(l.g, l.h, self.lo, self.hi);
@@ -579,11 +599,7 @@ impl Weigh<'_> {
             best.num = num;
             best.den = den;
             best.split = Some(Split {
-                gain: if self.bounded {
-                    num + LEAST_GAIN
-                } else {
-                    0.5 * num / den + LEAST_GAIN
-                },
+                gain: 0.5 * num / den,
                 missing_left,
                 wl,
                 wr,
@@ -653,7 +669,7 @@ impl Trainer<'_> {
             trainer: self,
             total,
             parent: 0.0,
-            floor: total.g * total.g / (total.h + lambda) + 2.0 * LEAST_GAIN,
+            floor: total.g * total.g / (total.h + lambda),
             lo,
             hi,
             bounded: lo > f64::NEG_INFINITY || hi < f64::INFINITY,
@@ -661,7 +677,7 @@ impl Trainer<'_> {
         weigh.parent = weigh.score(total.g, total.h);
         let mut best = Best {
             split: None,
-            num: 0.0,
+            num: 2.0 * LEAST_GAIN,
             den: 1.0,
         };
         let mut order: Vec<(f64, u8)> = Vec::new();
@@ -681,9 +697,10 @@ impl Trainer<'_> {
             if self.levels.get(f).is_some_and(|l| !l.is_empty()) {
                 // Category splits: the categories present here, ordered by their weight
                 // at this node, and every first part of that order weighed as the left
-                // side (for this objective the best two-way partition is one of them, as
-                // Fisher showed for least squares). The order is remade at every node:
-                // what sets categories apart changes down the tree.
+                // side, as XGBoost and LightGBM do (for least squares Fisher showed the
+                // best two-way partition is one of them; with λ and bounds it is a close
+                // heuristic). The order is remade at every node: what sets categories
+                // apart changes down the tree.
                 order.clear();
                 for (b, &n) in counts.iter().enumerate().skip(1) {
                     if n != 0 {
@@ -942,7 +959,7 @@ pub fn fit(
     let rate = events as f64 / n as f64;
     let base = (rate / (1.0 - rate)).ln();
     let cuts: Vec<Vec<f64>> = x.iter().map(|c| cuts(c, params.max_bins)).collect();
-    let levels = x
+    let levels: Vec<Vec<f64>> = x
         .iter()
         .zip(monotone.iter().zip(categorical))
         .map(|(c, (&m, &cat))| {
@@ -950,7 +967,8 @@ pub fn fit(
             v.sort_by(f64::total_cmp);
             v.dedup();
             // Then the cuts are the values but the first: bin b ≥ 1 holds the b-th value.
-            if cat && m == 0 && v.len() <= params.max_bins {
+            // At most 254 values, so that code 255 is free for values not among them.
+            if cat && m == 0 && v.len() <= params.max_bins.min(usize::from(UNSEEN) - 1) {
                 v
             } else {
                 Vec::new()
@@ -960,9 +978,21 @@ pub fn fit(
     let features = x.len();
     let bins = codes(x, &cuts, n);
     // Validation rows as bin codes on the training cuts: a split sends a row left exactly
-    // when its code is at most the split's bin, as for training rows.
+    // when its code is at most the split's bin, as for training rows. Category values are
+    // matched exactly, as prediction matches them; one unseen in training gets a code no
+    // category split sends left, as prediction sends it right.
     let vn = valid_bad.len();
-    let valid_bins = codes(valid_x, &cuts, vn);
+    let mut valid_bins = codes(valid_x, &cuts, vn);
+    for (j, (col, lv)) in valid_x.iter().zip(&levels).enumerate() {
+        if lv.is_empty() {
+            continue;
+        }
+        for (i, &v) in col.iter().enumerate() {
+            if let Some(slot) = valid_bins.get_mut(i * features + j) {
+                *slot = level_code(lv, v);
+            }
+        }
+    }
     let mut offsets = vec![0usize];
     for k in &cuts {
         offsets.push(offsets[offsets.len() - 1] + k.len() + 2);
@@ -1181,7 +1211,7 @@ mod tests {
         assert!(auc_sets > auc_cuts + 0.05, "{auc_sets} {auc_cuts}");
         // Batch margins, tree by tree, equal row-by-row margins to the bit.
         let cols: Vec<&[f64]> = x.iter().map(Vec::as_slice).collect();
-        for (i, b) in m.margins(&cols).iter().enumerate() {
+        for (i, b) in m.margins(&cols, y.len()).iter().enumerate() {
             assert_eq!(b.to_bits(), m.margin(&|f| x[f][i]).to_bits());
         }
         // Contributions still add up to the margin through a category split.
@@ -1194,6 +1224,99 @@ mod tests {
         assert!(!json.contains("categories"), "{json}");
         let back: Boost = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn category_splits_reach_every_code_and_route_validation_rows_as_prediction_does() {
+        // 120 categories (bin codes past the bit set's first word), risky ones scattered
+        // (the highest among them), some values missing.
+        let cats = 120usize;
+        let value = |c: usize| c as f64 * 0.5 - 30.0;
+        let risky = |c: usize| c == cats - 1 || (c * 37) % 11 < 4;
+        let rows = |n: usize, salt: usize, unseen: bool| {
+            let mut x = vec![Vec::new(), Vec::new()];
+            let mut y = Vec::new();
+            for i in 0..n {
+                let c = (i * 7919 + salt) % cats;
+                let u = ((i * 2654435761 + salt * 97) % 10007) as f64 / 10007.0;
+                let v = if i % 17 == 0 {
+                    f64::NAN
+                } else if unseen && i % 5 == 0 {
+                    // Not a category of the training rows: just above the highest one.
+                    value(cats - 1) + 0.25
+                } else {
+                    value(c)
+                };
+                x[0].push(v);
+                x[1].push((i % 13) as f64);
+                let bad = if v.is_nan() {
+                    0.3
+                } else if risky(c) {
+                    0.6
+                } else {
+                    0.1
+                };
+                y.push(u < bad);
+            }
+            (x, y)
+        };
+        let (x, y) = rows(24_000, 0, false);
+        let one = BoostParams {
+            max_trees: 1,
+            max_leaves: Some(2),
+            learning_rate: 1.0,
+            ..Default::default()
+        };
+        let m = fit(
+            &one,
+            &x,
+            &y,
+            &[],
+            &[],
+            &[0, 0],
+            &[true, false],
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let root = &m.trees[0].nodes[0];
+        let set: Vec<f64> = (0..cats).filter(|&c| risky(c)).map(value).collect();
+        let rest: Vec<f64> = (0..cats).filter(|&c| !risky(c)).map(value).collect();
+        assert!(
+            root.categories == set || root.categories == rest,
+            "{root:?}"
+        );
+        // Validation rows with a value training never had: early stopping measures the
+        // model that prediction uses, which sends such values right at category splits.
+        let (vx, vy) = rows(6_000, 3, true);
+        let p = BoostParams {
+            max_trees: 40,
+            max_leaves: Some(8),
+            early_stopping_rounds: 40,
+            ..Default::default()
+        };
+        let m = fit(
+            &p,
+            &x,
+            &y,
+            &vx,
+            &vy,
+            &[0, 0],
+            &[true, false],
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!(m
+            .trees
+            .iter()
+            .any(|t| t.nodes.iter().any(|n| !n.categories.is_empty())));
+        let mut loss = 0.0;
+        for (i, &bad) in vy.iter().enumerate() {
+            let p = sigmoid(m.margin(&|f| vx[f][i])).clamp(1e-15, 1.0 - 1e-15);
+            loss -= if bad { p.ln() } else { (1.0 - p).ln() };
+        }
+        loss /= vy.len() as f64;
+        let recorded = m.validation_loss[m.best_trees - 1];
+        assert!((loss - recorded).abs() < 1e-9, "{loss} against {recorded}");
     }
 
     #[test]

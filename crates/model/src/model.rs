@@ -420,7 +420,7 @@ impl Model {
             Predictor::Boost { boost, encoders } => {
                 let cols = encode(&inputs, encoders, n);
                 let x: Vec<&[f64]> = cols.iter().map(|c| c.0.as_slice()).collect();
-                let margins = boost.margins(&x);
+                let margins = boost.margins(&x, n);
                 Ok(margins
                     .into_iter()
                     .enumerate()
@@ -601,6 +601,24 @@ mod tests {
     use super::*;
     use crate::train::{train, TrainConfig};
 
+    /// A boosted model written before schema version 2 reads back, and writes back the
+    /// same bytes: the fields added since are left out when unused.
+    #[test]
+    fn files_written_before_category_splits_read_and_write_back_unchanged() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/data/models/german-boost-schema-v1.json");
+        let bytes = std::fs::read(&path).unwrap();
+        let model = Model::from_bytes(&bytes, "v1").unwrap();
+        assert_eq!(model.schema_version(), 1);
+        assert_eq!(model.config.boost.max_leaves, Some(31));
+        assert_eq!(model.to_bytes().unwrap(), bytes);
+        // Claiming version 2 without category splits is refused.
+        let text = String::from_utf8(bytes).unwrap();
+        let claimed = text.replacen("\"schema_version\":1,", "\"schema_version\":2,", 1);
+        let err = Model::from_bytes(claimed.as_bytes(), "v2").unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
     /// Six characteristics, each adding risk as it grows.
     fn frame(n: usize) -> Frame {
         let mut cols: Vec<(String, Column)> = (0..6)
@@ -733,7 +751,7 @@ mod tests {
                 };
                 let t = b.trees.iter_mut().find(|t| t.nodes.len() > 3).unwrap();
                 let inner = (1..t.nodes.len()).find(|&i| t.nodes[i].left != 0).unwrap();
-                t.nodes[inner].left = 0;
+                t.nodes[inner].left = inner as u32;
                 let err = Model::from_bytes(&looped.to_bytes().unwrap(), "looped").unwrap_err();
                 assert!(err.to_string().contains("points back up"), "{err}");
                 assert!(!boost.trees.is_empty());

@@ -287,12 +287,15 @@ pub fn train(
         cfg.scorecard.binning.trend = Some(cfg.scorecard.binning.trend());
         cfg.scorecard.min_iv = Some(cfg.scorecard.min_iv());
     }
-    // Trees as large as the sample supports (recorded, like the binning's trend).
-    cfg.boost.max_leaves = Some(
-        cfg.boost
-            .max_leaves
-            .unwrap_or_else(|| boost::leaves_for_rows(train_rows.len())),
-    );
+    // Trees as large as the sample supports (recorded, like the binning's trend). Other
+    // methods record the fixed default, as files did before the setting could be unset.
+    cfg.boost.max_leaves = Some(cfg.boost.max_leaves.unwrap_or_else(|| {
+        if cfg.method == Method::Boost {
+            boost::leaves_for_rows(train_rows.len())
+        } else {
+            boost::MAX_LEAVES
+        }
+    }));
     let cfg = &cfg;
     let mut validation_rows: Vec<usize> = Vec::new();
     let fit_started = std::time::Instant::now();
