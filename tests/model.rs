@@ -184,6 +184,15 @@ fn boost_trains_on_german_credit_with_category_splits_and_trees_its_size_support
     assert!(category_splits > 0, "no category splits");
     let html = std::fs::read_to_string(tmp.path().join("german-boost.html")).unwrap();
     assert!(html.contains("trees of at most 5 leaves") && html.contains("by category set"));
+    // Characteristics in order of their mean contribution: the checking account's status,
+    // german's strongest characteristic by any measure (its IV is the largest), first.
+    let table = &html[html.find("mean |contribution|").unwrap()..];
+    let first = table.find("<td class=l>").unwrap() + "<td class=l>".len();
+    assert!(
+        table[first..].starts_with("status_of_existing_checking_account"),
+        "{}",
+        &table[..600]
+    );
     // Category splits came with schema version 2: the file says so, so that builds reading
     // only version 1 refuse it by its version, and a file claiming 1 is refused.
     let text = std::fs::read_to_string(&model).unwrap();

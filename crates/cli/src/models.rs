@@ -234,8 +234,11 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         .report
         .clone()
         .unwrap_or_else(|| args.out.with_extension("html"));
-    std::fs::write(&report, yuanxin_model::report::html(model, &trained.sets))
-        .with_context(|| format!("writing {}", report.display()))?;
+    std::fs::write(
+        &report,
+        yuanxin_model::report::html(model, &trained.sets, &trained.importance),
+    )
+    .with_context(|| format!("writing {}", report.display()))?;
     if args.json {
         let v = serde_json::json!({
             "id": model.id, "method": model.method, "file": args.out, "report": report,

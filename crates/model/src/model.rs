@@ -15,6 +15,9 @@ use crate::scorecard::Scorecard;
 use crate::train::TrainConfig;
 use crate::ModelError;
 
+/// Most rows [`Model::importance`] reads.
+pub const IMPORTANCE_ROWS: usize = 20_000;
+
 /// The format name written in every model file.
 pub const FORMAT: &str = "yuanxin-model";
 /// The newest schema version this build writes; it reads every version from 1 on.
@@ -516,6 +519,35 @@ impl Model {
             .collect()
     }
 
+    /// Boosted trees: each characteristic's mean absolute contribution to the log-odds
+    /// over the rows of `frame` (at most [`IMPORTANCE_ROWS`] of them, evenly spaced, in
+    /// row order), what drives the trees where split counts only say how often a
+    /// characteristic was used. Rows that cannot be scored are left out. Empty for
+    /// scorecards, whose points tables say it directly.
+    pub fn importance(&self, frame: &Frame) -> Result<Vec<f64>, ModelError> {
+        let Predictor::Boost { boost, encoders } = &self.predictor else {
+            return Ok(Vec::new());
+        };
+        let inputs = self.inputs(frame)?;
+        let n = frame.rows();
+        let cols = encode(&inputs, encoders, n);
+        let features = self.features.len();
+        let step = n.div_ceil(IMPORTANCE_ROWS).max(1);
+        let mut sum = vec![0.0; features];
+        let mut rows = 0usize;
+        for i in (0..n).step_by(step) {
+            if cols.iter().any(|c| c.1.get(i).is_some_and(Option::is_some)) {
+                continue;
+            }
+            let c = boost.contributions(&|f| cols[f].0[i], features);
+            for (s, v) in sum.iter_mut().zip(c) {
+                *s += v.abs();
+            }
+            rows += 1;
+        }
+        Ok(sum.into_iter().map(|s| s / rows.max(1) as f64).collect())
+    }
+
     /// The characteristics read as categories: tables to score are read with these.
     pub fn categorical_features(&self) -> Vec<String> {
         self.features
@@ -742,6 +774,15 @@ mod tests {
             assert_eq!(back, model);
             assert_eq!(back.to_bytes().unwrap(), bytes);
             assert_eq!(back.logits(&f).unwrap(), model.logits(&f).unwrap());
+            // What drives the trees: every characteristic adds risk here, the last most.
+            let importance = model.importance(&f).unwrap();
+            if method == Method::Boost {
+                assert_eq!(importance.len(), 6);
+                assert!(importance.iter().all(|&v| v > 0.0), "{importance:?}");
+                assert!(importance[5] > importance[0], "{importance:?}");
+            } else {
+                assert!(importance.is_empty());
+            }
             // A tree whose node points back up it (a walk that would never end) is refused
             // even with a correct digest.
             if let Predictor::Boost { boost, .. } = &model.predictor {

@@ -218,7 +218,7 @@ fn distribution(p: &Predictions) -> Vec<(String, Vec<(f64, f64)>)> {
 }
 
 /// The report page.
-pub fn html(model: &Model, sets: &[Predictions]) -> String {
+pub fn html(model: &Model, sets: &[Predictions], importance: &[f64]) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -418,8 +418,9 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
                     false,
                 ));
             }
-            // Splits per characteristic, and how many of them send a set of categories
-            // one way (the rest are thresholds).
+            // Per characteristic: its mean absolute contribution on the training rows,
+            // its splits, and how many of them send a set of categories one way (the rest
+            // are thresholds). Strongest first.
             let mut splits = vec![(0usize, 0usize); model.features.len()];
             for t in &boost.trees {
                 for n in t.nodes.iter().filter(|n| n.left != 0) {
@@ -429,17 +430,25 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
                     }
                 }
             }
+            let weight = |i: usize| importance.get(i).copied().unwrap_or(0.0);
             s.push_str(
-                "<table><tr><th class=l>characteristic</th><th>splits</th>\
+                "<table><tr><th class=l>characteristic</th>\
+                 <th>mean |contribution| (log-odds, training rows)</th><th>splits</th>\
                  <th>by category set</th><th>monotone</th></tr>",
             );
             let mut order: Vec<usize> = (0..splits.len()).collect();
-            order.sort_by(|&a, &b| splits[b].0.cmp(&splits[a].0));
+            order.sort_by(|&a, &b| {
+                weight(b)
+                    .total_cmp(&weight(a))
+                    .then(splits[b].0.cmp(&splits[a].0))
+                    .then(a.cmp(&b))
+            });
             for i in order {
                 let _ = write!(
                     s,
-                    "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td class=l>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&model.features[i].name),
+                    weight(i),
                     splits[i].0,
                     splits[i].1,
                     boost.monotone.get(i).copied().unwrap_or(0)

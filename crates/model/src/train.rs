@@ -474,6 +474,7 @@ pub fn train(
     let fit_seconds = fit_started.elapsed().as_secs_f64();
     progress("evaluating");
     let mut sets = Vec::new();
+    let mut importance = Vec::new();
     for (set, rows) in [("train", &train_rows), ("test", &test_rows)] {
         if rows.is_empty() {
             continue;
@@ -504,6 +505,7 @@ pub fn train(
         });
         if set == "train" {
             model.baseline = Some(baseline(&model, frame, rows, &score));
+            importance = model.importance(&sub_frame(frame, rows)?)?;
         }
         sets.push(Predictions {
             set: set.into(),
@@ -516,17 +518,21 @@ pub fn train(
     Ok(Trained {
         model,
         sets,
+        importance,
         fit_seconds,
     })
 }
 
-/// A trained model with its predictions on each set (for the report).
+/// A trained model with its predictions on each set and what drives it (for the report).
 #[derive(Debug, Clone)]
 pub struct Trained {
     /// The model.
     pub model: Model,
     /// Predictions per set, in the order train, test.
     pub sets: Vec<Predictions>,
+    /// Boosted trees: each characteristic's mean absolute contribution on the training
+    /// rows ([`Model::importance`]); empty for scorecards.
+    pub importance: Vec<f64>,
     /// Wall time of the fit itself (binning, selection, regression or boosting, and
     /// calibration), without reading or evaluating.
     pub fit_seconds: f64,
