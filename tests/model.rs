@@ -595,6 +595,41 @@ fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
             && outcomes.get("decline").copied().unwrap_or(0) > 0,
         "{outcomes:?}"
     );
+    // Boosted trees on a panel follow the catalogue's directions of risk, unless told
+    // `--monotone none`; the model file records the choice.
+    let short = tmp.path().join("short.json");
+    std::fs::write(&short, r#"{"boost": {"max_trees": 20}}"#).unwrap();
+    for constrained in [true, false] {
+        let path = tmp.path().join(format!("boost-{constrained}.json"));
+        let mut args = vec![
+            "train",
+            "--data",
+            panel.to_str().unwrap(),
+            "--target",
+            "default_12m",
+            "--method",
+            "boost",
+            "--config",
+            short.to_str().unwrap(),
+            "--out",
+            path.to_str().unwrap(),
+            "--quiet",
+        ];
+        if !constrained {
+            args.extend(["--monotone", "none"]);
+        }
+        run_ok(&args);
+        let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let signs = b["model"]["predictor"]["boost"]["monotone"]
+            .as_array()
+            .unwrap();
+        let constraints = signs.iter().filter(|v| v.as_i64() != Some(0)).count();
+        assert_eq!(constraints > 0, constrained, "{constraints} constraints");
+        assert_eq!(
+            b["model"]["config"].get("catalogue_monotone").is_none(),
+            constrained
+        );
+    }
     // A bad policy file is refused with its problem named.
     let bad = tmp.path().join("policy.toml");
     std::fs::write(

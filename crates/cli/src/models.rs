@@ -35,7 +35,8 @@ pub struct TrainArgs {
     /// Column to report AUC by segment (e.g. industry).
     #[arg(long)]
     segment: Option<String>,
-    /// Monotone constraints for boost, e.g. `age=-1,debt=1`.
+    /// Monotone constraints for boost, e.g. `age=-1,debt=1`; `none` drops the catalogue's
+    /// directions that profile characteristics otherwise get (named ones still apply).
     #[arg(long, value_delimiter = ',')]
     monotone: Vec<String>,
     /// Seed of every random choice [default: the configuration's, else 2023].
@@ -197,6 +198,10 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         cfg.seed = seed;
     }
     for m in &args.monotone {
+        if m == "none" {
+            cfg.catalogue_monotone = false;
+            continue;
+        }
         let (name, dir) = m
             .split_once('=')
             .with_context(|| format!("--monotone {m}: expected name=+1 or name=-1"))?;

@@ -22,10 +22,11 @@ pub const IMPORTANCE_ROWS: usize = 20_000;
 pub const FORMAT: &str = "yuanxin-model";
 /// The newest schema version this build writes; it reads every version from 1 on.
 ///
-/// Version 2 added category splits to boosted trees. A model is written as the oldest
-/// version that holds it, so a model without category splits is still version 1 (the same
-/// bytes as before) and builds that know only version 1 keep reading it; one with them is
-/// version 2, which those builds refuse by its version instead of by a digest mismatch.
+/// Version 2 added category splits to boosted trees and the switch that drops the
+/// catalogue's monotone constraints (`catalogue_monotone`). A model is written as the
+/// oldest version that holds it, so a model that uses neither is still version 1 (the same
+/// bytes as before) and builds that know only version 1 keep reading it; one that uses
+/// either is version 2, which those builds refuse by its version.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Which kind of model.
@@ -219,16 +220,17 @@ impl Input<'_> {
 impl Model {
     /// The oldest schema version that holds this model (see [`SCHEMA_VERSION`]).
     fn schema_version(&self) -> u32 {
-        match &self.predictor {
-            Predictor::Boost { boost, .. }
-                if boost
-                    .trees
-                    .iter()
-                    .any(|t| t.nodes.iter().any(|n| !n.categories.is_empty())) =>
-            {
-                2
-            }
-            _ => 1,
+        let category_splits = match &self.predictor {
+            Predictor::Boost { boost, .. } => boost
+                .trees
+                .iter()
+                .any(|t| t.nodes.iter().any(|n| !n.categories.is_empty())),
+            Predictor::Scorecard(_) => false,
+        };
+        if category_splits || !self.config.catalogue_monotone {
+            2
+        } else {
+            1
         }
     }
 

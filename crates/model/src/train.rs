@@ -44,6 +44,12 @@ pub struct TrainConfig {
     /// Monotone constraints for boosted trees (+1: risk rises with the value, −1: falls).
     /// Profile characteristics default to their catalogue direction.
     pub monotone: Vec<(String, i8)>,
+    /// Whether profile characteristics get their catalogue direction as a monotone
+    /// constraint (boosted trees). The constraints keep every score change explainable in
+    /// the catalogue's terms, at a cost in accuracy (BENCHMARKS.md measures it). Written
+    /// to a model file only when off, so files from before this setting keep their digest.
+    #[serde(skip_serializing_if = "is_true")]
+    pub catalogue_monotone: bool,
     /// Column whose values split the evaluation into segments (e.g. `industry`).
     pub segment: Option<String>,
     /// Creation time to record (default: the panel's latest `as_of`).
@@ -58,6 +64,10 @@ pub struct TrainConfig {
     pub master_scale: MasterScale,
 }
 
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 impl Default for TrainConfig {
     fn default() -> TrainConfig {
         TrainConfig {
@@ -69,6 +79,7 @@ impl Default for TrainConfig {
             seed: 2023,
             validation_share: 0.2,
             monotone: Vec::new(),
+            catalogue_monotone: true,
             segment: None,
             created_at: None,
             scorecard: ScorecardParams::default(),
@@ -370,7 +381,13 @@ pub fn train(
                 .iter()
                 .map(|n| {
                     cfg.monotone.iter().find(|(m, _)| m == n).map_or_else(
-                        || if is_panel { catalogue_monotone(n) } else { 0 },
+                        || {
+                            if is_panel && cfg.catalogue_monotone {
+                                catalogue_monotone(n)
+                            } else {
+                                0
+                            }
+                        },
                         |(_, d)| d.signum(),
                     )
                 })
