@@ -54,6 +54,36 @@ fn german_train_with(out: &Path, method: &str, extra: &[&str]) -> String {
     run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// The test-set AUC a model file recorded at training (`model` is its `model` object).
+fn recorded_test_auc(model: &serde_json::Value) -> f64 {
+    model["evaluation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["set"] == "test")
+        .unwrap()["evaluation"]["metrics"]["auc"]
+        .as_f64()
+        .unwrap()
+}
+
+/// `yuanxin evaluate --json` of a model on german's test rows.
+fn evaluate_german_test(model: &Path) -> serde_json::Value {
+    let d = dataset("german");
+    let ev = run_ok(&[
+        "evaluate",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        d.join("data.csv").to_str().unwrap(),
+        "--split",
+        d.join("split.csv").to_str().unwrap(),
+        "--set",
+        "test",
+        "--json",
+    ]);
+    serde_json::from_str(&ev).unwrap()
+}
+
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap();
     text.lines()
@@ -74,13 +104,7 @@ fn scorecard_trains_scores_and_evaluates_on_german_credit() {
     let sc = &m["model"]["config"]["scorecard"];
     assert_eq!(sc["binning"]["trend"], "auto_shape");
     assert_eq!(sc["min_iv"], 0.0);
-    let test = m["model"]["evaluation"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["set"] == "test")
-        .unwrap();
-    let auc = test["evaluation"]["metrics"]["auc"].as_f64().unwrap();
+    let auc = recorded_test_auc(&m["model"]);
     // The best Python scorecard tool reaches 0.806 on this split.
     assert!(auc > 0.78, "test AUC {auc}");
     assert!(
@@ -141,19 +165,7 @@ fn scorecard_trains_scores_and_evaluates_on_german_credit() {
     );
 
     // Evaluate on the test rows only reproduces the training report's test AUC.
-    let ev = run_ok(&[
-        "evaluate",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        d.join("data.csv").to_str().unwrap(),
-        "--split",
-        d.join("split.csv").to_str().unwrap(),
-        "--set",
-        "test",
-        "--json",
-    ]);
-    let ev: serde_json::Value = serde_json::from_str(&ev).unwrap();
+    let ev = evaluate_german_test(&model);
     assert_eq!(ev["evaluation"]["metrics"]["n"], 300);
     assert!((ev["evaluation"]["metrics"]["auc"].as_f64().unwrap() - auc).abs() < 1e-12);
 }
@@ -215,13 +227,7 @@ fn boost_trains_on_german_credit_with_category_splits_and_trees_its_size_support
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("schema version 1 does not match"), "{err}");
-    let test = m["evaluation"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["set"] == "test")
-        .unwrap();
-    let auc = test["evaluation"]["metrics"]["auc"].as_f64().unwrap();
+    let auc = recorded_test_auc(m);
     // XGBoost with its native categories reaches 0.8075 on this split; before category
     // splits and sample-sized trees, ours reached 0.776.
     assert!(auc > 0.795, "test AUC {auc}");
@@ -239,19 +245,7 @@ fn boost_trains_on_german_credit_with_category_splits_and_trees_its_size_support
     let rows = csv_rows(&scored);
     assert_eq!(rows.len(), 1001);
     assert!(rows[1..].iter().all(|r| r[1] == "ok"));
-    let ev = run_ok(&[
-        "evaluate",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        dataset("german").join("data.csv").to_str().unwrap(),
-        "--split",
-        dataset("german").join("split.csv").to_str().unwrap(),
-        "--set",
-        "test",
-        "--json",
-    ]);
-    let ev: serde_json::Value = serde_json::from_str(&ev).unwrap();
+    let ev = evaluate_german_test(&model);
     assert!((ev["evaluation"]["metrics"]["auc"].as_f64().unwrap() - auc).abs() < 1e-12);
 }
 

@@ -1138,6 +1138,18 @@ mod tests {
         assert!((m.base + roots + c.iter().sum::<f64>() - m.margin(&row)).abs() < 1e-9);
     }
 
+    /// One tree of one split, on `x[0]` (read as categories if `categories`) or `x[1]`.
+    fn one_split(x: &[Vec<f64>], y: &[bool], categories: bool) -> Boost {
+        let p = BoostParams {
+            max_trees: 1,
+            max_leaves: Some(2),
+            learning_rate: 1.0,
+            ..Default::default()
+        };
+        let cats = [categories, false];
+        fit(&p, x, y, &[], &[], &[0, 0], &cats, &mut |_, _| {}).unwrap()
+    }
+
     #[test]
     fn categories_are_split_by_sets_found_at_each_node() {
         // Six categories coded by arbitrary values; the risky ones (codes 1, 4, 5) are not
@@ -1153,23 +1165,7 @@ mod tests {
             x[1].push(((i * 31) % 89) as f64);
             y.push(u < if risky[c] { 0.6 } else { 0.1 });
         }
-        let p = BoostParams {
-            max_trees: 1,
-            max_leaves: Some(2),
-            learning_rate: 1.0,
-            ..Default::default()
-        };
-        let m = fit(
-            &p,
-            &x,
-            &y,
-            &[],
-            &[],
-            &[0, 0],
-            &[true, false],
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let m = one_split(&x, &y, true);
         let root = &m.trees[0].nodes[0];
         let mut safe: Vec<f64> = (0..6).filter(|&c| !risky[c]).map(|c| values[c]).collect();
         let mut bad: Vec<f64> = (0..6).filter(|&c| risky[c]).map(|c| values[c]).collect();
@@ -1185,17 +1181,7 @@ mod tests {
         let right = m.margin(&|f| [values[1], 5.0][f]);
         assert!(right - left > 2.0, "{left} {right}");
         // Read as numbers, the same column takes more than one split to tell them apart.
-        let t = fit(
-            &p,
-            &x,
-            &y,
-            &[],
-            &[],
-            &[0, 0],
-            &[false, false],
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let t = one_split(&x, &y, false);
         assert!(t.trees[0].nodes[0].categories.is_empty());
         let (auc_sets, auc_cuts) = {
             let probs = |m: &Boost| -> Vec<f64> {
@@ -1261,23 +1247,7 @@ mod tests {
             (x, y)
         };
         let (x, y) = rows(24_000, 0, false);
-        let one = BoostParams {
-            max_trees: 1,
-            max_leaves: Some(2),
-            learning_rate: 1.0,
-            ..Default::default()
-        };
-        let m = fit(
-            &one,
-            &x,
-            &y,
-            &[],
-            &[],
-            &[0, 0],
-            &[true, false],
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let m = one_split(&x, &y, true);
         let root = &m.trees[0].nodes[0];
         let set: Vec<f64> = (0..cats).filter(|&c| risky(c)).map(value).collect();
         let rest: Vec<f64> = (0..cats).filter(|&c| !risky(c)).map(value).collect();
