@@ -1306,28 +1306,8 @@ mod tests {
             max_trees: 20,
             ..Default::default()
         };
-        let a = fit(
-            &p,
-            &x,
-            &y,
-            &[],
-            &[],
-            &[0, 0, 0],
-            &[false; 3],
-            &mut |_, _| {},
-        )
-        .unwrap();
-        let b = fit(
-            &p,
-            &x,
-            &y,
-            &[],
-            &[],
-            &[0, 0, 0],
-            &[false; 3],
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let run = || fit(&p, &x, &y, &[], &[], &[0; 3], &[false; 3], &mut |_, _| {}).unwrap();
+        let (a, b) = (run(), run());
         assert_eq!(a, b);
         assert_eq!(a.trees.len(), 20);
     }
