@@ -51,7 +51,8 @@ pub struct BoostParams {
     pub refit: bool,
 }
 
-fn is_true(b: &bool) -> bool {
+/// For `skip_serializing_if`: settings that default to on are written only when off.
+pub(crate) fn is_true(b: &bool) -> bool {
     *b
 }
 

@@ -48,7 +48,7 @@ pub struct TrainConfig {
     /// constraint (boosted trees). The constraints keep every score change explainable in
     /// the catalogue's terms, at a cost in accuracy (BENCHMARKS.md measures it). Written
     /// to a model file only when off, so files from before this setting keep their digest.
-    #[serde(skip_serializing_if = "is_true")]
+    #[serde(skip_serializing_if = "crate::boost::is_true")]
     pub catalogue_monotone: bool,
     /// Column whose values split the evaluation into segments (e.g. `industry`).
     pub segment: Option<String>,
@@ -62,10 +62,6 @@ pub struct TrainConfig {
     pub scaling: Scaling,
     /// Grades.
     pub master_scale: MasterScale,
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
 }
 
 impl Default for TrainConfig {
