@@ -9,16 +9,28 @@ fn monthly(annual_pct: Decimal) -> Decimal {
     annual_pct / Decimal::from(1200)
 }
 
-/// (1 + r)^n by repeated multiplication (n is a loan term in months).
-fn growth(r: Decimal, n: u32) -> Decimal {
-    let mut g = Decimal::ONE;
-    for _ in 0..n {
-        g = g.checked_mul(Decimal::ONE + r).unwrap_or(Decimal::MAX);
+/// (1 + r)^n by squaring: O(log n) multiplications whatever the term, `None` when it
+/// overflows `Decimal` (a rate and term no loan has; the callers then use the limit the
+/// formula tends to).
+fn growth(r: Decimal, n: u32) -> Option<Decimal> {
+    let mut base = Decimal::ONE.checked_add(r)?;
+    let mut acc = Decimal::ONE;
+    let mut e = n;
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = acc.checked_mul(base)?;
+        }
+        e >>= 1;
+        if e > 0 {
+            base = base.checked_mul(base)?;
+        }
     }
-    g
+    Some(acc)
 }
 
-/// Level monthly payment of an annuity loan, rounded to the fen.
+/// Level monthly payment of an annuity loan, rounded to the fen. Work does not grow with
+/// the term, and no input panics: where (1 + r)^n overflows, the payment is the interest
+/// alone (its limit as the term grows), and an overflowing product saturates.
 pub fn annuity_payment(principal: Decimal, annual_pct: Decimal, months: u32) -> Decimal {
     if months == 0 || principal <= Decimal::ZERO {
         return Decimal::ZERO;
@@ -27,21 +39,35 @@ pub fn annuity_payment(principal: Decimal, annual_pct: Decimal, months: u32) -> 
     if r.is_zero() {
         return (principal / Decimal::from(months)).round_dp(2);
     }
-    let g = growth(r, months);
-    (principal * r * g / (g - Decimal::ONE)).round_dp(2)
+    let interest_only = principal.checked_mul(r).unwrap_or(Decimal::MAX);
+    let payment = growth(r, months).and_then(|g| {
+        interest_only
+            .checked_mul(g)?
+            .checked_div(g.checked_sub(Decimal::ONE)?)
+    });
+    payment.unwrap_or(interest_only).round_dp(2)
 }
 
-/// Principal that a level monthly payment repays over the term.
+/// Principal that a level monthly payment repays over the term. As for
+/// [`annuity_payment`]: bounded work, and the limit payment / r where (1 + r)^n overflows.
 pub fn annuity_principal(payment: Decimal, annual_pct: Decimal, months: u32) -> Decimal {
     if months == 0 || payment <= Decimal::ZERO {
         return Decimal::ZERO;
     }
     let r = monthly(annual_pct);
     if r.is_zero() {
-        return payment * Decimal::from(months);
+        return payment
+            .checked_mul(Decimal::from(months))
+            .unwrap_or(Decimal::MAX);
     }
-    let g = growth(r, months);
-    payment * (g - Decimal::ONE) / (r * g)
+    let perpetuity = payment.checked_div(r).unwrap_or(Decimal::MAX);
+    growth(r, months)
+        .and_then(|g| {
+            payment
+                .checked_mul(g.checked_sub(Decimal::ONE)?)?
+                .checked_div(r.checked_mul(g)?)
+        })
+        .unwrap_or(perpetuity)
 }
 
 /// What the limit is computed from.
@@ -228,6 +254,26 @@ mod tests {
         let p = annuity_principal(d("8606.64"), d("6"), 12);
         assert!((p - d("100000")).abs() < d("0.05"), "{p}");
         assert_eq!(annuity_payment(d("1200"), d("0"), 12), d("100.00"));
+    }
+
+    #[test]
+    fn any_term_is_answered_at_once_without_a_panic() {
+        // The service once panicked at 12,126 months and looped u32::MAX times at the
+        // integer maximum; now the work is logarithmic and overflow has a limit.
+        let start = std::time::Instant::now();
+        for months in [12_126, 1_000_000, u32::MAX] {
+            let p = annuity_payment(d("100000"), d("6"), months);
+            assert_eq!(
+                p,
+                d("500.00"),
+                "interest only in the limit ({months} months)"
+            );
+            let q = annuity_principal(d("500"), d("6"), months);
+            assert!((q - d("100000")).abs() < d("0.01"), "{q}");
+        }
+        assert!(annuity_payment(Decimal::MAX, Decimal::MAX, u32::MAX) > Decimal::ZERO);
+        assert!(annuity_principal(Decimal::MAX, d("0"), u32::MAX) > Decimal::ZERO);
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

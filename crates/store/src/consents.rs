@@ -1,0 +1,230 @@
+//! Merchants' consents to lender institutions, and what each lender last saw of each
+//! merchant (for early-warning alerts).
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::log::Seen;
+use crate::{
+    Consent, Created, Idempotency, Page, PageRequest, Principal, Purpose, Role, Store, StoreError,
+    Timestamp,
+};
+
+const CONSENT: &str = "c.id, c.merchant_id, c.lender_id, p.code, p.name, c.purpose, c.granted_at, c.expires_at, c.revoked_at
+    FROM consents c JOIN principals p ON p.id = c.lender_id";
+
+type ConsentRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+);
+
+fn row(r: &Row) -> rusqlite::Result<ConsentRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn consent(
+    (id, merchant_id, lender_id, lender_code, lender_name, purpose, granted, expires, revoked): ConsentRow,
+) -> Result<Consent, StoreError> {
+    Ok(Consent {
+        id,
+        merchant_id,
+        lender_id,
+        lender_code,
+        lender_name,
+        purpose: purpose.parse()?,
+        granted_at: Timestamp::parse(&granted)?,
+        expires_at: Timestamp::parse(&expires)?,
+        revoked_at: revoked.as_deref().map(Timestamp::parse).transpose()?,
+    })
+}
+
+/// A consent to record.
+#[derive(Debug, Clone)]
+pub struct Grant<'a> {
+    /// The merchant granting it.
+    pub merchant_id: &'a str,
+    /// The lender institution it is granted to.
+    pub lender: &'a Principal,
+    /// For what.
+    pub purpose: Purpose,
+    /// From.
+    pub granted_at: Timestamp,
+    /// Until.
+    pub expires_at: Timestamp,
+}
+
+impl Store {
+    /// Records a consent (idempotently, with a key). The lender must be a lender principal
+    /// and the merchant registered.
+    pub fn grant(
+        &mut self,
+        g: &Grant<'_>,
+        idem: Option<&Idempotency>,
+        render: impl FnOnce(&Consent) -> Result<Vec<u8>, String>,
+    ) -> Result<Created<Consent>, StoreError> {
+        if g.lender.role != Role::Lender {
+            return Err(StoreError::Invalid(format!(
+                "{} is a {}, not a lender",
+                g.lender.code, g.lender.role
+            )));
+        }
+        if !self.merchant_known(g.merchant_id)? {
+            return Err(StoreError::UnknownMerchant(g.merchant_id.to_owned()));
+        }
+        if g.expires_at <= g.granted_at {
+            return Err(StoreError::Invalid(
+                "a consent must expire after it is granted".into(),
+            ));
+        }
+        self.idempotent(idem, g.granted_at, render, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO consents (merchant_id, lender_id, purpose, granted_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                g.merchant_id,
+                g.lender.id,
+                g.purpose.as_str(),
+                g.granted_at.to_string(),
+                g.expires_at.to_string()
+            ])?;
+            Ok(Consent {
+                id: tx.last_insert_rowid(),
+                merchant_id: g.merchant_id.to_owned(),
+                lender_id: g.lender.id,
+                lender_code: g.lender.code.clone(),
+                lender_name: g.lender.name.clone(),
+                purpose: g.purpose,
+                granted_at: g.granted_at,
+                expires_at: g.expires_at,
+                revoked_at: None,
+            })
+        })
+    }
+
+    /// Revokes a merchant's own consent; false if it has no such active consent.
+    pub fn revoke_consent(
+        &self,
+        merchant_id: &str,
+        id: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE consents SET revoked_at = ?3 WHERE id = ?1 AND merchant_id = ?2 AND revoked_at IS NULL",
+            params![id, merchant_id, now.to_string()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// A merchant's consents, oldest first, a page at a time.
+    pub fn consents_of(
+        &self,
+        merchant_id: &str,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Consent, i64>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id > ?2 ORDER BY c.id LIMIT ?3"
+        ))?;
+        let rows = st
+            .query_map(
+                params![merchant_id, page.cursor.unwrap_or(0), page.sql_limit()],
+                row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .into_iter()
+            .map(consent)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(items, |c| c.id))
+    }
+
+    /// Every consent not revoked (expired ones too: expiry is checked at use).
+    pub fn active_consents(&self) -> Result<Vec<Consent>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CONSENT} WHERE c.revoked_at IS NULL ORDER BY c.id"
+        ))?;
+        let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(consent).collect()
+    }
+
+    /// The consent in force for a merchant, lender and purpose at a time (the latest).
+    pub fn valid_consent(
+        &self,
+        merchant_id: &str,
+        lender_id: i64,
+        purpose: Purpose,
+        now: Timestamp,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM consents WHERE merchant_id = ?1 AND lender_id = ?2 AND purpose = ?3 AND revoked_at IS NULL
+                 AND granted_at <= ?4 AND expires_at > ?4 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(
+                params![merchant_id, lender_id, purpose.as_str(), now.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Merchants with a consent in force to a lender for a purpose, by merchant id, a page at
+    /// a time: (merchant, the latest consent in force).
+    pub fn consenting(
+        &self,
+        lender_id: i64,
+        purpose: Purpose,
+        now: Timestamp,
+        page: PageRequest<&str>,
+    ) -> Result<Page<(String, i64), String>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT merchant_id, max(id) FROM consents WHERE lender_id = ?1 AND purpose = ?2 AND revoked_at IS NULL
+             AND granted_at <= ?3 AND expires_at > ?3 AND merchant_id > ?4 GROUP BY merchant_id ORDER BY merchant_id LIMIT ?5",
+        )?;
+        let items = st
+            .query_map(
+                params![
+                    lender_id,
+                    purpose.as_str(),
+                    now.to_string(),
+                    page.cursor.unwrap_or(""),
+                    page.sql_limit()
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(items, |(m, _): &(String, i64)| m.clone()))
+    }
+
+    /// What a lender last saw of a merchant.
+    pub fn last_seen(&self, lender_id: i64, merchant_id: &str) -> Result<Option<Seen>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT grade, escrow_coverage FROM lender_views WHERE lender_id = ?1 AND merchant_id = ?2",
+            )?
+            .query_row(params![lender_id, merchant_id], |r| {
+                Ok(Seen {
+                    lender_id,
+                    grade: r.get(0)?,
+                    escrow_coverage: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+}

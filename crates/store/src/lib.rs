@@ -1,0 +1,221 @@
+//! The service's state: who holds keys (principals: lender institutions, merchants,
+//! analysts, admins) and their API keys, merchants' consents to lenders, disputes (异议),
+//! idempotency records, what each lender last saw of each merchant, and the query log.
+//!
+//! The query log is a Merkle tree as in Certificate Transparency (RFC 9162): every entry is
+//! a leaf, every commit ends with a tree head signed by an Ed25519 key that lives outside
+//! the database ([`Secrets`]), and heads are also appended to a checkpoint file outside it.
+//! Whoever holds only the database file cannot rewrite, truncate or empty the log without
+//! `audit verify` noticing; a merchant can check, offline, that an entry shown to it is in
+//! the signed log; a lender can cite the receipt it was given.
+//!
+//! The store is SQLite (WAL, `synchronous=FULL`). Its interface speaks in the store's own
+//! types ([`Role`], [`Purpose`], [`Timestamp`], [`Principal`] …), never in rusqlite's, so a
+//! second backend can follow without changing callers. Times are arguments: the store reads
+//! no clock.
+
+mod audit;
+pub mod checkpoint;
+mod consents;
+mod disputes;
+mod log;
+pub mod merkle;
+mod principals;
+mod schema;
+mod secrets;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+pub use audit::{verify, AuditReport};
+pub use checkpoint::{SignedHead, SignedHeadJson};
+pub use consents::Grant;
+pub use disputes::{DisputeFilter, NewDispute};
+pub use log::{leaf_bytes, LogEntry, LogRecord, Outcome, Seen};
+pub use principals::keys_stamp_path;
+pub use secrets::{hex, random32, unhex, Secrets, SecretsSource};
+pub use types::{
+    is_valid_code, ApiKey, Consent, Created, Dispute, Idempotency, Page, PageRequest, Principal,
+    Purpose, Role, Timestamp, MAX_PAGE,
+};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error.
+    #[error("database: {0}")]
+    Database(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What happened.
+        source: std::io::Error,
+    },
+    /// The database file does not exist (and was not to be created).
+    #[error("no database at {0} (nothing was created; give the path of the service's database, or create one)")]
+    Missing(PathBuf),
+    /// The database was written by a newer Yuanxin.
+    #[error("the database is at schema version {found}; this build knows up to {known}")]
+    TooNew {
+        /// The database's version.
+        found: i64,
+        /// This build's.
+        known: i64,
+    },
+    /// The database predates this build and was opened read-only, so it cannot be upgraded.
+    #[error("the database is at schema version {found} and needs an upgrade to {known}: start the service on it once (it upgrades in place)")]
+    TooOld {
+        /// The database's version.
+        found: i64,
+        /// This build's.
+        known: i64,
+    },
+    /// Something the caller asked for does not exist.
+    #[error("{what} {id} does not exist")]
+    NotFound {
+        /// The kind of thing.
+        what: &'static str,
+        /// Its id or code.
+        id: String,
+    },
+    /// A merchant the store has never been told about (by the service's profiles).
+    #[error("merchant {0} is unknown: no loaded profile has it")]
+    UnknownMerchant(String),
+    /// Creating something that exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// An argument breaks a rule; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// An idempotency key reused for a different request.
+    #[error("the Idempotency-Key was already used for a different request")]
+    IdempotencyMismatch,
+    /// The key file or `YUANXIN_KEY` is wrong.
+    #[error("secrets: {0}")]
+    Secrets(String),
+    /// Stored content is damaged or inconsistent.
+    #[error("damaged: {0}")]
+    Damaged(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// How to open a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create it if missing, upgrade it if older (the service).
+    Create,
+    /// It must exist; upgrade it if older (commands that change it).
+    Existing,
+    /// It must exist and is not written (audit). An older schema is refused.
+    ReadOnly,
+}
+
+/// A connection to the store.
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
+    /// The log's frontier as this connection last appended (only the log writer appends);
+    /// checked against the database's size in every append transaction.
+    pub(crate) frontier: Option<merkle::Frontier>,
+}
+
+impl Store {
+    /// Opens the database at `path`.
+    pub fn open(path: &Path, mode: OpenMode) -> Result<Store, StoreError> {
+        let exists = path.exists();
+        if !exists && mode != OpenMode::Create {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        if !exists {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+            }
+        }
+        let conn = if mode == OpenMode::ReadOnly {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?
+        } else {
+            let c = Connection::open(path)?;
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            )?;
+            c
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+            frontier: None,
+        };
+        schema::migrate(&mut store, mode == OpenMode::ReadOnly)?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks the database answers.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM principals")?
+            .query_row([], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The API-key secret an older database kept inside itself, if it still does: the
+    /// service moves it to the key file on first start, then calls
+    /// [`Store::forget_legacy_secret`].
+    pub fn legacy_secret(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        Ok(self
+            .meta("key_secret")?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()))
+    }
+
+    /// Removes the in-database API-key secret of an older database (once the key file
+    /// holds it).
+    pub fn forget_legacy_secret(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = 'key_secret'", [])?;
+        Ok(())
+    }
+}
+
+/// The default places of the key file and the checkpoint file for a database: beside it,
+/// `yuanxin.sqlite` → `yuanxin.key` and `yuanxin.checkpoints`.
+pub fn beside(db: &Path, extension: &str) -> PathBuf {
+    db.with_extension(extension)
+}

@@ -1,0 +1,453 @@
+//! The query log: one entry per score, decision, batch item or alert served to a lender,
+//! and per refusal, appended as leaves of a Merkle tree whose head is signed at every
+//! commit.
+//!
+//! An entry's leaf is `SHA-256(0x00 || leaf_bytes(entry))`, where [`leaf_bytes`] is the
+//! line `yuanxin-log-entry-v1` and a newline, then each field as its length (4 bytes, big
+//! endian) and its UTF-8 bytes, in this order: `at`, `request_id`, `role`,
+//! `principal_code`, `key_id`, `merchant_id`, `action`, `purpose`, `consent_id` (decimal,
+//! or empty), `outcome`, `model_id`, `response_digest`. Anyone holding an entry can
+//! recompute its leaf.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::checkpoint::{SignedHead, SignedHeadJson};
+use crate::merkle::{self, leaf_hash, Frontier, Hash, Nodes};
+use crate::{Page, PageRequest, Principal, Purpose, Secrets, Store, StoreError, Timestamp};
+
+/// Served or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The score or decision was sent.
+    Served,
+    /// The query was refused (no consent in force).
+    Refused,
+}
+
+impl Outcome {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Served => "served",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// What a lender was shown of a merchant, remembered for early-warning alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    /// The lender's principal id.
+    pub lender_id: i64,
+    /// Grade served.
+    pub grade: String,
+    /// Escrow coverage in the profile served.
+    pub escrow_coverage: Option<f64>,
+}
+
+/// An entry to append.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// When it was served or refused.
+    pub at: Timestamp,
+    /// The response's id (also returned to the caller in a header).
+    pub request_id: String,
+    /// Who asked.
+    pub principal: Principal,
+    /// With which key.
+    pub key_id: String,
+    /// About which merchant.
+    pub merchant_id: String,
+    /// `score`, `eligibility`, `batch_score` or `alerts`.
+    pub action: String,
+    /// The consent purpose stated.
+    pub purpose: Purpose,
+    /// The consent relied on.
+    pub consent_id: Option<i64>,
+    /// Served or refused.
+    pub outcome: Outcome,
+    /// The model that served.
+    pub model_id: String,
+    /// BLAKE3 of the response body (hex).
+    pub response_digest: String,
+    /// What the lender was shown, to remember for alerts (written in the same transaction).
+    pub seen: Option<Seen>,
+}
+
+/// An entry as stored: every field of its leaf, as text, and the leaf hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Position in the log (0-based leaf index).
+    pub index: u64,
+    /// RFC 3339.
+    pub at: String,
+    /// The response's id (empty for entries older than response ids).
+    pub request_id: String,
+    /// The role of who asked.
+    pub role: String,
+    /// The code of who asked (an institution code).
+    pub principal_code: String,
+    /// The key used.
+    pub key_id: String,
+    /// The merchant.
+    pub merchant_id: String,
+    /// What was asked.
+    pub action: String,
+    /// The consent purpose stated.
+    pub purpose: String,
+    /// The consent relied on.
+    pub consent_id: Option<i64>,
+    /// `served` or `refused`.
+    pub outcome: String,
+    /// The model.
+    pub model_id: String,
+    /// BLAKE3 of the response body (hex).
+    pub response_digest: String,
+    /// `SHA-256(0x00 || leaf_bytes)`.
+    pub leaf_hash: Hash,
+}
+
+/// The bytes an entry's leaf hashes (see the module documentation).
+pub fn leaf_bytes(e: &LogEntry) -> Vec<u8> {
+    let consent = e.consent_id.map(|c| c.to_string()).unwrap_or_default();
+    let fields: [&str; 12] = [
+        &e.at,
+        &e.request_id,
+        &e.role,
+        &e.principal_code,
+        &e.key_id,
+        &e.merchant_id,
+        &e.action,
+        &e.purpose,
+        &consent,
+        &e.outcome,
+        &e.model_id,
+        &e.response_digest,
+    ];
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"yuanxin-log-entry-v1\n");
+    for f in fields {
+        let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(f.as_bytes());
+    }
+    out
+}
+
+const ENTRY: &str = "idx, at, request_id, role, principal_code, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash FROM log_entries";
+
+fn entry(r: &Row) -> rusqlite::Result<LogEntry> {
+    let idx: i64 = r.get(0)?;
+    let leaf: Vec<u8> = r.get(13)?;
+    Ok(LogEntry {
+        index: u64::try_from(idx).unwrap_or(0),
+        at: r.get(1)?,
+        request_id: r.get(2)?,
+        role: r.get(3)?,
+        principal_code: r.get(4)?,
+        key_id: r.get(5)?,
+        merchant_id: r.get(6)?,
+        action: r.get(7)?,
+        purpose: r.get(8)?,
+        consent_id: r.get(9)?,
+        outcome: r.get(10)?,
+        model_id: r.get(11)?,
+        response_digest: r.get(12)?,
+        // A damaged hash reads as zeros, which never matches: audit reports the entry.
+        leaf_hash: <[u8; 32]>::try_from(leaf.as_slice()).unwrap_or([0; 32]),
+    })
+}
+
+/// Perfect subtrees read from the database (level 0: the entries' leaf hashes), memoised
+/// for the duration of one proof or page.
+pub(crate) struct SqlNodes<'c> {
+    conn: &'c Connection,
+    memo: HashMap<(u32, u64), Hash>,
+}
+
+impl<'c> SqlNodes<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> SqlNodes<'c> {
+        SqlNodes {
+            conn,
+            memo: HashMap::new(),
+        }
+    }
+}
+
+impl Nodes for SqlNodes<'_> {
+    type Error = StoreError;
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        if let Some(h) = self.memo.get(&(level, index)) {
+            return Ok(*h);
+        }
+        let i =
+            i64::try_from(index).map_err(|_| StoreError::Invalid("index out of range".into()))?;
+        let bytes: Option<Vec<u8>> = if level == 0 {
+            self.conn
+                .prepare_cached("SELECT leaf_hash FROM log_entries WHERE idx = ?1")?
+                .query_row([i], |r| r.get(0))
+                .optional()?
+        } else {
+            self.conn
+                .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")?
+                .query_row(params![level, i], |r| r.get(0))
+                .optional()?
+        };
+        let h = bytes
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| {
+                StoreError::Damaged(format!("the log's tree node ({level}, {index}) is missing"))
+            })?;
+        self.memo.insert((level, index), h);
+        Ok(h)
+    }
+}
+
+fn size_of(conn: &Connection) -> Result<u64, StoreError> {
+    let n: Option<i64> = conn
+        .prepare_cached("SELECT max(idx) FROM log_entries")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n.map_or(0, |i| u64::try_from(i + 1).unwrap_or(0)))
+}
+
+impl Store {
+    /// Appends entries and records what each lender saw, in one transaction that ends with
+    /// a signed tree head: one durable commit for the whole batch, all or nothing. Returns
+    /// the entries and the head that covers them (their receipt).
+    pub fn append(
+        &mut self,
+        records: Vec<LogRecord>,
+        secrets: &Secrets,
+        now: Timestamp,
+    ) -> Result<(Vec<LogEntry>, SignedHead), StoreError> {
+        // IMMEDIATE: the write lock is taken before the size is read, so it cannot go stale.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let size = size_of(&tx)?;
+        let mut frontier = match self.frontier.take() {
+            Some(f) if f.size() == size => f,
+            _ => Frontier::load(&mut SqlNodes::new(&tx), size)?,
+        };
+        let mut out = Vec::with_capacity(records.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?;
+            let mut node =
+                tx.prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+            let mut view = tx.prepare_cached(
+                "INSERT INTO lender_views (lender_id, merchant_id, at, grade, escrow_coverage) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (lender_id, merchant_id) DO UPDATE SET at = excluded.at, grade = excluded.grade, escrow_coverage = excluded.escrow_coverage",
+            )?;
+            for r in records {
+                let index = frontier.size();
+                let mut e = LogEntry {
+                    index,
+                    at: r.at.to_string(),
+                    request_id: r.request_id,
+                    role: r.principal.role.as_str().to_owned(),
+                    principal_code: r.principal.code.clone(),
+                    key_id: r.key_id,
+                    merchant_id: r.merchant_id,
+                    action: r.action,
+                    purpose: r.purpose.as_str().to_owned(),
+                    consent_id: r.consent_id,
+                    outcome: r.outcome.as_str().to_owned(),
+                    model_id: r.model_id,
+                    response_digest: r.response_digest,
+                    leaf_hash: [0; 32],
+                };
+                e.leaf_hash = leaf_hash(&leaf_bytes(&e));
+                let idx = i64::try_from(index)
+                    .map_err(|_| StoreError::Invalid("the log is full".into()))?;
+                insert.execute(params![
+                    idx,
+                    e.at,
+                    e.request_id,
+                    e.role,
+                    e.principal_code,
+                    r.principal.id,
+                    e.key_id,
+                    e.merchant_id,
+                    e.action,
+                    e.purpose,
+                    e.consent_id,
+                    e.outcome,
+                    e.model_id,
+                    e.response_digest,
+                    e.leaf_hash.to_vec()
+                ])?;
+                let mut failed = None;
+                frontier.push(e.leaf_hash, |level, i, h| {
+                    if failed.is_none() {
+                        let i = i64::try_from(i).unwrap_or(i64::MAX);
+                        failed = node.execute(params![level, i, h.to_vec()]).err();
+                    }
+                });
+                if let Some(err) = failed {
+                    return Err(err.into());
+                }
+                if let Some(v) = &r.seen {
+                    view.execute(params![
+                        v.lender_id,
+                        e.merchant_id,
+                        e.at,
+                        v.grade,
+                        v.escrow_coverage
+                    ])?;
+                }
+                out.push(e);
+            }
+        }
+        let head = SignedHead::sign(secrets, frontier.size(), frontier.root(), now);
+        write_head(&tx, &head)?;
+        tx.commit()?;
+        self.frontier = Some(frontier);
+        Ok((out, head))
+    }
+
+    /// Signs a head for the log as it stands, if the stored head does not already cover
+    /// it (an upgraded or new database), and returns the current head.
+    pub fn seal(&mut self, secrets: &Secrets, now: Timestamp) -> Result<SignedHead, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let size = size_of(&tx)?;
+        let current = read_head(&tx)?;
+        let head = match current {
+            Some(h) if h.tree_size == size && h.verify(&secrets.verifying_key()) => h,
+            _ => {
+                let root = Frontier::load(&mut SqlNodes::new(&tx), size)?.root();
+                let h = SignedHead::sign(secrets, size, root, now);
+                write_head(&tx, &h)?;
+                h
+            }
+        };
+        tx.commit()?;
+        Ok(head)
+    }
+
+    /// The latest signed head, as the last commit left it.
+    pub fn head(&self) -> Result<Option<SignedHead>, StoreError> {
+        read_head(&self.conn)
+    }
+
+    /// Entries in the log.
+    pub fn log_size(&self) -> Result<u64, StoreError> {
+        size_of(&self.conn)
+    }
+
+    /// One entry.
+    pub fn entry(&self, index: u64) -> Result<Option<LogEntry>, StoreError> {
+        let Ok(i) = i64::try_from(index) else {
+            return Ok(None);
+        };
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {ENTRY} WHERE idx = ?1"))?
+            .query_row([i], entry)
+            .optional()?)
+    }
+
+    /// Entries about a merchant within the first `tree_size` entries, newest first, a page
+    /// at a time (the cursor is the last index shown; the next page is below it).
+    pub fn entries_about(
+        &self,
+        merchant_id: &str,
+        tree_size: u64,
+        page: PageRequest<u64>,
+    ) -> Result<Page<LogEntry, u64>, StoreError> {
+        let below = page.cursor.map_or(tree_size, |c| c.min(tree_size));
+        let below = i64::try_from(below).unwrap_or(i64::MAX);
+        let items = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ENTRY} WHERE merchant_id = ?1 AND idx < ?2 ORDER BY idx DESC LIMIT ?3"
+            ))?
+            .query_map(params![merchant_id, below, page.sql_limit()], entry)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(items, |e| e.index))
+    }
+
+    /// Entries from `start`, in order, up to `limit` of them (for audits).
+    pub fn entries_from(&self, start: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+        let start = i64::try_from(start).unwrap_or(i64::MAX);
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ENTRY} WHERE idx >= ?1 ORDER BY idx LIMIT ?2"
+            ))?
+            .query_map(params![start, limit], entry)?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The inclusion proof of entry `index` in the tree of the first `tree_size` entries.
+    pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.check_size(tree_size)?;
+        merkle::inclusion_proof(&mut SqlNodes::new(&self.conn), index, tree_size)
+    }
+
+    /// Inclusion proofs of several entries in one tree, sharing the nodes read.
+    pub fn inclusion_proofs(
+        &self,
+        indices: &[u64],
+        tree_size: u64,
+    ) -> Result<Vec<Vec<Hash>>, StoreError> {
+        self.check_size(tree_size)?;
+        let mut nodes = SqlNodes::new(&self.conn);
+        indices
+            .iter()
+            .map(|&i| merkle::inclusion_proof(&mut nodes, i, tree_size))
+            .collect()
+    }
+
+    /// The consistency proof from the tree of `old` entries to the tree of `new`.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+        self.check_size(new)?;
+        merkle::consistency_proof(&mut SqlNodes::new(&self.conn), old, new)
+    }
+
+    /// The root of the tree of the first `tree_size` entries.
+    pub fn root_at(&self, tree_size: u64) -> Result<Hash, StoreError> {
+        self.check_size(tree_size)?;
+        merkle::subtree(&mut SqlNodes::new(&self.conn), 0, tree_size)
+    }
+
+    fn check_size(&self, tree_size: u64) -> Result<(), StoreError> {
+        let size = size_of(&self.conn)?;
+        if tree_size > size {
+            return Err(StoreError::NotFound {
+                what: "tree size",
+                id: format!("{tree_size} (the log holds {size} entries)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn read_head(conn: &Connection) -> Result<Option<SignedHead>, StoreError> {
+    let raw: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'signed_head'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    raw.map(|b| {
+        let j: SignedHeadJson = serde_json::from_slice(&b)
+            .map_err(|e| StoreError::Damaged(format!("signed tree head: {e}")))?;
+        SignedHead::from_json(&j)
+    })
+    .transpose()
+}
+
+fn write_head(conn: &Connection, head: &SignedHead) -> Result<(), StoreError> {
+    let json =
+        serde_json::to_vec(&head.to_json()).map_err(|e| StoreError::Damaged(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('signed_head', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([json])?;
+    Ok(())
+}

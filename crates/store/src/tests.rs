@@ -1,0 +1,547 @@
+//! The store's behaviour on a real SQLite file: principals and keys, consents, disputes,
+//! idempotency, pages, the Merkle log, audits of tampered copies, and the upgrade of a
+//! database written by the first service.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+
+use crate::merkle::{leaf_hash, verify_inclusion};
+use crate::*;
+
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse(s).unwrap()
+}
+
+fn secrets() -> Secrets {
+    Secrets::from_parts([1; 32], [2; 32])
+}
+
+fn record(p: &Principal, merchant: &str, i: usize) -> LogRecord {
+    LogRecord {
+        at: at("2026-01-01T10:00:00+08:00"),
+        request_id: format!("01J{i:023}"),
+        principal: p.clone(),
+        key_id: "abcdef012345".into(),
+        merchant_id: merchant.into(),
+        action: "score".into(),
+        purpose: Purpose::PreLoan,
+        consent_id: Some(1),
+        outcome: Outcome::Served,
+        model_id: "m".into(),
+        response_digest: hex(blake3::hash(&i.to_be_bytes()).as_bytes()),
+        seen: None,
+    }
+}
+
+fn json(v: &impl serde::Serialize) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(v).map_err(|e| e.to_string())
+}
+
+#[test]
+fn principals_keys_consents_disputes_and_idempotency() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    assert!(matches!(
+        Store::open(&path, OpenMode::Existing),
+        Err(StoreError::Missing(_))
+    ));
+    assert!(!path.exists(), "nothing is created when asked not to");
+    let mut s = Store::open(&path, OpenMode::Create).unwrap();
+    let sec = secrets();
+    let now = at("2026-01-01T09:00:00+08:00");
+    s.register_merchants(["M1", "M2"], now).unwrap();
+    // Institutions have unique codes; merchants must exist.
+    let ccb = s
+        .add_principal(Role::Lender, "CCB", "China Construction Bank", now)
+        .unwrap();
+    assert!(matches!(
+        s.add_principal(Role::Lender, "CCB", "Another", now),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.merchant_principal("M9", now),
+        Err(StoreError::UnknownMerchant(_))
+    ));
+    let m1 = s.merchant_principal("M1", now).unwrap();
+    assert_eq!(m1.merchant_id(), Some("M1"));
+    assert!(s.add_principal(Role::Lender, "bad code", "x", now).is_err());
+    // Keys belong to principals; a second key of the institution is the same principal.
+    let k1 = match s
+        .create_key(&ccb, &sec, now, None, |_| Ok(Vec::new()))
+        .unwrap()
+    {
+        Created::New((k, full), _) => {
+            assert!(full.starts_with(&format!("yx_{}_", k.key_id)));
+            k
+        }
+        Created::Replayed(_) => unreachable!(),
+    };
+    let stamp = keys_stamp_path(&path);
+    let before = std::fs::read_to_string(&stamp).unwrap();
+    assert!(s.revoke_key(&k1.key_id, now).unwrap());
+    assert!(!s.revoke_key(&k1.key_id, now).unwrap(), "already revoked");
+    assert_ne!(
+        std::fs::read_to_string(&stamp).unwrap(),
+        before,
+        "the stamp moves"
+    );
+    assert!(s.keys(Some(&k1.key_id)).unwrap()[0].revoked_at.is_some());
+    // Consents name lender principals; idempotent retries return the first response.
+    let later = now.plus_days(30).unwrap();
+    let g = Grant {
+        merchant_id: "M1",
+        lender: &ccb,
+        purpose: Purpose::PostLoan,
+        granted_at: now,
+        expires_at: later,
+    };
+    let idem = Idempotency {
+        principal_id: m1.id,
+        key: "retry-1".into(),
+        fingerprint: [9; 32],
+    };
+    let first = s.grant(&g, Some(&idem), json).unwrap();
+    let Created::New(c, body) = first else {
+        panic!("first grant replayed")
+    };
+    assert_eq!(
+        s.grant(&g, Some(&idem), json).unwrap(),
+        Created::Replayed(body)
+    );
+    let other = Idempotency {
+        fingerprint: [8; 32],
+        ..idem.clone()
+    };
+    assert!(matches!(
+        s.grant(&g, Some(&other), json),
+        Err(StoreError::IdempotencyMismatch)
+    ));
+    assert_eq!(
+        s.consents_of(
+            "M1",
+            PageRequest {
+                cursor: None,
+                limit: 10
+            }
+        )
+        .unwrap()
+        .items
+        .len(),
+        1
+    );
+    assert!(matches!(
+        s.grant(
+            &Grant {
+                lender: &m1,
+                ..g.clone()
+            },
+            None,
+            json
+        ),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.grant(
+            &Grant {
+                merchant_id: "M9",
+                ..g.clone()
+            },
+            None,
+            json
+        ),
+        Err(StoreError::UnknownMerchant(_))
+    ));
+    let mid = at("2026-01-15T00:00:00+08:00");
+    assert_eq!(
+        s.valid_consent("M1", ccb.id, Purpose::PostLoan, mid)
+            .unwrap(),
+        Some(c.id)
+    );
+    assert_eq!(
+        s.valid_consent("M1", ccb.id, Purpose::PreLoan, mid)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.valid_consent("M1", ccb.id, Purpose::PostLoan, later)
+            .unwrap(),
+        None
+    );
+    let page = s
+        .consenting(
+            ccb.id,
+            Purpose::PostLoan,
+            mid,
+            PageRequest {
+                cursor: None,
+                limit: 5,
+            },
+        )
+        .unwrap();
+    assert_eq!(page.items, vec![("M1".to_owned(), c.id)]);
+    assert!(s.revoke_consent("M1", c.id, mid).unwrap());
+    assert_eq!(
+        s.valid_consent("M1", ccb.id, Purpose::PostLoan, mid)
+            .unwrap(),
+        None
+    );
+    // Disputes, pages of them, and the overdue filter.
+    for i in 0..5 {
+        let d = NewDispute {
+            merchant_id: "M2",
+            subject: "s",
+            detail: "d",
+            opened_at: now,
+            deadline: now.plus_days(20 + i).unwrap(),
+        };
+        s.open_dispute(&d, None, json).unwrap();
+    }
+    let p1 = s
+        .disputes(
+            DisputeFilter::All,
+            PageRequest {
+                cursor: None,
+                limit: 2,
+            },
+        )
+        .unwrap();
+    assert_eq!(p1.items.len(), 2);
+    let p2 = s
+        .disputes(
+            DisputeFilter::All,
+            PageRequest {
+                cursor: p1.next,
+                limit: 2,
+            },
+        )
+        .unwrap();
+    let p3 = s
+        .disputes(
+            DisputeFilter::All,
+            PageRequest {
+                cursor: p2.next,
+                limit: 2,
+            },
+        )
+        .unwrap();
+    assert_eq!((p3.items.len(), p3.next), (1, None));
+    let overdue = s
+        .disputes(
+            DisputeFilter::OverdueAt(now.plus_days(22).unwrap()),
+            PageRequest {
+                cursor: None,
+                limit: 10,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        overdue.items.len(),
+        2,
+        "deadlines at +20 and +21 days have passed"
+    );
+    assert_eq!(
+        s.answer_dispute(p1.items[0].id, "ok", now)
+            .unwrap()
+            .as_deref(),
+        Some("M2")
+    );
+    assert_eq!(
+        s.answer_dispute(p1.items[0].id, "again", now).unwrap(),
+        None
+    );
+    assert_eq!(s.open_disputes().unwrap(), vec![("M2".to_owned(), 4)]);
+}
+
+#[test]
+fn the_log_proves_inclusion_and_audits_find_forgeries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let cp = dir.path().join("db.checkpoints");
+    let sec = secrets();
+    let key = sec.verifying_key();
+    let now = at("2026-01-01T09:00:00+08:00");
+    let mut s = Store::open(&path, OpenMode::Create).unwrap();
+    s.register_merchants(["M1", "M2"], now).unwrap();
+    let bank = s.add_principal(Role::Lender, "B", "Bank", now).unwrap();
+    let empty = s.seal(&sec, now).unwrap();
+    assert_eq!(empty.tree_size, 0);
+    checkpoint::append(&cp, &empty).unwrap();
+    let mut heads = Vec::new();
+    for batch in 0..20 {
+        let recs = (0..7)
+            .map(|i| record(&bank, if i % 3 == 0 { "M1" } else { "M2" }, batch * 7 + i))
+            .collect();
+        let (entries, head) = s.append(recs, &sec, now).unwrap();
+        assert_eq!(head.tree_size, entries.last().unwrap().index + 1);
+        assert!(head.verify(&key));
+        if batch % 6 == 0 {
+            checkpoint::append(&cp, &head).unwrap();
+        }
+        heads.push(head);
+    }
+    let head = s.head().unwrap().unwrap();
+    assert_eq!(head.tree_size, 140);
+    // Every entry of M1, newest first, in pages, with a proof against the latest head.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .entries_about("M1", head.tree_size, PageRequest { cursor, limit: 9 })
+            .unwrap();
+        let idx: Vec<u64> = page.items.iter().map(|e| e.index).collect();
+        let proofs = s.inclusion_proofs(&idx, head.tree_size).unwrap();
+        for (e, p) in page.items.iter().zip(&proofs) {
+            assert_eq!(leaf_hash(&leaf_bytes(e)), e.leaf_hash);
+            assert!(verify_inclusion(
+                e.index,
+                head.tree_size,
+                &e.leaf_hash,
+                p,
+                &head.root_hash
+            ));
+        }
+        seen.extend(idx);
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 60, "i = 0, 3, 6 of every batch of 7");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+    // A proof against an older head, and consistency between heads.
+    let old = &heads[3];
+    assert_eq!(s.root_at(old.tree_size).unwrap(), old.root_hash);
+    let c = s.consistency_proof(old.tree_size, head.tree_size).unwrap();
+    assert!(merkle::verify_consistency(
+        old.tree_size,
+        head.tree_size,
+        &old.root_hash,
+        &head.root_hash,
+        &c
+    ));
+    drop(s);
+
+    let report = verify(&path, &cp, &key).unwrap().unwrap();
+    assert_eq!((report.entries, report.checkpoints), (140, 5));
+    // Tampering with a copy, as someone holding only the database file could.
+    let tamper = |sql: &str| -> String {
+        let copy = dir.path().join("copy.sqlite");
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", copy.display()));
+        }
+        std::fs::copy(&path, &copy).unwrap();
+        let wal = format!("{}-wal", path.display());
+        if Path::new(&wal).exists() {
+            std::fs::copy(&wal, format!("{}-wal", copy.display())).unwrap();
+        }
+        let c = Connection::open(&copy).unwrap();
+        c.execute_batch(sql).unwrap();
+        drop(c);
+        verify(&copy, &cp, &key).unwrap().unwrap_err()
+    };
+    // Edit one entry.
+    assert!(
+        tamper("UPDATE log_entries SET purpose = 'post_loan' WHERE idx = 5").contains("altered")
+    );
+    // Edit and recompute its leaf hash and every node above it (the hash is public).
+    let rehash = {
+        let s = Store::open(&path, OpenMode::ReadOnly).unwrap();
+        let mut e = s.entry(5).unwrap().unwrap();
+        e.purpose = "post_loan".into();
+        let leaf = leaf_hash(&leaf_bytes(&e));
+        let mut f = merkle::Frontier::default();
+        let mut sql = format!(
+            "UPDATE log_entries SET purpose = 'post_loan', leaf_hash = x'{}' WHERE idx = 5;",
+            hex(&leaf)
+        );
+        for i in 0..140u64 {
+            let h = if i == 5 {
+                leaf
+            } else {
+                s.entry(i).unwrap().unwrap().leaf_hash
+            };
+            f.push(h, |level, index, h| {
+                sql.push_str(&format!(
+                    "UPDATE log_nodes SET hash = x'{}' WHERE level = {level} AND idx = {index};",
+                    hex(h)
+                ));
+            });
+        }
+        sql
+    };
+    let why = tamper(&rehash);
+    assert!(
+        why.contains("no longer have the root") || why.contains("not the log's"),
+        "{why}"
+    );
+    // Truncate and rewrite the head with a copied old head: the checkpoints show the loss.
+    let old_head = serde_json::to_string(&heads[2].to_json()).unwrap();
+    let why = tamper(&format!(
+        "DELETE FROM log_entries WHERE idx >= {}; DELETE FROM log_nodes; UPDATE meta SET value = CAST('{old_head}' AS BLOB) WHERE key = 'signed_head';",
+        heads[2].tree_size
+    ));
+    assert!(why.contains("removed"), "{why}");
+    // Delete everything.
+    let why = tamper("DELETE FROM log_entries; DELETE FROM log_nodes; DELETE FROM meta WHERE key = 'signed_head';");
+    assert!(why.contains("no signed tree head"), "{why}");
+    // Forge a head with another key.
+    let forged = SignedHead::sign(&Secrets::from_parts([1; 32], [3; 32]), 140, [0; 32], now);
+    let forged = serde_json::to_string(&forged.to_json()).unwrap();
+    let why = tamper(&format!(
+        "UPDATE meta SET value = CAST('{forged}' AS BLOB) WHERE key = 'signed_head';"
+    ));
+    assert!(why.contains("forged"), "{why}");
+    // Reorder two entries.
+    let why = tamper("UPDATE log_entries SET idx = 1000 WHERE idx = 1; UPDATE log_entries SET idx = 1 WHERE idx = 2; UPDATE log_entries SET idx = 2 WHERE idx = 1000;");
+    assert!(
+        why.contains("no longer have the root") || why.contains("not the log's"),
+        "{why}"
+    );
+    // A missing database is refused, not created.
+    let missing = dir.path().join("none.sqlite");
+    assert!(matches!(
+        verify(&missing, &cp, &key),
+        Err(StoreError::Missing(_))
+    ));
+    assert!(!missing.exists());
+}
+
+#[test]
+fn a_first_service_database_is_upgraded_with_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    // The first service's schema (versions 1–4) and content, chain keyed with its secret.
+    let secret = [5u8; 32];
+    {
+        let c = Connection::open(&path).unwrap();
+        for (i, sql) in schema_legacy().iter().enumerate() {
+            c.execute_batch(sql).unwrap();
+            c.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .unwrap();
+        }
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES ('key_secret', ?1)",
+            [secret.to_vec()],
+        )
+        .unwrap();
+        let t = "2026-01-01T09:00:00+08:00";
+        c.execute(
+            "INSERT INTO principals (key_id, role, name, merchant_id, key_digest, created_at) VALUES ('k1', 'lender', 'ICBC (demo)', NULL, ?1, ?2), ('k2', 'merchant', 'M1', 'M1', ?1, ?2)",
+            params![vec![0u8; 32], t],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO consents (merchant_id, lender, purpose, granted_at, expires_at) VALUES ('M1', 'ICBC (demo)', 'pre_loan', ?1, '2027-01-01T00:00:00+08:00')",
+            [t],
+        )
+        .unwrap();
+        let mut prev = "0".repeat(64);
+        for seq in 1..=3i64 {
+            let fields = [
+                seq.to_string(),
+                t.into(),
+                "k1".into(),
+                "M1".into(),
+                "score".into(),
+                "pre_loan".into(),
+                "1".into(),
+                "served".into(),
+                "m".into(),
+                "d".into(),
+                prev.clone(),
+            ];
+            let mut h = blake3::Hasher::new_keyed(&secret);
+            for f in &fields {
+                h.update(f.as_bytes());
+                h.update(&[0x1f]);
+            }
+            let hash = h.finalize().to_hex().to_string();
+            c.execute(
+                "INSERT INTO query_log (seq, at, principal, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, prev_hash, hash) VALUES (?1, ?2, 'k1', 'M1', 'score', 'pre_loan', 1, 'served', 'm', 'd', ?3, ?4)",
+                params![seq, t, prev, hash],
+            )
+            .unwrap();
+            prev = hash;
+        }
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES ('log_head', ?1)",
+            [format!("3:{prev}").into_bytes()],
+        )
+        .unwrap();
+    }
+    // Read-only commands refuse it; the service upgrades it.
+    assert!(matches!(
+        Store::open(&path, OpenMode::ReadOnly),
+        Err(StoreError::TooOld { .. })
+    ));
+    let mut s = Store::open(&path, OpenMode::Existing).unwrap();
+    assert_eq!(s.legacy_secret().unwrap(), Some(secret));
+    let lender = s.principal(Role::Lender, "ICBC-demo").unwrap().unwrap();
+    assert_eq!(lender.name, "ICBC (demo)");
+    assert_eq!(s.keys(Some("k1")).unwrap()[0].principal, lender);
+    let consents = s.active_consents().unwrap();
+    assert_eq!(
+        (consents[0].lender_id, consents[0].lender_code.as_str()),
+        (lender.id, "ICBC-demo")
+    );
+    assert_eq!(s.log_size().unwrap(), 3);
+    let e = s.entry(2).unwrap().unwrap();
+    assert_eq!(
+        (
+            e.principal_code.as_str(),
+            e.key_id.as_str(),
+            e.role.as_str()
+        ),
+        ("ICBC-demo", "k1", "lender")
+    );
+    let sec = Secrets::from_parts(secret, [2; 32]);
+    s.forget_legacy_secret().unwrap();
+    s.seal(&sec, at("2026-02-01T00:00:00+08:00")).unwrap();
+    drop(s);
+    let r = verify(
+        &path,
+        &dir.path().join("none.checkpoints"),
+        &sec.verifying_key(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(r.entries, 3);
+
+    // A tampered old log is not upgraded, and the database is left as it was.
+    let bad = dir.path().join("bad.sqlite");
+    {
+        let c = Connection::open(&bad).unwrap();
+        for (i, sql) in schema_legacy().iter().enumerate() {
+            c.execute_batch(sql).unwrap();
+            c.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .unwrap();
+        }
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES ('key_secret', ?1)",
+            [secret.to_vec()],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO query_log (seq, at, principal, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, prev_hash, hash) VALUES (1, 't', 'k', 'M1', 'score', 'pre_loan', NULL, 'served', 'm', 'd', ?1, 'forged')",
+            ["0".repeat(64)],
+        )
+        .unwrap();
+    }
+    let e = Store::open(&bad, OpenMode::Existing)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not intact"), "{e}");
+    let v: i64 = Connection::open(&bad)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 4, "left at its version");
+}
+
+fn schema_legacy() -> &'static [&'static str] {
+    schema::LEGACY
+}
