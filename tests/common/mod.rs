@@ -164,3 +164,4 @@ pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
         .sum();
     (sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
+pub mod service;

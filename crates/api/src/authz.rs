@@ -1,45 +1,72 @@
-//! Keys, consents and open disputes held in memory, so that checking a request needs no
-//! database read.
+//! Keys, consents and open disputes held in memory, so that checking a request reads no
+//! database.
 //!
 //! Consents and disputes are written only by the service, which updates this copy right
 //! after each committed write: the copy is exact. Keys are also created and revoked by
-//! `yuanxin keys` in another process; every such change bumps a version counter in the
-//! database, which the service polls (every 100 ms) to reload the keys, and a key the copy
-//! does not know is looked up in the database at once. So a new key works immediately and
-//! a revocation takes effect within the polling interval.
+//! `yuanxin keys` in another process. Every key change, from either side, rewrites a small
+//! stamp file beside the database after its commit ([`yuanxin_store::keys_stamp_path`]);
+//! each authentication compares the stamp's identity (one `stat`) and reloads the keys when
+//! it moved. So a key revoked through the API is refused from the next request (the copy
+//! is updated as part of the revocation), and one revoked by the command line from the
+//! first request after the command returns.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::RwLock;
+use std::path::PathBuf;
+use std::sync::{Mutex, RwLock};
 
-use crate::store::{Consent, Principal, Store, StoredKey};
-use crate::ApiError;
+use yuanxin_store::{ApiKey, Consent, Principal, Purpose, Timestamp};
+
+use crate::problem::ApiError;
+
+/// The identity of the stamp file: inode, length and modification time.
+type Stamp = Option<(u64, u64, std::time::SystemTime)>;
+
+fn stamp_of(path: &std::path::Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((ino, m.len(), m.modified().ok()?))
+}
+
+/// An authenticated caller: the principal and the key it used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// Who.
+    pub principal: Principal,
+    /// With which key.
+    pub key_id: String,
+}
 
 /// The in-memory copy.
 #[derive(Debug)]
 pub struct Authz {
     secret: [u8; 32],
-    keys: RwLock<HashMap<String, StoredKey>>,
-    version: AtomicI64,
+    stamp_path: PathBuf,
+    stamp: Mutex<Stamp>,
+    keys: RwLock<HashMap<String, ApiKey>>,
     consents: RwLock<HashMap<String, Vec<Consent>>>,
     disputes: RwLock<HashMap<String, u32>>,
 }
 
 fn poisoned<T>(_: T) -> ApiError {
-    ApiError::Internal("authorisation cache lock poisoned".into())
+    ApiError::internal("authorisation cache lock poisoned")
 }
 
 impl Authz {
-    /// Loads everything from the database.
-    pub fn load(store: &Store) -> Result<Authz, ApiError> {
+    /// Loads everything from the store.
+    pub fn load(store: &yuanxin_store::Store, secret: [u8; 32]) -> Result<Authz, ApiError> {
+        let stamp_path = yuanxin_store::keys_stamp_path(store.path());
         let a = Authz {
-            secret: store.secret(),
+            secret,
+            stamp: Mutex::new(stamp_of(&stamp_path)),
+            stamp_path,
             keys: RwLock::new(HashMap::new()),
-            version: AtomicI64::new(i64::MIN),
             consents: RwLock::new(HashMap::new()),
             disputes: RwLock::new(store.open_disputes()?.into_iter().collect()),
         };
-        a.refresh_keys(store)?;
+        a.set_keys(store.keys(None)?)?;
         {
             let mut c = a.consents.write().map_err(poisoned)?;
             for consent in store.active_consents()? {
@@ -51,65 +78,75 @@ impl Authz {
         Ok(a)
     }
 
-    /// Reloads the keys if `yuanxin keys` (or anything else) changed them.
-    pub fn refresh_keys(&self, store: &Store) -> Result<(), ApiError> {
-        let v = store.keys_version()?;
-        if v == self.version.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let keys = store
-            .keys(None)?
-            .into_iter()
-            .map(|k| (k.principal.key_id.clone(), k))
-            .collect();
-        *self.keys.write().map_err(poisoned)? = keys;
-        self.version.store(v, Ordering::SeqCst);
+    fn set_keys(&self, keys: Vec<ApiKey>) -> Result<(), ApiError> {
+        *self.keys.write().map_err(poisoned)? =
+            keys.into_iter().map(|k| (k.key_id.clone(), k)).collect();
         Ok(())
     }
 
-    /// The principal of a presented key, if it is known, intact and not revoked. A key id
-    /// not in memory is looked up with `lookup` (the database). The digest comparison is
-    /// constant-time (`blake3::Hash` equality).
-    pub fn authenticate(
+    /// Reloads the keys if the stamp moved since they were loaded (another process changed
+    /// them); `load` reads them from the database.
+    pub fn refresh(
         &self,
-        key: &str,
-        lookup: impl FnOnce(&str) -> Result<Option<StoredKey>, ApiError>,
-    ) -> Result<Option<Principal>, ApiError> {
+        load: impl FnOnce() -> Result<Vec<ApiKey>, ApiError>,
+    ) -> Result<(), ApiError> {
+        let now = stamp_of(&self.stamp_path);
+        let mut seen = self.stamp.lock().map_err(poisoned)?;
+        if *seen != now {
+            self.set_keys(load()?)?;
+            *seen = now;
+        }
+        Ok(())
+    }
+
+    /// The principal of a presented key, if it is known, intact and not revoked. The digest
+    /// comparison is constant-time (`blake3::Hash` equality).
+    pub fn authenticate(&self, key: &str) -> Result<Option<Authenticated>, ApiError> {
         let Some((key_id, secret)) = key.strip_prefix("yx_").and_then(|r| r.split_once('_')) else {
             return Ok(None);
         };
-        let known = self.keys.read().map_err(poisoned)?.get(key_id).cloned();
-        let stored = match known {
-            Some(k) => k,
-            None => match lookup(key_id)? {
-                Some(k) => {
-                    self.keys
-                        .write()
-                        .map_err(poisoned)?
-                        .insert(key_id.to_owned(), k.clone());
-                    k
-                }
-                None => return Ok(None),
-            },
+        let keys = self.keys.read().map_err(poisoned)?;
+        let Some(stored) = keys.get(key_id) else {
+            return Ok(None);
         };
         let Some(digest) = stored.digest else {
             return Ok(None);
         };
         let presented = blake3::keyed_hash(&self.secret, secret.as_bytes());
-        if presented != blake3::Hash::from_bytes(digest) || stored.revoked {
+        if presented != blake3::Hash::from_bytes(digest) || stored.revoked_at.is_some() {
             return Ok(None);
         }
-        Ok(Some(stored.principal))
+        Ok(Some(Authenticated {
+            principal: stored.principal.clone(),
+            key_id: stored.key_id.clone(),
+        }))
     }
 
-    /// The consent in force for a merchant, lender and purpose at `now` (RFC 3339, +08:00),
-    /// the latest if several.
+    /// A key was created by this process.
+    pub fn key_created(&self, k: &ApiKey) -> Result<(), ApiError> {
+        self.keys
+            .write()
+            .map_err(poisoned)?
+            .insert(k.key_id.clone(), k.clone());
+        Ok(())
+    }
+
+    /// A key was revoked by this process: refused from now on.
+    pub fn key_revoked(&self, key_id: &str, at: Timestamp) -> Result<(), ApiError> {
+        if let Some(k) = self.keys.write().map_err(poisoned)?.get_mut(key_id) {
+            k.revoked_at = Some(at);
+        }
+        Ok(())
+    }
+
+    /// The consent in force for a merchant, lender and purpose at `now`, the latest if
+    /// several.
     pub fn valid_consent(
         &self,
         merchant: &str,
-        lender: &str,
-        purpose: &str,
-        now: &str,
+        lender_id: i64,
+        purpose: Purpose,
+        now: Timestamp,
     ) -> Result<Option<i64>, ApiError> {
         Ok(self
             .consents
@@ -118,12 +155,7 @@ impl Authz {
             .get(merchant)
             .and_then(|cs| {
                 cs.iter()
-                    .filter(|c| {
-                        c.lender == lender
-                            && c.purpose == purpose
-                            && c.granted_at.as_str() <= now
-                            && c.expires_at.as_str() > now
-                    })
+                    .filter(|c| c.lender_id == lender_id && c.purpose == purpose && c.in_force(now))
                     .map(|c| c.id)
                     .max()
             }))
@@ -158,7 +190,7 @@ impl Authz {
         Ok(())
     }
 
-    /// A dispute was opened (`+1`) or answered (`-1`).
+    /// A dispute was opened (`true`) or answered (`false`).
     pub fn dispute(&self, merchant: &str, opened: bool) -> Result<(), ApiError> {
         let mut d = self.disputes.write().map_err(poisoned)?;
         let n = d.entry(merchant.to_owned()).or_default();
@@ -174,57 +206,84 @@ impl Authz {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yuanxin_store::{Created, Grant, OpenMode, Role, Secrets, Store};
 
     #[test]
-    fn keys_follow_the_database_and_consents_follow_the_service() -> Result<(), ApiError> {
-        let dir = tempfile::tempdir().map_err(|e| ApiError::Internal(e.to_string()))?;
-        let store = Store::open(&dir.path().join("db.sqlite"))?;
-        let now = "2026-01-01T00:00:00+08:00";
-        let (_, early) = store.create_key("lender", "Bank A", None, now)?;
-        let authz = Authz::load(&store)?;
-        let none = |_: &str| Ok(None);
+    fn keys_follow_the_stamp_and_consents_follow_the_service() -> Result<(), ApiError> {
+        let dir = tempfile::tempdir().map_err(ApiError::internal)?;
+        let path = dir.path().join("db.sqlite");
+        let mut store = Store::open(&path, OpenMode::Create)?;
+        let sec = Secrets::from_parts([1; 32], [2; 32]);
+        let now = Timestamp::now();
+        store.register_merchants(["M1"], now)?;
+        let bank = store.add_principal(Role::Lender, "A", "Bank A", now)?;
+        let key = |s: &mut Store, p: &Principal| -> Result<(ApiKey, String), ApiError> {
+            match s.create_key(p, &sec, now, None, |_| Ok(Vec::new()))? {
+                Created::New(k, _) => Ok(k),
+                Created::Replayed(_) => Err(ApiError::internal("replayed")),
+            }
+        };
+        let (_, early) = key(&mut store, &bank)?;
+        let authz = Authz::load(&store, *sec.api_key_secret())?;
         assert_eq!(
-            authz.authenticate(&early, none)?.map(|p| p.name),
-            Some("Bank A".into())
+            authz.authenticate(&early)?.map(|a| a.principal.code),
+            Some("A".into())
         );
-        // A key made after loading is found through the lookup at once.
-        let (p, late) = store.create_key("merchant", "M1", Some("M1"), now)?;
-        assert!(
-            authz.authenticate(&late, none)?.is_none(),
-            "not without a lookup"
+        // A key made by another process after loading works once the stamp is seen.
+        let m1 = store.merchant_principal("M1", now)?;
+        let (k, late) = key(&mut store, &m1)?;
+        assert!(authz.authenticate(&late)?.is_none(), "not before a refresh");
+        authz.refresh(|| Ok(store.keys(None)?))?;
+        assert_eq!(
+            authz.authenticate(&late)?.map(|a| a.key_id),
+            Some(k.key_id.clone())
         );
-        let found = authz.authenticate(&late, |id| Ok(store.keys(Some(id))?.into_iter().next()))?;
-        assert_eq!(found.map(|p| p.key_id), Some(p.key_id.clone()));
-        // A wrong secret for a known id, and a revoked key, are refused.
-        let forged = format!("yx_{}_{}", p.key_id, "0".repeat(40));
-        assert!(authz.authenticate(&forged, none)?.is_none());
-        store.revoke_key(&p.key_id, now)?;
-        assert!(
-            authz.authenticate(&late, none)?.is_some(),
-            "until the next refresh"
-        );
-        authz.refresh_keys(&store)?;
-        assert!(authz.authenticate(&late, none)?.is_none());
+        // A wrong secret for a known id is refused; a revocation elsewhere moves the stamp.
+        assert!(authz
+            .authenticate(&format!("yx_{}_{}", k.key_id, "0".repeat(40)))?
+            .is_none());
+        store.revoke_key(&k.key_id, now)?;
+        authz.refresh(|| Ok(store.keys(None)?))?;
+        assert!(authz.authenticate(&late)?.is_none());
+        // A revocation in this process takes effect at once.
+        authz.key_revoked(&early["yx_".len()..15], now)?;
+        assert!(authz.authenticate(&early)?.is_none());
         // Consents: in force between grant and expiry, gone when revoked.
-        let c = store.grant("M1", "Bank A", "pre_loan", now, "2026-02-01T00:00:00+08:00")?;
+        let g = Grant {
+            merchant_id: "M1",
+            lender: &bank,
+            purpose: Purpose::PreLoan,
+            granted_at: now,
+            expires_at: now
+                .plus_days(30)
+                .ok_or_else(|| ApiError::internal("date"))?,
+        };
+        let Created::New(c, _) = store.grant(&g, None, |_| Ok(Vec::new()))? else {
+            return Err(ApiError::internal("replayed"));
+        };
         authz.granted(&c)?;
-        let at = "2026-01-15T00:00:00+08:00";
+        let mid = now
+            .plus_days(15)
+            .ok_or_else(|| ApiError::internal("date"))?;
         assert_eq!(
-            authz.valid_consent("M1", "Bank A", "pre_loan", at)?,
+            authz.valid_consent("M1", bank.id, Purpose::PreLoan, mid)?,
             Some(c.id)
         );
-        assert_eq!(authz.valid_consent("M1", "Bank A", "post_loan", at)?, None);
         assert_eq!(
-            authz.valid_consent("M1", "Bank A", "pre_loan", "2026-03-01T00:00:00+08:00")?,
+            authz.valid_consent("M1", bank.id, Purpose::PostLoan, mid)?,
+            None
+        );
+        assert_eq!(
+            authz.valid_consent("M1", bank.id + 1, Purpose::PreLoan, mid)?,
             None
         );
         authz.revoked("M1", c.id)?;
-        assert_eq!(authz.valid_consent("M1", "Bank A", "pre_loan", at)?, None);
-        // Disputes: open until answered; a reload agrees with the running copy.
+        assert_eq!(
+            authz.valid_consent("M1", bank.id, Purpose::PreLoan, mid)?,
+            None
+        );
         authz.dispute("M1", true)?;
-        store.open_dispute("M1", "s", "d", now, at)?;
         assert!(authz.has_open_dispute("M1")?);
-        assert!(Authz::load(&store)?.has_open_dispute("M1")?);
         authz.dispute("M1", false)?;
         assert!(!authz.has_open_dispute("M1")?);
         Ok(())

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ApiError;
+use crate::problem::{ApiError, Code};
 
 /// Everything `yuanxin serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +42,21 @@ pub struct ServiceConfig {
     pub watch_seconds: u64,
     /// Request log: `json` (one JSON object per line on standard error) or `off`.
     pub log: String,
+    /// The key file (API-key secret and the log's signing key; created at first start,
+    /// owner-only). Default: the database path with `.key`. `YUANXIN_KEY` (128 hex
+    /// digits) replaces the file.
+    pub key_file: Option<PathBuf>,
+    /// The checkpoint file (signed tree heads, append-only). Default: the database path
+    /// with `.checkpoints`.
+    pub checkpoints: Option<PathBuf>,
+    /// Entries between heads written to the checkpoint file (1–1,000,000).
+    pub checkpoint_every: u64,
+    /// Seconds between heads written to the checkpoint file while entries arrive (1–86,400).
+    pub checkpoint_seconds: u64,
+    /// Requests a second one client address may make that fail authentication, on average.
+    pub anonymous_rate_per_second: f64,
+    /// Requests failing authentication one address may make in a burst.
+    pub anonymous_rate_burst: f64,
 }
 
 impl Default for ServiceConfig {
@@ -60,12 +75,18 @@ impl Default for ServiceConfig {
             batch_max: 500,
             watch_seconds: 5,
             log: "json".into(),
+            key_file: None,
+            checkpoints: None,
+            checkpoint_every: 1000,
+            checkpoint_seconds: 60,
+            anonymous_rate_per_second: 10.0,
+            anonymous_rate_burst: 50.0,
         }
     }
 }
 
 fn bad(what: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(format!("configuration: {what}"))
+    ApiError::new(Code::InvalidField, format!("configuration: {what}"))
 }
 
 fn parse<T: FromStr>(name: &str, v: &str) -> Result<T, ApiError>
@@ -130,22 +151,58 @@ impl ServiceConfig {
         if let Some(v) = get("LOG") {
             c.log = v;
         }
+        if let Some(v) = get("KEY_FILE") {
+            c.key_file = Some(v.into());
+        }
+        if let Some(v) = get("CHECKPOINTS") {
+            c.checkpoints = Some(v.into());
+        }
+        if let Some(v) = get("CHECKPOINT_EVERY") {
+            c.checkpoint_every = parse("YUANXIN_CHECKPOINT_EVERY", &v)?;
+        }
+        if let Some(v) = get("CHECKPOINT_SECONDS") {
+            c.checkpoint_seconds = parse("YUANXIN_CHECKPOINT_SECONDS", &v)?;
+        }
+        if let Some(v) = get("ANONYMOUS_RATE_PER_SECOND") {
+            c.anonymous_rate_per_second = parse("YUANXIN_ANONYMOUS_RATE_PER_SECOND", &v)?;
+        }
+        if let Some(v) = get("ANONYMOUS_RATE_BURST") {
+            c.anonymous_rate_burst = parse("YUANXIN_ANONYMOUS_RATE_BURST", &v)?;
+        }
         Ok(c)
     }
 
-    /// Checks the values make sense together.
+    /// Checks every value is within its documented range.
     pub fn check(&self) -> Result<(), ApiError> {
-        if self.timeout_seconds == 0 {
-            return Err(bad("timeout_seconds must be at least 1"));
+        if !(1..=3600).contains(&self.timeout_seconds) {
+            return Err(bad("timeout_seconds must be 1–3600"));
         }
-        if self.max_concurrency == 0 {
-            return Err(bad("max_concurrency must be at least 1"));
+        if !(1..=100_000).contains(&self.max_concurrency) {
+            return Err(bad("max_concurrency must be 1–100000"));
         }
-        if !(self.rate_per_second.is_finite() && self.rate_per_second > 0.0) {
-            return Err(bad("rate_per_second must be positive"));
+        for (name, rate, burst) in [
+            ("rate", self.rate_per_second, self.rate_burst),
+            (
+                "anonymous_rate",
+                self.anonymous_rate_per_second,
+                self.anonymous_rate_burst,
+            ),
+        ] {
+            if !(rate.is_finite() && (0.001..=1e9).contains(&rate)) {
+                return Err(bad(format!("{name}_per_second must be 0.001–1e9")));
+            }
+            if !(burst.is_finite() && (1.0..=1e9).contains(&burst)) {
+                return Err(bad(format!("{name}_burst must be 1–1e9")));
+            }
         }
-        if !(self.rate_burst.is_finite() && self.rate_burst >= 1.0) {
-            return Err(bad("rate_burst must be at least 1"));
+        if !(1..=1_000_000).contains(&self.checkpoint_every) {
+            return Err(bad("checkpoint_every must be 1–1000000"));
+        }
+        if !(1..=86_400).contains(&self.checkpoint_seconds) {
+            return Err(bad("checkpoint_seconds must be 1–86400"));
+        }
+        if self.watch_seconds > 86_400 {
+            return Err(bad("watch_seconds must be 0–86400"));
         }
         if !(1..=10_000).contains(&self.batch_max) {
             return Err(bad("batch_max must be 1–10000"));
@@ -161,6 +218,21 @@ impl ServiceConfig {
         self.db
             .clone()
             .unwrap_or_else(|| self.data.join("yuanxin.sqlite"))
+    }
+
+    /// Where the secrets come from: `YUANXIN_KEY` if set (read by the caller), else the
+    /// key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| yuanxin_store::beside(&self.db_path(), "key"))
+    }
+
+    /// The checkpoint file.
+    pub fn checkpoints_path(&self) -> PathBuf {
+        self.checkpoints
+            .clone()
+            .unwrap_or_else(|| yuanxin_store::beside(&self.db_path(), "checkpoints"))
     }
 
     /// The ledger the profiles are kept up to date from, if any.
@@ -186,13 +258,13 @@ mod tests {
 
     #[test]
     fn file_then_environment_override_the_defaults() -> Result<(), ApiError> {
-        let dir = tempfile::tempdir().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(ApiError::internal)?;
         let f = dir.path().join("serve.toml");
         std::fs::write(
             &f,
             "addr = \"127.0.0.1:9000\"\nrate_per_second = 5.0\nbatch_max = 20\n",
         )
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::internal)?;
         let c = ServiceConfig::load(Some(&f), |k| {
             (k == "YUANXIN_BATCH_MAX").then(|| "30".to_owned())
         })?;
@@ -205,19 +277,19 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() -> Result<(), ApiError> {
-        let dir = tempfile::tempdir().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(ApiError::internal)?;
         let f = dir.path().join("serve.toml");
-        std::fs::write(&f, "adr = \"x\"\n").map_err(|e| ApiError::Internal(e.to_string()))?;
+        std::fs::write(&f, "adr = \"x\"\n").map_err(ApiError::internal)?;
         let e = ServiceConfig::load(Some(&f), |_| None);
         assert!(
-            matches!(&e, Err(ApiError::BadRequest(m)) if m.contains("adr")),
+            matches!(&e, Err(ApiError { detail, .. }) if detail.contains("adr")),
             "{e:?}"
         );
         let e = ServiceConfig::load(None, |k| {
             (k == "YUANXIN_MAX_CONCURRENCY").then(|| "many".to_owned())
         });
         assert!(
-            matches!(&e, Err(ApiError::BadRequest(m)) if m.contains("YUANXIN_MAX_CONCURRENCY")),
+            matches!(&e, Err(ApiError { detail, .. }) if detail.contains("YUANXIN_MAX_CONCURRENCY")),
             "{e:?}"
         );
         let c = ServiceConfig {

@@ -2,9 +2,10 @@
 //! merchant (scored once at load), the policy and the catalogue. Immutable once built; a
 //! reload builds a new one and swaps it in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -17,9 +18,10 @@ use yuanxin_model::metrics::psi_verdict;
 use yuanxin_model::registry::Registry;
 use yuanxin_model::{Column, Frame, Model, Scored};
 
-use crate::store::{digest, Seen};
-use crate::ApiError;
+use crate::problem::{ApiError, Code};
+use crate::{digest, LoanPurpose};
 use axum::body::Bytes;
+use yuanxin_store::Seen;
 
 /// Where the engine's inputs live.
 #[derive(Debug, Clone)]
@@ -36,6 +38,39 @@ pub struct EngineFiles {
     /// new ingested data rebuilds the profiles, which reloads the engine.
     pub ledger: Option<PathBuf>,
 }
+
+/// The numeric ranges a request is checked against, from the loaded catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// The shortest term any product offers, months.
+    pub term_min: u32,
+    /// The longest term any product offers, months.
+    pub term_max: u32,
+}
+
+impl Bounds {
+    /// Before any catalogue is loaded (no route that uses them answers then).
+    pub const UNLOADED: Bounds = Bounds {
+        term_min: 1,
+        term_max: 360,
+    };
+}
+
+/// A decision request's shape: the cache key of its response.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Ask {
+    merchant: String,
+    amount: Decimal,
+    term_months: u32,
+    purpose: LoanPurpose,
+    product: Option<String>,
+    open_dispute: bool,
+}
+
+/// Decisions kept per engine (they depend only on the profile, the model, the policy, the
+/// catalogue and the request, all fixed for an engine's life); beyond this many the cache
+/// starts over.
+const DECISION_CACHE: usize = 65_536;
 
 #[derive(Debug)]
 struct Row {
@@ -58,6 +93,8 @@ pub struct Engine {
     rows: BTreeMap<String, Row>,
     as_of: Option<NaiveDate>,
     stamp: Vec<Option<(std::time::SystemTime, u64)>>,
+    bounds: Bounds,
+    decisions: Mutex<HashMap<Ask, (Bytes, String)>>,
 }
 
 /// A merchant's own profile, as the merchant sees it.
@@ -209,19 +246,19 @@ impl ScoreView {
             model_id: &self.model_id,
             open_dispute,
         })
-        .map_err(|e| ApiError::Internal(e.to_string()))
+        .map_err(ApiError::internal)
     }
 }
 
 fn bad(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable(format!("{what}: {e}"))
+    ApiError::unavailable(format!("{what}: {e}"))
 }
 
 impl Engine {
     /// Loads everything; any failure leaves the caller's current engine in place.
     pub fn load(files: &EngineFiles) -> Result<Engine, ApiError> {
         // Taken before reading, so a file changed during the load is loaded again.
-        let stamp = crate::ops::stamp(files);
+        let stamp = stamp(files);
         let read =
             |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| bad(&p.display().to_string(), e));
         let policy = Policy::from_toml(&read(&files.policy)?).map_err(|e| bad("policy", e))?;
@@ -276,6 +313,22 @@ impl Engine {
             );
         }
         let as_of = rows.values().map(|r| r.as_of).max();
+        let bounds = Bounds {
+            term_min: catalogue
+                .products
+                .iter()
+                .map(|p| p.min_term_months)
+                .min()
+                .unwrap_or(1)
+                .max(1),
+            term_max: catalogue
+                .products
+                .iter()
+                .map(|p| p.max_term_months)
+                .max()
+                .unwrap_or(1)
+                .max(1),
+        };
         Ok(Engine {
             files: files.clone(),
             model,
@@ -284,7 +337,19 @@ impl Engine {
             rows,
             as_of,
             stamp,
+            bounds,
+            decisions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The request ranges this engine's catalogue sets.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
+    /// Whether a merchant has a profile.
+    pub fn has(&self, id: &str) -> bool {
+        self.rows.contains_key(id)
     }
 
     /// The files' modification stamp when they were read.
@@ -318,15 +383,21 @@ impl Engine {
     }
 
     fn row(&self, id: &str) -> Result<&Row, ApiError> {
-        self.rows
-            .get(id)
-            .ok_or_else(|| ApiError::NotFound(format!("no profile for merchant {id}")))
+        self.rows.get(id).ok_or_else(|| {
+            ApiError::new(
+                Code::UnknownMerchant,
+                format!("no profile for merchant {id}"),
+            )
+        })
     }
 
     fn scored<'a>(&self, id: &str, row: &'a Row) -> Result<&'a Scored, ApiError> {
-        row.scored
-            .as_ref()
-            .map_err(|why| ApiError::BadRequest(format!("merchant {id} cannot be scored: {why}")))
+        row.scored.as_ref().map_err(|why| {
+            ApiError::new(
+                Code::Unscorable,
+                format!("merchant {id} cannot be scored: {why}"),
+            )
+        })
     }
 
     /// A merchant's score.
@@ -334,7 +405,7 @@ impl Engine {
         let row = self.row(id)?;
         let s = self.scored(id, row)?;
         row.view.as_ref().map(|v| &v.0).ok_or_else(|| {
-            ApiError::Internal(format!("merchant {id} scored {} without a view", s.score))
+            ApiError::internal(format!("merchant {id} scored {} without a view", s.score))
         })
     }
 
@@ -346,7 +417,7 @@ impl Engine {
         let (v, body, d) = row
             .view
             .as_ref()
-            .ok_or_else(|| ApiError::Internal(format!("merchant {id} has no score view")))?;
+            .ok_or_else(|| ApiError::internal(format!("merchant {id} has no score view")))?;
         if open_dispute {
             let body = Bytes::from(v.json(true)?);
             let d = digest(&body);
@@ -366,17 +437,41 @@ impl Engine {
         ))
     }
 
-    /// A decision on a loan request.
-    pub fn decide(
+    /// The decision on a loan request, as the JSON served and its digest. A request's
+    /// shape is decided once per engine: the same merchant, amount, term, purpose, product
+    /// and dispute flag give the same decision until the next reload.
+    pub fn decision(
         &self,
         id: &str,
         amount: Decimal,
         term_months: u32,
-        purpose: &str,
+        purpose: LoanPurpose,
         product: Option<String>,
-    ) -> Result<Decision, ApiError> {
+        open_dispute: bool,
+    ) -> Result<(Bytes, String), ApiError> {
         let row = self.row(id)?;
         let s = self.scored(id, row)?;
+        if let Some(p) = &product {
+            if !self.catalogue.products.iter().any(|x| &x.id == p) {
+                return Err(ApiError::new(
+                    Code::UnknownProduct,
+                    format!("no product {p} in catalogue {}", self.catalogue.version),
+                )
+                .at("product"));
+            }
+        }
+        let ask = Ask {
+            merchant: id.to_owned(),
+            amount,
+            term_months,
+            purpose,
+            product,
+            open_dispute,
+        };
+        let cache = |e| ApiError::internal(format!("decision cache: {e}"));
+        if let Some(hit) = self.decisions.lock().map_err(cache)?.get(&ask) {
+            return Ok(hit.clone());
+        }
         let app = Applicant::from_profile(
             id,
             row.as_of,
@@ -384,16 +479,24 @@ impl Engine {
             row.features.clone(),
             &self.model,
             s,
-            false,
+            open_dispute,
         );
         let req = LoanRequest {
             amount,
             term_months,
-            purpose: purpose.to_owned(),
-            product,
+            purpose: purpose.as_str().to_owned(),
+            product: ask.product.clone(),
         };
-        decide(&app, &req, &self.policy, &self.catalogue)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))
+        let d: Decision = decide(&app, &req, &self.policy, &self.catalogue)
+            .map_err(|e| ApiError::internal(format!("deciding for {id}: {e}")))?;
+        let body = Bytes::from(serde_json::to_vec(&d).map_err(ApiError::internal)?);
+        let out = (body.clone(), digest(&body));
+        let mut c = self.decisions.lock().map_err(cache)?;
+        if c.len() >= DECISION_CACHE {
+            c.clear();
+        }
+        c.insert(ask, out.clone());
+        Ok(out)
     }
 
     /// Early-warning alerts for a merchant, against what the lender saw last.
@@ -407,7 +510,7 @@ impl Engine {
             .iter()
             .map(|g| g.name.clone())
             .collect();
-        let last = last.map(|l| LastSeen {
+        let last = last.map(|l: &Seen| LastSeen {
             grade: l.grade.clone(),
             escrow_coverage: l.escrow_coverage,
         });
@@ -446,10 +549,13 @@ impl Engine {
     /// Population stability of the merchants served now against the training sample.
     pub fn stability(&self) -> Result<StabilityView, ApiError> {
         let base = self.model.baseline.as_ref().ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "model {} carries no training baseline (retrain it to measure stability)",
-                self.model.id
-            ))
+            ApiError::new(
+                Code::NotFound,
+                format!(
+                    "model {} carries no training baseline (retrain it to measure stability)",
+                    self.model.id
+                ),
+            )
         })?;
         let scores: Vec<f64> = self
             .rows
@@ -492,7 +598,20 @@ impl Engine {
     pub fn models(&self) -> Result<serde_json::Value, ApiError> {
         let (entries, invalid) = Registry::new(&self.files.models)
             .list()
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(ApiError::internal)?;
         Ok(serde_json::json!({"serving": self.model.id, "models": entries, "invalid": invalid}))
     }
+}
+
+/// The modification stamp of the engine's files, to notice a change.
+pub(crate) fn stamp(files: &EngineFiles) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    let registry = yuanxin_model::registry::Registry::new(&files.models).path();
+    [&files.profiles, &registry, &files.policy, &files.catalogue]
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
 }

@@ -1,179 +1,165 @@
 //! The loan-eligibility service: an axum HTTP API over the engine (champion model, latest
-//! profiles, policy, catalogue) with API keys per principal, merchants' consents, and a
-//! hash-chained query log in SQLite written before any score or decision leaves.
+//! profiles, policy, catalogue) with API keys per principal, merchants' consents, and the
+//! query log (a signed Merkle tree, in the store) written before any score or decision
+//! leaves.
 //!
-//! Handlers are thin: authenticate, check the role and consent, call one engine function,
-//! log, respond. Every error is RFC 9457 problem+json, including the ones axum produces
-//! itself (405, 413, …), which a last layer rewrites. The engine sits behind a lock holding
-//! an `Arc`, so a reload swaps it atomically: requests in flight keep the engine they
-//! started with. The OpenAPI 3.1 document is generated from the handlers' annotations and
-//! served at `/openapi.json`.
+//! Handlers are thin: authenticate, check the role, read and check the input, check the
+//! consent, call one engine function, log, respond with the log's receipt. Every error is
+//! an RFC 9457 problem with a stable code ([`problem`]), including the ones axum and hyper
+//! produce themselves (404, 405, 413, 414, 415, 431), which the outer layer rewrites. The
+//! engine sits behind a lock holding an `Arc`, so a reload swaps it atomically: requests in
+//! flight keep the engine they started with. The OpenAPI 3.1 document is generated from
+//! the handlers' annotations, its bounds patched from the loaded catalogue.
 
 mod authz;
 mod config;
 mod db;
 mod engine;
-mod ops;
+mod input;
+mod layers;
+mod limits;
+mod metrics;
+pub mod problem;
 mod routes;
-mod store;
+mod views;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-pub use authz::Authz;
+pub use authz::{Authenticated, Authz};
 pub use config::ServiceConfig;
-pub use db::Db;
-pub use engine::{Engine, EngineFiles};
-pub use ops::{build_latest_profiles, Metrics};
-pub use store::{Consent, Dispute, LogEntry, LogRecord, Principal, Seen, Store, StoredKey};
+pub use db::{open_store, Db, LogFiles};
+pub use engine::{Bounds, Engine, EngineFiles};
+pub use metrics::Metrics;
+pub use problem::{ApiError, Code};
+pub use watch::build_latest_profiles;
 
-/// Errors, each rendered as problem+json with its status.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// 400.
-    #[error("{0}")]
-    BadRequest(String),
-    /// 401.
-    #[error("a valid API key is required (Authorization: Bearer yx_…)")]
-    Unauthorized,
-    /// 403.
-    #[error("{0}")]
-    Forbidden(String),
-    /// 404.
-    #[error("{0}")]
-    NotFound(String),
-    /// 429, with the seconds after which a retry will be accepted.
-    #[error("rate limit of this API key exceeded; retry after {0} s")]
-    TooManyRequests(u64),
-    /// 503 because the service is at its concurrency limit or a request took too long.
-    #[error("{0}")]
-    Overloaded(String),
-    /// 503 because the engine or database is not ready.
-    #[error("{0}")]
-    Unavailable(String),
-    /// 500.
-    #[error("{0}")]
-    Internal(String),
+/// Bodies larger than this are refused (413).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// BLAKE3 of a response body (hex), as the log keeps it.
+pub fn digest(body: &[u8]) -> String {
+    blake3::hash(body).to_hex().to_string()
 }
 
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    r#type: String,
-    /// Short summary of the kind.
-    title: String,
-    /// HTTP status.
-    status: u16,
-    /// What went wrong in this case.
-    detail: String,
+/// What a loan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoanPurpose {
+    /// Working capital.
+    WorkingCapital,
+    /// Equipment.
+    Equipment,
+    /// Renovation.
+    Renovation,
+    /// Opening stores.
+    Expansion,
 }
 
-/// Renders a problem+json response.
-fn problem(status: StatusCode, slug: &str, detail: String, retry_after: Option<u64>) -> Response {
-    let body = Problem {
-        r#type: format!("https://yuanxin.example/problems/{slug}"),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-    };
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let mut r = (
-        status,
-        [("content-type", "application/problem+json")],
-        bytes,
-    )
-        .into_response();
-    if let Some(s) = retry_after {
-        r.headers_mut()
-            .insert("retry-after", HeaderValue::from(s.max(1)));
-    }
-    r
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, slug, retry) = match &self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", None),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", None),
-            ApiError::TooManyRequests(s) => {
-                (StatusCode::TOO_MANY_REQUESTS, "rate-limited", Some(*s))
-            }
-            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", Some(1)),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", Some(5)),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
-        };
-        if let ApiError::Internal(why) = &self {
-            tracing::error!(target: "yuanxin::http", error = %why, "internal error");
-        }
-        let mut r = problem(status, slug, self.to_string(), retry);
-        if matches!(self, ApiError::Unauthorized) {
-            r.headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-        }
-        r
-    }
-}
-
-/// JSON bodies whose rejections (malformed JSON, unknown fields, wrong types) become
-/// 400 problem+json.
-#[derive(Debug)]
-pub struct Body<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(e) => Err(ApiError::BadRequest(match e {
-                JsonRejection::JsonDataError(e) => {
-                    format!("the body does not match the schema: {}", e.body_text())
-                }
-                JsonRejection::JsonSyntaxError(e) => {
-                    format!("the body is not valid JSON: {}", e.body_text())
-                }
-                other => other.body_text(),
-            })),
+impl LoanPurpose {
+    /// The name the catalogue uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoanPurpose::WorkingCapital => "working_capital",
+            LoanPurpose::Equipment => "equipment",
+            LoanPurpose::Renovation => "renovation",
+            LoanPurpose::Expansion => "expansion",
         }
     }
 }
 
-/// Query strings whose rejections become 400 problem+json.
-#[derive(Debug)]
-pub struct Query<T>(pub T);
+impl input::Choice for LoanPurpose {
+    const NAMES: &'static [(&'static str, LoanPurpose)] = &[
+        ("working_capital", LoanPurpose::WorkingCapital),
+        ("equipment", LoanPurpose::Equipment),
+        ("renovation", LoanPurpose::Renovation),
+        ("expansion", LoanPurpose::Expansion),
+    ];
+}
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|e: QueryRejection| ApiError::BadRequest(e.body_text()))
+/// What a merchant consents to a lender's queries for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentPurpose {
+    /// Before a loan: the application.
+    PreLoan,
+    /// During a loan: monitoring.
+    PostLoan,
+}
+
+impl From<ConsentPurpose> for yuanxin_store::Purpose {
+    fn from(p: ConsentPurpose) -> yuanxin_store::Purpose {
+        match p {
+            ConsentPurpose::PreLoan => yuanxin_store::Purpose::PreLoan,
+            ConsentPurpose::PostLoan => yuanxin_store::Purpose::PostLoan,
+        }
     }
 }
 
-/// Path parameters whose rejections become 400 problem+json.
-#[derive(Debug)]
-pub struct Path<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(v)| Path(v))
-            .map_err(|e: PathRejection| ApiError::BadRequest(e.body_text()))
+impl From<yuanxin_store::Purpose> for ConsentPurpose {
+    fn from(p: yuanxin_store::Purpose) -> ConsentPurpose {
+        match p {
+            yuanxin_store::Purpose::PreLoan => ConsentPurpose::PreLoan,
+            yuanxin_store::Purpose::PostLoan => ConsentPurpose::PostLoan,
+        }
     }
+}
+
+impl input::Choice for ConsentPurpose {
+    const NAMES: &'static [(&'static str, ConsentPurpose)] = &[
+        ("pre_loan", ConsentPurpose::PreLoan),
+        ("post_loan", ConsentPurpose::PostLoan),
+    ];
+}
+
+/// A principal's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    /// A lender institution.
+    Lender,
+    /// A merchant.
+    Merchant,
+    /// A credit-platform analyst.
+    Analyst,
+    /// A credit-platform administrator.
+    Admin,
+}
+
+impl From<RoleName> for yuanxin_store::Role {
+    fn from(r: RoleName) -> yuanxin_store::Role {
+        match r {
+            RoleName::Lender => yuanxin_store::Role::Lender,
+            RoleName::Merchant => yuanxin_store::Role::Merchant,
+            RoleName::Analyst => yuanxin_store::Role::Analyst,
+            RoleName::Admin => yuanxin_store::Role::Admin,
+        }
+    }
+}
+
+impl From<yuanxin_store::Role> for RoleName {
+    fn from(r: yuanxin_store::Role) -> RoleName {
+        match r {
+            yuanxin_store::Role::Lender => RoleName::Lender,
+            yuanxin_store::Role::Merchant => RoleName::Merchant,
+            yuanxin_store::Role::Analyst => RoleName::Analyst,
+            yuanxin_store::Role::Admin => RoleName::Admin,
+        }
+    }
+}
+
+impl input::Choice for RoleName {
+    const NAMES: &'static [(&'static str, RoleName)] = &[
+        ("lender", RoleName::Lender),
+        ("merchant", RoleName::Merchant),
+        ("analyst", RoleName::Analyst),
+        ("admin", RoleName::Admin),
+    ];
 }
 
 /// Shared state: one `Arc`, so the per-request clones axum makes of it are one atomic
@@ -192,34 +178,30 @@ impl std::ops::Deref for AppState {
 #[derive(Debug)]
 pub struct Shared {
     /// The engine, swapped atomically on reload; `None` until one has loaded.
-    pub engine: Arc<RwLock<Option<Arc<Engine>>>>,
+    pub engine: RwLock<Option<Arc<Engine>>>,
+    /// Held while the engine or the registry changes (reloads, promotions), so that the
+    /// registry and the serving engine always change together.
+    pub engine_change: tokio::sync::Mutex<()>,
     /// Where the engine loads from.
     pub files: EngineFiles,
     /// The database.
     pub db: Db,
     /// Keys, consents and open disputes, in memory.
-    pub authz: Arc<Authz>,
+    pub authz: Authz,
     /// Settings.
-    pub config: Arc<ServiceConfig>,
+    pub config: ServiceConfig,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Per-key rate limits.
-    pub limiter: Arc<ops::RateLimiter>,
+    /// Rate limits.
+    pub limits: limits::Limits,
     /// What lenders were last shown, as the database holds it.
-    pub seen: Arc<ops::SeenCache>,
+    pub seen: watch::SeenCache,
     /// Requests in flight, bounded by the configuration.
     pub concurrency: Arc<tokio::sync::Semaphore>,
-    /// The OpenAPI document, serialised once.
-    pub openapi: Arc<String>,
-    /// Clock (RFC 3339, +08:00); a function so tests could fix it.
-    pub now: fn() -> String,
-}
-
-/// Now, in Asia/Shanghai, RFC 3339.
-pub fn now_shanghai() -> String {
-    chrono::Utc::now()
-        .with_timezone(&yuanxin_domain::shanghai())
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    /// The OpenAPI document for the serving engine's bounds, serialised.
+    pub openapi: RwLock<Arc<String>>,
+    /// Clock; a function so tests could fix it.
+    pub now: fn() -> yuanxin_store::Timestamp,
 }
 
 impl AppState {
@@ -234,25 +216,37 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         if let Some(e) = &engine {
             metrics.engine_loaded(e);
+            db.write_now(|s, _| {
+                Ok(s.register_merchants(e.merchant_ids().map(String::as_str), (now)())?)
+            })?;
         }
-        let openapi = serde_json::to_string_pretty(&routes::openapi())
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let authz = Arc::new(db.blocking(Authz::load)?);
+        let bounds = engine.as_ref().map_or(Bounds::UNLOADED, Engine::bounds);
+        let openapi = routes::openapi_json(bounds, config.batch_max)?;
+        let authz = db.read(|s| Authz::load(s, *db.secrets().api_key_secret()))?;
         Ok(AppState(Arc::new(Shared {
-            engine: Arc::new(RwLock::new(engine.map(Arc::new))),
+            engine: RwLock::new(engine.map(Arc::new)),
+            engine_change: tokio::sync::Mutex::new(()),
             files,
             db,
             authz,
-            limiter: Arc::new(ops::RateLimiter::new(
-                config.rate_per_second,
-                config.rate_burst,
-            )),
-            seen: Arc::new(ops::SeenCache::default()),
+            limits: limits::Limits {
+                keys: limits::Limiter::new(
+                    config.rate_per_second,
+                    config.rate_burst,
+                    "this API key",
+                ),
+                anonymous: limits::Limiter::new(
+                    config.anonymous_rate_per_second,
+                    config.anonymous_rate_burst,
+                    "this address's unauthenticated requests",
+                ),
+            },
+            seen: watch::SeenCache::default(),
             concurrency: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
-            config: Arc::new(config),
+            config,
             metrics,
-            openapi: Arc::new(openapi),
-            now: now_shanghai,
+            openapi: RwLock::new(Arc::new(openapi)),
+            now,
         })))
     }
 
@@ -260,48 +254,92 @@ impl AppState {
     pub fn engine(&self) -> Result<Arc<Engine>, ApiError> {
         self.engine
             .read()
-            .map_err(|_| ApiError::Internal("engine lock poisoned".into()))?
+            .map_err(|_| ApiError::internal("engine lock poisoned"))?
             .clone()
-            .ok_or_else(|| ApiError::Unavailable("the engine is not loaded yet".into()))
+            .ok_or_else(|| ApiError::unavailable("the engine is not loaded yet"))
     }
 
-    /// Swaps in a new engine; requests in flight finish on the one they hold.
-    pub fn swap(&self, fresh: Engine) -> Result<Arc<Engine>, ApiError> {
+    /// Swaps in a new engine (the caller holds `engine_change`); requests in flight finish
+    /// on the one they hold. The merchants it has profiles for are registered first, so
+    /// consents and keys can name them.
+    pub async fn swap(&self, fresh: Engine) -> Result<Arc<Engine>, ApiError> {
         let fresh = Arc::new(fresh);
+        let ids: Vec<String> = fresh.merchant_ids().cloned().collect();
+        let at = (self.now)();
+        self.db
+            .write(move |s, _| Ok(s.register_merchants(ids.iter().map(String::as_str), at)?))
+            .await?;
+        let doc = routes::openapi_json(fresh.bounds(), self.config.batch_max)?;
         self.metrics.engine_loaded(&fresh);
         *self
             .engine
             .write()
-            .map_err(|_| ApiError::Internal("engine lock poisoned".into()))? =
-            Some(Arc::clone(&fresh));
+            .map_err(|_| ApiError::internal("engine lock poisoned"))? = Some(Arc::clone(&fresh));
+        *self
+            .openapi
+            .write()
+            .map_err(|_| ApiError::internal("openapi lock poisoned"))? = Arc::new(doc);
         Ok(fresh)
+    }
+
+    /// The OpenAPI document.
+    pub fn openapi(&self) -> Result<Arc<String>, ApiError> {
+        self.openapi
+            .read()
+            .map(|d| Arc::clone(&d))
+            .map_err(|_| ApiError::internal("openapi lock poisoned"))
+    }
+
+    /// The request bounds of the serving engine.
+    pub fn bounds(&self) -> Bounds {
+        self.engine().map_or(Bounds::UNLOADED, |e| e.bounds())
     }
 }
 
-/// The key id of the caller, filled in by authentication for the request log.
+/// Now, in Asia/Shanghai.
+pub fn now() -> yuanxin_store::Timestamp {
+    yuanxin_store::Timestamp::now()
+}
+
+/// The caller's key id (and whether it authenticated), filled in by authentication for the
+/// request log.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CallerSlot(Arc<OnceLock<String>>);
+pub(crate) struct CallerSlot(Arc<OnceLock<(String, bool)>>);
+
+/// The response id, a ULID: unique across restarts, sortable by time. Returned in
+/// `x-request-id`, written in the request log and in every query-log entry the request
+/// makes.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// The router with every layer.
 pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
 }
 
-/// Serves until Ctrl-C or SIGTERM, draining requests in flight; watches the engine's files
-/// for changes when configured to.
+/// The OpenAPI document (with the bounds of no loaded catalogue).
+pub fn openapi() -> Result<String, ApiError> {
+    routes::openapi_json(Bounds::UNLOADED, ServiceConfig::default().batch_max)
+}
+
+/// Serves until Ctrl-C or SIGTERM, draining requests in flight, then writes a last
+/// checkpoint; watches the engine's files for changes when configured to.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<(), ApiError> {
-    tokio::spawn(ops::refresh_keys(state.clone()));
+    tokio::spawn(watch::forget_idle_clients(state.clone()));
     if state.config.watch_seconds > 0 {
-        tokio::spawn(ops::watch(
+        tokio::spawn(watch::watch(
             state.clone(),
             Duration::from_secs(state.config.watch_seconds),
         ));
     }
     axum::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(ops::shutdown_signal())
+    .with_graceful_shutdown(watch::shutdown_signal())
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))
+    .map_err(ApiError::internal)?;
+    let head = state.db.checkpoint().await?;
+    tracing::info!(target: "yuanxin::log", tree_size = head.tree_size, "last checkpoint written");
+    Ok(())
 }

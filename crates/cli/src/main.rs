@@ -86,10 +86,13 @@ enum Command {
     },
     /// Run the loan-eligibility API (builds the demo city first if there is none).
     Serve(service::ServeArgs),
-    /// API keys: create or revoke.
+    /// Principals: lender institutions, analysts and admins, by stable code.
+    #[command(subcommand)]
+    Principals(service::PrincipalsCmd),
+    /// API keys of principals: create or revoke.
     #[command(subcommand)]
     Keys(service::KeysCmd),
-    /// The query log: verify its hash chain.
+    /// The query log: verify its entries, Merkle tree and signed checkpoints (read-only).
     #[command(subcommand)]
     Audit(service::AuditCmd),
 }
@@ -241,6 +244,7 @@ fn run() -> Result<()> {
         Command::Reasons { json } => decisions::run_reasons(json)?,
         Command::Serve(args) => service::run_serve(&args, &|dir| run_demo(dir, 2000, 36, 2023))?,
         Command::Keys(cmd) => service::run_keys(&cmd)?,
+        Command::Principals(cmd) => service::run_principals(&cmd)?,
         Command::Audit(cmd) => service::run_audit(&cmd)?,
         Command::Simulate(args) => {
             let cfg = SimConfig {

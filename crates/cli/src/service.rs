@@ -1,9 +1,13 @@
-//! `yuanxin serve`, `yuanxin keys` and `yuanxin audit`: the service and its operations.
+//! `yuanxin serve`, `yuanxin principals`, `yuanxin keys` and `yuanxin audit`: the service
+//! and its operations.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use yuanxin_api::{now_shanghai, AppState, Db, Engine, EngineFiles, ServiceConfig, Store};
+use yuanxin_api::{open_store, AppState, Db, Engine, EngineFiles, LogFiles, ServiceConfig};
+use yuanxin_store::{
+    hex, unhex, Created, Grant, OpenMode, Purpose, Role, SecretsSource, Timestamp,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -37,44 +41,157 @@ pub struct ServeArgs {
     no_demo_keys: bool,
 }
 
+/// Which database a command works on, and where its secrets and checkpoints are.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DbArgs {
+    /// The service's database. Default: `YUANXIN_DB`, else `YUANXIN_DATA`/yuanxin.sqlite,
+    /// else data/yuanxin.sqlite. It must exist (see --create).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// The key file (default: the database path with .key; `YUANXIN_KEY` replaces it).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn config(&self) -> Result<ServiceConfig> {
+        let mut cfg = ServiceConfig::load(None, |k| std::env::var(k).ok())?;
+        if let Some(db) = &self.db {
+            cfg.db = Some(db.clone());
+        }
+        if let Some(k) = &self.key_file {
+            cfg.key_file = Some(k.clone());
+        }
+        Ok(cfg)
+    }
+}
+
+fn secrets_source(cfg: &ServiceConfig) -> SecretsSource {
+    match std::env::var("YUANXIN_KEY").ok().filter(|v| !v.is_empty()) {
+        Some(v) => SecretsSource::Env(v),
+        None => SecretsSource::File(cfg.key_path()),
+    }
+}
+
+/// Says which database a command used (the path as given, and where that is).
+fn announce(db: &Path) {
+    let shown = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_owned());
+    eprintln!("database: {}", shown.display());
+}
+
+/// Opens the database a command changes: it must exist, and so must its key file, unless
+/// `create` (then both are made).
+fn open_for_change(
+    args: &DbArgs,
+    create: bool,
+) -> Result<(yuanxin_store::Store, yuanxin_store::Secrets)> {
+    let cfg = args.config()?;
+    let db = cfg.db_path();
+    let src = secrets_source(&cfg);
+    if !create {
+        if !db.exists() {
+            bail!(
+                "no database at {} (nothing was created): give the service's database with --db, or pass --create to make a new one",
+                db.display()
+            );
+        }
+        if let SecretsSource::File(k) = &src {
+            if !k.exists() {
+                bail!(
+                    "no key file at {}: the service creates it beside its database at first start; give it with --key-file (or YUANXIN_KEY)",
+                    k.display()
+                );
+            }
+        }
+    }
+    let mode = if create {
+        OpenMode::Create
+    } else {
+        OpenMode::Existing
+    };
+    let (store, secrets) = open_store(&db, mode, &src)?;
+    announce(&db);
+    Ok((store, secrets))
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PrincipalsCmd {
+    /// Add a lender institution, an analyst or an admin (merchants' principals are made
+    /// when a key is first created for them).
+    Add {
+        /// lender, analyst or admin.
+        #[arg(long)]
+        role: String,
+        /// Stable code, unique within the role (e.g. the institution code `CCB`).
+        #[arg(long)]
+        code: String,
+        /// Display name (e.g. "China Construction Bank").
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Create the database (and its key file) if it does not exist.
+        #[arg(long)]
+        create: bool,
+    },
+    /// List principals.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum KeysCmd {
-    /// Create a key; it is printed once and stored only as a keyed digest.
+    /// Create a key for a principal; it is printed once and stored only as a keyed digest.
     Create {
         /// lender, merchant, analyst or admin.
         #[arg(long)]
         role: String,
-        /// Institution (lenders: the name merchants grant consent to) or display name.
+        /// The principal's code: an institution code, a merchant id (a merchant the
+        /// service has a profile for), a login name.
         #[arg(long)]
-        name: String,
-        /// The merchant of a merchant key.
-        #[arg(long)]
-        merchant: Option<String>,
-        /// SQLite database.
-        #[arg(long, default_value = "data/yuanxin.sqlite")]
-        db: PathBuf,
+        principal: String,
+        #[command(flatten)]
+        db: DbArgs,
     },
-    /// Revoke a key by its id (the part after `yx_` and before the next `_`).
+    /// Revoke a key by its id (the part after `yx_` and before the next `_`). A running
+    /// service refuses it from its next request.
     Revoke {
         /// Key id.
         key_id: String,
-        /// SQLite database.
-        #[arg(long, default_value = "data/yuanxin.sqlite")]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AuditCmd {
-    /// Check the query log's hash chain: any edited, deleted or reordered entry is found.
+    /// Check the query log, read-only: every entry against its leaf hash, the Merkle tree,
+    /// the database's signed head, and every signed head in the checkpoint file (and the
+    /// consistency between them). Any edited, deleted, reordered, truncated or emptied log
+    /// is found.
     Verify {
-        /// SQLite database.
-        #[arg(long, default_value = "data/yuanxin.sqlite")]
-        db: PathBuf,
+        /// The service's database (must exist; never created).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// The checkpoint file (default: the database path with .checkpoints).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The key file to take the log's public key from (default: the database path with
+        /// .key; `YUANXIN_KEY` replaces it).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// The log's public key (64 hex digits), as published by `/v1/log/checkpoint`,
+        /// instead of a key file: what an auditor without the secrets uses.
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
-const DEMO_LENDER: &str = "ICBC (demo)";
+const DEMO_LENDER: (&str, &str) = ("ICBC-demo", "ICBC (demo)");
+const DEMO_ANALYST: (&str, &str) = ("analyst-demo", "analyst (demo)");
+const DEMO_ADMIN: (&str, &str) = ("admin-demo", "admin (demo)");
 
 pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
     let mut cfg = ServiceConfig::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
@@ -107,7 +224,7 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
     let ledger = cfg.ledger_path();
     let ledger_ready = ledger
         .as_ref()
-        .is_some_and(|l| l.join("manifest.json").exists());
+        .is_some_and(|l| yuanxin_ledger::Ledger::manifest_path(l).exists());
     if cfg.profiles.is_none() && !cfg.profiles_path().exists() && !ledger_ready {
         eprintln!(
             "no profiles at {}: building the demo city first",
@@ -135,40 +252,41 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
             None
         }
     };
-    let db = Db::open(&cfg.db_path())?;
-    let now = now_shanghai();
+    let db = Db::open(
+        &cfg.db_path(),
+        &secrets_source(&cfg),
+        LogFiles {
+            checkpoints: cfg.checkpoints_path(),
+            every: cfg.checkpoint_every,
+            seconds: cfg.checkpoint_seconds,
+        },
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let no_demo_keys = args.no_demo_keys;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&cfg.addr).await.with_context(|| format!("binding {}", cfg.addr))?;
+        let listener = tokio::net::TcpListener::bind(&cfg.addr)
+            .await
+            .with_context(|| format!("binding {}", cfg.addr))?;
         let addr = listener.local_addr()?;
         match &engine {
-            Some(e) => outln!("Yuanxin serving on http://{addr}  (model {}, {} merchants as of {})", e.model_id(), e.merchants(), e.as_of().map(|d| d.to_string()).unwrap_or_default()),
-            None => outln!("Yuanxin serving on http://{addr}  (not ready: waiting for the model and profiles)"),
+            Some(e) => outln!(
+                "Yuanxin serving on http://{addr}  (model {}, {} merchants as of {})",
+                e.model_id(),
+                e.merchants(),
+                e.as_of().map(|d| d.to_string()).unwrap_or_default()
+            ),
+            None => outln!(
+                "Yuanxin serving on http://{addr}  (not ready: waiting for the model and profiles)"
+            ),
         }
-        if !no_demo_keys {
-            if let Some(merchant) = engine.as_ref().and_then(|e| e.merchant_ids().next().cloned()) {
-                db.blocking(|store| {
-                    for name in [DEMO_LENDER, "analyst (demo)", "merchant (demo)"] {
-                        store.revoke_named(name, &now)?;
-                    }
-                    let (_, lender) = store.create_key("lender", DEMO_LENDER, None, &now)?;
-                    let (_, merchant_key) = store.create_key("merchant", "merchant (demo)", Some(&merchant), &now)?;
-                    let (_, analyst) = store.create_key("analyst", "analyst (demo)", None, &now)?;
-                    if store.valid_consent(&merchant, DEMO_LENDER, "pre_loan", &now)?.is_none() {
-                        let expires = (chrono::Utc::now() + chrono::Duration::days(365)).with_timezone(&yuanxin_domain::shanghai()).to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-                        store.grant(&merchant, DEMO_LENDER, "pre_loan", &now, &expires)?;
-                    }
-                    outln!("demo lender key ({DEMO_LENDER}): {lender}");
-                    outln!("demo merchant key ({merchant}, consents to {DEMO_LENDER} for pre_loan): {merchant_key}");
-                    outln!("demo analyst key: {analyst}");
-                    outln!("demo merchant: {merchant}");
-                    Ok(())
-                })?;
-            }
+        let demo_merchant = engine
+            .as_ref()
+            .and_then(|e| e.merchant_ids().next().cloned());
+        if let (false, Some(merchant)) = (no_demo_keys, demo_merchant) {
+            demo_keys(&db, &merchant)?;
         }
         let state = AppState::new(cfg, files, engine, db)?;
         yuanxin_api::serve(listener, state).await?;
@@ -176,25 +294,133 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
     })
 }
 
+/// Fresh demo keys at each start (the previous ones revoked) for a lender institution, a
+/// merchant (who consents to that lender for pre-loan checks), an analyst and an admin.
+fn demo_keys(db: &Db, merchant: &str) -> Result<()> {
+    let now = Timestamp::now();
+    let keys = db.write_now(|s, secrets| {
+        s.register_merchants([merchant], now)?;
+        let mut principal = |role: Role, (code, name): (&str, &str)| {
+            Ok::<_, yuanxin_store::StoreError>(match s.principal(role, code)? {
+                Some(p) => p,
+                None => s.add_principal(role, code, name, now)?,
+            })
+        };
+        let lender = principal(Role::Lender, DEMO_LENDER)?;
+        let analyst = principal(Role::Analyst, DEMO_ANALYST)?;
+        let admin = principal(Role::Admin, DEMO_ADMIN)?;
+        let merchant_p = s.merchant_principal(merchant, now)?;
+        let mut out = Vec::new();
+        for p in [&lender, &merchant_p, &analyst, &admin] {
+            s.revoke_keys_of(p.id, now)?;
+            match s.create_key(p, secrets, now, None, |_| Ok(Vec::new()))? {
+                Created::New((_, full), _) => out.push(full),
+                Created::Replayed(_) => {}
+            }
+        }
+        if s.valid_consent(merchant, lender.id, Purpose::PreLoan, now)?
+            .is_none()
+        {
+            let expires = now.plus_days(365).unwrap_or(now);
+            s.grant(
+                &Grant {
+                    merchant_id: merchant,
+                    lender: &lender,
+                    purpose: Purpose::PreLoan,
+                    granted_at: now,
+                    expires_at: expires,
+                },
+                None,
+                |_| Ok(Vec::new()),
+            )?;
+        }
+        Ok(out)
+    })?;
+    let [lender, merchant_key, analyst, admin] = keys.as_slice() else {
+        bail!("the demo keys were not all created");
+    };
+    outln!(
+        "demo lender key ({} {}): {lender}",
+        DEMO_LENDER.0,
+        DEMO_LENDER.1
+    );
+    outln!(
+        "demo merchant key ({merchant}, consents to {} for pre_loan): {merchant_key}",
+        DEMO_LENDER.0
+    );
+    outln!("demo analyst key: {analyst}");
+    outln!("demo admin key: {admin}");
+    outln!("demo merchant: {merchant}");
+    Ok(())
+}
+
+pub fn run_principals(cmd: &PrincipalsCmd) -> Result<()> {
+    let now = Timestamp::now();
+    match cmd {
+        PrincipalsCmd::Add {
+            role,
+            code,
+            name,
+            db,
+            create,
+        } => {
+            let role: Role = role.parse()?;
+            if role == Role::Merchant {
+                bail!("merchants' principals are made with their first key: yuanxin keys create --role merchant --principal MERCHANT_ID");
+            }
+            let (mut store, _) = open_for_change(db, *create)?;
+            let p = store.add_principal(role, code, name, now)?;
+            outln!("{} {} ({})", p.role, p.code, p.name);
+        }
+        PrincipalsCmd::List { db } => {
+            let (store, _) = open_for_change(db, false)?;
+            let mut cursor = None;
+            loop {
+                let page = store.principals(yuanxin_store::PageRequest { cursor, limit: 500 })?;
+                for p in &page.items {
+                    outln!("{}\t{}\t{}\t{}", p.role, p.code, p.name, p.created_at);
+                }
+                cursor = page.next;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn run_keys(cmd: &KeysCmd) -> Result<()> {
-    let now = now_shanghai();
+    let now = Timestamp::now();
     match cmd {
         KeysCmd::Create {
             role,
-            name,
-            merchant,
+            principal,
             db,
         } => {
-            let store = Store::open(db)?;
-            let (p, key) = store.create_key(role, name, merchant.as_deref(), &now)?;
-            outln!("{key}");
+            let role: Role = role.parse()?;
+            let (mut store, secrets) = open_for_change(db, false)?;
+            let p = if role == Role::Merchant {
+                store.merchant_principal(principal, now)?
+            } else {
+                store.principal(role, principal)?.with_context(|| {
+                    format!("no {role} with code {principal}: add it first with `yuanxin principals add --role {role} --code {principal} --name NAME`")
+                })?
+            };
+            let Created::New((k, full), _) =
+                store.create_key(&p, &secrets, now, None, |_| Ok(Vec::new()))?
+            else {
+                bail!("the key was not created");
+            };
+            outln!("{full}");
             eprintln!(
-                "key {} for {} {} (shown once; stored as a keyed digest)",
-                p.key_id, p.role, p.name
+                "key {} for {} {} ({}); shown once, stored as a keyed digest",
+                k.key_id, p.role, p.code, p.name
             );
         }
         KeysCmd::Revoke { key_id, db } => {
-            if !Store::open(db)?.revoke_key(key_id, &now)? {
+            let (mut store, _) = open_for_change(db, false)?;
+            if !store.revoke_key(key_id, now)? {
                 bail!("no active key {key_id}");
             }
             outln!("revoked {key_id}");
@@ -205,10 +431,57 @@ pub fn run_keys(cmd: &KeysCmd) -> Result<()> {
 
 pub fn run_audit(cmd: &AuditCmd) -> Result<()> {
     match cmd {
-        AuditCmd::Verify { db } => match Store::open(db)?.verify()? {
-            Ok(n) => outln!("query log intact: {n} entries"),
-            Err(why) => bail!("query log damaged: {why}"),
-        },
+        AuditCmd::Verify {
+            db,
+            checkpoints,
+            key_file,
+            public_key,
+        } => {
+            let args = DbArgs {
+                db: db.clone(),
+                key_file: key_file.clone(),
+            };
+            let cfg = args.config()?;
+            let db = cfg.db_path();
+            if !db.exists() {
+                bail!("no database at {} (nothing was created)", db.display());
+            }
+            announce(&db);
+            let key = match public_key {
+                Some(h) => {
+                    let bytes: [u8; 32] = unhex(h).context("--public-key must be 64 hex digits")?;
+                    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                        .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?
+                }
+                None => {
+                    let src = secrets_source(&cfg);
+                    if let SecretsSource::File(k) = &src {
+                        if !k.exists() {
+                            bail!("no key file at {} to take the log's public key from: give --key-file or --public-key", k.display());
+                        }
+                    }
+                    yuanxin_store::Secrets::load(&src, None)?.0.verifying_key()
+                }
+            };
+            let checkpoints = checkpoints
+                .clone()
+                .unwrap_or_else(|| cfg.checkpoints_path());
+            match yuanxin_store::verify(&db, &checkpoints, &key)? {
+                Ok(r) => {
+                    outln!(
+                        "query log intact: {} entries, root {}, signed head at {}; {} checkpoints verified{}",
+                        r.entries,
+                        hex(&r.root),
+                        r.head.timestamp,
+                        r.checkpoints,
+                        r.last_checkpoint
+                            .map(|c| format!(" (the last of {} entries at {})", c.tree_size, c.timestamp))
+                            .unwrap_or_default()
+                    );
+                }
+                Err(why) => bail!("query log damaged: {why}"),
+            }
+        }
     }
     Ok(())
 }

@@ -159,6 +159,12 @@ impl Ledger {
         })
     }
 
+    /// The manifest file of a ledger at `root`: it changes with every committed batch, so
+    /// watching it is watching the ledger.
+    pub fn manifest_path(root: &Path) -> PathBuf {
+        root.join(MANIFEST)
+    }
+
     /// The ledger's root folder.
     pub fn root(&self) -> &Path {
         &self.root

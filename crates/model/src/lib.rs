@@ -51,9 +51,17 @@ pub enum ModelError {
         /// What is wrong.
         why: String,
     },
-    /// The model registry is inconsistent or names an unknown model.
+    /// The model registry is inconsistent, or a file in it is not a valid model.
     #[error("registry: {0}")]
     Registry(String),
+    /// No model of that id or file name is in the registry.
+    #[error("registry: no model {id} in {dir}")]
+    NotInRegistry {
+        /// The id asked for.
+        id: String,
+        /// The registry folder.
+        dir: String,
+    },
 }
 
 /// Training rows: the candidate characteristics' values and the outcome, row-aligned.

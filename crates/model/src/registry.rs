@@ -64,6 +64,11 @@ impl Registry {
         }
     }
 
+    /// The roles file (the one file whose change means the champion may have changed).
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(ROLES_FILE)
+    }
+
     /// The current roles.
     pub fn roles(&self) -> Result<Roles, ModelError> {
         let path = self.dir.join(ROLES_FILE);
@@ -161,10 +166,10 @@ impl Registry {
             Some((f, why)) => Err(ModelError::Registry(format!(
                 "{f} is not a valid model: {why}"
             ))),
-            None => Err(ModelError::Registry(format!(
-                "no model {id} in {}",
-                self.dir.display()
-            ))),
+            None => Err(ModelError::NotInRegistry {
+                id: id.to_owned(),
+                dir: self.dir.display().to_string(),
+            }),
         }
     }
 
