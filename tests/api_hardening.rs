@@ -742,8 +742,9 @@ fn a_hundred_thousand_queries_page_in_bounded_memory() {
     assert_eq!((seen.len(), pages), (100_000, 200));
     assert!(largest < 512 * 1024, "a page is {largest} bytes");
     let grew = hwm(srv.child.id()).saturating_sub(start_hwm);
+    eprintln!("peak memory grew by {grew} kB while paging 100,000 entries");
     assert!(
-        grew < 64 * 1024,
+        grew < 16 * 1024,
         "the peak memory grew by {grew} kB while paging 100,000 entries"
     );
     for (s, took) in writer.join().unwrap() {
@@ -950,7 +951,7 @@ fn idempotent_creation_principals_status_codes_and_no_log_flooding() {
     );
     assert_eq!(
         (other.status, value(&other.body)["code"].as_str()),
-        (422, Some("idempotency_mismatch"))
+        (409, Some("idempotency_mismatch"))
     );
     let d1 = send(
         "d-1",

@@ -189,7 +189,7 @@ impl Fields {
         };
         let rule = || format!("must be a whole number from {lo} to {hi}");
         let n = match (&v, self.source) {
-            (Value::Number(n), Source::Body) => n.as_i64(),
+            (Value::Number(n), Source::Body) => whole(n),
             (Value::String(s), Source::Query) => parse_int(s),
             _ => None,
         };
@@ -273,6 +273,15 @@ impl Fields {
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
+}
+
+/// A JSON number that is a whole number (JSON Schema counts 22.0 as the integer 22).
+fn whole(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        // Within ±2^53 every whole f64 is exact; beyond, the range checks refuse it anyway.
+        (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+    })
 }
 
 fn parse_int(s: &str) -> Option<i64> {
@@ -475,6 +484,14 @@ mod tests {
 
     #[test]
     fn fields_name_what_is_wrong() {
+        let mut w = Fields::body(br#"{"a": 22.0, "b": 22.5, "c": 1e300}"#).unwrap();
+        assert_eq!(
+            w.integer("a", 1, 36).unwrap(),
+            Some(22),
+            "22.0 is a whole number"
+        );
+        assert!(w.integer("b", 1, 36).is_err());
+        assert!(w.integer("c", 1, 36).is_err());
         let mut f = Fields::body(br#"{"a": 5, "b": "x", "c": [], "z": 1}"#).unwrap();
         assert_eq!(
             f.integer("a", 1, 3).unwrap_err().detail,

@@ -66,7 +66,7 @@ codes! {
     MissingField => "missing_field", 422, "A required field is missing", "缺少必填字段";
     UnknownField => "unknown_field", 422, "A field this route does not take", "该接口不接受此字段";
     InvalidField => "invalid_field", 422, "A field breaks its rule", "字段不符合规则";
-    IdempotencyMismatch => "idempotency_mismatch", 422, "The Idempotency-Key was used for another request", "幂等键已用于其他请求";
+    IdempotencyMismatch => "idempotency_mismatch", 409, "The Idempotency-Key was used for another request", "幂等键已用于其他请求";
     Unscorable => "unscorable", 422, "The merchant cannot be scored", "该商户无法评分";
     InvalidModel => "invalid_model", 422, "The model file fails its checks", "模型文件未通过校验";
     RateLimited => "rate_limited", 429, "Too many requests", "请求过多";

@@ -131,6 +131,18 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// One consent of a merchant (revoked or not).
+    pub fn consent_of(&self, merchant_id: &str, id: i64) -> Result<Option<Consent>, StoreError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id = ?2"
+            ))?
+            .query_row(params![merchant_id, id], row)
+            .optional()?
+            .map(consent)
+            .transpose()
+    }
+
     /// A merchant's consents, oldest first, a page at a time.
     pub fn consents_of(
         &self,

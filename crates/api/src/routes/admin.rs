@@ -183,15 +183,23 @@ pub(super) async fn revoke_key(
     }
     let now = (st.now)();
     let id = key_id.clone();
-    let done = st.db.write(move |s, _| Ok(s.revoke_key(&id, now)?)).await?;
-    // Whatever the database said, the copy in memory refuses the key from now on.
+    // Revoking is idempotent: a key revoked before answers 204 again; only a key that was
+    // never issued is not found.
+    let exists = st
+        .db
+        .write(move |s, _| {
+            s.revoke_key(&id, now)?;
+            Ok(!s.keys(Some(&id))?.is_empty())
+        })
+        .await?;
+    // The copy in memory refuses the key from now on, whatever the database said.
     st.authz.key_revoked(&key_id, now)?;
-    if done {
+    if exists {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::new(
             Code::NotFound,
-            format!("no active key {key_id}"),
+            format!("no key {key_id} was ever issued"),
         ))
     }
 }

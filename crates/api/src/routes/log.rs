@@ -145,19 +145,17 @@ pub struct Sizes(u64, u64);
 impl FromFields for Sizes {
     const FIELDS: &'static [&'static str] = &["first", "second"];
     fn from_fields(f: &mut Fields, _: &AppState) -> Result<Self, ApiError> {
-        let first = Fields::required(f.integer("first", 1, i64::MAX)?, "first")?;
-        let second = Fields::required(f.integer("second", 1, i64::MAX)?, "second")?;
-        Ok(Sizes(
-            u64::try_from(first).unwrap_or(1),
-            u64::try_from(second).unwrap_or(1),
-        ))
+        let a = Fields::required(f.integer("first", 1, i64::MAX)?, "first")?;
+        let b = Fields::required(f.integer("second", 1, i64::MAX)?, "second")?;
+        let (a, b) = (u64::try_from(a).unwrap_or(1), u64::try_from(b).unwrap_or(1));
+        Ok(Sizes(a.min(b), a.max(b)))
     }
 }
 
 #[utoipa::path(get, path = "/v1/log/consistency", tag = "log",
     params(ConsistencyQuery),
     security(("api_key" = [])),
-    responses((status = 200, body = ConsistencyView, description = "The proof that the older tree is a prefix of the newer (RFC 9162)")))]
+    responses((status = 200, body = ConsistencyView, description = "The proof that the smaller tree is a prefix of the larger (RFC 9162); `first` is the smaller in the answer")))]
 pub(super) async fn consistency(
     State(st): State<AppState>,
     _: Caller,
@@ -170,9 +168,6 @@ pub(super) async fn consistency(
             format!("the log has no signed head of size {second} yet (latest {latest})"),
         )
         .at("second"));
-    }
-    if first > second {
-        return Err(ApiError::invalid("first", "must not exceed `second`"));
     }
     let (proof, a, b) = st
         .db

@@ -424,17 +424,21 @@ pub(super) async fn revoke(
     let me = m.merchant();
     let now = (st.now)();
     let merchant = me.clone();
-    if st
+    // Revoking is idempotent: a consent of yours revoked before answers 204 again.
+    let exists = st
         .db
-        .write(move |s, _| Ok(s.revoke_consent(&me, id, now)?))
-        .await?
-    {
-        st.authz.revoked(&merchant, id)?;
+        .write(move |s, _| {
+            s.revoke_consent(&me, id, now)?;
+            Ok(s.consent_of(&me, id)?.is_some())
+        })
+        .await?;
+    st.authz.revoked(&merchant, id)?;
+    if exists {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::new(
             Code::NotFound,
-            format!("no consent {id} of yours is active"),
+            format!("you have no consent {id}"),
         ))
     }
 }

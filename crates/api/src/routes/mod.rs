@@ -373,7 +373,7 @@ fn error_responses() -> Value {
         (403, "The key's role may not use this route, or no consent is in force (the refusal is logged)", false),
         (404, "No such merchant, principal, product, model, entry or route", false),
         (405, "The route does not take this method", false),
-        (409, "It exists already", false),
+        (409, "It exists already, or the Idempotency-Key was used for another request", false),
         (413, "The body is larger than 64 KiB", false),
         (414, "The URI is longer than 8 KiB", false),
         (415, "The body is not application/json", false),
@@ -395,20 +395,31 @@ fn error_responses() -> Value {
     Value::Object(out)
 }
 
-/// Sets a parameter's schema (by route, method and name).
+/// Sets a parameter's schema (by route, method and name). Reads with `get_mut` throughout:
+/// indexing a `Value` mutably would insert nulls where nothing is.
 fn param(doc: &mut Value, path: &str, method: &str, name: &str, schema: Value) {
-    if let Some(ps) = doc["paths"][path][method]["parameters"].as_array_mut() {
-        for p in ps {
-            if p["name"] == name {
-                p["schema"] = schema.clone();
-            }
+    let ps = doc
+        .get_mut("paths")
+        .and_then(|p| p.get_mut(path))
+        .and_then(|p| p.get_mut(method))
+        .and_then(|o| o.get_mut("parameters"))
+        .and_then(Value::as_array_mut);
+    for p in ps.into_iter().flatten() {
+        if p["name"] == name {
+            p["schema"] = schema.clone();
         }
     }
 }
 
 /// Sets a body property's schema.
 fn property(doc: &mut Value, schema: &str, name: &str, value: Value) {
-    if let Some(props) = doc["components"]["schemas"][schema]["properties"].as_object_mut() {
+    let props = doc
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(|s| s.get_mut(schema))
+        .and_then(|s| s.get_mut("properties"))
+        .and_then(Value::as_object_mut);
+    if let Some(props) = props {
         props.insert(name.to_owned(), value);
     }
 }
@@ -419,6 +430,8 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
     let mut doc = serde_json::to_value(api().into_openapi()).map_err(ApiError::internal)?;
     doc["components"]["responses"] = error_responses();
     let id = json!({"type": "string", "pattern": ID_PATTERN});
+    // The demo city's first merchant and lender, so that the documented examples run.
+    let merchant_id = json!({"type": "string", "pattern": ID_PATTERN, "example": "M0000000"});
     let amount = json!({"type": "string", "pattern": AMOUNT_PATTERN, "description": "Yuan, 0.01 to 100000000, at most two decimals", "example": "50000"});
     let term = json!({"type": "integer", "minimum": bounds.term_min, "maximum": bounds.term_max, "description": "Months, within the catalogue's products' terms"});
     let positive = json!({"type": "integer", "minimum": 1, "maximum": i64::MAX});
@@ -442,7 +455,12 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
         "merchants",
         json!({"type": "array", "items": id.clone(), "minItems": 1, "maxItems": batch_max}),
     );
-    property(&mut doc, "GrantBody", "lender", id.clone());
+    property(
+        &mut doc,
+        "GrantBody",
+        "lender",
+        json!({"type": "string", "pattern": ID_PATTERN, "example": "ICBC-demo"}),
+    );
     property(
         &mut doc,
         "GrantBody",
@@ -486,14 +504,21 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
         "PrincipalBody",
         "KeyBody",
     ] {
-        doc["components"]["schemas"][s]["additionalProperties"] = json!(false);
+        if let Some(o) = doc
+            .get_mut("components")
+            .and_then(|c| c.get_mut("schemas"))
+            .and_then(|c| c.get_mut(s))
+            .and_then(Value::as_object_mut)
+        {
+            o.insert("additionalProperties".into(), json!(false));
+        }
     }
     // Parameters.
     for (path, method) in [
         ("/v1/merchants/{id}/score", "get"),
         ("/v1/merchants/{id}/eligibility", "post"),
     ] {
-        param(&mut doc, path, method, "id", id.clone());
+        param(&mut doc, path, method, "id", merchant_id.clone());
     }
     param(&mut doc, "/v1/me/eligibility", "get", "amount", amount);
     param(&mut doc, "/v1/me/eligibility", "get", "term_months", term);
@@ -554,7 +579,7 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
     }
     // Errors on every operation; receipts and request ids on successes.
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for (path, item) in paths.iter_mut() {
+        for item in paths.values_mut() {
             let Some(ops) = item.as_object_mut() else {
                 continue;
             };
@@ -568,13 +593,28 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
                 if body {
                     codes.extend([400, 413, 415]);
                 }
-                if method == "post" && (path.starts_with("/v1/admin/principals")) {
+                if method == "post" {
+                    // A principal that exists, or an idempotency key reused for another
+                    // request.
                     codes.push(409);
                 }
-                let Some(responses) = op["responses"].as_object_mut() else {
+                if let Some(ps) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                    for p in ps.iter_mut().filter(|p| p["name"] == "Idempotency-Key") {
+                        p["schema"] = json!({"type": "string", "pattern": "^[!-~]{1,255}$"});
+                    }
+                }
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                     continue;
                 };
                 for (status, r) in responses.iter_mut() {
+                    // Errors documented by a handler are problem documents too.
+                    if !status.starts_with('2') {
+                        if let Some(content) = r.get_mut("content").and_then(Value::as_object_mut) {
+                            if let Some(schema) = content.remove("application/json") {
+                                content.insert("application/problem+json".into(), schema);
+                            }
+                        }
+                    }
                     if status.starts_with('2') {
                         let headers = r
                             .as_object_mut()
