@@ -30,3 +30,17 @@ fn reason_code_catalogue_doc_is_generated_from_code() {
         "docs/decisions.md is out of date: regenerate its reason codes with `yuanxin reasons`"
     );
 }
+
+#[test]
+fn problem_code_catalogue_doc_is_generated_from_code() {
+    let generated = common::run_ok(&["problems"]);
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/service.md"
+    ))
+    .unwrap();
+    assert!(
+        doc.contains(&generated),
+        "docs/service.md is out of date: regenerate its problem codes with `yuanxin problems`"
+    );
+}

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use yuanxin_store::{ApiKey, Consent, Principal, Purpose, Timestamp};
 
@@ -33,8 +33,8 @@ fn stamp_of(path: &std::path::Path) -> Stamp {
 /// An authenticated caller: the principal and the key it used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
-    /// Who.
-    pub principal: Principal,
+    /// Who (shared: a request holds it without copying).
+    pub principal: Arc<Principal>,
     /// With which key.
     pub key_id: String,
 }
@@ -45,7 +45,7 @@ pub struct Authz {
     secret: [u8; 32],
     stamp_path: PathBuf,
     stamp: Mutex<Stamp>,
-    keys: RwLock<HashMap<String, ApiKey>>,
+    keys: RwLock<HashMap<String, (ApiKey, Arc<Principal>)>>,
     consents: RwLock<HashMap<String, Vec<Consent>>>,
     disputes: RwLock<HashMap<String, u32>>,
 }
@@ -79,8 +79,13 @@ impl Authz {
     }
 
     fn set_keys(&self, keys: Vec<ApiKey>) -> Result<(), ApiError> {
-        *self.keys.write().map_err(poisoned)? =
-            keys.into_iter().map(|k| (k.key_id.clone(), k)).collect();
+        *self.keys.write().map_err(poisoned)? = keys
+            .into_iter()
+            .map(|k| {
+                let p = Arc::new(k.principal.clone());
+                (k.key_id.clone(), (k, p))
+            })
+            .collect();
         Ok(())
     }
 
@@ -106,7 +111,7 @@ impl Authz {
             return Ok(None);
         };
         let keys = self.keys.read().map_err(poisoned)?;
-        let Some(stored) = keys.get(key_id) else {
+        let Some((stored, principal)) = keys.get(key_id) else {
             return Ok(None);
         };
         let Some(digest) = stored.digest else {
@@ -117,7 +122,7 @@ impl Authz {
             return Ok(None);
         }
         Ok(Some(Authenticated {
-            principal: stored.principal.clone(),
+            principal: Arc::clone(principal),
             key_id: stored.key_id.clone(),
         }))
     }
@@ -127,13 +132,13 @@ impl Authz {
         self.keys
             .write()
             .map_err(poisoned)?
-            .insert(k.key_id.clone(), k.clone());
+            .insert(k.key_id.clone(), (k.clone(), Arc::new(k.principal.clone())));
         Ok(())
     }
 
     /// A key was revoked by this process: refused from now on.
     pub fn key_revoked(&self, key_id: &str, at: Timestamp) -> Result<(), ApiError> {
-        if let Some(k) = self.keys.write().map_err(poisoned)?.get_mut(key_id) {
+        if let Some((k, _)) = self.keys.write().map_err(poisoned)?.get_mut(key_id) {
             k.revoked_at = Some(at);
         }
         Ok(())
@@ -226,7 +231,9 @@ mod tests {
         let (_, early) = key(&mut store, &bank)?;
         let authz = Authz::load(&store, *sec.api_key_secret())?;
         assert_eq!(
-            authz.authenticate(&early)?.map(|a| a.principal.code),
+            authz
+                .authenticate(&early)?
+                .map(|a| a.principal.code.clone()),
             Some("A".into())
         );
         // A key made by another process after loading works once the stamp is seen.

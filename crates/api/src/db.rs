@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use yuanxin_store::{
-    checkpoint, LogEntry, LogRecord, OpenMode, Secrets, SecretsSource, SignedHead, Store, Timestamp,
+    checkpoint, LogRecord, OpenMode, Secrets, SecretsSource, SignedHead, Store, Timestamp,
 };
 
 use crate::problem::ApiError;
@@ -28,10 +28,20 @@ const MAX_BATCH: usize = 512;
 /// Jobs that may wait for the writer; beyond this, requests wait to enqueue.
 const QUEUE: usize = 8192;
 
-type Receipt = Result<(Vec<LogEntry>, SignedHead), String>;
+/// What a request gets back from the log: the signed head of the commit that holds its
+/// entries, with the receipt header made from it once per commit.
+#[derive(Debug)]
+pub struct Receipt {
+    /// The signed head.
+    pub head: SignedHead,
+    /// `yuanxin-signed-head`: the head as JSON.
+    pub header: axum::http::HeaderValue,
+}
+
+type Reply = Result<(u64, Arc<Receipt>), String>;
 
 enum Job {
-    Append(Vec<LogRecord>, oneshot::Sender<Receipt>),
+    Append(Vec<LogRecord>, oneshot::Sender<Reply>),
     Checkpoint(oneshot::Sender<Result<SignedHead, String>>),
 }
 
@@ -103,6 +113,20 @@ impl Db {
             checkpoint::append(&files.checkpoints, &head)?;
         }
         let log_store = Store::open(path, OpenMode::Existing)?;
+        // The log writer's commits never copy the WAL into the database themselves (that
+        // would put megabytes of writes and an fsync on some requests' critical path); a
+        // thread of its own does it, passively, every quarter second.
+        log_store.set_wal_autocheckpoint(0)?;
+        let wal = Store::open(path, OpenMode::Existing)?;
+        std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(250));
+                if let Err(e) = wal.checkpoint_wal() {
+                    tracing::warn!(target: "yuanxin::log", error = %e, "WAL checkpoint failed");
+                }
+            })
+            .map_err(|e| ApiError::internal(format!("starting the WAL checkpointer: {e}")))?;
         let secrets = Arc::new(secrets);
         let shared_head = Arc::new(RwLock::new(head));
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
@@ -211,12 +235,9 @@ impl Db {
         f(&mut guard, &self.secrets)
     }
 
-    /// Appends entries to the query log and returns once they are committed to disk, with
-    /// the signed head that covers them.
-    pub async fn append(
-        &self,
-        records: Vec<LogRecord>,
-    ) -> Result<(Vec<LogEntry>, SignedHead), ApiError> {
+    /// Appends entries to the query log and returns once they are committed to disk: the
+    /// index of the first (the others follow it) and the receipt of the commit.
+    pub async fn append(&self, records: Vec<LogRecord>) -> Result<(u64, Arc<Receipt>), ApiError> {
         let (tx, rx) = oneshot::channel();
         match self.log.try_send(Job::Append(records, tx)) {
             Ok(()) => {}
@@ -284,7 +305,7 @@ fn write_log(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        let mut appends: Vec<(Vec<LogRecord>, oneshot::Sender<Receipt>)> = Vec::new();
+        let mut appends: Vec<(Vec<LogRecord>, oneshot::Sender<Reply>)> = Vec::new();
         let mut flushes = Vec::new();
         let mut n = 0;
         let mut next = Some(first);
@@ -305,14 +326,23 @@ fn write_log(
             let (records, replies): (Vec<Vec<LogRecord>>, Vec<_>) = appends.into_iter().unzip();
             let all: Vec<LogRecord> = records.into_iter().flatten().collect();
             match store.append(all, secrets, Timestamp::now()) {
-                Ok((entries, h)) => {
+                Ok(done) => {
+                    let h = done.head;
                     if let Ok(mut g) = head.write() {
                         *g = h.clone();
                     }
-                    let mut it = entries.into_iter();
+                    let header = serde_json::to_string(&h.to_json())
+                        .ok()
+                        .and_then(|j| axum::http::HeaderValue::from_str(&j).ok())
+                        .unwrap_or_else(|| axum::http::HeaderValue::from_static("{}"));
+                    let receipt = Arc::new(Receipt {
+                        head: h.clone(),
+                        header,
+                    });
+                    let mut first = done.first;
                     for (reply, k) in replies.into_iter().zip(sizes) {
-                        let mine: Vec<LogEntry> = it.by_ref().take(k).collect();
-                        let _ = reply.send(Ok((mine, h.clone())));
+                        let _ = reply.send(Ok((first, Arc::clone(&receipt))));
+                        first += k as u64;
                     }
                     if h.tree_size >= written + every
                         || (h.tree_size > written && last_write.elapsed() >= period)
@@ -355,7 +385,7 @@ mod tests {
         LogRecord {
             at: Timestamp::now(),
             request_id: format!("r{i}"),
-            principal: p.clone(),
+            principal: std::sync::Arc::new(p.clone()),
             key_id: "k".into(),
             merchant_id: format!("M{i}"),
             action: "score".into(),
@@ -401,13 +431,13 @@ mod tests {
             db.checkpoint().await?;
             Ok::<_, ApiError>(out)
         })?;
-        let mut idx: Vec<u64> = receipts.iter().map(|(e, _)| e[0].index).collect();
+        let mut idx: Vec<u64> = receipts.iter().map(|(i, _)| *i).collect();
         idx.sort_unstable();
         assert_eq!(idx, (0..300).collect::<Vec<u64>>(), "every entry once");
         let key = db.secrets().verifying_key();
-        for (e, h) in &receipts {
+        for (i, r) in &receipts {
             assert!(
-                h.tree_size > e[0].index && h.verify(&key),
+                r.head.tree_size > *i && r.head.verify(&key),
                 "a receipt covers its entry"
             );
         }

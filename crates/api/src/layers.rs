@@ -14,6 +14,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::metrics::{method_label, route_label};
 use crate::problem::{render, Answered, ApiError, Code};
 use crate::{AppState, CallerSlot, RequestId};
 
@@ -42,11 +43,12 @@ pub fn ulid() -> String {
 pub(crate) async fn observe(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let id = ulid();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = method_label(req.method());
+    let route = route_label(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
     let slot = CallerSlot::default();
     req.extensions_mut().insert(slot.clone());
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -55,7 +57,9 @@ pub(crate) async fn observe(State(st): State<AppState>, mut req: Request, next: 
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
-    let resp = if req.uri().to_string().len() > MAX_URI {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    let resp = if uri_len > MAX_URI {
         render(&ApiError::new(
             Code::UriTooLong,
             format!("the URI is longer than {} KiB", MAX_URI / 1024),
@@ -65,7 +69,7 @@ pub(crate) async fn observe(State(st): State<AppState>, mut req: Request, next: 
             Code::HeadersTooLarge,
             format!("the request headers exceed {} KiB", MAX_HEADERS / 1024),
         ))
-    } else if is_probe(&route) {
+    } else if is_probe(route) {
         let _inside = st.metrics.enter();
         next.run(req).await
     } else {
@@ -106,10 +110,10 @@ pub(crate) async fn observe(State(st): State<AppState>, mut req: Request, next: 
         st.metrics.reject("rate_limited");
     }
     if let Some(c) = code.filter(|_| (400..500).contains(&status)) {
-        st.metrics.refused(&route, c.as_str());
+        st.metrics.refused(route, c.as_str());
     }
     let secs = start.elapsed().as_secs_f64();
-    st.metrics.answered(&method, &route, status, secs);
+    st.metrics.answered(method, route, status, secs);
     if st.config.log == "json" {
         let (key_id, authenticated) = slot.0.get().map_or(("", false), |(k, a)| (k.as_str(), *a));
         tracing::info!(

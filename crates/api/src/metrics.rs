@@ -15,25 +15,25 @@ use crate::Engine;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
-    route: String,
-    code: String,
+    route: &'static str,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    outcome: String,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -169,52 +169,49 @@ impl Metrics {
     pub fn reloaded(&self, ok: bool) {
         self.reloads
             .get_or_create(&OutcomeLabels {
-                outcome: if ok { "ok" } else { "failed" }.into(),
+                outcome: if ok { "ok" } else { "failed" },
             })
             .inc();
     }
 
     /// Counts committed log entries.
-    pub fn logged(&self, outcome: &str, n: u64) {
+    pub fn logged(&self, outcome: &'static str, n: u64) {
         self.log_entries
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
-            })
+            .get_or_create(&OutcomeLabels { outcome })
             .inc_by(n);
     }
 
     /// Counts a request turned away before a handler.
-    pub(crate) fn reject(&self, why: &str) {
+    pub(crate) fn reject(&self, why: &'static str) {
         self.rejected
-            .get_or_create(&OutcomeLabels {
-                outcome: why.into(),
-            })
+            .get_or_create(&OutcomeLabels { outcome: why })
             .inc();
     }
 
     /// Counts an answered request.
-    pub(crate) fn answered(&self, method: &str, route: &str, status: u16, secs: f64) {
+    pub(crate) fn answered(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: u16,
+        secs: f64,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
+                method,
+                route,
                 status,
             })
             .inc();
         self.latency
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-            })
+            .get_or_create(&RouteLabels { route })
             .observe(secs);
     }
 
     /// Counts a refusal by its problem code.
-    pub(crate) fn refused(&self, route: &str, code: &str) {
+    pub(crate) fn refused(&self, route: &'static str, code: &'static str) {
         self.refusals
-            .get_or_create(&RefusalLabels {
-                route: route.to_owned(),
-                code: code.to_owned(),
-            })
+            .get_or_create(&RefusalLabels { route, code })
             .inc();
     }
 
@@ -240,6 +237,50 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .map_err(ApiError::internal)?;
         Ok(out)
+    }
+}
+
+/// A route template as a `&'static str`, so that labelling a request allocates nothing.
+/// Templates come from the router (a fixed, small set) or are `unmatched`, so the strings
+/// interned once and kept are bounded by the number of routes.
+pub(crate) fn route_label(template: Option<&str>) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{OnceLock, RwLock};
+    static ROUTES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let Some(t) = template else {
+        return "unmatched";
+    };
+    let set = ROUTES.get_or_init(|| RwLock::new(HashSet::new()));
+    if let Some(found) = set.read().ok().and_then(|s| s.get(t).copied()) {
+        return found;
+    }
+    match set.write() {
+        Ok(mut s) => match s.get(t) {
+            Some(found) => found,
+            None => {
+                let leaked: &'static str = Box::leak(t.to_owned().into_boxed_str());
+                s.insert(leaked);
+                leaked
+            }
+        },
+        Err(_) => "unmatched",
+    }
+}
+
+/// An HTTP method as a `&'static str` (the standard ones; anything else is `OTHER`).
+pub(crate) fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
     }
 }
 

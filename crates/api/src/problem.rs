@@ -60,13 +60,13 @@ codes! {
     NoRoute => "no_route", 404, "No such route", "没有该接口";
     MethodNotAllowed => "method_not_allowed", 405, "This route does not take that method", "该接口不支持此方法";
     Conflict => "conflict", 409, "It exists already", "已存在";
+    IdempotencyMismatch => "idempotency_mismatch", 409, "The Idempotency-Key was used for another request", "幂等键已用于其他请求";
     PayloadTooLarge => "payload_too_large", 413, "The body is too large", "请求体过大";
     UriTooLong => "uri_too_long", 414, "The URI is too long", "URI 过长";
     UnsupportedMediaType => "unsupported_media_type", 415, "The body must be application/json", "请求体必须是 application/json";
     MissingField => "missing_field", 422, "A required field is missing", "缺少必填字段";
     UnknownField => "unknown_field", 422, "A field this route does not take", "该接口不接受此字段";
     InvalidField => "invalid_field", 422, "A field breaks its rule", "字段不符合规则";
-    IdempotencyMismatch => "idempotency_mismatch", 409, "The Idempotency-Key was used for another request", "幂等键已用于其他请求";
     Unscorable => "unscorable", 422, "The merchant cannot be scored", "该商户无法评分";
     InvalidModel => "invalid_model", 422, "The model file fails its checks", "模型文件未通过校验";
     RateLimited => "rate_limited", 429, "Too many requests", "请求过多";

@@ -84,6 +84,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the catalogue of the service's problem codes (status, en/zh titles).
+    Problems,
     /// Run the loan-eligibility API (builds the demo city first if there is none).
     Serve(service::ServeArgs),
     /// Principals: lender institutions, analysts and admins, by stable code.
@@ -242,6 +244,7 @@ fn run() -> Result<()> {
         Command::Models(cmd) => models::run_models(&cmd)?,
         Command::Decide(args) => decisions::run_decide(&args)?,
         Command::Reasons { json } => decisions::run_reasons(json)?,
+        Command::Problems => out!("{}", yuanxin_api::problem::catalogue_markdown()),
         Command::Serve(args) => service::run_serve(&args, &|dir| run_demo(dir, 2000, 36, 2023))?,
         Command::Keys(cmd) => service::run_keys(&cmd)?,
         Command::Principals(cmd) => service::run_principals(&cmd)?,

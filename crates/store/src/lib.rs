@@ -25,9 +25,6 @@ mod schema;
 mod secrets;
 mod types;
 
-#[cfg(test)]
-mod tests;
-
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -36,7 +33,7 @@ pub use audit::{verify, AuditReport};
 pub use checkpoint::{SignedHead, SignedHeadJson};
 pub use consents::Grant;
 pub use disputes::{DisputeFilter, NewDispute};
-pub use log::{leaf_bytes, LogEntry, LogRecord, Outcome, Seen};
+pub use log::{leaf_bytes, Appended, LogEntry, LogRecord, Outcome, Seen, STORED_FROM_LEVEL};
 pub use principals::keys_stamp_path;
 pub use secrets::{hex, random32, unhex, Secrets, SecretsSource};
 pub use types::{
@@ -178,6 +175,27 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sets how many WAL pages a commit on this connection may leave before it copies them
+    /// into the database itself (SQLite's default is 1000; 0: never, another connection
+    /// does it with [`Store::checkpoint_wal`]).
+    pub fn set_wal_autocheckpoint(&self, pages: u32) -> Result<(), StoreError> {
+        self.conn
+            .query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| {
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    /// Copies what it can of the WAL into the database without waiting for or blocking
+    /// anyone (a passive checkpoint); returns the WAL's frames and those copied.
+    pub fn checkpoint_wal(&self) -> Result<(i64, i64), StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })?)
     }
 
     /// Checks the database answers.

@@ -8,6 +8,12 @@
 //! `principal_code`, `key_id`, `merchant_id`, `action`, `purpose`, `consent_id` (decimal,
 //! or empty), `outcome`, `model_id`, `response_digest`. Anyone holding an entry can
 //! recompute its leaf.
+//!
+//! The log is one table, written at its end: each row is an entry, with the interior
+//! nodes it completes (levels [`STORED_FROM_LEVEL`] and up, as one blob) and, on the last
+//! entry of each commit, that commit's signed head. So a commit touches the pages at the
+//! table's end and the merchant index, nothing else, and every head ever signed stays in
+//! the database for audits.
 
 use std::collections::HashMap;
 
@@ -54,8 +60,8 @@ pub struct LogRecord {
     pub at: Timestamp,
     /// The response's id (also returned to the caller in a header).
     pub request_id: String,
-    /// Who asked.
-    pub principal: Principal,
+    /// Who asked (shared with the request that logs it).
+    pub principal: std::sync::Arc<Principal>,
     /// With which key.
     pub key_id: String,
     /// About which merchant.
@@ -160,8 +166,28 @@ fn entry(r: &Row) -> rusqlite::Result<LogEntry> {
     })
 }
 
-/// Perfect subtrees read from the database (level 0: the entries' leaf hashes), memoised
-/// for the duration of one proof or page.
+/// The lowest level of interior nodes kept (in the row of the entry that completes them).
+/// Levels 1–3 (subtrees of up to 8 leaves) are recomputed from the leaves when a proof
+/// needs them: at most 14 leaf reads a proof, against a node written with nearly every
+/// entry if every level were kept (the log's write path is the service's hot path; its
+/// proofs are not).
+pub const STORED_FROM_LEVEL: u32 = 4;
+
+/// What an append did: the index of its first entry, how many, and the signed head that
+/// covers them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The first entry's index (the others follow it).
+    pub first: u64,
+    /// Entries appended.
+    pub count: u64,
+    /// The signed head of the commit.
+    pub head: SignedHead,
+}
+
+/// Perfect subtrees read from the database (level 0: the entries' leaf hashes; levels
+/// below [`STORED_FROM_LEVEL`] computed from them), memoised for the duration of one proof
+/// or page.
 pub(crate) struct SqlNodes<'c> {
     conn: &'c Connection,
     memo: HashMap<(u32, u64), Hash>,
@@ -184,16 +210,36 @@ impl Nodes for SqlNodes<'_> {
         }
         let i =
             i64::try_from(index).map_err(|_| StoreError::Invalid("index out of range".into()))?;
+        if (1..STORED_FROM_LEVEL).contains(&level) {
+            let left = self.node(level - 1, 2 * index)?;
+            let right = self.node(level - 1, 2 * index + 1)?;
+            let h = merkle::node_hash(&left, &right);
+            self.memo.insert((level, index), h);
+            return Ok(h);
+        }
         let bytes: Option<Vec<u8>> = if level == 0 {
             self.conn
                 .prepare_cached("SELECT leaf_hash FROM log_entries WHERE idx = ?1")?
                 .query_row([i], |r| r.get(0))
                 .optional()?
         } else {
-            self.conn
-                .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")?
-                .query_row(params![level, i], |r| r.get(0))
-                .optional()?
+            // The node is in the row of the entry that completed it.
+            let completer = index
+                .checked_add(1)
+                .and_then(|k| k.checked_mul(1u64.checked_shl(level)?))
+                .and_then(|k| k.checked_sub(1))
+                .and_then(|k| i64::try_from(k).ok());
+            let blob: Option<Vec<u8>> = match completer {
+                Some(k) => self
+                    .conn
+                    .prepare_cached("SELECT nodes FROM log_entries WHERE idx = ?1")?
+                    .query_row([k], |r| r.get::<_, Option<Vec<u8>>>(0))
+                    .optional()?
+                    .flatten(),
+                None => None,
+            };
+            let at = (level - STORED_FROM_LEVEL) as usize * 32;
+            blob.and_then(|b| b.get(at..at + 32).map(<[u8]>::to_vec))
         };
         let h = bytes
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
@@ -215,13 +261,13 @@ fn size_of(conn: &Connection) -> Result<u64, StoreError> {
 impl Store {
     /// Appends entries and records what each lender saw, in one transaction that ends with
     /// a signed tree head: one durable commit for the whole batch, all or nothing. Returns
-    /// the entries and the head that covers them (their receipt).
+    /// where the entries went and the head that covers them (their receipt).
     pub fn append(
         &mut self,
         records: Vec<LogRecord>,
         secrets: &Secrets,
         now: Timestamp,
-    ) -> Result<(Vec<LogEntry>, SignedHead), StoreError> {
+    ) -> Result<Appended, StoreError> {
         // IMMEDIATE: the write lock is taken before the size is read, so it cannot go stale.
         let tx = self
             .conn
@@ -231,38 +277,61 @@ impl Store {
             Some(f) if f.size() == size => f,
             _ => Frontier::load(&mut SqlNodes::new(&tx), size)?,
         };
-        let mut out = Vec::with_capacity(records.len());
+        let first = size;
+        let count = records.len() as u64;
+        // The leaves and the nodes each completes, then the head over all of them, then the
+        // rows (the last one carrying the head).
+        let mut rows = Vec::with_capacity(records.len());
+        // Entries of one commit mostly share their second: format it once.
+        let mut at_text: Option<(Timestamp, String)> = None;
+        for r in records {
+            let at = match &at_text {
+                Some((t, text)) if *t == r.at => text.clone(),
+                _ => {
+                    let text = r.at.to_string();
+                    at_text = Some((r.at, text.clone()));
+                    text
+                }
+            };
+            let mut e = LogEntry {
+                index: frontier.size(),
+                at,
+                request_id: r.request_id,
+                role: r.principal.role.as_str().to_owned(),
+                principal_code: r.principal.code.clone(),
+                key_id: r.key_id,
+                merchant_id: r.merchant_id,
+                action: r.action,
+                purpose: r.purpose.as_str().to_owned(),
+                consent_id: r.consent_id,
+                outcome: r.outcome.as_str().to_owned(),
+                model_id: r.model_id,
+                response_digest: r.response_digest,
+                leaf_hash: [0; 32],
+            };
+            e.leaf_hash = leaf_hash(&leaf_bytes(&e));
+            let mut nodes = Vec::new();
+            frontier.push(e.leaf_hash, |level, _, h| {
+                if level >= STORED_FROM_LEVEL {
+                    nodes.extend_from_slice(h);
+                }
+            });
+            rows.push((e, nodes, r.principal.id, r.seen));
+        }
+        let head = SignedHead::sign(secrets, frontier.size(), frontier.root(), now);
+        let head_json = head_json(&head)?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes, head)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?;
-            let mut node =
-                tx.prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
             let mut view = tx.prepare_cached(
                 "INSERT INTO lender_views (lender_id, merchant_id, at, grade, escrow_coverage) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (lender_id, merchant_id) DO UPDATE SET at = excluded.at, grade = excluded.grade, escrow_coverage = excluded.escrow_coverage",
             )?;
-            for r in records {
-                let index = frontier.size();
-                let mut e = LogEntry {
-                    index,
-                    at: r.at.to_string(),
-                    request_id: r.request_id,
-                    role: r.principal.role.as_str().to_owned(),
-                    principal_code: r.principal.code.clone(),
-                    key_id: r.key_id,
-                    merchant_id: r.merchant_id,
-                    action: r.action,
-                    purpose: r.purpose.as_str().to_owned(),
-                    consent_id: r.consent_id,
-                    outcome: r.outcome.as_str().to_owned(),
-                    model_id: r.model_id,
-                    response_digest: r.response_digest,
-                    leaf_hash: [0; 32],
-                };
-                e.leaf_hash = leaf_hash(&leaf_bytes(&e));
-                let idx = i64::try_from(index)
+            let last = rows.len().saturating_sub(1);
+            for (k, (e, nodes, principal_id, seen)) in rows.iter().enumerate() {
+                let idx = i64::try_from(e.index)
                     .map_err(|_| StoreError::Invalid("the log is full".into()))?;
                 insert.execute(params![
                     idx,
@@ -270,7 +339,7 @@ impl Store {
                     e.request_id,
                     e.role,
                     e.principal_code,
-                    r.principal.id,
+                    principal_id,
                     e.key_id,
                     e.merchant_id,
                     e.action,
@@ -279,19 +348,11 @@ impl Store {
                     e.outcome,
                     e.model_id,
                     e.response_digest,
-                    e.leaf_hash.to_vec()
+                    e.leaf_hash.as_slice(),
+                    (!nodes.is_empty()).then_some(nodes.as_slice()),
+                    (k == last).then_some(head_json.as_str()),
                 ])?;
-                let mut failed = None;
-                frontier.push(e.leaf_hash, |level, i, h| {
-                    if failed.is_none() {
-                        let i = i64::try_from(i).unwrap_or(i64::MAX);
-                        failed = node.execute(params![level, i, h.to_vec()]).err();
-                    }
-                });
-                if let Some(err) = failed {
-                    return Err(err.into());
-                }
-                if let Some(v) = &r.seen {
+                if let Some(v) = seen {
                     view.execute(params![
                         v.lender_id,
                         e.merchant_id,
@@ -300,14 +361,14 @@ impl Store {
                         v.escrow_coverage
                     ])?;
                 }
-                out.push(e);
             }
         }
-        let head = SignedHead::sign(secrets, frontier.size(), frontier.root(), now);
-        write_head(&tx, &head)?;
+        if rows.is_empty() {
+            write_head(&tx, &head)?;
+        }
         tx.commit()?;
         self.frontier = Some(frontier);
-        Ok((out, head))
+        Ok(Appended { first, count, head })
     }
 
     /// Signs a head for the log as it stands, if the stored head does not already cover
@@ -429,25 +490,67 @@ impl Store {
     }
 }
 
-fn read_head(conn: &Connection) -> Result<Option<SignedHead>, StoreError> {
-    let raw: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT value FROM meta WHERE key = 'signed_head'")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    raw.map(|b| {
-        let j: SignedHeadJson = serde_json::from_slice(&b)
-            .map_err(|e| StoreError::Damaged(format!("signed tree head: {e}")))?;
-        SignedHead::from_json(&j)
-    })
-    .transpose()
+fn head_json(head: &SignedHead) -> Result<String, StoreError> {
+    serde_json::to_string(&head.to_json()).map_err(|e| StoreError::Damaged(e.to_string()))
 }
 
+pub(crate) fn parse_head(text: &str) -> Result<SignedHead, StoreError> {
+    let j: SignedHeadJson = serde_json::from_str(text)
+        .map_err(|e| StoreError::Damaged(format!("signed tree head: {e}")))?;
+    SignedHead::from_json(&j)
+}
+
+/// The latest signed head: on the last entry, or, for an empty log, in `meta`.
+fn read_head(conn: &Connection) -> Result<Option<SignedHead>, StoreError> {
+    let last: Option<Option<String>> = conn
+        .prepare_cached("SELECT head FROM log_entries ORDER BY idx DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let text = match last {
+        Some(h) => h,
+        None => conn
+            .prepare_cached("SELECT CAST(value AS TEXT) FROM meta WHERE key = 'signed_head'")?
+            .query_row([], |r| r.get(0))
+            .optional()?,
+    };
+    text.as_deref().map(parse_head).transpose()
+}
+
+/// Writes a head where [`read_head`] finds it.
 fn write_head(conn: &Connection, head: &SignedHead) -> Result<(), StoreError> {
-    let json =
-        serde_json::to_vec(&head.to_json()).map_err(|e| StoreError::Damaged(e.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES ('signed_head', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute([json])?;
+    let json = head_json(head)?;
+    match head.tree_size.checked_sub(1) {
+        Some(last) => {
+            let last = i64::try_from(last).map_err(|_| StoreError::Invalid("tree size".into()))?;
+            conn.prepare_cached("UPDATE log_entries SET head = ?1 WHERE idx = ?2")?
+                .execute(params![json, last])?;
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('signed_head', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([json])?;
+        }
+    }
     Ok(())
+}
+
+/// One row as an audit reads it: the entry, the nodes it stores, the head it carries.
+pub(crate) type AuditRow = (LogEntry, Option<Vec<u8>>, Option<String>);
+
+impl Store {
+    /// Rows from `start`, in order, up to `limit`, with their stored nodes and heads.
+    pub(crate) fn audit_rows(&self, start: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        let start = i64::try_from(start).unwrap_or(i64::MAX);
+        let mut st = self.conn.prepare_cached(
+            "SELECT idx, at, request_id, role, principal_code, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes, head
+             FROM log_entries WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
+        )?;
+        let rows = st
+            .query_map(params![start, limit], |r| {
+                Ok((entry(r)?, r.get(14)?, r.get(15)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
 }

@@ -13,7 +13,7 @@ use crate::merkle::{leaf_hash, Frontier};
 use crate::{LogEntry, Store, StoreError};
 
 /// The first service's migrations, kept so that any older database can be brought up.
-pub(crate) const LEGACY: &[&str] = &[
+const LEGACY: &[&str] = &[
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
      CREATE TABLE principals (
         key_id TEXT PRIMARY KEY, role TEXT NOT NULL, name TEXT NOT NULL,
@@ -66,11 +66,8 @@ const V5_TABLES: &str = "
         principal_code TEXT NOT NULL, principal_id INTEGER, key_id TEXT NOT NULL,
         merchant_id TEXT NOT NULL, action TEXT NOT NULL, purpose TEXT NOT NULL, consent_id INTEGER,
         outcome TEXT NOT NULL, model_id TEXT NOT NULL, response_digest TEXT NOT NULL,
-        leaf_hash BLOB NOT NULL);
+        leaf_hash BLOB NOT NULL, nodes BLOB, head TEXT);
     CREATE INDEX log_by_merchant ON log_entries (merchant_id, idx);
-    CREATE TABLE log_nodes (
-        level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
-        PRIMARY KEY (level, idx)) WITHOUT ROWID;
     CREATE INDEX disputes_open ON disputes (id) WHERE answer IS NULL;";
 
 const V5_RENAMES: &str = "
@@ -271,10 +268,9 @@ fn move_log(
     )?;
     let mut rows = old.query([])?;
     let mut insert = tx.prepare(
-        "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash)
-         VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes)
+         VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?;
-    let mut node = tx.prepare("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
     let mut frontier = Frontier::default();
     let mut prev = "0".repeat(64);
     let mut n: i64 = 0;
@@ -348,6 +344,12 @@ fn move_log(
             leaf_hash: [0; 32],
         };
         e.leaf_hash = leaf_hash(&leaf_bytes(&e));
+        let mut nodes = Vec::new();
+        frontier.push(e.leaf_hash, |level, _, h| {
+            if level >= crate::STORED_FROM_LEVEL {
+                nodes.extend_from_slice(h);
+            }
+        });
         insert.execute(params![
             seq - 1,
             e.at,
@@ -362,19 +364,9 @@ fn move_log(
             e.outcome,
             e.model_id,
             e.response_digest,
-            e.leaf_hash.to_vec()
+            e.leaf_hash.to_vec(),
+            (!nodes.is_empty()).then_some(nodes)
         ])?;
-        let mut failed = None;
-        frontier.push(e.leaf_hash, |level, index, h| {
-            if failed.is_none() {
-                if let Err(err) = node.execute(params![level, index as i64, h.to_vec()]) {
-                    failed = Some(err);
-                }
-            }
-        });
-        if let Some(err) = failed {
-            return Err(err.into());
-        }
     }
     // The old chain's head, if recorded, must be the last entry (no truncation).
     let head: Option<Vec<u8>> = tx

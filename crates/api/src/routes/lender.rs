@@ -10,9 +10,11 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 use yuanxin_store::{LogRecord, Outcome, PageRequest, Purpose};
 
+use std::sync::Arc;
+
 use super::{
-    consent_or_refuse, cursor, json_bytes, logged, remember, respond, with_receipt, LenderCaller,
-    Served,
+    consent_or_refuse, current_receipt, cursor, json_bytes, logged, remember, respond,
+    with_receipt, LenderCaller, Served,
 };
 use crate::engine::ScoreView;
 use crate::input::{check_id, Fields, FromFields, Json, Path, Query};
@@ -315,16 +317,16 @@ pub(super) async fn batch_score(
         .filter(|r| r.outcome == Outcome::Served)
         .count() as u64;
     let refused = records.len() as u64 - served;
-    let head = if records.is_empty() {
-        st.db.head()?
+    let receipt = if records.is_empty() {
+        Arc::new(current_receipt(&st)?)
     } else {
-        let (entries, head) = st.db.append(records.clone()).await?;
-        for (e, &k) in entries.iter().zip(&owners) {
+        let (first, receipt) = st.db.append(records.clone()).await?;
+        for (i, &k) in owners.iter().enumerate() {
             if let Some(item) = results.get_mut(k) {
-                item.log_index = Some(e.index);
+                item.log_index = Some(first + i as u64);
             }
         }
-        head
+        receipt
     };
     remember(&st, &records)?;
     st.metrics.logged("served", served);
@@ -332,7 +334,7 @@ pub(super) async fn batch_score(
     Ok(with_receipt(
         respond(StatusCode::OK, json_bytes(&BatchView { results })?),
         None,
-        &head,
+        &receipt,
     ))
 }
 
@@ -475,19 +477,16 @@ pub(super) async fn alerts(
         records.push(served.record(Outcome::Served, now, digest(&json_bytes(&item)?)));
         items.push(item);
     }
-    let (items, head) = if records.is_empty() {
-        (Vec::new(), st.db.head()?)
+    let (items, receipt) = if records.is_empty() {
+        (Vec::new(), Arc::new(current_receipt(&st)?))
     } else {
-        let (entries, head) = st.db.append(records.clone()).await?;
+        let (first, receipt) = st.db.append(records.clone()).await?;
         let items = items
             .into_iter()
-            .zip(&entries)
-            .map(|(alert, e)| AlertItem {
-                alert,
-                log_index: e.index,
-            })
+            .zip(first..)
+            .map(|(alert, log_index)| AlertItem { alert, log_index })
             .collect();
-        (items, head)
+        (items, receipt)
     };
     remember(&st, &records)?;
     st.metrics.logged("served", records.len() as u64);
@@ -498,6 +497,6 @@ pub(super) async fn alerts(
     Ok(with_receipt(
         respond(StatusCode::OK, json_bytes(&body)?),
         None,
-        &head,
+        &receipt,
     ))
 }

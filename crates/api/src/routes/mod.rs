@@ -10,6 +10,7 @@ mod merchant;
 mod ops;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -22,8 +23,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use yuanxin_store::{LogRecord, Outcome, Principal, Purpose, Role, Seen, SignedHead, Timestamp};
+use yuanxin_store::{LogRecord, Outcome, Principal, Purpose, Role, Seen, Timestamp};
 
+use crate::db::Receipt;
 use crate::engine::Bounds;
 use crate::input::{AMOUNT_PATTERN, ID_PATTERN};
 use crate::problem::{ApiError, Code, Problem};
@@ -33,7 +35,7 @@ use crate::{layers, AppState, CallerSlot, Engine, RequestId, BODY_LIMIT};
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// Who.
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// With which key.
     pub key_id: String,
     /// This request's id.
@@ -158,17 +160,24 @@ fn respond(status: StatusCode, bytes: impl Into<Bytes>) -> Response {
 
 /// Adds the receipt: the log index of the entry (single queries) and the signed head that
 /// covers it.
-fn with_receipt(mut r: Response, index: Option<u64>, head: &SignedHead) -> Response {
+fn with_receipt(mut r: Response, index: Option<u64>, receipt: &Receipt) -> Response {
     if let Some(i) = index {
         r.headers_mut()
             .insert("yuanxin-log-index", HeaderValue::from(i));
     }
-    if let Ok(h) = serde_json::to_string(&head.to_json()) {
-        if let Ok(v) = HeaderValue::from_str(&h) {
-            r.headers_mut().insert("yuanxin-signed-head", v);
-        }
-    }
+    r.headers_mut()
+        .insert("yuanxin-signed-head", receipt.header.clone());
     r
+}
+
+/// The receipt of the log as it stands (for answers that logged nothing).
+fn current_receipt(st: &AppState) -> Result<Receipt, ApiError> {
+    let head = st.db.head()?;
+    let header = serde_json::to_string(&head.to_json())
+        .ok()
+        .and_then(|j| HeaderValue::from_str(&j).ok())
+        .ok_or_else(|| ApiError::internal("the signed head cannot be a header"))?;
+    Ok(Receipt { head, header })
 }
 
 /// A lender's query about a merchant, to be logged before its response leaves.
@@ -209,7 +218,7 @@ impl<'a> Served<'a> {
         LogRecord {
             at,
             request_id: self.caller.request_id.clone(),
-            principal: self.caller.principal.clone(),
+            principal: Arc::clone(&self.caller.principal),
             key_id: self.caller.key_id.clone(),
             merchant_id: self.merchant.to_owned(),
             action: self.action.to_owned(),
@@ -245,7 +254,7 @@ async fn logged(
         None => false,
     };
     let q = Served { write_shown, ..q };
-    let (entries, head) = st
+    let (index, receipt) = st
         .db
         .append(vec![q.record(Outcome::Served, (st.now)(), response_digest)])
         .await?;
@@ -255,8 +264,8 @@ async fn logged(
     }
     Ok(with_receipt(
         respond(StatusCode::OK, bytes),
-        entries.first().map(|e| e.index),
-        &head,
+        Some(index),
+        &receipt,
     ))
 }
 

@@ -1,13 +1,13 @@
 //! The store's behaviour on a real SQLite file: principals and keys, consents, disputes,
 //! idempotency, pages, the Merkle log, audits of tampered copies, and the upgrade of a
 //! database written by the first service.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 
 use rusqlite::{params, Connection};
-
-use crate::merkle::{leaf_hash, verify_inclusion};
-use crate::*;
+use yuanxin_store::merkle::{self, leaf_hash, verify_inclusion};
+use yuanxin_store::*;
 
 fn at(s: &str) -> Timestamp {
     Timestamp::parse(s).unwrap()
@@ -21,7 +21,7 @@ fn record(p: &Principal, merchant: &str, i: usize) -> LogRecord {
     LogRecord {
         at: at("2026-01-01T10:00:00+08:00"),
         request_id: format!("01J{i:023}"),
-        principal: p.clone(),
+        principal: std::sync::Arc::new(p.clone()),
         key_id: "abcdef012345".into(),
         merchant_id: merchant.into(),
         action: "score".into(),
@@ -272,8 +272,10 @@ fn the_log_proves_inclusion_and_audits_find_forgeries() {
         let recs = (0..7)
             .map(|i| record(&bank, if i % 3 == 0 { "M1" } else { "M2" }, batch * 7 + i))
             .collect();
-        let (entries, head) = s.append(recs, &sec, now).unwrap();
-        assert_eq!(head.tree_size, entries.last().unwrap().index + 1);
+        let done = s.append(recs, &sec, now).unwrap();
+        let head = done.head;
+        assert_eq!((done.first, done.count), (batch as u64 * 7, 7));
+        assert_eq!(head.tree_size, done.first + done.count);
         assert!(head.verify(&key));
         if batch % 6 == 0 {
             checkpoint::append(&cp, &head).unwrap();
@@ -364,12 +366,18 @@ fn the_log_proves_inclusion_and_audits_find_forgeries() {
             } else {
                 s.entry(i).unwrap().unwrap().leaf_hash
             };
-            f.push(h, |level, index, h| {
-                sql.push_str(&format!(
-                    "UPDATE log_nodes SET hash = x'{}' WHERE level = {level} AND idx = {index};",
-                    hex(h)
-                ));
+            let mut nodes = Vec::new();
+            f.push(h, |level, _, h| {
+                if level >= STORED_FROM_LEVEL {
+                    nodes.extend_from_slice(h);
+                }
             });
+            if !nodes.is_empty() {
+                sql.push_str(&format!(
+                    "UPDATE log_entries SET nodes = x'{}' WHERE idx = {i};",
+                    hex(&nodes)
+                ));
+            }
         }
         sql
     };
@@ -378,21 +386,21 @@ fn the_log_proves_inclusion_and_audits_find_forgeries() {
         why.contains("no longer have the root") || why.contains("not the log's"),
         "{why}"
     );
-    // Truncate and rewrite the head with a copied old head: the checkpoints show the loss.
-    let old_head = serde_json::to_string(&heads[2].to_json()).unwrap();
+    // Truncate back to an older commit (its row carries an older, validly signed head):
+    // the checkpoints outside show the loss.
     let why = tamper(&format!(
-        "DELETE FROM log_entries WHERE idx >= {}; DELETE FROM log_nodes; UPDATE meta SET value = CAST('{old_head}' AS BLOB) WHERE key = 'signed_head';",
+        "DELETE FROM log_entries WHERE idx >= {};",
         heads[2].tree_size
     ));
     assert!(why.contains("removed"), "{why}");
     // Delete everything.
-    let why = tamper("DELETE FROM log_entries; DELETE FROM log_nodes; DELETE FROM meta WHERE key = 'signed_head';");
+    let why = tamper("DELETE FROM log_entries; DELETE FROM meta WHERE key = 'signed_head';");
     assert!(why.contains("no signed tree head"), "{why}");
     // Forge a head with another key.
     let forged = SignedHead::sign(&Secrets::from_parts([1; 32], [3; 32]), 140, [0; 32], now);
     let forged = serde_json::to_string(&forged.to_json()).unwrap();
     let why = tamper(&format!(
-        "UPDATE meta SET value = CAST('{forged}' AS BLOB) WHERE key = 'signed_head';"
+        "UPDATE log_entries SET head = '{forged}' WHERE idx = 139;"
     ));
     assert!(why.contains("forged"), "{why}");
     // Reorder two entries.
@@ -418,10 +426,9 @@ fn a_first_service_database_is_upgraded_with_its_log() {
     let secret = [5u8; 32];
     {
         let c = Connection::open(&path).unwrap();
-        for (i, sql) in schema_legacy().iter().enumerate() {
+        for sql in schema_legacy() {
             c.execute_batch(sql).unwrap();
-            c.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-                .unwrap();
+            c.execute_batch("PRAGMA user_version = 4").unwrap();
         }
         c.execute(
             "INSERT INTO meta (key, value) VALUES ('key_secret', ?1)",
@@ -515,10 +522,9 @@ fn a_first_service_database_is_upgraded_with_its_log() {
     let bad = dir.path().join("bad.sqlite");
     {
         let c = Connection::open(&bad).unwrap();
-        for (i, sql) in schema_legacy().iter().enumerate() {
+        for sql in schema_legacy() {
             c.execute_batch(sql).unwrap();
-            c.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-                .unwrap();
+            c.execute_batch("PRAGMA user_version = 4").unwrap();
         }
         c.execute(
             "INSERT INTO meta (key, value) VALUES ('key_secret', ?1)",
@@ -542,6 +548,8 @@ fn a_first_service_database_is_upgraded_with_its_log() {
     assert_eq!(v, 4, "left at its version");
 }
 
-fn schema_legacy() -> &'static [&'static str] {
-    schema::LEGACY
+/// The first service's schema (versions 1–4), one migration at a time.
+fn schema_legacy() -> Vec<&'static str> {
+    let sql = include_str!("../../../tests/data/v4-schema.sql");
+    vec![sql.trim_end().trim_end_matches("PRAGMA user_version = 4;")]
 }
