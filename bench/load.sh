@@ -7,6 +7,7 @@
 # times; the table has each endpoint's median round (by requests/s) and the ratio of the
 # medians to the trivial endpoint's, all measured in the same run.
 #   bench/load.sh [SECONDS] [CONNECTIONS] [ROUNDS]   default: 5 s, 64 connections, 3 rounds
+#   YUANXIN_BIN=path/to/yuanxin bench/load.sh         another build (e.g. an older commit's), not rebuilt
 # Server and load generator share this machine's cores, so absolute figures understate the
 # server alone; the ratios are the comparison.
 set -euo pipefail
@@ -15,12 +16,17 @@ secs=${1:-5}
 conns=${2:-64}
 rounds=${3:-3}
 command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk > /dev/null; }
-cargo build --release --locked -p yuanxin-cli
-bin=target/release/yuanxin
+if [ -n "${YUANXIN_BIN:-}" ]; then
+  bin=$YUANXIN_BIN
+else
+  cargo build --release --locked -p yuanxin-cli
+  bin=target/release/yuanxin
+fi
 out=bench/out/load
 rm -rf "$out" && mkdir -p "$out/models"
 cp models/default-scorecard.json models/registry.json "$out/models/"
 [ -f data/demo/profiles-latest.parquet ] || "$bin" demo > /dev/null
+# The service's secrets and checkpoints go beside its database, in the output folder.
 YUANXIN_LOG=off YUANXIN_RATE_PER_SECOND=1000000000 YUANXIN_RATE_BURST=1000000000 YUANXIN_MAX_CONCURRENCY=4096 \
   "$bin" serve --addr 127.0.0.1:0 --models "$out/models" --db "$out/db.sqlite" > "$out/serve.txt" 2> "$out/serve.err" &
 pid=$!

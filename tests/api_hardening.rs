@@ -652,16 +652,16 @@ fn a_hundred_thousand_queries_page_in_bounded_memory() {
             let records = (0..5000)
                 .map(|i| LogRecord {
                     at: now,
-                    request_id: format!("R{:08}", batch * 5000 + i),
+                    request_id: format!("R{:08}", batch * 5000 + i).into(),
                     principal: std::sync::Arc::new(bank.clone()),
                     key_id: "000000000000".into(),
                     merchant_id: merchant.into(),
-                    action: "score".into(),
+                    action: "score",
                     purpose: Purpose::PostLoan,
                     consent_id: Some(1),
                     outcome: Outcome::Served,
                     model_id: "m".into(),
-                    response_digest: "d".repeat(64),
+                    response_digest: "d".repeat(64).into(),
                     seen: None,
                 })
                 .collect();

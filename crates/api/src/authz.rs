@@ -36,8 +36,12 @@ pub struct Authenticated {
     /// Who (shared: a request holds it without copying).
     pub principal: Arc<Principal>,
     /// With which key.
-    pub key_id: String,
+    pub key_id: Arc<str>,
 }
+
+/// A key as held in memory: as stored, with its principal and id shared with the requests
+/// that use it.
+type KnownKey = (ApiKey, Arc<Principal>, Arc<str>);
 
 /// The in-memory copy.
 #[derive(Debug)]
@@ -45,7 +49,7 @@ pub struct Authz {
     secret: [u8; 32],
     stamp_path: PathBuf,
     stamp: Mutex<Stamp>,
-    keys: RwLock<HashMap<String, (ApiKey, Arc<Principal>)>>,
+    keys: RwLock<HashMap<String, KnownKey>>,
     consents: RwLock<HashMap<String, Vec<Consent>>>,
     disputes: RwLock<HashMap<String, u32>>,
 }
@@ -83,7 +87,8 @@ impl Authz {
             .into_iter()
             .map(|k| {
                 let p = Arc::new(k.principal.clone());
-                (k.key_id.clone(), (k, p))
+                let id: Arc<str> = k.key_id.as_str().into();
+                (k.key_id.clone(), (k, p, id))
             })
             .collect();
         Ok(())
@@ -111,7 +116,7 @@ impl Authz {
             return Ok(None);
         };
         let keys = self.keys.read().map_err(poisoned)?;
-        let Some((stored, principal)) = keys.get(key_id) else {
+        let Some((stored, principal, shared_id)) = keys.get(key_id) else {
             return Ok(None);
         };
         let Some(digest) = stored.digest else {
@@ -123,22 +128,26 @@ impl Authz {
         }
         Ok(Some(Authenticated {
             principal: Arc::clone(principal),
-            key_id: stored.key_id.clone(),
+            key_id: Arc::clone(shared_id),
         }))
     }
 
     /// A key was created by this process.
     pub fn key_created(&self, k: &ApiKey) -> Result<(), ApiError> {
-        self.keys
-            .write()
-            .map_err(poisoned)?
-            .insert(k.key_id.clone(), (k.clone(), Arc::new(k.principal.clone())));
+        self.keys.write().map_err(poisoned)?.insert(
+            k.key_id.clone(),
+            (
+                k.clone(),
+                Arc::new(k.principal.clone()),
+                k.key_id.as_str().into(),
+            ),
+        );
         Ok(())
     }
 
     /// A key was revoked by this process: refused from now on.
     pub fn key_revoked(&self, key_id: &str, at: Timestamp) -> Result<(), ApiError> {
-        if let Some((k, _)) = self.keys.write().map_err(poisoned)?.get_mut(key_id) {
+        if let Some((k, _, _)) = self.keys.write().map_err(poisoned)?.get_mut(key_id) {
             k.revoked_at = Some(at);
         }
         Ok(())
@@ -243,7 +252,7 @@ mod tests {
         authz.refresh(|| Ok(store.keys(None)?))?;
         assert_eq!(
             authz.authenticate(&late)?.map(|a| a.key_id),
-            Some(k.key_id.clone())
+            Some(k.key_id.as_str().into())
         );
         // A wrong secret for a known id is refused; a revocation elsewhere moves the stamp.
         assert!(authz

@@ -62,6 +62,8 @@ pub struct Db {
     path: PathBuf,
     writer: Arc<Mutex<Store>>,
     log: mpsc::SyncSender<Job>,
+    /// Held (never sent on) to keep the WAL checkpointer running.
+    _checkpointer: mpsc::Sender<()>,
     secrets: Arc<Secrets>,
     head: Arc<RwLock<SignedHead>>,
     checkpoints: PathBuf,
@@ -118,12 +120,17 @@ impl Db {
         // thread of its own does it, passively, every quarter second.
         log_store.set_wal_autocheckpoint(0)?;
         let wal = Store::open(path, OpenMode::Existing)?;
+        // It stops when the last handle to the database is dropped.
+        let (alive, gone) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("wal-checkpoint".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(250));
-                if let Err(e) = wal.checkpoint_wal() {
-                    tracing::warn!(target: "yuanxin::log", error = %e, "WAL checkpoint failed");
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    gone.recv_timeout(Duration::from_millis(250))
+                {
+                    if let Err(e) = wal.checkpoint_wal() {
+                        tracing::warn!(target: "yuanxin::log", error = %e, "WAL checkpoint failed");
+                    }
                 }
             })
             .map_err(|e| ApiError::internal(format!("starting the WAL checkpointer: {e}")))?;
@@ -143,6 +150,7 @@ impl Db {
             path: path.to_owned(),
             writer: Arc::new(Mutex::new(writer)),
             log: tx,
+            _checkpointer: alive,
             secrets,
             head: shared_head,
             checkpoints: files.checkpoints,
@@ -384,16 +392,16 @@ mod tests {
     fn record(p: &Principal, i: usize) -> LogRecord {
         LogRecord {
             at: Timestamp::now(),
-            request_id: format!("r{i}"),
+            request_id: format!("r{i}").into(),
             principal: std::sync::Arc::new(p.clone()),
             key_id: "k".into(),
             merchant_id: format!("M{i}"),
-            action: "score".into(),
+            action: "score",
             purpose: Purpose::PreLoan,
             consent_id: None,
             outcome: Outcome::Served,
             model_id: "m".into(),
-            response_digest: crate::digest(i.to_string().as_bytes()),
+            response_digest: crate::digest(i.to_string().as_bytes()).into(),
             seen: None,
         }
     }

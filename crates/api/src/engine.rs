@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -68,9 +68,9 @@ struct Ask {
 }
 
 /// Decisions kept per engine (they depend only on the profile, the model, the policy, the
-/// catalogue and the request, all fixed for an engine's life); beyond this many the cache
-/// starts over.
-const DECISION_CACHE: usize = 65_536;
+/// catalogue and the request, all fixed for an engine's life); beyond this many (a few KiB
+/// each, so at most some tens of MiB) the cache starts over.
+const DECISION_CACHE: usize = 4096;
 
 #[derive(Debug)]
 struct Row {
@@ -80,7 +80,7 @@ struct Row {
     scored: Result<Scored, String>,
     /// The score as served, built once at load, with the response body (no open dispute)
     /// and its digest.
-    view: Option<(ScoreView, Bytes, String)>,
+    view: Option<(ScoreView, Bytes, Arc<str>)>,
 }
 
 /// A loaded engine.
@@ -94,7 +94,8 @@ pub struct Engine {
     as_of: Option<NaiveDate>,
     stamp: Vec<Option<(std::time::SystemTime, u64)>>,
     bounds: Bounds,
-    decisions: Mutex<HashMap<Ask, (Bytes, String)>>,
+    decisions: Mutex<HashMap<Ask, (Bytes, Arc<str>)>>,
+    model_id: Arc<str>,
 }
 
 /// A merchant's own profile, as the merchant sees it.
@@ -296,7 +297,7 @@ impl Engine {
                 Ok(s) => {
                     let v = view(&id, as_of, s, &model.id);
                     let body = Bytes::from(v.json(false).map_err(|e| bad("scoring", e))?);
-                    let d = digest(&body);
+                    let d: Arc<str> = digest(&body).into();
                     Some((v, body, d))
                 }
                 Err(_) => None,
@@ -331,6 +332,7 @@ impl Engine {
         };
         Ok(Engine {
             files: files.clone(),
+            model_id: model.id.as_str().into(),
             model,
             policy,
             catalogue,
@@ -364,7 +366,12 @@ impl Engine {
 
     /// The serving model's id.
     pub fn model_id(&self) -> &str {
-        &self.model.id
+        &self.model_id
+    }
+
+    /// The serving model's id, shared (for log records).
+    pub fn model_id_shared(&self) -> Arc<str> {
+        Arc::clone(&self.model_id)
     }
 
     /// Merchants with a profile.
@@ -411,7 +418,7 @@ impl Engine {
 
     /// The score's response body with the merchant's dispute flag, and its digest: built
     /// once at load for the usual case of no open dispute.
-    pub fn score_body(&self, id: &str, open_dispute: bool) -> Result<(Bytes, String), ApiError> {
+    pub fn score_body(&self, id: &str, open_dispute: bool) -> Result<(Bytes, Arc<str>), ApiError> {
         let row = self.row(id)?;
         self.scored(id, row)?;
         let (v, body, d) = row
@@ -420,10 +427,10 @@ impl Engine {
             .ok_or_else(|| ApiError::internal(format!("merchant {id} has no score view")))?;
         if open_dispute {
             let body = Bytes::from(v.json(true)?);
-            let d = digest(&body);
+            let d = digest(&body).into();
             Ok((body, d))
         } else {
-            Ok((body.clone(), d.clone()))
+            Ok((body.clone(), Arc::clone(d)))
         }
     }
 
@@ -448,7 +455,7 @@ impl Engine {
         purpose: LoanPurpose,
         product: Option<String>,
         open_dispute: bool,
-    ) -> Result<(Bytes, String), ApiError> {
+    ) -> Result<(Bytes, Arc<str>), ApiError> {
         let row = self.row(id)?;
         let s = self.scored(id, row)?;
         if let Some(p) = &product {
@@ -490,7 +497,7 @@ impl Engine {
         let d: Decision = decide(&app, &req, &self.policy, &self.catalogue)
             .map_err(|e| ApiError::internal(format!("deciding for {id}: {e}")))?;
         let body = Bytes::from(serde_json::to_vec(&d).map_err(ApiError::internal)?);
-        let out = (body.clone(), digest(&body));
+        let out: (Bytes, Arc<str>) = (body.clone(), digest(&body).into());
         let mut c = self.decisions.lock().map_err(cache)?;
         if c.len() >= DECISION_CACHE {
             c.clear();

@@ -51,7 +51,7 @@ pub(crate) async fn observe(State(st): State<AppState>, mut req: Request, next: 
     );
     let slot = CallerSlot::default();
     req.extensions_mut().insert(slot.clone());
-    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(RequestId(id.as_str().into()));
     let header_bytes: usize = req
         .headers()
         .iter()

@@ -310,7 +310,7 @@ pub(crate) struct CallerSlot(Arc<OnceLock<(String, bool)>>);
 /// `x-request-id`, written in the request log and in every query-log entry the request
 /// makes.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub Arc<str>);
 
 /// The router with every layer.
 pub fn router(state: AppState) -> axum::Router {

@@ -74,7 +74,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 #[derive(Debug)]
 pub struct Limits {
     /// Per API key id.
-    pub keys: Limiter<String>,
+    pub keys: Limiter<std::sync::Arc<str>>,
     /// Per client address, for failed authentications.
     pub anonymous: Limiter<IpAddr>,
 }
@@ -85,16 +85,13 @@ mod tests {
 
     #[test]
     fn buckets_refill_at_the_rate_and_say_when_to_retry() {
-        let l: Limiter<String> = Limiter::new(1.0, 2.0, "this API key");
-        let a = "a".to_owned();
+        let l: Limiter<std::sync::Arc<str>> = Limiter::new(1.0, 2.0, "this API key");
+        let a: std::sync::Arc<str> = "a".into();
         assert!(l.take(&a).is_ok());
         assert!(l.take(&a).is_ok());
         let e = l.take(&a).unwrap_err();
         assert_eq!(e.retry_after, Some(1));
         assert!(e.detail.contains("this API key"));
-        assert!(
-            l.take(&"b".to_owned()).is_ok(),
-            "keys have their own buckets"
-        );
+        assert!(l.take(&"b".into()).is_ok(), "keys have their own buckets");
     }
 }

@@ -16,6 +16,7 @@
 //! the database for audits.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -53,21 +54,22 @@ pub struct Seen {
     pub escrow_coverage: Option<f64>,
 }
 
-/// An entry to append.
+/// An entry to append. Its text is shared (`Arc<str>`) with the request that logs it, so a
+/// record costs the request no copies.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
     /// When it was served or refused.
     pub at: Timestamp,
     /// The response's id (also returned to the caller in a header).
-    pub request_id: String,
-    /// Who asked (shared with the request that logs it).
-    pub principal: std::sync::Arc<Principal>,
+    pub request_id: Arc<str>,
+    /// Who asked.
+    pub principal: Arc<Principal>,
     /// With which key.
-    pub key_id: String,
+    pub key_id: Arc<str>,
     /// About which merchant.
     pub merchant_id: String,
     /// `score`, `eligibility`, `batch_score` or `alerts`.
-    pub action: String,
+    pub action: &'static str,
     /// The consent purpose stated.
     pub purpose: Purpose,
     /// The consent relied on.
@@ -75,9 +77,9 @@ pub struct LogRecord {
     /// Served or refused.
     pub outcome: Outcome,
     /// The model that served.
-    pub model_id: String,
+    pub model_id: Arc<str>,
     /// BLAKE3 of the response body (hex).
-    pub response_digest: String,
+    pub response_digest: Arc<str>,
     /// What the lender was shown, to remember for alerts (written in the same transaction).
     pub seen: Option<Seen>,
 }
@@ -117,29 +119,38 @@ pub struct LogEntry {
 
 /// The bytes an entry's leaf hashes (see the module documentation).
 pub fn leaf_bytes(e: &LogEntry) -> Vec<u8> {
-    let consent = e.consent_id.map(|c| c.to_string()).unwrap_or_default();
-    let fields: [&str; 12] = [
-        &e.at,
-        &e.request_id,
-        &e.role,
-        &e.principal_code,
-        &e.key_id,
-        &e.merchant_id,
-        &e.action,
-        &e.purpose,
-        &consent,
-        &e.outcome,
-        &e.model_id,
-        &e.response_digest,
-    ];
     let mut out = Vec::with_capacity(256);
+    encode_leaf(
+        &mut out,
+        [
+            &e.at,
+            &e.request_id,
+            &e.role,
+            &e.principal_code,
+            &e.key_id,
+            &e.merchant_id,
+            &e.action,
+            &e.purpose,
+        ],
+        e.consent_id,
+        [&e.outcome, &e.model_id, &e.response_digest],
+    );
+    out
+}
+
+/// Appends the leaf encoding of these fields (in leaf order, the consent between) to `out`.
+fn encode_leaf(out: &mut Vec<u8>, before: [&str; 8], consent: Option<i64>, after: [&str; 3]) {
+    let consent = consent.map(|c| c.to_string()).unwrap_or_default();
     out.extend_from_slice(b"yuanxin-log-entry-v1\n");
+    let fields = before
+        .into_iter()
+        .chain(std::iter::once(consent.as_str()))
+        .chain(after);
     for f in fields {
         let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(f.as_bytes());
     }
-    out
 }
 
 const ENTRY: &str = "idx, at, request_id, role, principal_code, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash FROM log_entries";
@@ -280,43 +291,41 @@ impl Store {
         let first = size;
         let count = records.len() as u64;
         // The leaves and the nodes each completes, then the head over all of them, then the
-        // rows (the last one carrying the head).
-        let mut rows = Vec::with_capacity(records.len());
+        // rows (the last one carrying the head). Nothing is copied: the rows bind the
+        // records' own text.
+        let mut rows: Vec<(LogRecord, Hash, Vec<u8>)> = Vec::with_capacity(records.len());
         // Entries of one commit mostly share their second: format it once.
-        let mut at_text: Option<(Timestamp, String)> = None;
+        let mut at_text: Vec<(Timestamp, String)> = Vec::new();
+        let mut buf = Vec::with_capacity(320);
         for r in records {
-            let at = match &at_text {
-                Some((t, text)) if *t == r.at => text.clone(),
-                _ => {
-                    let text = r.at.to_string();
-                    at_text = Some((r.at, text.clone()));
-                    text
-                }
-            };
-            let mut e = LogEntry {
-                index: frontier.size(),
-                at,
-                request_id: r.request_id,
-                role: r.principal.role.as_str().to_owned(),
-                principal_code: r.principal.code.clone(),
-                key_id: r.key_id,
-                merchant_id: r.merchant_id,
-                action: r.action,
-                purpose: r.purpose.as_str().to_owned(),
-                consent_id: r.consent_id,
-                outcome: r.outcome.as_str().to_owned(),
-                model_id: r.model_id,
-                response_digest: r.response_digest,
-                leaf_hash: [0; 32],
-            };
-            e.leaf_hash = leaf_hash(&leaf_bytes(&e));
+            if at_text.last().is_none_or(|(t, _)| *t != r.at) {
+                at_text.push((r.at, r.at.to_string()));
+            }
+            let at = at_text.last().map_or("", |(_, text)| text.as_str());
+            buf.clear();
+            encode_leaf(
+                &mut buf,
+                [
+                    at,
+                    &r.request_id,
+                    r.principal.role.as_str(),
+                    &r.principal.code,
+                    &r.key_id,
+                    &r.merchant_id,
+                    r.action,
+                    r.purpose.as_str(),
+                ],
+                r.consent_id,
+                [r.outcome.as_str(), &r.model_id, &r.response_digest],
+            );
+            let leaf = leaf_hash(&buf);
             let mut nodes = Vec::new();
-            frontier.push(e.leaf_hash, |level, _, h| {
+            frontier.push(leaf, |level, _, h| {
                 if level >= STORED_FROM_LEVEL {
                     nodes.extend_from_slice(h);
                 }
             });
-            rows.push((e, nodes, r.principal.id, r.seen));
+            rows.push((r, leaf, nodes));
         }
         let head = SignedHead::sign(secrets, frontier.size(), frontier.root(), now);
         let head_json = head_json(&head)?;
@@ -330,33 +339,38 @@ impl Store {
                  ON CONFLICT (lender_id, merchant_id) DO UPDATE SET at = excluded.at, grade = excluded.grade, escrow_coverage = excluded.escrow_coverage",
             )?;
             let last = rows.len().saturating_sub(1);
-            for (k, (e, nodes, principal_id, seen)) in rows.iter().enumerate() {
-                let idx = i64::try_from(e.index)
+            let mut at_iter = at_text.iter().peekable();
+            for (k, (r, leaf, nodes)) in rows.iter().enumerate() {
+                while at_iter.peek().is_some_and(|(t, _)| *t != r.at) {
+                    at_iter.next();
+                }
+                let at = at_iter.peek().map_or("", |(_, text)| text.as_str());
+                let idx = i64::try_from(first + k as u64)
                     .map_err(|_| StoreError::Invalid("the log is full".into()))?;
                 insert.execute(params![
                     idx,
-                    e.at,
-                    e.request_id,
-                    e.role,
-                    e.principal_code,
-                    principal_id,
-                    e.key_id,
-                    e.merchant_id,
-                    e.action,
-                    e.purpose,
-                    e.consent_id,
-                    e.outcome,
-                    e.model_id,
-                    e.response_digest,
-                    e.leaf_hash.as_slice(),
+                    at,
+                    &*r.request_id,
+                    r.principal.role.as_str(),
+                    r.principal.code,
+                    r.principal.id,
+                    &*r.key_id,
+                    r.merchant_id,
+                    r.action,
+                    r.purpose.as_str(),
+                    r.consent_id,
+                    r.outcome.as_str(),
+                    &*r.model_id,
+                    &*r.response_digest,
+                    leaf.as_slice(),
                     (!nodes.is_empty()).then_some(nodes.as_slice()),
                     (k == last).then_some(head_json.as_str()),
                 ])?;
-                if let Some(v) = seen {
+                if let Some(v) = &r.seen {
                     view.execute(params![
                         v.lender_id,
-                        e.merchant_id,
-                        e.at,
+                        r.merchant_id,
+                        at,
                         v.grade,
                         v.escrow_coverage
                     ])?;

@@ -20,16 +20,16 @@ fn secrets() -> Secrets {
 fn record(p: &Principal, merchant: &str, i: usize) -> LogRecord {
     LogRecord {
         at: at("2026-01-01T10:00:00+08:00"),
-        request_id: format!("01J{i:023}"),
+        request_id: format!("01J{i:023}").into(),
         principal: std::sync::Arc::new(p.clone()),
         key_id: "abcdef012345".into(),
         merchant_id: merchant.into(),
-        action: "score".into(),
+        action: "score",
         purpose: Purpose::PreLoan,
         consent_id: Some(1),
         outcome: Outcome::Served,
         model_id: "m".into(),
-        response_digest: hex(blake3::hash(&i.to_be_bytes()).as_bytes()),
+        response_digest: hex(blake3::hash(&i.to_be_bytes()).as_bytes()).into(),
         seen: None,
     }
 }

@@ -288,7 +288,11 @@ pub(super) async fn batch_score(
                     "no {purpose} consent from merchant {id} to {} is in force",
                     c.principal.code
                 );
-                records.push(served.record(Outcome::Refused, now, digest(detail.as_bytes())));
+                records.push(served.record(
+                    Outcome::Refused,
+                    now,
+                    digest(detail.as_bytes()).into(),
+                ));
                 owners.push(results.len());
                 item.status = BatchStatus::Refused;
                 item.detail = Some(detail);
@@ -299,7 +303,11 @@ pub(super) async fn batch_score(
                         open_dispute: st.authz.has_open_dispute(id)?,
                         ..s.clone()
                     };
-                    records.push(served.record(Outcome::Served, now, digest(&json_bytes(&s)?)));
+                    records.push(served.record(
+                        Outcome::Served,
+                        now,
+                        digest(&json_bytes(&s)?).into(),
+                    ));
                     owners.push(results.len());
                     item.status = BatchStatus::Served;
                     item.score = Some(s);
@@ -474,7 +482,7 @@ pub(super) async fn alerts(
             last_grade: last.map(|l| l.grade),
             alerts,
         };
-        records.push(served.record(Outcome::Served, now, digest(&json_bytes(&item)?)));
+        records.push(served.record(Outcome::Served, now, digest(&json_bytes(&item)?).into()));
         items.push(item);
     }
     let (items, receipt) = if records.is_empty() {

@@ -37,9 +37,9 @@ pub struct Caller {
     /// Who.
     pub principal: Arc<Principal>,
     /// With which key.
-    pub key_id: String,
+    pub key_id: Arc<str>,
     /// This request's id.
-    pub request_id: String,
+    pub request_id: Arc<str>,
 }
 
 /// The key id a presented key claims (`yx_<12 hex>_…`), for the request log of a refusal.
@@ -64,8 +64,7 @@ impl FromRequestParts<AppState> for Caller {
         let request_id = parts
             .extensions
             .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
+            .map_or_else(|| Arc::from(""), |r| Arc::clone(&r.0));
         let slot = parts.extensions.get::<CallerSlot>().cloned();
         let token = bearer(parts);
         st.authz.refresh(|| st.db.read(|s| Ok(s.keys(None)?)))?;
@@ -76,7 +75,7 @@ impl FromRequestParts<AppState> for Caller {
         match who {
             Some(a) => {
                 if let Some(slot) = &slot {
-                    let _ = slot.0.set((a.key_id.clone(), true));
+                    let _ = slot.0.set((a.key_id.to_string(), true));
                 }
                 st.limits.keys.take(&a.key_id)?;
                 Ok(Caller {
@@ -184,10 +183,10 @@ fn current_receipt(st: &AppState) -> Result<Receipt, ApiError> {
 struct Served<'a> {
     caller: &'a Caller,
     merchant: &'a str,
-    action: &'a str,
+    action: &'static str,
     purpose: Purpose,
     consent: Option<i64>,
-    model_id: &'a str,
+    model_id: Arc<str>,
     /// Grade and escrow coverage shown (from the engine).
     shown: Option<(&'a str, Option<f64>)>,
     /// Whether to write `shown` as what the lender last saw.
@@ -199,7 +198,7 @@ impl<'a> Served<'a> {
         caller: &'a Caller,
         e: &'a Engine,
         merchant: &'a str,
-        action: &'a str,
+        action: &'static str,
         purpose: Purpose,
     ) -> Served<'a> {
         Served {
@@ -208,24 +207,24 @@ impl<'a> Served<'a> {
             action,
             purpose,
             consent: None,
-            model_id: e.model_id(),
+            model_id: e.model_id_shared(),
             shown: e.shown(merchant),
             write_shown: false,
         }
     }
 
-    fn record(&self, outcome: Outcome, at: Timestamp, response_digest: String) -> LogRecord {
+    fn record(&self, outcome: Outcome, at: Timestamp, response_digest: Arc<str>) -> LogRecord {
         LogRecord {
             at,
-            request_id: self.caller.request_id.clone(),
+            request_id: Arc::clone(&self.caller.request_id),
             principal: Arc::clone(&self.caller.principal),
-            key_id: self.caller.key_id.clone(),
+            key_id: Arc::clone(&self.caller.key_id),
             merchant_id: self.merchant.to_owned(),
-            action: self.action.to_owned(),
+            action: self.action,
             purpose: self.purpose,
             consent_id: self.consent,
             outcome,
-            model_id: self.model_id.to_owned(),
+            model_id: Arc::clone(&self.model_id),
             response_digest,
             seen: self
                 .shown
@@ -245,7 +244,7 @@ async fn logged(
     st: &AppState,
     q: Served<'_>,
     bytes: Bytes,
-    response_digest: String,
+    response_digest: Arc<str>,
 ) -> Result<Response, ApiError> {
     // What the lender is shown is written with the entry only when it changed.
     let lender = q.caller.principal.id;
@@ -295,7 +294,7 @@ async fn consent_or_refuse(st: &AppState, q: &Served<'_>) -> Result<(i64, bool),
                 "no {} consent from merchant {} to {} is in force",
                 q.purpose, q.merchant, q.caller.principal.code
             );
-            let d = crate::digest(detail.as_bytes());
+            let d = crate::digest(detail.as_bytes()).into();
             st.db
                 .append(vec![q.record(Outcome::Refused, now, d)])
                 .await?;
