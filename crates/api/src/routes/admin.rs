@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa::ToSchema;
-use yuanxin_store::{Created, Role};
+use yuanxin_store::Role;
 
-use super::merchant::{created, idempotency, stored, PageQuery, Paging};
+use super::merchant::{create_once, idempotency, PageQuery, Paging};
 use super::{cursor, json_bytes, respond, AdminCaller};
 use crate::input::{Fields, FromFields, IdempotencyKey, Json, NoQuery, Path, Query};
 use crate::problem::{ApiError, Code};
@@ -125,7 +125,6 @@ pub(super) async fn create_key(
 ) -> Result<Response, ApiError> {
     let idem = idempotency(a.0.principal.id, key, "POST /v1/admin/keys", &raw);
     let now = (st.now)();
-    let secret = *st.db.secrets().api_key_secret();
     let view = |(k, full): &(yuanxin_store::ApiKey, String)| {
         json_bytes(&KeyCreated {
             key_id: k.key_id.clone(),
@@ -134,31 +133,26 @@ pub(super) async fn create_key(
             created_at: k.created_at.to_string(),
         })
     };
-    let idem2 = idem.clone();
-    let c = st
-        .db
-        .write(move |s, secrets| {
-            let role: Role = b.role.into();
-            let p = if role == Role::Merchant {
-                s.merchant_principal(&b.principal, now)?
-            } else {
-                s.principal(role, &b.principal)?.ok_or_else(|| {
-                    ApiError::new(
-                        Code::UnknownPrincipal,
-                        format!("no {role} with code {}", b.principal),
-                    )
-                    .at("principal")
-                })?
-            };
-            Ok(s.create_key(&p, secrets, now, idem.as_ref(), |v| {
-                stored(&secret, idem.as_ref(), view(v))
-            })?)
-        })
-        .await?;
-    if let Created::New((k, _), _) = &c {
-        st.authz.key_created(k)?;
+    let (response, made) = create_once(&st, idem, view, move |s, secrets, idem, seal| {
+        let role: Role = b.role.into();
+        let p = if role == Role::Merchant {
+            s.merchant_principal(&b.principal, now)?
+        } else {
+            s.principal(role, &b.principal)?.ok_or_else(|| {
+                ApiError::new(
+                    Code::UnknownPrincipal,
+                    format!("no {role} with code {}", b.principal),
+                )
+                .at("principal")
+            })?
+        };
+        Ok(s.create_key(&p, secrets, now, idem, seal)?)
+    })
+    .await?;
+    if let Some((k, _)) = made {
+        st.authz.key_created(&k)?;
     }
-    created(&c, &secret, idem2.as_ref(), view)
+    Ok(response)
 }
 
 #[utoipa::path(delete, path = "/v1/admin/keys/{key_id}", tag = "admin",

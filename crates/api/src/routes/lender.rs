@@ -70,20 +70,37 @@ pub(super) async fn score(
     Path(id): Path<String>,
     Query(q): Query<PurposeQuery>,
 ) -> Result<Response, ApiError> {
-    merchant(&id)?;
+    answer(&st, &c, &id, "score", q.purpose, |e, dispute| {
+        e.score_body(&id, dispute)
+    })
+    .await
+}
+
+/// A lender's question about one merchant: the id checked and the merchant known before
+/// anything is logged, the consent checked (a refusal logged), then the answer logged before
+/// it is sent, with its receipt.
+async fn answer(
+    st: &AppState,
+    c: &super::Caller,
+    id: &str,
+    action: &'static str,
+    purpose: ConsentPurpose,
+    body: impl FnOnce(&crate::Engine, bool) -> Result<(axum::body::Bytes, Arc<str>), ApiError>,
+) -> Result<Response, ApiError> {
+    merchant(id)?;
     let e = st.engine()?;
-    known(&e, &id)?;
-    let served = Served::new(&c, &e, &id, "score", q.purpose.into());
-    let (consent, dispute) = consent_or_refuse(&st, &served).await?;
-    let (body, d) = e.score_body(&id, dispute)?;
+    known(&e, id)?;
+    let served = Served::new(c, &e, id, action, purpose.into());
+    let (consent, dispute) = consent_or_refuse(st, &served).await?;
+    let (bytes, digest) = body(&e, dispute)?;
     logged(
-        &st,
+        st,
         Served {
             consent: Some(consent),
             ..served
         },
-        body,
-        d,
+        bytes,
+        digest,
     )
     .await
 }
@@ -156,28 +173,16 @@ pub(super) async fn eligibility(
     Path(id): Path<String>,
     Json(b, _): Json<Eligibility>,
 ) -> Result<Response, ApiError> {
-    merchant(&id)?;
-    let e = st.engine()?;
-    known(&e, &id)?;
-    let served = Served::new(&c, &e, &id, "eligibility", b.purpose.into());
-    let (consent, dispute) = consent_or_refuse(&st, &served).await?;
-    let (body, d) = e.decision(
-        &id,
-        b.amount,
-        b.term_months,
-        b.loan_purpose,
-        b.product,
-        dispute,
-    )?;
-    logged(
-        &st,
-        Served {
-            consent: Some(consent),
-            ..served
-        },
-        body,
-        d,
-    )
+    answer(&st, &c, &id, "eligibility", b.purpose, |e, dispute| {
+        e.decision(
+            &id,
+            b.amount,
+            b.term_months,
+            b.loan_purpose,
+            b.product,
+            dispute,
+        )
+    })
     .await
 }
 

@@ -362,6 +362,46 @@ pub(super) fn created<T>(
     })
 }
 
+/// A creating request, idempotent with a key: `create` runs in the store's write
+/// transaction with the record of its response (`view` of what it made, sealed); a retry
+/// gets that response back. Returns the answer, and what was made (not on a replay).
+pub(super) async fn create_once<T, F, V>(
+    st: &AppState,
+    idem: Option<Idempotency>,
+    view: V,
+    create: F,
+) -> Result<(Response, Option<T>), ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(
+            &mut yuanxin_store::Store,
+            &yuanxin_store::Secrets,
+            Option<&Idempotency>,
+            &dyn Fn(&T) -> Result<Vec<u8>, String>,
+        ) -> Result<Created<T>, ApiError>
+        + Send
+        + 'static,
+    V: Fn(&T) -> Result<Vec<u8>, ApiError> + Copy + Send + 'static,
+{
+    let secret = *st.db.secrets().api_key_secret();
+    let key = idem.clone();
+    let made = st
+        .db
+        .write(move |s, secrets| {
+            let seal = |t: &T| stored(&secret, key.as_ref(), view(t));
+            create(s, secrets, key.as_ref(), &seal)
+        })
+        .await?;
+    let response = created(&made, &secret, idem.as_ref(), view)?;
+    Ok((
+        response,
+        match made {
+            Created::New(t, _) => Some(t),
+            Created::Replayed(_) => None,
+        },
+    ))
+}
+
 #[utoipa::path(post, path = "/v1/me/consents", tag = "merchant",
     request_body = GrantBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first response (kept 24 h)")),
@@ -379,35 +419,29 @@ pub(super) async fn grant(
     let expires = now
         .plus_days(b.days)
         .ok_or_else(|| ApiError::internal("date out of range"))?;
-    let secret = *st.db.secrets().api_key_secret();
     let view = move |c: &yuanxin_store::Consent| json_bytes(&ConsentView::of(c, now));
-    let idem2 = idem.clone();
-    let c = st
-        .db
-        .write(move |s, _| {
-            let lender = s.principal(Role::Lender, &b.lender)?.ok_or_else(|| {
-                ApiError::new(
-                    Code::UnknownPrincipal,
-                    format!("no lender institution {}", b.lender),
-                )
-                .at("lender")
-            })?;
-            let g = Grant {
-                merchant_id: &me,
-                lender: &lender,
-                purpose: b.purpose.into(),
-                granted_at: now,
-                expires_at: expires,
-            };
-            Ok(s.grant(&g, idem.as_ref(), |c| {
-                stored(&secret, idem.as_ref(), view(c))
-            })?)
-        })
-        .await?;
-    if let Created::New(consent, _) = &c {
-        st.authz.granted(consent)?;
+    let (response, made) = create_once(&st, idem, view, move |s, _, idem, seal| {
+        let lender = s.principal(Role::Lender, &b.lender)?.ok_or_else(|| {
+            ApiError::new(
+                Code::UnknownPrincipal,
+                format!("no lender institution {}", b.lender),
+            )
+            .at("lender")
+        })?;
+        let g = Grant {
+            merchant_id: &me,
+            lender: &lender,
+            purpose: b.purpose.into(),
+            granted_at: now,
+            expires_at: expires,
+        };
+        Ok(s.grant(&g, idem, seal)?)
+    })
+    .await?;
+    if let Some(consent) = made {
+        st.authz.granted(&consent)?;
     }
-    created(&c, &secret, idem2.as_ref(), view)
+    Ok(response)
 }
 
 #[utoipa::path(delete, path = "/v1/me/consents/{id}", tag = "merchant",
@@ -491,28 +525,22 @@ pub(super) async fn open_dispute(
     let deadline = now
         .plus_days(DISPUTE_DAYS)
         .ok_or_else(|| ApiError::internal("date out of range"))?;
-    let secret = *st.db.secrets().api_key_secret();
     let view = move |d: &yuanxin_store::Dispute| json_bytes(&DisputeView::of(d, now));
-    let idem2 = idem.clone();
-    let d = st
-        .db
-        .write(move |s, _| {
-            let d = NewDispute {
-                merchant_id: &me,
-                subject: &b.subject,
-                detail: &b.detail,
-                opened_at: now,
-                deadline,
-            };
-            Ok(s.open_dispute(&d, idem.as_ref(), |d| {
-                stored(&secret, idem.as_ref(), view(d))
-            })?)
-        })
-        .await?;
-    if let Created::New(d, _) = &d {
+    let (response, made) = create_once(&st, idem, view, move |s, _, idem, seal| {
+        let d = NewDispute {
+            merchant_id: &me,
+            subject: &b.subject,
+            detail: &b.detail,
+            opened_at: now,
+            deadline,
+        };
+        Ok(s.open_dispute(&d, idem, seal)?)
+    })
+    .await?;
+    if let Some(d) = made {
         st.authz.dispute(&d.merchant_id, true)?;
     }
-    created(&d, &secret, idem2.as_ref(), view)
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/v1/me/disputes", tag = "merchant",
