@@ -38,6 +38,18 @@ pub struct Receipt {
     pub header: axum::http::HeaderValue,
 }
 
+impl Receipt {
+    /// The receipt of a head: its header made once, for every response that carries it.
+    pub fn of(head: SignedHead) -> Receipt {
+        // Hex, digits and an RFC 3339 time: always a valid header value.
+        let header = serde_json::to_string(&head.to_json())
+            .ok()
+            .and_then(|j| axum::http::HeaderValue::from_str(&j).ok())
+            .unwrap_or_else(|| axum::http::HeaderValue::from_static("{}"));
+        Receipt { head, header }
+    }
+}
+
 type Reply = Result<(u64, Arc<Receipt>), String>;
 
 enum Job {
@@ -65,8 +77,7 @@ pub struct Db {
     /// Held (never sent on) to keep the WAL checkpointer running.
     _checkpointer: mpsc::Sender<()>,
     secrets: Arc<Secrets>,
-    head: Arc<RwLock<SignedHead>>,
-    checkpoints: PathBuf,
+    latest: Arc<RwLock<Arc<Receipt>>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -135,16 +146,12 @@ impl Db {
             })
             .map_err(|e| ApiError::internal(format!("starting the WAL checkpointer: {e}")))?;
         let secrets = Arc::new(secrets);
-        let shared_head = Arc::new(RwLock::new(head));
+        let latest = Arc::new(RwLock::new(Arc::new(Receipt::of(head))));
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
-        let (s, h, f) = (
-            Arc::clone(&secrets),
-            Arc::clone(&shared_head),
-            files.clone(),
-        );
+        let (s, l) = (Arc::clone(&secrets), Arc::clone(&latest));
         std::thread::Builder::new()
             .name("query-log".into())
-            .spawn(move || write_log(log_store, &s, &h, &f, &rx))
+            .spawn(move || write_log(log_store, &s, &l, &files, &rx))
             .map_err(|e| ApiError::internal(format!("starting the log writer: {e}")))?;
         Ok(Db {
             path: path.to_owned(),
@@ -152,19 +159,8 @@ impl Db {
             log: tx,
             _checkpointer: alive,
             secrets,
-            head: shared_head,
-            checkpoints: files.checkpoints,
+            latest,
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The checkpoint file.
-    pub fn checkpoints(&self) -> &Path {
-        &self.checkpoints
     }
 
     /// The secrets.
@@ -172,12 +168,17 @@ impl Db {
         &self.secrets
     }
 
-    /// The latest signed head (after the last commit of the log).
-    pub fn head(&self) -> Result<SignedHead, ApiError> {
-        self.head
+    /// The receipt of the log as it stands: the latest signed head (after the last commit).
+    pub fn receipt(&self) -> Result<Arc<Receipt>, ApiError> {
+        self.latest
             .read()
-            .map(|h| h.clone())
+            .map(|r| Arc::clone(&r))
             .map_err(|_| ApiError::internal("head lock poisoned"))
+    }
+
+    /// The latest signed head.
+    pub fn head(&self) -> Result<SignedHead, ApiError> {
+        Ok(self.receipt()?.head.clone())
     }
 
     /// Runs a short indexed read inline on this thread's own read connection. A hop to the
@@ -282,11 +283,12 @@ impl Db {
 fn write_log(
     mut store: Store,
     secrets: &Secrets,
-    head: &RwLock<SignedHead>,
+    latest: &RwLock<Arc<Receipt>>,
     files: &LogFiles,
     rx: &mpsc::Receiver<Job>,
 ) {
-    let mut written = head.read().map(|h| h.tree_size).unwrap_or(0);
+    let head = || latest.read().ok().map(|r| r.head.clone());
+    let mut written = head().map_or(0, |h| h.tree_size);
     let mut last_write = Instant::now();
     let every = files.every.max(1);
     let period = Duration::from_secs(files.seconds.max(1));
@@ -302,7 +304,7 @@ fn write_log(
         let first = match rx.recv_timeout(period) {
             Ok(j) => j,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(h) = head.read().map(|h| h.clone()) {
+                if let Some(h) = head() {
                     if h.tree_size > written {
                         if let Err(e) = checkpoint(&h, &mut written, &mut last_write) {
                             tracing::error!(target: "yuanxin::log", error = %e, "writing a checkpoint failed");
@@ -335,18 +337,11 @@ fn write_log(
             let all: Vec<LogRecord> = records.into_iter().flatten().collect();
             match store.append(all, secrets, Timestamp::now()) {
                 Ok(done) => {
-                    let h = done.head;
-                    if let Ok(mut g) = head.write() {
-                        *g = h.clone();
+                    let receipt = Arc::new(Receipt::of(done.head));
+                    if let Ok(mut g) = latest.write() {
+                        *g = Arc::clone(&receipt);
                     }
-                    let header = serde_json::to_string(&h.to_json())
-                        .ok()
-                        .and_then(|j| axum::http::HeaderValue::from_str(&j).ok())
-                        .unwrap_or_else(|| axum::http::HeaderValue::from_static("{}"));
-                    let receipt = Arc::new(Receipt {
-                        head: h.clone(),
-                        header,
-                    });
+                    let h = &receipt.head;
                     let mut first = done.first;
                     for (reply, k) in replies.into_iter().zip(sizes) {
                         let _ = reply.send(Ok((first, Arc::clone(&receipt))));
@@ -355,7 +350,7 @@ fn write_log(
                     if h.tree_size >= written + every
                         || (h.tree_size > written && last_write.elapsed() >= period)
                     {
-                        if let Err(e) = checkpoint(&h, &mut written, &mut last_write) {
+                        if let Err(e) = checkpoint(h, &mut written, &mut last_write) {
                             tracing::error!(target: "yuanxin::log", error = %e, "writing a checkpoint failed");
                         }
                     }
@@ -369,10 +364,8 @@ fn write_log(
             }
         }
         for reply in flushes {
-            let r = head
-                .read()
-                .map(|h| h.clone())
-                .map_err(|_| "head lock poisoned".to_owned())
+            let r = head()
+                .ok_or_else(|| "head lock poisoned".to_owned())
                 .and_then(|h| {
                     if h.tree_size > written {
                         checkpoint(&h, &mut written, &mut last_write).map_err(|e| e.to_string())?;

@@ -317,11 +317,6 @@ pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
 }
 
-/// The OpenAPI document (with the bounds of no loaded catalogue).
-pub fn openapi() -> Result<String, ApiError> {
-    routes::openapi_json(Bounds::UNLOADED, ServiceConfig::default().batch_max)
-}
-
 /// Serves until Ctrl-C or SIGTERM, draining requests in flight, then writes a last
 /// checkpoint; watches the engine's files for changes when configured to.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<(), ApiError> {

@@ -448,18 +448,6 @@ impl Store {
         Ok(page.finish(items, |e| e.index))
     }
 
-    /// Entries from `start`, in order, up to `limit` of them (for audits).
-    pub fn entries_from(&self, start: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
-        let start = i64::try_from(start).unwrap_or(i64::MAX);
-        Ok(self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {ENTRY} WHERE idx >= ?1 ORDER BY idx LIMIT ?2"
-            ))?
-            .query_map(params![start, limit], entry)?
-            .collect::<Result<Vec<_>, _>>()?)
-    }
-
     /// The inclusion proof of entry `index` in the tree of the first `tree_size` entries.
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
         self.check_size(tree_size)?;

@@ -101,16 +101,6 @@ impl Store {
             .transpose()
     }
 
-    /// A principal by id.
-    pub fn principal_by_id(&self, id: i64) -> Result<Option<Principal>, StoreError> {
-        self.conn
-            .prepare_cached(&format!("SELECT {PRINCIPAL} FROM principals WHERE id = ?1"))?
-            .query_row([id], |r| principal(r, 0))
-            .optional()?
-            .map(to_principal)
-            .transpose()
-    }
-
     /// The principal of a merchant, created on first use if the merchant is registered.
     pub fn merchant_principal(
         &mut self,

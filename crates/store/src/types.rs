@@ -142,16 +142,6 @@ impl Timestamp {
             .checked_add_signed(chrono::Duration::try_days(days)?)
             .map(Timestamp)
     }
-
-    /// Seconds since the Unix epoch.
-    pub fn unix(self) -> i64 {
-        self.0.timestamp()
-    }
-
-    /// The instant in UTC.
-    pub fn utc(self) -> DateTime<Utc> {
-        self.0.with_timezone(&Utc)
-    }
 }
 
 impl fmt::Display for Timestamp {

@@ -13,8 +13,8 @@ use yuanxin_store::{LogRecord, Outcome, PageRequest, Purpose};
 use std::sync::Arc;
 
 use super::{
-    consent_or_refuse, current_receipt, cursor, json_bytes, logged, remember, respond,
-    with_receipt, LenderCaller, Served,
+    consent_or_refuse, cursor, json_bytes, logged, remember, respond, with_receipt, LenderCaller,
+    Served,
 };
 use crate::engine::ScoreView;
 use crate::input::{check_id, Fields, FromFields, Json, Path, Query};
@@ -331,7 +331,7 @@ pub(super) async fn batch_score(
         .count() as u64;
     let refused = records.len() as u64 - served;
     let receipt = if records.is_empty() {
-        Arc::new(current_receipt(&st)?)
+        st.db.receipt()?
     } else {
         let (first, receipt) = st.db.append(records.clone()).await?;
         for (i, &k) in owners.iter().enumerate() {
@@ -491,7 +491,7 @@ pub(super) async fn alerts(
         items.push(item);
     }
     let (items, receipt) = if records.is_empty() {
-        (Vec::new(), Arc::new(current_receipt(&st)?))
+        (Vec::new(), st.db.receipt()?)
     } else {
         let (first, receipt) = st.db.append(records.clone()).await?;
         let items = items

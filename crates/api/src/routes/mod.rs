@@ -169,16 +169,6 @@ fn with_receipt(mut r: Response, index: Option<u64>, receipt: &Receipt) -> Respo
     r
 }
 
-/// The receipt of the log as it stands (for answers that logged nothing).
-fn current_receipt(st: &AppState) -> Result<Receipt, ApiError> {
-    let head = st.db.head()?;
-    let header = serde_json::to_string(&head.to_json())
-        .ok()
-        .and_then(|j| HeaderValue::from_str(&j).ok())
-        .ok_or_else(|| ApiError::internal("the signed head cannot be a header"))?;
-    Ok(Receipt { head, header })
-}
-
 /// A lender's query about a merchant, to be logged before its response leaves.
 struct Served<'a> {
     caller: &'a Caller,
