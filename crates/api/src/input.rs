@@ -41,6 +41,41 @@ pub const AMOUNT_PATTERN: &str =
 /// Identifiers: merchants, institution codes, products.
 pub const ID_PATTERN: &str = r"^[A-Za-z0-9._-]{1,64}$";
 
+/// The characters Rust's `char::is_whitespace` calls spaces (Unicode `White_Space`), as
+/// inclusive ranges. Text that must say something has to hold a character outside them;
+/// the schema's pattern is written from the same list, so a fuzzer's idea of "a space"
+/// (Python's and JavaScript's `\s` both differ from Unicode's) never disagrees with ours.
+const SPACES: &[(char, char)] = &[
+    ('\u{9}', '\u{d}'),
+    (' ', ' '),
+    ('\u{85}', '\u{85}'),
+    ('\u{a0}', '\u{a0}'),
+    ('\u{1680}', '\u{1680}'),
+    ('\u{2000}', '\u{200a}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{202f}', '\u{202f}'),
+    ('\u{205f}', '\u{205f}'),
+    ('\u{3000}', '\u{3000}'),
+];
+
+fn is_space(c: char) -> bool {
+    SPACES.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
+/// The schema pattern for text that is not only spaces: one character outside [`SPACES`],
+/// with `\uXXXX` escapes that ECMA-262 and Python regular expressions read alike.
+pub fn not_only_spaces_pattern() -> String {
+    let mut p = String::from("[^");
+    for &(lo, hi) in SPACES {
+        p.push_str(&format!("\\u{:04x}", u32::from(lo)));
+        if hi != lo {
+            p.push_str(&format!("-\\u{:04x}", u32::from(hi)));
+        }
+    }
+    p.push(']');
+    p
+}
+
 /// A choice among named values.
 pub trait Choice: Sized + Copy + 'static {
     /// The values and their names.
@@ -158,7 +193,7 @@ impl Fields {
             return Err(ApiError::invalid(name, "must be a string"));
         };
         let n = s.chars().count();
-        if n < min || n > max || (min > 0 && s.chars().all(char::is_whitespace)) {
+        if n < min || n > max || (min > 0 && s.chars().all(is_space)) {
             return Err(ApiError::invalid(
                 name,
                 if min == 0 {
@@ -444,6 +479,22 @@ impl FromRequestParts<AppState> for IdempotencyKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spaces_are_unicode_white_space_and_the_pattern_says_the_same() {
+        let pattern = regex::Regex::new(&format!("^{}$", not_only_spaces_pattern()))
+            .expect("the pattern compiles");
+        for c in (0..=0x10ffff_u32).filter_map(char::from_u32) {
+            assert_eq!(is_space(c), c.is_whitespace(), "{:?}", c);
+            let mut buf = [0; 4];
+            assert_eq!(
+                pattern.is_match(c.encode_utf8(&mut buf)),
+                !c.is_whitespace(),
+                "{:?}",
+                c
+            );
+        }
+    }
 
     #[test]
     fn amounts_follow_their_pattern_exactly() {

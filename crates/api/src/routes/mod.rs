@@ -27,7 +27,7 @@ use yuanxin_store::{LogRecord, Outcome, Principal, Purpose, Role, Seen, Timestam
 
 use crate::db::Receipt;
 use crate::engine::Bounds;
-use crate::input::{AMOUNT_PATTERN, ID_PATTERN};
+use crate::input::{not_only_spaces_pattern, AMOUNT_PATTERN, ID_PATTERN};
 use crate::problem::{ApiError, Code, Problem};
 use crate::{layers, AppState, CallerSlot, Engine, RequestId, BODY_LIMIT};
 
@@ -428,6 +428,7 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
     let mut doc = serde_json::to_value(api().into_openapi()).map_err(ApiError::internal)?;
     doc["components"]["responses"] = error_responses();
     let id = json!({"type": "string", "pattern": ID_PATTERN});
+    let spaced = not_only_spaces_pattern();
     // The demo city's first merchant and lender, so that the documented examples run.
     let merchant_id = json!({"type": "string", "pattern": ID_PATTERN, "example": "M0000000"});
     let amount = json!({"type": "string", "pattern": AMOUNT_PATTERN, "description": "Yuan, 0.01 to 100000000, at most two decimals", "example": "50000"});
@@ -469,7 +470,7 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
         &mut doc,
         "DisputeBody",
         "subject",
-        json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}),
+        json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": spaced}),
     );
     property(
         &mut doc,
@@ -481,7 +482,7 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
         &mut doc,
         "AnswerBody",
         "answer",
-        json!({"type": "string", "minLength": 1, "maxLength": 4000, "pattern": "\\S"}),
+        json!({"type": "string", "minLength": 1, "maxLength": 4000, "pattern": spaced}),
     );
     property(&mut doc, "PromoteBody", "id", id.clone());
     property(&mut doc, "PrincipalBody", "code", id.clone());
@@ -489,7 +490,7 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
         &mut doc,
         "PrincipalBody",
         "name",
-        json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}),
+        json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": spaced}),
     );
     property(&mut doc, "KeyBody", "principal", id.clone());
     for s in [
