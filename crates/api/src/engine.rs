@@ -4,24 +4,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use yuanxin_decision::{
-    alerts, decide, reasons, Alert, Applicant, Catalogue, Decision, LastSeen, LoanRequest, Policy,
-};
-use yuanxin_domain::Industry;
-use yuanxin_model::metrics::psi_verdict;
+use yuanxin_decision::{reasons, Alert, LastSeen, LoanRequest};
+use yuanxin_domain::known;
+use yuanxin_domain::vocabulary::VOCABULARY;
+use yuanxin_engine::{EngineError, Served};
 use yuanxin_model::registry::Registry;
-use yuanxin_model::{Column, Frame, Model, Scored};
+use yuanxin_model::Scored;
+use yuanxin_store::Seen;
 
 use crate::problem::{ApiError, Code};
+use crate::views::DecisionView;
 use crate::{digest, LoanPurpose};
-use axum::body::Bytes;
-use yuanxin_store::Seen;
+
+pub use yuanxin_engine::Bounds;
 
 /// Where the engine's inputs live.
 #[derive(Debug, Clone)]
@@ -39,21 +40,31 @@ pub struct EngineFiles {
     pub ledger: Option<PathBuf>,
 }
 
-/// The numeric ranges a request is checked against, from the loaded catalogue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
-    /// The shortest term any product offers, months.
-    pub term_min: u32,
-    /// The longest term any product offers, months.
-    pub term_max: u32,
+impl EngineFiles {
+    fn served(&self) -> yuanxin_engine::Files {
+        yuanxin_engine::Files {
+            models: self.models.clone(),
+            profiles: self.profiles.clone(),
+            policy: self.policy.clone(),
+            catalogue: self.catalogue.clone(),
+        }
+    }
 }
 
-impl Bounds {
-    /// Before any catalogue is loaded (no route that uses them answers then).
-    pub const UNLOADED: Bounds = Bounds {
-        term_min: 1,
-        term_max: 360,
-    };
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        let detail = e.to_string();
+        match e {
+            EngineError::UnknownMerchant(_) => ApiError::new(Code::UnknownMerchant, detail),
+            EngineError::Unscorable { .. } => ApiError::new(Code::Unscorable, detail),
+            EngineError::UnknownProduct { .. } => {
+                ApiError::new(Code::UnknownProduct, detail).at("product")
+            }
+            EngineError::NoBaseline(_) => ApiError::new(Code::NotFound, detail),
+            EngineError::Decision { .. } => ApiError::internal(detail),
+            _ => ApiError::unavailable(detail),
+        }
+    }
 }
 
 /// A decision request's shape: the cache key of its response.
@@ -72,28 +83,15 @@ struct Ask {
 /// each, so at most some tens of MiB) the cache starts over.
 const DECISION_CACHE: usize = 4096;
 
-#[derive(Debug)]
-struct Row {
-    as_of: NaiveDate,
-    industry: Industry,
-    features: BTreeMap<String, Option<f64>>,
-    scored: Result<Scored, String>,
-    /// The score as served, built once at load, with the response body (no open dispute)
-    /// and its digest.
-    view: Option<(ScoreView, Bytes, Arc<str>)>,
-}
-
-/// A loaded engine.
+/// A loaded engine: the application's served state, with each merchant's score response
+/// built once at load and the decisions asked for so far.
 #[derive(Debug)]
 pub struct Engine {
     files: EngineFiles,
-    model: Model,
-    policy: Policy,
-    catalogue: Catalogue,
-    rows: BTreeMap<String, Row>,
-    as_of: Option<NaiveDate>,
+    served: Served,
+    /// The score as served (no open dispute), its response body and its digest.
+    views: BTreeMap<String, (ScoreView, Bytes, Arc<str>)>,
     stamp: Vec<Option<(std::time::SystemTime, u64)>>,
-    bounds: Bounds,
     decisions: Mutex<HashMap<Ask, (Bytes, Arc<str>)>>,
     model_id: Arc<str>,
 }
@@ -251,107 +249,40 @@ impl ScoreView {
     }
 }
 
-fn bad(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!("{what}: {e}"))
-}
-
 impl Engine {
     /// Loads everything; any failure leaves the caller's current engine in place.
     pub fn load(files: &EngineFiles) -> Result<Engine, ApiError> {
         // Taken before reading, so a file changed during the load is loaded again.
         let stamp = stamp(files);
-        let read =
-            |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| bad(&p.display().to_string(), e));
-        let policy = Policy::from_toml(&read(&files.policy)?).map_err(|e| bad("policy", e))?;
-        let catalogue =
-            Catalogue::from_toml(&read(&files.catalogue)?).map_err(|e| bad("catalogue", e))?;
-        let (_, model) = Registry::new(&files.models)
-            .champion()
-            .map_err(|e| bad("model registry", e))?
-            .ok_or_else(|| bad("model registry", "no champion"))?;
-        let cats = model.categorical_features();
-        let frame = Frame::read(&files.profiles, &cats).map_err(|e| bad("profiles", e))?;
-        let scored = model
-            .score_frame(&frame, true)
-            .map_err(|e| bad("scoring", e))?;
-        let text = |name: &str, i: usize| match frame.column(name) {
-            Some(Column::Cat(v)) => v[i].clone(),
-            _ => None,
-        };
-        let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-        for (i, s) in scored.into_iter().enumerate() {
-            let (Some(id), Some(date), Some(ind)) = (
-                text("merchant_id", i),
-                text("as_of", i),
-                text("industry", i),
-            ) else {
-                continue;
-            };
-            let as_of = NaiveDate::from_str(&date).map_err(|e| bad("profiles: as_of", e))?;
-            if rows.get(&id).is_some_and(|r| r.as_of >= as_of) {
-                continue;
+        let served = Served::load(&files.served())?;
+        let model_id: Arc<str> = served.model.id.as_str().into();
+        let mut views = BTreeMap::new();
+        for (id, m) in served.merchants() {
+            if let Ok(s) = &m.scored {
+                let v = view(id, m.as_of, s, &model_id);
+                let body = Bytes::from(v.json(false)?);
+                let d: Arc<str> = digest(&body).into();
+                views.insert(id.clone(), (v, body, d));
             }
-            let industry = Industry::from_str(&ind).map_err(|e| bad("profiles: industry", e))?;
-            let features = frame.numeric_row(i);
-            let view = match s.as_ref() {
-                Ok(s) => {
-                    let v = view(&id, as_of, s, &model.id);
-                    let body = Bytes::from(v.json(false).map_err(|e| bad("scoring", e))?);
-                    let d: Arc<str> = digest(&body).into();
-                    Some((v, body, d))
-                }
-                Err(_) => None,
-            };
-            rows.insert(
-                id,
-                Row {
-                    as_of,
-                    industry,
-                    features,
-                    scored: s,
-                    view,
-                },
-            );
         }
-        let as_of = rows.values().map(|r| r.as_of).max();
-        let bounds = Bounds {
-            term_min: catalogue
-                .products
-                .iter()
-                .map(|p| p.min_term_months)
-                .min()
-                .unwrap_or(1)
-                .max(1),
-            term_max: catalogue
-                .products
-                .iter()
-                .map(|p| p.max_term_months)
-                .max()
-                .unwrap_or(1)
-                .max(1),
-        };
         Ok(Engine {
             files: files.clone(),
-            model_id: model.id.as_str().into(),
-            model,
-            policy,
-            catalogue,
-            rows,
-            as_of,
+            served,
+            views,
             stamp,
-            bounds,
             decisions: Mutex::new(HashMap::new()),
+            model_id,
         })
     }
 
     /// The request ranges this engine's catalogue sets.
     pub fn bounds(&self) -> Bounds {
-        self.bounds
+        self.served.bounds()
     }
 
     /// Whether a merchant has a profile.
     pub fn has(&self, id: &str) -> bool {
-        self.rows.contains_key(id)
+        self.served.merchants().contains_key(id)
     }
 
     /// The files' modification stamp when they were read.
@@ -376,55 +307,36 @@ impl Engine {
 
     /// Merchants with a profile.
     pub fn merchants(&self) -> usize {
-        self.rows.len()
+        self.served.merchants().len()
     }
 
     /// Latest profile date.
     pub fn as_of(&self) -> Option<NaiveDate> {
-        self.as_of
+        self.served.as_of()
     }
 
     /// Some merchant ids (for the demo credentials).
     pub fn merchant_ids(&self) -> impl Iterator<Item = &String> {
-        self.rows.keys()
+        self.served.merchants().keys()
     }
 
-    fn row(&self, id: &str) -> Result<&Row, ApiError> {
-        self.rows.get(id).ok_or_else(|| {
-            ApiError::new(
-                Code::UnknownMerchant,
-                format!("no profile for merchant {id}"),
-            )
-        })
-    }
-
-    fn scored<'a>(&self, id: &str, row: &'a Row) -> Result<&'a Scored, ApiError> {
-        row.scored.as_ref().map_err(|why| {
-            ApiError::new(
-                Code::Unscorable,
-                format!("merchant {id} cannot be scored: {why}"),
-            )
-        })
+    /// A merchant's score view, with its body and digest (no open dispute).
+    fn scored(&self, id: &str) -> Result<&(ScoreView, Bytes, Arc<str>), ApiError> {
+        self.served.merchant(id)?.scored(id)?;
+        self.views
+            .get(id)
+            .ok_or_else(|| ApiError::internal(format!("merchant {id} has no score view")))
     }
 
     /// A merchant's score.
     pub fn score(&self, id: &str) -> Result<&ScoreView, ApiError> {
-        let row = self.row(id)?;
-        let s = self.scored(id, row)?;
-        row.view.as_ref().map(|v| &v.0).ok_or_else(|| {
-            ApiError::internal(format!("merchant {id} scored {} without a view", s.score))
-        })
+        self.scored(id).map(|v| &v.0)
     }
 
     /// The score's response body with the merchant's dispute flag, and its digest: built
     /// once at load for the usual case of no open dispute.
     pub fn score_body(&self, id: &str, open_dispute: bool) -> Result<(Bytes, Arc<str>), ApiError> {
-        let row = self.row(id)?;
-        self.scored(id, row)?;
-        let (v, body, d) = row
-            .view
-            .as_ref()
-            .ok_or_else(|| ApiError::internal(format!("merchant {id} has no score view")))?;
+        let (v, body, d) = self.scored(id)?;
         if open_dispute {
             let body = Bytes::from(v.json(true)?);
             let d = digest(&body).into();
@@ -436,11 +348,11 @@ impl Engine {
 
     /// The grade and escrow coverage a lender is shown of a merchant, remembered for alerts.
     pub fn shown(&self, id: &str) -> Option<(&str, Option<f64>)> {
-        let row = self.rows.get(id)?;
-        let s = row.scored.as_ref().ok()?;
+        let m = self.served.merchants().get(id)?;
+        let s = m.scored.as_ref().ok()?;
         Some((
             s.grade.as_str(),
-            row.features.get("escrow_coverage").copied().flatten(),
+            m.features.get(known!("escrow_coverage")).copied().flatten(),
         ))
     }
 
@@ -456,17 +368,6 @@ impl Engine {
         product: Option<String>,
         open_dispute: bool,
     ) -> Result<(Bytes, Arc<str>), ApiError> {
-        let row = self.row(id)?;
-        let s = self.scored(id, row)?;
-        if let Some(p) = &product {
-            if !self.catalogue.products.iter().any(|x| &x.id == p) {
-                return Err(ApiError::new(
-                    Code::UnknownProduct,
-                    format!("no product {p} in catalogue {}", self.catalogue.version),
-                )
-                .at("product"));
-            }
-        }
         let ask = Ask {
             merchant: id.to_owned(),
             amount,
@@ -479,23 +380,13 @@ impl Engine {
         if let Some(hit) = self.decisions.lock().map_err(cache)?.get(&ask) {
             return Ok(hit.clone());
         }
-        let app = Applicant::from_profile(
-            id,
-            row.as_of,
-            row.industry,
-            row.features.clone(),
-            &self.model,
-            s,
-            open_dispute,
-        );
         let req = LoanRequest {
             amount,
             term_months,
             purpose: purpose.as_str().to_owned(),
             product: ask.product.clone(),
         };
-        let d: Decision = decide(&app, &req, &self.policy, &self.catalogue)
-            .map_err(|e| ApiError::internal(format!("deciding for {id}: {e}")))?;
+        let d = DecisionView::from(self.served.decide(id, &req, open_dispute)?);
         let body = Bytes::from(serde_json::to_vec(&d).map_err(ApiError::internal)?);
         let out: (Bytes, Arc<str>) = (body.clone(), digest(&body).into());
         let mut c = self.decisions.lock().map_err(cache)?;
@@ -508,32 +399,18 @@ impl Engine {
 
     /// Early-warning alerts for a merchant, against what the lender saw last.
     pub fn alerts(&self, id: &str, last: Option<&Seen>) -> Result<Vec<Alert>, ApiError> {
-        let row = self.row(id)?;
-        let s = self.scored(id, row)?;
-        let grades: Vec<String> = self
-            .model
-            .master_scale
-            .0
-            .iter()
-            .map(|g| g.name.clone())
-            .collect();
         let last = last.map(|l: &Seen| LastSeen {
             grade: l.grade.clone(),
             escrow_coverage: l.escrow_coverage,
         });
-        Ok(alerts(
-            &row.features,
-            &s.grade,
-            &grades,
-            last.as_ref(),
-            &self.policy.alerts,
-        ))
+        Ok(self.served.alerts(id, last.as_ref())?)
     }
 
     /// A merchant's characteristics with display names.
     pub fn profile(&self, id: &str) -> Result<ProfileView, ApiError> {
-        let row = self.row(id)?;
-        let characteristics = yuanxin_profile::FEATURES
+        let m = self.served.merchant(id)?;
+        let model = &self.served.model;
+        let characteristics = VOCABULARY
             .iter()
             .map(|f| CharacteristicView {
                 name: f.name.to_owned(),
@@ -541,63 +418,37 @@ impl Engine {
                 name_en: f.name_en.to_owned(),
                 group: format!("{:?}", f.group),
                 unit: f.unit.to_owned(),
-                value: row.features.get(f.name).copied().flatten(),
-                in_model: self.model.features.iter().any(|m| m.name == f.name),
+                value: m.features.get(f.name).copied().flatten(),
+                in_model: model.features.iter().any(|x| x.name == f.name),
             })
             .collect();
         Ok(ProfileView {
             merchant_id: id.to_owned(),
-            as_of: row.as_of,
-            industry: row.industry.to_string(),
+            as_of: m.as_of,
+            industry: m.industry.to_string(),
             characteristics,
         })
     }
 
     /// Population stability of the merchants served now against the training sample.
     pub fn stability(&self) -> Result<StabilityView, ApiError> {
-        let base = self.model.baseline.as_ref().ok_or_else(|| {
-            ApiError::new(
-                Code::NotFound,
-                format!(
-                    "model {} carries no training baseline (retrain it to measure stability)",
-                    self.model.id
-                ),
-            )
-        })?;
-        let scores: Vec<f64> = self
-            .rows
-            .values()
-            .filter_map(|r| r.scored.as_ref().ok())
-            // Scores are whole points when served, as in the baseline.
-            .map(|s| s.score as f64)
-            .collect();
-        let score_psi = base.score.psi(&scores);
-        let mut characteristics: Vec<CharacteristicPsi> = base
-            .characteristics
-            .iter()
-            .map(|(name, d)| {
-                let xs: Vec<f64> = self
-                    .rows
-                    .values()
-                    .map(|r| r.features.get(name).copied().flatten().unwrap_or(f64::NAN))
-                    .collect();
-                let psi = d.psi(&xs);
-                CharacteristicPsi {
-                    name: name.clone(),
-                    psi,
-                    verdict: psi_verdict(psi).to_owned(),
-                }
-            })
-            .collect();
-        characteristics.sort_by(|a, b| b.psi.total_cmp(&a.psi).then(a.name.cmp(&b.name)));
+        let s = self.served.stability()?;
         Ok(StabilityView {
-            model_id: self.model.id.clone(),
-            baseline_rows: base.rows,
-            current_rows: scores.len() as u64,
-            as_of: self.as_of,
-            score_psi,
-            verdict: psi_verdict(score_psi).to_owned(),
-            characteristics,
+            model_id: s.model_id,
+            baseline_rows: s.baseline_rows,
+            current_rows: s.current_rows,
+            as_of: s.as_of,
+            score_psi: s.score_psi,
+            verdict: s.verdict.to_owned(),
+            characteristics: s
+                .characteristics
+                .into_iter()
+                .map(|(name, psi, verdict)| CharacteristicPsi {
+                    name,
+                    psi,
+                    verdict: verdict.to_owned(),
+                })
+                .collect(),
         })
     }
 
@@ -606,7 +457,7 @@ impl Engine {
         let (entries, invalid) = Registry::new(&self.files.models)
             .list()
             .map_err(ApiError::internal)?;
-        Ok(serde_json::json!({"serving": self.model.id, "models": entries, "invalid": invalid}))
+        Ok(serde_json::json!({"serving": &*self.model_id, "models": entries, "invalid": invalid}))
     }
 }
 

@@ -1,8 +1,11 @@
-//! The service's wire types for the store's records: what lenders, merchants, analysts and
-//! admins are sent. Only this crate knows their JSON and OpenAPI form.
+//! The service's wire types for the store's records and the decisions: what lenders,
+//! merchants, analysts and admins are sent. Only this crate knows their JSON and OpenAPI form.
 
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
+use yuanxin_decision::{Decision, Hint, Offer, Outcome};
 use yuanxin_store::{hex, Consent, Dispute, LogEntry, Principal, SignedHead, Timestamp};
 
 use crate::{ConsentPurpose, RoleName};
@@ -303,4 +306,341 @@ pub struct KeyCreated {
     pub principal: PrincipalView,
     /// Created.
     pub created_at: String,
+}
+
+/// The decision as lenders and merchants are sent it (docs/decisions.md): the same fields,
+/// in the same order, as the decision crate's `Decision`, described for the OpenAPI
+/// document here so that the decision crate stays free of HTTP.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Decision)]
+pub struct DecisionView {
+    /// Merchant.
+    pub merchant_id: String,
+    /// Profile date.
+    pub as_of: NaiveDate,
+    /// Outcome.
+    pub outcome: OutcomeView,
+    /// Amount approved, yuan (0 unless approved).
+    pub approved_amount: Decimal,
+    /// The request.
+    pub request: RequestView,
+    /// Model.
+    pub model_id: String,
+    /// Score.
+    pub score: i64,
+    /// PD over the label's horizon.
+    pub pd: f64,
+    /// Grade.
+    pub grade: String,
+    /// The offer the outcome refers to (the requested product's, else the cheapest).
+    pub offer: Option<OfferView>,
+    /// Every product the merchant qualifies for, cheapest effective rate first.
+    pub offers: Vec<OfferView>,
+    /// The nearest products it does not qualify for.
+    pub near_misses: Vec<NearMissView>,
+    /// Reasons, policy codes first, then the model's.
+    pub reasons: Vec<ReasonCodeView>,
+    /// What would raise the score, on characteristics the merchant can act on.
+    pub hints: Vec<HintView>,
+    /// Policy version.
+    pub policy_version: String,
+    /// Catalogue version.
+    pub catalogue_version: String,
+    /// The LPR fixing used.
+    pub lpr_effective: NaiveDate,
+}
+
+/// A decision's outcome.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Outcome)]
+pub enum OutcomeView {
+    /// Approved (possibly for less than asked).
+    Approve,
+    /// Manual review.
+    Refer,
+    /// Declined.
+    Decline,
+}
+
+/// The request a decision answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = LoanRequest)]
+pub struct RequestView {
+    /// Amount, yuan.
+    pub amount: Decimal,
+    /// Term, months.
+    pub term_months: u32,
+    /// Purpose.
+    pub purpose: String,
+    /// The product asked for, if any.
+    pub product: Option<String>,
+}
+
+/// A product the merchant qualifies for.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Offer)]
+pub struct OfferView {
+    /// Product id.
+    pub product: String,
+    /// Product name.
+    pub name: String,
+    /// Product name in Chinese.
+    pub name_zh: String,
+    /// Institution.
+    pub institution: String,
+    /// Institution in Chinese.
+    pub institution_zh: String,
+    /// Amount offered: the request, or the limit when smaller.
+    pub amount: Decimal,
+    /// The limit and how it was reached.
+    pub limit: LimitView,
+    /// The price.
+    pub price: PriceView,
+    /// Monthly payment at the contract rate, yuan.
+    pub monthly_payment: Decimal,
+    /// Support applied.
+    pub support: Vec<SupportView>,
+}
+
+/// A credit limit with its parts, yuan.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Limit)]
+pub struct LimitView {
+    /// revenue_multiple × monthly revenue.
+    pub revenue_cap: Decimal,
+    /// The principal whose instalment keeps the coverage ratio after existing debt service.
+    pub debt_service_cap: Decimal,
+    /// The product or industry cap.
+    pub product_cap: Decimal,
+    /// haircut × uncovered prepaid liability.
+    pub haircut: Decimal,
+    /// min(caps) − haircut, never negative, rounded down to the unit.
+    pub limit: Decimal,
+    /// Which cap bound: `revenue`, `debt_service` or `product`.
+    pub binding: String,
+}
+
+/// A risk-based price, % a year.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Price)]
+pub struct PriceView {
+    /// Reference rate (1-year LPR).
+    pub lpr: Decimal,
+    /// PD × LGD × (1 − cover), in %.
+    pub expected_loss: Decimal,
+    /// Operating cost.
+    pub opex: Decimal,
+    /// Capital charge.
+    pub capital: Decimal,
+    /// Margin.
+    pub margin: Decimal,
+    /// LGD after cover (share).
+    pub lgd_after_cover: Decimal,
+    /// The lender's rate: the sum, floored and capped by the product.
+    pub rate: Decimal,
+    /// The merchant's effective rate after interest subsidy.
+    pub effective_rate: Decimal,
+}
+
+/// A support scheme applied to an offer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SupportApplied)]
+pub struct SupportView {
+    /// Scheme id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Name in Chinese.
+    pub name_zh: String,
+    /// What it gives: `interest_subsidy`, `re_guarantee` or `risk_compensation`.
+    pub kind: SupportKind,
+    /// Share.
+    pub share: Decimal,
+}
+
+/// A product the merchant does not qualify for, and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = NearMiss)]
+pub struct NearMissView {
+    /// Product id.
+    pub product: String,
+    /// Institution.
+    pub institution: String,
+    /// Product name.
+    pub name: String,
+    /// Failing criteria, e.g. `grade B not in [A+, A]`.
+    pub failing: Vec<String>,
+}
+
+/// A reason code with its texts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ReasonCode)]
+pub struct ReasonCodeView {
+    /// Stable code (`yuanxin reasons`).
+    pub code: String,
+    /// `knockout`, `grade`, `capacity`, `product`, `model` or `info`.
+    pub kind: String,
+    /// Chinese text.
+    pub zh: String,
+    /// English text.
+    pub en: String,
+}
+
+/// An improvement hint.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Hint)]
+pub struct HintView {
+    /// Characteristic.
+    pub feature: String,
+    /// Chinese display name.
+    pub name_zh: String,
+    /// English display name.
+    pub name_en: String,
+    /// The merchant's value, formatted with its unit.
+    pub from: String,
+    /// The value to reach, formatted (`≥ 60%` or `< 3`).
+    pub to: String,
+    /// Points gained.
+    pub points: f64,
+    /// PD after the change alone.
+    pub pd_after: f64,
+    /// Grade after the change alone.
+    pub grade_after: String,
+    /// The hint in Chinese.
+    pub text_zh: String,
+    /// The hint in English.
+    pub text_en: String,
+}
+
+impl From<Decision> for DecisionView {
+    fn from(d: Decision) -> DecisionView {
+        DecisionView {
+            merchant_id: d.merchant_id,
+            as_of: d.as_of,
+            outcome: match d.outcome {
+                Outcome::Approve => OutcomeView::Approve,
+                Outcome::Refer => OutcomeView::Refer,
+                Outcome::Decline => OutcomeView::Decline,
+            },
+            approved_amount: d.approved_amount,
+            request: RequestView {
+                amount: d.request.amount,
+                term_months: d.request.term_months,
+                purpose: d.request.purpose,
+                product: d.request.product,
+            },
+            model_id: d.model_id,
+            score: d.score,
+            pd: d.pd,
+            grade: d.grade,
+            offer: d.offer.map(OfferView::from),
+            offers: d.offers.into_iter().map(OfferView::from).collect(),
+            near_misses: d
+                .near_misses
+                .into_iter()
+                .map(|m| NearMissView {
+                    product: m.product,
+                    institution: m.institution,
+                    name: m.name,
+                    failing: m.failing,
+                })
+                .collect(),
+            reasons: d
+                .reasons
+                .into_iter()
+                .map(|r| ReasonCodeView {
+                    code: r.code,
+                    kind: r.kind,
+                    zh: r.zh,
+                    en: r.en,
+                })
+                .collect(),
+            hints: d.hints.into_iter().map(HintView::from).collect(),
+            policy_version: d.policy_version,
+            catalogue_version: d.catalogue_version,
+            lpr_effective: d.lpr_effective,
+        }
+    }
+}
+
+impl From<Offer> for OfferView {
+    fn from(o: Offer) -> OfferView {
+        let (l, p) = (o.limit, o.price);
+        OfferView {
+            product: o.product,
+            name: o.name,
+            name_zh: o.name_zh,
+            institution: o.institution,
+            institution_zh: o.institution_zh,
+            amount: o.amount,
+            limit: LimitView {
+                revenue_cap: l.revenue_cap,
+                debt_service_cap: l.debt_service_cap,
+                product_cap: l.product_cap,
+                haircut: l.haircut,
+                limit: l.limit,
+                binding: l.binding,
+            },
+            price: PriceView {
+                lpr: p.lpr,
+                expected_loss: p.expected_loss,
+                opex: p.opex,
+                capital: p.capital,
+                margin: p.margin,
+                lgd_after_cover: p.lgd_after_cover,
+                rate: p.rate,
+                effective_rate: p.effective_rate,
+            },
+            monthly_payment: o.monthly_payment,
+            support: o
+                .support
+                .into_iter()
+                .map(|s| SupportView {
+                    id: s.id,
+                    name: s.name,
+                    name_zh: s.name_zh,
+                    kind: match s.kind {
+                        yuanxin_decision::SupportKind::InterestSubsidy => {
+                            SupportKind::InterestSubsidy
+                        }
+                        yuanxin_decision::SupportKind::ReGuarantee => SupportKind::ReGuarantee,
+                        yuanxin_decision::SupportKind::RiskCompensation => {
+                            SupportKind::RiskCompensation
+                        }
+                    },
+                    share: s.share,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What a support scheme gives.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SupportKind {
+    /// Pays `share` of the interest: lowers the merchant's effective rate.
+    InterestSubsidy,
+    /// Re-guarantees `share` of the loss: lowers the lender's LGD.
+    ReGuarantee,
+    /// Compensates `share` of non-performing principal: lowers the lender's LGD.
+    RiskCompensation,
+}
+
+impl From<Hint> for HintView {
+    fn from(h: Hint) -> HintView {
+        HintView {
+            feature: h.feature,
+            name_zh: h.name_zh,
+            name_en: h.name_en,
+            from: h.from,
+            to: h.to,
+            points: h.points,
+            pd_after: h.pd_after,
+            grade_after: h.grade_after,
+            text_zh: h.text_zh,
+            text_en: h.text_en,
+        }
+    }
 }

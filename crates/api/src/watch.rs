@@ -85,41 +85,16 @@ fn modified(p: &std::path::Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-/// Builds the latest profiles from a ledger into `out` (written beside it, then renamed
-/// over it, so a reader never sees half a file). The as-of date is the last day of the
-/// latest business month with events, or today in Shanghai if that is earlier.
+/// Builds the latest profiles from a ledger into `out` (atomically), as of the last day of
+/// the latest business month with events or today in Shanghai if that is earlier.
 pub fn build_latest_profiles(
     ledger: &std::path::Path,
     out: &std::path::Path,
 ) -> Result<chrono::NaiveDate, ApiError> {
-    let fail = |e: &dyn std::fmt::Display| {
-        ApiError::unavailable(format!("profiles from {}: {e}", ledger.display()))
-    };
-    let l = yuanxin_ledger::Ledger::open(ledger).map_err(|e| fail(&e))?;
-    let month = l
-        .manifest()
-        .files
-        .iter()
-        .filter(|f| f.month != "all")
-        .map(|f| f.month.as_str())
-        .max()
-        .ok_or_else(|| fail(&"the ledger has no events"))?;
-    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
-        .map_err(|e| fail(&e))?;
-    let last = first
-        .checked_add_months(chrono::Months::new(1))
-        .and_then(|d| d.pred_opt())
-        .ok_or_else(|| fail(&"month out of range"))?;
     let today = chrono::Utc::now()
         .with_timezone(&yuanxin_domain::shanghai())
         .date_naive();
-    let as_of = last.min(today);
-    let batch = yuanxin_profile::build(&l, &yuanxin_profile::ProfileOptions::at(vec![as_of]))
-        .map_err(|e| fail(&e))?;
-    let tmp = out.with_extension("parquet.building");
-    yuanxin_profile::write_parquet(&batch, &tmp).map_err(|e| fail(&e))?;
-    std::fs::rename(&tmp, out).map_err(|e| fail(&e))?;
-    Ok(as_of)
+    Ok(yuanxin_engine::refresh_profiles(ledger, out, today)?)
 }
 
 /// Every `every`: rebuilds the profiles if new data was ingested into the ledger (when the
@@ -137,7 +112,7 @@ pub(crate) async fn watch(st: AppState, every: Duration) {
         .files
         .ledger
         .as_ref()
-        .map(|l| yuanxin_ledger::Ledger::manifest_path(l));
+        .map(|l| yuanxin_engine::ledger_manifest(l));
     let mut ledger_seen = match &manifest {
         Some(m) if modified(&st.files.profiles) >= modified(m) => modified(m),
         _ => None,

@@ -279,10 +279,10 @@ fn run() -> Result<()> {
             if json {
                 outln!(
                     "{}",
-                    serde_json::to_string_pretty(yuanxin_profile::FEATURES)?
+                    serde_json::to_string_pretty(yuanxin_domain::vocabulary::VOCABULARY)?
                 );
             } else {
-                out!("{}", yuanxin_profile::catalogue_markdown());
+                out!("{}", yuanxin_domain::vocabulary::markdown());
             }
         }
         Command::Profile(args) => run_profile(&args)?,

@@ -1,11 +1,11 @@
 //! `yuanxin train | score | evaluate | models`: the analysts' model commands.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use yuanxin_model::frame::{read_split, write_table, OutColumn};
-use yuanxin_model::metrics::{evaluate, psi};
+use yuanxin_model::metrics::{evaluate, psi, psi_verdict};
 use yuanxin_model::registry::Registry;
 use yuanxin_model::{train, Frame, Method, Model, Set, TrainConfig};
 
@@ -149,20 +149,6 @@ pub enum ModelsCmd {
 }
 
 /// A model by file path or registry id; without either, the registry's champion.
-pub(crate) fn open_model(spec: Option<&str>, registry: &Path) -> Result<Model> {
-    match spec {
-        Some(s) if Path::new(s).exists() => Ok(Model::load(Path::new(s))?),
-        Some(s) => Ok(Registry::new(registry).find(s)?.1),
-        None => match Registry::new(registry).champion()? {
-            Some((_, m)) => Ok(m),
-            None => bail!(
-                "no champion in {} (give --model, or run scripts/train-default-model)",
-                registry.display()
-            ),
-        },
-    }
-}
-
 pub fn run_train(args: &TrainArgs) -> Result<()> {
     let started = Instant::now();
     let mut cfg: TrainConfig = match &args.config {
@@ -294,7 +280,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 
 pub fn run_score(args: &ScoreArgs) -> Result<()> {
     let started = Instant::now();
-    let model = open_model(Some(&args.model), &args.models)?;
+    let model = yuanxin_engine::open_model(Some(&args.model), &args.models)?;
     let cats = model.categorical_features();
     let frame = Frame::read(&args.data, &cats)?;
     let results = model.score_frame(&frame, true)?;
@@ -388,7 +374,7 @@ pub fn run_score(args: &ScoreArgs) -> Result<()> {
 }
 
 pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
-    let model = open_model(Some(&args.model), &args.models)?;
+    let model = yuanxin_engine::open_model(Some(&args.model), &args.models)?;
     let cats = model.categorical_features();
     let frame = Frame::read(&args.data, &cats)?;
     let target = frame.target(args.target.as_deref().unwrap_or(&model.target))?;
@@ -518,23 +504,13 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
     if let Some((score_psi, chars)) = stability {
         outln!(
             "\npopulation stability (baseline → data): score PSI {score_psi:.4} ({})",
-            psi_word(score_psi)
+            psi_verdict(score_psi)
         );
         for (name, v) in chars {
-            outln!("  {name:<32} PSI {v:.4} ({})", psi_word(v));
+            outln!("  {name:<32} PSI {v:.4} ({})", psi_verdict(v));
         }
     }
     Ok(())
-}
-
-fn psi_word(v: f64) -> &'static str {
-    if v < 0.10 {
-        "stable"
-    } else if v < 0.25 {
-        "monitor"
-    } else {
-        "significant shift"
-    }
 }
 
 /// PSI of the scores and of each numeric characteristic between two tables.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use yuanxin_domain::known;
 
 /// Thresholds, from `[alerts]` in the policy file (every key optional).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,8 +78,8 @@ pub fn alerts(
     rules: &AlertRules,
 ) -> Vec<Alert> {
     let mut out = Vec::new();
-    let coverage = get(features, "escrow_coverage");
-    let liability = get(features, "prepaid_liability").unwrap_or(0.0);
+    let coverage = get(features, known!("escrow_coverage"));
+    let liability = get(features, known!("prepaid_liability")).unwrap_or(0.0);
     if let Some(c) = coverage.filter(|_| liability > 0.0) {
         if c < rules.coverage_floor {
             out.push(Alert {
@@ -117,7 +118,9 @@ pub fn alerts(
             }
         }
     }
-    if let Some(z) = get(features, "new_prepay_spike_z").filter(|&z| z >= rules.prepaid_spike_z) {
+    if let Some(z) =
+        get(features, known!("new_prepay_spike_z")).filter(|&z| z >= rules.prepaid_spike_z)
+    {
         out.push(Alert {
             code: "PREPAID_SALES_SPIKE",
             text_zh: format!("近30天预付销售额异常激增（z = {z:.1}）"),
@@ -126,7 +129,7 @@ pub fn alerts(
             threshold: rules.prepaid_spike_z,
         });
     }
-    if let Some(n) = get(features, "closure_refund_complaints_30d")
+    if let Some(n) = get(features, known!("closure_refund_complaints_30d"))
         .filter(|&n| n >= rules.closure_complaints_30d)
     {
         out.push(Alert {
@@ -137,8 +140,8 @@ pub fn alerts(
             threshold: rules.closure_complaints_30d,
         });
     }
-    if let Some(n) =
-        get(features, "refund_requests_change_30d").filter(|&n| n >= rules.refund_requests_rise_30d)
+    if let Some(n) = get(features, known!("refund_requests_change_30d"))
+        .filter(|&n| n >= rules.refund_requests_rise_30d)
     {
         out.push(Alert {
             code: "REFUND_REQUESTS_RISING",

@@ -98,7 +98,7 @@ pub struct LimitInput {
 }
 
 /// A credit limit with its parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limit {
     /// revenue_multiple × monthly revenue.
     pub revenue_cap: Decimal,
@@ -178,7 +178,7 @@ pub struct PriceInput {
 }
 
 /// A risk-based price, % a year.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Price {
     /// Reference rate.
     pub lpr: Decimal,

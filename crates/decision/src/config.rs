@@ -177,7 +177,7 @@ pub struct Product {
 }
 
 /// What a support scheme gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupportKind {
     /// Pays `share` of the interest: lowers the merchant's effective rate.

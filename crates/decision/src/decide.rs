@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rust_decimal::prelude::*;
 use serde::{Deserialize, Serialize};
-use yuanxin_domain::Industry;
+use yuanxin_domain::known;
+use yuanxin_domain::{Industry, PointGain};
 
 use crate::calc::{annuity_payment, credit_limit, price, Limit, LimitInput, Price, PriceInput};
 use crate::config::{Action, Catalogue, Criteria, Policy, SupportKind};
@@ -51,14 +52,14 @@ pub struct Applicant {
     pub grade: String,
     /// The model's reasons.
     pub model_reasons: Vec<ModelReason>,
-    /// Improvement hints (from the scorecard).
-    pub hints: Vec<Hint>,
+    /// What each characteristic could gain, from the model (hints are worded from these).
+    pub gains: Vec<PointGain>,
     /// An objection (异议) is open.
     pub open_dispute: bool,
 }
 
 /// What is asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoanRequest {
     /// Amount, yuan.
     pub amount: Decimal,
@@ -71,7 +72,7 @@ pub struct LoanRequest {
 }
 
 /// The outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Approved (possibly for less than asked).
@@ -83,7 +84,7 @@ pub enum Outcome {
 }
 
 /// A support scheme applied to an offer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SupportApplied {
     /// Scheme id.
     pub id: String,
@@ -98,7 +99,7 @@ pub struct SupportApplied {
 }
 
 /// A product the merchant qualifies for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Offer {
     /// Product id.
     pub product: String,
@@ -123,7 +124,7 @@ pub struct Offer {
 }
 
 /// A product the merchant does not qualify for, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NearMiss {
     /// Product id.
     pub product: String,
@@ -136,7 +137,7 @@ pub struct NearMiss {
 }
 
 /// The decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Merchant.
     pub merchant_id: String,
@@ -197,14 +198,14 @@ fn failing(c: &Criteria, app: &Applicant, req: &LoanRequest) -> Vec<String> {
     if !c.industries.is_empty() && !c.industries.iter().any(|i| i == industry) {
         out.push(format!("industry {industry} not admitted"));
     }
-    let registered = feature(app, "months_since_registration").unwrap_or(0.0);
+    let registered = feature(app, known!("months_since_registration")).unwrap_or(0.0);
     if registered < f64::from(c.min_months_registered) {
         out.push(format!(
             "registered {registered:.0} months, needs {}",
             c.min_months_registered
         ));
     }
-    let ecny = feature(app, "months_on_ecny_platform").unwrap_or(0.0);
+    let ecny = feature(app, known!("months_on_ecny_platform")).unwrap_or(0.0);
     if c.requires_ecny && ecny <= 0.0 {
         out.push("not on the 元管家 e-CNY platform".into());
     }
@@ -249,21 +250,21 @@ pub fn decide(
 
     // Knock-outs.
     let ko = &policy.knockouts;
-    let dpd = feature(app, "loan_current_dpd").unwrap_or(0.0);
+    let dpd = feature(app, known!("loan_current_dpd")).unwrap_or(0.0);
     if dpd >= f64::from(ko.max_current_dpd) {
         reasons.push(code("KO_DELINQUENT")?);
     }
-    if ko.abnormal_listing && feature(app, "abnormal_listed") == Some(1.0) {
+    if ko.abnormal_listing && feature(app, known!("abnormal_listed")) == Some(1.0) {
         reasons.push(code("KO_ABNORMAL_LISTING")?);
     }
-    if ko.custody_noncompliant && feature(app, "custody_compliant") == Some(0.0) {
+    if ko.custody_noncompliant && feature(app, known!("custody_compliant")) == Some(0.0) {
         reasons.push(code("KO_CUSTODY")?);
     }
-    let revenue_90d = feature(app, "rev_total_90d");
+    let revenue_90d = feature(app, known!("rev_total_90d"));
     if ko.insufficient_data && (app.insufficient_data || revenue_90d.is_none()) {
         reasons.push(code("KO_INSUFFICIENT_DATA")?);
     }
-    if ko.closed && feature(app, "stores_open") == Some(0.0) {
+    if ko.closed && feature(app, known!("stores_open")) == Some(0.0) {
         reasons.push(code("KO_CLOSED")?);
     }
     let knocked_out = !reasons.is_empty();
@@ -288,10 +289,10 @@ pub fn decide(
         })?;
     let monthly_revenue = money(revenue_90d.unwrap_or(0.0) / 3.0);
     let existing = money(
-        feature(app, "debt_service_to_revenue_30d").unwrap_or(0.0)
-            * feature(app, "rev_total_30d").unwrap_or(0.0),
+        feature(app, known!("debt_service_to_revenue_30d")).unwrap_or(0.0)
+            * feature(app, known!("rev_total_30d")).unwrap_or(0.0),
     );
-    let uncovered = money(feature(app, "uncovered_liability").unwrap_or(0.0));
+    let uncovered = money(feature(app, known!("uncovered_liability")).unwrap_or(0.0));
     let pd = Decimal::from_f64(app.pd).map_or(Decimal::ONE, |d| d.round_dp(6));
     let mut offers = Vec::new();
     let mut misses = Vec::new();
@@ -455,49 +456,9 @@ pub fn decide(
         offers,
         near_misses: misses,
         reasons,
-        hints: app.hints.clone(),
+        hints: crate::hints::hints(&app.gains, 4),
         policy_version: policy.version.clone(),
         catalogue_version: catalogue.version.clone(),
         lpr_effective: lpr.effective,
     })
-}
-
-impl Applicant {
-    /// An applicant from a profile row and the model's scoring of it, with hints from the
-    /// model's points table.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_profile(
-        merchant_id: &str,
-        as_of: NaiveDate,
-        industry: Industry,
-        features: BTreeMap<String, Option<f64>>,
-        model: &yuanxin_model::Model,
-        scored: &yuanxin_model::Scored,
-        open_dispute: bool,
-    ) -> Applicant {
-        let value = |n: &str| features.get(n).copied().flatten();
-        Applicant {
-            merchant_id: merchant_id.to_owned(),
-            as_of,
-            industry,
-            insufficient_data: value("insufficient_data") == Some(1.0),
-            model_id: model.id.clone(),
-            score: scored.score,
-            pd: scored.pd,
-            grade: scored.grade.clone(),
-            model_reasons: scored
-                .reasons
-                .iter()
-                .map(|r| ModelReason {
-                    feature: r.feature.clone(),
-                    name_zh: r.name_zh.clone(),
-                    name_en: r.name_en.clone(),
-                    points_lost: r.points_lost,
-                })
-                .collect(),
-            hints: crate::hints::hints(model, scored.score, &value, 4),
-            open_dispute,
-            features,
-        }
-    }
 }

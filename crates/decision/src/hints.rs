@@ -1,14 +1,13 @@
-//! Improvement hints for a merchant, computed from the scorecard's points table: for a
-//! characteristic where the merchant sits in a bin with fewer points, the nearest bin that
-//! gives more, the value that reaches it, and what it is worth in points (and in PD and
-//! grade). Nothing here is canned text: every figure comes from the model.
+//! Improvement hints: the model's point gains ([`PointGain`]) on characteristics a merchant
+//! can act on, worded in Chinese and English with the vocabulary's units. Every figure
+//! comes from the model; this file only words them.
 
 use serde::{Deserialize, Serialize};
-use yuanxin_model::binning::{Rule, Slot, Value};
-use yuanxin_model::{Model, Predictor};
+use yuanxin_domain::vocabulary::{characteristic, is_actionable};
+use yuanxin_domain::PointGain;
 
 /// One hint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hint {
     /// Characteristic.
     pub feature: String,
@@ -33,13 +32,10 @@ pub struct Hint {
 }
 
 fn unit_of(feature: &str) -> &'static str {
-    yuanxin_profile::FEATURES
-        .iter()
-        .find(|f| f.name == feature)
-        .map_or("", |f| f.unit)
+    characteristic(feature).map_or("", |f| f.unit)
 }
 
-/// A value as people read it, by the catalogue's unit.
+/// A value as people read it, by the vocabulary's unit.
 fn show(v: f64, unit: &str) -> String {
     match unit {
         "share" => format!("{:.0}%", v * 100.0),
@@ -58,86 +54,50 @@ fn show_zh(v: f64, unit: &str) -> String {
     }
 }
 
-/// Up to `max` hints for a merchant whose characteristics are given by `value` (None =
-/// missing), best first. Empty for models without a points table.
-pub fn hints(
-    model: &Model,
-    score: i64,
-    value: &dyn Fn(&str) -> Option<f64>,
-    max: usize,
-) -> Vec<Hint> {
-    let Predictor::Scorecard(card) = &model.predictor else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (c, f) in card.characteristics.iter().zip(&model.features) {
-        let Rule::Numeric { cuts, .. } = &c.binning.rule else {
-            continue;
-        };
-        let Some(x) = value(&f.name) else { continue };
-        let Slot::Bin(cur) = c.binning.slot(Value::Num(x)) else {
-            continue;
-        };
-        let Some(here) = c.points(Slot::Bin(cur)) else {
-            continue;
-        };
-        // Only moves the catalogue agrees lower risk: down for "higher is riskier", up for
-        // "higher is safer"; none for characteristics without a direction.
-        let direction = yuanxin_profile::FEATURES
-            .iter()
-            .find(|x| x.name == f.name)
-            .map(|x| x.direction);
-        let allowed = |i: usize| match direction {
-            Some(yuanxin_profile::Direction::Up) => i < cur,
-            Some(yuanxin_profile::Direction::Down) => i > cur,
-            Some(yuanxin_profile::Direction::Either) => false,
-            None => true,
-        };
-        // The nearest such bin (in value order) with more points; ties go to the larger gain.
-        let target = (0..c.points.len())
-            .filter(|&i| allowed(i) && c.binning.bins[i].count > 0 && c.points[i] > here + 0.5)
-            .min_by(|&a, &b| {
-                a.abs_diff(cur)
-                    .cmp(&b.abs_diff(cur))
-                    .then(c.points[b].total_cmp(&c.points[a]))
-            });
-        let Some(t) = target else { continue };
-        let gain = c.points[t] - here;
-        let unit = unit_of(&f.name);
-        let (to, to_zh, verb_en, verb_zh) = if t > cur {
-            let edge = cuts[t - 1];
-            (
-                format!("≥ {}", show(edge, unit)),
-                format!("不低于{}", show_zh(edge, unit)),
-                "Raise",
-                "提高",
-            )
-        } else {
-            let edge = cuts[t];
-            (
-                format!("< {}", show(edge, unit)),
-                format!("低于{}", show_zh(edge, unit)),
-                "Lower",
-                "降低",
-            )
-        };
-        let new_score = score as f64 + gain;
-        let pd_after = model.calibration.pd(model.scaling.logit(new_score));
-        let grade_after = model.master_scale.grade(pd_after).to_owned();
-        let pts = gain.round();
-        out.push(Hint {
-            feature: f.name.clone(),
-            name_zh: f.name_zh.clone(),
-            name_en: f.name_en.clone(),
-            from: show(x, unit),
-            to: to.clone(),
-            points: (gain * 100.0).round() / 100.0,
-            text_zh: format!("将{}从{}{}到{}：约+{pts:.0}分（违约概率{:.2}%，等级{grade_after}）", f.name_zh, show_zh(x, unit), verb_zh, to_zh, pd_after * 100.0),
-            text_en: format!("{verb_en} {} from {} to {to}: about +{pts:.0} points (PD {:.2}%, grade {grade_after})", f.name_en.to_lowercase(), show(x, unit), pd_after * 100.0),
-            pd_after,
-            grade_after,
-        });
-    }
+/// Up to `max` hints from a model's gains, best first: only on characteristics the
+/// merchant can act on, and only where the target reads differently from the value now
+/// (never "from 23 to ≥ 23").
+pub fn hints(gains: &[PointGain], max: usize) -> Vec<Hint> {
+    let mut out: Vec<Hint> = gains
+        .iter()
+        .filter(|g| is_actionable(&g.feature))
+        .filter_map(|g| {
+            let unit = unit_of(&g.feature);
+            let (from, edge) = (show(g.value, unit), show(g.edge, unit));
+            if from == edge {
+                return None;
+            }
+            let (to, to_zh, verb_en, verb_zh) = if g.raise {
+                (
+                    format!("≥ {edge}"),
+                    format!("不低于{}", show_zh(g.edge, unit)),
+                    "Raise",
+                    "提高",
+                )
+            } else {
+                (
+                    format!("< {edge}"),
+                    format!("低于{}", show_zh(g.edge, unit)),
+                    "Lower",
+                    "降低",
+                )
+            };
+            let pts = g.points.round();
+            let (pd, grade) = (g.pd_after * 100.0, &g.grade_after);
+            Some(Hint {
+                feature: g.feature.clone(),
+                name_zh: g.name_zh.clone(),
+                name_en: g.name_en.clone(),
+                text_zh: format!("将{}从{}{}到{}：约+{pts:.0}分（违约概率{pd:.2}%，等级{grade}）", g.name_zh, show_zh(g.value, unit), verb_zh, to_zh),
+                text_en: format!("{verb_en} {} from {from} to {to}: about +{pts:.0} points (PD {pd:.2}%, grade {grade})", g.name_en.to_lowercase()),
+                from,
+                to,
+                points: (g.points * 100.0).round() / 100.0,
+                pd_after: g.pd_after,
+                grade_after: g.grade_after.clone(),
+            })
+        })
+        .collect();
     out.sort_by(|a, b| {
         b.points
             .total_cmp(&a.points)
@@ -145,4 +105,40 @@ pub fn hints(
     });
     out.truncate(max);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gain(feature: &str, value: f64, edge: f64, points: f64) -> PointGain {
+        PointGain {
+            feature: feature.into(),
+            name_zh: "名".into(),
+            name_en: "Name".into(),
+            value,
+            edge,
+            raise: true,
+            points,
+            pd_after: 0.01,
+            grade_after: "A".into(),
+        }
+    }
+
+    #[test]
+    fn hints_name_only_what_the_merchant_can_change_and_a_target_not_yet_reached() {
+        let got = hints(
+            &[
+                gain("months_since_registration", 10.0, 24.0, 30.0),
+                gain("stores_open", 1.0, 2.0, 5.0),
+                gain("complaints_90d", 22.6, 23.0, 9.0),
+                gain("escrow_coverage", 0.4, 0.6, 12.0),
+            ],
+            4,
+        );
+        let names: Vec<&str> = got.iter().map(|h| h.feature.as_str()).collect();
+        assert_eq!(names, ["escrow_coverage", "stores_open"]);
+        assert_eq!(got[0].from, "40%");
+        assert_eq!(got[0].to, "≥ 60%");
+    }
 }

@@ -4,9 +4,10 @@
 //! the trees say that characteristic held the score down.
 
 use serde::{Deserialize, Serialize};
+use yuanxin_domain::vocabulary::{DESCRIPTIVE, VOCABULARY};
 
 /// One reason code with its texts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReasonCode {
     /// Stable code.
     pub code: String,
@@ -135,16 +136,12 @@ pub fn catalogue() -> Vec<ReasonCode> {
         .iter()
         .filter_map(|c| policy(c.0))
         .chain(
-            yuanxin_profile::FEATURES
+            VOCABULARY
                 .iter()
                 .map(|f| model(f.name, f.name_zh, f.name_en)),
         )
         // Descriptive profile columns a model can use.
-        .chain([
-            model("industry", "行业", "Industry"),
-            model("district", "所在区", "District"),
-            model("insufficient_data", "经营数据不足", "Insufficient data"),
-        ])
+        .chain(DESCRIPTIVE.iter().map(|&(n, zh, en)| model(n, zh, en)))
         .collect()
 }
 

@@ -59,7 +59,7 @@ fn merchant() -> Applicant {
             name_en: "Escrow coverage".into(),
             points_lost: 12.0,
         }],
-        hints: Vec::new(),
+        gains: Vec::new(),
         open_dispute: false,
     }
 }

@@ -1,6 +1,7 @@
 //! The vocabulary every other Yuanxin crate speaks: money, identifiers, the unified social
-//! credit code, the pilot industries, Shenzhen's districts, business time, and the coded
-//! values (kinds, channels, reasons) that appear in the source tables.
+//! credit code, the pilot industries, Shenzhen's districts, business time, the coded
+//! values (kinds, channels, reasons) that appear in the source tables, and the names,
+//! units and directions of the profile's characteristics ([`vocabulary`]).
 //!
 //! This crate does no I/O and reads no clock: everything here is a value with rules, so it
 //! can be used unchanged by ingestion, profiling, decisions and the API.
@@ -11,8 +12,10 @@ mod error;
 mod ids;
 mod industry;
 mod money;
+mod score;
 mod time;
 mod uscc;
+pub mod vocabulary;
 
 pub use codes::*;
 pub use district::District;
@@ -20,6 +23,7 @@ pub use error::DomainError;
 pub use ids::{is_valid_id, ContractId, MerchantId};
 pub use industry::{Industry, ReleaseMode};
 pub use money::Money;
+pub use score::PointGain;
 pub use time::{
     business_date, business_month, day_start, shanghai, ts_from_millis, BusinessMonth,
     SHANGHAI_OFFSET_SECS, TZ_NAME,

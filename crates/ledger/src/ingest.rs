@@ -606,7 +606,7 @@ impl<'m> BatchWriter<'m> {
         // business month of `ts`, so that a profile as of a date reads only the months it
         // needs.
         if !monthly(table) {
-            return self.write_part(table, "all".to_string(), &full);
+            return self.write_part(table, crate::store::UNDATED.to_string(), &full);
         }
         // Group rows by business month of `ts`.
         let ts = full

@@ -142,6 +142,9 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
+/// The partition name of reference tables, which are not split by business month.
+pub(crate) const UNDATED: &str = "all";
+
 /// A read-only view of a committed ledger.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -184,6 +187,17 @@ impl Ledger {
             .filter(|f| f.table == table.name())
             .filter(|f| known_at_ms.is_none_or(|k| f.ingested_at_ms <= k))
             .collect()
+    }
+
+    /// The latest business month (`YYYY-MM`) holding events, if any: the partitions of
+    /// reference tables, which are not split by month, do not count.
+    pub fn last_event_month(&self) -> Option<&str> {
+        self.manifest
+            .files
+            .iter()
+            .filter(|f| f.month != UNDATED)
+            .map(|f| f.month.as_str())
+            .max()
     }
 
     /// Rows per table.

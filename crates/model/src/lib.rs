@@ -13,6 +13,7 @@
 pub mod binning;
 pub mod boost;
 pub mod frame;
+mod gains;
 pub mod metrics;
 mod model;
 pub mod registry;

@@ -26,8 +26,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use yuanxin_ledger::{Ledger, LedgerError};
 
-pub use catalogue::{Direction, Feature, Group, FEATURES};
+pub use catalogue::{Feature, FEATURES};
 pub use report::{iv_deciles, signal_report, Signal};
+pub use yuanxin_domain::vocabulary::{Direction, Group};
 
 use data::{esc, City, Code, Merchant, Source};
 use snapshot::{between, upto, Snap};
@@ -410,40 +411,29 @@ fn push_reason(out: &mut String, name: &str, reason: &str) {
     out.push_str(reason);
 }
 
-/// Writes profiles as Parquet.
+/// Writes profiles as Parquet, atomically: into a file beside `path`, renamed over it
+/// once complete, so a reader (the service watches this file) never sees half a file.
 pub fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), ProfileError> {
-    let f = std::fs::File::create(path)
-        .map_err(|e| ProfileError::Output(format!("{}: {e}", path.display())))?;
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        f,
-        batch.schema(),
-        Some(yuanxin_ledger::writer_properties()),
-    )
-    .map_err(|e| ProfileError::Output(format!("{}: {e}", path.display())))?;
-    w.write(batch)
-        .map_err(|e| ProfileError::Output(format!("{}: {e}", path.display())))?;
-    w.close()
-        .map_err(|e| ProfileError::Output(format!("{}: {e}", path.display())))?;
-    Ok(())
-}
-
-/// The catalogue as Markdown (for `yuanxin features` and the docs).
-pub fn catalogue_markdown() -> String {
-    let mut out = String::from(
-        "| name | group | definition | unit | window (days) | risk when higher | 中文 | English |\n|---|---|---|---|---|---|---|---|\n",
-    );
-    for f in FEATURES {
-        let dir = match f.direction {
-            Direction::Up => "up",
-            Direction::Down => "down",
-            Direction::Either => "either",
-        };
-        out.push_str(&format!(
-            "| `{}` | {:?} | {} | {} | {} | {} | {} | {} |\n",
-            f.name, f.group, f.definition, f.unit, f.window_days, dir, f.name_zh, f.name_en
-        ));
+    let err = |e: &dyn std::fmt::Display| ProfileError::Output(format!("{}: {e}", path.display()));
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.partial", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let written = (|| -> Result<(), ProfileError> {
+        let f = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            f,
+            batch.schema(),
+            Some(yuanxin_ledger::writer_properties()),
+        )
+        .map_err(|e| err(&e))?;
+        w.write(batch).map_err(|e| err(&e))?;
+        w.close().map_err(|e| err(&e))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(&e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    out
+    written
 }
 
 #[cfg(test)]
@@ -595,10 +585,14 @@ mod tests {
     }
 
     #[test]
-    fn catalogue_names_are_unique_and_documented() {
-        let mut names = std::collections::HashSet::new();
+    fn every_characteristic_of_the_vocabulary_is_computed_once_in_its_order() {
+        let names: Vec<&str> = FEATURES.iter().map(|f| f.name).collect();
+        let vocabulary: Vec<&str> = yuanxin_domain::vocabulary::VOCABULARY
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, vocabulary);
         for f in FEATURES {
-            assert!(names.insert(f.name), "duplicate {}", f.name);
             assert!(!f.definition.is_empty() && !f.name_zh.is_empty() && !f.name_en.is_empty());
         }
         assert!(

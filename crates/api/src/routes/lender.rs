@@ -164,7 +164,7 @@ impl FromFields for Eligibility {
     params(("id" = String, Path, description = "Merchant id")),
     request_body = EligibilityBody,
     security(("api_key" = [])),
-    responses((status = 200, body = yuanxin_decision::Decision, description = "The decision: outcome, limit, price, offers, near misses, reasons, hints (docs/decisions.md); with the receipt headers",
+    responses((status = 200, body = crate::views::DecisionView, description = "The decision: outcome, limit, price, offers, near misses, reasons, hints (docs/decisions.md); with the receipt headers",
         headers(("yuanxin-log-index" = u64, description = "The query-log entry of this response"),
                 ("yuanxin-signed-head" = String, description = "The signed tree head covering it (JSON)")))))]
 pub(super) async fn eligibility(

@@ -94,7 +94,7 @@ impl FromFields for MyEligibility {
 #[utoipa::path(get, path = "/v1/me/eligibility", tag = "merchant",
     params(MyEligibilityQuery),
     security(("api_key" = [])),
-    responses((status = 200, body = yuanxin_decision::Decision, description = "The decision across products, with improvement hints")))]
+    responses((status = 200, body = crate::views::DecisionView, description = "The decision across products, with improvement hints")))]
 pub(super) async fn my_eligibility(
     State(st): State<AppState>,
     m: MerchantCaller,

@@ -1,0 +1,95 @@
+//! The application layer: what Yuanxin does, once, for both front ends. The service
+//! (`api`) and the command line (`cli`) parse their input, call one function here and
+//! render what it returns; neither loads profiles, picks rows, scores, builds applicants or
+//! words a stability verdict itself.
+//!
+//! - [`Served`]: the champion model, each merchant's latest profile (scored once at load),
+//!   the policy and the catalogue; a merchant's score, decision and alerts; the served
+//!   population's stability.
+//! - [`latest`]: each merchant's latest (or chosen) profile row of a profile file, scored.
+//! - [`decide`]: a decision for one merchant, with the open-dispute flag and the model's
+//!   point gains (hints) passed on.
+//! - [`open_model`], [`refresh_profiles`]: the model a command names; the latest profiles
+//!   of a ledger, written atomically.
+
+mod served;
+
+use std::path::PathBuf;
+
+pub use served::{
+    decide, latest, ledger_manifest, open_model, refresh_profiles, Bounds, Files, Merchant, Pick,
+    Served, Stability,
+};
+
+/// Errors of the application layer, by what went wrong for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A file the engine reads could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A policy or catalogue file is wrong.
+    #[error("{what}: {source}")]
+    Config {
+        /// `policy` or `catalogue`.
+        what: &'static str,
+        /// Why.
+        source: yuanxin_decision::DecisionError,
+    },
+    /// The model registry, a model file or scoring failed.
+    #[error("{0}")]
+    Model(#[from] yuanxin_model::ModelError),
+    /// The registry has no champion to serve.
+    #[error("no champion in {0} (give a model, or run scripts/train-default-model)")]
+    NoChampion(PathBuf),
+    /// A profile file is not usable.
+    #[error("profiles {path}: {why}")]
+    Profiles {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The ledger or the profile build failed.
+    #[error("profiles from {path}: {why}")]
+    Refresh {
+        /// The ledger.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// No profile for this merchant.
+    #[error("no profile for merchant {0}")]
+    UnknownMerchant(String),
+    /// The model cannot score the merchant's profile.
+    #[error("merchant {id} cannot be scored: {why}")]
+    Unscorable {
+        /// Merchant.
+        id: String,
+        /// Why.
+        why: String,
+    },
+    /// The request names a product the catalogue does not have.
+    #[error("no product {product} in catalogue {catalogue}")]
+    UnknownProduct {
+        /// The product asked for.
+        product: String,
+        /// The catalogue's version.
+        catalogue: String,
+    },
+    /// The decision could not be made.
+    #[error("deciding for {id}: {source}")]
+    Decision {
+        /// Merchant.
+        id: String,
+        /// Why.
+        source: yuanxin_decision::DecisionError,
+    },
+    /// The serving model has no training baseline to measure stability against.
+    #[error("model {0} carries no training baseline (retrain it to measure stability)")]
+    NoBaseline(String),
+}

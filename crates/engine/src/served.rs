@@ -1,0 +1,428 @@
+//! The served state and the use cases on it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use yuanxin_decision::{
+    Alert, Applicant, Catalogue, Decision, LastSeen, LoanRequest, ModelReason, Policy,
+};
+use yuanxin_domain::{known, Industry};
+use yuanxin_model::metrics::psi_verdict;
+use yuanxin_model::registry::Registry;
+use yuanxin_model::{Column, Frame, Model, Scored};
+
+use crate::EngineError;
+
+/// Where the served state is read from.
+#[derive(Debug, Clone)]
+pub struct Files {
+    /// Registry folder (the champion is served).
+    pub models: PathBuf,
+    /// Latest profiles (Parquet from `yuanxin profile`).
+    pub profiles: PathBuf,
+    /// Policy file.
+    pub policy: PathBuf,
+    /// Catalogue file.
+    pub catalogue: PathBuf,
+}
+
+/// The numeric ranges a request is checked against, from the loaded catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// The shortest term any product offers, months.
+    pub term_min: u32,
+    /// The longest term any product offers, months.
+    pub term_max: u32,
+}
+
+impl Bounds {
+    /// Before any catalogue is loaded (a service answers nothing that uses them then).
+    pub const UNLOADED: Bounds = Bounds {
+        term_min: 1,
+        term_max: 360,
+    };
+
+    /// The terms a catalogue's products offer (1–1 for an empty catalogue).
+    pub fn of(catalogue: &Catalogue) -> Bounds {
+        let terms = || catalogue.products.iter();
+        Bounds {
+            term_min: terms().map(|p| p.min_term_months).min().unwrap_or(1).max(1),
+            term_max: terms().map(|p| p.max_term_months).max().unwrap_or(1).max(1),
+        }
+    }
+}
+
+/// One merchant's profile row, scored.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    /// Profile date.
+    pub as_of: NaiveDate,
+    /// Industry.
+    pub industry: Industry,
+    /// Characteristics by name (None = missing).
+    pub features: BTreeMap<String, Option<f64>>,
+    /// The model's scoring, or why it cannot score the row.
+    pub scored: Result<Scored, String>,
+}
+
+impl Merchant {
+    /// The scoring, or [`EngineError::Unscorable`].
+    pub fn scored(&self, id: &str) -> Result<&Scored, EngineError> {
+        self.scored.as_ref().map_err(|why| EngineError::Unscorable {
+            id: id.to_owned(),
+            why: why.clone(),
+        })
+    }
+}
+
+/// Which profile rows to take from a file.
+#[derive(Debug, Clone, Default)]
+pub struct Pick {
+    /// Only this merchant.
+    pub merchant: Option<String>,
+    /// Only rows of this date (else each merchant's latest).
+    pub as_of: Option<NaiveDate>,
+}
+
+fn text(col: Option<&Column>, i: usize) -> Option<String> {
+    match col? {
+        Column::Cat(v) => v.get(i).cloned().flatten(),
+        Column::Num(v) => v.get(i).filter(|x| !x.is_nan()).map(f64::to_string),
+    }
+}
+
+/// Each merchant's row of a profile file (its latest, or the one of the date asked for),
+/// scored by `model` with reasons.
+pub fn latest(
+    frame: &Frame,
+    path: &Path,
+    model: &Model,
+    pick: &Pick,
+) -> Result<BTreeMap<String, Merchant>, EngineError> {
+    let bad = |why: String| EngineError::Profiles {
+        path: path.to_path_buf(),
+        why,
+    };
+    for c in ["merchant_id", "as_of", "industry"] {
+        if frame.index(c).is_none() {
+            return Err(bad(format!("not a profile file: it has no {c} column")));
+        }
+    }
+    let (ids, dates, industries) = (
+        frame.column("merchant_id"),
+        frame.column("as_of"),
+        frame.column("industry"),
+    );
+    let mut chosen: BTreeMap<String, (NaiveDate, usize)> = BTreeMap::new();
+    for i in 0..frame.rows() {
+        let (Some(id), Some(date)) = (text(ids, i), text(dates, i)) else {
+            continue;
+        };
+        if pick.merchant.as_ref().is_some_and(|m| m != &id) {
+            continue;
+        }
+        let date = NaiveDate::from_str(&date).map_err(|e| bad(format!("as_of {date}: {e}")))?;
+        if pick.as_of.is_some_and(|d| d != date) {
+            continue;
+        }
+        let e = chosen.entry(id).or_insert((date, i));
+        if date > e.0 {
+            *e = (date, i);
+        }
+    }
+    let mut scored = model.score_frame(frame, true)?;
+    let mut out = BTreeMap::new();
+    for (id, (as_of, i)) in chosen {
+        let Some(industry) = text(industries, i) else {
+            continue;
+        };
+        let industry =
+            Industry::from_str(&industry).map_err(|e| bad(format!("merchant {id}: {e}")))?;
+        let scored = scored
+            .get_mut(i)
+            .map(|s| std::mem::replace(s, Err(String::new())))
+            .ok_or_else(|| bad(format!("row {i} was not scored")))?;
+        let features = frame.numeric_row(i);
+        out.insert(
+            id,
+            Merchant {
+                as_of,
+                industry,
+                features,
+                scored,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The applicant a decision sees: the profile, the model's scoring and reasons, the
+/// points each characteristic could gain, and whether an objection is open.
+fn applicant(id: &str, m: &Merchant, s: &Scored, model: &Model, open_dispute: bool) -> Applicant {
+    let value = |n: &str| m.features.get(n).copied().flatten();
+    Applicant {
+        merchant_id: id.to_owned(),
+        as_of: m.as_of,
+        industry: m.industry,
+        insufficient_data: value(known!("insufficient_data")) == Some(1.0),
+        model_id: model.id.clone(),
+        score: s.score,
+        pd: s.pd,
+        grade: s.grade.clone(),
+        model_reasons: s
+            .reasons
+            .iter()
+            .map(|r| ModelReason {
+                feature: r.feature.clone(),
+                name_zh: r.name_zh.clone(),
+                name_en: r.name_en.clone(),
+                points_lost: r.points_lost,
+            })
+            .collect(),
+        gains: model.gains(s.score, &value),
+        open_dispute,
+        features: m.features.clone(),
+    }
+}
+
+/// The decision on a loan request for one merchant.
+pub fn decide(
+    model: &Model,
+    policy: &Policy,
+    catalogue: &Catalogue,
+    id: &str,
+    m: &Merchant,
+    req: &LoanRequest,
+    open_dispute: bool,
+) -> Result<Decision, EngineError> {
+    if let Some(p) = &req.product {
+        if !catalogue.products.iter().any(|x| &x.id == p) {
+            return Err(EngineError::UnknownProduct {
+                product: p.clone(),
+                catalogue: catalogue.version.clone(),
+            });
+        }
+    }
+    let s = m.scored(id)?;
+    let app = applicant(id, m, s, model, open_dispute);
+    yuanxin_decision::decide(&app, req, policy, catalogue).map_err(|source| EngineError::Decision {
+        id: id.to_owned(),
+        source,
+    })
+}
+
+/// The model a command names: a model file, a registry id, or (none named) the champion.
+pub fn open_model(spec: Option<&str>, registry: &Path) -> Result<Model, EngineError> {
+    match spec {
+        Some(s) if Path::new(s).exists() => Ok(Model::load(Path::new(s))?),
+        Some(s) => Ok(Registry::new(registry).find(s)?.1),
+        None => Registry::new(registry)
+            .champion()?
+            .map(|(_, m)| m)
+            .ok_or_else(|| EngineError::NoChampion(registry.to_path_buf())),
+    }
+}
+
+/// Population stability of the served merchants against the model's training sample.
+#[derive(Debug, Clone)]
+pub struct Stability {
+    /// Model.
+    pub model_id: String,
+    /// Training rows behind the baseline.
+    pub baseline_rows: u64,
+    /// Merchants scored now.
+    pub current_rows: u64,
+    /// Profile date of the current population.
+    pub as_of: Option<NaiveDate>,
+    /// PSI of the score.
+    pub score_psi: f64,
+    /// The verdict on the score ([`psi_verdict`]).
+    pub verdict: &'static str,
+    /// Each characteristic's name, PSI and verdict, largest PSI first.
+    pub characteristics: Vec<(String, f64, &'static str)>,
+}
+
+/// What the service serves from: the champion, each merchant's latest profile (scored once
+/// at load), the policy and the catalogue. Immutable once loaded.
+#[derive(Debug)]
+pub struct Served {
+    /// The champion.
+    pub model: Model,
+    /// The policy.
+    pub policy: Policy,
+    /// The product and support catalogue.
+    pub catalogue: Catalogue,
+    merchants: BTreeMap<String, Merchant>,
+    as_of: Option<NaiveDate>,
+    bounds: Bounds,
+}
+
+impl Served {
+    /// Loads everything named by `files`.
+    pub fn load(files: &Files) -> Result<Served, EngineError> {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).map_err(|source| EngineError::Read {
+                path: p.clone(),
+                source,
+            })
+        };
+        let policy =
+            Policy::from_toml(&read(&files.policy)?).map_err(|source| EngineError::Config {
+                what: "policy",
+                source,
+            })?;
+        let catalogue = Catalogue::from_toml(&read(&files.catalogue)?).map_err(|source| {
+            EngineError::Config {
+                what: "catalogue",
+                source,
+            }
+        })?;
+        let model = open_model(None, &files.models)?;
+        let frame = Frame::read(&files.profiles, &model.categorical_features())?;
+        let merchants = latest(&frame, &files.profiles, &model, &Pick::default())?;
+        Ok(Served {
+            as_of: merchants.values().map(|m| m.as_of).max(),
+            bounds: Bounds::of(&catalogue),
+            merchants,
+            model,
+            policy,
+            catalogue,
+        })
+    }
+
+    /// Every merchant with a profile.
+    pub fn merchants(&self) -> &BTreeMap<String, Merchant> {
+        &self.merchants
+    }
+
+    /// One merchant's profile, or [`EngineError::UnknownMerchant`].
+    pub fn merchant(&self, id: &str) -> Result<&Merchant, EngineError> {
+        self.merchants
+            .get(id)
+            .ok_or_else(|| EngineError::UnknownMerchant(id.to_owned()))
+    }
+
+    /// The latest profile date.
+    pub fn as_of(&self) -> Option<NaiveDate> {
+        self.as_of
+    }
+
+    /// The request ranges the catalogue sets.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
+    /// The decision on a loan request.
+    pub fn decide(
+        &self,
+        id: &str,
+        req: &LoanRequest,
+        open_dispute: bool,
+    ) -> Result<Decision, EngineError> {
+        let m = self.merchant(id)?;
+        decide(
+            &self.model,
+            &self.policy,
+            &self.catalogue,
+            id,
+            m,
+            req,
+            open_dispute,
+        )
+    }
+
+    /// Early-warning alerts for a merchant, against what a lender saw last.
+    pub fn alerts(&self, id: &str, last: Option<&LastSeen>) -> Result<Vec<Alert>, EngineError> {
+        let m = self.merchant(id)?;
+        let s = m.scored(id)?;
+        let grades: Vec<String> = self
+            .model
+            .master_scale
+            .0
+            .iter()
+            .map(|g| g.name.clone())
+            .collect();
+        Ok(yuanxin_decision::alerts(
+            &m.features,
+            &s.grade,
+            &grades,
+            last,
+            &self.policy.alerts,
+        ))
+    }
+
+    /// Population stability of the merchants served now against the training sample.
+    pub fn stability(&self) -> Result<Stability, EngineError> {
+        let base = self
+            .model
+            .baseline
+            .as_ref()
+            .ok_or_else(|| EngineError::NoBaseline(self.model.id.clone()))?;
+        let scores: Vec<f64> = self
+            .merchants
+            .values()
+            .filter_map(|m| m.scored.as_ref().ok())
+            // Scores are whole points when served, as in the baseline.
+            .map(|s| s.score as f64)
+            .collect();
+        let score_psi = base.score.psi(&scores);
+        let mut characteristics: Vec<(String, f64, &'static str)> = base
+            .characteristics
+            .iter()
+            .map(|(name, d)| {
+                let xs: Vec<f64> = self
+                    .merchants
+                    .values()
+                    .map(|m| m.features.get(name).copied().flatten().unwrap_or(f64::NAN))
+                    .collect();
+                let psi = d.psi(&xs);
+                (name.clone(), psi, psi_verdict(psi))
+            })
+            .collect();
+        characteristics.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(Stability {
+            model_id: self.model.id.clone(),
+            baseline_rows: base.rows,
+            current_rows: scores.len() as u64,
+            as_of: self.as_of,
+            score_psi,
+            verdict: psi_verdict(score_psi),
+            characteristics,
+        })
+    }
+}
+
+/// Builds the latest profiles of a ledger into `out`, atomically. The as-of date is the
+/// last day of the latest business month with events, or `today` if that is earlier.
+pub fn refresh_profiles(
+    ledger: &Path,
+    out: &Path,
+    today: NaiveDate,
+) -> Result<NaiveDate, EngineError> {
+    let fail = |why: String| EngineError::Refresh {
+        path: ledger.to_path_buf(),
+        why,
+    };
+    let l = yuanxin_ledger::Ledger::open(ledger).map_err(|e| fail(e.to_string()))?;
+    let month = l
+        .last_event_month()
+        .ok_or_else(|| fail("the ledger has no events".into()))?;
+    let last = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+        .ok()
+        .and_then(|first| first.checked_add_months(chrono::Months::new(1)))
+        .and_then(|d| d.pred_opt())
+        .ok_or_else(|| fail(format!("month {month} out of range")))?;
+    let as_of = last.min(today);
+    let batch = yuanxin_profile::build(&l, &yuanxin_profile::ProfileOptions::at(vec![as_of]))
+        .map_err(|e| fail(e.to_string()))?;
+    yuanxin_profile::write_parquet(&batch, out).map_err(|e| fail(e.to_string()))?;
+    Ok(as_of)
+}
+
+/// The file that changes with every batch committed to the ledger at `root`: watching it
+/// is watching the ledger.
+pub fn ledger_manifest(root: &Path) -> PathBuf {
+    yuanxin_ledger::Ledger::manifest_path(root)
+}
