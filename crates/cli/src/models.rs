@@ -225,10 +225,13 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         .report
         .clone()
         .unwrap_or_else(|| args.out.with_extension("html"));
+    // Written beside, then renamed: a reader never sees half a report.
+    let partial = report.with_extension("html.partial");
     std::fs::write(
-        &report,
+        &partial,
         yuanxin_model::report::html(model, &trained.sets, &trained.importance),
     )
+    .and_then(|()| std::fs::rename(&partial, &report))
     .with_context(|| format!("writing {}", report.display()))?;
     if args.json {
         let v = serde_json::json!({

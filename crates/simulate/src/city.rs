@@ -125,8 +125,40 @@ fn io_err(path: &Path, e: impl ToString) -> SimError {
     }
 }
 
+/// Where a file is written until the whole city is: every output file is created under
+/// this name and renamed to its own only once all of them are complete (see
+/// [`publish`]), so an interrupted run never leaves a file that looks whole.
+fn partial(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// Renames (or, with `discard`, removes) every `.partial` file directly in `dir`.
+fn publish(dir: &Path, discard: bool) -> Result<(), SimError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| io_err(dir, e))?.path();
+        let Some(done) = path
+            .to_str()
+            .and_then(|p| p.strip_suffix(".partial"))
+            .map(PathBuf::from)
+        else {
+            continue;
+        };
+        if discard {
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        } else {
+            fs::rename(&path, &done).map_err(|e| io_err(&done, e))?;
+        }
+    }
+    Ok(())
+}
+
 fn csv_writer(path: &Path) -> Result<arrow::csv::Writer<File>, SimError> {
-    let f = File::create(path).map_err(|e| io_err(path, e))?;
+    let f = File::create(partial(path)).map_err(|e| io_err(path, e))?;
     Ok(arrow::csv::WriterBuilder::new()
         .with_header(true)
         .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.3f%:z".to_string())
@@ -161,6 +193,9 @@ pub fn simulate(
     fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let truth_dir = out.join("_truth");
     fs::create_dir_all(&truth_dir).map_err(|e| io_err(&truth_dir, e))?;
+    // What an interrupted run left half-written goes.
+    publish(out, true)?;
+    publish(&truth_dir, true)?;
     let late_dir = out.join("_late");
     if late_dir.exists() {
         fs::remove_dir_all(&late_dir).map_err(|e| io_err(&late_dir, e))?;
@@ -171,7 +206,7 @@ pub fn simulate(
         let schema = table.source_schema(money_scale);
         let parquet = if cfg.format != OutputFormat::Csv {
             let path = out.join(format!("{}.parquet", table.name()));
-            let f = File::create(&path).map_err(|e| io_err(&path, e))?;
+            let f = File::create(partial(&path)).map_err(|e| io_err(&path, e))?;
             Some(
                 ArrowWriter::try_new(f, schema, Some(writer_properties()))
                     .map_err(|e| io_err(&path, e))?,
@@ -198,7 +233,7 @@ pub fn simulate(
         });
     }
     let truth_path = truth_dir.join("merchants.parquet");
-    let truth_file = File::create(&truth_path).map_err(|e| io_err(&truth_path, e))?;
+    let truth_file = File::create(partial(&truth_path)).map_err(|e| io_err(&truth_path, e))?;
     let mut truth_writer =
         ArrowWriter::try_new(truth_file, truth_schema(), Some(writer_properties()))
             .map_err(|e| io_err(&truth_path, e))?;
@@ -342,7 +377,7 @@ fn write_sink(
         if late.is_none() {
             fs::create_dir_all(late_dir).map_err(|e| io_err(late_dir, e))?;
             let path = late_dir.join(format!("{}.parquet", table.name()));
-            let f = File::create(&path).map_err(|e| io_err(&path, e))?;
+            let f = File::create(partial(&path)).map_err(|e| io_err(&path, e))?;
             let schema = table.source_schema(money_scale);
             let w = ArrowWriter::try_new(f, schema, Some(writer_properties()))
                 .map_err(|e| io_err(&path, e))?;
@@ -418,6 +453,10 @@ fn finish(
         }
     }
     truth_writer.close().map_err(|e| io_err(truth_path, e))?;
+    // Every file is complete: all take their names.
+    for dir in [out, &out.join("_truth"), &out.join("_late")] {
+        publish(dir, false)?;
+    }
     let mut expected_rejections: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut expected_duplicates = 0;
     for per_table in faults.values() {
@@ -446,7 +485,8 @@ fn finish(
     };
     let json_path = out.join("simulation.json");
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| io_err(&json_path, e))?;
-    fs::write(&json_path, json).map_err(|e| io_err(&json_path, e))?;
+    fs::write(partial(&json_path), json).map_err(|e| io_err(&json_path, e))?;
+    publish(out, false)?;
     Ok(summary)
 }
 
@@ -560,4 +600,27 @@ fn truth_batch(truths: &[Truth]) -> Result<RecordBatch, arrow::error::ArrowError
 /// Paths of a simulation's outputs.
 pub fn truth_path(out: &Path) -> PathBuf {
     out.join("_truth").join("merchants.parquet")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_take_their_names_only_when_published_and_leftovers_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("loans.parquet");
+        fs::write(partial(&done), b"half").unwrap();
+        publish(dir.path(), true).unwrap();
+        assert!(
+            !partial(&done).exists() && !done.exists(),
+            "a leftover is removed"
+        );
+        fs::write(partial(&done), b"whole").unwrap();
+        fs::write(dir.path().join("keep.csv"), b"x").unwrap();
+        publish(dir.path(), false).unwrap();
+        assert_eq!(fs::read(&done).unwrap(), b"whole");
+        assert!(!partial(&done).exists());
+        assert!(dir.path().join("keep.csv").exists());
+    }
 }
