@@ -396,7 +396,7 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
     assert!(positives > 50, "positives {positives}");
     // The signal check: the generative story's pre-failure signals carry information.
     let panel = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
-    let signals = yuanxin_profile::signal_report(&panel).unwrap();
+    let signals = yuanxin_model::signals::signal_report(&panel).unwrap();
     let iv = |name: &str| signals.iter().find(|s| s.name == name).unwrap().iv;
     for name in [
         "redemption_to_liability_30d",

@@ -458,8 +458,8 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     if args.report {
-        let signals =
-            yuanxin_profile::signal_report(&batch).context("no labelled rows to report on")?;
+        let signals = yuanxin_model::signals::signal_report(&batch)
+            .context("no labelled rows to report on")?;
         let mut signals = signals;
         signals.sort_by(|a, b| b.iv.total_cmp(&a.iv));
         outln!("{:<34} {:>8} {:>9}", "characteristic", "IV", "missing");

@@ -25,7 +25,7 @@ pub use industry::{Industry, ReleaseMode};
 pub use money::Money;
 pub use score::PointGain;
 pub use time::{
-    business_date, business_month, day_start, shanghai, ts_from_millis, BusinessMonth,
-    SHANGHAI_OFFSET_SECS, TZ_NAME,
+    business_date, business_day_of_ms, business_month, day_start, shanghai, ts_from_millis,
+    BusinessMonth, DAY_MS, SHANGHAI_OFFSET_SECS, TZ_NAME,
 };
 pub use uscc::Uscc;

@@ -458,7 +458,7 @@ impl<'m> BatchWriter<'m> {
         let n = batch.num_rows();
         let mut rejections: Vec<Option<Rejection>> = vec![None; n];
         let mut ctx = Ctx {
-            max_ts_ms: self.ingested_at_ms + 86_400_000,
+            max_ts_ms: self.ingested_at_ms + yuanxin_domain::DAY_MS,
             rejections: &mut rejections,
         };
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(table.columns().len());
@@ -617,7 +617,7 @@ impl<'m> BatchWriter<'m> {
         let mut last: Option<(i64, i32)> = None;
         for row in 0..n {
             // Rows of a merchant come in time order: most neighbours share a day.
-            let day = (ts.value(row) + LOCAL_OFFSET_MS).div_euclid(DAY_MS);
+            let day = yuanxin_domain::business_day_of_ms(ts.value(row));
             let key = match last {
                 Some((d, k)) if d == day => k,
                 _ => {
@@ -893,9 +893,6 @@ fn monthly(table: Table) -> bool {
             | Table::Loans
     )
 }
-
-const DAY_MS: i64 = 86_400_000;
-const LOCAL_OFFSET_MS: i64 = yuanxin_domain::SHANGHAI_OFFSET_SECS as i64 * 1000;
 
 /// `year × 12 + month0` of a business day (days since 1970-01-01, Asia/Shanghai).
 fn month_key(day: i64) -> i32 {

@@ -135,9 +135,7 @@ fn check_row(c: &Canon<'_>, row: usize) -> Option<Rejection> {
             _ => need(c, row, "amount", kind),
         },
         Table::Contracts => {
-            let signed_day = c.ts("ts", row).map(|ms| {
-                (ms + i64::from(yuanxin_domain::SHANGHAI_OFFSET_SECS) * 1000).div_euclid(86_400_000)
-            });
+            let signed_day = c.ts("ts", row).map(yuanxin_domain::business_day_of_ms);
             match (signed_day, c.date("expires_on", row)) {
                 (Some(s), Some(e)) if i64::from(e) < s => Some(Rejection::new(
                     Reason::Inconsistent,

@@ -318,6 +318,17 @@ impl Counts {
     }
 }
 
+/// Information value of a partition given as (events, non-events) per bin: the one IV of
+/// the project (optimal bins here, the decile signal check in [`crate::signals`]).
+pub(crate) fn information_value(bins: &[(u64, u64)]) -> f64 {
+    let counts: Vec<Counts> = bins
+        .iter()
+        .map(|&(events, goods)| Counts { events, goods })
+        .collect();
+    let total = counts.iter().fold(Counts::default(), |a, &c| a.plus(c));
+    counts.iter().map(|&c| woe_iv(c, total).1).sum()
+}
+
 /// WoE and IV term of a bin given the sample totals. An empty side is smoothed with half a
 /// row so that no WoE is infinite; an empty bin has WoE 0.
 fn woe_iv(c: Counts, total: Counts) -> (f64, f64) {

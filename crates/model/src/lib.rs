@@ -20,6 +20,7 @@ pub mod registry;
 pub mod report;
 pub mod scale;
 pub mod scorecard;
+pub mod signals;
 mod train;
 
 pub use frame::{Column, Frame, Set};

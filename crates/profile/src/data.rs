@@ -9,17 +9,13 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
     Date32Type, Decimal128Type, Int32Type, Int64Type, TimestampMillisecondType,
 };
-use yuanxin_domain::SHANGHAI_OFFSET_SECS;
 use yuanxin_ledger::{FileReader, Ledger, Table};
 
 use crate::ProfileError;
 
-const DAY_MS: i64 = 86_400_000;
-const LOCAL_MS: i64 = SHANGHAI_OFFSET_SECS as i64 * 1000;
-
 /// Business day (days since 1970-01-01, Asia/Shanghai) of an instant in ms.
 pub(crate) fn day_of_ms(ms: i64) -> i32 {
-    i32::try_from((ms + LOCAL_MS).div_euclid(DAY_MS)).unwrap_or(i32::MAX)
+    i32::try_from(yuanxin_domain::business_day_of_ms(ms)).unwrap_or(i32::MAX)
 }
 
 /// Something that happened on a business day.

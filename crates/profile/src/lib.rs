@@ -13,7 +13,6 @@
 
 pub mod catalogue;
 mod data;
-mod report;
 mod snapshot;
 
 use std::path::Path;
@@ -27,7 +26,6 @@ use chrono::NaiveDate;
 use yuanxin_ledger::{Ledger, LedgerError};
 
 pub use catalogue::{Feature, FEATURES};
-pub use report::{iv_deciles, signal_report, Signal};
 pub use yuanxin_domain::vocabulary::{Direction, Group};
 
 use data::{esc, City, Code, Merchant, Source};

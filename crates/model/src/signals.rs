@@ -1,13 +1,14 @@
 //! The signal check: each characteristic's information value against the label and its
-//! missing share on a panel, so analysts see at a glance which characteristics carry
-//! signal. Binning here is deliberately simple (deciles plus a bin for missing values);
-//! the model crate's optimal binning is for scorecards.
+//! missing share on a profile panel, so analysts see at a glance which characteristics
+//! carry signal (`yuanxin profile --report`). Binning here is deliberately simple (deciles
+//! plus a bin for missing values); the IV of those bins is the scorecard's
+//! ([`crate::binning`]), with its smoothing of empty cells.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int8Type};
 use serde::Serialize;
 
-use crate::catalogue::FEATURES;
+use yuanxin_domain::vocabulary::VOCABULARY;
 
 /// One characteristic's signal.
 #[derive(Debug, Clone, Serialize)]
@@ -30,8 +31,8 @@ pub fn signal_report(batch: &RecordBatch) -> Option<Vec<Signal>> {
         .filter(|&i| !label.is_null(i))
         .collect();
     let y: Vec<bool> = rows.iter().map(|&i| label.value(i) == 1).collect();
-    let mut out = Vec::with_capacity(FEATURES.len());
-    for f in FEATURES {
+    let mut out = Vec::with_capacity(VOCABULARY.len());
+    for f in VOCABULARY {
         let col = batch
             .column_by_name(f.name)?
             .as_primitive_opt::<Float64Type>()?;
@@ -49,8 +50,7 @@ pub fn signal_report(batch: &RecordBatch) -> Option<Vec<Signal>> {
     Some(out)
 }
 
-/// Information value with decile bins (ties kept together) and a missing bin; 0.5 is
-/// added to every cell so that empty cells do not make it infinite.
+/// Information value with decile bins (ties kept together) and a missing bin.
 pub fn iv_deciles(x: &[Option<f64>], y: &[bool]) -> f64 {
     let mut present: Vec<(f64, bool)> = x
         .iter()
@@ -58,7 +58,7 @@ pub fn iv_deciles(x: &[Option<f64>], y: &[bool]) -> f64 {
         .filter_map(|(v, b)| v.map(|v| (v, *b)))
         .collect();
     present.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut bins: Vec<(f64, f64)> = Vec::new();
+    let mut bins: Vec<(u64, u64)> = Vec::new();
     let n = present.len();
     let mut i = 0;
     for k in 1..=10 {
@@ -73,8 +73,8 @@ pub fn iv_deciles(x: &[Option<f64>], y: &[bool]) -> f64 {
         if j <= i {
             continue;
         }
-        let bad = present[i..j].iter().filter(|p| p.1).count() as f64;
-        bins.push((bad, (j - i) as f64 - bad));
+        let bad = present[i..j].iter().filter(|p| p.1).count();
+        bins.push((bad as u64, (j - i - bad) as u64));
         i = j;
         if i >= n {
             break;
@@ -87,18 +87,10 @@ pub fn iv_deciles(x: &[Option<f64>], y: &[bool]) -> f64 {
         .map(|(_, b)| *b)
         .collect();
     if !miss.is_empty() {
-        let bad = miss.iter().filter(|b| **b).count() as f64;
-        bins.push((bad, miss.len() as f64 - bad));
+        let bad = miss.iter().filter(|b| **b).count();
+        bins.push((bad as u64, (miss.len() - bad) as u64));
     }
-    let total_bad: f64 = bins.iter().map(|b| b.0 + 0.5).sum();
-    let total_good: f64 = bins.iter().map(|b| b.1 + 0.5).sum();
-    bins.iter()
-        .map(|(b, g)| {
-            let pb = (b + 0.5) / total_bad;
-            let pg = (g + 0.5) / total_good;
-            (pb - pg) * (pb / pg).ln()
-        })
-        .sum()
+    crate::binning::information_value(&bins)
 }
 
 #[cfg(test)]
