@@ -166,10 +166,114 @@ pub fn train(
         Some(s) => s,
         None => split_column(frame).unwrap_or_else(|| vec![Some(Set::Train); frame.rows()]),
     };
+    let (train_rows, test_rows, excluded) = split_rows(&target, &sets);
+    let is_panel = frame.index("merchant_id").is_some() && frame.index("as_of").is_some();
+    let (names, skipped) = candidates(frame, cfg, is_panel, &train_rows)?;
+    let bad: Vec<bool> = target.iter().map(|t| t.unwrap_or(false)).collect();
+    let all = Sample {
+        names: names.clone(),
+        columns: names
+            .iter()
+            .filter_map(|n| frame.column(n).cloned())
+            .collect(),
+        bad,
+    };
+    let train_sample = all.take(&train_rows);
+    let events = train_sample.bad.iter().filter(|&&b| b).count();
+    if events == 0 || events == train_sample.bad.len() {
+        return Err(ModelError::Data(format!(
+            "the training rows need both outcomes: {} rows, {events} bad",
+            train_sample.bad.len()
+        )));
+    }
+    let fingerprint = fingerprint(&all, &train_rows, &test_rows);
+
+    let cfg = &conventions(cfg, is_panel, &names, train_rows.len());
+    let mut validation_rows: Vec<usize> = Vec::new();
+    let fit_started = std::time::Instant::now();
+    let mut train_logits: Vec<f64> = Vec::new();
+    let (predictor, features) = match cfg.method {
+        Method::Scorecard => {
+            progress(&format!(
+                "binning {} characteristics on {} rows",
+                names.len(),
+                train_rows.len()
+            ));
+            let (sc, z) = cfg.scorecard.fit(&train_sample, &scaling, threads)?;
+            train_logits = z;
+            progress(&format!(
+                "scorecard: {} characteristics selected",
+                sc.characteristics.len()
+            ));
+            let features = sc
+                .characteristics
+                .iter()
+                .map(|c| feature_info(frame, &c.binning.name))
+                .collect();
+            (Predictor::Scorecard(sc), features)
+        }
+        Method::Boost => {
+            let (b, encoders, validation) =
+                fit_boost(cfg, &names, is_panel, &train_rows, &train_sample, progress)?;
+            validation_rows = validation;
+            let features = names.iter().map(|n| feature_info(frame, n)).collect();
+            (Predictor::Boost { boost: b, encoders }, features)
+        }
+    };
+    let mut model = Model {
+        id: String::new(),
+        method: cfg.method,
+        created_at: cfg.created_at.clone().or_else(|| max_as_of(frame)),
+        target: cfg.target.clone(),
+        seed: cfg.seed,
+        features,
+        config: cfg.clone(),
+        scaling,
+        calibration: Calibration::IDENTITY,
+        master_scale,
+        predictor,
+        training: TrainingData {
+            source: source.to_owned(),
+            fingerprint,
+            rows: frame.rows() as u64,
+            train: train_rows.len() as u64,
+            validation: validation_rows.len() as u64,
+            test: test_rows.len() as u64,
+            excluded,
+            skipped_columns: skipped,
+            as_of_max: if is_panel { max_as_of(frame) } else { None },
+        },
+        evaluation: Vec::new(),
+        baseline: None,
+    };
+    // The scorecard's PD is recalibrated on its training rows (a ≈ 0, b ≈ 1 unless the L2
+    // penalty shrank it); boosted trees minimise the log-loss itself, and their training
+    // rows are fitted too closely to calibrate on, so their margin is the PD's log-odds.
+    if cfg.method == Method::Scorecard {
+        model.calibration = Calibration::fit(&train_logits, &train_sample.bad);
+    }
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
+    progress("evaluating");
+    let (sets, importance) =
+        evaluate_sets(&mut model, frame, cfg, &train_rows, &test_rows, &all.bad)?;
+    model.assign_id()?;
+    Ok(Trained {
+        model,
+        sets,
+        importance,
+        fit_seconds,
+    })
+}
+
+/// Training and test rows by the split, and what is left out with why.
+fn split_rows(
+    target: &[Option<bool>],
+    sets: &[Option<Set>],
+) -> (Vec<usize>, Vec<usize>, Vec<(String, u64)>) {
     let mut excluded: Vec<(String, u64)> = Vec::new();
     let (mut train_rows, mut test_rows) = (Vec::new(), Vec::new());
     let (mut no_target, mut no_set) = (0u64, 0u64);
-    for (i, (t, s)) in target.iter().zip(&sets).enumerate() {
+    for (i, (t, s)) in target.iter().zip(sets).enumerate() {
         match (t, s) {
             (None, _) => no_target += 1,
             (_, None) => no_set += 1,
@@ -183,7 +287,21 @@ pub fn train(
     if no_set > 0 {
         excluded.push(("not_in_split".into(), no_set));
     }
-    let is_panel = frame.index("merchant_id").is_some() && frame.index("as_of").is_some();
+    (train_rows, test_rows, excluded)
+}
+
+/// Columns left out of the candidates, with why.
+type Skipped = Vec<(String, String)>;
+
+/// The candidate characteristics: the configuration's, or every column but the target,
+/// the split and a panel's metadata; a text column that looks like an identifier is
+/// skipped with the reason.
+fn candidates(
+    frame: &Frame,
+    cfg: &TrainConfig,
+    is_panel: bool,
+    train_rows: &[usize],
+) -> Result<(Vec<String>, Skipped), ModelError> {
     let mut skipped: Vec<(String, String)> = Vec::new();
     let candidates: Vec<String> = if cfg.features.is_empty() {
         frame
@@ -224,29 +342,17 @@ pub fn train(
     if names.is_empty() {
         return Err(ModelError::Data("no candidate characteristics".into()));
     }
-    let bad: Vec<bool> = target.iter().map(|t| t.unwrap_or(false)).collect();
-    let all = Sample {
-        names: names.clone(),
-        columns: names
-            .iter()
-            .filter_map(|n| frame.column(n).cloned())
-            .collect(),
-        bad,
-    };
-    let train_sample = all.take(&train_rows);
-    let events = train_sample.bad.iter().filter(|&&b| b).count();
-    if events == 0 || events == train_sample.bad.len() {
-        return Err(ModelError::Data(format!(
-            "the training rows need both outcomes: {} rows, {events} bad",
-            train_sample.bad.len()
-        )));
-    }
-    // Fingerprint of exactly what was used.
+    Ok((names, skipped))
+}
+
+/// A digest of exactly the data used: every candidate column's values on the training and
+/// test rows, and their outcomes.
+fn fingerprint(all: &Sample, train_rows: &[usize], test_rows: &[usize]) -> String {
     let mut h = blake3::Hasher::new();
     for (name, col) in all.names.iter().zip(&all.columns) {
         h.update(name.as_bytes());
         h.update(&[0]);
-        for &(rows, tag) in &[(&train_rows, 1u8), (&test_rows, 2u8)] {
+        for &(rows, tag) in &[(train_rows, 1u8), (test_rows, 2u8)] {
             h.update(&[tag]);
             for &i in rows {
                 match col {
@@ -258,20 +364,30 @@ pub fn train(
             }
         }
     }
-    for &i in train_rows.iter().chain(&test_rows) {
+    for &i in train_rows.iter().chain(test_rows) {
         h.update(&[u8::from(all.bad[i])]);
     }
-    let fingerprint = h.finalize().to_hex().to_string();
+    h.finalize().to_hex().to_string()
+}
 
-    let feature_info = |n: &str| {
-        let (zh, en) = display_names(n);
-        FeatureInfo {
-            name: n.to_owned(),
-            categorical: matches!(frame.column(n), Some(Column::Cat(_))),
-            name_zh: zh,
-            name_en: en,
-        }
-    };
+fn feature_info(frame: &Frame, n: &str) -> FeatureInfo {
+    let (zh, en) = display_names(n);
+    FeatureInfo {
+        name: n.to_owned(),
+        categorical: matches!(frame.column(n), Some(Column::Cat(_))),
+        name_zh: zh,
+        name_en: en,
+    }
+}
+
+/// The configuration as used, with every default it leaves open settled (and recorded in
+/// the model).
+fn conventions(
+    cfg: &TrainConfig,
+    is_panel: bool,
+    names: &[String],
+    train_rows: usize,
+) -> TrainConfig {
     // Profile panels keep the trade's conventions unless the configuration says otherwise:
     // monotonic WoE along each characteristic's catalogue direction of risk (the better
     // direction where the catalogue says either) and an IV floor of 0.02. The model records
@@ -279,7 +395,7 @@ pub fn train(
     let mut cfg = cfg.clone();
     if is_panel {
         cfg.scorecard.binning.trend = cfg.scorecard.binning.trend.or(Some(Trend::Auto));
-        for n in &names {
+        for n in names {
             let trend = match catalogue_monotone(n) {
                 1 => Trend::Ascending,
                 -1 => Trend::Descending,
@@ -298,201 +414,172 @@ pub fn train(
     // methods record the fixed default, as files did before the setting could be unset.
     cfg.boost.max_leaves = Some(cfg.boost.max_leaves.unwrap_or_else(|| {
         if cfg.method == Method::Boost {
-            boost::leaves_for_rows(train_rows.len())
+            boost::leaves_for_rows(train_rows)
         } else {
             boost::MAX_LEAVES
         }
     }));
-    let cfg = &cfg;
-    let mut validation_rows: Vec<usize> = Vec::new();
-    let fit_started = std::time::Instant::now();
-    let mut train_logits: Vec<f64> = Vec::new();
-    let (predictor, features) = match cfg.method {
-        Method::Scorecard => {
-            progress(&format!(
-                "binning {} characteristics on {} rows",
-                names.len(),
-                train_rows.len()
-            ));
-            let (sc, z) = cfg.scorecard.fit(&train_sample, &scaling, threads)?;
-            train_logits = z;
-            progress(&format!(
-                "scorecard: {} characteristics selected",
-                sc.characteristics.len()
-            ));
-            let features = sc
-                .characteristics
-                .iter()
-                .map(|c| feature_info(&c.binning.name))
-                .collect();
-            (Predictor::Scorecard(sc), features)
+    cfg
+}
+
+/// Boosted trees, their category encoders, and the rows held out for early stopping.
+type BoostFit = (
+    boost::Boost,
+    Vec<Option<crate::binning::Binning>>,
+    Vec<usize>,
+);
+
+/// The boosted trees: early stopping on a seeded share of the training rows, then (unless
+/// configured otherwise) a refit on every training row with the number of trees chosen.
+/// Returns the trees, the category encoders and the rows held out for early stopping.
+fn fit_boost(
+    cfg: &TrainConfig,
+    names: &[String],
+    is_panel: bool,
+    train_rows: &[usize],
+    train_sample: &Sample,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BoostFit, ModelError> {
+    let (mut fit_idx, mut val_idx) = (Vec::new(), Vec::new());
+    for (k, &row) in train_rows.iter().enumerate() {
+        if uniform(cfg.seed, row as u64) < cfg.validation_share {
+            val_idx.push(k);
+        } else {
+            fit_idx.push(k);
         }
-        Method::Boost => {
-            let (mut fit_idx, mut val_idx) = (Vec::new(), Vec::new());
-            for (k, &row) in train_rows.iter().enumerate() {
-                if uniform(cfg.seed, row as u64) < cfg.validation_share {
-                    val_idx.push(k);
-                } else {
-                    fit_idx.push(k);
-                }
-            }
-            validation_rows = val_idx.iter().map(|&k| train_rows[k]).collect();
-            let fit_sample = train_sample.take(&fit_idx);
-            let val_sample = train_sample.take(&val_idx);
-            // Categories are told apart for the trees' category splits: each its own value,
-            // except rare ones (pooled as "other", which also takes categories unseen in
-            // training) and those the binning must pool to have both outcomes.
-            let cat_params = BinningParams {
-                max_bins: 50,
-                min_bin_share: (1.0 / fit_sample.bad.len().max(2) as f64).min(0.5),
-                ..cfg.scorecard.binning.clone()
-            }
-            .check()?;
-            let mut encoders = Vec::new();
-            for (name, col) in fit_sample.names.iter().zip(&fit_sample.columns) {
-                encoders.push(match col {
-                    Column::Cat(v) => Some(cat_params.fit_categorical(name, v, &fit_sample.bad)?),
-                    Column::Num(_) => None,
-                });
-            }
-            let to_x = |s: &Sample| -> Vec<Vec<f64>> {
-                s.columns
+    }
+    let validation_rows: Vec<usize> = val_idx.iter().map(|&k| train_rows[k]).collect();
+    let fit_sample = train_sample.take(&fit_idx);
+    let val_sample = train_sample.take(&val_idx);
+    // Categories are told apart for the trees' category splits: each its own value,
+    // except rare ones (pooled as "other", which also takes categories unseen in
+    // training) and those the binning must pool to have both outcomes.
+    let cat_params = BinningParams {
+        max_bins: 50,
+        min_bin_share: (1.0 / fit_sample.bad.len().max(2) as f64).min(0.5),
+        ..cfg.scorecard.binning.clone()
+    }
+    .check()?;
+    let mut encoders = Vec::new();
+    for (name, col) in fit_sample.names.iter().zip(&fit_sample.columns) {
+        encoders.push(match col {
+            Column::Cat(v) => Some(cat_params.fit_categorical(name, v, &fit_sample.bad)?),
+            Column::Num(_) => None,
+        });
+    }
+    let to_x = |s: &Sample| -> Vec<Vec<f64>> {
+        s.columns
+            .iter()
+            .zip(&encoders)
+            .map(|(c, e)| match (c, e) {
+                (Column::Num(v), _) => v.clone(),
+                (Column::Cat(v), Some(b)) => v
                     .iter()
-                    .zip(&encoders)
-                    .map(|(c, e)| match (c, e) {
-                        (Column::Num(v), _) => v.clone(),
-                        (Column::Cat(v), Some(b)) => v
-                            .iter()
-                            .map(|s| {
-                                b.stat(b.slot(Value::Cat(s.as_deref())))
-                                    .filter(|s| s.count > 0)
-                                    .map_or(f64::NAN, |s| s.woe)
-                            })
-                            .collect(),
-                        (Column::Cat(v), None) => vec![f64::NAN; v.len()],
+                    .map(|s| {
+                        b.stat(b.slot(Value::Cat(s.as_deref())))
+                            .filter(|s| s.count > 0)
+                            .map_or(f64::NAN, |s| s.woe)
                     })
-                    .collect()
-            };
-            let monotone: Vec<i8> = names
-                .iter()
-                .map(|n| {
-                    cfg.monotone.iter().find(|(m, _)| m == n).map_or_else(
-                        || {
-                            if is_panel && cfg.catalogue_monotone {
-                                catalogue_monotone(n)
-                            } else {
-                                0
-                            }
-                        },
-                        |(_, d)| d.signum(),
-                    )
-                })
-                .collect();
-            for (m, _) in &cfg.monotone {
-                if !names.contains(m) {
-                    return Err(ModelError::Config(format!(
-                        "monotone constraint on {m}, which is not a characteristic"
-                    )));
-                }
-            }
-            let categorical: Vec<bool> = encoders.iter().map(Option::is_some).collect();
-            progress(&format!(
-                "boosting on {} rows ({} for early stopping), {} characteristics",
-                fit_idx.len(),
-                val_idx.len(),
-                names.len()
-            ));
-            let mut last = 0usize;
-            let b = boost::fit(
-                &cfg.boost,
-                &to_x(&fit_sample),
-                &fit_sample.bad,
-                &to_x(&val_sample),
-                &val_sample.bad,
-                &monotone,
-                &categorical,
-                &mut |k, of| {
-                    if k >= last + 50 {
-                        last = k;
-                        progress(&format!("  {k}/{of} trees"));
+                    .collect(),
+                (Column::Cat(v), None) => vec![f64::NAN; v.len()],
+            })
+            .collect()
+    };
+    let monotone: Vec<i8> = names
+        .iter()
+        .map(|n| {
+            cfg.monotone.iter().find(|(m, _)| m == n).map_or_else(
+                || {
+                    if is_panel && cfg.catalogue_monotone {
+                        catalogue_monotone(n)
+                    } else {
+                        0
                     }
                 },
-            )?;
-            // Early stopping chose the number of trees; refit on every training row with it,
-            // so that the held-out rows are not lost to the model (small samples need them).
-            let b = if val_idx.is_empty() || !cfg.boost.refit {
-                b
-            } else {
-                progress(&format!(
-                    "refitting {} trees on all {} training rows",
-                    b.best_trees,
-                    train_rows.len()
-                ));
-                let params = BoostParams {
-                    max_trees: b.best_trees,
-                    ..cfg.boost.clone()
-                };
-                let refit = boost::fit(
-                    &params,
-                    &to_x(&train_sample),
-                    &train_sample.bad,
-                    &[],
-                    &[],
-                    &monotone,
-                    &categorical,
-                    &mut |_, _| {},
-                )?;
-                boost::Boost {
-                    validation_loss: b.validation_loss,
-                    ..refit
-                }
-            };
-            progress(&format!("boost: {} trees", b.trees.len()));
-            let features = names.iter().map(|n| feature_info(n)).collect();
-            (Predictor::Boost { boost: b, encoders }, features)
+                |(_, d)| d.signum(),
+            )
+        })
+        .collect();
+    for (m, _) in &cfg.monotone {
+        if !names.contains(m) {
+            return Err(ModelError::Config(format!(
+                "monotone constraint on {m}, which is not a characteristic"
+            )));
+        }
+    }
+    let categorical: Vec<bool> = encoders.iter().map(Option::is_some).collect();
+    progress(&format!(
+        "boosting on {} rows ({} for early stopping), {} characteristics",
+        fit_idx.len(),
+        val_idx.len(),
+        names.len()
+    ));
+    let mut last = 0usize;
+    let b = boost::fit(
+        &cfg.boost,
+        &to_x(&fit_sample),
+        &fit_sample.bad,
+        &to_x(&val_sample),
+        &val_sample.bad,
+        &monotone,
+        &categorical,
+        &mut |k, of| {
+            if k >= last + 50 {
+                last = k;
+                progress(&format!("  {k}/{of} trees"));
+            }
+        },
+    )?;
+    // Early stopping chose the number of trees; refit on every training row with it,
+    // so that the held-out rows are not lost to the model (small samples need them).
+    let b = if val_idx.is_empty() || !cfg.boost.refit {
+        b
+    } else {
+        progress(&format!(
+            "refitting {} trees on all {} training rows",
+            b.best_trees,
+            train_rows.len()
+        ));
+        let params = BoostParams {
+            max_trees: b.best_trees,
+            ..cfg.boost.clone()
+        };
+        let refit = boost::fit(
+            &params,
+            &to_x(train_sample),
+            &train_sample.bad,
+            &[],
+            &[],
+            &monotone,
+            &categorical,
+            &mut |_, _| {},
+        )?;
+        boost::Boost {
+            validation_loss: b.validation_loss,
+            ..refit
         }
     };
-    let mut model = Model {
-        id: String::new(),
-        method: cfg.method,
-        created_at: cfg.created_at.clone().or_else(|| max_as_of(frame)),
-        target: cfg.target.clone(),
-        seed: cfg.seed,
-        features,
-        config: cfg.clone(),
-        scaling,
-        calibration: Calibration::IDENTITY,
-        master_scale,
-        predictor,
-        training: TrainingData {
-            source: source.to_owned(),
-            fingerprint,
-            rows: frame.rows() as u64,
-            train: train_rows.len() as u64,
-            validation: validation_rows.len() as u64,
-            test: test_rows.len() as u64,
-            excluded,
-            skipped_columns: skipped,
-            as_of_max: if is_panel { max_as_of(frame) } else { None },
-        },
-        evaluation: Vec::new(),
-        baseline: None,
-    };
-    // The scorecard's PD is recalibrated on its training rows (a ≈ 0, b ≈ 1 unless the L2
-    // penalty shrank it); boosted trees minimise the log-loss itself, and their training
-    // rows are fitted too closely to calibrate on, so their margin is the PD's log-odds.
-    if cfg.method == Method::Scorecard {
-        model.calibration = Calibration::fit(&train_logits, &train_sample.bad);
-    }
-    let fit_seconds = fit_started.elapsed().as_secs_f64();
-    progress("evaluating");
+    progress(&format!("boost: {} trees", b.trees.len()));
+    Ok((b, encoders, validation_rows))
+}
+
+/// Scores the training and test rows, evaluates each set (by segment if asked), and keeps
+/// the training sample's baseline and the characteristics' importance.
+fn evaluate_sets(
+    model: &mut Model,
+    frame: &Frame,
+    cfg: &TrainConfig,
+    train_rows: &[usize],
+    test_rows: &[usize],
+    bad: &[bool],
+) -> Result<(Vec<Predictions>, Vec<f64>), ModelError> {
     let mut sets = Vec::new();
     let mut importance = Vec::new();
-    for (set, rows) in [("train", &train_rows), ("test", &test_rows)] {
+    for (set, rows) in [("train", train_rows), ("test", test_rows)] {
         if rows.is_empty() {
             continue;
         }
-        let (z, y) = logits_of(&model, frame, rows, &all.bad)?;
+        let (z, y) = logits_of(model, frame, rows, bad)?;
         let pd: Vec<f64> = z.iter().map(|&z| model.calibration.pd(z)).collect();
         let score: Vec<f64> = z.iter().map(|&z| model.scaling.score(z)).collect();
         let seg: Option<Vec<String>> =
@@ -517,7 +604,7 @@ pub fn train(
             evaluation: evaluate(&pd, &y, seg.as_deref()),
         });
         if set == "train" {
-            model.baseline = Some(baseline(&model, frame, rows, &score));
+            model.baseline = Some(baseline(model, frame, rows, &score));
             importance = model.importance(&sub_frame(frame, rows)?)?;
         }
         sets.push(Predictions {
@@ -527,13 +614,7 @@ pub fn train(
             bad: y,
         });
     }
-    model.assign_id()?;
-    Ok(Trained {
-        model,
-        sets,
-        importance,
-        fit_seconds,
-    })
+    Ok((sets, importance))
 }
 
 /// A trained model with its predictions on each set and what drives it (for the report).

@@ -1,0 +1,234 @@
+//! One decoded batch: conversion, row rules, references and duplicates, each row accepted,
+//! rejected with a reason or recognised as a duplicate.
+
+use super::*;
+
+impl BatchWriter<'_> {
+    pub(super) fn process(
+        &mut self,
+        file: &InputFile,
+        batch: &RecordBatch,
+        offset: u64,
+        counts: &mut Counts,
+    ) -> Result<(), LedgerError> {
+        let table = file.table;
+        let n = batch.num_rows();
+        let mut rejections: Vec<Option<Rejection>> = vec![None; n];
+        let mut ctx = Ctx {
+            max_ts_ms: self.ingested_at_ms + yuanxin_domain::DAY_MS,
+            rejections: &mut rejections,
+        };
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(table.columns().len());
+        for (spec, idx) in table.columns().iter().zip(&file.mapping) {
+            let input = idx.map(|i| batch.column(i));
+            let col =
+                convert(spec, input, n, &mut ctx).map_err(|problem| LedgerError::Unreadable {
+                    path: file.path.clone(),
+                    format: "input",
+                    problem: format!("column {}: {problem}", spec.name),
+                })?;
+            cols.push(col);
+        }
+        let canon = Canon { table, cols: &cols };
+        check(&canon, &mut rejections);
+
+        // References, duplicates and conflicts, row by row in file order, so that a row
+        // may refer to one accepted earlier in the same batch.
+        let digests = row_digests(table, &cols);
+        let mut accepted: Vec<u32> = Vec::new();
+        let mut duplicate = vec![false; n];
+        let index = self.indexes.entry(table).or_default();
+        for row in 0..n {
+            if rejections[row].is_some() {
+                continue;
+            }
+            let merchant = canon.str("merchant_id", row).map(|m| self.ids.digest(m));
+            let reference = match table {
+                Table::Merchants => None,
+                _ if merchant.is_some_and(|m| !self.merchants.contains_key(&m)) => {
+                    Some(Rejection::new(
+                        Reason::UnknownMerchant,
+                        "merchant_id",
+                        "merchant is not registered",
+                    ))
+                }
+                Table::Contracts | Table::Promotions => owned_ref(
+                    &self.ids,
+                    &canon,
+                    row,
+                    "product_id",
+                    &self.products,
+                    merchant,
+                    Reason::UnknownProduct,
+                ),
+                Table::EscrowEvents | Table::Complaints => owned_ref(
+                    &self.ids,
+                    &canon,
+                    row,
+                    "contract_id",
+                    &self.contracts,
+                    merchant,
+                    Reason::UnknownContract,
+                ),
+                _ => None,
+            };
+            if let Some(r) = reference {
+                rejections[row] = Some(r);
+                continue;
+            }
+            let Some(event_id) = canon.str("event_id", row) else {
+                continue;
+            };
+            let key = self.ids.digest(event_id);
+            match index.get(&key) {
+                Some(&d) if d == digests[row] => duplicate[row] = true,
+                Some(_) => {
+                    rejections[row] = Some(Rejection::row(
+                        Reason::ConflictingDuplicate,
+                        format!(
+                            "event_id {event_id} is already in the ledger with different content"
+                        ),
+                    ))
+                }
+                None => {
+                    index.insert(key, digests[row]);
+                    accepted.push(row as u32);
+                    let m = merchant.unwrap_or_default();
+                    match table {
+                        Table::Merchants => {
+                            self.merchants.insert(m, ());
+                        }
+                        Table::Products => {
+                            if let Some(p) = canon.str("product_id", row) {
+                                self.products.insert(self.ids.digest(p), m);
+                            }
+                        }
+                        Table::Contracts => {
+                            if let Some(c) = canon.str("contract_id", row) {
+                                self.contracts.insert(self.ids.digest(c), m);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        counts.rows += n as u64;
+        counts.accepted += accepted.len() as u64;
+        counts.duplicates += duplicate.iter().filter(|d| **d).count() as u64;
+        let rejected: Vec<(usize, &Rejection)> = rejections
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+            .collect();
+        counts.rejected += rejected.len() as u64;
+        for (_, r) in &rejected {
+            *counts.rejected_by_reason.entry(r.reason).or_default() += 1;
+        }
+        if !rejected.is_empty() {
+            self.quarantine_rows(file, batch, offset, &rejected)?;
+        }
+        if !accepted.is_empty() {
+            self.write_accepted(table, cols, &digests, &accepted)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a referenced id exists and belongs to the row's merchant.
+pub(super) fn owned_ref(
+    ids: &IdHasher,
+    canon: &Canon<'_>,
+    row: usize,
+    column: &'static str,
+    known: &DigestMap<u128>,
+    merchant: Option<u128>,
+    reason: Reason,
+) -> Option<Rejection> {
+    let id = canon.str(column, row)?;
+    match known.get(&ids.digest(id)) {
+        None => Some(Rejection::new(
+            reason,
+            column,
+            format!("{id} is not in the ledger"),
+        )),
+        Some(owner) if Some(*owner) != merchant => Some(Rejection::new(
+            Reason::Inconsistent,
+            column,
+            format!("{id} belongs to another merchant"),
+        )),
+        Some(_) => None,
+    }
+}
+
+/// A 64-bit digest of each row's canonical source values (BLAKE3, truncated). Used only to
+/// tell an exact re-delivery from a conflicting one for the same `event_id`.
+pub(super) fn row_digests(table: Table, cols: &[ArrayRef]) -> Vec<u64> {
+    /// A typed view of one canonical column.
+    enum View<'a> {
+        Str(&'a StringArray),
+        Dec(&'a arrow::array::Decimal128Array),
+        I64(&'a arrow::array::Int64Array),
+        Bool(&'a BooleanArray),
+        Ts(&'a TimestampMillisecondArray),
+        Date(&'a arrow::array::Date32Array),
+        Missing,
+    }
+    let n = cols.first().map(|c| c.len()).unwrap_or(0);
+    let views: Vec<View<'_>> = table
+        .columns()
+        .iter()
+        .zip(cols)
+        .map(|(spec, col)| {
+            let view = match spec.ty {
+                ColType::Id
+                | ColType::Text
+                | ColType::Code(_)
+                | ColType::KindCode
+                | ColType::Uscc => col.as_string_opt::<i32>().map(View::Str),
+                ColType::Money | ColType::Ratio => {
+                    col.as_primitive_opt::<Decimal128Type>().map(View::Dec)
+                }
+                ColType::Count => col.as_primitive_opt::<Int64Type>().map(View::I64),
+                ColType::Bool => col.as_any().downcast_ref::<BooleanArray>().map(View::Bool),
+                ColType::Timestamp => col
+                    .as_primitive_opt::<TimestampMillisecondType>()
+                    .map(View::Ts),
+                ColType::Date => col.as_primitive_opt::<Date32Type>().map(View::Date),
+            };
+            view.unwrap_or(View::Missing)
+        })
+        .collect();
+    // Each row's values are laid out in one buffer (a presence byte, then the value;
+    // strings length-prefixed) and hashed in one call.
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(n);
+    for row in 0..n {
+        buf.clear();
+        for (view, col) in views.iter().zip(cols) {
+            if col.is_null(row) {
+                buf.push(0);
+                continue;
+            }
+            buf.push(1);
+            match view {
+                View::Str(a) => {
+                    let v = a.value(row).as_bytes();
+                    buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    buf.extend_from_slice(v);
+                }
+                View::Dec(a) => buf.extend_from_slice(&a.value(row).to_le_bytes()),
+                View::I64(a) => buf.extend_from_slice(&a.value(row).to_le_bytes()),
+                View::Bool(a) => buf.push(u8::from(a.value(row))),
+                View::Ts(a) => buf.extend_from_slice(&a.value(row).to_le_bytes()),
+                View::Date(a) => buf.extend_from_slice(&a.value(row).to_le_bytes()),
+                View::Missing => {}
+            }
+        }
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&blake3::hash(&buf).as_bytes()[..8]);
+        out.push(u64::from_le_bytes(b));
+    }
+    out
+}

@@ -1,0 +1,217 @@
+//! Accepted rows into the ledger's partitions (by business month for event tables).
+
+use super::*;
+
+impl BatchWriter<'_> {
+    pub(super) fn write_accepted(
+        &mut self,
+        table: Table,
+        cols: Vec<ArrayRef>,
+        digests: &[u64],
+        accepted: &[u32],
+    ) -> Result<(), LedgerError> {
+        // Keep accepted rows only: rejected rows may hold nulls in required columns.
+        let idx = UInt32Array::from(accepted.to_vec());
+        let mut kept: Vec<ArrayRef> = cols
+            .iter()
+            .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
+            .collect::<Result<_, _>>()
+            .map_err(|e| LedgerError::storage(&self.root, e))?;
+        let n = accepted.len();
+        kept.push(Arc::new(StringArray::from(vec![self.id.as_str(); n])));
+        kept.push(Arc::new(
+            TimestampMillisecondArray::from(vec![self.ingested_at_ms; n]).with_timezone(TZ_NAME),
+        ));
+        kept.push(Arc::new(UInt64Array::from_iter_values(
+            accepted.iter().map(|&r| digests[r as usize]),
+        )));
+        let full = RecordBatch::try_new(table.ledger_schema(), kept)
+            .map_err(|e| LedgerError::storage(&self.root, e))?;
+        // Small reference tables go to one partition per batch; event tables are split by
+        // business month of `ts`, so that a profile as of a date reads only the months it
+        // needs.
+        if !monthly(table) {
+            return self.write_part(table, crate::store::UNDATED.to_string(), &full);
+        }
+        // Group rows by business month of `ts`.
+        let ts = full
+            .column(2)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| LedgerError::storage(&self.root, "ts column has the wrong type"))?;
+        let mut groups: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+        let mut last: Option<(i64, i32)> = None;
+        for row in 0..n {
+            // Rows of a merchant come in time order: most neighbours share a day.
+            let day = yuanxin_domain::business_day_of_ms(ts.value(row));
+            let key = match last {
+                Some((d, k)) if d == day => k,
+                _ => {
+                    let k = month_key(day);
+                    last = Some((day, k));
+                    k
+                }
+            };
+            groups.entry(key).or_default().push(row as u32);
+        }
+        let groups: BTreeMap<String, Vec<u32>> = groups
+            .into_iter()
+            .map(|(k, rows)| {
+                (
+                    format!("{:04}-{:02}", k.div_euclid(12), k.rem_euclid(12) + 1),
+                    rows,
+                )
+            })
+            .collect();
+        if groups.len() == 1 {
+            if let Some((month, _)) = groups.into_iter().next() {
+                self.write_part(table, month, &full)?;
+            }
+            return Ok(());
+        }
+        for (month, rows) in groups {
+            let idx = UInt32Array::from(rows);
+            let part = arrow::compute::take_record_batch(&full, &idx)
+                .map_err(|e| LedgerError::storage(&self.root, e))?;
+            self.write_part(table, month, &part)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_part(
+        &mut self,
+        table: Table,
+        month: String,
+        part: &RecordBatch,
+    ) -> Result<(), LedgerError> {
+        let key = (table, month.clone());
+        if !self.writers.contains_key(&key) {
+            self.file_seq += 1;
+            let rel = data_file_path(table, &month, &self.id, self.file_seq);
+            let path = self.root.join(&rel);
+            if let Some(dir) = path.parent() {
+                if !dir.exists() {
+                    fs::create_dir_all(dir).map_err(|e| LedgerError::io(dir, e))?;
+                    self.created_dirs.push(dir.to_path_buf());
+                }
+            }
+            let f = File::create(&path).map_err(|e| LedgerError::io(&path, e))?;
+            let writer = ArrowWriter::try_new(
+                f,
+                table.ledger_schema(),
+                Some(ledger_writer_properties(table)),
+            )
+            .map_err(|e| LedgerError::storage(&path, e))?;
+            self.writers.insert(
+                key.clone(),
+                PartWriter {
+                    rel_path: rel,
+                    month,
+                    rows: 0,
+                    writer,
+                },
+            );
+        }
+        if let Some(w) = self.writers.get_mut(&key) {
+            w.writer
+                .write(part)
+                .map_err(|e| LedgerError::storage(&w.rel_path, e))?;
+            w.rows += part.num_rows() as u64;
+        }
+        // Bound memory: every so many rows, flush the largest in-progress row groups while
+        // over budget (measuring every writer on every write would cost more than it saves).
+        self.rows_since_check += part.num_rows();
+        if self.rows_since_check < CHECK_EVERY_ROWS {
+            return Ok(());
+        }
+        self.rows_since_check = 0;
+        let mut total: usize = self
+            .writers
+            .values()
+            .map(|w| w.writer.in_progress_size())
+            .sum();
+        while total > MAX_IN_PROGRESS {
+            let Some(largest) = self
+                .writers
+                .values_mut()
+                .max_by_key(|w| w.writer.in_progress_size())
+            else {
+                break;
+            };
+            let size = largest.writer.in_progress_size();
+            if size == 0 {
+                break;
+            }
+            largest
+                .writer
+                .flush()
+                .map_err(|e| LedgerError::storage(&largest.rel_path, e))?;
+            total -= size;
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish_writers(&mut self) -> Result<(), LedgerError> {
+        let writers = std::mem::take(&mut self.writers);
+        for ((table, _), w) in writers {
+            let path = self.root.join(&w.rel_path);
+            let f = w
+                .writer
+                .into_inner()
+                .map_err(|e| LedgerError::storage(&path, e))?;
+            f.sync_all().map_err(|e| LedgerError::io(&path, e))?;
+            self.written.push(FileEntry {
+                table: table.name().to_string(),
+                month: w.month,
+                path: w.rel_path,
+                rows: w.rows,
+                batch: self.id.clone(),
+                ingested_at_ms: self.ingested_at_ms,
+            });
+        }
+        for dir in &self.created_dirs {
+            sync_dir(dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a table's ledger files are partitioned by business month (the large event
+/// tables) or kept in one partition per batch (registrations, stores, products and the
+/// other small tables, whose timestamps reach back years).
+pub(super) fn monthly(table: Table) -> bool {
+    matches!(
+        table,
+        Table::Contracts
+            | Table::EscrowEvents
+            | Table::WalletFlows
+            | Table::Operations
+            | Table::Loans
+    )
+}
+
+/// `year × 12 + month0` of a business day (days since 1970-01-01, Asia/Shanghai).
+pub(super) fn month_key(day: i64) -> i32 {
+    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(day)));
+    match date {
+        Some(d) => d.year() * 12 + d.month0() as i32,
+        None => 0,
+    }
+}
+
+pub(super) fn file_digest(path: &Path) -> Result<String, LedgerError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut f = File::open(path).map_err(|e| LedgerError::io(path, e))?;
+    std::io::copy(&mut f, &mut hasher).map_err(|e| LedgerError::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+pub(super) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+    use std::io::Write;
+    let mut f = File::create(path).map_err(|e| LedgerError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| LedgerError::io(path, e))?;
+    f.sync_all().map_err(|e| LedgerError::io(path, e))
+}

@@ -1,0 +1,226 @@
+//! The event types a merchant's lists hold, the merchant and the loaded city.
+
+use super::*;
+
+/// Business day (days since 1970-01-01, Asia/Shanghai) of an instant in ms.
+pub(crate) fn day_of_ms(ms: i64) -> i32 {
+    i32::try_from(yuanxin_domain::business_day_of_ms(ms)).unwrap_or(i32::MAX)
+}
+
+/// Something that happened on a business day.
+pub(crate) trait Dated {
+    fn day(&self) -> i32;
+}
+
+macro_rules! dated {
+    ($($t:ty),*) => { $(impl Dated for $t { fn day(&self) -> i32 { self.day } })* };
+}
+
+/// Escrow-event kinds, as small integers.
+pub(crate) mod esc {
+    pub const PREPAYMENT: u8 = 0;
+    pub const REDEMPTION: u8 = 1;
+    pub const RELEASE: u8 = 2;
+    pub const RELEASE_REJECTED: u8 = 3;
+    pub const REFUND_REQUESTED: u8 = 4;
+    pub const REFUND_COMPLETED: u8 = 5;
+    pub const EXPIRY: u8 = 6;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Escrow {
+    pub day: i32,
+    pub kind: u8,
+    /// `code` as text is kept only where features need it.
+    pub code: Code,
+    pub amount: i64,
+    pub frozen: i64,
+    /// 64-bit FxHash of the contract id: contracts only need telling apart within one
+    /// merchant (a collision among its n contracts has probability about n²/2⁶⁵).
+    pub contract: u64,
+}
+
+/// The escrow `code` values features distinguish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    Other,
+    Escrow,
+    MerchantWallet,
+    Unrecovered,
+    ReleaseToMerchant,
+    ServiceFailure,
+    MerchantClosed,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spot {
+    pub day: i32,
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Withdrawal {
+    pub day: i32,
+    pub amount: i64,
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ContractRow {
+    pub day: i32,
+    pub tenor_days: i32,
+    pub discount_bp: i64,
+    /// FxHash of the consumer id (told apart within one merchant).
+    pub consumer: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operation {
+    pub day: i32,
+    /// 0 payroll, 1 social insurance, 2 electricity, 3 other utility.
+    pub kind: u8,
+    pub headcount: i64,
+    pub on_time: Option<bool>,
+    pub usage: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Promotion {
+    pub day: i32,
+    pub discount_bp: i64,
+    pub bonus_bp: i64,
+    pub tenor_days: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Complaint {
+    pub day: i32,
+    /// 0 hotline (12315/12345), 1 consumer council, 2 platform.
+    pub channel: u8,
+    /// Closure or refund.
+    pub closure_or_refund: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PublicRecord {
+    pub day: i32,
+    /// 0 penalty, 1 listed, 2 removed, 3 lawsuit.
+    pub kind: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoanEvent {
+    pub day: i32,
+    /// 0 disbursement, 1 scheduled, 2 repayment, 3 status.
+    pub kind: u8,
+    pub amount: i64,
+    pub dpd: i64,
+    /// FxHash of the loan id.
+    pub loan: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreEvent {
+    pub day: i32,
+    pub opened: bool,
+    pub lease_end: Option<i32>,
+    /// FxHash of the store id.
+    pub store: u64,
+}
+
+dated!(
+    Escrow,
+    Spot,
+    Withdrawal,
+    ContractRow,
+    Operation,
+    Promotion,
+    Complaint,
+    PublicRecord,
+    LoanEvent,
+    StoreEvent
+);
+
+/// Everything known about one merchant.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Merchant {
+    pub id: String,
+    pub industry: String,
+    pub district: String,
+    pub registered_on: Option<i32>,
+    pub onboarded_on: Option<i32>,
+    pub freeze_bp: Option<i64>,
+    pub group: u32,
+    /// Day the registration record became known (its `ts`).
+    pub known_day: i32,
+    pub escrow: Vec<Escrow>,
+    pub spot: Vec<Spot>,
+    pub withdrawals: Vec<Withdrawal>,
+    pub contracts: Vec<ContractRow>,
+    pub operations: Vec<Operation>,
+    pub promotions: Vec<Promotion>,
+    pub complaints: Vec<Complaint>,
+    pub public: Vec<PublicRecord>,
+    pub loans: Vec<LoanEvent>,
+    pub stores: Vec<StoreEvent>,
+}
+
+impl Merchant {
+    /// Sorts every event list by day. Stable sorts: events of one day keep ledger order.
+    pub(crate) fn sort(&mut self) {
+        by_day(&mut self.escrow);
+        by_day(&mut self.spot);
+        by_day(&mut self.withdrawals);
+        by_day(&mut self.contracts);
+        by_day(&mut self.operations);
+        by_day(&mut self.promotions);
+        by_day(&mut self.complaints);
+        by_day(&mut self.public);
+        by_day(&mut self.loans);
+        by_day(&mut self.stores);
+    }
+}
+
+/// Stable sort by day. A merchant's events span a few hundred days at most, so a long list
+/// is sorted by counting its days (linear) rather than by comparisons.
+pub(super) fn by_day<T: Dated + Copy>(v: &mut [T]) {
+    if v.is_sorted_by_key(Dated::day) {
+        return;
+    }
+    let (lo, hi) = v.iter().fold((i32::MAX, i32::MIN), |(lo, hi), e| {
+        (lo.min(e.day()), hi.max(e.day()))
+    });
+    let range = usize::try_from(i64::from(hi) - i64::from(lo) + 1).unwrap_or(usize::MAX);
+    if v.len() < 64 || range > 4 * v.len() {
+        v.sort_by_key(Dated::day);
+        return;
+    }
+    let offset = |e: &T| usize::try_from(e.day() - lo).unwrap_or(0);
+    // starts[d]: where events of day lo + d go.
+    let mut starts = vec![0usize; range + 1];
+    for e in v.iter() {
+        starts[offset(e) + 1] += 1;
+    }
+    for d in 1..=range {
+        starts[d] += starts[d - 1];
+    }
+    let old = v.to_vec();
+    for e in old {
+        let d = offset(&e);
+        v[starts[d]] = e;
+        starts[d] += 1;
+    }
+}
+
+/// The loaded city.
+#[derive(Debug, Default)]
+pub(crate) struct City {
+    pub merchants: Vec<Merchant>,
+    /// Registration days of every entity of an owner group (to see related openings).
+    pub groups: HashMap<u32, Vec<i32>>,
+    /// Last business day with any event: label windows beyond it are incomplete.
+    pub last_day: i32,
+    /// Whether escrow events carry contract ids (read only when a characteristic needs
+    /// them); without them the book does not track contracts.
+    pub contract_ids: bool,
+}
