@@ -4,14 +4,19 @@
 # DuckDB SQL and Polars (both installed here from PyPI) — checks that the three agree to
 # 1e-9, and prints wall time, engine time, events/s and peak memory (GNU time) of each.
 #   bench/profile_peers.sh [MERCHANTS...]     default: 20000
+#   YUANXIN_BIN=path/to/yuanxin bench/profile_peers.sh   another build, not rebuilt
 # A city and its ledger are made under bench/out/ if missing (36 months, seed 2023).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("${@:-20000}")
 read -r -a sizes <<< "${sizes[*]}"
 python3 -m pip install -q duckdb polars pyarrow pandas
-cargo build --release --locked -p yuanxin-cli
-bin=target/release/yuanxin
+if [ -n "${YUANXIN_BIN:-}" ]; then
+  bin=$YUANXIN_BIN
+else
+  cargo build --release --locked -p yuanxin-cli
+  bin=target/release/yuanxin
+fi
 features=rev_total_30d,rev_total_90d,rev_total_365d,rev_cv_6m,days_since_last_sale,active_days_ratio_30d,withdrawals_30d,complaints_90d,prepaid_sales_30d,prepaid_liability,escrow_coverage,payroll_on_time_ratio_6m
 asof=2026-06-30
 echo "machine: $(nproc) cores; $(rustc --version); duckdb $(python3 -c 'import duckdb;print(duckdb.__version__)'); polars $(python3 -c 'import polars;print(polars.__version__)')"

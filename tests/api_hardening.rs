@@ -636,6 +636,7 @@ fn blake3_hex(h: &[u8; 32]) -> String {
 
 #[test]
 fn a_hundred_thousand_queries_page_in_bounded_memory() {
+    use yuanxin_store::prelude::*;
     use yuanxin_store::{
         LogRecord, OpenMode, Outcome, Purpose, Role, Secrets, SecretsSource, Store, Timestamp,
     };

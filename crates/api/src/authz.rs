@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+use yuanxin_store::prelude::*;
 
 use yuanxin_store::{ApiKey, Consent, Principal, Purpose, Timestamp};
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use yuanxin_store::prelude::*;
 
 use tokio::sync::oneshot;
 use yuanxin_store::{

@@ -27,6 +27,7 @@ mod watch;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
+use yuanxin_store::prelude::*;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -2,6 +2,7 @@
 //! and its operations.
 
 use std::path::{Path, PathBuf};
+use yuanxin_store::prelude::*;
 
 use anyhow::{bail, Context, Result};
 use yuanxin_api::{open_store, AppState, Db, Engine, EngineFiles, LogFiles, ServiceConfig};

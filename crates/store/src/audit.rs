@@ -10,6 +10,7 @@
 //!    the log's first `tree_size` entries; successive heads are consistent (RFC 9162
 //!    consistency proofs, built from the stored nodes and checked).
 
+use crate::prelude::*;
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;

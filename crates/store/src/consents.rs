@@ -1,6 +1,7 @@
 //! Merchants' consents to lender institutions, and what each lender last saw of each
 //! merchant (for early-warning alerts).
 
+use crate::prelude::*;
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::log::Seen;
@@ -69,10 +70,63 @@ pub struct Grant<'a> {
     pub expires_at: Timestamp,
 }
 
-impl Store {
+/// Merchants' consents to lenders, and what each lender last saw of each merchant.
+pub trait Consents {
     /// Records a consent (idempotently, with a key). The lender must be a lender principal
     /// and the merchant registered.
-    pub fn grant(
+    fn grant(
+        &mut self,
+        g: &Grant<'_>,
+        idem: Option<&Idempotency>,
+        render: impl FnOnce(&Consent) -> Result<Vec<u8>, String>,
+    ) -> Result<Created<Consent>, StoreError>;
+
+    /// Revokes a merchant's own consent; false if it has no such active consent.
+    fn revoke_consent(
+        &self,
+        merchant_id: &str,
+        id: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// One consent of a merchant (revoked or not).
+    fn consent_of(&self, merchant_id: &str, id: i64) -> Result<Option<Consent>, StoreError>;
+
+    /// A merchant's consents, oldest first, a page at a time.
+    fn consents_of(
+        &self,
+        merchant_id: &str,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Consent, i64>, StoreError>;
+
+    /// Every consent not revoked (expired ones too: expiry is checked at use).
+    fn active_consents(&self) -> Result<Vec<Consent>, StoreError>;
+
+    /// The consent in force for a merchant, lender and purpose at a time (the latest).
+    fn valid_consent(
+        &self,
+        merchant_id: &str,
+        lender_id: i64,
+        purpose: Purpose,
+        now: Timestamp,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Merchants with a consent in force to a lender for a purpose, by merchant id, a page at
+    /// a time: (merchant, the latest consent in force).
+    fn consenting(
+        &self,
+        lender_id: i64,
+        purpose: Purpose,
+        now: Timestamp,
+        page: PageRequest<&str>,
+    ) -> Result<Page<(String, i64), String>, StoreError>;
+
+    /// What a lender last saw of a merchant.
+    fn last_seen(&self, lender_id: i64, merchant_id: &str) -> Result<Option<Seen>, StoreError>;
+}
+
+impl Consents for Store {
+    fn grant(
         &mut self,
         g: &Grant<'_>,
         idem: Option<&Idempotency>,
@@ -117,8 +171,7 @@ impl Store {
         })
     }
 
-    /// Revokes a merchant's own consent; false if it has no such active consent.
-    pub fn revoke_consent(
+    fn revoke_consent(
         &self,
         merchant_id: &str,
         id: i64,
@@ -131,8 +184,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// One consent of a merchant (revoked or not).
-    pub fn consent_of(&self, merchant_id: &str, id: i64) -> Result<Option<Consent>, StoreError> {
+    fn consent_of(&self, merchant_id: &str, id: i64) -> Result<Option<Consent>, StoreError> {
         self.conn
             .prepare_cached(&format!(
                 "SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id = ?2"
@@ -143,8 +195,7 @@ impl Store {
             .transpose()
     }
 
-    /// A merchant's consents, oldest first, a page at a time.
-    pub fn consents_of(
+    fn consents_of(
         &self,
         merchant_id: &str,
         page: PageRequest<i64>,
@@ -165,8 +216,7 @@ impl Store {
         Ok(page.finish(items, |c| c.id))
     }
 
-    /// Every consent not revoked (expired ones too: expiry is checked at use).
-    pub fn active_consents(&self) -> Result<Vec<Consent>, StoreError> {
+    fn active_consents(&self) -> Result<Vec<Consent>, StoreError> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {CONSENT} WHERE c.revoked_at IS NULL ORDER BY c.id"
         ))?;
@@ -174,8 +224,7 @@ impl Store {
         rows.into_iter().map(consent).collect()
     }
 
-    /// The consent in force for a merchant, lender and purpose at a time (the latest).
-    pub fn valid_consent(
+    fn valid_consent(
         &self,
         merchant_id: &str,
         lender_id: i64,
@@ -195,9 +244,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Merchants with a consent in force to a lender for a purpose, by merchant id, a page at
-    /// a time: (merchant, the latest consent in force).
-    pub fn consenting(
+    fn consenting(
         &self,
         lender_id: i64,
         purpose: Purpose,
@@ -223,8 +270,7 @@ impl Store {
         Ok(page.finish(items, |(m, _): &(String, i64)| m.clone()))
     }
 
-    /// What a lender last saw of a merchant.
-    pub fn last_seen(&self, lender_id: i64, merchant_id: &str) -> Result<Option<Seen>, StoreError> {
+    fn last_seen(&self, lender_id: i64, merchant_id: &str) -> Result<Option<Seen>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(

@@ -1,5 +1,6 @@
 //! Disputes (异议): a merchant's objection to its information, answered by the platform.
 
+use crate::prelude::*;
 use rusqlite::{params, Row};
 
 use crate::{Created, Dispute, Idempotency, Page, PageRequest, Store, StoreError, Timestamp};
@@ -72,9 +73,38 @@ pub enum DisputeFilter<'a> {
     OverdueAt(Timestamp),
 }
 
-impl Store {
+/// Disputes (异议): opened by merchants, answered by the platform.
+pub trait Disputes {
     /// Opens a dispute (idempotently, with a key); the merchant must be registered.
-    pub fn open_dispute(
+    fn open_dispute(
+        &mut self,
+        d: &NewDispute<'_>,
+        idem: Option<&Idempotency>,
+        render: impl FnOnce(&Dispute) -> Result<Vec<u8>, String>,
+    ) -> Result<Created<Dispute>, StoreError>;
+
+    /// Disputes, oldest first, a page at a time.
+    fn disputes(
+        &self,
+        filter: DisputeFilter<'_>,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Dispute, i64>, StoreError>;
+
+    /// Answers an open dispute; returns its merchant, or `None` if there is no such open
+    /// dispute.
+    fn answer_dispute(
+        &self,
+        id: i64,
+        answer: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Merchants with open disputes, and how many each has.
+    fn open_disputes(&self) -> Result<Vec<(String, u32)>, StoreError>;
+}
+
+impl Disputes for Store {
+    fn open_dispute(
         &mut self,
         d: &NewDispute<'_>,
         idem: Option<&Idempotency>,
@@ -108,8 +138,7 @@ impl Store {
         })
     }
 
-    /// Disputes, oldest first, a page at a time.
-    pub fn disputes(
+    fn disputes(
         &self,
         filter: DisputeFilter<'_>,
         page: PageRequest<i64>,
@@ -144,9 +173,7 @@ impl Store {
         Ok(page.finish(items, |d| d.id))
     }
 
-    /// Answers an open dispute; returns its merchant, or `None` if there is no such open
-    /// dispute.
-    pub fn answer_dispute(
+    fn answer_dispute(
         &self,
         id: i64,
         answer: &str,
@@ -163,8 +190,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Merchants with open disputes, and how many each has.
-    pub fn open_disputes(&self) -> Result<Vec<(String, u32)>, StoreError> {
+    fn open_disputes(&self) -> Result<Vec<(String, u32)>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT merchant_id, count(*) FROM disputes WHERE answer IS NULL GROUP BY merchant_id",
         )?;

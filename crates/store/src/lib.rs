@@ -31,15 +31,31 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use audit::{verify, AuditReport};
 pub use checkpoint::{SignedHead, SignedHeadJson};
-pub use consents::Grant;
-pub use disputes::{DisputeFilter, NewDispute};
-pub use log::{leaf_bytes, Appended, LogEntry, LogRecord, Outcome, Seen, STORED_FROM_LEVEL};
-pub use principals::keys_stamp_path;
+pub use consents::{Consents, Grant};
+pub use disputes::{DisputeFilter, Disputes, NewDispute};
+pub use log::{
+    leaf_bytes, Appended, LogEntry, LogRecord, Outcome, QueryLog, Seen, STORED_FROM_LEVEL,
+};
+pub use principals::{keys_stamp_path, Principals};
 pub use secrets::{hex, random32, unhex, Secrets, SecretsSource};
 pub use types::{
     is_valid_code, ApiKey, Consent, Created, Dispute, Idempotency, Page, PageRequest, Principal,
     Purpose, Role, Timestamp, MAX_PAGE,
 };
+
+/// The service's state, whatever holds it: what a second backend (PostgreSQL, for several
+/// service replicas) implements. The SQLite [`Store`] is the first; the behaviour every
+/// backend must have is one test suite, generic over this trait (`tests/store.rs`).
+/// What is particular to a backend stays outside it: opening and upgrading, WAL
+/// checkpoints, how other processes learn of key changes (the keys stamp file here).
+pub trait Backend: Principals + Consents + Disputes + QueryLog {}
+
+impl<T: Principals + Consents + Disputes + QueryLog> Backend for T {}
+
+/// The store's traits, for callers: `use yuanxin_store::prelude::*`.
+pub mod prelude {
+    pub use crate::{Backend, Consents, Disputes, Principals, QueryLog};
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

@@ -269,11 +269,59 @@ fn size_of(conn: &Connection) -> Result<u64, StoreError> {
     Ok(n.map_or(0, |i| u64::try_from(i + 1).unwrap_or(0)))
 }
 
-impl Store {
+/// The query log: appends, sealing with a signed head, entries and their proofs.
+pub trait QueryLog {
     /// Appends entries and records what each lender saw, in one transaction that ends with
     /// a signed tree head: one durable commit for the whole batch, all or nothing. Returns
     /// where the entries went and the head that covers them (their receipt).
-    pub fn append(
+    fn append(
+        &mut self,
+        records: Vec<LogRecord>,
+        secrets: &Secrets,
+        now: Timestamp,
+    ) -> Result<Appended, StoreError>;
+
+    /// Signs a head for the log as it stands, if the stored head does not already cover
+    /// it (an upgraded or new database), and returns the current head.
+    fn seal(&mut self, secrets: &Secrets, now: Timestamp) -> Result<SignedHead, StoreError>;
+
+    /// The latest signed head, as the last commit left it.
+    fn head(&self) -> Result<Option<SignedHead>, StoreError>;
+
+    /// Entries in the log.
+    fn log_size(&self) -> Result<u64, StoreError>;
+
+    /// One entry.
+    fn entry(&self, index: u64) -> Result<Option<LogEntry>, StoreError>;
+
+    /// Entries about a merchant within the first `tree_size` entries, newest first, a page
+    /// at a time (the cursor is the last index shown; the next page is below it).
+    fn entries_about(
+        &self,
+        merchant_id: &str,
+        tree_size: u64,
+        page: PageRequest<u64>,
+    ) -> Result<Page<LogEntry, u64>, StoreError>;
+
+    /// The inclusion proof of entry `index` in the tree of the first `tree_size` entries.
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// Inclusion proofs of several entries in one tree, sharing the nodes read.
+    fn inclusion_proofs(
+        &self,
+        indices: &[u64],
+        tree_size: u64,
+    ) -> Result<Vec<Vec<Hash>>, StoreError>;
+
+    /// The consistency proof from the tree of `old` entries to the tree of `new`.
+    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// The root of the tree of the first `tree_size` entries.
+    fn root_at(&self, tree_size: u64) -> Result<Hash, StoreError>;
+}
+
+impl QueryLog for Store {
+    fn append(
         &mut self,
         records: Vec<LogRecord>,
         secrets: &Secrets,
@@ -385,9 +433,7 @@ impl Store {
         Ok(Appended { first, count, head })
     }
 
-    /// Signs a head for the log as it stands, if the stored head does not already cover
-    /// it (an upgraded or new database), and returns the current head.
-    pub fn seal(&mut self, secrets: &Secrets, now: Timestamp) -> Result<SignedHead, StoreError> {
+    fn seal(&mut self, secrets: &Secrets, now: Timestamp) -> Result<SignedHead, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -406,18 +452,15 @@ impl Store {
         Ok(head)
     }
 
-    /// The latest signed head, as the last commit left it.
-    pub fn head(&self) -> Result<Option<SignedHead>, StoreError> {
+    fn head(&self) -> Result<Option<SignedHead>, StoreError> {
         read_head(&self.conn)
     }
 
-    /// Entries in the log.
-    pub fn log_size(&self) -> Result<u64, StoreError> {
+    fn log_size(&self) -> Result<u64, StoreError> {
         size_of(&self.conn)
     }
 
-    /// One entry.
-    pub fn entry(&self, index: u64) -> Result<Option<LogEntry>, StoreError> {
+    fn entry(&self, index: u64) -> Result<Option<LogEntry>, StoreError> {
         let Ok(i) = i64::try_from(index) else {
             return Ok(None);
         };
@@ -428,9 +471,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Entries about a merchant within the first `tree_size` entries, newest first, a page
-    /// at a time (the cursor is the last index shown; the next page is below it).
-    pub fn entries_about(
+    fn entries_about(
         &self,
         merchant_id: &str,
         tree_size: u64,
@@ -448,14 +489,12 @@ impl Store {
         Ok(page.finish(items, |e| e.index))
     }
 
-    /// The inclusion proof of entry `index` in the tree of the first `tree_size` entries.
-    pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
         self.check_size(tree_size)?;
         merkle::inclusion_proof(&mut SqlNodes::new(&self.conn), index, tree_size)
     }
 
-    /// Inclusion proofs of several entries in one tree, sharing the nodes read.
-    pub fn inclusion_proofs(
+    fn inclusion_proofs(
         &self,
         indices: &[u64],
         tree_size: u64,
@@ -468,18 +507,18 @@ impl Store {
             .collect()
     }
 
-    /// The consistency proof from the tree of `old` entries to the tree of `new`.
-    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
         self.check_size(new)?;
         merkle::consistency_proof(&mut SqlNodes::new(&self.conn), old, new)
     }
 
-    /// The root of the tree of the first `tree_size` entries.
-    pub fn root_at(&self, tree_size: u64) -> Result<Hash, StoreError> {
+    fn root_at(&self, tree_size: u64) -> Result<Hash, StoreError> {
         self.check_size(tree_size)?;
         merkle::subtree(&mut SqlNodes::new(&self.conn), 0, tree_size)
     }
+}
 
+impl Store {
     fn check_size(&self, tree_size: u64) -> Result<(), StoreError> {
         let size = size_of(&self.conn)?;
         if tree_size > size {

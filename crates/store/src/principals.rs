@@ -52,10 +52,67 @@ pub fn keys_stamp_path(db: &std::path::Path) -> std::path::PathBuf {
     p.into()
 }
 
-impl Store {
+/// Principals, the merchant registry and API keys.
+pub trait Principals {
     /// Adds a principal. Codes are unique within a role; a merchant principal's code is its
     /// merchant id, which must be registered.
-    pub fn add_principal(
+    fn add_principal(
+        &mut self,
+        role: Role,
+        code: &str,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Principal, StoreError>;
+
+    /// A principal by role and code.
+    fn principal(&self, role: Role, code: &str) -> Result<Option<Principal>, StoreError>;
+
+    /// The principal of a merchant, created on first use if the merchant is registered.
+    fn merchant_principal(
+        &mut self,
+        merchant_id: &str,
+        now: Timestamp,
+    ) -> Result<Principal, StoreError>;
+
+    /// Principals in id order, a page at a time.
+    fn principals(&self, page: PageRequest<i64>) -> Result<Page<Principal, i64>, StoreError>;
+
+    /// Records merchants the service has profiles for (new ones only).
+    fn register_merchants<'a>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'a str>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
+
+    /// Whether the service has ever had a profile for this merchant.
+    fn merchant_known(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Creates a key for a principal; returns it and the full key `yx_<id>_<secret>`,
+    /// which is shown once and stored only as a digest keyed with the API-key secret.
+    fn create_key(
+        &mut self,
+        principal: &Principal,
+        secrets: &Secrets,
+        now: Timestamp,
+        idem: Option<&Idempotency>,
+        render: impl FnOnce(&(ApiKey, String)) -> Result<Vec<u8>, String>,
+    ) -> Result<Created<(ApiKey, String)>, StoreError>;
+
+    /// Revokes a key; false if there is no such active key.
+    fn revoke_key(&mut self, key_id: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Revokes every key of a principal (reissuing the demo keys); returns how many.
+    fn revoke_keys_of(&mut self, principal_id: i64, now: Timestamp) -> Result<usize, StoreError>;
+
+    /// Keys with their principals: one key, or all.
+    fn keys(&self, key_id: Option<&str>) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Counter bumped by every key creation and revocation.
+    fn keys_version(&self) -> Result<i64, StoreError>;
+}
+
+impl Principals for Store {
+    fn add_principal(
         &mut self,
         role: Role,
         code: &str,
@@ -89,8 +146,7 @@ impl Store {
         })
     }
 
-    /// A principal by role and code.
-    pub fn principal(&self, role: Role, code: &str) -> Result<Option<Principal>, StoreError> {
+    fn principal(&self, role: Role, code: &str) -> Result<Option<Principal>, StoreError> {
         self.conn
             .prepare_cached(&format!(
                 "SELECT {PRINCIPAL} FROM principals WHERE role = ?1 AND code = ?2"
@@ -101,8 +157,7 @@ impl Store {
             .transpose()
     }
 
-    /// The principal of a merchant, created on first use if the merchant is registered.
-    pub fn merchant_principal(
+    fn merchant_principal(
         &mut self,
         merchant_id: &str,
         now: Timestamp,
@@ -113,8 +168,7 @@ impl Store {
         }
     }
 
-    /// Principals in id order, a page at a time.
-    pub fn principals(&self, page: PageRequest<i64>) -> Result<Page<Principal, i64>, StoreError> {
+    fn principals(&self, page: PageRequest<i64>) -> Result<Page<Principal, i64>, StoreError> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {PRINCIPAL} FROM principals WHERE id > ?1 ORDER BY id LIMIT ?2"
         ))?;
@@ -130,8 +184,7 @@ impl Store {
         Ok(page.finish(items, |p| p.id))
     }
 
-    /// Records merchants the service has profiles for (new ones only).
-    pub fn register_merchants<'a>(
+    fn register_merchants<'a>(
         &mut self,
         ids: impl IntoIterator<Item = &'a str>,
         now: Timestamp,
@@ -152,8 +205,7 @@ impl Store {
         Ok(n)
     }
 
-    /// Whether the service has ever had a profile for this merchant.
-    pub fn merchant_known(&self, id: &str) -> Result<bool, StoreError> {
+    fn merchant_known(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
             .prepare_cached("SELECT 1 FROM merchants WHERE id = ?1")?
@@ -162,9 +214,7 @@ impl Store {
             .is_some())
     }
 
-    /// Creates a key for a principal; returns it and the full key `yx_<id>_<secret>`,
-    /// which is shown once and stored only as a digest keyed with the API-key secret.
-    pub fn create_key(
+    fn create_key(
         &mut self,
         principal: &Principal,
         secrets: &Secrets,
@@ -198,8 +248,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Revokes a key; false if there is no such active key.
-    pub fn revoke_key(&mut self, key_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+    fn revoke_key(&mut self, key_id: &str, now: Timestamp) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
@@ -211,12 +260,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Revokes every key of a principal (reissuing the demo keys); returns how many.
-    pub fn revoke_keys_of(
-        &mut self,
-        principal_id: i64,
-        now: Timestamp,
-    ) -> Result<usize, StoreError> {
+    fn revoke_keys_of(&mut self, principal_id: i64, now: Timestamp) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE api_keys SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",
@@ -228,8 +272,7 @@ impl Store {
         Ok(n)
     }
 
-    /// Keys with their principals: one key, or all.
-    pub fn keys(&self, key_id: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
+    fn keys(&self, key_id: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT k.key_id, k.key_digest, k.created_at, k.revoked_at, p.id, p.role, p.code, p.name, p.created_at
              FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE ?1 IS NULL OR k.key_id = ?1",
@@ -258,8 +301,7 @@ impl Store {
             .collect()
     }
 
-    /// Counter bumped by every key creation and revocation.
-    pub fn keys_version(&self) -> Result<i64, StoreError> {
+    fn keys_version(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
             .prepare_cached("SELECT value FROM meta WHERE key = 'keys_version'")?
@@ -267,7 +309,9 @@ impl Store {
             .optional()?
             .unwrap_or_default())
     }
+}
 
+impl Store {
     /// Rewrites the keys stamp file (see [`keys_stamp_path`]) after a committed key change:
     /// written beside, then renamed, so its identity changes with every change.
     fn touch_keys_stamp(&self) -> Result<(), StoreError> {

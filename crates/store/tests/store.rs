@@ -38,16 +38,8 @@ fn json(v: &impl serde::Serialize) -> Result<Vec<u8>, String> {
     serde_json::to_vec(v).map_err(|e| e.to_string())
 }
 
-#[test]
-fn principals_keys_consents_disputes_and_idempotency() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db.sqlite");
-    assert!(matches!(
-        Store::open(&path, OpenMode::Existing),
-        Err(StoreError::Missing(_))
-    ));
-    assert!(!path.exists(), "nothing is created when asked not to");
-    let mut s = Store::open(&path, OpenMode::Create).unwrap();
+/// Principals, keys, consents, disputes and idempotency: the rules every backend keeps.
+fn state_rules<S: Backend>(s: &mut S) {
     let sec = secrets();
     let now = at("2026-01-01T09:00:00+08:00");
     s.register_merchants(["M1", "M2"], now).unwrap();
@@ -77,15 +69,8 @@ fn principals_keys_consents_disputes_and_idempotency() {
         }
         Created::Replayed(_) => unreachable!(),
     };
-    let stamp = keys_stamp_path(&path);
-    let before = std::fs::read_to_string(&stamp).unwrap();
     assert!(s.revoke_key(&k1.key_id, now).unwrap());
     assert!(!s.revoke_key(&k1.key_id, now).unwrap(), "already revoked");
-    assert_ne!(
-        std::fs::read_to_string(&stamp).unwrap(),
-        before,
-        "the stamp moves"
-    );
     assert!(s.keys(Some(&k1.key_id)).unwrap()[0].revoked_at.is_some());
     // Consents name lender principals; idempotent retries return the first response.
     let later = now.plus_days(30).unwrap();
@@ -254,31 +239,64 @@ fn principals_keys_consents_disputes_and_idempotency() {
 }
 
 #[test]
-fn the_log_proves_inclusion_and_audits_find_forgeries() {
+fn sqlite_keeps_the_state_rules() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
-    let cp = dir.path().join("db.checkpoints");
-    let sec = secrets();
+    assert!(matches!(
+        Store::open(&path, OpenMode::Existing),
+        Err(StoreError::Missing(_))
+    ));
+    assert!(!path.exists(), "nothing is created when asked not to");
+    let mut s = Store::open(&path, OpenMode::Create).unwrap();
+    state_rules(&mut s);
+    // Particular to SQLite: other processes learn of key changes through a stamp file.
+    let now = at("2026-02-01T09:00:00+08:00");
+    let p = s
+        .add_principal(Role::Lender, "STAMP", "Stamp test", now)
+        .unwrap();
+    let Created::New((k, _), _) = s
+        .create_key(&p, &secrets(), now, None, |_| Ok(Vec::new()))
+        .unwrap()
+    else {
+        panic!("a new key")
+    };
+    let stamp = keys_stamp_path(&path);
+    let before = std::fs::read_to_string(&stamp).unwrap();
+    assert!(s.revoke_key(&k.key_id, now).unwrap());
+    assert_ne!(
+        std::fs::read_to_string(&stamp).unwrap(),
+        before,
+        "the stamp moves"
+    );
+}
+
+/// The query log: appends in commits, each sealed with a signed head (passed to `on_head`
+/// at the start and every sixth commit), pages of a merchant's entries with inclusion
+/// proofs, proofs against older heads and consistency between heads.
+fn log_rules<S: Backend>(
+    s: &mut S,
+    sec: &Secrets,
+    on_head: &mut dyn FnMut(&SignedHead),
+) -> Vec<SignedHead> {
     let key = sec.verifying_key();
     let now = at("2026-01-01T09:00:00+08:00");
-    let mut s = Store::open(&path, OpenMode::Create).unwrap();
     s.register_merchants(["M1", "M2"], now).unwrap();
     let bank = s.add_principal(Role::Lender, "B", "Bank", now).unwrap();
-    let empty = s.seal(&sec, now).unwrap();
+    let empty = s.seal(sec, now).unwrap();
     assert_eq!(empty.tree_size, 0);
-    checkpoint::append(&cp, &empty).unwrap();
+    on_head(&empty);
     let mut heads = Vec::new();
     for batch in 0..20 {
         let recs = (0..7)
             .map(|i| record(&bank, if i % 3 == 0 { "M1" } else { "M2" }, batch * 7 + i))
             .collect();
-        let done = s.append(recs, &sec, now).unwrap();
+        let done = s.append(recs, sec, now).unwrap();
         let head = done.head;
         assert_eq!((done.first, done.count), (batch as u64 * 7, 7));
         assert_eq!(head.tree_size, done.first + done.count);
         assert!(head.verify(&key));
         if batch % 6 == 0 {
-            checkpoint::append(&cp, &head).unwrap();
+            on_head(&head);
         }
         heads.push(head);
     }
@@ -325,6 +343,19 @@ fn the_log_proves_inclusion_and_audits_find_forgeries() {
         &head.root_hash,
         &c
     ));
+    heads
+}
+
+#[test]
+fn the_log_proves_inclusion_and_audits_find_forgeries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let cp = dir.path().join("db.checkpoints");
+    let sec = secrets();
+    let key = sec.verifying_key();
+    let mut s = Store::open(&path, OpenMode::Create).unwrap();
+    let now = at("2026-01-01T09:00:00+08:00");
+    let heads = log_rules(&mut s, &sec, &mut |h| checkpoint::append(&cp, h).unwrap());
     drop(s);
 
     let report = verify(&path, &cp, &key).unwrap().unwrap();

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa::ToSchema;
+use yuanxin_store::prelude::*;
 use yuanxin_store::Role;
 
 use super::merchant::{create_once, idempotency, PageQuery, Paging};

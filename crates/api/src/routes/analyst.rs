@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 use yuanxin_model::registry::Registry;
 use yuanxin_model::ModelError;
+use yuanxin_store::Disputes as _;
 use yuanxin_store::{DisputeFilter, PageRequest};
 
 use super::lender::limit;

@@ -8,6 +8,7 @@ use axum::response::Response;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
+use yuanxin_store::prelude::*;
 use yuanxin_store::{LogRecord, Outcome, PageRequest, Purpose};
 
 use std::sync::Arc;

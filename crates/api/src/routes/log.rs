@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use utoipa::IntoParams;
+use yuanxin_store::prelude::*;
 use yuanxin_store::{checkpoint::LOG_ORIGIN, hex, Role};
 
 use super::{json_bytes, respond, Caller};

@@ -3,6 +3,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use yuanxin_store::prelude::*;
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};

@@ -11,6 +11,7 @@ mod ops;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use yuanxin_store::prelude::*;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts};
