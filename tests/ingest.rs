@@ -102,6 +102,22 @@ fn a_faulty_export_is_fully_accounted_for_and_yields_the_clean_ledger() {
     );
     simulate(&clean, 200, 10, 11, &[]);
 
+    // The folder holds every table in both formats: refused (naming both files), not
+    // ingested twice; nothing is written.
+    let l0 = tmp.path().join("l0");
+    let out = run(&[
+        "ingest",
+        "--ledger",
+        l0.to_str().unwrap(),
+        dirty.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("give one format, not both"),
+        "{err}"
+    );
+    assert!(!l0.join("manifest.json").exists());
+
     // Parquet delivery: counts reconcile and match exactly what was injected.
     let l1 = tmp.path().join("l1");
     let r = ingest_json(
@@ -514,17 +530,23 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
     );
     let q = read_parquet(&ledger.join(r["quarantine"].as_str().unwrap()));
     let mut got: BTreeMap<String, String> = BTreeMap::new();
+    let mut details: BTreeMap<String, String> = BTreeMap::new();
     for b in &q {
         let rows = strs(b, "row_json");
         let reasons = strs(b, "reason");
+        let detail = strs(b, "detail");
         for i in 0..b.num_rows() {
             let row: Value = serde_json::from_str(rows[i].as_deref().unwrap()).unwrap();
-            got.insert(
-                row["event_id"].as_str().unwrap().to_string(),
-                reasons[i].clone().unwrap(),
-            );
+            let id = row["event_id"].as_str().unwrap().to_string();
+            got.insert(id.clone(), reasons[i].clone().unwrap());
+            details.insert(id, detail[i].clone().unwrap());
         }
     }
+    assert!(
+        details["e-kind"].contains("\"REFUND\" is not a valid escrow event kind code"),
+        "{}",
+        details["e-kind"]
+    );
     let expected: BTreeMap<String, String> = [
         ("m-badcode", "invalid_credit_code"),
         ("m-ratio", "out_of_range"),
@@ -636,4 +658,39 @@ fn knowledge_time_separates_batches() {
             .unwrap()
             > 0
     );
+}
+
+/// A source whose clock runs ahead: rows up to the allowed skew past the knowledge time
+/// (one hour unless set) are accepted, later ones rejected; the setting has a range.
+#[test]
+fn rows_from_the_future_are_refused_beyond_the_allowed_clock_skew() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("merchants.csv"),
+        "event_id,merchant_id,ts,uscc,name,legal_form,industry,district,registered_on,ecny_onboarded_on,custody_mode,freeze_ratio,owner_group_id\n\
+         m-early,M1,2023-01-01 07:00:00,9144030071526726XG,甲,ENTERPRISE,CATERING,FUTIAN,2020-01-01,,ECNY_RATIO,0.4,\n\
+         m-late,M2,2023-01-01 10:00:00,914403001922038216,乙,ENTERPRISE,CATERING,NANSHAN,2020-01-01,,ECNY_RATIO,0.4,\n",
+    )
+    .unwrap();
+    let at = ["--ingested-at", "2023-01-01T06:30:00+08:00"];
+    // 30 minutes ahead passes, 3.5 hours ahead does not.
+    let r = ingest_json(&tmp.path().join("l1"), &[&src], &at);
+    assert_eq!(counts(&r), (2, 1, 1, 0), "{r}");
+    // Four hours allowed: both pass.
+    let four = [at[0], at[1], "--max-clock-skew-minutes", "240"];
+    let r = ingest_json(&tmp.path().join("l2"), &[&src], &four);
+    assert_eq!(counts(&r), (2, 2, 0, 0), "{r}");
+    // Beyond a week is refused before anything is read.
+    let out = run(&[
+        "ingest",
+        "--ledger",
+        tmp.path().join("l3").to_str().unwrap(),
+        "--max-clock-skew-minutes",
+        "10081",
+        src.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(!tmp.path().join("l3").join("manifest.json").exists());
 }

@@ -142,6 +142,11 @@ struct IngestArgs {
     /// reproducible.
     #[arg(long)]
     ingested_at: Option<String>,
+    /// How many minutes past the knowledge time a row's timestamp may lie (a source's
+    /// clock running ahead), 0 to 10080; later rows are rejected.
+    #[arg(long, default_value_t = yuanxin_ledger::DEFAULT_CLOCK_SKEW_MINUTES,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(yuanxin_ledger::MAX_CLOCK_SKEW_MINUTES)))]
+    max_clock_skew_minutes: u32,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -268,7 +273,13 @@ fn run() -> Result<()> {
         }
         Command::Ingest(args) => {
             let ingested_at_ms = parse_instant(args.ingested_at.as_deref(), "--ingested-at")?;
-            let report = run_ingest(&args.ledger, &args.paths, ingested_at_ms, args.json)?;
+            let report = run_ingest(
+                &args.ledger,
+                &args.paths,
+                ingested_at_ms,
+                Some(args.max_clock_skew_minutes),
+                args.json,
+            )?;
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             }
@@ -343,10 +354,14 @@ fn run_ingest(
     ledger: &Path,
     paths: &[PathBuf],
     ingested_at_ms: Option<i64>,
+    max_clock_skew_minutes: Option<u32>,
     quiet: bool,
 ) -> Result<IngestReport> {
     let t0 = Instant::now();
-    let opts = IngestOptions { ingested_at_ms };
+    let opts = IngestOptions {
+        ingested_at_ms,
+        max_clock_skew_minutes,
+    };
     let report = ingest(ledger, paths, &opts, &mut |msg| eprintln!("  {msg}"))
         .with_context(|| format!("ingesting into {}", ledger.display()))?;
     let secs = t0.elapsed().as_secs_f64();
@@ -534,7 +549,7 @@ fn run_demo(dir: &Path, merchants: u64, months: u32, seed: u64) -> Result<()> {
             .with_context(|| format!("removing the previous demo ledger {}", ledger.display()))?;
     }
     let summary = run_simulate(&cfg, &city)?;
-    run_ingest(&ledger, &[city], None, false)?;
+    run_ingest(&ledger, &[city], None, None, false)?;
     print_ledger(&ledger)?;
     // The latest credit profiles: as of the last day of the simulated period.
     let last_day = NaiveDate::parse_from_str(&summary.end, "%Y-%m-%d")

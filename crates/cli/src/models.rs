@@ -35,6 +35,10 @@ pub struct TrainArgs {
     /// Column to report AUC by segment (e.g. industry).
     #[arg(long)]
     segment: Option<String>,
+    /// Label statuses whose rows train and test on a profile panel (comma-separated);
+    /// default: `ok` only (incomplete or excluded label windows never count).
+    #[arg(long, value_delimiter = ',')]
+    label_status: Vec<String>,
     /// Monotone constraints for boost, e.g. `age=-1,debt=1`; `none` drops the catalogue's
     /// directions that profile characteristics otherwise get (named ones still apply).
     #[arg(long, value_delimiter = ',')]
@@ -177,6 +181,9 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     if args.segment.is_some() {
         cfg.segment.clone_from(&args.segment);
     }
+    if !args.label_status.is_empty() {
+        cfg.label_statuses = Some(args.label_status.clone());
+    }
     if args.created_at.is_some() {
         cfg.created_at.clone_from(&args.created_at);
     }
@@ -293,11 +300,14 @@ pub fn run_score(args: &ScoreArgs) -> Result<()> {
         OutColumn::Int((0..n as i64).map(Some).collect()),
     )];
     let keep: Vec<String> = if args.keep.is_empty() {
-        ["merchant_id", "as_of"]
-            .iter()
-            .filter(|c| frame.index(c).is_some())
-            .map(|c| c.to_string())
-            .collect()
+        [
+            yuanxin_domain::vocabulary::columns::MERCHANT_ID,
+            yuanxin_domain::vocabulary::columns::AS_OF,
+        ]
+        .iter()
+        .filter(|c| frame.index(c).is_some())
+        .map(|c| c.to_string())
+        .collect()
     } else {
         args.keep.clone()
     };
@@ -413,8 +423,14 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
     };
     let (mut pd, mut bad, mut seg) = (Vec::new(), Vec::new(), Vec::new());
     let (mut unscorable, mut no_target) = (0, 0);
+    let unusable = yuanxin_model::unusable_labels(&frame, None);
+    let mut unusable_labels = 0u64;
     for i in 0..frame.rows() {
         if !rows[i] {
+            continue;
+        }
+        if unusable[i].is_some() {
+            unusable_labels += 1;
             continue;
         }
         match (pds[i], target[i]) {
@@ -441,7 +457,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
     };
     if args.json {
         let v = serde_json::json!({
-            "model": model.id, "rows": pd.len(), "unscorable": unscorable, "target_missing": no_target,
+            "model": model.id, "rows": pd.len(), "unscorable": unscorable, "target_missing": no_target, "label_unusable": unusable_labels,
             "scored_rows": frame.rows(), "score_seconds": score_seconds,
             "evaluation": ev, "stability": stability.as_ref().map(|s| serde_json::json!({"score_psi": s.0, "characteristics": s.1})),
         });
@@ -450,11 +466,12 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
     }
     let m = &ev.metrics;
     outln!(
-        "model {}: {} rows evaluated ({} unscorable, {} without outcome)",
+        "model {}: {} rows evaluated ({} unscorable, {} without outcome, {} whose label window is incomplete or excluded)",
         model.id,
         m.n,
         unscorable,
-        no_target
+        no_target,
+        unusable_labels
     );
     outln!(
         "scored {} rows in {:.4} s ({:.0} rows/s, one thread)",

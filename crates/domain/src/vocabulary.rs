@@ -281,13 +281,60 @@ macro_rules! known {
     }};
 }
 
+/// The columns of a profile file besides the characteristics: one definition, written by
+/// `profile` and read by `model` (training panels) and `engine` (served profiles).
+pub mod columns {
+    /// The merchant.
+    pub const MERCHANT_ID: &str = "merchant_id";
+    /// The as-of date.
+    pub const AS_OF: &str = "as_of";
+    /// The merchant's industry code.
+    pub const INDUSTRY: &str = "industry";
+    /// The merchant's district code.
+    pub const DISTRICT: &str = "district";
+    /// Whether the merchant has too little history to profile.
+    pub const INSUFFICIENT_DATA: &str = "insufficient_data";
+    /// Why, when it has.
+    pub const INSUFFICIENT_REASON: &str = "insufficient_reason";
+    /// Why each null characteristic is null (`name=reason;…`).
+    pub const MISSING_REASONS: &str = "missing_reasons";
+    /// The label of a training panel.
+    pub const DEFAULT_12M: &str = "default_12m";
+    /// Whether the label's window is complete (`ok`) or why not.
+    pub const LABEL_STATUS: &str = "label_status";
+    /// `train` or `test` (out of time).
+    pub const SPLIT: &str = "split";
+    /// Columns that describe the row rather than the merchant: never a characteristic of a
+    /// model.
+    pub const ROW_META: [&str; 6] = [
+        MERCHANT_ID,
+        AS_OF,
+        INSUFFICIENT_REASON,
+        MISSING_REASONS,
+        LABEL_STATUS,
+        SPLIT,
+    ];
+}
+
 /// The descriptive profile columns a model may use beside the characteristics, with their
 /// display names: none of them is actionable.
 pub const DESCRIPTIVE: &[(&str, &str, &str)] = &[
-    ("industry", "行业", "Industry"),
-    ("district", "所在区", "District"),
-    ("insufficient_data", "经营数据不足", "Insufficient data"),
+    (columns::INDUSTRY, "行业", "Industry"),
+    (columns::DISTRICT, "所在区", "District"),
+    (
+        columns::INSUFFICIENT_DATA,
+        "经营数据不足",
+        "Insufficient data",
+    ),
 ];
+
+/// The Chinese and English display names of a profile column (a characteristic or a
+/// descriptive column), if the vocabulary has it.
+pub fn display_names(name: &str) -> Option<(&'static str, &'static str)> {
+    characteristic(name)
+        .map(|c| (c.name_zh, c.name_en))
+        .or_else(|| DESCRIPTIVE.iter().find(|d| d.0 == name).map(|d| (d.1, d.2)))
+}
 
 /// Whether a profile column has this name: a characteristic or a descriptive column.
 pub const fn is_column(name: &str) -> bool {

@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use yuanxin_decision::{
     Alert, Applicant, Catalogue, Decision, LastSeen, LoanRequest, ModelReason, Policy,
 };
+use yuanxin_domain::vocabulary::columns;
 use yuanxin_domain::{known, Industry};
 use yuanxin_model::metrics::psi_verdict;
 use yuanxin_model::registry::Registry;
@@ -105,15 +106,15 @@ pub fn latest(
         path: path.to_path_buf(),
         why,
     };
-    for c in ["merchant_id", "as_of", "industry"] {
+    for c in [columns::MERCHANT_ID, columns::AS_OF, columns::INDUSTRY] {
         if frame.index(c).is_none() {
             return Err(bad(format!("not a profile file: it has no {c} column")));
         }
     }
     let (ids, dates, industries) = (
-        frame.column("merchant_id"),
-        frame.column("as_of"),
-        frame.column("industry"),
+        frame.column(columns::MERCHANT_ID),
+        frame.column(columns::AS_OF),
+        frame.column(columns::INDUSTRY),
     );
     let mut chosen: BTreeMap<String, (NaiveDate, usize)> = BTreeMap::new();
     for i in 0..frame.rows() {

@@ -258,7 +258,7 @@ fn convert_text(spec: &Column, input: &ArrayRef, ctx: &mut Ctx<'_>) -> Result<St
                 Rejection::new(
                     Reason::UnknownCode,
                     spec.name,
-                    format!("{text:?} is not a {} code", list.what),
+                    format!("{text:?} is not a valid {} code", list.what),
                 )
             }),
             ColType::Uscc => Uscc::parse(text)

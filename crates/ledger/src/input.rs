@@ -1,6 +1,7 @@
 //! Finding input files, telling which table each holds, checking their schema, and reading
 //! them as Arrow batches.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
@@ -95,6 +96,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<InputFile>, LedgerError> {
             found.push(p.clone());
         }
     }
+    refuse_two_formats(&found)?;
     let mut files = Vec::with_capacity(found.len());
     for path in found {
         let format = format_of(&path)
@@ -117,6 +119,30 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<InputFile>, LedgerError> {
     files.sort_by(|a, b| (a.table, &a.path).cmp(&(b.table, &b.path)));
     files.dedup_by(|a, b| a.path == b.path);
     Ok(files)
+}
+
+/// The same export in both formats (`x.csv` beside `x.parquet`, as `simulate --format
+/// both` writes) would be ingested twice, every row a duplicate and every fault
+/// quarantined twice: refused, naming both files.
+fn refuse_two_formats(found: &[PathBuf]) -> Result<(), LedgerError> {
+    let mut seen: BTreeMap<PathBuf, &PathBuf> = BTreeMap::new();
+    for path in found {
+        let Some(_) = format_of(path) else { continue };
+        let same = path.with_extension("");
+        if let Some(other) = seen.get(&same) {
+            if *other != path {
+                return Err(LedgerError::Input {
+                    path: path.clone(),
+                    problem: format!(
+                        "{} holds the same export: give one format, not both",
+                        other.display()
+                    ),
+                });
+            }
+        }
+        seen.insert(same, path);
+    }
+    Ok(())
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LedgerError> {

@@ -14,7 +14,10 @@ pub mod schema;
 mod store;
 
 pub use error::LedgerError;
-pub use ingest::{ingest, quarantine_schema, Counts, FileReport, IngestOptions, IngestReport};
+pub use ingest::{
+    ingest, quarantine_schema, Counts, FileReport, IngestOptions, IngestReport,
+    DEFAULT_CLOCK_SKEW_MINUTES, MAX_CLOCK_SKEW_MINUTES,
+};
 pub use input::{discover, InputFile, InputFormat};
 pub use reason::{Reason, Rejection};
 pub use schema::{ColType, Column, Table};

@@ -83,7 +83,7 @@ fn check_row(c: &Canon<'_>, row: usize) -> Option<Rejection> {
                         return Some(Rejection::new(
                             Reason::UnknownCode,
                             "code",
-                            format!("{code:?} is not a {} code", list.what),
+                            format!("{code:?} is not a valid {} code", list.what),
                         ));
                     }
                 }

@@ -28,7 +28,7 @@ pub use model::{
     Baseline, FeatureInfo, Method, Model, Predictor, Reason, Scored, SetEvaluation, TrainingData,
     FORMAT, SCHEMA_VERSION,
 };
-pub use train::{train, Predictions, TrainConfig, Trained};
+pub use train::{train, unusable_labels, Predictions, TrainConfig, Trained};
 
 /// Errors of model training, scoring and model files.
 #[derive(Debug, thiserror::Error)]

@@ -11,16 +11,7 @@ use crate::model::{Baseline, FeatureInfo, Method, Model, Predictor, SetEvaluatio
 use crate::scale::{Calibration, MasterScale, Scaling};
 use crate::scorecard::ScorecardParams;
 use crate::{take, ModelError, Sample};
-
-/// Columns of a profile panel that describe the row rather than the merchant's credit.
-const PANEL_META: [&str; 6] = [
-    "merchant_id",
-    "as_of",
-    "insufficient_reason",
-    "missing_reasons",
-    "label_status",
-    "split",
-];
+use yuanxin_domain::vocabulary::{self, columns, Direction};
 
 /// Everything that decides a model, stored in the model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +41,13 @@ pub struct TrainConfig {
     /// to a model file only when off, so files from before this setting keep their digest.
     #[serde(skip_serializing_if = "crate::boost::is_true")]
     pub catalogue_monotone: bool,
+    /// When the table has a `label_status` column (a profile panel), the statuses whose
+    /// rows may train and test; default `ok` only, so a row whose label window is
+    /// incomplete (where only a default already seen gives a label, which would teach the
+    /// model that such rows are all bad) or excluded never counts. Written to a model file
+    /// only when set, so files from before this setting keep their digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_statuses: Option<Vec<String>>,
     /// Column whose values split the evaluation into segments (e.g. `industry`).
     pub segment: Option<String>,
     /// Creation time to record (default: the panel's latest `as_of`).
@@ -76,6 +74,7 @@ impl Default for TrainConfig {
             validation_share: 0.2,
             monotone: Vec::new(),
             catalogue_monotone: true,
+            label_statuses: None,
             segment: None,
             created_at: None,
             scorecard: ScorecardParams::default(),
@@ -96,22 +95,10 @@ fn uniform(seed: u64, row: u64) -> f64 {
 }
 
 fn display_names(name: &str) -> (String, String) {
-    // A profile's descriptive columns that can enter a model.
-    let described = match name {
-        "industry" => Some(("行业", "Industry")),
-        "district" => Some(("所在区", "District")),
-        "insufficient_data" => Some(("经营数据不足", "Insufficient data")),
-        _ => None,
-    };
-    if let Some((zh, en)) = described {
-        return (zh.to_owned(), en.to_owned());
-    }
-    yuanxin_profile::FEATURES
-        .iter()
-        .find(|f| f.name == name)
-        .map_or((name.to_owned(), name.to_owned()), |f| {
-            (f.name_zh.to_owned(), f.name_en.to_owned())
-        })
+    vocabulary::display_names(name).map_or_else(
+        || (name.to_owned(), name.to_owned()),
+        |(zh, en)| (zh.to_owned(), en.to_owned()),
+    )
 }
 
 /// The IV floor of a scorecard on a profile panel unless the configuration sets one: the
@@ -119,13 +106,9 @@ fn display_names(name: &str) -> (String, String) {
 const PANEL_MIN_IV: f64 = 0.02;
 
 fn catalogue_monotone(name: &str) -> i8 {
-    match yuanxin_profile::FEATURES
-        .iter()
-        .find(|f| f.name == name)
-        .map(|f| f.direction)
-    {
-        Some(yuanxin_profile::Direction::Up) => 1,
-        Some(yuanxin_profile::Direction::Down) => -1,
+    match vocabulary::characteristic(name).map(|f| f.direction) {
+        Some(Direction::Up) => 1,
+        Some(Direction::Down) => -1,
         _ => 0,
     }
 }
@@ -166,8 +149,10 @@ pub fn train(
         Some(s) => s,
         None => split_column(frame).unwrap_or_else(|| vec![Some(Set::Train); frame.rows()]),
     };
-    let (train_rows, test_rows, excluded) = split_rows(&target, &sets);
-    let is_panel = frame.index("merchant_id").is_some() && frame.index("as_of").is_some();
+    let unusable = unusable_labels(frame, cfg.label_statuses.as_deref());
+    let (train_rows, test_rows, excluded) = split_rows(&target, &sets, &unusable);
+    let is_panel =
+        frame.index(columns::MERCHANT_ID).is_some() && frame.index(columns::AS_OF).is_some();
     let (names, skipped) = candidates(frame, cfg, is_panel, &train_rows)?;
     let bad: Vec<bool> = target.iter().map(|t| t.unwrap_or(false)).collect();
     let all = Sample {
@@ -269,11 +254,19 @@ pub fn train(
 fn split_rows(
     target: &[Option<bool>],
     sets: &[Option<Set>],
+    unusable: &[Option<String>],
 ) -> (Vec<usize>, Vec<usize>, Vec<(String, u64)>) {
     let mut excluded: Vec<(String, u64)> = Vec::new();
     let (mut train_rows, mut test_rows) = (Vec::new(), Vec::new());
     let (mut no_target, mut no_set) = (0u64, 0u64);
+    let mut by_status: std::collections::BTreeMap<String, u64> = Default::default();
     for (i, (t, s)) in target.iter().zip(sets).enumerate() {
+        if let Some(Some(status)) = unusable.get(i) {
+            *by_status
+                .entry(format!("label_status_{status}"))
+                .or_default() += 1;
+            continue;
+        }
         match (t, s) {
             (None, _) => no_target += 1,
             (_, None) => no_set += 1,
@@ -287,7 +280,26 @@ fn split_rows(
     if no_set > 0 {
         excluded.push(("not_in_split".into(), no_set));
     }
+    excluded.extend(by_status);
     (train_rows, test_rows, excluded)
+}
+
+/// For each row, the label status that makes its label unusable, if any: none unless the
+/// table has a `label_status` column (a profile panel), where every status but the allowed
+/// ones (default `ok`) does. Training and evaluation both leave these rows out.
+pub fn unusable_labels(frame: &Frame, allowed: Option<&[String]>) -> Vec<Option<String>> {
+    let ok = ["ok".to_owned()];
+    let allowed = allowed.unwrap_or(&ok);
+    match frame.column(columns::LABEL_STATUS) {
+        Some(Column::Cat(v)) => v
+            .iter()
+            .map(|s| {
+                let s = s.as_deref().unwrap_or("");
+                (!allowed.iter().any(|a| a == s)).then(|| s.to_owned())
+            })
+            .collect(),
+        _ => vec![None; frame.rows()],
+    }
 }
 
 /// Columns left out of the candidates, with why.
@@ -307,8 +319,10 @@ fn candidates(
         frame
             .names()
             .iter()
-            .filter(|n| **n != cfg.target && n.as_str() != "split" && !cfg.exclude.contains(n))
-            .filter(|n| !(is_panel && PANEL_META.contains(&n.as_str())))
+            .filter(|n| {
+                **n != cfg.target && n.as_str() != columns::SPLIT && !cfg.exclude.contains(n)
+            })
+            .filter(|n| !(is_panel && columns::ROW_META.contains(&n.as_str())))
             .cloned()
             .collect()
     } else {
@@ -688,8 +702,55 @@ fn baseline(model: &Model, frame: &Frame, rows: &[usize], score: &[f64]) -> Base
 }
 
 fn max_as_of(frame: &Frame) -> Option<String> {
-    match frame.column("as_of")? {
+    match frame.column(columns::AS_OF)? {
         Column::Cat(v) => v.iter().flatten().max().cloned(),
         Column::Num(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_whose_label_window_is_not_ok_neither_train_nor_test() {
+        let status = |s: &str| Some(s.to_owned());
+        let frame = Frame::new(vec![(
+            columns::LABEL_STATUS.to_owned(),
+            Column::Cat(vec![
+                status("ok"),
+                status("incomplete_window"),
+                status("ok"),
+                status("incomplete_window"),
+                status("excluded_closed"),
+            ]),
+        )])
+        .unwrap();
+        let unusable = unusable_labels(&frame, None);
+        // An incomplete window is labelled only when a default was already seen: all bad.
+        let target = [Some(false), Some(true), Some(true), Some(true), None];
+        let sets = [
+            Some(Set::Train),
+            Some(Set::Train),
+            Some(Set::Test),
+            Some(Set::Test),
+            Some(Set::Train),
+        ];
+        let (train, test, excluded) = split_rows(&target, &sets, &unusable);
+        assert_eq!((train, test), (vec![0], vec![2]));
+        assert_eq!(
+            excluded,
+            vec![
+                ("label_status_excluded_closed".to_owned(), 1),
+                ("label_status_incomplete_window".to_owned(), 2)
+            ]
+        );
+        // Asked for, incomplete windows count.
+        let wider = ["ok".to_owned(), "incomplete_window".to_owned()];
+        let (train, test, _) = split_rows(&target, &sets, &unusable_labels(&frame, Some(&wider)));
+        assert_eq!((train, test), (vec![0, 1], vec![2, 3]));
+        // A table without the column keeps every labelled row.
+        let plain = Frame::new(vec![("x".to_owned(), Column::Num(vec![1.0; 5]))]).unwrap();
+        assert!(unusable_labels(&plain, None).iter().all(Option::is_none));
     }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use yuanxin_domain::vocabulary::{characteristic, Characteristic};
 
 use crate::data::{esc, Code, Source};
-use crate::snapshot::{last, upto, wallet, Snap};
+use crate::snapshot::{last, upto, wallet, SatSum, Snap};
 
 /// Why a characteristic has no value.
 pub type Missing = &'static str;
@@ -87,7 +87,7 @@ fn usage(s: &Snap<'_>, from: i32, to: i32) -> i64 {
         .iter()
         .filter(|o| o.kind == 2)
         .map(|o| o.usage)
-        .sum()
+        .sat_sum()
 }
 
 fn headcount_at(s: &Snap<'_>, d: i32) -> Option<i64> {
@@ -155,7 +155,7 @@ pub static FEATURES: &[Feature] = &[
         months(s, 6)?;
         ratio(
             s.rev_sum(3) as f64,
-            (s.rev_sum(6) - s.rev_sum(3)) as f64,
+            s.rev_sum(6).saturating_sub(s.rev_sum(3)) as f64,
             "no_revenue",
         )
     }),
@@ -192,13 +192,17 @@ pub static FEATURES: &[Feature] = &[
         let out: i64 = last(&s.m.withdrawals, s.d, 30)
             .iter()
             .map(|e| e.amount)
-            .sum();
+            .sat_sum();
         let immediate: i64 = last(&s.m.escrow, s.d, 30)
             .iter()
             .filter(|e| e.kind == esc::PREPAYMENT)
             .map(|e| e.amount - e.frozen)
-            .sum();
-        ratio(out as f64, (s.rev_sum(1) + immediate) as f64, "no_inflow")
+            .sat_sum();
+        ratio(
+            out as f64,
+            s.rev_sum(1).saturating_add(immediate) as f64,
+            "no_inflow",
+        )
     }),
     f!("withdrawals_30d", &[], |s| Ok(
         last(&s.m.withdrawals, s.d, 30).len() as f64
@@ -221,7 +225,7 @@ pub static FEATURES: &[Feature] = &[
         "no_liability"
     )),
     f!("uncovered_liability", &[], |s| Ok(yuan(
-        (s.book.liability - s.book.frozen).max(0)
+        s.book.liability.saturating_sub(s.book.frozen).max(0)
     ))),
     f!("liability_growth_90d", &[], |s| ratio(
         (s.book.liability - s.book_90.liability) as f64,
@@ -246,7 +250,7 @@ pub static FEATURES: &[Feature] = &[
         s.escrow_sum(esc::PREPAYMENT, 30)
     ))),
     f!("prepaid_to_spot_90d", &[], |s| {
-        let spot: i64 = last(&s.m.spot, s.d, 90).iter().map(|e| e.amount).sum();
+        let spot: i64 = last(&s.m.spot, s.d, 90).iter().map(|e| e.amount).sat_sum();
         ratio(
             s.escrow_sum(esc::PREPAYMENT, 90) as f64,
             spot as f64,
@@ -377,7 +381,7 @@ pub static FEATURES: &[Feature] = &[
             .iter()
             .filter(|e| e.kind == esc::REFUND_COMPLETED && e.code == Code::Unrecovered)
             .map(|e| e.amount)
-            .sum()
+            .sat_sum()
     ))),
     f!("complaints_90d", &[Source::Complaints], |s| Ok(
         last(&s.m.complaints, s.d, 90).len() as f64
@@ -529,7 +533,7 @@ pub static FEATURES: &[Feature] = &[
             .iter()
             .filter(|l| l.kind == 1)
             .map(|l| l.amount)
-            .sum();
+            .sat_sum();
         ratio(due as f64, s.rev_sum(1) as f64, "no_revenue")
     }),
     f!("loans_active", &[Source::Loans], |s| {

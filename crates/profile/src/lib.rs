@@ -23,6 +23,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
+use yuanxin_domain::vocabulary::columns;
 use yuanxin_ledger::{Ledger, LedgerError};
 
 pub use catalogue::{Feature, FEATURES};
@@ -312,12 +313,12 @@ fn columns(
         }
     }
     let mut fields = vec![
-        Field::new("merchant_id", DataType::Utf8, false),
-        Field::new("as_of", DataType::Date32, false),
-        Field::new("industry", DataType::Utf8, false),
-        Field::new("district", DataType::Utf8, false),
-        Field::new("insufficient_data", DataType::Boolean, false),
-        Field::new("insufficient_reason", DataType::Utf8, true),
+        Field::new(columns::MERCHANT_ID, DataType::Utf8, false),
+        Field::new(columns::AS_OF, DataType::Date32, false),
+        Field::new(columns::INDUSTRY, DataType::Utf8, false),
+        Field::new(columns::DISTRICT, DataType::Utf8, false),
+        Field::new(columns::INSUFFICIENT_DATA, DataType::Boolean, false),
+        Field::new(columns::INSUFFICIENT_REASON, DataType::Utf8, true),
     ];
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(ids)),
@@ -331,16 +332,16 @@ fn columns(
         fields.push(Field::new(f.name, DataType::Float64, true));
         cols.push(Arc::new(Float64Array::from(v)));
     }
-    fields.push(Field::new("missing_reasons", DataType::Utf8, false));
+    fields.push(Field::new(columns::MISSING_REASONS, DataType::Utf8, false));
     cols.push(Arc::new(StringArray::from(missing)));
     if opts.label.is_some() {
-        fields.push(Field::new("default_12m", DataType::Int8, true));
+        fields.push(Field::new(columns::DEFAULT_12M, DataType::Int8, true));
         cols.push(Arc::new(Int8Array::from(labels)));
-        fields.push(Field::new("label_status", DataType::Utf8, false));
+        fields.push(Field::new(columns::LABEL_STATUS, DataType::Utf8, false));
         cols.push(Arc::new(StringArray::from(label_status)));
     }
     if oot.is_some() {
-        fields.push(Field::new("split", DataType::Utf8, false));
+        fields.push(Field::new(columns::SPLIT, DataType::Utf8, false));
         cols.push(Arc::new(StringArray::from(split)));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
@@ -597,6 +598,35 @@ mod tests {
             FEATURES.len() >= 40,
             "the issue asks for at least 40 characteristics"
         );
+    }
+
+    /// Huge amounts (ingestion bounds each one, not their sum) saturate: every
+    /// characteristic is computed without an overflow panic (debug) or a wrapped negative
+    /// sum (release).
+    #[test]
+    fn huge_amounts_saturate_instead_of_wrapping() {
+        let huge = 999_999_999_999_999_999_i64;
+        let mut events: Vec<(u8, i32, i64)> = (0..12).map(|i| (7, 19_890 + i, huge)).collect();
+        events.extend((0..12).map(|k| (k, 19_895, huge)));
+        let city = City {
+            merchants: vec![merchant(&events)],
+            contract_ids: true,
+            ..City::default()
+        };
+        let d = 19_900;
+        let snap = Snap::new(&city, &city.merchants[0], d);
+        for f in FEATURES {
+            if let Ok(v) = (f.compute)(&snap) {
+                assert!(!v.is_nan(), "{} is NaN", f.name);
+            }
+        }
+        let rev = FEATURES
+            .iter()
+            .find(|f| f.name == "rev_total_30d")
+            .map(|f| (f.compute)(&snap))
+            .unwrap()
+            .unwrap();
+        assert!(rev >= 9.0e16, "twelve huge sales read {rev}");
     }
 
     #[test]

@@ -55,17 +55,17 @@ pub(crate) fn books<const N: usize>(
         }
         let delta = match e.kind {
             esc::PREPAYMENT => {
-                b.frozen += e.frozen;
+                b.frozen = b.frozen.saturating_add(e.frozen);
                 e.amount
             }
             esc::REDEMPTION => -e.amount,
             esc::RELEASE => {
-                b.frozen -= e.amount;
+                b.frozen = b.frozen.saturating_sub(e.amount);
                 0
             }
             esc::REFUND_COMPLETED => {
                 if e.code == Code::Escrow {
-                    b.frozen -= e.amount;
+                    b.frozen = b.frozen.saturating_sub(e.amount);
                 }
                 -e.amount
             }
@@ -73,9 +73,10 @@ pub(crate) fn books<const N: usize>(
             _ => 0,
         };
         if delta != 0 && contracts {
-            *left.entry(e.contract).or_default() += delta;
+            let l = left.entry(e.contract).or_default();
+            *l = l.saturating_add(delta);
         }
-        b.liability += delta;
+        b.liability = b.liability.saturating_add(delta);
     }
     b.active_contracts = active(&left);
     for slot in at.iter_mut().skip(next) {
@@ -84,10 +85,21 @@ pub(crate) fn books<const N: usize>(
     (at, b)
 }
 
+/// Sums of fen that saturate instead of wrapping: ingestion bounds each amount, not their
+/// sum, so a delivery of absurd amounts must give a huge value, never a negative one (a
+/// wrapped `i64` sum would turn twelve huge sales into a revenue of −6e16).
+pub(crate) trait SatSum: Iterator<Item = i64> + Sized {
+    fn sat_sum(self) -> i64 {
+        self.fold(0, i64::saturating_add)
+    }
+}
+
+impl<I: Iterator<Item = i64>> SatSum for I {}
+
 /// The merchant's wallet balance at the end of `d`, reconstructed from visible flows.
 pub(crate) fn wallet(m: &Merchant, d: i32) -> i64 {
-    let spot: i64 = upto(&m.spot, d).iter().map(|e| e.amount).sum();
-    let out: i64 = upto(&m.withdrawals, d).iter().map(|e| e.amount).sum();
+    let spot: i64 = upto(&m.spot, d).iter().map(|e| e.amount).sat_sum();
+    let out: i64 = upto(&m.withdrawals, d).iter().map(|e| e.amount).sat_sum();
     let escrow: i64 = upto(&m.escrow, d)
         .iter()
         .map(|e| match e.kind {
@@ -96,8 +108,8 @@ pub(crate) fn wallet(m: &Merchant, d: i32) -> i64 {
             esc::REFUND_COMPLETED if e.code == Code::MerchantWallet => -e.amount,
             _ => 0,
         })
-        .sum();
-    spot + escrow - out
+        .sat_sum();
+    spot.saturating_add(escrow).saturating_sub(out)
 }
 
 /// Revenue (spot sales plus escrow releases, fen) of the 30-day bucket `k` before `d`
@@ -105,13 +117,16 @@ pub(crate) fn wallet(m: &Merchant, d: i32) -> i64 {
 pub(crate) fn revenue_bucket(m: &Merchant, d: i32, k: i32) -> i64 {
     let to = d - 30 * k;
     let from = to - 30;
-    let spot: i64 = between(&m.spot, from, to).iter().map(|e| e.amount).sum();
+    let spot: i64 = between(&m.spot, from, to)
+        .iter()
+        .map(|e| e.amount)
+        .sat_sum();
     let rel: i64 = between(&m.escrow, from, to)
         .iter()
         .filter(|e| e.kind == esc::RELEASE)
         .map(|e| e.amount)
-        .sum();
-    spot + rel
+        .sat_sum();
+    spot.saturating_add(rel)
 }
 
 /// The merchant as of a day, with what features need.
@@ -163,7 +178,7 @@ impl<'a> Snap<'a> {
 
     /// Sum of revenue buckets `0..n` (fen).
     pub fn rev_sum(&self, n: usize) -> i64 {
-        self.rev.iter().take(n).sum()
+        self.rev.iter().take(n).copied().sat_sum()
     }
 
     /// Escrow amounts of a kind over the last `n` days (fen).
@@ -172,7 +187,7 @@ impl<'a> Snap<'a> {
             .iter()
             .filter(|e| e.kind == kind)
             .map(|e| e.amount)
-            .sum()
+            .sat_sum()
     }
 
     /// Count of escrow events of a kind over the last `n` days.

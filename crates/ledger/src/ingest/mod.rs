@@ -55,7 +55,16 @@ pub struct IngestOptions {
     /// Knowledge time to stamp on the batch (ms since the epoch); the clock if `None`.
     /// Setting it makes a batch reproducible.
     pub ingested_at_ms: Option<i64>,
+    /// How far past the knowledge time a row's timestamp may lie (a source's clock running
+    /// ahead), in minutes, 0 to [`MAX_CLOCK_SKEW_MINUTES`]; [`DEFAULT_CLOCK_SKEW_MINUTES`]
+    /// if `None`. Rows later than that are rejected as `timestamp_out_of_range`.
+    pub max_clock_skew_minutes: Option<u32>,
 }
+
+/// The clock skew allowed unless a batch sets another: one hour.
+pub const DEFAULT_CLOCK_SKEW_MINUTES: u32 = 60;
+/// The most clock skew a batch may allow: one week.
+pub const MAX_CLOCK_SKEW_MINUTES: u32 = 7 * 24 * 60;
 
 /// Counts that always reconcile: `rows = accepted + rejected + duplicates`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -140,11 +149,23 @@ pub fn ingest(
             "removed {removed} leftover file(s) of an interrupted batch"
         ));
     }
+    let skew = opts
+        .max_clock_skew_minutes
+        .unwrap_or(DEFAULT_CLOCK_SKEW_MINUTES);
+    if skew > MAX_CLOCK_SKEW_MINUTES {
+        return Err(LedgerError::Input {
+            path: root.to_path_buf(),
+            problem: format!(
+                "the clock skew allowed must be 0 to {MAX_CLOCK_SKEW_MINUTES} minutes, not {skew}"
+            ),
+        });
+    }
     let ingested_at_ms = opts
         .ingested_at_ms
         .unwrap_or_else(|| Utc::now().timestamp_millis());
     let id = format!("b{:06}", manifest.batches.len() + 1);
     let mut batch = BatchWriter::new(root, id, ingested_at_ms, &manifest)?;
+    batch.max_ts_ms = ingested_at_ms.saturating_add(i64::from(skew) * 60_000);
     match batch.run(&files, progress) {
         Ok(report) => Ok(report),
         Err(e) => {
@@ -171,6 +192,8 @@ struct BatchWriter<'m> {
     root: PathBuf,
     id: String,
     ingested_at_ms: i64,
+    /// The latest timestamp a row may carry: the knowledge time plus the clock skew allowed.
+    max_ts_ms: i64,
     manifest: &'m Manifest,
     ledger: Ledger,
     ids: IdHasher,
@@ -203,6 +226,7 @@ impl<'m> BatchWriter<'m> {
             root: root.to_path_buf(),
             id,
             ingested_at_ms,
+            max_ts_ms: ingested_at_ms,
             manifest,
             ledger,
             ids: IdHasher::new(),

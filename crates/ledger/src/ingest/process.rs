@@ -15,7 +15,7 @@ impl BatchWriter<'_> {
         let n = batch.num_rows();
         let mut rejections: Vec<Option<Rejection>> = vec![None; n];
         let mut ctx = Ctx {
-            max_ts_ms: self.ingested_at_ms + yuanxin_domain::DAY_MS,
+            max_ts_ms: self.max_ts_ms,
             rejections: &mut rejections,
         };
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(table.columns().len());
