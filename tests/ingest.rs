@@ -495,7 +495,9 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
          c-ok,M1,2023-02-01 10:00:00,C1,P1,U1,2400.00,0,12,2024-01-31\n\
          c-noproduct,M1,2023-02-01 10:00:00,C2,P9,U2,2400.00,0,12,2024-01-31\n\
          c-expired,M1,2023-02-01 10:00:00,C3,P1,U3,2400.00,0,12,2023-01-01\n\
-         c-wrongowner,M2,2023-02-01 10:00:00,C4,P1,U4,2400.00,0,12,2024-01-31\n",
+         c-wrongowner,M2,2023-02-01 10:00:00,C4,P1,U4,2400.00,0,12,2024-01-31\n\
+         c-reuse-consumer,M1,2023-03-01 10:00:00,C1,P1,U9,2400.00,0,12,2024-02-29\n\
+         c-reuse-overlap,M1,2023-06-01 10:00:00,C1,P1,U1,2400.00,0,12,2024-05-31\n",
     )
     .unwrap();
     std::fs::write(
@@ -547,6 +549,10 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
         "{}",
         details["e-kind"]
     );
+    assert!(
+        details["c-reuse-consumer"].contains("contract id C1 is already used for another consumer")
+    );
+    assert!(details["c-reuse-overlap"].contains("period overlaps"));
     let expected: BTreeMap<String, String> = [
         ("m-badcode", "invalid_credit_code"),
         ("m-ratio", "out_of_range"),
@@ -556,6 +562,8 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
         ("c-noproduct", "unknown_product"),
         ("c-expired", "inconsistent"),
         ("c-wrongowner", "inconsistent"),
+        ("c-reuse-consumer", "inconsistent"),
+        ("c-reuse-overlap", "inconsistent"),
         ("e-conflict", "conflicting_duplicate"),
         ("e-type", "type_error"),
         ("e-neg", "negative_amount"),
@@ -577,7 +585,7 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
     .collect();
     assert_eq!(got, expected);
     let (rows, accepted, rejected, dups) = counts(&r);
-    assert_eq!((rows, rejected, dups), (31, 23, 1));
+    assert_eq!((rows, rejected, dups), (33, 25, 1));
     assert_eq!(
         accepted, 7,
         "m-ok, m-other, p-ok, c-ok, e-ok, e-dup, the first e-conflict"

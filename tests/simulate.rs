@@ -235,6 +235,17 @@ fn the_city_is_realistic() {
     let start_month = 2023 * 12 + 6;
     let years = f64::from(months) / 12.0;
 
+    // 0. A contract id names one contract: never given twice (closed contracts included).
+    let mut ids = std::collections::HashSet::new();
+    let mut rows = 0;
+    for b in read_parquet(&dir.join("contracts.parquet")) {
+        for id in strs(&b, "contract_id") {
+            rows += 1;
+            assert!(ids.insert(id.unwrap()), "a contract id is reused");
+        }
+    }
+    assert!(rows > 10_000, "{rows} contracts");
+
     // 1. Yearly default rates of a few percent, varying by industry (docs/simulator.md).
     let mut by_industry: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for t in &city.truth {

@@ -641,6 +641,7 @@ impl Table {
             Table::Contracts => &[
                 "`merchant_id` must be registered; `product_id` must be a product of the same merchant.",
                 "`expires_on` is not before the signing date.",
+                "A `contract_id` names one contract: a new row under an id the ledger already holds is rejected (`inconsistent`) when its consumer differs or its period overlaps the held one's; the same consumer after that period ends is a renewal.",
             ],
             Table::EscrowEvents => &[
                 "`merchant_id` must be registered; `contract_id` must be a contract of the same merchant.",

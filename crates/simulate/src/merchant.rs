@@ -160,6 +160,9 @@ pub(crate) struct MerchantSim<'a> {
     seq: [u32; 11],
     products: Vec<Product>,
     contracts: Vec<Contract>,
+    /// Contracts sold so far: ids are numbered from it, never from `contracts` (which drops
+    /// closed ones), so an id is never given twice.
+    contracts_sold: u32,
     stores: Vec<Store>,
     loans: Vec<Loan>,
     consumers: u32,
@@ -313,6 +316,7 @@ impl<'a> MerchantSim<'a> {
             seq: [0; 11],
             products: Vec::new(),
             contracts: Vec::new(),
+            contracts_sold: 0,
             stores: Vec::new(),
             loans: Vec::new(),
             consumers: 0,

@@ -25,6 +25,29 @@ impl Hasher for PassThrough {
     }
 }
 
+/// What makes a contract itself: its consumer and its period (business days). A contract
+/// id met again with another consumer or an overlapping period is another contract under
+/// a reused id, refused; the same consumer after the period ends is a renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ContractTerms {
+    pub(super) consumer: u128,
+    pub(super) from: i64,
+    pub(super) to: i64,
+}
+
+impl ContractTerms {
+    /// Why a contract with these terms cannot take an id that `self` holds, if it cannot.
+    pub(super) fn conflict(&self, new: &ContractTerms) -> Option<&'static str> {
+        if self.consumer != new.consumer {
+            Some("is already used for another consumer's contract")
+        } else if new.from <= self.to && self.from <= new.to {
+            Some("is already used for a contract whose period overlaps this one")
+        } else {
+            None
+        }
+    }
+}
+
 pub(super) type DigestMap<V> = HashMap<u128, V, BuildHasherDefault<PassThrough>>;
 
 /// Keys of the in-memory id digests: SipHash with two random keys per process, so that
@@ -49,7 +72,12 @@ impl BatchWriter<'_> {
     pub(super) fn load_refs(&mut self, table: Table) -> Result<(), LedgerError> {
         let needs: &[(usize, Table)] = match table {
             Table::Merchants => &[],
-            Table::Contracts | Table::Promotions => &[(0, Table::Merchants), (1, Table::Products)],
+            Table::Contracts => &[
+                (0, Table::Merchants),
+                (1, Table::Products),
+                (3, Table::Contracts),
+            ],
+            Table::Promotions => &[(0, Table::Merchants), (1, Table::Products)],
             Table::EscrowEvents | Table::Complaints => {
                 &[(0, Table::Merchants), (2, Table::Contracts)]
             }
@@ -60,6 +88,10 @@ impl BatchWriter<'_> {
                 continue;
             }
             self.refs_loaded[slot] = true;
+            if slot == 3 {
+                self.load_contract_terms()?;
+                continue;
+            }
             let key = match source {
                 Table::Products => "product_id",
                 Table::Contracts => "contract_id",
@@ -130,6 +162,46 @@ impl BatchWriter<'_> {
                 })?;
         }
         self.indexes.insert(table, index);
+        Ok(())
+    }
+
+    /// Terms of every contract in the ledger, for the reuse check of new contract rows.
+    fn load_contract_terms(&mut self) -> Result<(), LedgerError> {
+        let ids = &self.ids;
+        let terms = &mut self.contract_terms;
+        for file in self.ledger.files(Table::Contracts, None) {
+            self.ledger.scan_file(
+                file,
+                Some(&["contract_id", "consumer_id", "ts", "expires_on"]),
+                &mut |b| {
+                    let (Some(keys), Some(consumers)) =
+                        (column_str(&b, "contract_id"), column_str(&b, "consumer_id"))
+                    else {
+                        return Ok(());
+                    };
+                    let ts = b
+                        .column_by_name("ts")
+                        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>());
+                    let exp = b
+                        .column_by_name("expires_on")
+                        .and_then(|c| c.as_primitive_opt::<Date32Type>());
+                    let (Some(ts), Some(exp)) = (ts, exp) else {
+                        return Ok(());
+                    };
+                    for i in 0..b.num_rows() {
+                        terms.insert(
+                            ids.digest(keys.value(i)),
+                            ContractTerms {
+                                consumer: ids.digest(consumers.value(i)),
+                                from: yuanxin_domain::business_day_of_ms(ts.value(i)),
+                                to: i64::from(exp.value(i)),
+                            },
+                        );
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         Ok(())
     }
 }

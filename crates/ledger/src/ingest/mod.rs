@@ -201,7 +201,9 @@ struct BatchWriter<'m> {
     /// Product and contract digests → owning merchant's digest.
     products: DigestMap<u128>,
     contracts: DigestMap<u128>,
-    refs_loaded: [bool; 3],
+    /// Contract digests → their terms, to refuse an id reused for another contract.
+    contract_terms: DigestMap<ContractTerms>,
+    refs_loaded: [bool; 4],
     /// Per table: event-id digest → row digest.
     indexes: HashMap<Table, DigestMap<u64>>,
     writers: BTreeMap<(Table, String), PartWriter>,
@@ -233,7 +235,8 @@ impl<'m> BatchWriter<'m> {
             merchants: DigestMap::default(),
             products: DigestMap::default(),
             contracts: DigestMap::default(),
-            refs_loaded: [false; 3],
+            contract_terms: DigestMap::default(),
+            refs_loaded: [false; 4],
             indexes: HashMap::new(),
             writers: BTreeMap::new(),
             file_seq: 0,

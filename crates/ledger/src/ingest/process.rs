@@ -91,6 +91,14 @@ impl BatchWriter<'_> {
                     ))
                 }
                 None => {
+                    if table == Table::Contracts {
+                        if let Some(why) =
+                            contract_reuse(&self.ids, &self.contract_terms, &canon, row)
+                        {
+                            rejections[row] = Some(why);
+                            continue;
+                        }
+                    }
                     index.insert(key, digests[row]);
                     accepted.push(row as u32);
                     let m = merchant.unwrap_or_default();
@@ -105,7 +113,11 @@ impl BatchWriter<'_> {
                         }
                         Table::Contracts => {
                             if let Some(c) = canon.str("contract_id", row) {
-                                self.contracts.insert(self.ids.digest(c), m);
+                                let c = self.ids.digest(c);
+                                self.contracts.insert(c, m);
+                                if let Some(t) = terms_of(&self.ids, &canon, row) {
+                                    self.contract_terms.insert(c, t);
+                                }
                             }
                         }
                         _ => {}
@@ -134,6 +146,33 @@ impl BatchWriter<'_> {
         }
         Ok(())
     }
+}
+
+/// A contract row's terms (consumer, signing day, expiry day), if it has them all.
+fn terms_of(ids: &IdHasher, canon: &Canon, row: usize) -> Option<ContractTerms> {
+    Some(ContractTerms {
+        consumer: ids.digest(canon.str("consumer_id", row)?),
+        from: yuanxin_domain::business_day_of_ms(canon.ts("ts", row)?),
+        to: i64::from(canon.date("expires_on", row)?),
+    })
+}
+
+/// Why a new contract row cannot take its id: another contract (another consumer, or an
+/// overlapping period) already holds it.
+fn contract_reuse(
+    ids: &IdHasher,
+    held: &DigestMap<ContractTerms>,
+    canon: &Canon,
+    row: usize,
+) -> Option<Rejection> {
+    let id = canon.str("contract_id", row)?;
+    let held = held.get(&ids.digest(id))?;
+    let why = held.conflict(&terms_of(ids, canon, row)?)?;
+    Some(Rejection::new(
+        Reason::Inconsistent,
+        "contract_id",
+        format!("contract id {id} {why}"),
+    ))
 }
 
 /// Checks that a referenced id exists and belongs to the row's merchant.

@@ -471,7 +471,8 @@ impl MerchantSim<'_> {
             .filter(|s| self.stores[*s].open)
             .collect();
         let store = stores[self.rng.gen_range(0..stores.len())];
-        let cid = format!("C-{}-{}", self.id(), self.contracts.len() + 1);
+        self.contracts_sold += 1;
+        let cid = format!("C-{}-{}", self.id(), self.contracts_sold);
         let warm = day < self.period.start_day;
         self.contracts.push(Contract {
             id: cid.clone(),
