@@ -501,6 +501,13 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
     )
     .unwrap();
     std::fs::write(
+        src.join("wallet_flows.csv"),
+        "event_id,merchant_id,ts,kind,amount,channel\n\
+         w-ok,M1,2023-02-02 22:00:00,SPOT_SALE,4999999.99,ECNY\n\
+         w-huge,M1,2023-02-03 22:00:00,SPOT_SALE,9999999999999999.99,ECNY\n",
+    )
+    .unwrap();
+    std::fs::write(
         src.join("escrow_events.csv"),
         "event_id,merchant_id,ts,contract_id,kind,amount,frozen_amount,units,code\n\
          e-ok,M1,2023-02-01 10:01:00,C1,PREPAYMENT,2400.00,960.00,,ECNY_YGJ\n\
@@ -564,6 +571,7 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
         ("c-wrongowner", "inconsistent"),
         ("c-reuse-consumer", "inconsistent"),
         ("c-reuse-overlap", "inconsistent"),
+        ("w-huge", "implausible_value"),
         ("e-conflict", "conflicting_duplicate"),
         ("e-type", "type_error"),
         ("e-neg", "negative_amount"),
@@ -585,10 +593,10 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
     .collect();
     assert_eq!(got, expected);
     let (rows, accepted, rejected, dups) = counts(&r);
-    assert_eq!((rows, rejected, dups), (33, 25, 1));
+    assert_eq!((rows, rejected, dups), (35, 26, 1));
     assert_eq!(
-        accepted, 7,
-        "m-ok, m-other, p-ok, c-ok, e-ok, e-dup, the first e-conflict"
+        accepted, 8,
+        "m-ok, m-other, p-ok, c-ok, e-ok, e-dup, the first e-conflict, w-ok"
     );
     // Accepted money is exact: the redemption is 200.00, not a float.
     let l = Ledger::open(&ledger).unwrap();

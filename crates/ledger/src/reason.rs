@@ -38,11 +38,13 @@ pub enum Reason {
     UnknownProduct,
     /// The `event_id` is already in the ledger with different content.
     ConflictingDuplicate,
+    /// A value beyond the documented plausibility bound of its table and column.
+    ImplausibleValue,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::MissingField,
         Reason::TypeError,
         Reason::InvalidId,
@@ -57,6 +59,7 @@ impl Reason {
         Reason::UnknownContract,
         Reason::UnknownProduct,
         Reason::ConflictingDuplicate,
+        Reason::ImplausibleValue,
     ];
 
     /// The stable code.
@@ -76,6 +79,7 @@ impl Reason {
             Reason::UnknownContract => "unknown_contract",
             Reason::UnknownProduct => "unknown_product",
             Reason::ConflictingDuplicate => "conflicting_duplicate",
+            Reason::ImplausibleValue => "implausible_value",
         }
     }
 }
@@ -111,6 +115,21 @@ impl Rejection {
             reason,
             column: None,
             detail: detail.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_serialises_as_its_stable_code() {
+        for r in Reason::ALL {
+            assert_eq!(
+                serde_json::to_string(&r).ok(),
+                Some(format!("\"{}\"", r.as_str()))
+            );
         }
     }
 }

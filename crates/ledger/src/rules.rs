@@ -60,6 +60,170 @@ fn need(c: &Canon<'_>, row: usize, col: &'static str, kind: &str) -> Option<Reje
     })
 }
 
+/// A plausibility bound: the most a column may hold in a row of a table (of one kind, where
+/// given). Values beyond it are rejected as `implausible_value`: they are not what a
+/// prepaid merchant's feeds can carry (a typo in the unit, a test row, a corrupted export),
+/// and accepting them would distort every profile sum they enter.
+pub struct Plausible {
+    /// The table.
+    pub table: Table,
+    /// The row kind it applies to (every kind when `None`).
+    pub kind: Option<&'static str>,
+    /// The column.
+    pub column: &'static str,
+    /// The largest plausible value: yuan for money columns, else the count itself.
+    pub max: i64,
+    /// Why that much, for the documentation.
+    pub why: &'static str,
+}
+
+const fn bound(
+    table: Table,
+    kind: Option<&'static str>,
+    column: &'static str,
+    max: i64,
+    why: &'static str,
+) -> Plausible {
+    Plausible {
+        table,
+        kind,
+        column,
+        max,
+        why,
+    }
+}
+
+/// Every plausibility bound, documented with the table's rules (`yuanxin schema`).
+pub const PLAUSIBLE: &[Plausible] = &[
+    bound(
+        Table::WalletFlows,
+        Some("SPOT_SALE"),
+        "amount",
+        5_000_000,
+        "a day's settlement of one merchant's stores",
+    ),
+    bound(
+        Table::WalletFlows,
+        Some("WITHDRAWAL"),
+        "amount",
+        50_000_000,
+        "one transfer out of the merchant's wallet",
+    ),
+    bound(
+        Table::EscrowEvents,
+        None,
+        "amount",
+        1_000_000,
+        "one consumer's prepayment and its parts",
+    ),
+    bound(
+        Table::EscrowEvents,
+        None,
+        "units",
+        2_000_000,
+        "units of one contract: a stored-value card counts yuan",
+    ),
+    bound(
+        Table::Contracts,
+        None,
+        "paid_amount",
+        1_000_000,
+        "one consumer's prepayment",
+    ),
+    bound(
+        Table::Contracts,
+        None,
+        "units_total",
+        2_000_000,
+        "units of one contract: a stored-value card counts yuan, bonus included",
+    ),
+    bound(
+        Table::Products,
+        None,
+        "list_price",
+        1_000_000,
+        "one prepaid product",
+    ),
+    bound(
+        Table::Products,
+        None,
+        "units",
+        2_000_000,
+        "units of one product: a stored-value card counts yuan, bonus included",
+    ),
+    bound(Table::Products, None, "validity_days", 3_650, "ten years"),
+    bound(
+        Table::Operations,
+        None,
+        "amount",
+        50_000_000,
+        "one month's payroll or utility bill",
+    ),
+    bound(
+        Table::Operations,
+        None,
+        "headcount",
+        100_000,
+        "staff of one merchant",
+    ),
+    bound(
+        Table::Loans,
+        None,
+        "amount",
+        100_000_000,
+        "the largest loan any product offers",
+    ),
+    bound(Table::Loans, None, "term_months", 360, "thirty years"),
+    bound(Table::Loans, None, "dpd", 3_650, "ten years past due"),
+];
+
+impl Plausible {
+    /// The bound as one line of the table's documented rules.
+    pub fn describe(&self) -> String {
+        let kind = self.kind.map_or(String::new(), |k| format!(" ({k} rows)"));
+        let max = self.max.to_string();
+        let mut grouped = String::new();
+        for (i, ch) in max.chars().enumerate() {
+            if i > 0 && (max.len() - i).is_multiple_of(3) {
+                grouped.push(',');
+            }
+            grouped.push(ch);
+        }
+        let unit = match self.table.column(self.column) {
+            Some((_, c)) if c.ty == crate::schema::ColType::Money => " yuan",
+            _ => "",
+        };
+        format!(
+            "`{}`{kind} at most {grouped}{unit} ({}); more is rejected as `implausible_value`.",
+            self.column, self.why
+        )
+    }
+}
+
+fn implausible(c: &Canon<'_>, row: usize, kind: &str) -> Option<Rejection> {
+    for b in PLAUSIBLE
+        .iter()
+        .filter(|b| b.table == c.table && b.kind.is_none_or(|k| k == kind))
+    {
+        // Money is fen in the ledger; counts are themselves.
+        let (value, max) = match c.dec(b.column, row) {
+            Some(fen) => (fen, i128::from(b.max) * 100),
+            None => match c.int(b.column, row) {
+                Some(n) => (i128::from(n), i128::from(b.max)),
+                None => continue,
+            },
+        };
+        if value > max {
+            return Some(Rejection::new(
+                Reason::ImplausibleValue,
+                b.column,
+                format!("more than {} ({})", b.max, b.why),
+            ));
+        }
+    }
+    None
+}
+
 /// Applies the table's row rules to every row that has no rejection yet.
 pub(crate) fn check(c: &Canon<'_>, rejections: &mut [Option<Rejection>]) {
     for (row, slot) in rejections.iter_mut().enumerate() {
@@ -71,6 +235,9 @@ pub(crate) fn check(c: &Canon<'_>, rejections: &mut [Option<Rejection>]) {
 
 fn check_row(c: &Canon<'_>, row: usize) -> Option<Rejection> {
     let kind = c.str("kind", row).unwrap_or("");
+    if let Some(r) = implausible(c, row, kind) {
+        return Some(r);
+    }
     match c.table {
         Table::EscrowEvents => {
             match escrow_code_list(kind) {

@@ -790,10 +790,18 @@ pub fn markdown() -> String {
                 c.doc
             ));
         }
-        if !table.rules().is_empty() {
+        let bounds: Vec<String> = crate::rules::PLAUSIBLE
+            .iter()
+            .filter(|b| b.table == table)
+            .map(|b| b.describe())
+            .collect();
+        if !table.rules().is_empty() || !bounds.is_empty() {
             out.push_str("\nRules:\n");
             for r in table.rules() {
                 out.push_str(&format!("- {r}\n"));
+            }
+            for b in bounds {
+                out.push_str(&format!("- {b}\n"));
             }
         }
         out.push('\n');
