@@ -9,6 +9,7 @@
 mod codes;
 mod district;
 mod error;
+pub mod hash;
 mod ids;
 mod industry;
 mod money;

@@ -311,24 +311,6 @@ fn hashes(n: usize, m: usize, value: &impl Fn(usize, usize) -> f64, by_column: b
     }
 }
 
-/// A hasher for keys that are already hashes.
-#[derive(Default)]
-struct Premixed(u64);
-
-impl std::hash::Hasher for Premixed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
 /// Rows grouped by their values (bit patterns): `m + 1` values per group, the last one 1
 /// (the intercept's), and each group's count of bads and goods. Groups are numbered in
 /// order of first appearance, so every sum over them runs in the same order on every run.
@@ -355,7 +337,7 @@ impl Patterns {
         let mut index: std::collections::HashMap<
             u64,
             usize,
-            std::hash::BuildHasherDefault<Premixed>,
+            std::hash::BuildHasherDefault<yuanxin_domain::hash::PassThrough>,
         > = std::collections::HashMap::with_capacity_and_hasher(room, Default::default());
         let mut next: Vec<usize> = Vec::with_capacity(room); // collision chains
         let mut vals: Vec<f64> = Vec::with_capacity(room * d);

@@ -3,28 +3,6 @@
 
 use super::*;
 
-/// A hasher for keys that already are uniformly random (BLAKE3 digests): it just keeps the
-/// low 64 bits, saving a second hash per lookup.
-#[derive(Default)]
-pub(super) struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        // Truncation intended: the low half of a uniform digest is uniform.
-        self.0 = v as u64;
-    }
-}
-
 /// What makes a contract itself: its consumer and its period (business days). A contract
 /// id met again with another consumer or an overlapping period is another contract under
 /// a reused id, refused; the same consumer after the period ends is a renewal.
@@ -48,7 +26,8 @@ impl ContractTerms {
     }
 }
 
-pub(super) type DigestMap<V> = HashMap<u128, V, BuildHasherDefault<PassThrough>>;
+pub(super) type DigestMap<V> =
+    HashMap<u128, V, BuildHasherDefault<yuanxin_domain::hash::PassThrough>>;
 
 /// Keys of the in-memory id digests: SipHash with two random keys per process, so that
 /// nobody can craft ids that collide (the digests never leave the process).

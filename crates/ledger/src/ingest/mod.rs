@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -164,8 +164,8 @@ pub fn ingest(
         .ingested_at_ms
         .unwrap_or_else(|| Utc::now().timestamp_millis());
     let id = format!("b{:06}", manifest.batches.len() + 1);
-    let mut batch = BatchWriter::new(root, id, ingested_at_ms, &manifest)?;
-    batch.max_ts_ms = ingested_at_ms.saturating_add(i64::from(skew) * 60_000);
+    let max_ts_ms = ingested_at_ms.saturating_add(i64::from(skew) * 60_000);
+    let mut batch = BatchWriter::new(root, id, ingested_at_ms, max_ts_ms, &manifest)?;
     match batch.run(&files, progress) {
         Ok(report) => Ok(report),
         Err(e) => {
@@ -220,6 +220,7 @@ impl<'m> BatchWriter<'m> {
         root: &Path,
         id: String,
         ingested_at_ms: i64,
+        max_ts_ms: i64,
         manifest: &'m Manifest,
     ) -> Result<Self, LedgerError> {
         let ledger = Ledger::open(root)?;
@@ -228,7 +229,7 @@ impl<'m> BatchWriter<'m> {
             root: root.to_path_buf(),
             id,
             ingested_at_ms,
-            max_ts_ms: ingested_at_ms,
+            max_ts_ms,
             manifest,
             ledger,
             ids: IdHasher::new(),
