@@ -1112,7 +1112,76 @@ fn lender_batches_and_alerts_merchant_profile_and_analyst_stability() {
             !codes.contains(&"GRADE_DOWNGRADE".to_owned()),
             "nothing seen before"
         );
+        // A merchant that has closed is served as closed, with no grade, and its closure
+        // is an alert.
+        let mine = value(&http(a, "GET", "/v1/me/score", Some(k), None).2);
+        let closed = mine["status"] == "closed";
+        assert_eq!(
+            closed,
+            codes.first().map(String::as_str) == Some("MERCHANT_CLOSED"),
+            "{id}: {codes:?}"
+        );
+        assert_eq!(closed, mine["grade"].is_null(), "{id}: {mine}");
+        assert_eq!(closed, mine["closed_on"].is_string(), "{id}: {mine}");
     }
+
+    // A closed merchant, as its lender sees it: score, batch, eligibility and alerts.
+    let closed: Vec<&String> = ids
+        .iter()
+        .zip(&keys)
+        .filter(|(_, k)| {
+            value(&http(a, "GET", "/v1/me/score", Some(k), None).2)["status"] == "closed"
+        })
+        .map(|(id, _)| id)
+        .collect();
+    let shut = closed.first().expect("no closed merchant among 40");
+    let (s, _, sc) = http(
+        a,
+        "GET",
+        &format!("/v1/merchants/{shut}/score?purpose=post_loan"),
+        Some(&srv.lender),
+        None,
+    );
+    assert_eq!(s, 200, "{sc}");
+    let sc = value(&sc);
+    assert_eq!(sc["status"], "closed");
+    assert!(sc["score"].is_null() && sc["pd"].is_null() && sc["grade"].is_null());
+    assert!(sc["reasons"].as_array().unwrap().is_empty());
+    let closed_on = sc["closed_on"].as_str().unwrap().to_owned();
+    assert!(closed_on.as_str() <= sc["as_of"].as_str().unwrap());
+    let (s, _, dec) = http(
+        a,
+        "POST",
+        &format!("/v1/merchants/{shut}/eligibility"),
+        Some(&srv.lender),
+        Some(
+            r#"{"amount":"50000","term_months":12,"loan_purpose":"working_capital","purpose":"post_loan"}"#,
+        ),
+    );
+    assert_eq!(s, 200, "{dec}");
+    let dec = value(&dec);
+    assert_eq!(
+        (&dec["outcome"], &dec["status"], &dec["closed_on"]),
+        (
+            &serde_json::json!("decline"),
+            &serde_json::json!("closed"),
+            &serde_json::json!(closed_on)
+        )
+    );
+    assert_eq!(dec["reasons"][0]["code"], "KO_CLOSED");
+    assert!(dec["grade"].is_null() && dec["offers"].as_array().unwrap().is_empty());
+    let body = serde_json::json!({"purpose": "post_loan", "merchants": [shut]}).to_string();
+    let r = request(
+        a,
+        "POST",
+        "/v1/portfolio/score",
+        Some(&srv.lender),
+        Some(&body),
+    );
+    let item = value(&r.body)["results"][0].clone();
+    assert_eq!(item["status"], "served", "{item}");
+    assert_eq!(item["score"]["status"], "closed");
+    assert!(item["score"]["grade"].is_null());
 
     // Stability of the served population against the model's training sample: a verdict
     // that follows from the index, and every characteristic's index in [0, ∞).
@@ -1128,7 +1197,22 @@ fn lender_batches_and_alerts_merchant_profile_and_analyst_stability() {
         "shifted"
     };
     assert_eq!(st["verdict"], verdict, "{psi}");
-    assert!(st["current_rows"].as_u64().unwrap() >= 250);
+    // The population is the merchants that trade: closed ones have no score.
+    let closed_rows: usize = common::read_parquet(&fixture().latest)
+        .iter()
+        .map(|b| {
+            b.column_by_name("closed_on").unwrap().len()
+                - b.column_by_name("closed_on").unwrap().null_count()
+        })
+        .sum();
+    let rows: usize = common::read_parquet(&fixture().latest)
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(
+        st["current_rows"].as_u64().unwrap() as usize,
+        rows - closed_rows
+    );
     let chars = st["characteristics"].as_array().unwrap();
     assert!(!chars.is_empty());
     assert!(

@@ -115,6 +115,78 @@ fn a_snapshot_never_sees_the_future() {
     }
 }
 
+/// The merchants table is a dated history: a record issued after the as-of date (here a
+/// move to another district with another industry and custody) changes nothing in a
+/// profile as of that date, and is what later profiles read.
+#[test]
+fn a_later_merchant_record_never_changes_an_earlier_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 60, 18, 5, &[]);
+    let ledger = ingest(&city, &tmp.path().join("ledger"));
+    let before = profile(&ledger, &tmp.path().join("a.parquet"), &["--as-of", ASOF]);
+    // M0000001's registration record, re-issued on 2026-01-15 with everything changed.
+    let m = read_parquet(&city.join("merchants.parquet"));
+    let (ids, usccs) = (strs(&m[0], "merchant_id"), strs(&m[0], "uscc"));
+    let k = ids
+        .iter()
+        .position(|i| i.as_deref() == Some("M0000001"))
+        .unwrap();
+    let uscc = usccs[k].clone().unwrap();
+    let old_district = strs(&m[0], "district")[k].clone().unwrap();
+    let district = if old_district == "DAPENG" {
+        "YANTIAN"
+    } else {
+        "DAPENG"
+    };
+    let delivery = tmp.path().join("change");
+    std::fs::create_dir_all(&delivery).unwrap();
+    std::fs::write(
+        delivery.join("merchants.csv"),
+        format!(
+            "event_id,merchant_id,ts,uscc,name,legal_form,industry,district,registered_on,ecny_onboarded_on,custody_mode,freeze_ratio,owner_group_id\n\
+             moved-1,M0000001,2026-01-15 10:00:00,{uscc},新名,ENTERPRISE,CAR_WASH,{district},2025-12-20,2026-01-10,ECNY_FULL,1.0,G-NEW\n"
+        ),
+    )
+    .unwrap();
+    run_ok(&[
+        "ingest",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        delivery.to_str().unwrap(),
+    ]);
+    let after = profile(&ledger, &tmp.path().join("b.parquet"), &["--as-of", ASOF]);
+    assert_eq!(
+        rows(&before),
+        rows(&after),
+        "a later record changed a profile"
+    );
+    for col in ["industry", "district"] {
+        let a: Vec<_> = before.iter().flat_map(|b| strs(b, col)).collect();
+        let b: Vec<_> = after.iter().flat_map(|b| strs(b, col)).collect();
+        assert_eq!(a, b, "{col}");
+    }
+    // From its date on, the new record is the merchant's.
+    let later = profile(
+        &ledger,
+        &tmp.path().join("c.parquet"),
+        &["--as-of", "2026-01-31"],
+    );
+    let b = &later[0];
+    let i = strs(b, "merchant_id")
+        .iter()
+        .position(|i| i.as_deref() == Some("M0000001"))
+        .unwrap();
+    assert_eq!(strs(b, "district")[i].as_deref(), Some(district));
+    assert_eq!(strs(b, "industry")[i].as_deref(), Some("CAR_WASH"));
+    let freeze = b
+        .column_by_name("freeze_ratio")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .value(i);
+    assert_eq!(freeze, 1.0);
+}
+
 #[test]
 fn knowledge_time_reproduces_what_was_known() {
     let tmp = tempfile::tempdir().unwrap();
@@ -191,6 +263,9 @@ fn characteristics_match_a_naive_recomputation() {
         payroll: (f64, f64),
         last_sale: Option<i32>,
         withdrawals30: f64,
+        /// Stores open now, and the last closure.
+        stores: HashMap<String, bool>,
+        last_closure: Option<i32>,
     }
     let mut n: HashMap<String, Naive> = HashMap::new();
     for b in read_parquet(&city.join("wallet_flows.parquet")) {
@@ -255,6 +330,28 @@ fn characteristics_match_a_naive_recomputation() {
             }
         }
     }
+    for b in read_parquet(&city.join("store_events.parquet")) {
+        let (m, t, st, k) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "store_id"),
+            strs(&b, "kind"),
+        );
+        let mut rows: Vec<usize> = (0..b.num_rows()).collect();
+        rows.sort_by_key(|&i| t[i]);
+        for i in rows {
+            let t = t[i].unwrap();
+            if t > ASOF_END_MS {
+                continue;
+            }
+            let e = n.entry(m[i].clone().unwrap()).or_default();
+            let opened = k[i].as_deref() == Some("OPENED");
+            e.stores.insert(st[i].clone().unwrap(), opened);
+            if !opened {
+                e.last_closure = e.last_closure.max(Some(day_of_ms(t)));
+            }
+        }
+    }
     for b in read_parquet(&city.join("complaints.parquet")) {
         let (m, t) = (strs(&b, "merchant_id"), ts(&b, "ts"));
         for i in 0..b.num_rows() {
@@ -279,8 +376,10 @@ fn characteristics_match_a_naive_recomputation() {
         }
     }
     let mut checked = 0;
+    let mut closed = 0;
     for b in &out {
         let ids = strs(b, "merchant_id");
+        let closed_on = dates(b, "closed_on");
         let (rev, liab, cov, cmp, pay, since, wd) = (
             col(b, "rev_total_90d"),
             col(b, "prepaid_liability"),
@@ -322,10 +421,17 @@ fn characteristics_match_a_naive_recomputation() {
                 "{m} days_since_last_sale"
             );
             assert!(close(wd[i], Some(e.withdrawals30)), "{m} withdrawals_30d");
+            // Closed: store records, none open; the day is the last closure's.
+            let naive_closed = (!e.stores.is_empty() && e.stores.values().all(|&o| !o))
+                .then_some(e.last_closure)
+                .flatten();
+            assert_eq!(closed_on[i], naive_closed, "{m} closed_on");
+            closed += usize::from(naive_closed.is_some());
             checked += 1;
         }
     }
     assert!(checked > 150, "checked {checked}");
+    assert!(closed > 0, "no merchant of the city has closed by {ASOF}");
 }
 
 #[test]

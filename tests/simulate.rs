@@ -182,7 +182,10 @@ fn load_city(dir: &Path) -> City {
     for b in read_parquet(&dir.join("merchants.parquet")) {
         let (ids, reg) = (strs(&b, "merchant_id"), dates(&b, "registered_on"));
         for i in 0..b.num_rows() {
-            registered.insert(ids[i].clone().unwrap(), month_of_day(reg[i].unwrap()));
+            // The first record's: a later one may re-register the business (个转企).
+            registered
+                .entry(ids[i].clone().unwrap())
+                .or_insert(month_of_day(reg[i].unwrap()));
         }
     }
     let mut truth = Vec::new();
@@ -245,6 +248,79 @@ fn the_city_is_realistic() {
         }
     }
     assert!(rows > 10_000, "{rows} contracts");
+
+    // 0b. The merchants table is a dated history: onboarding to 元管家 is a record of its
+    // own after registration, and some merchants move, change owners or re-register as a
+    // company during the period, each record carrying the previous ones' facts.
+    // Per merchant: (ts, the columns above) of each record.
+    type Records = Vec<(i64, Vec<Option<String>>)>;
+    let mut history: BTreeMap<String, Records> = BTreeMap::new();
+    for b in read_parquet(&dir.join("merchants.parquet")) {
+        let t = ts(&b, "ts");
+        let cols: Vec<Vec<Option<String>>> = [
+            "district",
+            "owner_group_id",
+            "legal_form",
+            "uscc",
+            "custody_mode",
+            "ecny_onboarded_on",
+        ]
+        .iter()
+        .map(|c| {
+            if *c == "ecny_onboarded_on" {
+                dates(&b, c)
+                    .into_iter()
+                    .map(|d| d.map(|d| d.to_string()))
+                    .collect()
+            } else {
+                strs(&b, c)
+            }
+        })
+        .collect();
+        let ids = strs(&b, "merchant_id");
+        for i in 0..b.num_rows() {
+            history
+                .entry(ids[i].clone().unwrap())
+                .or_default()
+                .push((t[i].unwrap(), cols.iter().map(|c| c[i].clone()).collect()));
+        }
+    }
+    let mut changed = [0usize; 4];
+    for (id, recs) in &mut history {
+        recs.sort_by_key(|r| r.0);
+        for w in recs.windows(2) {
+            let (a, b) = (&w[0].1, &w[1].1);
+            if a[5].is_none() && b[5].is_some() {
+                assert_eq!(
+                    a[4].as_deref(),
+                    Some("NONE"),
+                    "{id}: custody before onboarding"
+                );
+                changed[0] += 1;
+            }
+            changed[1] += usize::from(a[0] != b[0]);
+            changed[2] += usize::from(a[1] != b[1]);
+            if a[2] != b[2] {
+                assert_eq!(
+                    (a[2].as_deref(), b[2].as_deref()),
+                    (Some("INDIVIDUAL"), Some("ENTERPRISE")),
+                    "{id}"
+                );
+                assert_ne!(a[3], b[3], "{id}: a re-registration has a new credit code");
+                changed[3] += 1;
+            }
+        }
+    }
+    eprintln!("registry changes (onboarding, move, owners, re-registration): {changed:?}");
+    let n = history.len() as f64;
+    assert!(changed[0] as f64 > 0.3 * n, "onboardings {changed:?}");
+    for (k, lo, hi) in [(1, 0.015, 0.07), (2, 0.005, 0.04), (3, 0.002, 0.03)] {
+        let share = changed[k] as f64 / n;
+        assert!(
+            (lo..=hi).contains(&share),
+            "change {k}: {share:.4} of merchants"
+        );
+    }
 
     // 1. Yearly default rates of a few percent, varying by industry (docs/simulator.md).
     let mut by_industry: BTreeMap<&str, (f64, f64)> = BTreeMap::new();

@@ -13,13 +13,12 @@ use serde::Serialize;
 use yuanxin_decision::{reasons, Alert, LastSeen, LoanRequest};
 use yuanxin_domain::known;
 use yuanxin_domain::vocabulary::VOCABULARY;
-use yuanxin_engine::{EngineError, Served};
+use yuanxin_engine::{EngineError, Served, Standing};
 use yuanxin_model::registry::Registry;
-use yuanxin_model::Scored;
 use yuanxin_store::Seen;
 
 use crate::problem::{ApiError, Code};
-use crate::views::DecisionView;
+use crate::views::{DecisionView, StatusView};
 use crate::{digest, LoanPurpose};
 
 pub use yuanxin_engine::Bounds;
@@ -56,7 +55,9 @@ impl From<EngineError> for ApiError {
         let detail = e.to_string();
         match e {
             EngineError::UnknownMerchant(_) => ApiError::new(Code::UnknownMerchant, detail),
-            EngineError::Unscorable { .. } => ApiError::new(Code::Unscorable, detail),
+            EngineError::Unscorable { .. } | EngineError::Closed { .. } => {
+                ApiError::new(Code::Unscorable, detail)
+            }
             EngineError::UnknownProduct { .. } => {
                 ApiError::new(Code::UnknownProduct, detail).at("product")
             }
@@ -159,20 +160,25 @@ pub struct CharacteristicPsi {
     pub verdict: String,
 }
 
-/// A score as lenders and merchants see it.
+/// A score as lenders and merchants see it; a merchant that has closed is served as
+/// `closed`, with the day it closed and no score, PD, grade or reasons.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScoreView {
     /// Merchant.
     pub merchant_id: String,
     /// Profile date.
     pub as_of: NaiveDate,
-    /// Score.
-    pub score: i64,
-    /// PD over 12 months.
-    pub pd: f64,
-    /// Grade.
-    pub grade: String,
-    /// Up to four reasons.
+    /// Whether the merchant still trades.
+    pub status: StatusView,
+    /// The day it closed (its last store closed), when closed.
+    pub closed_on: Option<NaiveDate>,
+    /// Score (null when closed).
+    pub score: Option<i64>,
+    /// PD over 12 months (null when closed).
+    pub pd: Option<f64>,
+    /// Grade (null when closed).
+    pub grade: Option<String>,
+    /// Up to four reasons (none when closed).
     pub reasons: Vec<ReasonView>,
     /// Model.
     pub model_id: String,
@@ -195,13 +201,31 @@ pub struct ReasonView {
     pub points_lost: f64,
 }
 
-fn view(id: &str, as_of: NaiveDate, s: &Scored, model_id: &str) -> ScoreView {
+fn view(id: &str, as_of: NaiveDate, standing: Standing<'_>, model_id: &str) -> ScoreView {
+    let closed = |on| ScoreView {
+        merchant_id: id.to_owned(),
+        as_of,
+        status: StatusView::Closed,
+        closed_on: Some(on),
+        score: None,
+        pd: None,
+        grade: None,
+        reasons: Vec::new(),
+        model_id: model_id.to_owned(),
+        open_dispute: false,
+    };
+    let s = match standing {
+        Standing::Scored(s) => s,
+        Standing::Closed(on) => return closed(on),
+    };
     ScoreView {
         merchant_id: id.to_owned(),
         as_of,
-        score: s.score,
-        pd: s.pd,
-        grade: s.grade.clone(),
+        status: StatusView::Open,
+        closed_on: None,
+        score: Some(s.score),
+        pd: Some(s.pd),
+        grade: Some(s.grade.clone()),
         reasons: s
             .reasons
             .iter()
@@ -224,9 +248,11 @@ fn view(id: &str, as_of: NaiveDate, s: &Scored, model_id: &str) -> ScoreView {
 struct ScoreJson<'a> {
     merchant_id: &'a str,
     as_of: NaiveDate,
-    score: i64,
-    pd: f64,
-    grade: &'a str,
+    status: StatusView,
+    closed_on: Option<NaiveDate>,
+    score: Option<i64>,
+    pd: Option<f64>,
+    grade: Option<&'a str>,
     reasons: &'a [ReasonView],
     model_id: &'a str,
     open_dispute: bool,
@@ -238,9 +264,11 @@ impl ScoreView {
         serde_json::to_vec(&ScoreJson {
             merchant_id: &self.merchant_id,
             as_of: self.as_of,
+            status: self.status,
+            closed_on: self.closed_on,
             score: self.score,
             pd: self.pd,
-            grade: &self.grade,
+            grade: self.grade.as_deref(),
             reasons: &self.reasons,
             model_id: &self.model_id,
             open_dispute,
@@ -258,8 +286,8 @@ impl Engine {
         let model_id: Arc<str> = served.model.id.as_str().into();
         let mut views = BTreeMap::new();
         for (id, m) in served.merchants() {
-            if let Ok(s) = &m.scored {
-                let v = view(id, m.as_of, s, &model_id);
+            if let Ok(standing) = m.standing(id) {
+                let v = view(id, m.as_of, standing, &model_id);
                 let body = Bytes::from(v.json(false)?);
                 let d: Arc<str> = digest(&body).into();
                 views.insert(id.clone(), (v, body, d));
@@ -326,7 +354,7 @@ impl Engine {
         if let Some(v) = self.views.get(id) {
             return Ok(v);
         }
-        self.served.merchant(id)?.scored(id)?;
+        self.served.merchant(id)?.standing(id)?;
         Err(ApiError::internal(format!(
             "merchant {id} has no score view"
         )))
@@ -350,10 +378,13 @@ impl Engine {
         }
     }
 
-    /// The grade and escrow coverage a lender is shown of a merchant, remembered for alerts.
+    /// The grade and escrow coverage a lender is shown of a merchant, remembered for alerts
+    /// (none for a closed merchant: it has no grade).
     pub fn shown(&self, id: &str) -> Option<(&str, Option<f64>)> {
         let m = self.served.merchants().get(id)?;
-        let s = m.scored.as_ref().ok()?;
+        let Ok(Standing::Scored(s)) = m.standing(id) else {
+            return None;
+        };
         Some((
             s.grade.as_str(),
             m.features.get(known!("escrow_coverage")).copied().flatten(),

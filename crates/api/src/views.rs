@@ -326,12 +326,16 @@ pub struct DecisionView {
     pub request: RequestView,
     /// Model.
     pub model_id: String,
-    /// Score.
-    pub score: i64,
-    /// PD over the label's horizon.
-    pub pd: f64,
-    /// Grade.
-    pub grade: String,
+    /// Whether the merchant still trades (a closed one is declined with `KO_CLOSED`).
+    pub status: StatusView,
+    /// The day it closed, when closed.
+    pub closed_on: Option<NaiveDate>,
+    /// Score (null when closed).
+    pub score: Option<i64>,
+    /// PD over the label's horizon (null when closed).
+    pub pd: Option<f64>,
+    /// Grade (null when closed).
+    pub grade: Option<String>,
     /// The offer the outcome refers to (the requested product's, else the cheapest).
     pub offer: Option<OfferView>,
     /// Every product the merchant qualifies for, cheapest effective rate first.
@@ -348,6 +352,26 @@ pub struct DecisionView {
     pub catalogue_version: String,
     /// The LPR fixing used.
     pub lpr_effective: NaiveDate,
+}
+
+/// Whether a merchant still trades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = MerchantStatus)]
+pub enum StatusView {
+    /// Trading: graded.
+    Open,
+    /// Closed (no store open): no score, PD or grade.
+    Closed,
+}
+
+impl From<yuanxin_decision::Status> for StatusView {
+    fn from(s: yuanxin_decision::Status) -> StatusView {
+        match s {
+            yuanxin_decision::Status::Open => StatusView::Open,
+            yuanxin_decision::Status::Closed => StatusView::Closed,
+        }
+    }
 }
 
 /// A decision's outcome.
@@ -531,6 +555,8 @@ impl From<Decision> for DecisionView {
                 product: d.request.product,
             },
             model_id: d.model_id,
+            status: d.status.into(),
+            closed_on: d.closed_on,
             score: d.score,
             pd: d.pd,
             grade: d.grade,

@@ -293,7 +293,19 @@ pub fn run_score(args: &ScoreArgs) -> Result<()> {
     let model = yuanxin_engine::open_model(Some(&args.model), &args.models)?;
     let cats = model.categorical_features();
     let frame = Frame::read(&args.data, &cats)?;
-    let results = model.score_frame(&frame, true)?;
+    let mut results = model.score_frame(&frame, true)?;
+    // A profile row of a merchant that has closed gets no score: the status says so.
+    let mut closed = vec![false; results.len()];
+    if let Some(yuanxin_model::Column::Cat(on)) =
+        frame.column(yuanxin_domain::vocabulary::columns::CLOSED_ON)
+    {
+        for ((r, c), on) in results.iter_mut().zip(closed.iter_mut()).zip(on) {
+            if let Some(on) = on {
+                *r = Err(format!("closed on {on}"));
+                *c = true;
+            }
+        }
+    }
     let n = results.len();
     let mut cols: Vec<(String, OutColumn)> = vec![(
         "row".into(),
@@ -337,7 +349,17 @@ pub fn run_score(args: &ScoreArgs) -> Result<()> {
         OutColumn::Str(
             results
                 .iter()
-                .map(|r| Some(if r.is_ok() { "ok" } else { "unscorable" }.to_owned()))
+                .zip(&closed)
+                .map(|(r, &c)| {
+                    Some(
+                        match (c, r.is_ok()) {
+                            (true, _) => "closed",
+                            (false, true) => "ok",
+                            (false, false) => "unscorable",
+                        }
+                        .to_owned(),
+                    )
+                })
                 .collect(),
         ),
     ));

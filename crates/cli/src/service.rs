@@ -240,9 +240,20 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
         catalogue: cfg.data.join("catalogue.toml"),
         ledger: ledger.filter(|_| cfg.watch_seconds > 0),
     };
-    if let Some(l) = files.ledger.as_ref().filter(|_| !files.profiles.exists()) {
-        eprintln!("building the latest profiles from {}", l.display());
-        yuanxin_api::build_latest_profiles(l, &files.profiles)?;
+    if let Some(l) = files.ledger.as_ref() {
+        let why = if files.profiles.exists() {
+            yuanxin_profile::outdated(&files.profiles)?
+        } else {
+            Some("there are none".to_owned())
+        };
+        if let Some(why) = why {
+            eprintln!(
+                "building the latest profiles from {} ({}: {why})",
+                l.display(),
+                files.profiles.display()
+            );
+            yuanxin_api::build_latest_profiles(l, &files.profiles)?;
+        }
     }
     // A service whose files are not there yet still starts, unready, and loads them when
     // they appear (the watcher) or on an analyst's reload.

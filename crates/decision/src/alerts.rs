@@ -1,10 +1,12 @@
 //! Early-warning alerts for lenders watching merchants they lend to: escrow coverage
 //! falling or below the custody floor, a spike in prepaid sales (the classic run-up to a
-//! "卷款跑路" closure), a surge in complaints or refund requests, and a grade downgrade
-//! since the lender last looked. Pure: the profile, the grade now and what the lender saw
-//! last time come in as arguments.
+//! "卷款跑路" closure), a surge in complaints or refund requests, a grade downgrade since
+//! the lender last looked, and the merchant's closure itself. Pure: the profile, the grade
+//! now (or the closure) and what the lender saw last time come in as arguments.
 
 use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
 
 use serde::{Deserialize, Serialize};
 use yuanxin_domain::known;
@@ -64,20 +66,44 @@ pub struct Alert {
     pub threshold: f64,
 }
 
+/// Where a merchant stands now: graded, or closed (and so not graded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing<'a> {
+    /// Trading, with this grade.
+    Graded(&'a str),
+    /// Closed on this day (no store open).
+    Closed(NaiveDate),
+}
+
 fn get(f: &BTreeMap<String, Option<f64>>, name: &str) -> Option<f64> {
     f.get(name).copied().flatten().filter(|v| v.is_finite())
 }
 
-/// The alerts a merchant's current profile and grade raise. `grades` lists the master
-/// scale's grades from best to worst, to tell a downgrade.
+/// The alerts a merchant's current profile and standing raise. `grades` lists the master
+/// scale's grades from best to worst, to tell a downgrade. A closure is always an alert
+/// (the first), for as long as the merchant stays closed: a lender holding its consent has
+/// a loan or an application to act on.
 pub fn alerts(
     features: &BTreeMap<String, Option<f64>>,
-    grade: &str,
+    standing: Standing<'_>,
     grades: &[String],
     last: Option<&LastSeen>,
     rules: &AlertRules,
 ) -> Vec<Alert> {
     let mut out = Vec::new();
+    let grade = match standing {
+        Standing::Graded(g) => Some(g),
+        Standing::Closed(on) => {
+            out.push(Alert {
+                code: "MERCHANT_CLOSED",
+                text_zh: format!("商户已于 {on} 停业（无营业中的门店）"),
+                text_en: format!("The merchant closed on {on}: no store is open"),
+                value: get(features, known!("stores_open")).unwrap_or(0.0),
+                threshold: 1.0,
+            });
+            None
+        }
+    };
     let coverage = get(features, known!("escrow_coverage"));
     let liability = get(features, known!("prepaid_liability")).unwrap_or(0.0);
     if let Some(c) = coverage.filter(|_| liability > 0.0) {
@@ -151,7 +177,7 @@ pub fn alerts(
             threshold: rules.refund_requests_rise_30d,
         });
     }
-    if let Some(l) = last {
+    if let (Some(l), Some(grade)) = (last, grade) {
         let rank = |g: &str| grades.iter().position(|x| x == g);
         if let (Some(now), Some(then)) = (rank(grade), rank(&l.grade)) {
             if now > then {
@@ -200,7 +226,14 @@ mod tests {
             grade: "B".into(),
             escrow_coverage: Some(0.92),
         };
-        assert!(alerts(&f, "A", &grades(), Some(&last), &AlertRules::default()).is_empty());
+        assert!(alerts(
+            &f,
+            Standing::Graded("A"),
+            &grades(),
+            Some(&last),
+            &AlertRules::default()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -216,10 +249,16 @@ mod tests {
             grade: "B".into(),
             escrow_coverage: Some(0.45),
         };
-        let codes: Vec<&str> = alerts(&f, "C", &grades(), Some(&last), &AlertRules::default())
-            .iter()
-            .map(|a| a.code)
-            .collect();
+        let codes: Vec<&str> = alerts(
+            &f,
+            Standing::Graded("C"),
+            &grades(),
+            Some(&last),
+            &AlertRules::default(),
+        )
+        .iter()
+        .map(|a| a.code)
+        .collect();
         assert_eq!(
             codes,
             [
@@ -232,16 +271,49 @@ mod tests {
             ]
         );
         // Without a previous look there is nothing to compare with.
-        let codes: Vec<&str> = alerts(&f, "C", &grades(), None, &AlertRules::default())
-            .iter()
-            .map(|a| a.code)
-            .collect();
+        let codes: Vec<&str> = alerts(
+            &f,
+            Standing::Graded("C"),
+            &grades(),
+            None,
+            &AlertRules::default(),
+        )
+        .iter()
+        .map(|a| a.code)
+        .collect();
         assert!(!codes.contains(&"GRADE_DOWNGRADE") && !codes.contains(&"ESCROW_COVERAGE_FALLING"));
     }
 
     #[test]
     fn no_liability_means_no_coverage_alert() {
         let f = profile(&[("escrow_coverage", 0.0), ("prepaid_liability", 0.0)]);
-        assert!(alerts(&f, "A", &grades(), None, &AlertRules::default()).is_empty());
+        assert!(alerts(
+            &f,
+            Standing::Graded("A"),
+            &grades(),
+            None,
+            &AlertRules::default()
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_closure_is_an_alert_and_nothing_is_graded() {
+        let f = profile(&[("stores_open", 0.0), ("closure_refund_complaints_30d", 4.0)]);
+        let last = LastSeen {
+            grade: "A".into(),
+            escrow_coverage: None,
+        };
+        let on = NaiveDate::from_ymd_opt(2025, 3, 9).unwrap();
+        let got = alerts(
+            &f,
+            Standing::Closed(on),
+            &grades(),
+            Some(&last),
+            &AlertRules::default(),
+        );
+        let codes: Vec<&str> = got.iter().map(|a| a.code).collect();
+        assert_eq!(codes, ["MERCHANT_CLOSED", "COMPLAINT_SURGE"]);
+        assert!(got[0].text_en.contains("2025-03-09"));
     }
 }

@@ -46,10 +46,9 @@ pub struct Knockouts {
     pub abnormal_listing: bool,
     /// Decline when escrow custody does not meet the rule (`custody_compliant` = 0).
     pub custody_noncompliant: bool,
-    /// Decline when the profile is flagged `insufficient_data`.
+    /// Decline when the profile is flagged `insufficient_data`. (A merchant that has
+    /// closed is always declined: there is no switch for that.)
     pub insufficient_data: bool,
-    /// Decline when no store is open (the business has closed).
-    pub closed: bool,
 }
 
 /// Limit settings of one industry.

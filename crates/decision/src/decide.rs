@@ -56,6 +56,9 @@ pub struct Applicant {
     pub gains: Vec<PointGain>,
     /// An objection (异议) is open.
     pub open_dispute: bool,
+    /// The day the merchant closed (no store open), if it has: it is declined, and its
+    /// decision carries no score, PD or grade.
+    pub closed_on: Option<NaiveDate>,
 }
 
 /// What is asked for.
@@ -69,6 +72,16 @@ pub struct LoanRequest {
     pub purpose: String,
     /// A specific product, if any.
     pub product: Option<String>,
+}
+
+/// Whether the merchant still trades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Trading: graded and decided on.
+    Open,
+    /// Closed (no store open): declined, with no score, PD or grade.
+    Closed,
 }
 
 /// The outcome.
@@ -151,12 +164,16 @@ pub struct Decision {
     pub request: LoanRequest,
     /// Model, score, PD and grade.
     pub model_id: String,
-    /// Score.
-    pub score: i64,
-    /// PD.
-    pub pd: f64,
-    /// Grade.
-    pub grade: String,
+    /// Whether the merchant still trades.
+    pub status: Status,
+    /// The day the merchant closed, if it has (then there is no score, PD or grade).
+    pub closed_on: Option<NaiveDate>,
+    /// Score (none for a closed merchant).
+    pub score: Option<i64>,
+    /// PD (none for a closed merchant).
+    pub pd: Option<f64>,
+    /// Grade (none for a closed merchant).
+    pub grade: Option<String>,
     /// The offer the outcome refers to (the requested product's, else the cheapest).
     pub offer: Option<Offer>,
     /// Every product the merchant qualifies for, cheapest effective rate first.
@@ -246,6 +263,34 @@ pub fn decide(
         reasons::policy(c)
             .ok_or_else(|| DecisionError::Input(format!("reason {c} missing from the catalogue")))
     };
+    if let Some(on) = app.closed_on {
+        // Nothing to grade or offer: a business that has stopped trading is not lent to.
+        let mut reasons = vec![code("KO_CLOSED")?];
+        if app.open_dispute {
+            reasons.push(code("INFO_OPEN_DISPUTE")?);
+        }
+        return Ok(Decision {
+            merchant_id: app.merchant_id.clone(),
+            as_of: app.as_of,
+            outcome: Outcome::Decline,
+            approved_amount: Decimal::ZERO,
+            request: req.clone(),
+            model_id: app.model_id.clone(),
+            status: Status::Closed,
+            closed_on: Some(on),
+            score: None,
+            pd: None,
+            grade: None,
+            offer: None,
+            offers: Vec::new(),
+            near_misses: Vec::new(),
+            reasons,
+            hints: Vec::new(),
+            policy_version: policy.version.clone(),
+            catalogue_version: catalogue.version.clone(),
+            lpr_effective: lpr.effective,
+        });
+    }
     let mut reasons: Vec<ReasonCode> = Vec::new();
 
     // Knock-outs.
@@ -263,9 +308,6 @@ pub fn decide(
     let revenue_90d = feature(app, known!("rev_total_90d"));
     if ko.insufficient_data && (app.insufficient_data || revenue_90d.is_none()) {
         reasons.push(code("KO_INSUFFICIENT_DATA")?);
-    }
-    if ko.closed && feature(app, known!("stores_open")) == Some(0.0) {
-        reasons.push(code("KO_CLOSED")?);
     }
     let knocked_out = !reasons.is_empty();
     let action = policy.action(&app.grade);
@@ -449,9 +491,11 @@ pub fn decide(
         approved_amount,
         request: req.clone(),
         model_id: app.model_id.clone(),
-        score: app.score,
-        pd: app.pd,
-        grade: app.grade.clone(),
+        status: Status::Open,
+        closed_on: None,
+        score: Some(app.score),
+        pd: Some(app.pd),
+        grade: Some(app.grade.clone()),
         offer: chosen,
         offers,
         near_misses: misses,

@@ -15,7 +15,7 @@ mod decide;
 mod hints;
 pub mod reasons;
 
-pub use alerts::{alerts, Alert, AlertRules, LastSeen};
+pub use alerts::{alerts, Alert, AlertRules, LastSeen, Standing};
 pub use calc::{
     annuity_payment, annuity_principal, credit_limit, price, Limit, LimitInput, Price, PriceInput,
 };
@@ -24,7 +24,8 @@ pub use config::{
     Policy, PricingPolicy, Product, Scheme, SupportKind,
 };
 pub use decide::{
-    decide, Applicant, Decision, LoanRequest, ModelReason, NearMiss, Offer, Outcome, SupportApplied,
+    decide, Applicant, Decision, LoanRequest, ModelReason, NearMiss, Offer, Outcome, Status,
+    SupportApplied,
 };
 pub use hints::{hints, Hint};
 

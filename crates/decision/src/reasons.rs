@@ -48,8 +48,8 @@ pub const POLICY_CODES: &[(&str, &str, &str, &str)] = &[
     (
         "KO_CLOSED",
         "knockout",
-        "无营业中的门店",
-        "No store is open",
+        "已停业：无营业中的门店",
+        "The merchant has closed: no store is open",
     ),
     (
         "GRADE_DECLINE",

@@ -61,6 +61,7 @@ fn merchant() -> Applicant {
         }],
         gains: Vec::new(),
         open_dispute: false,
+        closed_on: None,
     }
 }
 
@@ -115,12 +116,6 @@ fn documented_examples() {
             |a, _| a.insufficient_data = true,
             Outcome::Decline,
             &["KO_INSUFFICIENT_DATA"],
-        ),
-        (
-            "no store open",
-            |a, _| set(a, "stores_open", 0.0),
-            Outcome::Decline,
-            &["KO_CLOSED"],
         ),
         (
             "grade D",
@@ -192,6 +187,27 @@ fn documented_examples() {
             );
         }
     }
+}
+
+#[test]
+fn a_closed_merchant_is_declined_with_no_grade_and_nothing_offered() {
+    let (policy, cat) = files();
+    let mut app = merchant();
+    let on = NaiveDate::from_ymd_opt(2025, 5, 3).unwrap();
+    app.closed_on = Some(on);
+    app.open_dispute = true;
+    let dec = decide(&app, &request("200000"), &policy, &cat).unwrap();
+    assert_eq!(dec.outcome, Outcome::Decline);
+    assert_eq!(codes(&dec), ["KO_CLOSED", "INFO_OPEN_DISPUTE"]);
+    assert_eq!(dec.closed_on, Some(on));
+    assert_eq!((dec.score, dec.pd, dec.grade), (None, None, None));
+    assert!(dec.offer.is_none() && dec.offers.is_empty() && dec.near_misses.is_empty());
+    assert!(dec.hints.is_empty() && dec.approved_amount.is_zero());
+    // The same merchant open is graded and offered products.
+    app.closed_on = None;
+    let open = decide(&app, &request("200000"), &policy, &cat).unwrap();
+    assert_eq!(open.grade.as_deref(), Some(app.grade.as_str()));
+    assert!(!open.offers.is_empty());
 }
 
 #[test]

@@ -296,6 +296,9 @@ pub mod columns {
     pub const INSUFFICIENT_DATA: &str = "insufficient_data";
     /// Why, when it has.
     pub const INSUFFICIENT_REASON: &str = "insufficient_reason";
+    /// The day the merchant closed (its last open store closed), if it had by the as-of
+    /// date: a closed merchant is served as closed, with no grade.
+    pub const CLOSED_ON: &str = "closed_on";
     /// Why each null characteristic is null (`name=reason;…`).
     pub const MISSING_REASONS: &str = "missing_reasons";
     /// The label of a training panel.
@@ -306,10 +309,11 @@ pub mod columns {
     pub const SPLIT: &str = "split";
     /// Columns that describe the row rather than the merchant: never a characteristic of a
     /// model.
-    pub const ROW_META: [&str; 6] = [
+    pub const ROW_META: [&str; 7] = [
         MERCHANT_ID,
         AS_OF,
         INSUFFICIENT_REASON,
+        CLOSED_ON,
         MISSING_REASONS,
         LABEL_STATUS,
         SPLIT,

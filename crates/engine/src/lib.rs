@@ -4,8 +4,9 @@
 //! words a stability verdict itself.
 //!
 //! - [`Served`]: the champion model, each merchant's latest profile (scored once at load),
-//!   the policy and the catalogue; a merchant's score, decision and alerts; the served
-//!   population's stability.
+//!   the policy and the catalogue; a merchant's score (or closure), decision and alerts;
+//!   the served population's stability. A merchant that has closed is served as closed
+//!   everywhere, never with a grade.
 //! - [`latest`]: each merchant's latest (or chosen) profile row of a profile file, scored.
 //! - [`decide`]: a decision for one merchant, with the open-dispute flag and the model's
 //!   point gains (hints) passed on.
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 
 pub use served::{
     decide, latest, ledger_manifest, open_model, refresh_profiles, Bounds, Files, Merchant, Pick,
-    Served, Stability,
+    Served, Stability, Standing,
 };
 
 /// Errors of the application layer, by what went wrong for the caller.
@@ -72,6 +73,14 @@ pub enum EngineError {
         id: String,
         /// Why.
         why: String,
+    },
+    /// The merchant has closed: it has no score, PD or grade to serve.
+    #[error("merchant {id} closed on {on}: no store is open")]
+    Closed {
+        /// Merchant.
+        id: String,
+        /// The day its last store closed.
+        on: chrono::NaiveDate,
     },
     /// The request names a product the catalogue does not have.
     #[error("no product {product} in catalogue {catalogue}")]

@@ -64,17 +64,47 @@ pub struct Merchant {
     pub industry: Industry,
     /// Characteristics by name (None = missing).
     pub features: BTreeMap<String, Option<f64>>,
+    /// The day the merchant closed (no store open), if it had by `as_of`.
+    pub closed_on: Option<NaiveDate>,
     /// The model's scoring, or why it cannot score the row.
     pub scored: Result<Scored, String>,
 }
 
+/// What is served of a merchant: its scoring, or its closure (a closed merchant is never
+/// graded, whatever the model makes of its last profile).
+#[derive(Debug, Clone, Copy)]
+pub enum Standing<'a> {
+    /// Trading, scored.
+    Scored(&'a Scored),
+    /// Closed on this day.
+    Closed(NaiveDate),
+}
+
 impl Merchant {
-    /// The scoring, or [`EngineError::Unscorable`].
+    /// The scoring or the closure, or [`EngineError::Unscorable`].
+    pub fn standing(&self, id: &str) -> Result<Standing<'_>, EngineError> {
+        if let Some(on) = self.closed_on {
+            return Ok(Standing::Closed(on));
+        }
+        self.scored
+            .as_ref()
+            .map(Standing::Scored)
+            .map_err(|why| EngineError::Unscorable {
+                id: id.to_owned(),
+                why: why.clone(),
+            })
+    }
+
+    /// The scoring of a merchant that trades: [`EngineError::Closed`] for a closed one,
+    /// [`EngineError::Unscorable`] when the model cannot score it.
     pub fn scored(&self, id: &str) -> Result<&Scored, EngineError> {
-        self.scored.as_ref().map_err(|why| EngineError::Unscorable {
-            id: id.to_owned(),
-            why: why.clone(),
-        })
+        match self.standing(id)? {
+            Standing::Scored(s) => Ok(s),
+            Standing::Closed(on) => Err(EngineError::Closed {
+                id: id.to_owned(),
+                on,
+            }),
+        }
     }
 }
 
@@ -106,15 +136,23 @@ pub fn latest(
         path: path.to_path_buf(),
         why,
     };
-    for c in [columns::MERCHANT_ID, columns::AS_OF, columns::INDUSTRY] {
+    for c in [
+        columns::MERCHANT_ID,
+        columns::AS_OF,
+        columns::INDUSTRY,
+        columns::CLOSED_ON,
+    ] {
         if frame.index(c).is_none() {
-            return Err(bad(format!("not a profile file: it has no {c} column")));
+            return Err(bad(format!(
+                "not a current profile file: it has no {c} column (rebuild it with yuanxin profile)"
+            )));
         }
     }
-    let (ids, dates, industries) = (
+    let (ids, dates, industries, closures) = (
         frame.column(columns::MERCHANT_ID),
         frame.column(columns::AS_OF),
         frame.column(columns::INDUSTRY),
+        frame.column(columns::CLOSED_ON),
     );
     let mut chosen: BTreeMap<String, (NaiveDate, usize)> = BTreeMap::new();
     for i in 0..frame.rows() {
@@ -145,6 +183,9 @@ pub fn latest(
             .get_mut(i)
             .map(|s| std::mem::replace(s, Err(String::new())))
             .ok_or_else(|| bad(format!("row {i} was not scored")))?;
+        let closed_on = text(closures, i)
+            .map(|d| NaiveDate::from_str(&d).map_err(|e| bad(format!("closed_on {d}: {e}"))))
+            .transpose()?;
         let features = frame.numeric_row(i);
         out.insert(
             id,
@@ -152,6 +193,7 @@ pub fn latest(
                 as_of,
                 industry,
                 features,
+                closed_on,
                 scored,
             },
         );
@@ -160,10 +202,11 @@ pub fn latest(
 }
 
 /// The applicant a decision sees: the profile, the model's scoring and reasons, the
-/// points each characteristic could gain, and whether an objection is open.
+/// points each characteristic could gain, whether an objection is open, and the closure.
 fn applicant(id: &str, m: &Merchant, s: &Scored, model: &Model, open_dispute: bool) -> Applicant {
     let value = |n: &str| m.features.get(n).copied().flatten();
     Applicant {
+        closed_on: m.closed_on,
         merchant_id: id.to_owned(),
         as_of: m.as_of,
         industry: m.industry,
@@ -206,8 +249,21 @@ pub fn decide(
             });
         }
     }
-    let s = m.scored(id)?;
-    let app = applicant(id, m, s, model, open_dispute);
+    let app = match (m.standing(id), &m.scored) {
+        (Ok(Standing::Scored(s)), _) => applicant(id, m, s, model, open_dispute),
+        // A closed merchant is declined whatever the model made of its profile.
+        (Ok(Standing::Closed(_)), Ok(s)) => applicant(id, m, s, model, open_dispute),
+        (Ok(Standing::Closed(_)), Err(_)) => {
+            let none = Scored {
+                score: 0,
+                pd: 1.0,
+                grade: String::new(),
+                reasons: Vec::new(),
+            };
+            applicant(id, m, &none, model, open_dispute)
+        }
+        (Err(e), _) => return Err(e),
+    };
     yuanxin_decision::decide(&app, req, policy, catalogue).map_err(|source| EngineError::Decision {
         id: id.to_owned(),
         source,
@@ -337,7 +393,10 @@ impl Served {
     /// Early-warning alerts for a merchant, against what a lender saw last.
     pub fn alerts(&self, id: &str, last: Option<&LastSeen>) -> Result<Vec<Alert>, EngineError> {
         let m = self.merchant(id)?;
-        let s = m.scored(id)?;
+        let standing = match m.standing(id)? {
+            Standing::Scored(s) => yuanxin_decision::Standing::Graded(&s.grade),
+            Standing::Closed(on) => yuanxin_decision::Standing::Closed(on),
+        };
         let grades: Vec<String> = self
             .model
             .master_scale
@@ -347,7 +406,7 @@ impl Served {
             .collect();
         Ok(yuanxin_decision::alerts(
             &m.features,
-            &s.grade,
+            standing,
             &grades,
             last,
             &self.policy.alerts,
@@ -361,9 +420,9 @@ impl Served {
             .baseline
             .as_ref()
             .ok_or_else(|| EngineError::NoBaseline(self.model.id.clone()))?;
-        let scores: Vec<f64> = self
-            .merchants
-            .values()
+        // The population served a grade: merchants that trade.
+        let open = || self.merchants.values().filter(|m| m.closed_on.is_none());
+        let scores: Vec<f64> = open()
             .filter_map(|m| m.scored.as_ref().ok())
             // Scores are whole points when served, as in the baseline.
             .map(|s| s.score as f64)
@@ -373,9 +432,7 @@ impl Served {
             .characteristics
             .iter()
             .map(|(name, d)| {
-                let xs: Vec<f64> = self
-                    .merchants
-                    .values()
+                let xs: Vec<f64> = open()
                     .map(|m| m.features.get(name).copied().flatten().unwrap_or(f64::NAN))
                     .collect();
                 let psi = d.psi(&xs);

@@ -441,18 +441,18 @@ pub static FEATURES: &[Feature] = &[
     }),
     // ---- tenure, custody, structure ----
     f!("months_since_registration", &[], |s| s
-        .m
+        .r
         .registered_on
         .map(|r| months_between(r, s.d))
         .ok_or("no_registration_date")),
     f!("months_on_ecny_platform", &[], |s| Ok(s
-        .m
+        .r
         .onboarded_on
         .filter(|o| *o <= s.d)
         .map(|o| months_between(o, s.d))
         .unwrap_or(0.0))),
     f!("freeze_ratio", &[], |s| s
-        .m
+        .r
         .freeze_bp
         .map(|b| b as f64 / 10_000.0)
         .ok_or("no_custody_terms")),
@@ -461,8 +461,8 @@ pub static FEATURES: &[Feature] = &[
             return Err("no_liability");
         }
         let covered = s.book.frozen * 10 >= s.book.liability * 4;
-        let capped = !s.m.industry.starts_with("EDU_")
-            || s.m.industry == "EDU_VOCATIONAL"
+        let capped = !s.r.industry.starts_with("EDU_")
+            || s.r.industry == "EDU_VOCATIONAL"
             || last(&s.m.contracts, s.d, 180)
                 .iter()
                 .all(|c| c.tenor_days <= 93);
@@ -475,13 +475,16 @@ pub static FEATURES: &[Feature] = &[
             .count() as f64
     )),
     f!("related_entity_opened_180d", &[], |s| {
-        let own = s.m.registered_on;
-        let n = s.city.groups.get(&s.m.group).map(|v| {
-            v.iter()
-                .filter(|r| Some(**r) != own && **r > s.d - 180 && **r <= s.d)
-                .count()
+        // Another entity of the owners' group as the registry stood on the day.
+        let opened = s.city.groups.get(&s.r.group).is_some_and(|v| {
+            v.iter().any(|e| {
+                (e.from..e.until).contains(&s.d)
+                    && e.registered_on > s.d - 180
+                    && e.registered_on <= s.d
+                    && s.city.merchants.get(e.slot).is_some_and(|o| o.id != s.m.id)
+            })
         });
-        Ok(f64::from(u8::from(n.unwrap_or(0) > 0)))
+        Ok(f64::from(u8::from(opened)))
     }),
     // ---- public records ----
     f!("admin_penalties_730d", &[Source::PublicRecords], |s| Ok(

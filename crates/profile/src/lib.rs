@@ -170,27 +170,33 @@ fn defaulted_between(m: &Merchant, from: i32, to: i32) -> bool {
             .any(|e| e.kind == esc::REFUND_COMPLETED && e.code == Code::Unrecovered)
 }
 
-fn closed_at(m: &Merchant, d: i32) -> bool {
+/// The day a merchant closed, if it has no store open at the end of day `d`: the day its
+/// last open store closed. A merchant with no store events at all is not called closed
+/// (the stores feed may not cover it).
+fn closed_on(m: &Merchant, d: i32) -> Option<i32> {
     let events = upto(&m.stores, d);
-    if events.is_empty() {
-        return false;
-    }
     let mut open = std::collections::HashSet::new();
+    let mut last_closure = None;
     for e in events {
         if e.opened {
             open.insert(e.store);
         } else {
             open.remove(&e.store);
+            last_closure = Some(e.day);
         }
     }
-    open.is_empty()
+    if open.is_empty() {
+        last_closure
+    } else {
+        None
+    }
 }
 
 fn outcome(m: &Merchant, d: i32) -> Outcome {
     if defaulted_between(m, i32::MIN, d) {
         return Outcome::Excluded("excluded_already_defaulted");
     }
-    if closed_at(m, d) {
+    if closed_on(m, d).is_some() {
         return Outcome::Excluded("excluded_closed");
     }
     let end = d + 365;
@@ -214,9 +220,11 @@ pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, Prof
         .iter()
         .flat_map(|f| f.reads.iter().copied())
         .collect();
+    // Every row says whether the merchant has closed (stores).
+    reads.push(Source::Stores);
     if opts.label.is_some() {
-        // Defaults (loans' days past due) and closures (stores).
-        reads.extend([Source::Loans, Source::Stores]);
+        // Defaults (loans' days past due).
+        reads.push(Source::Loans);
     }
     let (mut city, mut loader) = data::Loader::open(ledger, opts.known_at_ms, opts.chunks, &reads)?;
     let dates: Vec<i32> = opts.as_of.iter().map(|d| day_number(*d)).collect();
@@ -227,7 +235,12 @@ pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, Prof
             let alive: Vec<usize> = members
                 .iter()
                 .copied()
-                .filter(|&s| city.merchants[s].registered_on.is_some_and(|r| r <= d))
+                .filter(|&s| {
+                    city.merchants[s]
+                        .record(d)
+                        .registered_on
+                        .is_some_and(|r| r <= d)
+                })
                 .collect();
             rows.extend(profile_rows(&city, &alive, j, d, opts, &selected));
         }
@@ -284,6 +297,7 @@ fn columns(
     let mut district: Vec<&str> = Vec::with_capacity(n);
     let mut insufficient: Vec<bool> = Vec::with_capacity(n);
     let mut insufficient_why: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut closed: Vec<Option<i32>> = Vec::with_capacity(n);
     let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); selected.len()];
     let mut missing: Vec<String> = Vec::with_capacity(n);
     let mut labels: Vec<Option<i8>> = Vec::new();
@@ -295,10 +309,12 @@ fn columns(
         let d = dates.get(r.date).copied().unwrap_or_default();
         ids.push(&m.id);
         as_of.push(d);
-        industry.push(&m.industry);
-        district.push(&m.district);
+        let record = m.record(d);
+        industry.push(&record.industry);
+        district.push(&record.district);
         insufficient.push(r.insufficient.is_some());
         insufficient_why.push(r.insufficient);
+        closed.push(r.closed_on);
         for (k, v) in r.values.into_iter().enumerate() {
             values[k].push(v);
         }
@@ -319,6 +335,7 @@ fn columns(
         Field::new(columns::DISTRICT, DataType::Utf8, false),
         Field::new(columns::INSUFFICIENT_DATA, DataType::Boolean, false),
         Field::new(columns::INSUFFICIENT_REASON, DataType::Utf8, true),
+        Field::new(columns::CLOSED_ON, DataType::Date32, true),
     ];
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(ids)),
@@ -327,6 +344,7 @@ fn columns(
         Arc::new(StringArray::from(district)),
         Arc::new(BooleanArray::from(insufficient)),
         Arc::new(StringArray::from(insufficient_why)),
+        Arc::new(Date32Array::from(closed)),
     ];
     for (f, v) in selected.iter().zip(values) {
         fields.push(Field::new(f.name, DataType::Float64, true));
@@ -355,6 +373,8 @@ struct Row {
     /// The merchant's slot in the city.
     slot: usize,
     insufficient: Option<&'static str>,
+    /// The day the merchant closed, if it had by the as-of date.
+    closed_on: Option<i32>,
     values: Vec<Option<f64>>,
     missing: String,
     outcome: Option<Outcome>,
@@ -395,6 +415,7 @@ fn row(
         date,
         slot,
         insufficient,
+        closed_on: closed_on(m, d),
         values,
         missing,
         outcome: opts.label.map(|_| outcome(m, d)),
@@ -435,6 +456,32 @@ pub fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), ProfileErro
     written
 }
 
+/// Why a profile file cannot be served as this version's latest profiles (it was written
+/// by an older Yuanxin and lacks a column this one writes), or `None` when it can. Reads
+/// only the file's schema.
+pub fn outdated(path: &Path) -> Result<Option<String>, ProfileError> {
+    let err = |e: &dyn std::fmt::Display| ProfileError::Output(format!("{}: {e}", path.display()));
+    let f = std::fs::File::open(path).map_err(|e| err(&e))?;
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| err(&e))?;
+    let schema = b.schema();
+    let expected = [
+        columns::MERCHANT_ID,
+        columns::AS_OF,
+        columns::INDUSTRY,
+        columns::DISTRICT,
+        columns::INSUFFICIENT_DATA,
+        columns::INSUFFICIENT_REASON,
+        columns::CLOSED_ON,
+        columns::MISSING_REASONS,
+    ];
+    Ok(expected
+        .into_iter()
+        .chain(FEATURES.iter().map(|f| f.name))
+        .find(|c| schema.field_with_name(c).is_err())
+        .map(|c| format!("it has no {c} column (written by an older version)")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,11 +492,15 @@ mod tests {
     fn merchant(seed: &[(u8, i32, i64)]) -> Merchant {
         let mut m = Merchant {
             id: "M1".into(),
-            industry: "FITNESS_ENTERTAINMENT".into(),
-            district: "FUTIAN".into(),
-            registered_on: Some(18_000),
-            onboarded_on: Some(18_500),
-            freeze_bp: Some(4000),
+            records: vec![Record {
+                from: 18_000,
+                industry: "FITNESS_ENTERTAINMENT".into(),
+                district: "FUTIAN".into(),
+                registered_on: Some(18_000),
+                onboarded_on: Some(18_500),
+                freeze_bp: Some(4000),
+                group: 0,
+            }],
             ..Merchant::default()
         };
         for &(k, day, amount) in seed {
@@ -627,6 +678,56 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(rev >= 9.0e16, "twelve huge sales read {rev}");
+    }
+
+    /// A file this version writes is current; one without a column it writes (an older
+    /// version's, before `closed_on`) is not, and the reason names the column.
+    #[test]
+    fn a_profile_file_without_a_current_column_is_outdated() {
+        let city = City {
+            merchants: vec![merchant(&[(7, 19_890, 100)])],
+            contract_ids: true,
+            ..City::default()
+        };
+        let opts = ProfileOptions::at(vec![NaiveDate::from_ymd_opt(2024, 6, 30).unwrap()]);
+        let selected = opts.selected().unwrap();
+        let rows = vec![row(&city, 0, 0, 19_900, &opts, &selected)];
+        let batch = columns(&city, rows, &[19_900], &opts, &selected).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.parquet");
+        write_parquet(&batch, &path).unwrap();
+        assert_eq!(outdated(&path).unwrap(), None);
+        let k = batch.schema().index_of(columns::CLOSED_ON).unwrap();
+        let mut old = batch.clone();
+        old.remove_column(k);
+        write_parquet(&old, &path).unwrap();
+        let why = outdated(&path).unwrap().unwrap();
+        assert!(why.contains("closed_on"), "{why}");
+    }
+
+    /// The record in force is the last issued by the day; before the first, the first.
+    #[test]
+    fn the_registry_record_in_force_is_read_by_date() {
+        let mut m = merchant(&[]);
+        let first = m.records[0].clone();
+        let moved = Record {
+            from: 19_950,
+            district: "NANSHAN".into(),
+            freeze_bp: Some(10_000),
+            ..first.clone()
+        };
+        let same_day = Record {
+            from: 19_950,
+            district: "LUOHU".into(),
+            ..moved.clone()
+        };
+        m.records.push(moved);
+        m.records.push(same_day);
+        assert_eq!(m.record(17_000), &first, "before any record: the first");
+        assert_eq!(m.record(19_949), &first);
+        assert_eq!(m.record(19_950).district, "LUOHU", "the day's last record");
+        assert_eq!(m.record(30_000).freeze_bp, Some(10_000));
+        assert_eq!(Merchant::default().record(0), &Record::NONE);
     }
 
     #[test]

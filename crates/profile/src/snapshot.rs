@@ -1,7 +1,7 @@
 //! A merchant as of a business day: windows over its event lists and the running state of
 //! its escrow, wallet and contracts, computed from events dated on or before that day only.
 
-use crate::data::{esc, City, Code, Dated, FxMap, Merchant};
+use crate::data::{esc, City, Code, Dated, FxMap, Merchant, Record};
 
 /// Events dated on or before `d`.
 pub(crate) fn upto<T: Dated>(v: &[T], d: i32) -> &[T] {
@@ -132,6 +132,8 @@ pub(crate) fn revenue_bucket(m: &Merchant, d: i32, k: i32) -> i64 {
 /// The merchant as of a day, with what features need.
 pub(crate) struct Snap<'a> {
     pub m: &'a Merchant,
+    /// The merchant's registry record in force at the end of day `d`.
+    pub r: &'a Record,
     pub city: &'a City,
     pub d: i32,
     pub book: Book,
@@ -161,6 +163,7 @@ impl<'a> Snap<'a> {
         let ([book_90, book_30], book) = books(m, [d - 90, d - 30], d, city.contract_ids);
         Snap {
             m,
+            r: m.record(d),
             city,
             d,
             book,

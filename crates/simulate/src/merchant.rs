@@ -152,6 +152,11 @@ struct Signs {
 
 pub(crate) struct MerchantSim<'a> {
     rng: ChaCha8Rng,
+    /// A second stream for the registry's later records (moves, owner changes,
+    /// re-registrations): drawing them leaves every other draw of the merchant as it was.
+    registry: ChaCha8Rng,
+    /// The merchant's registration record in force (without its event id).
+    record: Vec<Val>,
     p: &'static IndustryParams,
     period: Period,
     idx: u64,
@@ -193,6 +198,19 @@ pub(crate) struct MerchantSim<'a> {
     eager_release: f64,
     /// Whether its promotions sometimes sell two-year cards while healthy.
     long_cards: bool,
+}
+
+/// Positions in a merchants-table row (before its event id is put in front).
+mod record {
+    pub const TS: usize = 1;
+    pub const USCC: usize = 2;
+    pub const LEGAL_FORM: usize = 4;
+    pub const DISTRICT: usize = 6;
+    pub const REGISTERED_ON: usize = 7;
+    pub const ONBOARDED: usize = 8;
+    pub const CUSTODY: usize = 9;
+    pub const FREEZE: usize = 10;
+    pub const OWNER_GROUP: usize = 11;
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, weighted: &[(T, f64)]) -> T {
@@ -285,6 +303,8 @@ impl<'a> MerchantSim<'a> {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         let mut rng = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
+        let mut registry = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
+        registry.set_stream(1);
         let industry = pick(&mut rng, &INDUSTRIES.map(|p| (p.industry, p.weight)));
         let p = industry_params(industry);
         let district = district(&mut rng);
@@ -308,6 +328,8 @@ impl<'a> MerchantSim<'a> {
         };
         MerchantSim {
             rng,
+            registry,
+            record: Vec::new(),
             p,
             period,
             idx,
@@ -476,6 +498,7 @@ impl<'a> MerchantSim<'a> {
                 break;
             }
         }
+        self.registry_changes();
         // Contracts of the warm-up still held back were closed before the period began.
         self.truth
     }
@@ -523,6 +546,18 @@ impl<'a> MerchantSim<'a> {
             Val::R(freeze.clamp(0, 10_000)),
             Val::S(format!("G-{}", self.id)),
         ];
+        if onboarded > self.registered_day {
+            // Registered without custody; joining 元管家 is a later record (a custody
+            // change), so a profile dated before it never sees the onboarding.
+            let mut before = row.clone();
+            before[record::ONBOARDED] = Val::N;
+            before[record::CUSTODY] = Val::C("NONE");
+            before[record::FREEZE] = Val::R(0);
+            self.emit(Table::Merchants, before);
+        }
+        let mut row = row;
+        row[record::TS] = Val::T(at(onboarded, 10.0));
+        self.record = row.clone();
         self.emit(Table::Merchants, row);
         self.freeze_bp = freeze.clamp(0, 10_000);
         self.custody_bank = custody == "BANK_CUSTODY";
@@ -536,6 +571,64 @@ impl<'a> MerchantSim<'a> {
             self.p.industry,
             Industry::FitnessEntertainment | Industry::HairBeauty | Industry::Catering
         ) && self.rng.gen_bool(0.3);
+    }
+
+    /// Later records of the registry, each carrying the ones before: a move of the
+    /// registered address (about 4 % of merchants over the period), a change of owners
+    /// (2 %), and an individual business re-registered as a company (个转企, 3 % of
+    /// individual businesses: a new credit code and registration date). None after the
+    /// merchant has closed. Drawn from the registry's own stream.
+    fn registry_changes(&mut self) {
+        let from = self.registered_day.max(self.period.start_day) + 1;
+        let until = self
+            .truth
+            .closed_day
+            .unwrap_or(self.period.end_day)
+            .min(self.period.end_day);
+        if from >= until {
+            return;
+        }
+        let r = &mut self.registry;
+        let mut changes: Vec<(i32, u8)> = Vec::new();
+        if r.gen_bool(0.04) {
+            changes.push((r.gen_range(from..until), 0));
+        }
+        if r.gen_bool(0.02) {
+            changes.push((r.gen_range(from..until), 1));
+        }
+        let individual = self.record.get(record::LEGAL_FORM) == Some(&Val::C("INDIVIDUAL"));
+        if individual && r.gen_bool(0.03) {
+            changes.push((r.gen_range(from..until), 2));
+        }
+        changes.sort_unstable();
+        for (day, kind) in changes {
+            let mut row = self.record.clone();
+            row[record::TS] = Val::T(at(day, 11.0));
+            match kind {
+                0 => {
+                    let now = row.get(record::DISTRICT).cloned();
+                    let moved = loop {
+                        let d = district(&mut self.registry);
+                        if now != Some(Val::C(d.as_str())) {
+                            break d;
+                        }
+                    };
+                    row[record::DISTRICT] = Val::C(moved.as_str());
+                }
+                1 => row[record::OWNER_GROUP] = Val::S(format!("G-{}-{day}", self.id)),
+                _ => {
+                    let district = match row.get(record::DISTRICT) {
+                        Some(Val::C(c)) => c.parse().unwrap_or(self.truth.district),
+                        _ => self.truth.district,
+                    };
+                    row[record::USCC] = Val::S(credit_code(&mut self.registry, district, false));
+                    row[record::LEGAL_FORM] = Val::C("ENTERPRISE");
+                    row[record::REGISTERED_ON] = Val::D(day);
+                }
+            }
+            self.record = row.clone();
+            self.emit(Table::Merchants, row);
+        }
     }
 
     fn open_stores(&mut self) {

@@ -357,8 +357,8 @@ pub(super) async fn batch_score(
 pub struct MerchantAlerts {
     /// Merchant.
     pub merchant_id: String,
-    /// Grade now.
-    pub grade: String,
+    /// Grade now (null when the merchant has closed: see `MERCHANT_CLOSED`).
+    pub grade: Option<String>,
     /// Grade the lender was last shown, if any.
     pub last_grade: Option<String>,
     /// Alerts (code, texts, value, threshold).
@@ -484,7 +484,7 @@ pub(super) async fn alerts(
         };
         let item = MerchantAlerts {
             merchant_id: id.clone(),
-            grade: served.shown.map(|s| s.0.to_owned()).unwrap_or_default(),
+            grade: served.shown.map(|s| s.0.to_owned()),
             last_grade: last.map(|l| l.grade),
             alerts,
         };

@@ -141,18 +141,40 @@ dated!(
     StoreEvent
 );
 
-/// Everything known about one merchant.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Merchant {
-    pub id: String,
+/// One record of the merchants table: what the registry says of a merchant from the
+/// business day the record was issued (`from`) until its next record — a re-registration,
+/// a change of custody, of owners or of address.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Record {
+    /// Business day of the record's `ts`.
+    pub from: i32,
     pub industry: String,
     pub district: String,
     pub registered_on: Option<i32>,
     pub onboarded_on: Option<i32>,
     pub freeze_bp: Option<i64>,
     pub group: u32,
-    /// Day the registration record became known (its `ts`).
-    pub known_day: i32,
+}
+
+impl Record {
+    /// What is known of a merchant without any record.
+    pub const NONE: Record = Record {
+        from: i32::MIN,
+        industry: String::new(),
+        district: String::new(),
+        registered_on: None,
+        onboarded_on: None,
+        freeze_bp: None,
+        group: 0,
+    };
+}
+
+/// Everything known about one merchant.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Merchant {
+    pub id: String,
+    /// Its records in the merchants table, by day issued (ingestion order within a day).
+    pub records: Vec<Record>,
     pub escrow: Vec<Escrow>,
     pub spot: Vec<Spot>,
     pub withdrawals: Vec<Withdrawal>,
@@ -166,6 +188,15 @@ pub(crate) struct Merchant {
 }
 
 impl Merchant {
+    /// The record in force at the end of day `d`: the last issued by then. Before its
+    /// first record, a merchant is described by that first record (history is read from
+    /// where the registry's knowledge of it begins), never by a later one.
+    pub fn record(&self, d: i32) -> &Record {
+        static NONE: Record = Record::NONE;
+        let after = self.records.partition_point(|r| r.from <= d);
+        self.records.get(after.saturating_sub(1)).unwrap_or(&NONE)
+    }
+
     /// Sorts every event list by day. Stable sorts: events of one day keep ledger order.
     pub(crate) fn sort(&mut self) {
         by_day(&mut self.escrow);
@@ -212,12 +243,25 @@ pub(super) fn by_day<T: Dated + Copy>(v: &mut [T]) {
     }
 }
 
+/// An entity's membership of an owner group, from one of its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Member {
+    /// The entity's slot in the city.
+    pub slot: usize,
+    /// Its registration day.
+    pub registered_on: i32,
+    /// The days its record says it belongs to the group: `from..until`.
+    pub from: i32,
+    pub until: i32,
+}
+
 /// The loaded city.
 #[derive(Debug, Default)]
 pub(crate) struct City {
     pub merchants: Vec<Merchant>,
-    /// Registration days of every entity of an owner group (to see related openings).
-    pub groups: HashMap<u32, Vec<i32>>,
+    /// The entities of each owner group, with when they belonged to it (to see related
+    /// openings).
+    pub groups: HashMap<u32, Vec<Member>>,
     /// Last business day with any event: label windows beyond it are incomplete.
     pub last_day: i32,
     /// Whether escrow events carry contract ids (read only when a characteristic needs

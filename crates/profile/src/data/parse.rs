@@ -181,8 +181,10 @@ pub(super) fn merchants(
         let day = days(&b);
         for i in 0..b.num_rows() {
             let Some(id) = opt_str(ids, i) else { continue };
-            let group = opt_str(strs(&b, "owner_group_id"), i).map(|g| groups.id(g));
-            let registered = date(&b, "registered_on", i);
+            let group = match opt_str(strs(&b, "owner_group_id"), i) {
+                Some(g) => groups.id(g),
+                None => groups.id(&format!("self:{id}")),
+            };
             let slot = *index.entry(id.to_string()).or_insert_with(|| {
                 city.merchants.push(Merchant {
                     id: id.to_string(),
@@ -190,25 +192,40 @@ pub(super) fn merchants(
                 });
                 city.merchants.len() - 1
             });
-            let m = &mut city.merchants[slot];
-            m.industry = opt_str(strs(&b, "industry"), i)
-                .unwrap_or_default()
-                .to_string();
-            m.district = opt_str(strs(&b, "district"), i)
-                .unwrap_or_default()
-                .to_string();
-            m.registered_on = registered;
-            m.onboarded_on = date(&b, "ecny_onboarded_on", i);
-            m.freeze_bp = b
-                .column_by_name("freeze_ratio")
-                .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
-                .and_then(|a| (!a.is_null(i)).then(|| i64::try_from(a.value(i)).unwrap_or(0)));
-            m.known_day = day.get(i).copied().unwrap_or(0);
-            let g = group.unwrap_or_else(|| groups.id(&format!("self:{id}")));
-            m.group = g;
-            if let Some(r) = registered {
-                city.groups.entry(g).or_default().push(r);
-            }
+            city.merchants[slot].records.push(Record {
+                from: day.get(i).copied().unwrap_or(i32::MIN),
+                industry: opt_str(strs(&b, "industry"), i)
+                    .unwrap_or_default()
+                    .to_string(),
+                district: opt_str(strs(&b, "district"), i)
+                    .unwrap_or_default()
+                    .to_string(),
+                registered_on: date(&b, "registered_on", i),
+                onboarded_on: date(&b, "ecny_onboarded_on", i),
+                freeze_bp: b
+                    .column_by_name("freeze_ratio")
+                    .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
+                    .and_then(|a| (!a.is_null(i)).then(|| i64::try_from(a.value(i)).unwrap_or(0))),
+                group,
+            });
+        }
+    }
+    for (slot, m) in city.merchants.iter_mut().enumerate() {
+        // Stable: records of one day stay in ingestion order, the last one winning.
+        m.records.sort_by_key(|r| r.from);
+        for (k, r) in m.records.iter().enumerate() {
+            let Some(registered_on) = r.registered_on else {
+                continue;
+            };
+            // The first record also describes the time before it (see `Merchant::record`).
+            let from = if k == 0 { i32::MIN } else { r.from };
+            let until = m.records.get(k + 1).map_or(i32::MAX, |n| n.from);
+            city.groups.entry(r.group).or_default().push(Member {
+                slot,
+                registered_on,
+                from,
+                until,
+            });
         }
     }
     Ok((city, index))
