@@ -1213,6 +1213,33 @@ fn lender_batches_and_alerts_merchant_profile_and_analyst_stability() {
         st["current_rows"].as_u64().unwrap() as usize,
         rows - closed_rows
     );
+
+    // `yuanxin score` says the same of the same file: closed rows have no score.
+    let scored = tmp.path().join("scored.parquet");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    run_ok(&[
+        "score",
+        "--model",
+        repo.join("models/default-scorecard.json").to_str().unwrap(),
+        "--data",
+        fixture().latest.to_str().unwrap(),
+        "--out",
+        scored.to_str().unwrap(),
+    ]);
+    let out = common::read_parquet(&scored);
+    let profiles = common::read_parquet(&fixture().latest);
+    let status: Vec<_> = out.iter().flat_map(|b| common::strs(b, "status")).collect();
+    let grades: Vec<_> = out.iter().flat_map(|b| common::strs(b, "grade")).collect();
+    let closed: Vec<_> = profiles
+        .iter()
+        .flat_map(|b| common::dates(b, "closed_on"))
+        .collect();
+    assert_eq!(status.len(), closed.len());
+    for ((s, g), c) in status.iter().zip(&grades).zip(&closed) {
+        assert_eq!(s.as_deref() == Some("closed"), c.is_some());
+        assert_eq!(g.is_none(), c.is_some());
+    }
+    assert_eq!(closed.iter().filter(|c| c.is_some()).count(), closed_rows);
     let chars = st["characteristics"].as_array().unwrap();
     assert!(!chars.is_empty());
     assert!(

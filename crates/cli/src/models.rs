@@ -397,10 +397,12 @@ pub fn run_score(args: &ScoreArgs) -> Result<()> {
     ));
     write_table(&args.out, cols)?;
     let bad = results.iter().filter(|r| r.is_err()).count();
+    let shut = closed.iter().filter(|&&c| c).count();
     outln!(
-        "{} rows scored, {} unscorable, by {} → {} in {:.2} s",
+        "{} rows scored, {} of closed merchants, {} unscorable, by {} → {} in {:.2} s",
         n - bad,
-        bad,
+        shut,
+        bad - shut,
         model.id,
         args.out.display(),
         started.elapsed().as_secs_f64()
