@@ -6,6 +6,8 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use chrono::Datelike;
+
 use common::*;
 
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -248,6 +250,133 @@ fn the_city_is_realistic() {
         }
     }
     assert!(rows > 10_000, "{rows} contracts");
+
+    // 0a. Escrow reconciles per contract: what was paid is redeemed, refunded, forfeited
+    // at expiry (released to the merchant) or still outstanding, never less than nothing;
+    // what was frozen is released or refunded from escrow, never more, and the frozen
+    // part left never exceeds the value left (no coverage above 100 %). A contract that
+    // ended well before the period did (expired, with any extension, or its merchant
+    // closed) has nothing left of either.
+    let end_day = day_of_ms(
+        chrono::NaiveDate::parse_from_str(summary["end"].as_str().unwrap(), "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis(),
+    );
+    #[derive(Default)]
+    struct Book {
+        paid: i128,
+        frozen: i128,
+        redeemed: i128,
+        refunded: i128,
+        forfeited: i128,
+        released: i128,
+        escrow_refunds: i128,
+    }
+    let mut books: HashMap<String, Book> = HashMap::new();
+    for b in read_parquet(&dir.join("escrow_events.parquet")) {
+        let (c, k, a, f, code) = (
+            strs(&b, "contract_id"),
+            strs(&b, "kind"),
+            fen(&b, "amount"),
+            fen(&b, "frozen_amount"),
+            strs(&b, "code"),
+        );
+        for i in 0..b.num_rows() {
+            let e = books.entry(c[i].clone().unwrap()).or_default();
+            let a = a[i].unwrap();
+            match (k[i].as_deref().unwrap(), code[i].as_deref()) {
+                ("PREPAYMENT", _) => {
+                    e.paid += a;
+                    e.frozen += f[i].unwrap();
+                }
+                ("REDEMPTION", _) => e.redeemed += a,
+                ("RELEASE", _) => e.released += a,
+                ("REFUND_COMPLETED", source) => {
+                    e.refunded += a;
+                    if source == Some("ESCROW") {
+                        e.escrow_refunds += a;
+                    }
+                }
+                ("EXPIRY", Some("RELEASE_TO_MERCHANT")) => e.forfeited += a,
+                _ => {}
+            }
+        }
+    }
+    let closed_on: HashMap<&str, i32> = city
+        .truth
+        .iter()
+        .filter_map(|t| Some((t.id.as_str(), t.closed_day?)))
+        .collect();
+    let (mut settled, mut checked) = (0, 0);
+    for b in read_parquet(&dir.join("contracts.parquet")) {
+        let (c, m, exp) = (
+            strs(&b, "contract_id"),
+            strs(&b, "merchant_id"),
+            dates(&b, "expires_on"),
+        );
+        for i in 0..b.num_rows() {
+            let id = c[i].clone().unwrap();
+            let e = &books[&id];
+            let outstanding = e.paid - e.redeemed - e.refunded - e.forfeited;
+            let frozen_left = e.frozen - e.released - e.escrow_refunds;
+            assert!(
+                outstanding >= 0,
+                "{id}: {outstanding} fen redeemed beyond paid"
+            );
+            assert!(
+                frozen_left >= 0,
+                "{id}: {frozen_left} fen released beyond frozen"
+            );
+            assert!(
+                frozen_left <= outstanding,
+                "{id}: {frozen_left} fen frozen for {outstanding} fen of value left"
+            );
+            let ended = exp[i].unwrap() + 90 + 30 < end_day
+                || closed_on
+                    .get(m[i].as_deref().unwrap())
+                    .is_some_and(|&d| d + 90 < end_day);
+            if ended {
+                assert_eq!((outstanding, frozen_left), (0, 0), "{id}: left in escrow");
+                settled += 1;
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        settled > checked / 4,
+        "{settled} of {checked} contracts settled"
+    );
+    // Deliveries happen on the days the service does, not at month ends (a month-end share
+    // near 1/30; it was every redemption).
+    let mut month_end = [0usize; 2];
+    let mut all = [0usize; 2];
+    for b in read_parquet(&dir.join("escrow_events.parquet")) {
+        let (k, t) = (strs(&b, "kind"), ts(&b, "ts"));
+        for i in 0..b.num_rows() {
+            let j = match k[i].as_deref() {
+                Some("REDEMPTION") => 0,
+                Some("RELEASE") => 1,
+                _ => continue,
+            };
+            let day =
+                chrono::NaiveDate::from_num_days_from_ce_opt(day_of_ms(t[i].unwrap()) + 719_163)
+                    .unwrap();
+            all[j] += 1;
+            month_end[j] += usize::from(day.succ_opt().unwrap().day0() == 0);
+        }
+    }
+    for j in 0..2 {
+        let share = month_end[j] as f64 / all[j] as f64;
+        assert!(
+            share < 0.08,
+            "{:.3} of {} on month ends",
+            share,
+            ["redemptions", "releases"][j]
+        );
+    }
 
     // 0b. The merchants table is a dated history: onboarding to 元管家 is a record of its
     // own after registration, and some merchants move, change owners or re-register as a

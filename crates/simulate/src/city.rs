@@ -354,7 +354,7 @@ fn write_sink(
         .transpose();
     let fresh = fresh.map_err(|e| io_err(out, e))?;
     let pending = join(sink.carry.take(), fresh).map_err(|e| io_err(out, e))?;
-    sink.carry = write_grid(pending, last, &mut |batch| {
+    sink.carry = write_grid(pending, last, out, &mut |batch| {
         sink.rows += batch.num_rows() as u64;
         if let Some(w) = sink.parquet.as_mut() {
             w.write(batch).map_err(|e| io_err(out, e))?;
@@ -373,7 +373,7 @@ fn write_sink(
     let pending = join(sink.carry_late.take(), fresh).map_err(|e| io_err(out, e))?;
     let late = &mut sink.late;
     let late_rows = &mut sink.late_rows;
-    sink.carry_late = write_grid(pending, last, &mut |batch| {
+    sink.carry_late = write_grid(pending, last, out, &mut |batch| {
         if late.is_none() {
             fs::create_dir_all(late_dir).map_err(|e| io_err(late_dir, e))?;
             let path = late_dir.join(format!("{}.parquet", table.name()));
@@ -408,6 +408,7 @@ fn join(
 fn write_grid(
     pending: Option<RecordBatch>,
     last: bool,
+    out: &Path,
     write: &mut dyn FnMut(&RecordBatch) -> Result<(), SimError>,
 ) -> Result<Option<RecordBatch>, SimError> {
     let Some(batch) = pending else {
@@ -417,7 +418,14 @@ fn write_grid(
     let n = batch.num_rows();
     while n - offset >= SLICE || (last && offset < n) {
         let len = (n - offset).min(SLICE);
-        write(&batch.slice(offset, len))?;
+        // A copy of the slice, not a view: the Parquet writer's page splits can depend on
+        // the size of the buffers behind an array, and those differ with the chunking.
+        let indices = arrow::array::UInt32Array::from_iter_values(
+            (offset..offset + len).filter_map(|i| u32::try_from(i).ok()),
+        );
+        let part =
+            arrow::compute::take_record_batch(&batch, &indices).map_err(|e| io_err(out, e))?;
+        write(&part)?;
         offset += len;
     }
     Ok((offset < n).then(|| batch.slice(offset, n - offset)))

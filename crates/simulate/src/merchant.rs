@@ -100,8 +100,10 @@ struct Contract {
     frozen: i64,
     redeemed_value: i64,
     released: i64,
+    /// Months of validity (to pace a class pack's use).
     months_total: i64,
-    months_released: i64,
+    /// The day it was sold.
+    sold_day: i32,
     release: ReleaseMode,
     usage: f64,
     expires_day: i32,
@@ -155,6 +157,8 @@ pub(crate) struct MerchantSim<'a> {
     /// A second stream for the registry's later records (moves, owner changes,
     /// re-registrations): drawing them leaves every other draw of the merchant as it was.
     registry: ChaCha8Rng,
+    /// A third stream for the days deliveries are posted on.
+    posting: ChaCha8Rng,
     /// The merchant's registration record in force (without its event id).
     record: Vec<Val>,
     p: &'static IndustryParams,
@@ -305,6 +309,8 @@ impl<'a> MerchantSim<'a> {
         let mut rng = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
         let mut registry = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
         registry.set_stream(1);
+        let mut posting = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
+        posting.set_stream(2);
         let industry = pick(&mut rng, &INDUSTRIES.map(|p| (p.industry, p.weight)));
         let p = industry_params(industry);
         let district = district(&mut rng);
@@ -329,6 +335,7 @@ impl<'a> MerchantSim<'a> {
         MerchantSim {
             rng,
             registry,
+            posting,
             record: Vec::new(),
             p,
             period,

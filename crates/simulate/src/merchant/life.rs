@@ -483,7 +483,7 @@ impl MerchantSim<'_> {
             redeemed_value: 0,
             released: 0,
             months_total,
-            months_released: 0,
+            sold_day: day,
             release,
             usage,
             expires_day: expires,
@@ -553,7 +553,6 @@ impl MerchantSim<'_> {
         let delivery = self.delivery_mult(month);
         let (p, planned) = self.progress(month);
         let distressed = matches!(self.phase, Phase::Distress { .. }) && !planned;
-        let end = next - 1;
         let refund_failure = if distressed {
             0.03 * self.signs.refunds * p
         } else {
@@ -607,33 +606,7 @@ impl MerchantSim<'_> {
             }
             .min(left);
             if used > 0 {
-                let k = &mut self.contracts[c];
-                k.units_used += used;
-                let cum = k.paid * k.units_used / k.units_total.max(1);
-                let value = cum - k.redeemed_value;
-                k.redeemed_value = cum;
-                let mut row = self.escrow_row(at(end, 21.0), c, "REDEMPTION", value, None);
-                row[6] = Val::I(used);
-                self.emit_contract_row(c, Table::EscrowEvents, row);
-            }
-            let k = &mut self.contracts[c];
-            let target = match k.release {
-                ReleaseMode::PerUnit => k.frozen * k.units_used / k.units_total.max(1),
-                ReleaseMode::PerMonth => {
-                    k.months_released = (k.months_released + 1).min(months_total);
-                    k.frozen * k.months_released / months_total
-                }
-            };
-            let release = target - k.released;
-            if release > 0 {
-                k.released = target;
-                let trigger = match k.release {
-                    ReleaseMode::PerUnit => "PER_UNIT",
-                    ReleaseMode::PerMonth => "PER_MONTH",
-                };
-                self.wallet += release;
-                let row = self.escrow_row(at(end, 21.5), c, "RELEASE", release, Some(trigger));
-                self.emit_contract_row(c, Table::EscrowEvents, row);
+                self.deliver(c, used, first, next);
             }
             let k = &mut self.contracts[c];
             if k.units_used >= k.units_total && k.released >= k.frozen {
@@ -666,6 +639,61 @@ impl MerchantSim<'_> {
         }
         if month >= 0 {
             self.contracts.retain(|c| c.open || c.pending.is_some());
+        }
+    }
+
+    /// `used` units of contract `c` delivered in the month `first..next`, on the days
+    /// the service happens: a time card's month on the anniversary of its sale, classes
+    /// and visits on one to four days of the month. Each delivery is a redemption (核销)
+    /// and, right after it, the release of the frozen share of what it redeemed
+    /// (一课一释: releases follow redemptions unit for unit, whatever the card's validity, so
+    /// a contract's frozen funds are all released exactly when it is all redeemed). The
+    /// days come from the posting stream, so the month's other draws are unchanged.
+    fn deliver(&mut self, c: usize, used: i64, first: i32, next: i32) {
+        let (sold, mode) = (self.contracts[c].sold_day, self.contracts[c].release);
+        let lo = first.max(sold + 1).min(next - 1);
+        let mut days: Vec<i32> = match mode {
+            ReleaseMode::PerMonth => {
+                // The day of the month it was sold on (the month's last when shorter).
+                let want = date_of(sold).day();
+                let month_len = u32::try_from(next - first).unwrap_or(28);
+                let day = first + i32::try_from(want.min(month_len)).unwrap_or(1) - 1;
+                vec![day.clamp(lo, next - 1)]
+            }
+            ReleaseMode::PerUnit => {
+                let visits = used.min(self.posting.gen_range(1..=4));
+                (0..visits)
+                    .map(|_| self.posting.gen_range(lo..next))
+                    .collect()
+            }
+        };
+        days.sort_unstable();
+        let visits = days.len() as i64;
+        for (v, &day) in days.iter().enumerate() {
+            // Units split as evenly as the count allows, the first days taking the rest.
+            let n = used / visits + i64::from((v as i64) < used % visits);
+            let hour = self.posting.gen_range(9.0..21.0);
+            let k = &mut self.contracts[c];
+            k.units_used += n;
+            let cum = k.paid * k.units_used / k.units_total.max(1);
+            let value = cum - k.redeemed_value;
+            k.redeemed_value = cum;
+            let target = k.frozen * k.units_used / k.units_total.max(1);
+            let release = target - k.released;
+            k.released = target;
+            let mut row = self.escrow_row(at(day, hour), c, "REDEMPTION", value, None);
+            row[6] = Val::I(n);
+            self.emit_contract_row(c, Table::EscrowEvents, row);
+            if release > 0 {
+                let trigger = match mode {
+                    ReleaseMode::PerUnit => "PER_UNIT",
+                    ReleaseMode::PerMonth => "PER_MONTH",
+                };
+                self.wallet += release;
+                let row =
+                    self.escrow_row(at(day, hour + 0.25), c, "RELEASE", release, Some(trigger));
+                self.emit_contract_row(c, Table::EscrowEvents, row);
+            }
         }
     }
 
