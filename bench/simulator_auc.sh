@@ -3,7 +3,8 @@
 # months, builds a monthly profile panel with the 12-month default label, and fits two
 # reference models in scikit-learn (installed here) on 2024 as-of dates, testing on 2025;
 # then Yuanxin's scorecard and boosted trees on the same panel and split, with and without
-# the merchants' industry and district (scikit-learn's models see neither).
+# the merchants' industry and district (scikit-learn's models see neither). It also lists
+# the "tells": characteristics with values that only later-defaulting rows have.
 #   bench/simulator_auc.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 df = pq.read_table(sys.argv[1]).to_pandas()
 df = df[df.label_status == "ok"]
 meta = {"merchant_id", "as_of", "industry", "district", "insufficient_data", "insufficient_reason",
-        "missing_reasons", "default_12m", "label_status", "split"}
+        "closed_on", "missing_reasons", "default_12m", "label_status", "split"}
 feats = [c for c in df.columns if c not in meta]
 X, y = df[feats].astype(float), df.default_12m.astype(int)
 train = (df.split == "train").values
@@ -34,6 +35,23 @@ print(f"{len(df)} labelled rows, bad rate {y.mean():.4f}, {train.sum()} train / 
 best = max(max(a, 1 - a) for a in (roc_auc_score(y[X[f].notna()], X[f][X[f].notna()])
            for f in feats if X[f].notna().sum() > 100 and X[f].nunique() > 1))
 print(f"best single characteristic AUC {best:.3f}")
+# Tells: a characteristic whose values beyond some threshold (above the highest value any
+# good row has, or below the lowest) occur only among rows that later default, in at least
+# five rows — a value only the distress path produces.
+tells = []
+for f in feats:
+    v = X[f]
+    good, bad = v[(y == 0) & v.notna()], v[(y == 1) & v.notna()]
+    if len(good) == 0 or len(bad) == 0:
+        continue
+    above, below = (bad > good.max()).sum(), (bad < good.min()).sum()
+    if above >= 5:
+        tells.append(f"{f} > {good.max():g} ({above} bad rows, no good one)")
+    if below >= 5:
+        tells.append(f"{f} < {good.min():g} ({below} bad rows, no good one)")
+print("tells:", "none" if not tells else "")
+for t in tells:
+    print("  " + t)
 Xf = X.fillna(X[train].median()).clip(X[train].quantile(0.01), X[train].quantile(0.99), axis=1)
 Xs = (Xf - Xf[train].mean()) / (Xf[train].std() + 1e-9)
 lr = LogisticRegression(max_iter=3000, C=0.1).fit(Xs[train], y[train])

@@ -131,6 +131,8 @@ struct Loan {
     months_left: i64,
     /// Day numbers of unpaid instalments.
     arrears: Vec<i32>,
+    /// Months in a row a healthy merchant has let the instalment slip (it pays after two).
+    skips: u8,
     charged_off: bool,
     last_status_month: i32,
 }
@@ -159,6 +161,12 @@ pub(crate) struct MerchantSim<'a> {
     registry: ChaCha8Rng,
     /// A third stream for the days deliveries are posted on.
     posting: ChaCha8Rng,
+    /// A fourth for what healthy merchants do that looks like trouble (a late instalment
+    /// that cures, a deep promotion, a store opened or closed, a lawsuit, a burst of
+    /// service-failure refunds).
+    quirks: ChaCha8Rng,
+    /// This merchant gets sued more often than most (a landlord, staff, suppliers).
+    litigious: bool,
     /// The merchant's registration record in force (without its event id).
     record: Vec<Val>,
     p: &'static IndustryParams,
@@ -311,6 +319,9 @@ impl<'a> MerchantSim<'a> {
         registry.set_stream(1);
         let mut posting = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
         posting.set_stream(2);
+        let mut quirks = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
+        quirks.set_stream(3);
+        let litigious = quirks.gen_bool(0.1);
         let industry = pick(&mut rng, &INDUSTRIES.map(|p| (p.industry, p.weight)));
         let p = industry_params(industry);
         let district = district(&mut rng);
@@ -336,6 +347,8 @@ impl<'a> MerchantSim<'a> {
             rng,
             registry,
             posting,
+            quirks,
+            litigious,
             record: Vec::new(),
             p,
             period,

@@ -454,6 +454,19 @@ pub mod story {
     pub const YOUNG_FACTOR: f64 = 1.6;
     /// Share of distress episodes that cure before failure.
     pub const CURE_SHARE: f64 = 0.3;
+    /// Monthly chance that a healthy merchant lets a loan instalment slip a month (×3 for
+    /// habitual late payers).
+    pub const INSTALMENT_SLIP: f64 = 0.02;
+    /// Chance it slips a second month too (30+ days past due), then pays.
+    pub const SECOND_SLIP: f64 = 0.5;
+    /// Monthly chance of an anniversary or festival sale as deep as a failing merchant's.
+    pub const DEEP_PROMOTION: f64 = 0.006;
+    /// Monthly chance that a teacher or coach leaves (a burst of service-failure refunds).
+    pub const STAFF_LOSS: f64 = 0.004;
+    /// Monthly chance that a healthy merchant opens a store (×2 for chains).
+    pub const STORE_OPENING: f64 = 0.003;
+    /// Monthly chance that a healthy chain closes one of its stores.
+    pub const STORE_CLOSING: f64 = 0.004;
     /// Share of failures that are planned exits (瑞运动, 职业闭店人; §A.3 proposes 10–20 %).
     pub const PLANNED_EXIT_SHARE: f64 = 0.15;
     /// Monthly probability of an orderly closure with notice and full refunds (not a default).

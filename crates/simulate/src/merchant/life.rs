@@ -112,6 +112,7 @@ impl MerchantSim<'_> {
         }
         self.month_end_escrow(month, first, next);
         if !warm {
+            self.stores_change(first, next);
             self.operations(month, first, next);
             self.complaints_and_records(month, first, next);
             self.loans_month(month, first, next, false);
@@ -380,6 +381,10 @@ impl MerchantSim<'_> {
             ),
             Phase::Slump { .. } => (0.35, (0.15, 0.3), (0.05, 0.2), false),
             _ if young => (0.7, (0.2, 0.4), (0.1, 0.2), false),
+            // An anniversary or festival sale as deep as a distressed merchant's.
+            Phase::Normal if self.quirks.gen_bool(story::DEEP_PROMOTION) => {
+                (1.0, (0.3, 0.5), (0.2, 0.33), false)
+            }
             // Some healthy gyms, salons and restaurants sell two-year cards too.
             _ => (0.07, (0.05, 0.15), (0.0, 0.1), self.long_cards),
         };
@@ -410,6 +415,30 @@ impl MerchantSim<'_> {
             Val::D(next - 1),
         ];
         self.emit(Table::Promotions, row);
+    }
+
+    /// Healthy and slumping merchants open stores (chains more often) and close one that
+    /// does not pay, with the notice the rules require; distress closes stores elsewhere.
+    fn stores_change(&mut self, first: i32, next: i32) {
+        if !matches!(self.phase, Phase::Normal | Phase::Slump { .. }) {
+            return;
+        }
+        let open = self.open_stores_count();
+        let chain = if open > 1 { 2.0 } else { 1.0 };
+        if self.quirks.gen_bool(story::STORE_OPENING * chain) {
+            let day = self.quirks.gen_range(first..next);
+            let district = district(&mut self.quirks);
+            self.open_store(day, district);
+        } else if open > 1 && self.quirks.gen_bool(story::STORE_CLOSING) {
+            let day = self.quirks.gen_range(first..next);
+            let notice = self.quirks.gen_range(30..60);
+            let s = (0..self.stores.len())
+                .filter(|&s| self.stores[s].open)
+                .nth(self.quirks.gen_range(0..open));
+            if let Some(s) = s {
+                self.close_store(s, day, notice);
+            }
+        }
     }
 
     fn sell_contract(&mut self, month: i32, day: i32) {
@@ -559,6 +588,14 @@ impl MerchantSim<'_> {
             0.0
         };
         let late_unpaid = distressed && p > 0.8;
+        // A teacher or coach leaves and their classes stop: a burst of service-failure
+        // refunds at a healthy merchant too.
+        let burst = if !distressed && self.quirks.gen_bool(story::STAFF_LOSS) {
+            self.quirks.gen_range(0.03..0.12)
+        } else {
+            0.0
+        };
+        let refund_failure = refund_failure + burst;
         for c in 0..self.contracts.len() {
             if !self.contracts[c].open {
                 continue;
@@ -1136,7 +1173,11 @@ impl MerchantSim<'_> {
             let fine = self.rng.gen_range(200_000..5_000_000);
             self.public_record(d, "ADMIN_PENALTY", Some(fine));
         }
-        if self.rng.gen_bool((0.0015 * stress * stress).min(1.0)) {
+        let litigious = if self.litigious { 6.0 } else { 1.0 };
+        if self
+            .rng
+            .gen_bool((0.0015 * stress * stress * litigious).min(1.0))
+        {
             let d = self.rng.gen_range(first..next);
             let claim = self.rng.gen_range(500_000..20_000_000);
             self.public_record(d, "LAWSUIT_DEFENDANT", Some(claim));
@@ -1183,6 +1224,7 @@ impl MerchantSim<'_> {
             monthly_due: fen_of(due),
             months_left: i64::from(term),
             arrears: Vec::new(),
+            skips: 0,
             charged_off: false,
             last_status_month: i32::MIN,
         });
@@ -1269,7 +1311,25 @@ impl MerchantSim<'_> {
                     let s = self.signs.payroll.max(self.signs.sweep);
                     self.rng.gen_bool((0.6 * s).min(1.0))
                 });
-            if !cannot_pay && !self.loans[l].arrears.is_empty() {
+            // Healthy merchants let an instalment slip now and then (a habitual late payer
+            // more often) and catch up: one month late, sometimes two (30+ days past due),
+            // never three.
+            let troubled = matches!(self.phase, Phase::Distress { .. }) && !planned;
+            let slips = !cannot_pay && !troubled && !self.loans[l].arrears.is_empty() && {
+                let habit = if self.late_base > 0.3 { 3.0 } else { 1.0 };
+                let p = match self.loans[l].skips {
+                    0 => story::INSTALMENT_SLIP * habit,
+                    1 => story::SECOND_SLIP,
+                    _ => 0.0,
+                };
+                self.quirks.gen_bool(p.min(1.0))
+            };
+            if slips {
+                self.loans[l].skips += 1;
+            } else {
+                self.loans[l].skips = 0;
+            }
+            if !cannot_pay && !slips && !self.loans[l].arrears.is_empty() {
                 let owed = self.loans[l].monthly_due * self.loans[l].arrears.len() as i64;
                 let late = self.rng.gen_bool(0.03);
                 let pay_day = if late {
