@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 df = pq.read_table(sys.argv[1]).to_pandas()
 df = df[df.label_status == "ok"]
 meta = {"merchant_id", "as_of", "industry", "district", "insufficient_data", "insufficient_reason",
-        "closed_on", "missing_reasons", "default_12m", "label_status", "split"}
+        "closed_on", "truncated_windows", "missing_reasons", "default_12m", "label_status", "split"}
 feats = [c for c in df.columns if c not in meta]
 X, y = df[feats].astype(float), df.default_12m.astype(int)
 train = (df.split == "train").values

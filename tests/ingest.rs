@@ -232,12 +232,32 @@ fn reingesting_the_same_files_changes_nothing() {
     let first = ingest_json(&ledger, &[&city], &[]);
     let before = data_files(&ledger);
     let rows_before = Ledger::open(&ledger).unwrap().row_counts();
+    let quarantined = |l: &Path| {
+        snapshot(l)
+            .keys()
+            .filter(|k| k.ends_with("quarantine.parquet"))
+            .count()
+    };
+    assert_eq!(quarantined(&ledger), 1);
     let second = ingest_json(&ledger, &[&city], &[]);
     let (rows, accepted, rejected, dups) = counts(&second);
-    assert_eq!(accepted, 0);
-    assert_eq!(rejected, first["totals"]["rejected"].as_u64().unwrap());
-    assert_eq!(dups, counts(&first).1 + counts(&first).3);
+    let first_rejected = first["totals"]["rejected"].as_u64().unwrap();
+    assert!(first_rejected > 0);
+    // Every row is a recognised duplicate: accepted ones of the ledger's rows, rejected
+    // ones of the quarantine's, which gets no second copy.
+    assert_eq!((accepted, rejected), (0, 0));
+    assert_eq!(dups, counts(&first).1 + counts(&first).3 + first_rejected);
+    assert_eq!(
+        second["totals"]["already_quarantined"].as_u64().unwrap(),
+        first_rejected
+    );
     assert_eq!(rows, counts(&first).0);
+    assert!(second["quarantine"].is_null());
+    assert_eq!(
+        quarantined(&ledger),
+        1,
+        "a re-delivery adds no quarantine copy"
+    );
     assert_eq!(data_files(&ledger), before, "no data file may change");
     assert_eq!(Ledger::open(&ledger).unwrap().row_counts(), rows_before);
 }

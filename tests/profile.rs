@@ -187,6 +187,62 @@ fn a_later_merchant_record_never_changes_an_earlier_profile() {
     assert_eq!(freeze, 1.0);
 }
 
+/// In an export's first year, a year-long window of a merchant that existed before the
+/// export began is cut short by the data: the row names it in `truncated_windows`. A
+/// merchant registered during the export is not flagged: its window covers its whole life.
+#[test]
+fn windows_cut_short_by_the_start_of_the_data_are_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 120, 12, 9, &[]);
+    let ledger = ingest(&city, &tmp.path().join("ledger"));
+    let out = profile(
+        &ledger,
+        &tmp.path().join("p.parquet"),
+        &["--as-of", "2024-03-31"],
+    );
+    // First registration record of each merchant (days since the epoch).
+    let mut registered: HashMap<String, i32> = HashMap::new();
+    for b in read_parquet(&city.join("merchants.parquet")) {
+        let (ids, reg) = (strs(&b, "merchant_id"), dates(&b, "registered_on"));
+        for i in 0..b.num_rows() {
+            registered
+                .entry(ids[i].clone().unwrap())
+                .or_insert(reg[i].unwrap());
+        }
+    }
+    let start = 19_539; // 2023-07-01, the export's first day
+    let (mut old, mut new) = (0, 0);
+    for b in &out {
+        let (ids, cut, rev) = (
+            strs(b, "merchant_id"),
+            strs(b, "truncated_windows"),
+            col(b, "rev_total_365d"),
+        );
+        for i in 0..b.num_rows() {
+            let id = ids[i].as_deref().unwrap();
+            let reg = registered[id];
+            let names: Vec<&str> = cut[i].as_deref().map_or(vec![], |c| c.split(';').collect());
+            if reg < start - 60 && rev[i].is_some_and(|r| r > 0.0) {
+                assert!(names.contains(&"rev_total_365d"), "{id}: {names:?}");
+                assert!(
+                    !names.contains(&"rev_total_30d"),
+                    "{id}: a 30-day window is whole"
+                );
+                old += 1;
+            }
+            if reg > start + 31 {
+                assert!(
+                    names.is_empty(),
+                    "{id} registered during the export: {names:?}"
+                );
+                new += 1;
+            }
+        }
+    }
+    assert!(old > 50 && new > 5, "{old} incumbents, {new} entrants");
+}
+
 #[test]
 fn knowledge_time_reproduces_what_was_known() {
     let tmp = tempfile::tempdir().unwrap();
@@ -478,7 +534,8 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
             );
             match status[i].as_deref().unwrap() {
                 "ok" => {
-                    // Related entities of planned exits are not in the truth: no activity.
+                    // Every merchant has a truth record (related entities of planned exits
+                    // included); a row of one that has none would be skipped.
                     let Some(&t) = truth.get(ids[i].as_deref().unwrap()) else {
                         continue;
                     };
@@ -523,6 +580,54 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
     assert!(
         rate > 0.98,
         "labels agree with the simulator's truth on {rate:.4} of {total} rows"
+    );
+
+    // The consumer-harm label follows the truth's first loss of prepayments the same way;
+    // it is rarer than the lender's default (a fully escrowed closure harms no consumer),
+    // and every harmed row of the default panel is a default or excluded there.
+    let harm_args = [&args[..4], &["--label", "consumer_harm_12m"], &args[6..]].concat();
+    let harm = profile(&ledger, &tmp.path().join("h.parquet"), &harm_args);
+    let mut harm_truth: HashMap<String, Option<i32>> = HashMap::new();
+    for b in read_parquet(&city.join("_truth/merchants.parquet")) {
+        let (ids, h) = (strs(&b, "merchant_id"), dates(&b, "harm_on"));
+        for i in 0..b.num_rows() {
+            harm_truth.insert(ids[i].clone().unwrap(), h[i]);
+        }
+    }
+    let (mut h_agree, mut h_total, mut h_pos) = (0, 0, 0);
+    for b in &harm {
+        let (ids, asof, status) = (
+            strs(b, "merchant_id"),
+            dates(b, "as_of"),
+            strs(b, "label_status"),
+        );
+        let label = b
+            .column_by_name("consumer_harm_12m")
+            .unwrap()
+            .as_primitive::<Int8Type>();
+        assert!(b.column_by_name("default_12m").is_none());
+        for i in 0..b.num_rows() {
+            if status[i].as_deref() != Some("ok") {
+                continue;
+            }
+            let Some(&t) = harm_truth.get(ids[i].as_deref().unwrap()) else {
+                continue;
+            };
+            let d = asof[i].unwrap();
+            let got = label.value(i) == 1;
+            h_total += 1;
+            h_pos += usize::from(got);
+            h_agree += usize::from(t.is_some_and(|t| t > d && t <= d + 365) == got);
+        }
+    }
+    assert!(
+        h_pos > 10 && h_pos < positives,
+        "harm {h_pos}, default {positives}"
+    );
+    let h_rate = h_agree as f64 / h_total as f64;
+    assert!(
+        h_rate > 0.98,
+        "harm labels agree on {h_rate:.4} of {h_total}"
     );
 
     // Reading the merchants in chunks (by id range, each row group decoded once and kept

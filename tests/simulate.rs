@@ -552,12 +552,32 @@ fn the_city_is_realistic() {
     eprintln!("healthy merchants: {deep} deep promotions, {opened} stores opened, {closed} closed");
     assert!(deep >= 20 && opened >= 20 && closed >= 5);
 
+    // 0d. The entities the owners of planned exits register trade as merchants of their
+    // own, in the owners' group, with a truth record each.
+    let related: Vec<&TruthRow> = city.truth.iter().filter(|t| t.id.ends_with('R')).collect();
+    let planned = city
+        .truth
+        .iter()
+        .filter(|t| t.episode == "planned_exit")
+        .count();
+    assert!(
+        !related.is_empty() && related.len() <= planned,
+        "{} related",
+        related.len()
+    );
+    let active = related
+        .iter()
+        .filter(|t| city.months.get(&t.id).is_some_and(|m| !m.is_empty()))
+        .count();
+    assert!(
+        active * 10 >= related.len() * 9,
+        "{active} of {} trade",
+        related.len()
+    );
+
     // 1. Yearly default rates of a few percent, varying by industry (docs/simulator.md).
     let mut by_industry: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for t in &city.truth {
-        if t.id.ends_with('R') {
-            continue; // related entities of planned exits have no activity
-        }
         let e = by_industry.entry(&t.industry).or_default();
         e.0 += 1.0;
         e.1 += f64::from(u8::from(t.default_day.is_some()));
@@ -712,7 +732,7 @@ fn the_city_is_realistic() {
     for t in &city.truth {
         let alive = t.closed_day.is_none_or(|d| month_of_day(d) >= asof)
             && t.default_day.is_none_or(|d| month_of_day(d) >= asof);
-        if !alive || t.registered_month > asof - 7 || t.id.ends_with('R') {
+        if !alive || t.registered_month > asof - 7 {
             continue;
         }
         let Some(m) = city.months.get(&t.id) else {

@@ -193,8 +193,12 @@ struct ProfileArgs {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LabelArg {
+    /// The lender's default (docs/features.md).
     #[value(name = "default_12m")]
     Default12m,
+    /// Consumers lose prepayments.
+    #[value(name = "consumer_harm_12m")]
+    ConsumerHarm12m,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -452,7 +456,10 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
     let opts = yuanxin_profile::ProfileOptions {
         as_of,
         known_at_ms,
-        label: args.label.map(|_| yuanxin_profile::Label::Default12m),
+        label: args.label.map(|l| match l {
+            LabelArg::Default12m => yuanxin_profile::Label::Default12m,
+            LabelArg::ConsumerHarm12m => yuanxin_profile::Label::ConsumerHarm12m,
+        }),
         oot_from: args.oot_from,
         features: args.features.clone(),
         chunks: args.chunks.map(|n| n as usize),

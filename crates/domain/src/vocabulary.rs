@@ -301,19 +301,27 @@ pub mod columns {
     pub const CLOSED_ON: &str = "closed_on";
     /// Why each null characteristic is null (`name=reason;…`).
     pub const MISSING_REASONS: &str = "missing_reasons";
-    /// The label of a training panel.
+    /// Characteristics whose window reaches back before the data covering a merchant that
+    /// existed then (`name;…`), null when none: the first year of an export.
+    pub const TRUNCATED_WINDOWS: &str = "truncated_windows";
+    /// The lender's default label of a training panel.
     pub const DEFAULT_12M: &str = "default_12m";
+    /// The consumer-harm label of a training panel.
+    pub const CONSUMER_HARM_12M: &str = "consumer_harm_12m";
     /// Whether the label's window is complete (`ok`) or why not.
     pub const LABEL_STATUS: &str = "label_status";
     /// `train` or `test` (out of time).
     pub const SPLIT: &str = "split";
     /// Columns that describe the row rather than the merchant: never a characteristic of a
     /// model.
-    pub const ROW_META: [&str; 7] = [
+    pub const ROW_META: [&str; 10] = [
         MERCHANT_ID,
         AS_OF,
         INSUFFICIENT_REASON,
         CLOSED_ON,
+        TRUNCATED_WINDOWS,
+        DEFAULT_12M,
+        CONSUMER_HARM_12M,
         MISSING_REASONS,
         LABEL_STATUS,
         SPLIT,

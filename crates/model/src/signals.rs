@@ -8,7 +8,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int8Type};
 use serde::Serialize;
 
-use yuanxin_domain::vocabulary::VOCABULARY;
+use yuanxin_domain::vocabulary::{columns, VOCABULARY};
 
 /// One characteristic's signal.
 #[derive(Debug, Clone, Serialize)]
@@ -21,11 +21,12 @@ pub struct Signal {
     pub missing_share: f64,
 }
 
-/// Information value of each characteristic against `default_12m`, on rows with a label
-/// (`label_status = ok`).
+/// Information value of each characteristic against the panel's label (`default_12m`,
+/// else `consumer_harm_12m`), on rows with a label.
 pub fn signal_report(batch: &RecordBatch) -> Option<Vec<Signal>> {
-    let label = batch
-        .column_by_name("default_12m")?
+    let label = [columns::DEFAULT_12M, columns::CONSUMER_HARM_12M]
+        .iter()
+        .find_map(|c| batch.column_by_name(c))?
         .as_primitive_opt::<Int8Type>()?;
     let rows: Vec<usize> = (0..batch.num_rows())
         .filter(|&i| !label.is_null(i))

@@ -30,7 +30,7 @@ pub use catalogue::{Feature, FEATURES};
 pub use yuanxin_domain::vocabulary::{Direction, Group};
 
 use data::{esc, City, Code, Merchant, Source};
-use snapshot::{between, upto, Snap};
+use snapshot::{upto, Snap};
 
 /// Why profiles could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -46,13 +46,38 @@ pub enum ProfileError {
     Options(String),
 }
 
-/// Outcome labels that can be attached to profiles.
+/// Outcome labels that can be attached to profiles (docs/features.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Label {
-    /// Default within 12 months after the as-of date: 90+ days past due on any loan, or
-    /// prepayments left unrecovered by consumers (closure without refunds).
+    /// The lender's default within 12 months after the as-of date: 90+ days past due on
+    /// any loan; or the business stops trading without the required notice (its last
+    /// store closes with less than [`CLOSURE_NOTICE_DAYS`] announced); or prepayments left
+    /// unrecovered by consumers reach [`MATERIAL_UNRECOVERED_FEN`] in total. A closure
+    /// counts whether or not escrow repaid the consumers: a lender is not repaid by a
+    /// business that has stopped trading.
     Default12m,
+    /// Consumer harm within 12 months: any prepayment left unrecovered by consumers.
+    ConsumerHarm12m,
 }
+
+impl Label {
+    /// The label's column name.
+    pub fn column(self) -> &'static str {
+        match self {
+            Label::Default12m => columns::DEFAULT_12M,
+            Label::ConsumerHarm12m => columns::CONSUMER_HARM_12M,
+        }
+    }
+}
+
+/// Days of public notice a closing merchant must give (the rule the simulator's orderly
+/// closures keep): a business that stops trading with less is in default.
+pub const CLOSURE_NOTICE_DAYS: i64 = 30;
+
+/// Unrecovered prepayments, in fen, from which they are a default: 5,000 yuan (a handful
+/// of consumers' cards), so that a single small unpaid refund is consumer harm, not a
+/// lender's loss.
+pub const MATERIAL_UNRECOVERED_FEN: i64 = 500_000;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -161,13 +186,42 @@ impl Outcome {
     }
 }
 
-fn defaulted_between(m: &Merchant, from: i32, to: i32) -> bool {
-    between(&m.loans, from, to)
+/// The first day of the lender's default event ([`Label::Default12m`]), if any.
+fn default_day(m: &Merchant) -> Option<i32> {
+    let dpd90 = m
+        .loans
         .iter()
-        .any(|l| l.kind == 3 && l.dpd >= 90)
-        || between(&m.escrow, from, to)
-            .iter()
-            .any(|e| e.kind == esc::REFUND_COMPLETED && e.code == Code::Unrecovered)
+        .find(|l| l.kind == 3 && l.dpd >= 90)
+        .map(|l| l.day);
+    let mut open = std::collections::HashSet::new();
+    let mut ceased = None;
+    for e in &m.stores {
+        if e.opened {
+            open.insert(e.store);
+        } else if open.remove(&e.store) && open.is_empty() && e.notice < CLOSURE_NOTICE_DAYS {
+            ceased = Some(e.day);
+            break;
+        }
+    }
+    let mut lost = 0i64;
+    let material = unrecovered(m).find_map(|(day, amount)| {
+        lost = lost.saturating_add(amount);
+        (lost >= MATERIAL_UNRECOVERED_FEN).then_some(day)
+    });
+    [dpd90, ceased, material].into_iter().flatten().min()
+}
+
+/// Prepayments consumers did not get back: (day, fen), in day order.
+fn unrecovered(m: &Merchant) -> impl Iterator<Item = (i32, i64)> + '_ {
+    m.escrow
+        .iter()
+        .filter(|e| e.kind == esc::REFUND_COMPLETED && e.code == Code::Unrecovered)
+        .map(|e| (e.day, e.amount))
+}
+
+/// The first day consumers lost prepayments ([`Label::ConsumerHarm12m`]), if any.
+fn harm_day(m: &Merchant) -> Option<i32> {
+    unrecovered(m).find(|&(_, a)| a > 0).map(|(d, _)| d)
 }
 
 /// The day a merchant closed, if it has no store open at the end of day `d`: the day its
@@ -192,16 +246,20 @@ fn closed_on(m: &Merchant, d: i32) -> Option<i32> {
     }
 }
 
-fn outcome(m: &Merchant, d: i32) -> Outcome {
-    if defaulted_between(m, i32::MIN, d) {
-        return Outcome::Excluded("excluded_already_defaulted");
+fn outcome(m: &Merchant, d: i32, label: Label) -> Outcome {
+    let (event, already) = match label {
+        Label::Default12m => (default_day(m), "excluded_already_defaulted"),
+        Label::ConsumerHarm12m => (harm_day(m), "excluded_already_harmed"),
+    };
+    if event.is_some_and(|e| e <= d) {
+        return Outcome::Excluded(already);
     }
     if closed_on(m, d).is_some() {
         return Outcome::Excluded("excluded_closed");
     }
     let end = d + 365;
     Outcome::Window {
-        bad: defaulted_between(m, d, end),
+        bad: event.is_some_and(|e| e <= end),
         end,
     }
 }
@@ -223,7 +281,7 @@ pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, Prof
     // Every row says whether the merchant has closed (stores).
     reads.push(Source::Stores);
     if opts.label.is_some() {
-        // Defaults (loans' days past due).
+        // Defaults (loans' days past due); escrow and stores are always read.
         reads.push(Source::Loans);
     }
     let (mut city, mut loader) = data::Loader::open(ledger, opts.known_at_ms, opts.chunks, &reads)?;
@@ -298,6 +356,7 @@ fn columns(
     let mut insufficient: Vec<bool> = Vec::with_capacity(n);
     let mut insufficient_why: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut closed: Vec<Option<i32>> = Vec::with_capacity(n);
+    let mut truncated: Vec<Option<String>> = Vec::with_capacity(n);
     let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); selected.len()];
     let mut missing: Vec<String> = Vec::with_capacity(n);
     let mut labels: Vec<Option<i8>> = Vec::new();
@@ -315,6 +374,7 @@ fn columns(
         insufficient.push(r.insufficient.is_some());
         insufficient_why.push(r.insufficient);
         closed.push(r.closed_on);
+        truncated.push((!r.truncated.is_empty()).then_some(r.truncated));
         for (k, v) in r.values.into_iter().enumerate() {
             values[k].push(v);
         }
@@ -352,8 +412,10 @@ fn columns(
     }
     fields.push(Field::new(columns::MISSING_REASONS, DataType::Utf8, false));
     cols.push(Arc::new(StringArray::from(missing)));
-    if opts.label.is_some() {
-        fields.push(Field::new(columns::DEFAULT_12M, DataType::Int8, true));
+    fields.push(Field::new(columns::TRUNCATED_WINDOWS, DataType::Utf8, true));
+    cols.push(Arc::new(StringArray::from(truncated)));
+    if let Some(label) = opts.label {
+        fields.push(Field::new(label.column(), DataType::Int8, true));
         cols.push(Arc::new(Int8Array::from(labels)));
         fields.push(Field::new(columns::LABEL_STATUS, DataType::Utf8, false));
         cols.push(Arc::new(StringArray::from(label_status)));
@@ -375,6 +437,9 @@ struct Row {
     insufficient: Option<&'static str>,
     /// The day the merchant closed, if it had by the as-of date.
     closed_on: Option<i32>,
+    /// Characteristics whose window starts before the merchant's visible history although
+    /// it was registered earlier (`name;name`): computed on the part the data covers.
+    truncated: String,
     values: Vec<Option<f64>>,
     missing: String,
     outcome: Option<Outcome>,
@@ -396,6 +461,26 @@ fn row(
     } else {
         "less_than_90_days_of_history"
     });
+    // A window reaching back before the first visible activity of a merchant registered
+    // well before it (over a month: not an ordinary slow start) is cut short by the data,
+    // not by the business's age: the first year of an export.
+    // Visible history starts with the daily sales feed (a prepayment can be older: a
+    // card sold before the export began and still open appears with it).
+    let mut truncated = String::new();
+    let first = m.spot.first().map(|e| e.day).or(snap.first_day);
+    if let (Some(first), Some(registered)) = (first, snap.r.registered_on) {
+        if registered + 30 < first {
+            for f in selected.iter().filter(|f| f.window_days > 0) {
+                let from = d - i32::try_from(f.window_days).unwrap_or(i32::MAX) + 1;
+                if from < first {
+                    if !truncated.is_empty() {
+                        truncated.push(';');
+                    }
+                    truncated.push_str(f.name);
+                }
+            }
+        }
+    }
     let mut missing = String::new();
     let values = selected
         .iter()
@@ -416,9 +501,10 @@ fn row(
         slot,
         insufficient,
         closed_on: closed_on(m, d),
+        truncated,
         values,
         missing,
-        outcome: opts.label.map(|_| outcome(m, d)),
+        outcome: opts.label.map(|l| outcome(m, d, l)),
     }
 }
 
@@ -474,6 +560,7 @@ pub fn outdated(path: &Path) -> Result<Option<String>, ProfileError> {
         columns::INSUFFICIENT_REASON,
         columns::CLOSED_ON,
         columns::MISSING_REASONS,
+        columns::TRUNCATED_WINDOWS,
     ];
     Ok(expected
         .into_iter()
@@ -574,6 +661,7 @@ mod tests {
                 m.stores.push(StoreEvent {
                     day,
                     opened: amount % 3 != 0,
+                    notice: amount % 60,
                     lease_end: Some(day + 700),
                     store: contract64,
                 });
@@ -703,6 +791,66 @@ mod tests {
         write_parquet(&old, &path).unwrap();
         let why = outdated(&path).unwrap().unwrap();
         assert!(why.contains("closed_on"), "{why}");
+    }
+
+    /// The lender's default and consumer harm, event by event: a closure without notice
+    /// is a default that harms no one when escrow repaid the consumers; an announced one is
+    /// neither; a small unrecovered refund is harm but not a default; 5,000 yuan of them is.
+    #[test]
+    fn default_and_harm_are_different_events() {
+        let store = |day, opened, notice| StoreEvent {
+            day,
+            opened,
+            notice,
+            lease_end: None,
+            store: 1,
+        };
+        let lost = |day, amount| Escrow {
+            day,
+            kind: esc::REFUND_COMPLETED,
+            code: Code::Unrecovered,
+            amount,
+            frozen: 0,
+            contract: 7,
+        };
+        let with = |stores: Vec<StoreEvent>, escrow: Vec<Escrow>, dpd: Option<i64>| Merchant {
+            stores,
+            escrow,
+            loans: dpd
+                .map(|dpd| LoanEvent {
+                    day: 150,
+                    kind: 3,
+                    amount: 0,
+                    dpd,
+                    loan: 1,
+                })
+                .into_iter()
+                .collect(),
+            ..Merchant::default()
+        };
+        let abrupt = with(vec![store(0, true, 0), store(100, false, 0)], vec![], None);
+        assert_eq!((default_day(&abrupt), harm_day(&abrupt)), (Some(100), None));
+        let announced = with(vec![store(0, true, 0), store(100, false, 45)], vec![], None);
+        assert_eq!(default_day(&announced), None);
+        let small = with(vec![], vec![lost(50, 14_300)], None);
+        assert_eq!((default_day(&small), harm_day(&small)), (None, Some(50)));
+        let material = with(vec![], vec![lost(50, 300_000), lost(80, 200_000)], None);
+        assert_eq!(
+            (default_day(&material), harm_day(&material)),
+            (Some(80), Some(50))
+        );
+        let late = with(vec![], vec![], Some(90));
+        assert_eq!(default_day(&late), Some(150));
+        assert_eq!(default_day(&with(vec![], vec![], Some(89))), None);
+        // Labels: excluded once the event has happened, bad when it comes within a year.
+        assert!(matches!(
+            outcome(&material, 60, Label::Default12m),
+            Outcome::Window { bad: true, .. }
+        ));
+        assert!(matches!(
+            outcome(&material, 60, Label::ConsumerHarm12m),
+            Outcome::Excluded("excluded_already_harmed")
+        ));
     }
 
     /// The record in force is the last issued by the day; before the first, the first.

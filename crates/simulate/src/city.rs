@@ -521,7 +521,7 @@ fn simulate_chunk(
                     let mut rows = Rows::default();
                     let mut truths = Vec::with_capacity((b - a) as usize);
                     for idx in a..b {
-                        truths.push(MerchantSim::new(seed, idx, period, &mut rows).run());
+                        truths.extend(MerchantSim::new(seed, idx, period, &mut rows).run());
                     }
                     (rows, truths)
                 })
@@ -554,6 +554,7 @@ pub fn truth_schema() -> Arc<Schema> {
         Field::new("cured", DataType::Boolean, false),
         Field::new("default_on", DataType::Date32, true),
         Field::new("default_type", DataType::Utf8, false),
+        Field::new("harm_on", DataType::Date32, true),
         Field::new("closed_on", DataType::Date32, true),
         Field::new("orderly_closure", DataType::Boolean, false),
         Field::new("unrecovered_fen", DataType::Int64, false),
@@ -591,6 +592,7 @@ fn truth_batch(truths: &[Truth]) -> Result<RecordBatch, arrow::error::ArrowError
         Arc::new(StringArray::from_iter_values(
             truths.iter().map(|t| t.default_type),
         )),
+        Arc::new(Date32Array::from_iter(truths.iter().map(|t| t.harm_day))),
         Arc::new(Date32Array::from_iter(truths.iter().map(|t| t.closed_day))),
         Arc::new(BooleanArray::from_iter(
             truths.iter().map(|t| Some(t.orderly_closure)),

@@ -37,11 +37,14 @@ pub struct Truth {
     pub episode: &'static str,
     /// The episode cured before failure.
     pub cured: bool,
-    /// Day of the first default event (loan 90+ dpd or closure with unrefunded
-    /// prepayments), if any.
+    /// Day of the first default event for a lender (loan 90+ dpd, a closure without
+    /// notice, or unrecovered prepayments reaching 5,000 yuan), if any.
     pub default_day: Option<i32>,
-    /// `loan_90dpd`, `closure_unrefunded` or `none`.
+    /// `loan_90dpd`, `closure` (escrow repaid the consumers), `closure_unrefunded`,
+    /// `unrecovered_prepayments` or `none`.
     pub default_type: &'static str,
+    /// Day consumers first lost prepayments (any amount), if they did.
+    pub harm_day: Option<i32>,
     /// Day the merchant closed (for any reason).
     pub closed_day: Option<i32>,
     /// The closure was orderly (notice given, refunds paid).
@@ -155,6 +158,8 @@ struct Signs {
 }
 
 pub(crate) struct MerchantSim<'a> {
+    /// The city's seed (a related entity's life is drawn from it too).
+    seed: u64,
     rng: ChaCha8Rng,
     /// A second stream for the registry's later records (moves, owner changes,
     /// re-registrations): drawing them leaves every other draw of the merchant as it was.
@@ -167,6 +172,13 @@ pub(crate) struct MerchantSim<'a> {
     quirks: ChaCha8Rng,
     /// This merchant gets sued more often than most (a landlord, staff, suppliers).
     litigious: bool,
+    /// Prepayments consumers have lost so far, fen.
+    lost_fen: i64,
+    /// The owners' group (`owner_group_id`).
+    group: String,
+    /// The entity the owners of a planned exit register: its registration day and
+    /// district.
+    related: Option<(i32, District)>,
     /// The merchant's registration record in force (without its event id).
     record: Vec<Val>,
     p: &'static IndustryParams,
@@ -338,17 +350,22 @@ impl<'a> MerchantSim<'a> {
             cured: false,
             default_day: None,
             default_type: "none",
+            harm_day: None,
             closed_day: None,
             orderly_closure: false,
             unrecovered_fen: 0,
             had_loan: false,
         };
         MerchantSim {
+            seed,
             rng,
             registry,
             posting,
             quirks,
             litigious,
+            lost_fen: 0,
+            group: format!("G-{id}"),
+            related: None,
             record: Vec::new(),
             p,
             period,
@@ -458,39 +475,22 @@ impl<'a> MerchantSim<'a> {
     }
 
     /// The owners of a planned exit register a new entity elsewhere (瑞运动's owners opened
-    /// a gym in another city four months earlier).
+    /// a gym in another city four months earlier); it trades as a merchant of its own
+    /// (`run` simulates it after this one).
     fn register_related(&mut self, first: i32) {
         let district = district(&mut self.rng);
-        let uscc = credit_code(&mut self.rng, district, false);
+        // Drawn as before the related entity had a life of its own, so that the rest of
+        // this merchant's draws are unchanged.
+        let _uscc = credit_code(&mut self.rng, district, false);
         let day = first + self.rng.gen_range(0..20);
-        let related = format!("{}R", self.id);
-        let row = vec![
-            Val::S(related.clone()),
-            Val::T(at(day, 10.0)),
-            Val::S(uscc),
-            Val::S(format!(
-                "{}{}{}",
-                district.name_zh(),
-                self.p.industry.name_zh(),
-                related
-            )),
-            Val::C("ENTERPRISE"),
-            Val::C(self.p.industry.as_str()),
-            Val::C(district.as_str()),
-            Val::D(day),
-            Val::N,
-            Val::C("NONE"),
-            Val::R(0),
-            Val::S(format!("G-{}", self.id)),
-        ];
-        self.emit(Table::Merchants, row);
+        self.related = Some((day, district));
     }
 
-    /// Runs the merchant's whole life and returns its truth.
-    pub(crate) fn run(mut self) -> Truth {
+    /// Runs the merchant's whole life and returns its truth, then (for a planned exit)
+    /// the life and truth of the entity its owners registered.
+    pub(crate) fn run(mut self) -> Vec<Truth> {
         let period = self.period;
         let entrant = self.rng.gen_bool(story::ENTRANT_SHARE);
-        self.truth.entrant = entrant;
         let (first_month, registered_day) = if entrant {
             let m = self.rng.gen_range(0..period.months.max(1));
             let first = day_of(add_months(period.start, m));
@@ -500,6 +500,13 @@ impl<'a> MerchantSim<'a> {
             let reg = period.start_day - (tenure_months * 30.4) as i32;
             (-story::WARMUP_MONTHS, reg)
         };
+        self.live(entrant, first_month, registered_day)
+    }
+
+    /// The life from registration on.
+    fn live(mut self, entrant: bool, first_month: i32, registered_day: i32) -> Vec<Truth> {
+        let period = self.period;
+        self.truth.entrant = entrant;
         self.registered_day = registered_day;
         self.first_day = registered_day.max(day_of(add_months(period.start, first_month)));
         self.size = lognormal(&mut self.rng, 1.0, 0.45);
@@ -520,7 +527,34 @@ impl<'a> MerchantSim<'a> {
         }
         self.registry_changes();
         // Contracts of the warm-up still held back were closed before the period began.
-        self.truth
+        let MerchantSim {
+            seed,
+            idx,
+            id,
+            p,
+            group,
+            related,
+            truth,
+            out,
+            ..
+        } = self;
+        let mut truths = vec![truth];
+        if let Some((day, district)) = related.filter(|(d, _)| *d < period.end_day) {
+            // A life of its own (another seed), in the same industry and owners' group.
+            let mut r = MerchantSim::new(seed ^ 0x5EED_0F0E_1175_EED5_u64, idx, period, out);
+            r.id = format!("{id}R");
+            r.truth.merchant_id.clone_from(&r.id);
+            r.p = p;
+            r.truth.industry = p.industry;
+            r.truth.district = district;
+            r.group = group;
+            let first_month = (0..period.months)
+                .take_while(|&m| day_of(add_months(period.start, m)) <= day)
+                .last()
+                .unwrap_or(0);
+            truths.extend(r.live(true, first_month, day));
+        }
+        truths
     }
 
     fn register(&mut self) {
@@ -564,7 +598,7 @@ impl<'a> MerchantSim<'a> {
             Val::D(onboarded),
             Val::C(custody),
             Val::R(freeze.clamp(0, 10_000)),
-            Val::S(format!("G-{}", self.id)),
+            Val::S(self.group.clone()),
         ];
         if onboarded > self.registered_day {
             // Registered without custody; joining 元管家 is a later record (a custody

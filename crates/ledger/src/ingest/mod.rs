@@ -75,8 +75,13 @@ pub struct Counts {
     pub accepted: u64,
     /// Rows written to quarantine.
     pub rejected: u64,
-    /// Rows already in the ledger (or earlier in the batch) with the same id and content.
+    /// Rows already in the ledger (or earlier in the batch) with the same id and content,
+    /// and rejected rows already in quarantine (`already_quarantined`).
     pub duplicates: u64,
+    /// Of the duplicates: rejected rows that an earlier batch (or this one) already
+    /// quarantined — the same table, content and reason — and that are not written to
+    /// quarantine again, so a re-delivery adds no second copy.
+    pub already_quarantined: u64,
     /// Rejected rows by reason.
     pub rejected_by_reason: BTreeMap<Reason, u64>,
 }
@@ -93,6 +98,7 @@ impl Counts {
         self.accepted += other.accepted;
         self.rejected += other.rejected;
         self.duplicates += other.duplicates;
+        self.already_quarantined += other.already_quarantined;
         for (r, n) in &other.rejected_by_reason {
             *self.rejected_by_reason.entry(*r).or_default() += n;
         }
@@ -212,6 +218,9 @@ struct BatchWriter<'m> {
     written: Vec<FileEntry>,
     quarantine: Option<ArrowWriter<File>>,
     quarantine_rel: String,
+    /// Digests of every quarantined row (table, reason, content), loaded from the committed
+    /// batches' quarantine files at the first rejection.
+    quarantined: Option<DigestMap<()>>,
     created_dirs: Vec<PathBuf>,
 }
 
@@ -245,6 +254,7 @@ impl<'m> BatchWriter<'m> {
             written: Vec::new(),
             quarantine: None,
             quarantine_rel,
+            quarantined: None,
             created_dirs: Vec::new(),
         })
     }

@@ -134,12 +134,8 @@ impl BatchWriter<'_> {
             .enumerate()
             .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
             .collect();
-        counts.rejected += rejected.len() as u64;
-        for (_, r) in &rejected {
-            *counts.rejected_by_reason.entry(r.reason).or_default() += 1;
-        }
         if !rejected.is_empty() {
-            self.quarantine_rows(file, batch, offset, &rejected)?;
+            self.quarantine_rows(file, batch, offset, &rejected, counts)?;
         }
         if !accepted.is_empty() {
             self.write_accepted(table, cols, &digests, &accepted)?;

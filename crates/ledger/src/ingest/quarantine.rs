@@ -1,15 +1,58 @@
-//! Rejected rows, with their reasons, into the batch's quarantine file.
+//! Rejected rows, with their reasons, into the batch's quarantine file — once: a row that
+//! is already in quarantine (the same table, content and reason, from an earlier batch or
+//! earlier in this one) is counted as a duplicate and not written again.
 
 use super::*;
 
 impl BatchWriter<'_> {
+    /// The digest that tells a quarantined row: its table, reason and content.
+    fn quarantine_key(&self, table: &str, reason: &str, row_json: &str) -> u128 {
+        self.ids
+            .digest(&format!("{table}\u{0}{reason}\u{0}{row_json}"))
+    }
+
+    /// Every row the committed batches quarantined, read from their quarantine files.
+    fn load_quarantined(&mut self) -> Result<(), LedgerError> {
+        if self.quarantined.is_some() {
+            return Ok(());
+        }
+        let mut known = DigestMap::default();
+        for b in self.manifest.batches.iter().filter(|b| b.rejected > 0) {
+            let rel = format!("{}/quarantine.parquet", batch_dir(&b.id));
+            let path = self.root.join(&rel);
+            let f = File::open(&path).map_err(|e| LedgerError::io(&path, e))?;
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                .and_then(|r| r.build())
+                .map_err(|e| LedgerError::storage(&rel, e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| LedgerError::storage(&rel, e))?;
+                let (Some(t), Some(r), Some(j)) = (
+                    column_str(&batch, "table"),
+                    column_str(&batch, "reason"),
+                    column_str(&batch, "row_json"),
+                ) else {
+                    continue;
+                };
+                for i in 0..batch.num_rows() {
+                    known.insert(self.quarantine_key(t.value(i), r.value(i), j.value(i)), ());
+                }
+            }
+        }
+        self.quarantined = Some(known);
+        Ok(())
+    }
+
+    /// Writes the rejected rows not yet in quarantine and counts them as rejected; the
+    /// others count as duplicates (`already_quarantined`).
     pub(super) fn quarantine_rows(
         &mut self,
         file: &InputFile,
         batch: &RecordBatch,
         offset: u64,
         rows: &[(usize, &Rejection)],
+        counts: &mut Counts,
     ) -> Result<(), LedgerError> {
+        self.load_quarantined()?;
         let options = FormatOptions::default();
         let formatters: Vec<ArrayFormatter<'_>> = batch
             .columns()
@@ -36,14 +79,33 @@ impl BatchWriter<'_> {
                 };
                 obj.insert(field.name().clone(), value);
             }
+            let raw = serde_json::Value::Object(obj).to_string();
+            let key = self.quarantine_key(file.table.name(), rejection.reason.as_str(), &raw);
+            let fresh = self
+                .quarantined
+                .as_mut()
+                .is_some_and(|q| q.insert(key, ()).is_none());
+            if !fresh {
+                counts.duplicates += 1;
+                counts.already_quarantined += 1;
+                continue;
+            }
+            counts.rejected += 1;
+            *counts
+                .rejected_by_reason
+                .entry(rejection.reason)
+                .or_default() += 1;
             // Rows are numbered from 1, as a person counts data rows (header excluded).
             source_rows.push(offset + *row as u64 + 1);
             reasons.push(rejection.reason.as_str());
             columns.push(rejection.column);
             details.push(rejection.detail.clone());
-            raws.push(serde_json::Value::Object(obj).to_string());
+            raws.push(raw);
         }
-        let k = rows.len();
+        let k = raws.len();
+        if k == 0 {
+            return Ok(());
+        }
         let out = RecordBatch::try_new(
             quarantine_schema(),
             vec![

@@ -193,7 +193,14 @@ pub(super) fn columns_of(table: Table) -> &'static [&'static str] {
         Table::Complaints => &["merchant_id", "ts", "channel", "category"],
         Table::PublicRecords => &["merchant_id", "ts", "kind"],
         Table::Loans => &["merchant_id", "ts", "kind", "amount", "dpd", "loan_id"],
-        Table::StoreEvents => &["merchant_id", "ts", "kind", "lease_end_on", "store_id"],
+        Table::StoreEvents => &[
+            "merchant_id",
+            "ts",
+            "kind",
+            "lease_end_on",
+            "store_id",
+            "announced_days_ahead",
+        ],
         Table::Merchants | Table::Products => &["merchant_id", "ts"],
     }
 }

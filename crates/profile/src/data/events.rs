@@ -123,6 +123,8 @@ pub(crate) struct LoanEvent {
 pub(crate) struct StoreEvent {
     pub day: i32,
     pub opened: bool,
+    /// CLOSED: days of public notice given (0 when none is recorded).
+    pub notice: i64,
     pub lease_end: Option<i32>,
     /// FxHash of the store id.
     pub store: u64,

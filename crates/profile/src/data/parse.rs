@@ -388,10 +388,12 @@ pub(super) fn parse_stores(b: &RecordBatch, rows: &Rows, out: &mut [Vec<StoreEve
     let store = Text::of(b, "store_id").at_each(rows, |s| s.map(fx).unwrap_or(0));
     let opened = Text::of(b, "kind").at(rows, |k| k == Some("OPENED"));
     let lease = dates(b, "lease_end_on");
+    let notice = ints(b, "announced_days_ahead");
     for (j, &(i, m, day)) in rows.iter().enumerate() {
         out[m].push(StoreEvent {
             day,
             opened: opened[j],
+            notice: int_at(notice, i).unwrap_or(0),
             lease_end: date_at(lease, i),
             store: store[j],
         });

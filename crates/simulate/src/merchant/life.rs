@@ -842,6 +842,19 @@ impl MerchantSim<'_> {
         }
         let lost = rest - from_wallet;
         if lost > 0 {
+            // Consumers are harmed from the first fen lost; a lender's default from 5,000
+            // yuan in all (yuanxin_profile::MATERIAL_UNRECOVERED_FEN).
+            let before = self.lost_fen;
+            self.lost_fen = before.saturating_add(lost);
+            let material = before < 500_000 && self.lost_fen >= 500_000;
+            let t = self.truth_mut();
+            if t.harm_day.is_none_or(|d| d > day) {
+                t.harm_day = Some(day);
+            }
+            if material && t.default_day.is_none_or(|d| d > day) {
+                t.default_day = Some(day);
+                t.default_type = "unrecovered_prepayments";
+            }
             let row = self.escrow_row(
                 at(day, 15.0),
                 c,
@@ -891,9 +904,15 @@ impl MerchantSim<'_> {
         let t = self.truth_mut();
         t.closed_day = Some(day);
         t.unrecovered_fen = lost_total;
-        if lost_total > 0 && t.default_day.is_none_or(|d| d > day) {
+        // Stopping trade without notice is a lender's default whether or not escrow
+        // repaid the consumers.
+        if t.default_day.is_none_or(|d| d >= day) {
             t.default_day = Some(day);
-            t.default_type = "closure_unrefunded";
+            t.default_type = if lost_total > 0 {
+                "closure_unrefunded"
+            } else {
+                "closure"
+            };
         }
         // Complaints mostly arrive after the end; then lawsuits and the abnormal listing.
         let surge = poisson(&mut self.rng, 0.4 * active as f64 + 2.0);
