@@ -36,21 +36,29 @@ best = max(max(a, 1 - a) for a in (roc_auc_score(y[X[f].notna()], X[f][X[f].notn
            for f in feats if X[f].notna().sum() > 100 and X[f].nunique() > 1))
 print(f"best single characteristic AUC {best:.3f}")
 # Tells: a characteristic whose values beyond some threshold (above the highest value any
-# good row has, or below the lowest) occur only among rows that later default, in at least
-# five rows — a value only the distress path produces.
-tells = []
+# good row has, or below the lowest) occur only among rows that later default — a value
+# only the distress path produces — in at least 1 % of the bad rows (and five): with twenty
+# good rows to each bad one, the last few values of a shared tail fall to either side by
+# chance, so those are shown apart, as extremes, not as tells.
+tells, extremes = [], []
+material = max(5, int(0.01 * (y == 1).sum()))
 for f in feats:
     v = X[f]
     good, bad = v[(y == 0) & v.notna()], v[(y == 1) & v.notna()]
     if len(good) == 0 or len(bad) == 0:
         continue
-    above, below = (bad > good.max()).sum(), (bad < good.min()).sum()
-    if above >= 5:
-        tells.append(f"{f} > {good.max():g} ({above} bad rows, no good one)")
-    if below >= 5:
-        tells.append(f"{f} < {good.min():g} ({below} bad rows, no good one)")
-print("tells:", "none" if not tells else "")
+    for n, side, edge in [((bad > good.max()).sum(), ">", good.max()),
+                          ((bad < good.min()).sum(), "<", good.min())]:
+        line = f"{f} {side} {edge:g} ({n} bad rows, no good one)"
+        if n >= material:
+            tells.append(line)
+        elif n >= 5:
+            extremes.append(line)
+print(f"tells (≥ {material} bad rows beyond every good one):", "none" if not tells else "")
 for t in tells:
+    print("  " + t)
+print("extremes (5 or more, fewer than that):", "none" if not extremes else "")
+for t in extremes:
     print("  " + t)
 Xf = X.fillna(X[train].median()).clip(X[train].quantile(0.01), X[train].quantile(0.99), axis=1)
 Xs = (Xf - Xf[train].mean()) / (Xf[train].std() + 1e-9)

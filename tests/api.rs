@@ -951,7 +951,7 @@ fn lender_batches_and_alerts_merchant_profile_and_analyst_stability() {
     let p = value(&p);
     assert_eq!(p["merchant_id"], m);
     let chars = p["characteristics"].as_array().unwrap();
-    assert_eq!(chars.len(), 64);
+    assert_eq!(chars.len(), yuanxin_domain::vocabulary::VOCABULARY.len());
     assert!(chars
         .iter()
         .all(|c| !c["name_zh"].as_str().unwrap().is_empty()));

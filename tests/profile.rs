@@ -582,9 +582,8 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
         "labels agree with the simulator's truth on {rate:.4} of {total} rows"
     );
 
-    // The consumer-harm label follows the truth's first loss of prepayments the same way;
-    // it is rarer than the lender's default (a fully escrowed closure harms no consumer),
-    // and every harmed row of the default panel is a default or excluded there.
+    // The consumer-harm label follows the truth's first loss of prepayments the same way
+    // (small disputed refunds at healthy merchants included).
     let harm_args = [&args[..4], &["--label", "consumer_harm_12m"], &args[6..]].concat();
     let harm = profile(&ledger, &tmp.path().join("h.parquet"), &harm_args);
     let mut harm_truth: HashMap<String, Option<i32>> = HashMap::new();
@@ -620,10 +619,7 @@ fn labels_follow_the_truth_and_incomplete_windows_are_marked() {
             h_agree += usize::from(t.is_some_and(|t| t > d && t <= d + 365) == got);
         }
     }
-    assert!(
-        h_pos > 10 && h_pos < positives,
-        "harm {h_pos}, default {positives}"
-    );
+    assert!(h_pos > 10, "harm {h_pos}, default {positives}");
     let h_rate = h_agree as f64 / h_total as f64;
     assert!(
         h_rate > 0.98,

@@ -159,6 +159,19 @@ pub static FEATURES: &[Feature] = &[
             "no_revenue",
         )
     }),
+    f!("rev_yoy_90d", &[], |s| {
+        if s.history_days() < 450 {
+            return Err("insufficient_history");
+        }
+        let year_before = (12..15)
+            .map(|k| crate::snapshot::revenue_bucket(s.m, s.d, k))
+            .sat_sum();
+        ratio(
+            s.rev_sum(3) as f64,
+            year_before as f64,
+            "no_revenue_last_year",
+        )
+    }),
     f!("rev_cv_6m", &[], |s| {
         let v = months(s, 6)?;
         ratio(std(&v), mean(&v), "no_revenue")
@@ -359,6 +372,23 @@ pub static FEATURES: &[Feature] = &[
         let sd = std(&buckets);
         let recent = yuan(s.escrow_sum(esc::PREPAYMENT, 30));
         Ok((recent - mean(&buckets)) / sd.max(1.0))
+    }),
+    f!("prepaid_sales_yoy_90d", &[], |s| {
+        if s.history_days() < 450 {
+            return Err("insufficient_history");
+        }
+        let prepaid = |from: i32, to: i32| {
+            crate::snapshot::between(&s.m.escrow, from, to)
+                .iter()
+                .filter(|e| e.kind == esc::PREPAYMENT)
+                .map(|e| e.amount)
+                .sat_sum()
+        };
+        ratio(
+            prepaid(s.d - 90, s.d) as f64,
+            prepaid(s.d - 450, s.d - 360) as f64,
+            "no_prepaid_sales_last_year",
+        )
     }),
     // ---- refunds and complaints ----
     f!("refund_rate_90d", &[], |s| ratio(

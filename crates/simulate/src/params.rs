@@ -463,6 +463,9 @@ pub mod story {
     pub const DEEP_PROMOTION: f64 = 0.006;
     /// Monthly chance that a teacher or coach leaves (a burst of service-failure refunds).
     pub const STAFF_LOSS: f64 = 0.004;
+    /// Chance that a merchant refuses a change-of-mind refund under 1,000 yuan beyond the
+    /// escrowed part, and the consumer gives up.
+    pub const REFUND_DISPUTE: f64 = 0.05;
     /// Monthly chance that a healthy merchant opens a store (×2 for chains).
     pub const STORE_OPENING: f64 = 0.003;
     /// Monthly chance that a healthy chain closes one of its stores.

@@ -793,7 +793,13 @@ impl MerchantSim<'_> {
             );
             self.emit_contract_row(c, Table::EscrowEvents, row);
             let paid_day = day + self.rng.gen_range(1..10);
-            let wallet_pays = if unpaid { 0 } else { i64::MAX };
+            // A healthy merchant now and then refuses a small change-of-mind refund beyond
+            // what escrow holds, and the consumer gives up (a dispute, not a failure).
+            let disputed = !unpaid
+                && reason == "CHANGE_OF_MIND"
+                && value_left - frozen_left.min(value_left) < 100_000
+                && self.quirks.gen_bool(story::REFUND_DISPUTE);
+            let wallet_pays = if unpaid || disputed { 0 } else { i64::MAX };
             self.pay_refund(c, paid_day, value_left, frozen_left, wallet_pays);
         }
         let k = &mut self.contracts[c];
