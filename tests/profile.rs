@@ -322,6 +322,8 @@ fn characteristics_match_a_naive_recomputation() {
         /// Stores open now, and the last closure.
         stores: HashMap<String, bool>,
         last_closure: Option<i32>,
+        /// Refund requests of the last 180 days by contract: asked, settled (fen).
+        refunds: HashMap<String, (i128, i128)>,
     }
     let mut n: HashMap<String, Naive> = HashMap::new();
     for b in read_parquet(&city.join("wallet_flows.parquet")) {
@@ -348,14 +350,17 @@ fn characteristics_match_a_naive_recomputation() {
         }
     }
     for b in read_parquet(&city.join("escrow_events.parquet")) {
-        let (m, t, k, a, f, c) = (
+        let (m, t, k, a, f, c, contract) = (
             strs(&b, "merchant_id"),
             ts(&b, "ts"),
             strs(&b, "kind"),
             fen(&b, "amount"),
             fen(&b, "frozen_amount"),
             strs(&b, "code"),
+            strs(&b, "contract_id"),
         );
+        // Requests before settlements: the file is in the order things happened within a
+        // contract, which is all the backlog needs.
         for i in 0..b.num_rows() {
             let t = t[i].unwrap();
             if t > ASOF_END_MS {
@@ -363,6 +368,18 @@ fn characteristics_match_a_naive_recomputation() {
             }
             let e = n.entry(m[i].clone().unwrap()).or_default();
             let a = a[i].unwrap();
+            let cid = contract[i].clone().unwrap();
+            match k[i].as_deref().unwrap() {
+                "REFUND_REQUESTED" if within(t, 180) => {
+                    e.refunds.insert(cid, (a, 0));
+                }
+                "REFUND_COMPLETED" => {
+                    if let Some(r) = e.refunds.get_mut(&cid) {
+                        r.1 += a;
+                    }
+                }
+                _ => {}
+            }
             match (k[i].as_deref().unwrap(), c[i].as_deref()) {
                 ("PREPAYMENT", _) => {
                     e.liability += a;
@@ -436,6 +453,7 @@ fn characteristics_match_a_naive_recomputation() {
     for b in &out {
         let ids = strs(b, "merchant_id");
         let closed_on = dates(b, "closed_on");
+        let backlog = col(b, "refund_backlog");
         let (rev, liab, cov, cmp, pay, since, wd) = (
             col(b, "rev_total_90d"),
             col(b, "prepaid_liability"),
@@ -477,6 +495,12 @@ fn characteristics_match_a_naive_recomputation() {
                 "{m} days_since_last_sale"
             );
             assert!(close(wd[i], Some(e.withdrawals30)), "{m} withdrawals_30d");
+            let naive_backlog: i128 = e.refunds.values().map(|(a, s)| (a - s).max(0)).sum();
+            assert!(
+                close(backlog[i], Some(naive_backlog as f64 / 100.0)),
+                "{m} refund_backlog {:?} vs {naive_backlog}",
+                backlog[i]
+            );
             // Closed: store records, none open; the day is the last closure's.
             let naive_closed = (!e.stores.is_empty() && e.stores.values().all(|&o| !o))
                 .then_some(e.last_closure)

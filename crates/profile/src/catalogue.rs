@@ -70,6 +70,46 @@ fn months(s: &Snap<'_>, n: usize) -> Result<Vec<f64>, Missing> {
     Ok(s.rev.iter().take(n).rev().map(|f| yuan(*f)).collect())
 }
 
+/// A refund request of the last 180 days and what was settled of it by the as-of date.
+struct RefundRequest {
+    day: i32,
+    asked: i64,
+    settled: i64,
+    settled_on: Option<i32>,
+}
+
+/// The refund requests of the last 180 days, each with the settlements (escrow, merchant
+/// or unrecovered) of its contract that followed it up to the as-of date.
+fn refund_requests(s: &Snap<'_>) -> Vec<RefundRequest> {
+    let mut open: std::collections::HashMap<u64, usize> = Default::default();
+    let mut out: Vec<RefundRequest> = Vec::new();
+    for e in last(&s.m.escrow, s.d, 180) {
+        if e.kind == esc::REFUND_REQUESTED {
+            // A contract's latest request stands for it (a request repeated is not
+            // another debt).
+            let r = RefundRequest {
+                day: e.day,
+                asked: e.amount,
+                settled: 0,
+                settled_on: None,
+            };
+            match open.get(&e.contract).and_then(|&k| out.get_mut(k)) {
+                Some(old) => *old = r,
+                None => {
+                    open.insert(e.contract, out.len());
+                    out.push(r);
+                }
+            }
+        } else if e.kind == esc::REFUND_COMPLETED {
+            if let Some(r) = open.get(&e.contract).and_then(|&k| out.get_mut(k)) {
+                r.settled = r.settled.saturating_add(e.amount);
+                r.settled_on = Some(e.day);
+            }
+        }
+    }
+    out
+}
+
 fn on_time_ratio(s: &Snap<'_>, kind: u8) -> Value {
     let rows: Vec<bool> = last(&s.m.operations, s.d, 180)
         .iter()
@@ -413,6 +453,23 @@ pub static FEATURES: &[Feature] = &[
             .map(|e| e.amount)
             .sat_sum()
     ))),
+    f!("refund_backlog", &[Source::ContractIds], |s| Ok(yuan(
+        refund_requests(s)
+            .iter()
+            .map(|r| (r.asked - r.settled).max(0))
+            .sat_sum()
+    ))),
+    f!("refund_lag_days_180d", &[Source::ContractIds], |s| {
+        let lags: Vec<f64> = refund_requests(s)
+            .iter()
+            .filter(|r| r.settled >= r.asked)
+            .filter_map(|r| r.settled_on.map(|d| f64::from(d - r.day)))
+            .collect();
+        if lags.is_empty() {
+            return Err("no_settled_refunds");
+        }
+        Ok(mean(&lags))
+    }),
     f!("complaints_90d", &[Source::Complaints], |s| Ok(
         last(&s.m.complaints, s.d, 90).len() as f64
     )),

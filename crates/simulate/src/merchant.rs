@@ -134,7 +134,7 @@ struct Loan {
     months_left: i64,
     /// Day numbers of unpaid instalments.
     arrears: Vec<i32>,
-    /// Months in a row a healthy merchant has let the instalment slip (it pays after two).
+    /// Months in a row a healthy merchant has let the instalment slip (it pays after three).
     skips: u8,
     charged_off: bool,
     last_status_month: i32,

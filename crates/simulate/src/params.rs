@@ -457,19 +457,25 @@ pub mod story {
     /// Monthly chance that a healthy merchant lets a loan instalment slip a month (×3 for
     /// habitual late payers).
     pub const INSTALMENT_SLIP: f64 = 0.02;
-    /// Chance it slips a second month too (30+ days past due), then pays.
+    /// Chance it slips a second month too (30+ days past due).
     pub const SECOND_SLIP: f64 = 0.5;
+    /// Chance it slips a third (60+ days past due), then pays.
+    pub const THIRD_SLIP: f64 = 0.2;
     /// Monthly chance of an anniversary or festival sale as deep as a failing merchant's.
     pub const DEEP_PROMOTION: f64 = 0.006;
     /// Monthly chance that a teacher or coach leaves (a burst of service-failure refunds).
     pub const STAFF_LOSS: f64 = 0.004;
-    /// Chance that a merchant refuses a change-of-mind refund under 1,000 yuan beyond the
+    /// Chance that a merchant refuses a change-of-mind refund under 4,000 yuan beyond the
     /// escrowed part, and the consumer gives up.
-    pub const REFUND_DISPUTE: f64 = 0.05;
+    pub const REFUND_DISPUTE: f64 = 0.02;
     /// Monthly chance that a healthy merchant opens a store (×2 for chains).
     pub const STORE_OPENING: f64 = 0.003;
     /// Monthly chance that a healthy chain closes one of its stores.
     pub const STORE_CLOSING: f64 = 0.004;
+    /// Chance that a distressed merchant shows each warning sign (revenue, delivery,
+    /// prepaid push, wallet sweep, payroll, refunds); each shown one has an intensity
+    /// between 0.3 and 1.4.
+    pub const SIGN_SHARE: f64 = 0.9;
     /// Share of failures that are planned exits (瑞运动, 职业闭店人; §A.3 proposes 10–20 %).
     pub const PLANNED_EXIT_SHARE: f64 = 0.15;
     /// Monthly probability of an orderly closure with notice and full refunds (not a default).

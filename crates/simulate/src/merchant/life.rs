@@ -211,12 +211,12 @@ impl MerchantSim<'_> {
         let length = if planned {
             self.rng.gen_range(2..=5)
         } else {
-            self.rng.gen_range(3..=12)
+            self.rng.gen_range(4..=15)
         };
         let cure_month = (!planned && self.rng.gen_bool(story::CURE_SHARE))
             .then(|| month + self.rng.gen_range(1..length.max(2)));
         let sign = |rng: &mut ChaCha8Rng| {
-            if rng.gen_bool(0.8) {
+            if rng.gen_bool(story::SIGN_SHARE) {
                 rng.gen_range(0.3..1.4)
             } else {
                 0.0
@@ -793,11 +793,11 @@ impl MerchantSim<'_> {
             );
             self.emit_contract_row(c, Table::EscrowEvents, row);
             let paid_day = day + self.rng.gen_range(1..10);
-            // A healthy merchant now and then refuses a small change-of-mind refund beyond
-            // what escrow holds, and the consumer gives up (a dispute, not a failure).
+            // A healthy merchant now and then refuses a change-of-mind refund beyond what
+            // escrow holds, and the consumer gives up (a dispute, not a failure).
             let disputed = !unpaid
                 && reason == "CHANGE_OF_MIND"
-                && value_left - frozen_left.min(value_left) < 100_000
+                && value_left - frozen_left.min(value_left) < 400_000
                 && self.quirks.gen_bool(story::REFUND_DISPUTE);
             let wallet_pays = if unpaid || disputed { 0 } else { i64::MAX };
             self.pay_refund(c, paid_day, value_left, frozen_left, wallet_pays);
@@ -1338,13 +1338,14 @@ impl MerchantSim<'_> {
                 });
             // Healthy merchants let an instalment slip now and then (a habitual late payer
             // more often) and catch up: one month late, sometimes two (30+ days past due),
-            // never three.
+            // rarely three (60+), never four.
             let troubled = matches!(self.phase, Phase::Distress { .. }) && !planned;
             let slips = !cannot_pay && !troubled && !self.loans[l].arrears.is_empty() && {
                 let habit = if self.late_base > 0.3 { 3.0 } else { 1.0 };
                 let p = match self.loans[l].skips {
                     0 => story::INSTALMENT_SLIP * habit,
                     1 => story::SECOND_SLIP,
+                    2 => story::THIRD_SLIP,
                     _ => 0.0,
                 };
                 self.quirks.gen_bool(p.min(1.0))
