@@ -324,7 +324,13 @@ fn characteristics_match_a_naive_recomputation() {
         last_closure: Option<i32>,
         /// Refund requests of the last 180 days by contract: asked, settled (fen).
         refunds: HashMap<String, (i128, i128)>,
+        /// Revenue of the same 90 days a year (360 days) earlier.
+        rev_year_before: i128,
     }
+    let year_before = |ms: i64| {
+        let day = day_of_ms(ms);
+        day > d - 450 && day <= d - 360
+    };
     let mut n: HashMap<String, Naive> = HashMap::new();
     for b in read_parquet(&city.join("wallet_flows.parquet")) {
         let (m, t, k, a) = (
@@ -342,6 +348,9 @@ fn characteristics_match_a_naive_recomputation() {
             if k[i].as_deref() == Some("SPOT_SALE") {
                 if within(t, 90) {
                     e.rev90 += a[i].unwrap();
+                }
+                if year_before(t) {
+                    e.rev_year_before += a[i].unwrap();
                 }
                 e.last_sale = e.last_sale.max(Some(day_of_ms(t)));
             } else if within(t, 30) {
@@ -390,6 +399,9 @@ fn characteristics_match_a_naive_recomputation() {
                     e.frozen -= a;
                     if within(t, 90) {
                         e.rev90 += a;
+                    }
+                    if year_before(t) {
+                        e.rev_year_before += a;
                     }
                 }
                 ("REFUND_COMPLETED", source) => {
@@ -450,10 +462,12 @@ fn characteristics_match_a_naive_recomputation() {
     }
     let mut checked = 0;
     let mut closed = 0;
+    let mut yoy_checked = 0;
     for b in &out {
         let ids = strs(b, "merchant_id");
         let closed_on = dates(b, "closed_on");
         let backlog = col(b, "refund_backlog");
+        let yoy = col(b, "rev_yoy_90d");
         let (rev, liab, cov, cmp, pay, since, wd) = (
             col(b, "rev_total_90d"),
             col(b, "prepaid_liability"),
@@ -495,6 +509,19 @@ fn characteristics_match_a_naive_recomputation() {
                 "{m} days_since_last_sale"
             );
             assert!(close(wd[i], Some(e.withdrawals30)), "{m} withdrawals_30d");
+            // Year over year: where the profile has it (enough history), the same ratio.
+            if let Some(v) = yoy[i] {
+                assert!(
+                    e.rev_year_before > 0,
+                    "{m} rev_yoy_90d without last year's revenue"
+                );
+                let naive = e.rev90 as f64 / e.rev_year_before as f64;
+                assert!(
+                    close(Some(v), Some(naive)),
+                    "{m} rev_yoy_90d {v} vs {naive}"
+                );
+                yoy_checked += 1;
+            }
             let naive_backlog: i128 = e.refunds.values().map(|(a, s)| (a - s).max(0)).sum();
             assert!(
                 close(backlog[i], Some(naive_backlog as f64 / 100.0)),
@@ -512,6 +539,7 @@ fn characteristics_match_a_naive_recomputation() {
     }
     assert!(checked > 150, "checked {checked}");
     assert!(closed > 0, "no merchant of the city has closed by {ASOF}");
+    assert!(yoy_checked > 50, "rev_yoy_90d on {yoy_checked} rows");
 }
 
 #[test]
