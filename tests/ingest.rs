@@ -496,6 +496,7 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
         "m-ratio,M4,2023-01-01 10:00:00,914403001922038216,丁,ENTERPRISE,CATERING,NANSHAN,2020-01-01,,ECNY_RATIO,1.5,",
         "m-badid,M 5,2023-01-01 10:00:00,914403001922038216,戊,ENTERPRISE,CATERING,NANSHAN,2020-01-01,,ECNY_RATIO,0.4,",
         "m-date,M6,2023-01-01 10:00:00,914403001922038216,己,ENTERPRISE,CATERING,NANSHAN,2020-13-01,,ECNY_RATIO,0.4,",
+        "m-noguarantee,M7,2023-01-01 10:00:00,914403001922038216,庚,ENTERPRISE,CATERING,NANSHAN,2020-01-01,,RISK_RESERVE,0,",
     ];
     std::fs::write(
         src.join("merchants.csv"),
@@ -551,6 +552,21 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
          e-units,M1,2023-02-28 21:00:00,C1,REDEMPTION,80.00,,,\n",
     )
     .unwrap();
+    std::fs::write(
+        src.join("operations.csv"),
+        "event_id,merchant_id,ts,kind,period,amount,on_time\n\
+         o-rent,M1,2023-02-05 11:00:00,RENT,2023-02-01,18000.00,true\n\
+         o-rent-late,M1,2023-03-20 11:00:00,RENT,2023-03-01,18000.00,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("bureau_records.csv"),
+        "event_id,merchant_id,ts,kind,institution_type,amount,purpose\n\
+         b-ok,M1,2023-02-10 10:00:00,INQUIRY,MICROLENDER,50000.00,LOAN_APPLICATION\n\
+         b-nopurpose,M1,2023-02-11 10:00:00,INQUIRY,BANK,,\n\
+         b-nobalance,M1,2023-02-28 23:00:00,DEBT_BALANCE,LEASING,,\n",
+    )
+    .unwrap();
     let ledger = tmp.path().join("ledger");
     let r = ingest_json(
         &ledger,
@@ -580,11 +596,20 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
         details["c-reuse-consumer"].contains("contract id C1 is already used for another consumer")
     );
     assert!(details["c-reuse-overlap"].contains("period overlaps"));
+    assert_eq!(
+        details["m-noguarantee"],
+        "required for custody mode RISK_RESERVE"
+    );
+    assert_eq!(details["o-rent-late"], "required for kind RENT");
     let expected: BTreeMap<String, String> = [
         ("m-badcode", "invalid_credit_code"),
         ("m-ratio", "out_of_range"),
         ("m-badid", "invalid_id"),
         ("m-date", "type_error"),
+        ("m-noguarantee", "missing_field"),
+        ("o-rent-late", "missing_field"),
+        ("b-nopurpose", "missing_field"),
+        ("b-nobalance", "missing_field"),
         ("p-zero", "out_of_range"),
         ("c-noproduct", "unknown_product"),
         ("c-expired", "inconsistent"),
@@ -613,10 +638,10 @@ fn every_rejection_reason_is_reported_for_the_right_row() {
     .collect();
     assert_eq!(got, expected);
     let (rows, accepted, rejected, dups) = counts(&r);
-    assert_eq!((rows, rejected, dups), (35, 26, 1));
+    assert_eq!((rows, rejected, dups), (41, 30, 1));
     assert_eq!(
-        accepted, 8,
-        "m-ok, m-other, p-ok, c-ok, e-ok, e-dup, the first e-conflict, w-ok"
+        accepted, 10,
+        "m-ok, m-other, p-ok, c-ok, e-ok, e-dup, the first e-conflict, w-ok, o-rent, b-ok"
     );
     // Accepted money is exact: the redemption is 200.00, not a float.
     let l = Ledger::open(&ledger).unwrap();

@@ -326,6 +326,19 @@ fn characteristics_match_a_naive_recomputation() {
         refunds: HashMap<String, (i128, i128)>,
         /// Revenue of the same 90 days a year (360 days) earlier.
         rev_year_before: i128,
+        /// Drawn on a risk reserve or bond by the as-of date.
+        guarantee_drawn: i128,
+        /// Prepaid by consumer, contracts of the last 365 days.
+        by_consumer: HashMap<String, i128>,
+        /// Rent records of the last 180 days: paid on time, all.
+        rent: (f64, f64),
+        /// Latest payroll and rent amounts within 45 days: (ts, fen).
+        payroll_last: Option<(i64, i128)>,
+        rent_last: Option<(i64, i128)>,
+        /// Wallet flows up to the as-of date: (day, fen in or out).
+        wallet: Vec<(i32, i128)>,
+        inquiries90: f64,
+        enforced730: i128,
     }
     let year_before = |ms: i64| {
         let day = day_of_ms(ms);
@@ -345,6 +358,12 @@ fn characteristics_match_a_naive_recomputation() {
             if t > ASOF_END_MS {
                 continue;
             }
+            let day = day_of_ms(t);
+            e.wallet.push(if k[i].as_deref() == Some("SPOT_SALE") {
+                (day, a[i].unwrap())
+            } else {
+                (day, -a[i].unwrap())
+            });
             if k[i].as_deref() == Some("SPOT_SALE") {
                 if within(t, 90) {
                     e.rev90 += a[i].unwrap();
@@ -387,6 +406,14 @@ fn characteristics_match_a_naive_recomputation() {
                         r.1 += a;
                     }
                 }
+                _ => {}
+            }
+            let day = day_of_ms(t);
+            match (k[i].as_deref().unwrap(), c[i].as_deref()) {
+                ("PREPAYMENT", _) => e.wallet.push((day, a - f[i].unwrap())),
+                ("RELEASE", _) => e.wallet.push((day, a)),
+                ("REFUND_COMPLETED", Some("MERCHANT_WALLET")) => e.wallet.push((day, -a)),
+                ("REFUND_COMPLETED", Some("RISK_RESERVE" | "INSURER")) => e.guarantee_drawn += a,
                 _ => {}
             }
             match (k[i].as_deref().unwrap(), c[i].as_deref()) {
@@ -446,28 +473,108 @@ fn characteristics_match_a_naive_recomputation() {
         }
     }
     for b in read_parquet(&city.join("operations.parquet")) {
-        let (m, t, k, o) = (
+        let (m, t, k, o, a) = (
             strs(&b, "merchant_id"),
             ts(&b, "ts"),
             strs(&b, "kind"),
             bools(&b, "on_time"),
+            fen(&b, "amount"),
         );
         for i in 0..b.num_rows() {
-            if k[i].as_deref() == Some("PAYROLL") && within(t[i].unwrap(), 180) {
-                let e = n.entry(m[i].clone().unwrap()).or_default();
-                e.payroll.0 += f64::from(u8::from(o[i] == Some(true)));
-                e.payroll.1 += 1.0;
+            let (t, e) = (t[i].unwrap(), n.entry(m[i].clone().unwrap()).or_default());
+            let on_time = f64::from(u8::from(o[i] == Some(true)));
+            let latest = |l: &mut Option<(i64, i128)>| {
+                if within(t, 45) && l.is_none_or(|(lt, _)| day_of_ms(lt) <= day_of_ms(t)) {
+                    *l = Some((t, a[i].unwrap()));
+                }
+            };
+            match k[i].as_deref() {
+                Some("PAYROLL") => {
+                    latest(&mut e.payroll_last);
+                    if within(t, 180) {
+                        e.payroll.0 += on_time;
+                        e.payroll.1 += 1.0;
+                    }
+                }
+                Some("RENT") => {
+                    latest(&mut e.rent_last);
+                    if within(t, 180) {
+                        e.rent.0 += on_time;
+                        e.rent.1 += 1.0;
+                    }
+                }
+                _ => {}
             }
+        }
+    }
+    for b in read_parquet(&city.join("contracts.parquet")) {
+        let (m, t, c, a) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "consumer_id"),
+            fen(&b, "paid_amount"),
+        );
+        for i in 0..b.num_rows() {
+            if within(t[i].unwrap(), 365) {
+                let e = n.entry(m[i].clone().unwrap()).or_default();
+                *e.by_consumer.entry(c[i].clone().unwrap()).or_default() += a[i].unwrap();
+            }
+        }
+    }
+    for b in read_parquet(&city.join("bureau_records.parquet")) {
+        let (m, t, p) = (strs(&b, "merchant_id"), ts(&b, "ts"), strs(&b, "purpose"));
+        for i in 0..b.num_rows() {
+            if p[i].as_deref() == Some("LOAN_APPLICATION") && within(t[i].unwrap(), 90) {
+                n.entry(m[i].clone().unwrap()).or_default().inquiries90 += 1.0;
+            }
+        }
+    }
+    for b in read_parquet(&city.join("public_records.parquet")) {
+        let (m, t, k, a) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "kind"),
+            fen(&b, "amount"),
+        );
+        for i in 0..b.num_rows() {
+            if k[i].as_deref() == Some("ENFORCEMENT") && within(t[i].unwrap(), 730) {
+                n.entry(m[i].clone().unwrap()).or_default().enforced730 += a[i].unwrap();
+            }
+        }
+    }
+    // The merchants' records, by merchant: (ts, guarantee).
+    let mut records: HashMap<String, Vec<(i64, Option<i128>)>> = HashMap::new();
+    for b in read_parquet(&city.join("merchants.parquet")) {
+        let (m, t, g) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            fen(&b, "guarantee_amount"),
+        );
+        for i in 0..b.num_rows() {
+            records
+                .entry(m[i].clone().unwrap())
+                .or_default()
+                .push((t[i].unwrap(), g[i]));
         }
     }
     let mut checked = 0;
     let mut closed = 0;
     let mut yoy_checked = 0;
+    let mut guaranteed = 0;
+    let mut uncovered_days = 0.0;
     for b in &out {
         let ids = strs(b, "merchant_id");
         let closed_on = dates(b, "closed_on");
         let backlog = col(b, "refund_backlog");
         let yoy = col(b, "rev_yoy_90d");
+        let (protection, top5, rent, inquiries, enforced, uncovered) = (
+            col(b, "protection_coverage"),
+            col(b, "top_consumer_share_365d"),
+            col(b, "rent_on_time_ratio_6m"),
+            col(b, "credit_inquiries_90d"),
+            col(b, "enforcement_amount_730d"),
+            col(b, "payroll_uncovered_days_90d"),
+        );
         let (rev, liab, cov, cmp, pay, since, wd) = (
             col(b, "rev_total_90d"),
             col(b, "prepaid_liability"),
@@ -522,6 +629,57 @@ fn characteristics_match_a_naive_recomputation() {
                 );
                 yoy_checked += 1;
             }
+            // The record in force: the last issued by the as-of date, else the first.
+            let mut recs = records.get(m).cloned().unwrap_or_default();
+            recs.sort_by_key(|r| r.0);
+            let in_force = recs
+                .iter()
+                .rev()
+                .find(|r| day_of_ms(r.0) <= d)
+                .or(recs.first());
+            let guarantee = in_force.and_then(|r| r.1).unwrap_or(0);
+            guaranteed += usize::from(guarantee > 0);
+            let left = (guarantee - e.guarantee_drawn).max(0);
+            let naive_protection =
+                (e.liability > 0).then(|| (e.frozen + left) as f64 / e.liability as f64);
+            assert!(
+                close(protection[i], naive_protection),
+                "{m} protection_coverage {:?} vs {naive_protection:?}",
+                protection[i]
+            );
+            let mut paid: Vec<i128> = e.by_consumer.values().copied().collect();
+            paid.sort_unstable_by(|a, b| b.cmp(a));
+            let total: i128 = paid.iter().sum();
+            let naive_top5 =
+                (total > 0).then(|| paid.iter().take(5).sum::<i128>() as f64 / total as f64);
+            assert!(close(top5[i], naive_top5), "{m} top_consumer_share_365d");
+            let naive_rent = (e.rent.1 > 0.0).then(|| e.rent.0 / e.rent.1);
+            assert!(close(rent[i], naive_rent), "{m} rent_on_time_ratio_6m");
+            assert!(
+                close(inquiries[i], Some(e.inquiries90)),
+                "{m} credit_inquiries_90d"
+            );
+            assert!(
+                close(enforced[i], Some(e.enforced730 as f64 / 100.0)),
+                "{m} enforcement_amount_730d"
+            );
+            // Days of the last 90 whose closing balance fell below payroll plus rent.
+            let floor = (e.payroll_last.map_or(0, |p| p.1) + e.rent_last.map_or(0, |r| r.1)) / 4;
+            let naive_uncovered = (floor > 0).then(|| {
+                (d - 89..=d)
+                    .filter(|&day| {
+                        let balance: i128 =
+                            e.wallet.iter().filter(|w| w.0 <= day).map(|w| w.1).sum();
+                        balance < floor
+                    })
+                    .count() as f64
+            });
+            assert!(
+                close(uncovered[i], naive_uncovered),
+                "{m} payroll_uncovered_days_90d {:?} vs {naive_uncovered:?}",
+                uncovered[i]
+            );
+            uncovered_days += naive_uncovered.unwrap_or(0.0);
             let naive_backlog: i128 = e.refunds.values().map(|(a, s)| (a - s).max(0)).sum();
             assert!(
                 close(backlog[i], Some(naive_backlog as f64 / 100.0)),
@@ -540,6 +698,8 @@ fn characteristics_match_a_naive_recomputation() {
     assert!(checked > 150, "checked {checked}");
     assert!(closed > 0, "no merchant of the city has closed by {ASOF}");
     assert!(yoy_checked > 50, "rev_yoy_90d on {yoy_checked} rows");
+    assert!(guaranteed > 0, "no merchant with a risk reserve or bond");
+    assert!(uncovered_days > 0.0, "payroll always covered");
 }
 
 #[test]

@@ -575,6 +575,221 @@ fn the_city_is_realistic() {
         related.len()
     );
 
+    // 0e. Costs, guarantees, courts and the bureau. Rent is paid every month for every
+    // open store, late now and then by sound merchants and far more often in the half
+    // year before a default; some merchants protect prepayments with a risk reserve or a
+    // performance bond (no freeze), and those funds pay consumers when the merchant does
+    // not; lawsuits lead to enforcement and dishonest-debtor listings, which a sound
+    // merchant clears; sound merchants apply for credit and owe other creditors too, and
+    // merchants heading for default apply far more; companies buy for their staff.
+    let default_day: HashMap<&str, i32> = city
+        .truth
+        .iter()
+        .filter_map(|t| Some((t.id.as_str(), t.default_day?)))
+        .collect();
+    // Per group (healthy, the 180 days before a default): [records, late or inquiries].
+    let mut rent = [[0usize; 2]; 2];
+    for b in read_parquet(&dir.join("operations.parquet")) {
+        let (m, k, t, on_time, amount) = (
+            strs(&b, "merchant_id"),
+            strs(&b, "kind"),
+            ts(&b, "ts"),
+            bools(&b, "on_time"),
+            fen(&b, "amount"),
+        );
+        for i in 0..b.num_rows() {
+            if k[i].as_deref() != Some("RENT") {
+                continue;
+            }
+            assert!(amount[i].unwrap() > 0, "rent of nothing");
+            let id = m[i].as_deref().unwrap();
+            let day = day_of_ms(t[i].unwrap());
+            let g = if healthy.contains(id) {
+                0
+            } else if default_day
+                .get(id)
+                .is_some_and(|&d| (d - 180..d).contains(&day))
+            {
+                1
+            } else {
+                continue;
+            };
+            rent[g][0] += 1;
+            rent[g][1] += usize::from(on_time[i] == Some(false));
+        }
+    }
+    let late = |g: [usize; 2]| g[1] as f64 / g[0].max(1) as f64;
+    eprintln!(
+        "rent paid late: healthy {:.3} of {}, before default {:.3} of {}",
+        late(rent[0]),
+        rent[0][0],
+        late(rent[1]),
+        rent[1][0]
+    );
+    assert!(
+        rent[0][0] > 10_000 && rent[0][1] > 50,
+        "healthy rent {rent:?}"
+    );
+    assert!(late(rent[0]) < 0.05 && late(rent[1]) > 3.0 * late(rent[0]));
+
+    let mut guaranteed: HashMap<String, &'static str> = HashMap::new();
+    for b in read_parquet(&dir.join("merchants.parquet")) {
+        let (m, mode, g) = (
+            strs(&b, "merchant_id"),
+            strs(&b, "custody_mode"),
+            fen(&b, "guarantee_amount"),
+        );
+        for i in 0..b.num_rows() {
+            let mode = match mode[i].as_deref() {
+                Some("RISK_RESERVE") => "RISK_RESERVE",
+                Some("PERFORMANCE_BOND") => "INSURER",
+                _ => {
+                    assert!(g[i].is_none(), "a guarantee without the custody mode");
+                    continue;
+                }
+            };
+            assert!(g[i].unwrap() > 0);
+            guaranteed.insert(m[i].clone().unwrap(), mode);
+        }
+    }
+    let mut drawn: HashMap<String, usize> = HashMap::new();
+    for b in read_parquet(&dir.join("escrow_events.parquet")) {
+        let (m, k, code, frozen) = (
+            strs(&b, "merchant_id"),
+            strs(&b, "kind"),
+            strs(&b, "code"),
+            fen(&b, "frozen_amount"),
+        );
+        for i in 0..b.num_rows() {
+            let id = m[i].as_deref().unwrap();
+            match (k[i].as_deref(), code[i].as_deref()) {
+                (Some("PREPAYMENT"), _) if guaranteed.contains_key(id) => {
+                    assert_eq!(frozen[i], Some(0), "{id}: frozen under a guarantee")
+                }
+                (Some("REFUND_COMPLETED"), Some(source @ ("RISK_RESERVE" | "INSURER"))) => {
+                    assert_eq!(guaranteed.get(id).copied(), Some(source), "{id}");
+                    *drawn.entry(source.to_string()).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    eprintln!(
+        "guarantees: {} merchants, refunds paid from them {drawn:?}",
+        guaranteed.len()
+    );
+    let share = guaranteed.len() as f64 / history.len() as f64;
+    assert!((0.02..=0.2).contains(&share), "{share:.3} guaranteed");
+    assert!(drawn.values().sum::<usize>() >= 1, "no guarantee ever paid");
+
+    // Public records by merchant: (day, kind).
+    let mut public: HashMap<String, Vec<(i32, String)>> = HashMap::new();
+    for b in read_parquet(&dir.join("public_records.parquet")) {
+        let (m, t, k) = (strs(&b, "merchant_id"), ts(&b, "ts"), strs(&b, "kind"));
+        for i in 0..b.num_rows() {
+            public
+                .entry(m[i].clone().unwrap())
+                .or_default()
+                .push((day_of_ms(t[i].unwrap()), k[i].clone().unwrap()));
+        }
+    }
+    // Never in distress at all (a cured episode is trouble while it lasts).
+    let sound: std::collections::HashSet<&str> = city
+        .truth
+        .iter()
+        .filter(|t| t.episode == "none" && healthy.contains(t.id.as_str()))
+        .map(|t| t.id.as_str())
+        .collect();
+    let (mut enforced, mut listed, mut healthy_listed) = (0, 0, 0);
+    for (id, recs) in &mut public {
+        recs.sort();
+        enforced += recs.iter().filter(|r| r.1 == "ENFORCEMENT").count();
+        listed += recs.iter().filter(|r| r.1 == "DISHONEST_LISTED").count();
+        if sound.contains(id.as_str()) {
+            // A sound merchant listed pays and is removed (within the period).
+            let last = recs
+                .iter()
+                .rev()
+                .find(|r| r.1.starts_with("DISHONEST_"))
+                .map(|r| r.1.as_str());
+            if recs.iter().any(|r| r.1 == "DISHONEST_LISTED") {
+                healthy_listed += 1;
+                assert!(
+                    last == Some("DISHONEST_REMOVED")
+                        || recs.last().is_some_and(|r| r.0 > end_day - 120),
+                    "{id}: listed for good while healthy"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "enforcement cases {enforced}, dishonest listings {listed} ({healthy_listed} healthy)"
+    );
+    assert!(enforced >= 10 && listed >= 3, "courts");
+
+    let mut inquiries = [[0usize; 2]; 2];
+    let mut healthy_debtors = std::collections::HashSet::new();
+    for b in read_parquet(&dir.join("bureau_records.parquet")) {
+        let (m, t, k, purpose) = (
+            strs(&b, "merchant_id"),
+            ts(&b, "ts"),
+            strs(&b, "kind"),
+            strs(&b, "purpose"),
+        );
+        for i in 0..b.num_rows() {
+            let id = m[i].as_deref().unwrap();
+            if k[i].as_deref() == Some("DEBT_BALANCE") {
+                if healthy.contains(id) {
+                    healthy_debtors.insert(id.to_string());
+                }
+                continue;
+            }
+            if purpose[i].as_deref() != Some("LOAN_APPLICATION") {
+                continue;
+            }
+            let day = day_of_ms(t[i].unwrap());
+            let g = if healthy.contains(id) {
+                0
+            } else if default_day
+                .get(id)
+                .is_some_and(|&d| (d - 180..d).contains(&day))
+            {
+                1
+            } else {
+                continue;
+            };
+            inquiries[g][1] += 1;
+        }
+    }
+    // Per merchant-month: healthy merchants over the whole period, defaulters over the
+    // half year before default.
+    inquiries[0][0] = healthy.len() * months as usize;
+    inquiries[1][0] = default_day.len() * 6;
+    let rate = |g: [usize; 2]| g[1] as f64 / g[0].max(1) as f64;
+    eprintln!(
+        "loan-application inquiries per month: healthy {:.3}, before default {:.3}; {} healthy merchants owe other creditors",
+        rate(inquiries[0]),
+        rate(inquiries[1]),
+        healthy_debtors.len()
+    );
+    assert!(inquiries[0][1] >= 100 && healthy_debtors.len() * 20 >= healthy.len());
+    assert!(rate(inquiries[1]) > 3.0 * rate(inquiries[0]));
+
+    let mut buyers: HashMap<String, usize> = HashMap::new();
+    for b in read_parquet(&dir.join("contracts.parquet")) {
+        for c in strs(&b, "consumer_id").into_iter().flatten() {
+            if c.contains("-B") {
+                *buyers.entry(c).or_default() += 1;
+            }
+        }
+    }
+    let big = buyers.values().filter(|n| **n >= 10).count();
+    eprintln!(
+        "corporate buyers {}, {big} with 10+ contracts",
+        buyers.len()
+    );
+    assert!(big >= 5, "corporate buyers");
+
     // 1. Yearly default rates of a few percent, varying by industry (docs/simulator.md).
     let mut by_industry: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for t in &city.truth {

@@ -80,8 +80,12 @@ coded!(
         EcnyRatio = "ECNY_RATIO",
         /// A bank custody (存管) account outside e-CNY.
         BankCustody = "BANK_CUSTODY",
-        /// A risk reserve (风险保证金) instead of custody.
+        /// A risk reserve (风险保证金) deposited with a bank instead of custody: a fixed sum
+        /// (the record's `guarantee_amount`) that pays consumers if the merchant does not.
         RiskReserve = "RISK_RESERVE",
+        /// Performance-bond insurance (履约保证保险): an insurer pays consumers' refunds the
+        /// merchant does not, up to the policy's cover (`guarantee_amount`).
+        PerformanceBond = "PERFORMANCE_BOND",
         /// Not supervised.
         None = "NONE",
     }
@@ -168,6 +172,10 @@ coded!(
     RefundSource, "refund source" {
         Escrow = "ESCROW",
         MerchantWallet = "MERCHANT_WALLET",
+        /// Drawn on the merchant's risk reserve (风险保证金).
+        RiskReserve = "RISK_RESERVE",
+        /// Paid by the insurer of a performance bond (履约保证保险).
+        Insurer = "INSURER",
         Unrecovered = "UNRECOVERED",
     }
 );
@@ -193,6 +201,8 @@ coded!(
         Payroll = "PAYROLL",
         SocialInsurance = "SOCIAL_INSURANCE",
         Utility = "UTILITY",
+        /// A month's rent of the merchant's premises (all its stores).
+        Rent = "RENT",
     }
 );
 
@@ -229,6 +239,12 @@ coded!(
         AbnormalListed = "ABNORMAL_LISTED",
         AbnormalRemoved = "ABNORMAL_REMOVED",
         LawsuitDefendant = "LAWSUIT_DEFENDANT",
+        /// A court enforcement case against the merchant (被执行人), with the sum to enforce.
+        Enforcement = "ENFORCEMENT",
+        /// Listed as a dishonest judgment debtor (失信被执行人).
+        DishonestListed = "DISHONEST_LISTED",
+        /// Removed from the dishonest-debtor list (the judgment was satisfied).
+        DishonestRemoved = "DISHONEST_REMOVED",
     }
 );
 
@@ -253,6 +269,42 @@ coded!(
     Lender, "lender" {
         Icbc = "ICBC", Abc = "ABC", Boc = "BOC", Ccb = "CCB", Bocom = "BOCOM",
         Psbc = "PSBC", Cmb = "CMB", Cib = "CIB", Webank = "WEBANK",
+    }
+);
+
+coded!(
+    /// Kinds of rows in the credit-bureau table.
+    BureauRecordKind, "bureau record kind" {
+        /// Month-end balance owed to creditors of one type outside the loans table.
+        DebtBalance = "DEBT_BALANCE",
+        /// A credit inquiry (查询记录) by an institution.
+        Inquiry = "INQUIRY",
+    }
+);
+
+coded!(
+    /// Kinds of creditors and inquirers a credit bureau reports.
+    InstitutionType, "institution type" {
+        /// A bank (outside the loans table's records for debts).
+        Bank = "BANK",
+        /// A microlender (小额贷款公司).
+        Microlender = "MICROLENDER",
+        /// A financial-leasing company (equipment leases).
+        Leasing = "LEASING",
+        /// Supply-chain finance: factoring of receivables or supplier credit.
+        Factoring = "FACTORING",
+    }
+);
+
+coded!(
+    /// Why an institution inquired.
+    InquiryPurpose, "inquiry purpose" {
+        /// Approving a loan application (a hard inquiry).
+        LoanApplication = "LOAN_APPLICATION",
+        /// Monitoring a loan already granted.
+        PostLoan = "POST_LOAN",
+        /// Checking a guarantor.
+        Guarantee = "GUARANTEE",
     }
 );
 

@@ -175,6 +175,20 @@ pub const PLAUSIBLE: &[Plausible] = &[
     ),
     bound(Table::Loans, None, "term_months", 360, "thirty years"),
     bound(Table::Loans, None, "dpd", 3_650, "ten years past due"),
+    bound(
+        Table::Merchants,
+        None,
+        "guarantee_amount",
+        100_000_000,
+        "a risk reserve or bond cover of one merchant",
+    ),
+    bound(
+        Table::BureauRecords,
+        None,
+        "amount",
+        100_000_000,
+        "the debts of one merchant to one kind of creditor, or one application",
+    ),
 ];
 
 impl Plausible {
@@ -292,6 +306,24 @@ fn check_row(c: &Canon<'_>, row: usize) -> Option<Rejection> {
                 need(c, row, "headcount", kind).or_else(|| need(c, row, "on_time", kind))
             }
             "UTILITY" => need(c, row, "utility_kind", kind).or_else(|| need(c, row, "usage", kind)),
+            "RENT" => need(c, row, "amount", kind).or_else(|| need(c, row, "on_time", kind)),
+            _ => None,
+        },
+        Table::BureauRecords => match kind {
+            "DEBT_BALANCE" => need(c, row, "amount", kind),
+            "INQUIRY" => need(c, row, "purpose", kind),
+            _ => None,
+        },
+        Table::Merchants => match c.str("custody_mode", row) {
+            Some(mode @ ("RISK_RESERVE" | "PERFORMANCE_BOND"))
+                if !c.present("guarantee_amount", row) =>
+            {
+                Some(Rejection::new(
+                    Reason::MissingField,
+                    "guarantee_amount",
+                    format!("required for custody mode {mode}"),
+                ))
+            }
             _ => None,
         },
         Table::Loans => match kind {

@@ -99,6 +99,7 @@ pub enum Table {
     Complaints,
     PublicRecords,
     Loans,
+    BureauRecords,
 }
 
 const COMMON_EVENT_ID: Column = col(
@@ -188,6 +189,12 @@ const MERCHANTS: &[Column] = &[
         ColType::Id,
         false,
         "Links entities of the same owners (related parties).",
+    ),
+    col(
+        "guarantee_amount",
+        ColType::Money,
+        false,
+        "RISK_RESERVE: the reserve deposited; PERFORMANCE_BOND: the policy's cover, in yuan.",
     ),
 ];
 
@@ -396,7 +403,7 @@ const OPERATIONS: &[Column] = &[
         "kind",
         ColType::Code(list!(d::OperationKind)),
         true,
-        "PAYROLL, SOCIAL_INSURANCE or UTILITY.",
+        "PAYROLL, SOCIAL_INSURANCE, UTILITY or RENT.",
     ),
     col(
         "period",
@@ -408,7 +415,7 @@ const OPERATIONS: &[Column] = &[
         "amount",
         ColType::Money,
         false,
-        "Yuan paid (payroll, contributions, utility bill).",
+        "Yuan paid (payroll, contributions, utility bill) or due (rent).",
     ),
     col(
         "headcount",
@@ -420,7 +427,7 @@ const OPERATIONS: &[Column] = &[
         "on_time",
         ColType::Bool,
         false,
-        "PAYROLL and SOCIAL_INSURANCE: paid by the due date.",
+        "PAYROLL, SOCIAL_INSURANCE and RENT: paid by the due date.",
     ),
     col(
         "utility_kind",
@@ -510,13 +517,13 @@ const PUBLIC_RECORDS: &[Column] = &[
         "kind",
         ColType::Code(list!(d::PublicRecordKind)),
         true,
-        "Penalty, abnormal-operation listing or removal, lawsuit as defendant.",
+        "Penalty, abnormal-operation listing or removal, lawsuit as defendant, enforcement case (被执行人), dishonest-debtor listing (失信被执行人) or removal.",
     ),
     col(
         "amount",
         ColType::Money,
         false,
-        "Fine or amount claimed, in yuan.",
+        "Fine, amount claimed or sum to enforce, in yuan.",
     ),
     col(
         "authority",
@@ -525,6 +532,36 @@ const PUBLIC_RECORDS: &[Column] = &[
         "Issuing authority or court.",
     ),
     col("case_type", ColType::Text, false, "Case type as published."),
+];
+
+const BUREAU_RECORDS: &[Column] = &[
+    COMMON_EVENT_ID,
+    COMMON_MERCHANT,
+    COMMON_TS,
+    col(
+        "kind",
+        ColType::Code(list!(d::BureauRecordKind)),
+        true,
+        "DEBT_BALANCE (month-end balance owed) or INQUIRY (a credit inquiry).",
+    ),
+    col(
+        "institution_type",
+        ColType::Code(list!(d::InstitutionType)),
+        true,
+        "The creditor (DEBT_BALANCE) or the inquirer (INQUIRY).",
+    ),
+    col(
+        "amount",
+        ColType::Money,
+        false,
+        "DEBT_BALANCE: balance owed at month end; INQUIRY: amount applied for, if known. Yuan.",
+    ),
+    col(
+        "purpose",
+        ColType::Code(list!(d::InquiryPurpose)),
+        false,
+        "INQUIRY: why the institution inquired.",
+    ),
 ];
 
 const LOANS: &[Column] = &[
@@ -578,7 +615,7 @@ const LOANS: &[Column] = &[
 
 impl Table {
     /// Every table, in dependency order.
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Merchants,
         Table::StoreEvents,
         Table::Products,
@@ -590,6 +627,7 @@ impl Table {
         Table::Complaints,
         Table::PublicRecords,
         Table::Loans,
+        Table::BureauRecords,
     ];
 
     /// The table's name, as used in file names and the ledger layout.
@@ -606,6 +644,7 @@ impl Table {
             Table::Complaints => "complaints",
             Table::PublicRecords => "public_records",
             Table::Loans => "loans",
+            Table::BureauRecords => "bureau_records",
         }
     }
 
@@ -623,11 +662,12 @@ impl Table {
             Table::Contracts => "Consumer contracts: one prepayment into one 元管家 smart-contract wallet.",
             Table::EscrowEvents => "The escrow ledger: prepayments, redemptions (核销), releases, rejected release requests, refunds, expiries.",
             Table::WalletFlows => "The merchant's own e-CNY wallet: daily spot sales and withdrawals.",
-            Table::Operations => "Payroll, social insurance (headcount) and utilities, from the local credit platform.",
+            Table::Operations => "Payroll, social insurance (headcount), utilities and rent, from the local credit platform.",
             Table::Promotions => "Promotions launched on prepaid products (discounts, bonuses, long tenors).",
             Table::Complaints => "Consumer complaints by channel and category.",
-            Table::PublicRecords => "Administrative penalties, abnormal-operation listings, lawsuits.",
+            Table::PublicRecords => "Administrative penalties, abnormal-operation listings, lawsuits, court enforcement and dishonest-debtor listings.",
             Table::Loans => "Banks' loans: disbursements, schedules, repayments, month-end days past due.",
+            Table::BureauRecords => "What a credit bureau (征信) reports beyond the loans table: month-end debts owed to other banks, microlenders, leasing and factoring companies, and credit inquiries.",
         }
     }
 
@@ -635,7 +675,9 @@ impl Table {
     /// reference checks during ingestion).
     pub const fn rules(self) -> &'static [&'static str] {
         match self {
-            Table::Merchants => &[],
+            Table::Merchants => &[
+                "RISK_RESERVE and PERFORMANCE_BOND require `guarantee_amount`.",
+            ],
             Table::StoreEvents => &["`merchant_id` must be registered."],
             Table::Products => &["`merchant_id` must be registered.", "`units` ≥ 1."],
             Table::Contracts => &[
@@ -645,7 +687,7 @@ impl Table {
             ],
             Table::EscrowEvents => &[
                 "`merchant_id` must be registered; `contract_id` must be a contract of the same merchant.",
-                "`code` is required and drawn from: PREPAYMENT → prepayment channel (ECNY_YGJ, BANK_CUSTODY, UNSUPERVISED); RELEASE → trigger (PER_UNIT, PER_MONTH, MERCHANT_REQUEST_APPROVED, EXPIRY); RELEASE_REJECTED → reason (NOT_DELIVERED, EXCEEDS_BALANCE); REFUND_REQUESTED → reason (CHANGE_OF_MIND, SERVICE_FAILURE, MERCHANT_CLOSED); REFUND_COMPLETED → source (ESCROW, MERCHANT_WALLET, UNRECOVERED); EXPIRY → disposition (REFUND_TO_CONSUMER, RELEASE_TO_MERCHANT, EXTEND). REDEMPTION takes no code.",
+                "`code` is required and drawn from: PREPAYMENT → prepayment channel (ECNY_YGJ, BANK_CUSTODY, UNSUPERVISED); RELEASE → trigger (PER_UNIT, PER_MONTH, MERCHANT_REQUEST_APPROVED, EXPIRY); RELEASE_REJECTED → reason (NOT_DELIVERED, EXCEEDS_BALANCE); REFUND_REQUESTED → reason (CHANGE_OF_MIND, SERVICE_FAILURE, MERCHANT_CLOSED); REFUND_COMPLETED → source (ESCROW, MERCHANT_WALLET, RISK_RESERVE, INSURER, UNRECOVERED); EXPIRY → disposition (REFUND_TO_CONSUMER, RELEASE_TO_MERCHANT, EXTEND). REDEMPTION takes no code.",
                 "PREPAYMENT requires `frozen_amount` ≤ `amount`; REDEMPTION requires `units`.",
             ],
             Table::WalletFlows => &[
@@ -654,7 +696,7 @@ impl Table {
             ],
             Table::Operations => &[
                 "`merchant_id` must be registered.",
-                "PAYROLL and SOCIAL_INSURANCE require `headcount` and `on_time`; UTILITY requires `utility_kind` and `usage`.",
+                "PAYROLL and SOCIAL_INSURANCE require `headcount` and `on_time`; UTILITY requires `utility_kind` and `usage`; RENT requires `amount` and `on_time`.",
             ],
             Table::Promotions => &[
                 "`merchant_id` must be registered; `product_id` must be a product of the same merchant.",
@@ -666,6 +708,10 @@ impl Table {
             Table::Loans => &[
                 "`merchant_id` must be registered.",
                 "STATUS requires `dpd`; every other kind requires `amount`; DISBURSEMENT also requires `term_months`.",
+            ],
+            Table::BureauRecords => &[
+                "`merchant_id` must be registered.",
+                "DEBT_BALANCE requires `amount`; INQUIRY requires `purpose`.",
             ],
         }
     }
@@ -684,6 +730,7 @@ impl Table {
             Table::Complaints => COMPLAINTS,
             Table::PublicRecords => PUBLIC_RECORDS,
             Table::Loans => LOANS,
+            Table::BureauRecords => BUREAU_RECORDS,
         }
     }
 

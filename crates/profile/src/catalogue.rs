@@ -5,7 +5,7 @@
 use serde::Serialize;
 use yuanxin_domain::vocabulary::{characteristic, Characteristic};
 
-use crate::data::{esc, Code, Source};
+use crate::data::{esc, ops, public, Code, Source};
 use crate::snapshot::{last, upto, wallet, SatSum, Snap};
 
 /// Why a characteristic has no value.
@@ -125,7 +125,7 @@ fn on_time_ratio(s: &Snap<'_>, kind: u8) -> Value {
 fn usage(s: &Snap<'_>, from: i32, to: i32) -> i64 {
     crate::snapshot::between(&s.m.operations, s.d - from, s.d - to)
         .iter()
-        .filter(|o| o.kind == 2)
+        .filter(|o| o.kind == ops::ELECTRICITY)
         .map(|o| o.usage)
         .sat_sum()
 }
@@ -135,8 +135,69 @@ fn headcount_at(s: &Snap<'_>, d: i32) -> Option<i64> {
         .iter()
         .rev()
         .take_while(|o| o.day > d - 45)
-        .find(|o| o.kind == 0)
+        .find(|o| o.kind == ops::PAYROLL)
         .map(|o| o.headcount)
+}
+
+/// The amount of the latest record of an operation kind within 45 days of `d` (a month's
+/// payroll or rent), if there is one.
+fn latest_amount(s: &Snap<'_>, kind: u8) -> Option<i64> {
+    last(&s.m.operations, s.d, 45)
+        .iter()
+        .rev()
+        .find(|o| o.kind == kind)
+        .map(|o| o.amount)
+}
+
+/// Days of the last 90 whose end-of-day wallet balance was below `floor` (fen): the
+/// balance 90 days ago, then each day's visible flows in and out.
+fn days_below(s: &Snap<'_>, floor: i64) -> usize {
+    let start = s.d - 90;
+    let mut delta = [0i64; 90];
+    let mut put = |day: i32, amount: i64| {
+        if let Some(x) = usize::try_from(day - start - 1)
+            .ok()
+            .and_then(|k| delta.get_mut(k))
+        {
+            *x = x.saturating_add(amount);
+        }
+    };
+    for e in last(&s.m.spot, s.d, 90) {
+        put(e.day, e.amount);
+    }
+    for e in last(&s.m.withdrawals, s.d, 90) {
+        put(e.day, -e.amount);
+    }
+    for e in last(&s.m.escrow, s.d, 90) {
+        match e.kind {
+            esc::PREPAYMENT => put(e.day, e.amount - e.frozen),
+            esc::RELEASE => put(e.day, e.amount),
+            esc::REFUND_COMPLETED if e.code == Code::MerchantWallet => put(e.day, -e.amount),
+            _ => {}
+        }
+    }
+    let mut balance = wallet(s.m, start);
+    delta
+        .iter()
+        .filter(|d| {
+            balance = balance.saturating_add(**d);
+            balance < floor
+        })
+        .count()
+}
+
+/// What is left of the merchant's risk reserve or bond cover at the as-of date: the
+/// amount its record in force states, less what has been drawn on it.
+fn guarantee_left(s: &Snap<'_>) -> i64 {
+    let Some(amount) = s.r.guarantee else {
+        return 0;
+    };
+    let drawn: i64 = upto(&s.m.escrow, s.d)
+        .iter()
+        .filter(|e| e.kind == esc::REFUND_COMPLETED && e.code == Code::Guarantee)
+        .map(|e| e.amount)
+        .sat_sum();
+    amount.saturating_sub(drawn).max(0)
 }
 
 fn open_stores(s: &Snap<'_>) -> Vec<(u64, Option<i32>)> {
@@ -260,6 +321,18 @@ pub static FEATURES: &[Feature] = &[
     f!("withdrawals_30d", &[], |s| Ok(
         last(&s.m.withdrawals, s.d, 30).len() as f64
     )),
+    f!("payroll_uncovered_days_90d", &[], |s| {
+        // A week of the fixed costs: most merchants keep their reserves at the bank, so
+        // a month's worth in the wallet is rare; not even a week's is the NSF analogue.
+        let month = latest_amount(s, ops::PAYROLL)
+            .unwrap_or(0)
+            .saturating_add(latest_amount(s, ops::RENT).unwrap_or(0));
+        let floor = month / 4;
+        if floor <= 0 {
+            return Err("no_payroll");
+        }
+        Ok(days_below(s, floor) as f64)
+    }),
     // ---- prepaid liability and escrow ----
     f!("prepaid_liability", &[], |s| Ok(yuan(s.book.liability))),
     f!("liability_to_monthly_rev", &[], |s| ratio(
@@ -280,6 +353,11 @@ pub static FEATURES: &[Feature] = &[
     f!("uncovered_liability", &[], |s| Ok(yuan(
         s.book.liability.saturating_sub(s.book.frozen).max(0)
     ))),
+    f!("protection_coverage", &[], |s| ratio(
+        s.book.frozen.saturating_add(guarantee_left(s)) as f64,
+        s.book.liability as f64,
+        "no_liability"
+    )),
     f!("liability_growth_90d", &[], |s| ratio(
         (s.book.liability - s.book_90.liability) as f64,
         s.book_90.liability as f64,
@@ -430,6 +508,18 @@ pub static FEATURES: &[Feature] = &[
             "no_prepaid_sales_last_year",
         )
     }),
+    f!("top_consumer_share_365d", &[Source::Contracts], |s| {
+        let mut by: std::collections::HashMap<u64, i64> = Default::default();
+        for c in last(&s.m.contracts, s.d, 365) {
+            let v = by.entry(c.consumer).or_default();
+            *v = v.saturating_add(c.paid);
+        }
+        let mut paid: Vec<i64> = by.into_values().collect();
+        let total = paid.iter().copied().sat_sum();
+        paid.sort_unstable_by(|a, b| b.cmp(a));
+        let top = paid.iter().take(5).copied().sat_sum();
+        ratio(top as f64, total as f64, "no_contracts")
+    }),
     // ---- refunds and complaints ----
     f!("refund_rate_90d", &[], |s| ratio(
         s.escrow_sum(esc::REFUND_REQUESTED, 90) as f64,
@@ -497,8 +587,14 @@ pub static FEATURES: &[Feature] = &[
             .count() as f64)
     ),
     // ---- operations ----
-    f!("payroll_on_time_ratio_6m", &[], |s| on_time_ratio(s, 0)),
-    f!("social_insurance_on_time_6m", &[], |s| on_time_ratio(s, 1)),
+    f!("payroll_on_time_ratio_6m", &[], |s| on_time_ratio(
+        s,
+        ops::PAYROLL
+    )),
+    f!("social_insurance_on_time_6m", &[], |s| on_time_ratio(
+        s,
+        ops::SOCIAL_INSURANCE
+    )),
     f!("headcount_trend_6m", &[], |s| {
         let now = headcount_at(s, s.d).ok_or("no_payroll")?;
         let then = headcount_at(s, s.d - 180).ok_or("insufficient_history")?;
@@ -526,6 +622,21 @@ pub static FEATURES: &[Feature] = &[
             .map(|l| months_between(s.d, l))
             .ok_or("no_lease_data")
     }),
+    f!("rent_on_time_ratio_6m", &[], |s| on_time_ratio(
+        s,
+        ops::RENT
+    )),
+    f!("rent_to_revenue_90d", &[], |s| {
+        let rent: i64 = last(&s.m.operations, s.d, 90)
+            .iter()
+            .filter(|o| o.kind == ops::RENT)
+            .map(|o| o.amount)
+            .sat_sum();
+        if rent <= 0 {
+            return Err("no_rent_records");
+        }
+        ratio(rent as f64, s.rev_sum(3) as f64, "no_revenue")
+    }),
     // ---- tenure, custody, structure ----
     f!("months_since_registration", &[], |s| s
         .r
@@ -547,7 +658,8 @@ pub static FEATURES: &[Feature] = &[
         if s.book.liability <= 0 {
             return Err("no_liability");
         }
-        let covered = s.book.frozen * 10 >= s.book.liability * 4;
+        let protected = s.book.frozen.saturating_add(guarantee_left(s));
+        let covered = protected.saturating_mul(10) >= s.book.liability.saturating_mul(4);
         let capped = !s.r.industry.starts_with("EDU_")
             || s.r.industry == "EDU_VOCATIONAL"
             || last(&s.m.contracts, s.d, 180)
@@ -577,13 +689,13 @@ pub static FEATURES: &[Feature] = &[
     f!("admin_penalties_730d", &[Source::PublicRecords], |s| Ok(
         last(&s.m.public, s.d, 730)
             .iter()
-            .filter(|p| p.kind == 0)
+            .filter(|p| p.kind == public::ADMIN_PENALTY)
             .count() as f64
     )),
     f!("lawsuits_730d", &[Source::PublicRecords], |s| Ok(
         last(&s.m.public, s.d, 730)
             .iter()
-            .filter(|p| p.kind == 3)
+            .filter(|p| p.kind == public::LAWSUIT)
             .count() as f64
     )),
     f!("abnormal_listed", &[Source::PublicRecords], |s| Ok(
@@ -591,8 +703,26 @@ pub static FEATURES: &[Feature] = &[
             upto(&s.m.public, s.d)
                 .iter()
                 .rev()
-                .find(|p| p.kind == 1 || p.kind == 2)
-                .is_some_and(|p| p.kind == 1)
+                .find(|p| p.kind == public::ABNORMAL_LISTED || p.kind == public::ABNORMAL_REMOVED)
+                .is_some_and(|p| p.kind == public::ABNORMAL_LISTED)
+        ))
+    )),
+    f!("enforcement_amount_730d", &[Source::PublicRecords], |s| Ok(
+        yuan(
+            last(&s.m.public, s.d, 730)
+                .iter()
+                .filter(|p| p.kind == public::ENFORCEMENT)
+                .map(|p| p.amount)
+                .sat_sum()
+        )
+    )),
+    f!("dishonest_listed", &[Source::PublicRecords], |s| Ok(
+        f64::from(u8::from(
+            upto(&s.m.public, s.d)
+                .iter()
+                .rev()
+                .find(|p| p.kind == public::DISHONEST_LISTED || p.kind == public::DISHONEST_REMOVED)
+                .is_some_and(|p| p.kind == public::DISHONEST_LISTED)
         ))
     )),
     // ---- loans ----
@@ -642,4 +772,24 @@ pub static FEATURES: &[Feature] = &[
             .filter(|l| l.kind == 0)
             .count() as f64
     )),
+    f!("credit_inquiries_90d", &[Source::Bureau], |s| Ok(
+        last(&s.m.bureau, s.d, 90)
+            .iter()
+            .filter(|b| !b.balance && b.application)
+            .count() as f64
+    )),
+    f!("other_debt_to_annual_rev", &[Source::Bureau], |s| {
+        // The latest month-end report within 45 days: per creditor type, its last balance.
+        let recent = last(&s.m.bureau, s.d, 45);
+        let latest = recent.iter().rev().find(|b| b.balance).map(|b| b.day);
+        let owed: i64 = match latest {
+            Some(day) => recent
+                .iter()
+                .filter(|b| b.balance && b.day == day)
+                .map(|b| b.amount)
+                .sat_sum(),
+            None => 0,
+        };
+        ratio(owed as f64, s.rev_sum(12) as f64, "no_revenue")
+    }),
 ];

@@ -586,6 +586,7 @@ mod tests {
                 registered_on: Some(18_000),
                 onboarded_on: Some(18_500),
                 freeze_bp: Some(4000),
+                guarantee: Some(500_000),
                 group: 0,
             }],
             ..Merchant::default()
@@ -611,7 +612,8 @@ mod tests {
                     Code::Unrecovered,
                     Code::ReleaseToMerchant,
                     Code::ServiceFailure,
-                ][(amount % 6) as usize],
+                    Code::Guarantee,
+                ][(amount % 7) as usize],
                 amount,
                 frozen: amount / 3,
                 contract: contract64,
@@ -626,11 +628,13 @@ mod tests {
                 day,
                 tenor_days: (amount % 900) as i32 + 30,
                 discount_bp: amount % 5000,
+                paid: amount,
                 consumer: contract64,
             }),
             10 => m.operations.push(Operation {
                 day,
-                kind: (amount % 4) as u8,
+                kind: (amount % 5) as u8,
+                amount,
                 headcount: amount % 20,
                 on_time: Some(amount % 3 != 0),
                 usage: amount,
@@ -656,7 +660,14 @@ mod tests {
                 });
                 m.public.push(PublicRecord {
                     day,
-                    kind: (amount % 4) as u8,
+                    kind: (amount % 7) as u8,
+                    amount,
+                });
+                m.bureau.push(BureauRecord {
+                    day,
+                    balance: amount % 2 == 0,
+                    application: amount % 3 == 0,
+                    amount,
                 });
                 m.stores.push(StoreEvent {
                     day,

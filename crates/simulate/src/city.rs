@@ -247,7 +247,7 @@ pub fn simulate(
     };
     let chunk = cfg.chunk.max(1);
     let mut faults = FaultCounts::new();
-    let mut offsets = [0u64; 11];
+    let mut offsets = [0u64; Table::ALL.len()];
     let mut defaults = 0u64;
     // Generation of the next chunk overlaps with encoding and writing of the current one.
     // Rows reach the writers in slices of a fixed size on a global grid, so that the

@@ -104,7 +104,7 @@ pub fn inject(
     rows: &mut Rows,
     share: f64,
     seed: u64,
-    offsets: &mut [u64; 11],
+    offsets: &mut [u64; Table::ALL.len()],
     counts: &mut FaultCounts,
 ) -> Rows {
     let mut late = Rows::default();

@@ -144,6 +144,18 @@ struct Store {
     id: String,
     district: District,
     open: bool,
+    /// Monthly rent, fen.
+    rent: i64,
+}
+
+/// A debt the credit bureau reports outside the loans table.
+struct OtherDebt {
+    /// Institution type code.
+    creditor: &'static str,
+    /// Balance owed, fen.
+    balance: i64,
+    /// Monthly repayment, fen.
+    payment: i64,
 }
 
 /// Intensities with which a distressed merchant shows each warning sign (0 = not at all).
@@ -170,8 +182,19 @@ pub(crate) struct MerchantSim<'a> {
     /// that cures, a deep promotion, a store opened or closed, a lawsuit, a burst of
     /// service-failure refunds).
     quirks: ChaCha8Rng,
+    /// A fifth for rent, risk reserves and performance bonds, court enforcement, the credit
+    /// bureau's records and corporate buyers.
+    later: ChaCha8Rng,
     /// This merchant gets sued more often than most (a landlord, staff, suppliers).
     litigious: bool,
+    /// What is left of a risk reserve or a performance bond's cover (fen), and the refund
+    /// source that pays from it (`RISK_RESERVE` or `INSURER`).
+    guarantee: Option<(i64, &'static str)>,
+    /// Debts to other creditors, as the credit bureau reports them.
+    other_debts: Vec<OtherDebt>,
+    /// Sells memberships and course places to companies for their staff (one consumer id
+    /// holding many contracts).
+    corporate: bool,
     /// Prepayments consumers have lost so far, fen.
     lost_fen: i64,
     /// The owners' group (`owner_group_id`).
@@ -186,7 +209,7 @@ pub(crate) struct MerchantSim<'a> {
     idx: u64,
     id: String,
     out: &'a mut Rows,
-    seq: [u32; 11],
+    seq: [u32; 12],
     products: Vec<Product>,
     contracts: Vec<Contract>,
     /// Contracts sold so far: ids are numbered from it, never from `contracts` (which drops
@@ -235,6 +258,7 @@ mod record {
     pub const CUSTODY: usize = 9;
     pub const FREEZE: usize = 10;
     pub const OWNER_GROUP: usize = 11;
+    pub const GUARANTEE: usize = 12;
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, weighted: &[(T, f64)]) -> T {
@@ -333,6 +357,8 @@ impl<'a> MerchantSim<'a> {
         posting.set_stream(2);
         let mut quirks = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
         quirks.set_stream(3);
+        let mut later = ChaCha8Rng::seed_from_u64(z ^ (z >> 31));
+        later.set_stream(4);
         let litigious = quirks.gen_bool(0.1);
         let industry = pick(&mut rng, &INDUSTRIES.map(|p| (p.industry, p.weight)));
         let p = industry_params(industry);
@@ -362,6 +388,10 @@ impl<'a> MerchantSim<'a> {
             registry,
             posting,
             quirks,
+            later,
+            guarantee: None,
+            other_debts: Vec::new(),
+            corporate: false,
             litigious,
             lost_fen: 0,
             group: format!("G-{id}"),
@@ -372,7 +402,7 @@ impl<'a> MerchantSim<'a> {
             idx,
             id,
             out,
-            seq: [0; 11],
+            seq: [0; 12],
             products: Vec::new(),
             contracts: Vec::new(),
             contracts_sold: 0,
@@ -425,6 +455,7 @@ impl<'a> MerchantSim<'a> {
             Table::Complaints => "cp",
             Table::PublicRecords => "pb",
             Table::Loans => "ln",
+            Table::BureauRecords => "br",
         };
         let s = &mut self.seq[table as usize];
         *s += 1;
@@ -515,6 +546,7 @@ impl<'a> MerchantSim<'a> {
         self.register();
         self.open_stores();
         self.launch_products();
+        self.standing_debts();
         if !entrant && self.rng.gen_bool(story::LOAN_SHARE) {
             let d = period.start_day - self.rng.gen_range(30..330);
             self.take_loan(d.max(self.first_day));
@@ -576,6 +608,41 @@ impl<'a> MerchantSim<'a> {
         };
         let onboarded =
             (self.period.start_day - self.rng.gen_range(0..365)).max(self.registered_day);
+        // Instead of freezing a share of each prepayment, some merchants deposit a risk
+        // reserve (风险保证金) or buy performance-bond insurance (履约保证保险); no source
+        // found a required amount, so it is one to two and a half months of revenue.
+        let monthly = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0) * self.size;
+        let (custody, freeze, guarantee) = match custody {
+            "ECNY_RATIO" => {
+                let r: f64 = self.later.gen();
+                if r < 0.07 {
+                    let sum = monthly * self.later.gen_range(0.5..1.5);
+                    (
+                        "RISK_RESERVE",
+                        0,
+                        Some((fen_of((sum / 10_000.0).ceil() * 10_000.0), "RISK_RESERVE")),
+                    )
+                } else if r < 0.12 {
+                    let sum = monthly * self.later.gen_range(1.0..2.5);
+                    (
+                        "PERFORMANCE_BOND",
+                        0,
+                        Some((fen_of((sum / 10_000.0).ceil() * 10_000.0), "INSURER")),
+                    )
+                } else {
+                    (custody, freeze, None)
+                }
+            }
+            _ => (custody, freeze, None),
+        };
+        self.guarantee = guarantee;
+        self.corporate = matches!(
+            self.p.industry,
+            Industry::EduVocational
+                | Industry::FitnessEntertainment
+                | Industry::DrivingSchool
+                | Industry::CultureSports
+        ) && self.later.gen_bool(0.15);
         let name = format!(
             "{}{}{}",
             self.truth.district.name_zh(),
@@ -599,6 +666,7 @@ impl<'a> MerchantSim<'a> {
             Val::C(custody),
             Val::R(freeze.clamp(0, 10_000)),
             Val::S(self.group.clone()),
+            guarantee.map_or(Val::N, |(g, _)| Val::M(g)),
         ];
         if onboarded > self.registered_day {
             // Registered without custody; joining 元管家 is a later record (a custody
@@ -607,6 +675,7 @@ impl<'a> MerchantSim<'a> {
             before[record::ONBOARDED] = Val::N;
             before[record::CUSTODY] = Val::C("NONE");
             before[record::FREEZE] = Val::R(0);
+            before[record::GUARANTEE] = Val::N;
             self.emit(Table::Merchants, before);
         }
         let mut row = row;
@@ -685,6 +754,33 @@ impl<'a> MerchantSim<'a> {
         }
     }
 
+    /// Debts some merchants carry from the start: equipment leases (gyms, car washes and
+    /// driving schools most), a loan from another bank, supplier credit.
+    fn standing_debts(&mut self) {
+        let monthly = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0)
+            * self.size
+            * self.stores.len().max(1) as f64;
+        let leasing = match self.p.industry {
+            Industry::FitnessEntertainment | Industry::CarWash | Industry::DrivingSchool => 0.25,
+            _ => 0.08,
+        };
+        for (creditor, share, months) in [
+            ("LEASING", leasing, (24, 48)),
+            ("BANK", 0.08, (12, 36)),
+            ("FACTORING", 0.04, (6, 12)),
+        ] {
+            if self.later.gen_bool(share) {
+                let balance = fen_of(monthly * self.later.gen_range(1.0..6.0));
+                let term: i64 = self.later.gen_range(months.0..=months.1);
+                self.other_debts.push(OtherDebt {
+                    creditor,
+                    balance,
+                    payment: (balance / term).max(1),
+                });
+            }
+        }
+    }
+
     fn open_stores(&mut self) {
         let n = pick(
             &mut self.rng,
@@ -710,14 +806,27 @@ impl<'a> MerchantSim<'a> {
     fn open_store(&mut self, day: i32, district: District) {
         let id = format!("S-{}-{}", self.id, self.stores.len() + 1);
         let lease_end = day + 365 * self.rng.gen_range(2..6);
+        let in_mall = self.rng.gen_bool(0.45);
+        let area: i64 = self.rng.gen_range(40..600);
+        // Rent follows the floor area (less than in proportion) and costs a third more in
+        // a mall: about an eighth of a store's revenue, the main fixed cost after wages.
+        let monthly = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0) * self.size;
+        let mall = if in_mall { 1.35 } else { 1.0 };
+        let rent = fen_of(
+            monthly
+                * 0.12
+                * (area as f64 / 300.0).powf(0.4)
+                * mall
+                * lognormal(&mut self.later, 1.0, 0.25),
+        );
         let row = vec![
             self.m(),
             Val::T(at(day, 9.0)),
             Val::S(id.clone()),
             Val::C("OPENED"),
             Val::C(district.as_str()),
-            Val::B(self.rng.gen_bool(0.45)),
-            Val::I(self.rng.gen_range(40..600)),
+            Val::B(in_mall),
+            Val::I(area),
             Val::D(lease_end),
             Val::N,
         ];
@@ -726,6 +835,7 @@ impl<'a> MerchantSim<'a> {
             id,
             district,
             open: true,
+            rent,
         });
     }
 

@@ -25,6 +25,31 @@ pub(crate) mod esc {
     pub const REFUND_REQUESTED: u8 = 4;
     pub const REFUND_COMPLETED: u8 = 5;
     pub const EXPIRY: u8 = 6;
+    /// A kind this version does not know (the ledger accepts only listed kinds, so only
+    /// a ledger written by a later version has them): counted in no characteristic.
+    pub const UNKNOWN: u8 = u8::MAX;
+}
+
+/// Operation kinds, as small integers.
+pub(crate) mod ops {
+    pub const PAYROLL: u8 = 0;
+    pub const SOCIAL_INSURANCE: u8 = 1;
+    pub const ELECTRICITY: u8 = 2;
+    pub const OTHER_UTILITY: u8 = 3;
+    pub const RENT: u8 = 4;
+    pub const UNKNOWN: u8 = u8::MAX;
+}
+
+/// Public-record kinds, as small integers.
+pub(crate) mod public {
+    pub const ADMIN_PENALTY: u8 = 0;
+    pub const ABNORMAL_LISTED: u8 = 1;
+    pub const ABNORMAL_REMOVED: u8 = 2;
+    pub const LAWSUIT: u8 = 3;
+    pub const ENFORCEMENT: u8 = 4;
+    pub const DISHONEST_LISTED: u8 = 5;
+    pub const DISHONEST_REMOVED: u8 = 6;
+    pub const UNKNOWN: u8 = u8::MAX;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +71,8 @@ pub(crate) enum Code {
     Other,
     Escrow,
     MerchantWallet,
+    /// Paid from a risk reserve or by a performance bond's insurer.
+    Guarantee,
     Unrecovered,
     ReleaseToMerchant,
     ServiceFailure,
@@ -70,6 +97,8 @@ pub(crate) struct ContractRow {
     pub day: i32,
     pub tenor_days: i32,
     pub discount_bp: i64,
+    /// Price paid, fen.
+    pub paid: i64,
     /// FxHash of the consumer id (told apart within one merchant).
     pub consumer: u64,
 }
@@ -77,8 +106,10 @@ pub(crate) struct ContractRow {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Operation {
     pub day: i32,
-    /// 0 payroll, 1 social insurance, 2 electricity, 3 other utility.
+    /// One of [`ops`].
     pub kind: u8,
+    /// Paid or due, fen (0 when not given).
+    pub amount: i64,
     pub headcount: i64,
     pub on_time: Option<bool>,
     pub usage: i64,
@@ -104,8 +135,22 @@ pub(crate) struct Complaint {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PublicRecord {
     pub day: i32,
-    /// 0 penalty, 1 listed, 2 removed, 3 lawsuit.
+    /// One of [`public`].
     pub kind: u8,
+    /// Fine, claim or sum to enforce, fen (0 when not given).
+    pub amount: i64,
+}
+
+/// A credit-bureau record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BureauRecord {
+    pub day: i32,
+    /// A month-end debt balance (else an inquiry).
+    pub balance: bool,
+    /// An inquiry for a loan application.
+    pub application: bool,
+    /// Balance or amount applied for, fen (0 when not given).
+    pub amount: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +185,8 @@ dated!(
     Complaint,
     PublicRecord,
     LoanEvent,
-    StoreEvent
+    StoreEvent,
+    BureauRecord
 );
 
 /// One record of the merchants table: what the registry says of a merchant from the
@@ -155,6 +201,8 @@ pub(crate) struct Record {
     pub registered_on: Option<i32>,
     pub onboarded_on: Option<i32>,
     pub freeze_bp: Option<i64>,
+    /// A risk reserve or performance bond's amount (fen).
+    pub guarantee: Option<i64>,
     pub group: u32,
 }
 
@@ -167,6 +215,7 @@ impl Record {
         registered_on: None,
         onboarded_on: None,
         freeze_bp: None,
+        guarantee: None,
         group: 0,
     };
 }
@@ -187,6 +236,7 @@ pub(crate) struct Merchant {
     pub public: Vec<PublicRecord>,
     pub loans: Vec<LoanEvent>,
     pub stores: Vec<StoreEvent>,
+    pub bureau: Vec<BureauRecord>,
 }
 
 impl Merchant {
@@ -211,6 +261,7 @@ impl Merchant {
         by_day(&mut self.public);
         by_day(&mut self.loans);
         by_day(&mut self.stores);
+        by_day(&mut self.bureau);
     }
 }
 

@@ -22,6 +22,8 @@ pub(crate) enum Source {
     Loans,
     /// Store openings and closures.
     Stores,
+    /// The credit bureau's records.
+    Bureau,
 }
 
 /// About how many event rows one chunk of merchants holds in memory at once (about 30
@@ -140,7 +142,7 @@ pub(crate) struct Loader {
 }
 
 /// Event tables features read.
-pub(super) const EVENT_TABLES: [Table; 9] = [
+pub(super) const EVENT_TABLES: [Table; 10] = [
     Table::EscrowEvents,
     Table::WalletFlows,
     Table::Contracts,
@@ -150,6 +152,7 @@ pub(super) const EVENT_TABLES: [Table; 9] = [
     Table::PublicRecords,
     Table::Loans,
     Table::StoreEvents,
+    Table::BureauRecords,
 ];
 
 impl Loader {
@@ -174,6 +177,7 @@ impl Loader {
                 Table::PublicRecords => needed(Source::PublicRecords),
                 Table::Loans => needed(Source::Loans),
                 Table::StoreEvents => needed(Source::Stores),
+                Table::BureauRecords => needed(Source::Bureau),
                 _ => true,
             };
             let mut files = Vec::new();
@@ -306,6 +310,9 @@ impl Loader {
                 Table::StoreEvents => {
                     ctx.load(files, last, ms, parse_stores, |m, e| m.stores = e)?
                 }
+                Table::BureauRecords => {
+                    ctx.load(files, last, ms, parse_bureau, |m, e| m.bureau = e)?
+                }
                 Table::Merchants | Table::Products => {}
             }
         }
@@ -327,6 +334,7 @@ impl Loader {
             m.public = Vec::new();
             m.loans = Vec::new();
             m.stores = Vec::new();
+            m.bureau = Vec::new();
         }
     }
 }

@@ -206,6 +206,7 @@ pub(super) fn merchants(
                     .column_by_name("freeze_ratio")
                     .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
                     .and_then(|a| (!a.is_null(i)).then(|| i64::try_from(a.value(i)).unwrap_or(0))),
+                guarantee: dec_at(decs(&b, "guarantee_amount"), i),
                 group,
             });
         }
@@ -242,11 +243,13 @@ pub(super) fn parse_escrow(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Escrow>]
         Some("RELEASE_REJECTED") => esc::RELEASE_REJECTED,
         Some("REFUND_REQUESTED") => esc::REFUND_REQUESTED,
         Some("REFUND_COMPLETED") => esc::REFUND_COMPLETED,
-        _ => esc::EXPIRY,
+        Some("EXPIRY") => esc::EXPIRY,
+        _ => esc::UNKNOWN,
     });
     let code = Text::of(b, "code").at(rows, |c| match c {
         Some("ESCROW") => Code::Escrow,
         Some("MERCHANT_WALLET") => Code::MerchantWallet,
+        Some("RISK_RESERVE" | "INSURER") => Code::Guarantee,
         Some("UNRECOVERED") => Code::Unrecovered,
         Some("RELEASE_TO_MERCHANT") => Code::ReleaseToMerchant,
         Some("SERVICE_FAILURE") => Code::ServiceFailure,
@@ -292,12 +295,14 @@ pub(super) fn parse_wallet(
 pub(super) fn parse_contracts(b: &RecordBatch, rows: &Rows, out: &mut [Vec<ContractRow>]) {
     let consumer = Text::of(b, "consumer_id").at_each(rows, |c| c.map(fx).unwrap_or(0));
     let (expires, discount) = (dates(b, "expires_on"), decs(b, "discount"));
+    let paid = decs(b, "paid_amount");
     for (j, &(i, m, day)) in rows.iter().enumerate() {
         let expires = date_at(expires, i).unwrap_or(day);
         out[m].push(ContractRow {
             day,
             tenor_days: expires - day + 1,
             discount_bp: dec_at(discount, i).unwrap_or(0),
+            paid: dec_at(paid, i).unwrap_or(0),
             consumer: consumer[j],
         });
     }
@@ -305,17 +310,25 @@ pub(super) fn parse_contracts(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Contr
 
 pub(super) fn parse_operations(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Operation>]) {
     let kind = Text::of(b, "kind").at(rows, |k| match k {
-        Some("PAYROLL") => Some(0),
-        Some("SOCIAL_INSURANCE") => Some(1),
-        _ => None,
+        Some("PAYROLL") => Some(ops::PAYROLL),
+        Some("SOCIAL_INSURANCE") => Some(ops::SOCIAL_INSURANCE),
+        Some("RENT") => Some(ops::RENT),
+        Some("UTILITY") => None,
+        _ => Some(ops::UNKNOWN),
     });
     let electricity = Text::of(b, "utility_kind").at(rows, |u| u == Some("ELECTRICITY"));
     let (headcount, on_time, usage) = (ints(b, "headcount"), bools(b, "on_time"), ints(b, "usage"));
+    let amount = decs(b, "amount");
     for (j, &(i, m, day)) in rows.iter().enumerate() {
-        let kind = kind[j].unwrap_or(if electricity[j] { 2 } else { 3 });
+        let kind = kind[j].unwrap_or(if electricity[j] {
+            ops::ELECTRICITY
+        } else {
+            ops::OTHER_UTILITY
+        });
         out[m].push(Operation {
             day,
             kind,
+            amount: dec_at(amount, i).unwrap_or(0),
             headcount: int_at(headcount, i).unwrap_or(0),
             on_time: bool_at(on_time, i),
             usage: int_at(usage, i).unwrap_or(0),
@@ -354,13 +367,36 @@ pub(super) fn parse_complaints(b: &RecordBatch, rows: &Rows, out: &mut [Vec<Comp
 
 pub(super) fn parse_public(b: &RecordBatch, rows: &Rows, out: &mut [Vec<PublicRecord>]) {
     let kind = Text::of(b, "kind").at(rows, |k| match k {
-        Some("ADMIN_PENALTY") => 0,
-        Some("ABNORMAL_LISTED") => 1,
-        Some("ABNORMAL_REMOVED") => 2,
-        _ => 3,
+        Some("ADMIN_PENALTY") => public::ADMIN_PENALTY,
+        Some("ABNORMAL_LISTED") => public::ABNORMAL_LISTED,
+        Some("ABNORMAL_REMOVED") => public::ABNORMAL_REMOVED,
+        Some("LAWSUIT_DEFENDANT") => public::LAWSUIT,
+        Some("ENFORCEMENT") => public::ENFORCEMENT,
+        Some("DISHONEST_LISTED") => public::DISHONEST_LISTED,
+        Some("DISHONEST_REMOVED") => public::DISHONEST_REMOVED,
+        _ => public::UNKNOWN,
     });
-    for (j, &(_, m, day)) in rows.iter().enumerate() {
-        out[m].push(PublicRecord { day, kind: kind[j] });
+    let amount = decs(b, "amount");
+    for (j, &(i, m, day)) in rows.iter().enumerate() {
+        out[m].push(PublicRecord {
+            day,
+            kind: kind[j],
+            amount: dec_at(amount, i).unwrap_or(0),
+        });
+    }
+}
+
+pub(super) fn parse_bureau(b: &RecordBatch, rows: &Rows, out: &mut [Vec<BureauRecord>]) {
+    let balance = Text::of(b, "kind").at(rows, |k| k == Some("DEBT_BALANCE"));
+    let application = Text::of(b, "purpose").at(rows, |p| p == Some("LOAN_APPLICATION"));
+    let amount = decs(b, "amount");
+    for (j, &(i, m, day)) in rows.iter().enumerate() {
+        out[m].push(BureauRecord {
+            day,
+            balance: balance[j],
+            application: application[j],
+            amount: dec_at(amount, i).unwrap_or(0),
+        });
     }
 }
 

@@ -116,6 +116,7 @@ impl MerchantSim<'_> {
             self.operations(month, first, next);
             self.complaints_and_records(month, first, next);
             self.loans_month(month, first, next, false);
+            self.bureau_month(month, first, next);
         }
     }
 
@@ -496,6 +497,22 @@ impl MerchantSim<'_> {
             self.consumers += 1;
             self.consumers
         };
+        // A company buys places for its staff (one buyer, many contracts); a merchant
+        // pushing prepaid sales leans on its best regulars to top up again and again.
+        let (p, planned) = self.progress(month);
+        let pushing = matches!(self.phase, Phase::Distress { .. }) && !planned;
+        let consumer = if self.corporate && self.later.gen_bool(0.12) {
+            let k = self.later.gen_range(1..=2);
+            format!("U-{}-B{k}", self.id())
+        } else if pushing
+            && self.consumers > 5
+            && self.later.gen_bool((0.35 * self.signs.push * p).min(1.0))
+        {
+            let k = self.later.gen_range(1..=5);
+            format!("U-{}-{k}", self.id())
+        } else {
+            format!("U-{}-{}", self.id(), consumer)
+        };
         let stores: Vec<usize> = (0..self.stores.len())
             .filter(|s| self.stores[*s].open)
             .collect();
@@ -530,7 +547,7 @@ impl MerchantSim<'_> {
             Val::S(cid.clone()),
             Val::S(product_id),
             Val::S(self.stores[store].id.clone()),
-            Val::S(format!("U-{}-{}", self.id(), consumer)),
+            Val::S(consumer),
             Val::M(paid),
             Val::R((discount * 10_000.0).round() as i64),
             if bonus > 0 { Val::M(bonus) } else { Val::N },
@@ -770,7 +787,7 @@ impl MerchantSim<'_> {
             }
             ExpiryDisposition::RefundToConsumer => {
                 if value_left > 0 {
-                    self.pay_refund(c, day + 1, value_left, frozen_left, i64::MAX);
+                    self.pay_refund(c, day + 1, value_left, frozen_left, i64::MAX, true);
                 }
             }
         }
@@ -800,7 +817,7 @@ impl MerchantSim<'_> {
                 && value_left - frozen_left.min(value_left) < 400_000
                 && self.quirks.gen_bool(story::REFUND_DISPUTE);
             let wallet_pays = if unpaid || disputed { 0 } else { i64::MAX };
-            self.pay_refund(c, paid_day, value_left, frozen_left, wallet_pays);
+            self.pay_refund(c, paid_day, value_left, frozen_left, wallet_pays, !disputed);
         }
         let k = &mut self.contracts[c];
         k.released = k.frozen;
@@ -818,6 +835,7 @@ impl MerchantSim<'_> {
         value_left: i64,
         frozen_left: i64,
         wallet_pays: i64,
+        guaranteed: bool,
     ) -> i64 {
         let from_escrow = frozen_left.min(value_left).max(0);
         if from_escrow > 0 {
@@ -846,7 +864,18 @@ impl MerchantSim<'_> {
             );
             self.emit_contract_row(c, Table::EscrowEvents, row);
         }
-        let lost = rest - from_wallet;
+        let mut lost = rest - from_wallet;
+        // What the merchant does not pay, its risk reserve or its insurer does, up to what
+        // is left of it (not a refund the merchant disputes).
+        if let Some((left, source)) = self.guarantee.filter(|_| guaranteed && lost > 0) {
+            let paid = lost.min(left);
+            if paid > 0 {
+                self.guarantee = Some((left - paid, source));
+                lost -= paid;
+                let row = self.escrow_row(at(day, 14.8), c, "REFUND_COMPLETED", paid, Some(source));
+                self.emit_contract_row(c, Table::EscrowEvents, row);
+            }
+        }
         if lost > 0 {
             // Consumers are harmed from the first fen lost; a lender's default from 5,000
             // yuan in all (yuanxin_profile::MATERIAL_UNRECOVERED_FEN).
@@ -901,7 +930,7 @@ impl MerchantSim<'_> {
             self.emit_contract_row(c, Table::EscrowEvents, row);
             let paid_day = ask + self.rng.gen_range(7..30);
             let wallet = self.wallet;
-            lost_total += self.pay_refund(c, paid_day, value_left, frozen_left, wallet);
+            lost_total += self.pay_refund(c, paid_day, value_left, frozen_left, wallet, true);
             let k = &mut self.contracts[c];
             k.open = false;
         }
@@ -933,7 +962,7 @@ impl MerchantSim<'_> {
         }
         if self.rng.gen_bool(0.4) {
             let d = day + self.rng.gen_range(30..120);
-            self.public_record(d, "LAWSUIT_DEFENDANT", Some(lost_total.max(100_000)));
+            self.lawsuit(d, lost_total.max(100_000));
         }
         if self.rng.gen_bool(0.6) {
             let d = day + self.rng.gen_range(60..120);
@@ -1049,6 +1078,33 @@ impl MerchantSim<'_> {
             Val::N,
         ];
         self.emit(Table::Operations, row);
+        // Rent of the open stores, due on the 5th. A cash-strapped merchant pays the
+        // landlord late, then not at all, before it pays staff late (梵羽's arrears).
+        let rent: i64 = self.stores.iter().filter(|s| s.open).map(|s| s.rent).sum();
+        let rent_late_p = match self.phase {
+            Phase::LoanDefaulted => 0.5,
+            _ if distressed => (0.5 * self.late_base + 1.2 * late_distress).min(0.95),
+            _ => 0.5 * self.late_base,
+        };
+        let rent_late = self.later.gen_bool(rent_late_p);
+        let rent_due = first + 4;
+        let rent_day = if rent_late {
+            rent_due + self.later.gen_range(5..40)
+        } else {
+            rent_due - self.later.gen_range(0..4)
+        };
+        let row = vec![
+            self.m(),
+            Val::T(at(rent_day, 11.0)),
+            Val::C("RENT"),
+            period.clone(),
+            Val::M(rent),
+            Val::N,
+            Val::B(!rent_late),
+            Val::N,
+            Val::N,
+        ];
+        self.emit(Table::Operations, row);
         let activity = self.revenue_mult(month) * self.delivery_mult(month);
         // Shenzhen's summers (May–October) run air conditioning: electricity follows the
         // season as much as the business.
@@ -1148,6 +1204,8 @@ impl MerchantSim<'_> {
         let (authority, case_type) = match kind {
             "ADMIN_PENALTY" => ("深圳市市场监督管理局", "价格违法"),
             "LAWSUIT_DEFENDANT" => ("深圳市人民法院", "服务合同纠纷"),
+            "ENFORCEMENT" => ("深圳市中级人民法院", "执行案件"),
+            "DISHONEST_LISTED" | "DISHONEST_REMOVED" => ("深圳市中级人民法院", "失信被执行人"),
             _ => ("深圳市市场监督管理局", "经营异常名录"),
         };
         let row = vec![
@@ -1159,6 +1217,127 @@ impl MerchantSim<'_> {
             Val::C(case_type),
         ];
         self.emit(Table::PublicRecords, row);
+    }
+
+    /// A lawsuit against the merchant, and what may follow: a merchant in trouble often
+    /// does not pay the judgment, so the court enforces it (被执行人) and, when that finds
+    /// nothing, lists it as a dishonest debtor (失信被执行人); a sound merchant that loses
+    /// sometimes pays only once enforced, and is rarely listed (and then soon removed).
+    fn lawsuit(&mut self, day: i32, claim: i64) {
+        self.public_record(day, "LAWSUIT_DEFENDANT", Some(claim));
+        let troubled = match self.phase {
+            Phase::Distress { planned, .. } => !planned,
+            Phase::LoanDefaulted | Phase::Closed => true,
+            _ => false,
+        };
+        let (enforced, listed) = if troubled { (0.7, 0.6) } else { (0.12, 0.05) };
+        if !self.later.gen_bool(enforced) {
+            return;
+        }
+        let e = day + self.later.gen_range(60..180);
+        let sum = fen_of(claim as f64 / 100.0 * self.later.gen_range(0.5..1.0));
+        self.public_record(e, "ENFORCEMENT", Some(sum.max(100)));
+        if self.later.gen_bool(listed) {
+            let l = e + self.later.gen_range(30..120);
+            self.public_record(l, "DISHONEST_LISTED", None);
+            if !troubled {
+                let r = l + self.later.gen_range(20..90);
+                self.public_record(r, "DISHONEST_REMOVED", None);
+            }
+        }
+    }
+
+    /// The credit bureau's month: other debts repaid (or not, in distress) and reported at
+    /// month end; credit inquiries. A merchant in trouble shops for credit — applications
+    /// to banks and microlenders, some granted at high cost — before it fails; sound ones
+    /// apply now and then, take supplier credit, and their lenders check on them.
+    fn bureau_month(&mut self, month: i32, first: i32, next: i32) {
+        let (p, planned) = self.progress(month);
+        let troubled = matches!(self.phase, Phase::Distress { .. }) && !planned;
+        let strain = if troubled {
+            self.signs
+                .push
+                .max(self.signs.sweep)
+                .max(self.signs.payroll)
+                * p
+        } else {
+            0.0
+        };
+        let monthly = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0)
+            * self.size
+            * self.stores.len().max(1) as f64;
+        let applications = poisson(&mut self.later, 0.05 + 0.8 * strain);
+        for _ in 0..applications {
+            let d = self.later.gen_range(first..next);
+            let who = pick(
+                &mut self.later,
+                &[("BANK", 0.55), ("MICROLENDER", 0.35), ("FACTORING", 0.1)],
+            );
+            let amount =
+                fen_of((monthly * self.later.gen_range(0.5..3.0) / 1000.0).round() * 1000.0);
+            self.inquiry(d, who, "LOAN_APPLICATION", Some(amount));
+        }
+        let new_debt = if troubled { 0.25 * strain } else { 0.004 };
+        if self.later.gen_bool(new_debt.min(1.0)) {
+            let creditor = if troubled { "MICROLENDER" } else { "FACTORING" };
+            let balance = fen_of(monthly * self.later.gen_range(0.5..2.0));
+            let term: i64 = if troubled { 6 } else { 12 };
+            self.other_debts.push(OtherDebt {
+                creditor,
+                balance,
+                payment: (balance / term).max(1),
+            });
+        }
+        // Lenders of loans being repaid check on the merchant each quarter.
+        if month.rem_euclid(3) == 0 {
+            let active = self
+                .loans
+                .iter()
+                .filter(|l| l.months_left > 0 && !l.charged_off)
+                .count();
+            for _ in 0..active {
+                let d = self.later.gen_range(first..next);
+                self.inquiry(d, "BANK", "POST_LOAN", None);
+            }
+        }
+        let pays = !(troubled && p > 0.6 && self.later.gen_bool(0.6))
+            && self.phase != Phase::LoanDefaulted;
+        let month_end = next - 1;
+        let mut owed: Vec<(&'static str, i64)> = Vec::new();
+        for debt in &mut self.other_debts {
+            if pays {
+                debt.balance = (debt.balance - debt.payment).max(0);
+            }
+            match owed.iter_mut().find(|(c, _)| *c == debt.creditor) {
+                Some((_, b)) => *b += debt.balance,
+                None => owed.push((debt.creditor, debt.balance)),
+            }
+        }
+        self.other_debts.retain(|d| d.balance > 0);
+        // Reported while owed, and once more at zero in the month it is paid off.
+        for (creditor, balance) in owed {
+            let row = vec![
+                self.m(),
+                Val::T(at(month_end, 23.0)),
+                Val::C("DEBT_BALANCE"),
+                Val::C(creditor),
+                Val::M(balance),
+                Val::N,
+            ];
+            self.emit(Table::BureauRecords, row);
+        }
+    }
+
+    fn inquiry(&mut self, day: i32, who: &'static str, purpose: &'static str, amount: Option<i64>) {
+        let row = vec![
+            self.m(),
+            Val::T(at(day, self.later.gen_range(9.0..18.0))),
+            Val::C("INQUIRY"),
+            Val::C(who),
+            amount.map_or(Val::N, Val::M),
+            Val::C(purpose),
+        ];
+        self.emit(Table::BureauRecords, row);
     }
 
     fn complaints_and_records(&mut self, month: i32, first: i32, next: i32) {
@@ -1205,7 +1384,7 @@ impl MerchantSim<'_> {
         {
             let d = self.rng.gen_range(first..next);
             let claim = self.rng.gen_range(500_000..20_000_000);
-            self.public_record(d, "LAWSUIT_DEFENDANT", Some(claim));
+            self.lawsuit(d, claim);
         }
         if !self.abnormal_listed && self.rng.gen_bool(0.001) {
             // A missed annual report: listed, then removed once filed.
@@ -1268,6 +1447,13 @@ impl MerchantSim<'_> {
             Val::N,
         ];
         self.emit(Table::Loans, row);
+        // The bank that lends, and often one or two others asked at the same time,
+        // inquire in the weeks before.
+        let asked = self.later.gen_range(1..=3);
+        for _ in 0..asked {
+            let d = day - self.later.gen_range(3..40);
+            self.inquiry(d, "BANK", "LOAN_APPLICATION", Some(fen_of(principal)));
+        }
     }
 
     fn loan_row(
