@@ -931,3 +931,88 @@ fn each_characteristic_alone_matches_the_full_profile() {
         }
     }
 }
+
+/// A peer characteristic is the merchant's own value less the median of its peers' at the
+/// same as-of date: the same industry in the same district when at least ten there have a
+/// value, else the whole city's industry; rows with too little history or closed are not
+/// peers. Recomputed here from the profile's own columns.
+#[test]
+fn peer_characteristics_are_relative_to_the_peers_median() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 1200, 16, 41, &[]);
+    let ledger = ingest(&city, &tmp.path().join("ledger"));
+    let out = profile(
+        &ledger,
+        &tmp.path().join("p.parquet"),
+        &["--as-of", "2024-06-30", "--as-of", "2024-09-30"],
+    );
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        (v.len() >= 10).then(|| {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        })
+    };
+    let (mut by_cell, mut by_trade) = (0, 0);
+    for (own, relative) in [
+        ("rev_change_90d", "rev_change_vs_peers_90d"),
+        ("avg_discount_new_90d", "discount_vs_peers_90d"),
+    ] {
+        // (as_of, industry, district, peer, own value, relative value) per row.
+        let mut rows = Vec::new();
+        for b in &out {
+            let (as_of, ind, dis, closed) = (
+                dates(b, "as_of"),
+                strs(b, "industry"),
+                strs(b, "district"),
+                dates(b, "closed_on"),
+            );
+            let insufficient = bools(b, "insufficient_data");
+            let (v, r) = (col(b, own), col(b, relative));
+            for i in 0..b.num_rows() {
+                let peer = insufficient[i] == Some(false) && closed[i].is_none();
+                rows.push((
+                    as_of[i].unwrap(),
+                    ind[i].clone().unwrap(),
+                    dis[i].clone().unwrap(),
+                    peer,
+                    v[i],
+                    r[i],
+                ));
+            }
+        }
+        for row in &rows {
+            let peers = |same_district: bool| -> Vec<f64> {
+                rows.iter()
+                    .filter(|o| o.0 == row.0 && o.1 == row.1 && o.3)
+                    .filter(|o| !same_district || o.2 == row.2)
+                    .filter_map(|o| o.4)
+                    .collect()
+            };
+            let cell = median(peers(true));
+            let m = cell.or_else(|| median(peers(false)));
+            let expected = row.4.and_then(|v| m.map(|m| v - m));
+            assert_eq!(
+                row.5.map(f64::to_bits),
+                expected.map(f64::to_bits),
+                "{relative} {row:?}"
+            );
+            if expected.is_some() {
+                if cell.is_some() {
+                    by_cell += 1;
+                } else {
+                    by_trade += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "peer values against the district's median {by_cell}, the city's industry {by_trade}"
+    );
+    assert!(by_cell > 50 && by_trade > 50, "{by_cell} / {by_trade}");
+}

@@ -24,7 +24,13 @@ pub struct Feature {
     /// so that a profile of a few characteristics loads only what they read. A test
     /// checks each characteristic alone against a profile of all of them.
     pub(crate) reads: &'static [Source],
+    /// The merchant's own value; for a peer characteristic, the value its peers' median
+    /// is taken from and subtracted (see [`Feature::peer`]).
     pub(crate) compute: fn(&Snap<'_>) -> Value,
+    /// Whether the characteristic is relative to the merchant's peers: `compute` less the
+    /// median of its peers' `compute` at the same as-of date. It needs every merchant's
+    /// value first, so it is finished once all rows are computed (`crate::peers`).
+    pub(crate) peer: bool,
 }
 
 impl std::ops::Deref for Feature {
@@ -230,8 +236,32 @@ macro_rules! f {
             },
             reads: $reads,
             compute: $f,
+            peer: false,
         }
     };
+    (peer $name:literal, $reads:expr, $f:expr) => {
+        Feature {
+            peer: true,
+            ..f!($name, $reads, $f)
+        }
+    };
+}
+
+fn rev_change(s: &Snap<'_>) -> Value {
+    months(s, 6)?;
+    ratio(
+        s.rev_sum(3) as f64,
+        s.rev_sum(6).saturating_sub(s.rev_sum(3)) as f64,
+        "no_revenue",
+    )
+}
+
+fn avg_discount(s: &Snap<'_>) -> Value {
+    let c = last(&s.m.contracts, s.d, 90);
+    if c.is_empty() {
+        return Err("no_contracts");
+    }
+    Ok(c.iter().map(|c| c.discount_bp as f64).sum::<f64>() / c.len() as f64 / 10_000.0)
 }
 
 /// Every characteristic's code, in the vocabulary's order (a test checks it).
@@ -252,14 +282,8 @@ pub static FEATURES: &[Feature] = &[
         let var: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
         Ok(cov / var / m)
     }),
-    f!("rev_change_90d", &[], |s| {
-        months(s, 6)?;
-        ratio(
-            s.rev_sum(3) as f64,
-            s.rev_sum(6).saturating_sub(s.rev_sum(3)) as f64,
-            "no_revenue",
-        )
-    }),
+    f!("rev_change_90d", &[], rev_change),
+    f!(peer "rev_change_vs_peers_90d", &[], rev_change),
     f!("rev_yoy_90d", &[], |s| {
         if s.history_days() < 450 {
             return Err("insufficient_history");
@@ -467,13 +491,8 @@ pub static FEATURES: &[Feature] = &[
                 .any(|p| p.tenor_days > 730)
         ))
     )),
-    f!("avg_discount_new_90d", &[Source::Contracts], |s| {
-        let c = last(&s.m.contracts, s.d, 90);
-        if c.is_empty() {
-            return Err("no_contracts");
-        }
-        Ok(c.iter().map(|c| c.discount_bp as f64).sum::<f64>() / c.len() as f64 / 10_000.0)
-    }),
+    f!("avg_discount_new_90d", &[Source::Contracts], avg_discount),
+    f!(peer "discount_vs_peers_90d", &[Source::Contracts], avg_discount),
     f!("new_prepay_spike_z", &[], |s| {
         if s.history_days() < 180 {
             return Err("insufficient_history");

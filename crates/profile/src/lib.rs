@@ -305,7 +305,80 @@ pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, Prof
         loader.release(k, &mut city);
     }
     rows.sort_by_key(|r| (r.date, r.slot));
+    peers(&city, &mut rows, &dates, &selected);
     columns(&city, rows, &dates, opts, &selected)
+}
+
+/// Fewest peers with a value a district's median needs; with fewer, the city's industry
+/// is the peer group (and with fewer than that, there is no value).
+pub const MIN_PEERS: usize = 10;
+
+/// Finishes the peer characteristics: each row's own value less the median of its peers'
+/// — the rows of the same as-of date and industry in the same district (the whole city's
+/// industry where the district has fewer than [`MIN_PEERS`] with a value), counting rows
+/// with enough history that have not closed. Every row is in memory by now, and each
+/// value was computed from events up to its own as-of date, so the result is point in
+/// time and independent of the chunking.
+fn peers(city: &City, rows: &mut [Row], dates: &[i32], selected: &[&'static Feature]) {
+    use std::collections::HashMap;
+    for (k, f) in selected.iter().enumerate() {
+        if !f.peer {
+            continue;
+        }
+        let group = |r: &Row| {
+            let d = dates.get(r.date).copied().unwrap_or_default();
+            let rec = city.merchants[r.slot].record(d);
+            (r.date, rec.industry.clone(), rec.district.clone())
+        };
+        let mut cells: HashMap<(usize, String, String), Vec<f64>> = HashMap::new();
+        let mut trades: HashMap<(usize, String), Vec<f64>> = HashMap::new();
+        for r in rows.iter() {
+            let Some(v) = r.values.get(k).copied().flatten() else {
+                continue;
+            };
+            if r.insufficient.is_some() || r.closed_on.is_some() {
+                continue;
+            }
+            let (date, industry, district) = group(r);
+            trades.entry((date, industry.clone())).or_default().push(v);
+            cells.entry((date, industry, district)).or_default().push(v);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        let cells: HashMap<_, f64> = cells
+            .into_iter()
+            .filter(|(_, v)| v.len() >= MIN_PEERS)
+            .map(|(g, mut v)| (g, median(&mut v)))
+            .collect();
+        let trades: HashMap<_, f64> = trades
+            .into_iter()
+            .filter(|(_, v)| v.len() >= MIN_PEERS)
+            .map(|(g, mut v)| (g, median(&mut v)))
+            .collect();
+        for r in rows.iter_mut() {
+            let Some(v) = r.values.get(k).copied().flatten() else {
+                continue;
+            };
+            let (date, industry, district) = group(r);
+            let m = cells
+                .get(&(date, industry.clone(), district))
+                .or_else(|| trades.get(&(date, industry)));
+            r.values[k] = match m {
+                Some(m) => Some(v - m),
+                None => {
+                    push_reason(&mut r.missing, f.name, "too_few_peers");
+                    None
+                }
+            };
+        }
+    }
 }
 
 /// Profile rows of the given merchants as of day `d` (the `date`-th as-of date), computed
