@@ -648,6 +648,32 @@ fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("dscr_mín"));
+    // A policy that places only some of the model's grades is refused where it meets the
+    // model, naming the grade, instead of deciding every grade-E merchant as
+    // GRADE_UNKNOWN.
+    let partial = tmp.path().join("partial.toml");
+    let text = std::fs::read_to_string(data.join("policy.toml")).unwrap();
+    assert!(text.contains("grades = [\"E\"]"));
+    std::fs::write(&partial, text.replace("grades = [\"E\"]", "grades = []")).unwrap();
+    let o = run(&[
+        "decide",
+        "--profile",
+        latest.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--policy",
+        partial.to_str().unwrap(),
+        "--catalogue",
+        data.join("catalogue.toml").to_str().unwrap(),
+        "--amount",
+        "1000",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("grade E of the model's master scale is in no grade band"),
+        "{err}"
+    );
 }
 
 /// Catalogue names from `yuanxin features --json`, plus the descriptive categorical columns.

@@ -58,6 +58,7 @@ pub fn run_decide(args: &DecideArgs) -> Result<()> {
     let policy = Policy::from_toml(&read(&args.policy)?)?;
     let catalogue = Catalogue::from_toml(&read(&args.catalogue)?)?;
     let model = yuanxin_engine::open_model(args.model.as_deref(), &args.models)?;
+    yuanxin_engine::check_scale(&policy, &model)?;
     let frame = Frame::read(&args.profile, &model.categorical_features())?;
     let pick = Pick {
         merchant: args.merchant.clone(),

@@ -324,6 +324,34 @@ impl Policy {
             })
     }
 
+    /// Checks the grade bands against a model's master scale (its grades, best first):
+    /// every grade the model can give has exactly one band, and a band names only grades
+    /// the model gives — so a model with another scale is refused where it meets the
+    /// policy (loading, promotion), rather than every applicant getting `GRADE_UNKNOWN`.
+    pub fn check_scale(&self, grades: &[&str]) -> Result<(), DecisionError> {
+        let w = "policy";
+        for g in grades {
+            if self.action(g).is_none() {
+                return Err(bad(
+                    w,
+                    format!("grade {g} of the model's master scale is in no grade band"),
+                ));
+            }
+        }
+        for band in &self.grade_bands {
+            if let Some(g) = band.grades.iter().find(|g| !grades.contains(&g.as_str())) {
+                return Err(bad(
+                    w,
+                    format!(
+                        "grade band names grade {g}, which the model's master scale ({}) does not have",
+                        grades.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The action of a grade, if the policy names it.
     pub fn action(&self, grade: &str) -> Option<Action> {
         self.grade_bands
@@ -386,6 +414,27 @@ mod tests {
 
     const POLICY: &str = include_str!("../../../data/policy.toml");
     const CATALOGUE: &str = include_str!("../../../data/catalogue.toml");
+
+    #[test]
+    fn grade_bands_must_match_the_master_scale() {
+        let p = Policy::from_toml(POLICY).unwrap();
+        let six = ["A+", "A", "B", "C", "D", "E"];
+        p.check_scale(&six).unwrap();
+        // A finer scale the policy does not place, and a coarser one it names too much of.
+        let e = p
+            .check_scale(&["A+", "A", "B", "C", "D", "E", "E2"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("grade E2 of the model's master scale is in no grade band"),
+            "{e}"
+        );
+        let e = p
+            .check_scale(&["A", "B", "C", "D", "E"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names grade A+"), "{e}");
+    }
 
     #[test]
     fn the_shipped_files_load() {

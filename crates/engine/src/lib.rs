@@ -18,8 +18,8 @@ mod served;
 use std::path::PathBuf;
 
 pub use served::{
-    decide, latest, ledger_manifest, open_model, refresh_profiles, Bounds, Files, Merchant, Pick,
-    Served, Stability, Standing,
+    check_scale, decide, latest, ledger_manifest, open_model, refresh_profiles, Bounds, Files,
+    Merchant, Pick, Served, Stability, Standing,
 };
 
 /// Errors of the application layer, by what went wrong for the caller.

@@ -270,6 +270,24 @@ pub fn decide(
     })
 }
 
+/// Checks that the policy places every grade the model gives, and only those
+/// ([`Policy::check_scale`]): where a model meets a policy, a mismatch is a configuration
+/// error, not a stream of `GRADE_UNKNOWN` decisions.
+pub fn check_scale(policy: &Policy, model: &Model) -> Result<(), EngineError> {
+    let grades: Vec<&str> = model
+        .master_scale
+        .0
+        .iter()
+        .map(|g| g.name.as_str())
+        .collect();
+    policy
+        .check_scale(&grades)
+        .map_err(|source| EngineError::Config {
+            what: "policy against the model's master scale",
+            source,
+        })
+}
+
 /// The model a command names: a model file, a registry id, or (none named) the champion.
 pub fn open_model(spec: Option<&str>, registry: &Path) -> Result<Model, EngineError> {
     match spec {
@@ -337,6 +355,7 @@ impl Served {
             }
         })?;
         let model = open_model(None, &files.models)?;
+        check_scale(&policy, &model)?;
         let frame = Frame::read(&files.profiles, &model.categorical_features())?;
         let merchants = latest(&frame, &files.profiles, &model, &Pick::default())?;
         Ok(Served {
