@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use yuanxin_store::prelude::*;
 
-use yuanxin_store::{ApiKey, Consent, Principal, Purpose, Timestamp};
+use yuanxin_store::{ApiKey, Consent, ConsentId, Principal, PrincipalId, Purpose, Timestamp};
 
 use crate::problem::ApiError;
 
@@ -75,7 +75,7 @@ impl Authz {
         {
             let mut c = a.consents.write().map_err(poisoned)?;
             for consent in store.active_consents()? {
-                c.entry(consent.merchant_id.clone())
+                c.entry(consent.merchant_id.to_string())
                     .or_default()
                     .push(consent);
             }
@@ -159,10 +159,10 @@ impl Authz {
     pub fn valid_consent(
         &self,
         merchant: &str,
-        lender_id: i64,
+        lender_id: PrincipalId,
         purpose: Purpose,
         now: Timestamp,
-    ) -> Result<Option<i64>, ApiError> {
+    ) -> Result<Option<ConsentId>, ApiError> {
         Ok(self
             .consents
             .read()
@@ -191,14 +191,14 @@ impl Authz {
         self.consents
             .write()
             .map_err(poisoned)?
-            .entry(c.merchant_id.clone())
+            .entry(c.merchant_id.to_string())
             .or_default()
             .push(c.clone());
         Ok(())
     }
 
     /// A merchant's consent was revoked.
-    pub fn revoked(&self, merchant: &str, id: i64) -> Result<(), ApiError> {
+    pub fn revoked(&self, merchant: &str, id: ConsentId) -> Result<(), ApiError> {
         if let Some(cs) = self.consents.write().map_err(poisoned)?.get_mut(merchant) {
             cs.retain(|c| c.id != id);
         }
@@ -247,7 +247,8 @@ mod tests {
             Some("A".into())
         );
         // A key made by another process after loading works once the stamp is seen.
-        let m1 = store.merchant_principal("M1", now)?;
+        let m1_id = yuanxin_domain::MerchantId::parse("M1").map_err(ApiError::internal)?;
+        let m1 = store.merchant_principal(&m1_id, now)?;
         let (k, late) = key(&mut store, &m1)?;
         assert!(authz.authenticate(&late)?.is_none(), "not before a refresh");
         authz.refresh(|| Ok(store.keys(None)?))?;
@@ -267,7 +268,7 @@ mod tests {
         assert!(authz.authenticate(&early)?.is_none());
         // Consents: in force between grant and expiry, gone when revoked.
         let g = Grant {
-            merchant_id: "M1",
+            merchant_id: &m1_id,
             lender: &bank,
             purpose: Purpose::PreLoan,
             granted_at: now,
@@ -291,7 +292,7 @@ mod tests {
             None
         );
         assert_eq!(
-            authz.valid_consent("M1", bank.id + 1, Purpose::PreLoan, mid)?,
+            authz.valid_consent("M1", PrincipalId(bank.id.0 + 1), Purpose::PreLoan, mid)?,
             None
         );
         authz.revoked("M1", c.id)?;

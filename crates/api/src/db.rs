@@ -389,7 +389,7 @@ mod tests {
             request_id: format!("r{i}").into(),
             principal: std::sync::Arc::new(p.clone()),
             key_id: "k".into(),
-            merchant_id: format!("M{i}"),
+            merchant_id: yuanxin_domain::MerchantId::parse(&format!("M{i}")).unwrap(),
             action: "score",
             purpose: Purpose::PreLoan,
             consent_id: None,

@@ -68,8 +68,8 @@ impl ConsentView {
     /// The view at a time.
     pub fn of(c: &Consent, now: Timestamp) -> ConsentView {
         ConsentView {
-            id: c.id,
-            merchant_id: c.merchant_id.clone(),
+            id: c.id.0,
+            merchant_id: c.merchant_id.to_string(),
             lender: InstitutionView {
                 code: c.lender_code.clone(),
                 name: c.lender_name.clone(),
@@ -119,8 +119,8 @@ impl DisputeView {
     /// The view at a time.
     pub fn of(d: &Dispute, now: Timestamp) -> DisputeView {
         DisputeView {
-            id: d.id,
-            merchant_id: d.merchant_id.clone(),
+            id: d.id.0,
+            merchant_id: d.merchant_id.to_string(),
             subject: d.subject.clone(),
             detail: d.detail.clone(),
             opened_at: d.opened_at.to_string(),
@@ -235,7 +235,7 @@ impl QueryView {
             merchant_id: e.merchant_id.clone(),
             action: e.action.clone(),
             purpose: e.purpose.clone(),
-            consent_id: e.consent_id,
+            consent_id: e.consent_id.map(|c| c.0),
             outcome: e.outcome.clone(),
             model_id: e.model_id.clone(),
             response_digest: e.response_digest.clone(),

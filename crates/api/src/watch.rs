@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use yuanxin_store::PrincipalId;
+
 use crate::engine::stamp;
 use crate::problem::ApiError;
 use crate::{AppState, Engine};
@@ -15,7 +17,7 @@ use crate::{AppState, Engine};
 /// served query skip rewriting an unchanged view. Updated only after a successful commit,
 /// so it never claims more than the database holds.
 #[derive(Debug, Default)]
-pub struct SeenCache(Mutex<HashMap<i64, HashMap<String, SeenView>>>);
+pub struct SeenCache(Mutex<HashMap<PrincipalId, HashMap<String, SeenView>>>);
 
 /// Grade and escrow coverage (as bits, to compare exactly).
 type SeenView = (String, Option<u64>);
@@ -24,7 +26,7 @@ impl SeenCache {
     /// Whether the database already holds this view (grade, escrow coverage).
     pub fn holds(
         &self,
-        lender: i64,
+        lender: PrincipalId,
         merchant: &str,
         (grade, coverage): (&str, Option<f64>),
     ) -> Result<bool, ApiError> {
@@ -41,7 +43,7 @@ impl SeenCache {
     /// Records a view the database now holds.
     pub fn remember(
         &self,
-        lender: i64,
+        lender: PrincipalId,
         merchant: &str,
         (grade, coverage): (&str, Option<f64>),
     ) -> Result<(), ApiError> {

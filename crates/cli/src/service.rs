@@ -310,6 +310,7 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
 /// merchant (who consents to that lender for pre-loan checks), an analyst and an admin.
 fn demo_keys(db: &Db, merchant: &str) -> Result<()> {
     let now = Timestamp::now();
+    let merchant_id = yuanxin_domain::MerchantId::parse(merchant)?;
     let keys = db.write_now(|s, secrets| {
         s.register_merchants([merchant], now)?;
         let mut principal = |role: Role, (code, name): (&str, &str)| {
@@ -321,7 +322,7 @@ fn demo_keys(db: &Db, merchant: &str) -> Result<()> {
         let lender = principal(Role::Lender, DEMO_LENDER)?;
         let analyst = principal(Role::Analyst, DEMO_ANALYST)?;
         let admin = principal(Role::Admin, DEMO_ADMIN)?;
-        let merchant_p = s.merchant_principal(merchant, now)?;
+        let merchant_p = s.merchant_principal(&merchant_id, now)?;
         let mut out = Vec::new();
         for p in [&lender, &merchant_p, &analyst, &admin] {
             s.revoke_keys_of(p.id, now)?;
@@ -330,13 +331,13 @@ fn demo_keys(db: &Db, merchant: &str) -> Result<()> {
                 Created::Replayed(_) => {}
             }
         }
-        if s.valid_consent(merchant, lender.id, Purpose::PreLoan, now)?
+        if s.valid_consent(&merchant_id, lender.id, Purpose::PreLoan, now)?
             .is_none()
         {
             let expires = now.plus_days(365).unwrap_or(now);
             s.grant(
                 &Grant {
-                    merchant_id: merchant,
+                    merchant_id: &merchant_id,
                     lender: &lender,
                     purpose: Purpose::PreLoan,
                     granted_at: now,
@@ -413,7 +414,7 @@ pub fn run_keys(cmd: &KeysCmd) -> Result<()> {
             let role: Role = role.parse()?;
             let (mut store, secrets) = open_for_change(db, false)?;
             let p = if role == Role::Merchant {
-                store.merchant_principal(principal, now)?
+                store.merchant_principal(&yuanxin_domain::MerchantId::parse(principal)?, now)?
             } else {
                 store.principal(role, principal)?.with_context(|| {
                     format!("no {role} with code {principal}: add it first with `yuanxin principals add --role {role} --code {principal} --name NAME`")

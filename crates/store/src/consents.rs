@@ -3,20 +3,22 @@
 
 use crate::prelude::*;
 use rusqlite::{params, OptionalExtension, Row};
+use yuanxin_domain::MerchantId;
 
 use crate::log::Seen;
+use crate::types::stored_merchant;
 use crate::{
-    Consent, Created, Idempotency, Page, PageRequest, Principal, Purpose, Role, Store, StoreError,
-    Timestamp,
+    Consent, ConsentId, Created, Idempotency, Page, PageRequest, Principal, PrincipalId, Purpose,
+    Role, Store, StoreError, Timestamp,
 };
 
 const CONSENT: &str = "c.id, c.merchant_id, c.lender_id, p.code, p.name, c.purpose, c.granted_at, c.expires_at, c.revoked_at
     FROM consents c JOIN principals p ON p.id = c.lender_id";
 
 type ConsentRow = (
-    i64,
+    ConsentId,
     String,
-    i64,
+    PrincipalId,
     String,
     String,
     String,
@@ -44,7 +46,7 @@ fn consent(
 ) -> Result<Consent, StoreError> {
     Ok(Consent {
         id,
-        merchant_id,
+        merchant_id: stored_merchant(&merchant_id)?,
         lender_id,
         lender_code,
         lender_name,
@@ -59,7 +61,7 @@ fn consent(
 #[derive(Debug, Clone)]
 pub struct Grant<'a> {
     /// The merchant granting it.
-    pub merchant_id: &'a str,
+    pub merchant_id: &'a MerchantId,
     /// The lender institution it is granted to.
     pub lender: &'a Principal,
     /// For what.
@@ -84,20 +86,24 @@ pub trait Consents {
     /// Revokes a merchant's own consent; false if it has no such active consent.
     fn revoke_consent(
         &self,
-        merchant_id: &str,
-        id: i64,
+        merchant_id: &MerchantId,
+        id: ConsentId,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
     /// One consent of a merchant (revoked or not).
-    fn consent_of(&self, merchant_id: &str, id: i64) -> Result<Option<Consent>, StoreError>;
+    fn consent_of(
+        &self,
+        merchant_id: &MerchantId,
+        id: ConsentId,
+    ) -> Result<Option<Consent>, StoreError>;
 
     /// A merchant's consents, oldest first, a page at a time.
     fn consents_of(
         &self,
-        merchant_id: &str,
-        page: PageRequest<i64>,
-    ) -> Result<Page<Consent, i64>, StoreError>;
+        merchant_id: &MerchantId,
+        page: PageRequest<ConsentId>,
+    ) -> Result<Page<Consent, ConsentId>, StoreError>;
 
     /// Every consent not revoked (expired ones too: expiry is checked at use).
     fn active_consents(&self) -> Result<Vec<Consent>, StoreError>;
@@ -105,24 +111,28 @@ pub trait Consents {
     /// The consent in force for a merchant, lender and purpose at a time (the latest).
     fn valid_consent(
         &self,
-        merchant_id: &str,
-        lender_id: i64,
+        merchant_id: &MerchantId,
+        lender_id: PrincipalId,
         purpose: Purpose,
         now: Timestamp,
-    ) -> Result<Option<i64>, StoreError>;
+    ) -> Result<Option<ConsentId>, StoreError>;
 
     /// Merchants with a consent in force to a lender for a purpose, by merchant id, a page at
     /// a time: (merchant, the latest consent in force).
     fn consenting(
         &self,
-        lender_id: i64,
+        lender_id: PrincipalId,
         purpose: Purpose,
         now: Timestamp,
         page: PageRequest<&str>,
-    ) -> Result<Page<(String, i64), String>, StoreError>;
+    ) -> Result<Page<(MerchantId, ConsentId), String>, StoreError>;
 
     /// What a lender last saw of a merchant.
-    fn last_seen(&self, lender_id: i64, merchant_id: &str) -> Result<Option<Seen>, StoreError>;
+    fn last_seen(
+        &self,
+        lender_id: PrincipalId,
+        merchant_id: &MerchantId,
+    ) -> Result<Option<Seen>, StoreError>;
 }
 
 impl Consents for Store {
@@ -138,8 +148,8 @@ impl Consents for Store {
                 g.lender.code, g.lender.role
             )));
         }
-        if !self.merchant_known(g.merchant_id)? {
-            return Err(StoreError::UnknownMerchant(g.merchant_id.to_owned()));
+        if !self.merchant_known(g.merchant_id.as_str())? {
+            return Err(StoreError::UnknownMerchant(g.merchant_id.to_string()));
         }
         if g.expires_at <= g.granted_at {
             return Err(StoreError::Invalid(
@@ -151,14 +161,14 @@ impl Consents for Store {
                 "INSERT INTO consents (merchant_id, lender_id, purpose, granted_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
-                g.merchant_id,
+                g.merchant_id.as_str(),
                 g.lender.id,
                 g.purpose.as_str(),
                 g.granted_at.to_string(),
                 g.expires_at.to_string()
             ])?;
             Ok(Consent {
-                id: tx.last_insert_rowid(),
+                id: ConsentId(tx.last_insert_rowid()),
                 merchant_id: g.merchant_id.to_owned(),
                 lender_id: g.lender.id,
                 lender_code: g.lender.code.clone(),
@@ -173,23 +183,27 @@ impl Consents for Store {
 
     fn revoke_consent(
         &self,
-        merchant_id: &str,
-        id: i64,
+        merchant_id: &MerchantId,
+        id: ConsentId,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let n = self.conn.execute(
             "UPDATE consents SET revoked_at = ?3 WHERE id = ?1 AND merchant_id = ?2 AND revoked_at IS NULL",
-            params![id, merchant_id, now.to_string()],
+            params![id, merchant_id.as_str(), now.to_string()],
         )?;
         Ok(n > 0)
     }
 
-    fn consent_of(&self, merchant_id: &str, id: i64) -> Result<Option<Consent>, StoreError> {
+    fn consent_of(
+        &self,
+        merchant_id: &MerchantId,
+        id: ConsentId,
+    ) -> Result<Option<Consent>, StoreError> {
         self.conn
             .prepare_cached(&format!(
                 "SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id = ?2"
             ))?
-            .query_row(params![merchant_id, id], row)
+            .query_row(params![merchant_id.as_str(), id], row)
             .optional()?
             .map(consent)
             .transpose()
@@ -197,15 +211,19 @@ impl Consents for Store {
 
     fn consents_of(
         &self,
-        merchant_id: &str,
-        page: PageRequest<i64>,
-    ) -> Result<Page<Consent, i64>, StoreError> {
+        merchant_id: &MerchantId,
+        page: PageRequest<ConsentId>,
+    ) -> Result<Page<Consent, ConsentId>, StoreError> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id > ?2 ORDER BY c.id LIMIT ?3"
         ))?;
         let rows = st
             .query_map(
-                params![merchant_id, page.cursor.unwrap_or(0), page.sql_limit()],
+                params![
+                    merchant_id.as_str(),
+                    page.cursor.unwrap_or(ConsentId(0)),
+                    page.sql_limit()
+                ],
                 row,
             )?
             .collect::<Result<Vec<_>, _>>()?;
@@ -226,11 +244,11 @@ impl Consents for Store {
 
     fn valid_consent(
         &self,
-        merchant_id: &str,
-        lender_id: i64,
+        merchant_id: &MerchantId,
+        lender_id: PrincipalId,
         purpose: Purpose,
         now: Timestamp,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<ConsentId>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
@@ -238,7 +256,7 @@ impl Consents for Store {
                  AND granted_at <= ?4 AND expires_at > ?4 ORDER BY id DESC LIMIT 1",
             )?
             .query_row(
-                params![merchant_id, lender_id, purpose.as_str(), now.to_string()],
+                params![merchant_id.as_str(), lender_id, purpose.as_str(), now.to_string()],
                 |r| r.get(0),
             )
             .optional()?)
@@ -246,11 +264,11 @@ impl Consents for Store {
 
     fn consenting(
         &self,
-        lender_id: i64,
+        lender_id: PrincipalId,
         purpose: Purpose,
         now: Timestamp,
         page: PageRequest<&str>,
-    ) -> Result<Page<(String, i64), String>, StoreError> {
+    ) -> Result<Page<(MerchantId, ConsentId), String>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT merchant_id, max(id) FROM consents WHERE lender_id = ?1 AND purpose = ?2 AND revoked_at IS NULL
              AND granted_at <= ?3 AND expires_at > ?3 AND merchant_id > ?4 GROUP BY merchant_id ORDER BY merchant_id LIMIT ?5",
@@ -267,16 +285,24 @@ impl Consents for Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(page.finish(items, |(m, _): &(String, i64)| m.clone()))
+        let items = items
+            .into_iter()
+            .map(|(m, c): (String, ConsentId)| Ok((stored_merchant(&m)?, c)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(page.finish(items, |(m, _): &(MerchantId, ConsentId)| m.to_string()))
     }
 
-    fn last_seen(&self, lender_id: i64, merchant_id: &str) -> Result<Option<Seen>, StoreError> {
+    fn last_seen(
+        &self,
+        lender_id: PrincipalId,
+        merchant_id: &MerchantId,
+    ) -> Result<Option<Seen>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT grade, escrow_coverage FROM lender_views WHERE lender_id = ?1 AND merchant_id = ?2",
             )?
-            .query_row(params![lender_id, merchant_id], |r| {
+            .query_row(params![lender_id, merchant_id.as_str()], |r| {
                 Ok(Seen {
                     lender_id,
                     grade: r.get(0)?,

@@ -2,14 +2,17 @@
 
 use crate::prelude::*;
 use rusqlite::{params, Row};
+use yuanxin_domain::MerchantId;
 
-use crate::{Created, Dispute, Idempotency, Page, PageRequest, Store, StoreError, Timestamp};
+use crate::{
+    Created, Dispute, DisputeId, Idempotency, Page, PageRequest, Store, StoreError, Timestamp,
+};
 
 const DISPUTE: &str =
     "id, merchant_id, subject, detail, opened_at, deadline, answer, answered_at FROM disputes";
 
 type DisputeRow = (
-    i64,
+    DisputeId,
     String,
     String,
     String,
@@ -37,7 +40,7 @@ fn dispute(
 ) -> Result<Dispute, StoreError> {
     Ok(Dispute {
         id,
-        merchant_id,
+        merchant_id: crate::types::stored_merchant(&merchant_id)?,
         subject,
         detail,
         opened_at: Timestamp::parse(&opened)?,
@@ -51,7 +54,7 @@ fn dispute(
 #[derive(Debug, Clone, Copy)]
 pub struct NewDispute<'a> {
     /// The merchant objecting.
-    pub merchant_id: &'a str,
+    pub merchant_id: &'a MerchantId,
     /// What is disputed.
     pub subject: &'a str,
     /// Why.
@@ -66,7 +69,7 @@ pub struct NewDispute<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisputeFilter<'a> {
     /// One merchant's.
-    Merchant(&'a str),
+    Merchant(&'a MerchantId),
     /// Everyone's.
     All,
     /// Open and past their deadline at this time.
@@ -87,14 +90,14 @@ pub trait Disputes {
     fn disputes(
         &self,
         filter: DisputeFilter<'_>,
-        page: PageRequest<i64>,
-    ) -> Result<Page<Dispute, i64>, StoreError>;
+        page: PageRequest<DisputeId>,
+    ) -> Result<Page<Dispute, DisputeId>, StoreError>;
 
     /// Answers an open dispute; returns its merchant, or `None` if there is no such open
     /// dispute.
     fn answer_dispute(
         &self,
-        id: i64,
+        id: DisputeId,
         answer: &str,
         now: Timestamp,
     ) -> Result<Option<String>, StoreError>;
@@ -117,16 +120,16 @@ impl Disputes for Store {
             opened_at: now,
             deadline,
         } = *d;
-        if !self.merchant_known(merchant_id)? {
-            return Err(StoreError::UnknownMerchant(merchant_id.to_owned()));
+        if !self.merchant_known(merchant_id.as_str())? {
+            return Err(StoreError::UnknownMerchant(merchant_id.to_string()));
         }
         self.idempotent(idem, now, render, |tx| {
             tx.prepare_cached(
                 "INSERT INTO disputes (merchant_id, subject, detail, opened_at, deadline) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![merchant_id, subject, detail, now.to_string(), deadline.to_string()])?;
+            .execute(params![merchant_id.as_str(), subject, detail, now.to_string(), deadline.to_string()])?;
             Ok(Dispute {
-                id: tx.last_insert_rowid(),
+                id: DisputeId(tx.last_insert_rowid()),
                 merchant_id: merchant_id.to_owned(),
                 subject: subject.to_owned(),
                 detail: detail.to_owned(),
@@ -141,9 +144,9 @@ impl Disputes for Store {
     fn disputes(
         &self,
         filter: DisputeFilter<'_>,
-        page: PageRequest<i64>,
-    ) -> Result<Page<Dispute, i64>, StoreError> {
-        let after = page.cursor.unwrap_or(0);
+        page: PageRequest<DisputeId>,
+    ) -> Result<Page<Dispute, DisputeId>, StoreError> {
+        let after = page.cursor.unwrap_or(DisputeId(0));
         let limit = page.sql_limit();
         let rows = match filter {
             DisputeFilter::Merchant(m) => self
@@ -151,7 +154,7 @@ impl Disputes for Store {
                 .prepare_cached(&format!(
                     "SELECT {DISPUTE} WHERE merchant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
                 ))?
-                .query_map(params![m, after, limit], row)?
+                .query_map(params![m.as_str(), after, limit], row)?
                 .collect::<Result<Vec<_>, _>>()?,
             DisputeFilter::All => self
                 .conn
@@ -175,7 +178,7 @@ impl Disputes for Store {
 
     fn answer_dispute(
         &self,
-        id: i64,
+        id: DisputeId,
         answer: &str,
         now: Timestamp,
     ) -> Result<Option<String>, StoreError> {

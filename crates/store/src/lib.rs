@@ -39,8 +39,8 @@ pub use log::{
 pub use principals::{keys_stamp_path, Principals};
 pub use secrets::{hex, random32, unhex, Secrets, SecretsSource};
 pub use types::{
-    is_valid_code, ApiKey, Consent, Created, Dispute, Idempotency, Page, PageRequest, Principal,
-    Purpose, Role, Timestamp, MAX_PAGE,
+    is_valid_code, ApiKey, Consent, ConsentId, Created, Dispute, DisputeId, Idempotency, Page,
+    PageRequest, Principal, PrincipalId, Purpose, Role, Timestamp, MAX_PAGE,
 };
 
 /// The service's state, whatever holds it: what a second backend (PostgreSQL, for several

@@ -17,12 +17,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use yuanxin_domain::MerchantId;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::checkpoint::{SignedHead, SignedHeadJson};
 use crate::merkle::{self, leaf_hash, Frontier, Hash, Nodes};
-use crate::{Page, PageRequest, Principal, Purpose, Secrets, Store, StoreError, Timestamp};
+use crate::{
+    ConsentId, Page, PageRequest, Principal, PrincipalId, Purpose, Secrets, Store, StoreError,
+    Timestamp,
+};
 
 /// Served or refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +51,7 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
     /// The lender's principal id.
-    pub lender_id: i64,
+    pub lender_id: PrincipalId,
     /// Grade served.
     pub grade: String,
     /// Escrow coverage in the profile served.
@@ -67,13 +71,13 @@ pub struct LogRecord {
     /// With which key.
     pub key_id: Arc<str>,
     /// About which merchant.
-    pub merchant_id: String,
+    pub merchant_id: MerchantId,
     /// `score`, `eligibility`, `batch_score` or `alerts`.
     pub action: &'static str,
     /// The consent purpose stated.
     pub purpose: Purpose,
     /// The consent relied on.
-    pub consent_id: Option<i64>,
+    pub consent_id: Option<ConsentId>,
     /// Served or refused.
     pub outcome: Outcome,
     /// The model that served.
@@ -106,7 +110,7 @@ pub struct LogEntry {
     /// The consent purpose stated.
     pub purpose: String,
     /// The consent relied on.
-    pub consent_id: Option<i64>,
+    pub consent_id: Option<ConsentId>,
     /// `served` or `refused`.
     pub outcome: String,
     /// The model.
@@ -139,7 +143,7 @@ pub fn leaf_bytes(e: &LogEntry) -> Vec<u8> {
 }
 
 /// Appends the leaf encoding of these fields (in leaf order, the consent between) to `out`.
-fn encode_leaf(out: &mut Vec<u8>, before: [&str; 8], consent: Option<i64>, after: [&str; 3]) {
+fn encode_leaf(out: &mut Vec<u8>, before: [&str; 8], consent: Option<ConsentId>, after: [&str; 3]) {
     let consent = consent.map(|c| c.to_string()).unwrap_or_default();
     out.extend_from_slice(b"yuanxin-log-entry-v1\n");
     let fields = before
@@ -298,7 +302,7 @@ pub trait QueryLog {
     /// at a time (the cursor is the last index shown; the next page is below it).
     fn entries_about(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         tree_size: u64,
         page: PageRequest<u64>,
     ) -> Result<Page<LogEntry, u64>, StoreError>;
@@ -359,7 +363,7 @@ impl QueryLog for Store {
                     r.principal.role.as_str(),
                     &r.principal.code,
                     &r.key_id,
-                    &r.merchant_id,
+                    r.merchant_id.as_str(),
                     r.action,
                     r.purpose.as_str(),
                 ],
@@ -403,7 +407,7 @@ impl QueryLog for Store {
                     r.principal.code,
                     r.principal.id,
                     &*r.key_id,
-                    r.merchant_id,
+                    r.merchant_id.as_str(),
                     r.action,
                     r.purpose.as_str(),
                     r.consent_id,
@@ -417,7 +421,7 @@ impl QueryLog for Store {
                 if let Some(v) = &r.seen {
                     view.execute(params![
                         v.lender_id,
-                        r.merchant_id,
+                        r.merchant_id.as_str(),
                         at,
                         v.grade,
                         v.escrow_coverage
@@ -473,7 +477,7 @@ impl QueryLog for Store {
 
     fn entries_about(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         tree_size: u64,
         page: PageRequest<u64>,
     ) -> Result<Page<LogEntry, u64>, StoreError> {
@@ -484,7 +488,10 @@ impl QueryLog for Store {
             .prepare_cached(&format!(
                 "SELECT {ENTRY} WHERE merchant_id = ?1 AND idx < ?2 ORDER BY idx DESC LIMIT ?3"
             ))?
-            .query_map(params![merchant_id, below, page.sql_limit()], entry)?
+            .query_map(
+                params![merchant_id.as_str(), below, page.sql_limit()],
+                entry,
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(items, |e| e.index))
     }

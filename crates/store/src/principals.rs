@@ -2,16 +2,21 @@
 //! for (so that keys and consents can only be made for merchants that exist).
 
 use rusqlite::{params, OptionalExtension, Row, Transaction};
+use yuanxin_domain::MerchantId;
 
 use crate::secrets::{hex, random32, Secrets};
 use crate::types::is_valid_code;
 use crate::{
-    ApiKey, Created, Idempotency, Page, PageRequest, Principal, Role, Store, StoreError, Timestamp,
+    ApiKey, Created, Idempotency, Page, PageRequest, Principal, PrincipalId, Role, Store,
+    StoreError, Timestamp,
 };
 
 const PRINCIPAL: &str = "id, role, code, name, created_at";
 
-fn principal(r: &Row, at: usize) -> rusqlite::Result<(i64, String, String, String, String)> {
+fn principal(
+    r: &Row,
+    at: usize,
+) -> rusqlite::Result<(PrincipalId, String, String, String, String)> {
     Ok((
         r.get(at)?,
         r.get(at + 1)?,
@@ -22,7 +27,7 @@ fn principal(r: &Row, at: usize) -> rusqlite::Result<(i64, String, String, Strin
 }
 
 fn to_principal(
-    (id, role, code, name, created): (i64, String, String, String, String),
+    (id, role, code, name, created): (PrincipalId, String, String, String, String),
 ) -> Result<Principal, StoreError> {
     Ok(Principal {
         id,
@@ -70,12 +75,15 @@ pub trait Principals {
     /// The principal of a merchant, created on first use if the merchant is registered.
     fn merchant_principal(
         &mut self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         now: Timestamp,
     ) -> Result<Principal, StoreError>;
 
     /// Principals in id order, a page at a time.
-    fn principals(&self, page: PageRequest<i64>) -> Result<Page<Principal, i64>, StoreError>;
+    fn principals(
+        &self,
+        page: PageRequest<PrincipalId>,
+    ) -> Result<Page<Principal, PrincipalId>, StoreError>;
 
     /// Records merchants the service has profiles for (new ones only).
     fn register_merchants<'a>(
@@ -102,7 +110,11 @@ pub trait Principals {
     fn revoke_key(&mut self, key_id: &str, now: Timestamp) -> Result<bool, StoreError>;
 
     /// Revokes every key of a principal (reissuing the demo keys); returns how many.
-    fn revoke_keys_of(&mut self, principal_id: i64, now: Timestamp) -> Result<usize, StoreError>;
+    fn revoke_keys_of(
+        &mut self,
+        principal_id: PrincipalId,
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
 
     /// Keys with their principals: one key, or all.
     fn keys(&self, key_id: Option<&str>) -> Result<Vec<ApiKey>, StoreError>;
@@ -138,7 +150,7 @@ impl Principals for Store {
             params![role.as_str(), code, name, now.to_string()],
         )?;
         Ok(Principal {
-            id: self.conn.last_insert_rowid(),
+            id: PrincipalId(self.conn.last_insert_rowid()),
             role,
             code: code.to_owned(),
             name: name.to_owned(),
@@ -159,23 +171,32 @@ impl Principals for Store {
 
     fn merchant_principal(
         &mut self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         now: Timestamp,
     ) -> Result<Principal, StoreError> {
-        match self.principal(Role::Merchant, merchant_id)? {
+        match self.principal(Role::Merchant, merchant_id.as_str())? {
             Some(p) => Ok(p),
-            None => self.add_principal(Role::Merchant, merchant_id, merchant_id, now),
+            None => self.add_principal(
+                Role::Merchant,
+                merchant_id.as_str(),
+                merchant_id.as_str(),
+                now,
+            ),
         }
     }
 
-    fn principals(&self, page: PageRequest<i64>) -> Result<Page<Principal, i64>, StoreError> {
+    fn principals(
+        &self,
+        page: PageRequest<PrincipalId>,
+    ) -> Result<Page<Principal, PrincipalId>, StoreError> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {PRINCIPAL} FROM principals WHERE id > ?1 ORDER BY id LIMIT ?2"
         ))?;
         let rows = st
-            .query_map(params![page.cursor.unwrap_or(0), page.sql_limit()], |r| {
-                principal(r, 0)
-            })?
+            .query_map(
+                params![page.cursor.unwrap_or(PrincipalId(0)), page.sql_limit()],
+                |r| principal(r, 0),
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         let items = rows
             .into_iter()
@@ -260,7 +281,11 @@ impl Principals for Store {
         Ok(n > 0)
     }
 
-    fn revoke_keys_of(&mut self, principal_id: i64, now: Timestamp) -> Result<usize, StoreError> {
+    fn revoke_keys_of(
+        &mut self,
+        principal_id: PrincipalId,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE api_keys SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",

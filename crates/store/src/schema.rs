@@ -337,7 +337,7 @@ fn move_log(
             merchant_id: merchant,
             action,
             purpose,
-            consent_id: consent,
+            consent_id: consent.map(crate::ConsentId),
             outcome,
             model_id: model,
             response_digest: digest,

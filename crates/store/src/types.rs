@@ -6,6 +6,8 @@ use std::str::FromStr;
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
+use yuanxin_domain::MerchantId;
+
 use crate::StoreError;
 
 /// What a principal may do. Lenders query merchants under consent, merchants see their own
@@ -162,13 +164,69 @@ pub fn is_valid_code(text: &str) -> bool {
     yuanxin_domain::is_valid_id(text)
 }
 
+/// A merchant id read back from the database: written only from checked ids, so one
+/// that does not parse means the file was changed behind the store's back.
+pub(crate) fn stored_merchant(text: &str) -> Result<MerchantId, StoreError> {
+    MerchantId::parse(text).map_err(|e| StoreError::Damaged(format!("stored {e}")))
+}
+
+/// Row ids of the store's tables, one type each, so that a consent id is never passed
+/// where a principal id is expected. Stored as integers; serialised as bare numbers.
+macro_rules! row_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl From<i64> for $name {
+            fn from(id: i64) -> $name {
+                $name(id)
+            }
+        }
+
+        impl rusqlite::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                self.0.to_sql()
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                i64::column_result(v).map($name)
+            }
+        }
+    };
+}
+
+row_id!(
+    /// A principal's id.
+    PrincipalId
+);
+row_id!(
+    /// A consent's id.
+    ConsentId
+);
+row_id!(
+    /// A dispute's id.
+    DisputeId
+);
+
 /// Who holds keys: a lender institution, a merchant, an analyst or an admin. `code` is the
 /// stable public identifier (an institution code such as `CCB`, the merchant id for a
 /// merchant, a login name for platform staff), unique within the role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {
     /// Internal id.
-    pub id: i64,
+    pub id: PrincipalId,
     /// Role.
     pub role: Role,
     /// Stable public code, unique within the role.
@@ -205,11 +263,11 @@ pub struct ApiKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Consent {
     /// Id.
-    pub id: i64,
+    pub id: ConsentId,
     /// Merchant.
-    pub merchant_id: String,
+    pub merchant_id: MerchantId,
     /// The lender's principal id.
-    pub lender_id: i64,
+    pub lender_id: PrincipalId,
     /// The lender's code.
     pub lender_code: String,
     /// The lender's name.
@@ -235,9 +293,9 @@ impl Consent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dispute {
     /// Id.
-    pub id: i64,
+    pub id: DisputeId,
     /// Merchant.
-    pub merchant_id: String,
+    pub merchant_id: MerchantId,
     /// What is disputed (a characteristic, a reason code, a query).
     pub subject: String,
     /// The merchant's explanation.
@@ -306,7 +364,7 @@ impl<C> PageRequest<C> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
     /// Who sent it (keys are per principal).
-    pub principal_id: i64,
+    pub principal_id: PrincipalId,
     /// The key as sent (1–255 printable ASCII characters, checked by the caller).
     pub key: String,
     /// BLAKE3 of the route and the request body.

@@ -23,10 +23,10 @@ fn record(p: &Principal, merchant: &str, i: usize) -> LogRecord {
         request_id: format!("01J{i:023}").into(),
         principal: std::sync::Arc::new(p.clone()),
         key_id: "abcdef012345".into(),
-        merchant_id: merchant.into(),
+        merchant_id: merchant_of(merchant),
         action: "score",
         purpose: Purpose::PreLoan,
-        consent_id: Some(1),
+        consent_id: Some(ConsentId(1)),
         outcome: Outcome::Served,
         model_id: "m".into(),
         response_digest: hex(blake3::hash(&i.to_be_bytes()).as_bytes()).into(),
@@ -52,10 +52,10 @@ fn state_rules<S: Backend>(s: &mut S) {
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        s.merchant_principal("M9", now),
+        s.merchant_principal(&merchant_of("M9"), now),
         Err(StoreError::UnknownMerchant(_))
     ));
-    let m1 = s.merchant_principal("M1", now).unwrap();
+    let m1 = s.merchant_principal(&merchant_of("M1"), now).unwrap();
     assert_eq!(m1.merchant_id(), Some("M1"));
     assert!(s.add_principal(Role::Lender, "bad code", "x", now).is_err());
     // Keys belong to principals; a second key of the institution is the same principal.
@@ -75,7 +75,7 @@ fn state_rules<S: Backend>(s: &mut S) {
     // Consents name lender principals; idempotent retries return the first response.
     let later = now.plus_days(30).unwrap();
     let g = Grant {
-        merchant_id: "M1",
+        merchant_id: &merchant_of("M1"),
         lender: &ccb,
         purpose: Purpose::PostLoan,
         granted_at: now,
@@ -104,7 +104,7 @@ fn state_rules<S: Backend>(s: &mut S) {
     ));
     assert_eq!(
         s.consents_of(
-            "M1",
+            &merchant_of("M1"),
             PageRequest {
                 cursor: None,
                 limit: 10
@@ -129,7 +129,7 @@ fn state_rules<S: Backend>(s: &mut S) {
     assert!(matches!(
         s.grant(
             &Grant {
-                merchant_id: "M9",
+                merchant_id: &merchant_of("M9"),
                 ..g.clone()
             },
             None,
@@ -139,17 +139,17 @@ fn state_rules<S: Backend>(s: &mut S) {
     ));
     let mid = at("2026-01-15T00:00:00+08:00");
     assert_eq!(
-        s.valid_consent("M1", ccb.id, Purpose::PostLoan, mid)
+        s.valid_consent(&merchant_of("M1"), ccb.id, Purpose::PostLoan, mid)
             .unwrap(),
         Some(c.id)
     );
     assert_eq!(
-        s.valid_consent("M1", ccb.id, Purpose::PreLoan, mid)
+        s.valid_consent(&merchant_of("M1"), ccb.id, Purpose::PreLoan, mid)
             .unwrap(),
         None
     );
     assert_eq!(
-        s.valid_consent("M1", ccb.id, Purpose::PostLoan, later)
+        s.valid_consent(&merchant_of("M1"), ccb.id, Purpose::PostLoan, later)
             .unwrap(),
         None
     );
@@ -164,17 +164,17 @@ fn state_rules<S: Backend>(s: &mut S) {
             },
         )
         .unwrap();
-    assert_eq!(page.items, vec![("M1".to_owned(), c.id)]);
-    assert!(s.revoke_consent("M1", c.id, mid).unwrap());
+    assert_eq!(page.items, vec![(merchant_of("M1"), c.id)]);
+    assert!(s.revoke_consent(&merchant_of("M1"), c.id, mid).unwrap());
     assert_eq!(
-        s.valid_consent("M1", ccb.id, Purpose::PostLoan, mid)
+        s.valid_consent(&merchant_of("M1"), ccb.id, Purpose::PostLoan, mid)
             .unwrap(),
         None
     );
     // Disputes, pages of them, and the overdue filter.
     for i in 0..5 {
         let d = NewDispute {
-            merchant_id: "M2",
+            merchant_id: &merchant_of("M2"),
             subject: "s",
             detail: "d",
             opened_at: now,
@@ -307,7 +307,11 @@ fn log_rules<S: Backend>(
     let mut cursor = None;
     loop {
         let page = s
-            .entries_about("M1", head.tree_size, PageRequest { cursor, limit: 9 })
+            .entries_about(
+                &merchant_of("M1"),
+                head.tree_size,
+                PageRequest { cursor, limit: 9 },
+            )
             .unwrap();
         let idx: Vec<u64> = page.items.iter().map(|e| e.index).collect();
         let proofs = s.inclusion_proofs(&idx, head.tree_size).unwrap();
@@ -583,4 +587,8 @@ fn a_first_service_database_is_upgraded_with_its_log() {
 fn schema_legacy() -> Vec<&'static str> {
     let sql = include_str!("../../../tests/data/v4-schema.sql");
     vec![sql.trim_end().trim_end_matches("PRAGMA user_version = 4;")]
+}
+
+fn merchant_of(id: &str) -> yuanxin_domain::MerchantId {
+    yuanxin_domain::MerchantId::parse(id).unwrap()
 }

@@ -6,8 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa::ToSchema;
+use yuanxin_domain::MerchantId;
 use yuanxin_store::prelude::*;
-use yuanxin_store::Role;
+use yuanxin_store::{PrincipalId, Role, StoreError};
 
 use super::merchant::{create_once, idempotency, PageQuery, Paging};
 use super::{cursor, json_bytes, respond, AdminCaller};
@@ -23,7 +24,7 @@ use crate::{AppState, RoleName};
 pub(super) async fn principals(
     State(st): State<AppState>,
     _: AdminCaller,
-    Query(Paging(page)): Query<Paging>,
+    Query(Paging(page)): Query<Paging<PrincipalId>>,
 ) -> Result<Response, ApiError> {
     let p = st.db.read_long(move |s| Ok(s.principals(page)?)).await?;
     let body = PrincipalPage {
@@ -137,7 +138,9 @@ pub(super) async fn create_key(
     let (response, made) = create_once(&st, idem, view, move |s, secrets, idem, seal| {
         let role: Role = b.role.into();
         let p = if role == Role::Merchant {
-            s.merchant_principal(&b.principal, now)?
+            let id = MerchantId::parse(&b.principal)
+                .map_err(|e| ApiError::from(StoreError::Invalid(e.to_string())))?;
+            s.merchant_principal(&id, now)?
         } else {
             s.principal(role, &b.principal)?.ok_or_else(|| {
                 ApiError::new(

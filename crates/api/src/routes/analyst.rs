@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use yuanxin_model::registry::Registry;
 use yuanxin_model::ModelError;
 use yuanxin_store::Disputes as _;
-use yuanxin_store::{DisputeFilter, PageRequest};
+use yuanxin_store::{DisputeFilter, DisputeId, PageRequest};
 
 use super::lender::limit;
 use super::merchant::number_cursor;
@@ -39,7 +39,7 @@ pub struct DisputeQuery {
 #[derive(Debug)]
 pub struct Disputes {
     overdue: bool,
-    page: PageRequest<i64>,
+    page: PageRequest<DisputeId>,
 }
 
 impl FromFields for Disputes {
@@ -112,7 +112,7 @@ pub(super) async fn answer_dispute(
     Path(id): Path<String>,
     Json(Answer(answer), _): Json<Answer>,
 ) -> Result<Response, ApiError> {
-    let id = path_number("id", &id, 1)?;
+    let id = DisputeId(path_number("id", &id, 1)?);
     let now = (st.now)();
     match st
         .db

@@ -8,6 +8,7 @@ use axum::response::Response;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
+use yuanxin_domain::MerchantId;
 use yuanxin_store::prelude::*;
 use yuanxin_store::{LogRecord, Outcome, PageRequest, Purpose};
 
@@ -42,8 +43,9 @@ impl FromFields for PurposeQuery {
 
 /// A merchant id in the path, checked before anything else is done with it (an id that
 /// is not an id is never logged).
-fn merchant(id: &str) -> Result<(), ApiError> {
-    check_id("id", id)
+fn merchant(id: &str) -> Result<MerchantId, ApiError> {
+    check_id("id", id)?;
+    MerchantId::parse(id).map_err(ApiError::internal)
 }
 
 /// A known merchant, or 404 (not logged: there is no one to tell).
@@ -88,10 +90,10 @@ async fn answer(
     purpose: ConsentPurpose,
     body: impl FnOnce(&crate::Engine, bool) -> Result<(axum::body::Bytes, Arc<str>), ApiError>,
 ) -> Result<Response, ApiError> {
-    merchant(id)?;
+    let mid = merchant(id)?;
     let e = st.engine()?;
     known(&e, id)?;
-    let served = Served::new(c, &e, id, action, purpose.into());
+    let served = Served::new(c, &e, &mid, action, purpose.into());
     let (consent, dispute) = consent_or_refuse(st, &served).await?;
     let (bytes, digest) = body(&e, dispute)?;
     logged(
@@ -283,10 +285,12 @@ pub(super) async fn batch_score(
             continue;
         }
         let consent = st.authz.valid_consent(id, c.principal.id, purpose, now)?;
+        // Checked as ids by the body's reader.
+        let mid = merchant(id)?;
         let served = Served {
             consent,
             write_shown: true,
-            ..Served::new(&c, &e, id, "batch_score", purpose)
+            ..Served::new(&c, &e, &mid, "batch_score", purpose)
         };
         match consent {
             None => {
@@ -471,7 +475,7 @@ pub(super) async fn alerts(
     let mut items = Vec::new();
     let mut records = Vec::new();
     for (id, consent, last) in watched {
-        let Ok(alerts) = e.alerts(&id, last.as_ref()) else {
+        let Ok(alerts) = e.alerts(id.as_str(), last.as_ref()) else {
             continue;
         };
         if alerts.is_empty() {
@@ -483,7 +487,7 @@ pub(super) async fn alerts(
             ..Served::new(&c, &e, &id, "alerts", purpose)
         };
         let item = MerchantAlerts {
-            merchant_id: id.clone(),
+            merchant_id: id.to_string(),
             grade: served.shown.map(|s| s.0.to_owned()),
             last_grade: last.map(|l| l.grade),
             alerts,

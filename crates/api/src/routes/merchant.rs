@@ -10,7 +10,10 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rust_decimal::Decimal;
 use utoipa::{IntoParams, ToSchema};
-use yuanxin_store::{Created, DisputeFilter, Grant, Idempotency, NewDispute, PageRequest, Role};
+use yuanxin_store::{
+    ConsentId, Created, DisputeFilter, DisputeId, Grant, Idempotency, NewDispute, PageRequest,
+    PrincipalId, Role,
+};
 
 use super::lender::{limit, term};
 use super::{cursor, json_bytes, respond, MerchantCaller};
@@ -30,11 +33,11 @@ pub(super) async fn my_score(
     m: MerchantCaller,
     Query(NoQuery): Query<NoQuery>,
 ) -> Result<Response, ApiError> {
-    let me = m.merchant();
+    let me = m.merchant()?;
     let body = st
         .engine()?
-        .score(&me)?
-        .json(st.authz.has_open_dispute(&me)?)?;
+        .score(me.as_str())?
+        .json(st.authz.has_open_dispute(me.as_str())?)?;
     Ok(respond(StatusCode::OK, body))
 }
 
@@ -48,7 +51,7 @@ pub(super) async fn my_profile(
 ) -> Result<Response, ApiError> {
     Ok(respond(
         StatusCode::OK,
-        json_bytes(&st.engine()?.profile(&m.merchant())?)?,
+        json_bytes(&st.engine()?.profile(m.merchant()?.as_str())?)?,
     ))
 }
 
@@ -101,10 +104,10 @@ pub(super) async fn my_eligibility(
     m: MerchantCaller,
     Query(q): Query<MyEligibility>,
 ) -> Result<Response, ApiError> {
-    let me = m.merchant();
-    let dispute = st.authz.has_open_dispute(&me)?;
+    let me = m.merchant()?;
+    let dispute = st.authz.has_open_dispute(me.as_str())?;
     let (body, _) = st.engine()?.decision(
-        &me,
+        me.as_str(),
         q.amount,
         q.term_months,
         q.loan_purpose,
@@ -137,8 +140,9 @@ pub struct Queries {
 }
 
 /// A numeric cursor.
-pub(super) fn number_cursor(f: &mut Fields) -> Result<Option<i64>, ApiError> {
-    f.integer("cursor", 0, 999_999_999_999_999_999)
+pub(super) fn number_cursor<C: From<i64>>(f: &mut Fields) -> Result<Option<C>, ApiError> {
+    Ok(f.integer("cursor", 0, 999_999_999_999_999_999)?
+        .map(C::from))
 }
 
 impl FromFields for Queries {
@@ -146,7 +150,7 @@ impl FromFields for Queries {
     fn from_fields(f: &mut Fields, _: &AppState) -> Result<Self, ApiError> {
         Ok(Queries {
             limit: limit(f)?,
-            cursor: number_cursor(f)?.and_then(|c| u64::try_from(c).ok()),
+            cursor: number_cursor::<i64>(f)?.and_then(|c| u64::try_from(c).ok()),
             proofs: f.boolean("proofs")?.unwrap_or(false),
         })
     }
@@ -161,7 +165,7 @@ pub(super) async fn my_queries(
     m: MerchantCaller,
     Query(q): Query<Queries>,
 ) -> Result<Response, ApiError> {
-    let me = m.merchant();
+    let me = m.merchant()?;
     let head = st.db.head()?;
     let size = head.tree_size;
     let page = st
@@ -226,11 +230,11 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-/// The checked page request.
+/// The checked page request, by the kind of id its cursor is.
 #[derive(Debug)]
-pub struct Paging(pub PageRequest<i64>);
+pub struct Paging<C>(pub PageRequest<C>);
 
-impl FromFields for Paging {
+impl<C: From<i64>> FromFields for Paging<C> {
     const FIELDS: &'static [&'static str] = &["limit", "cursor"];
     fn from_fields(f: &mut Fields, _: &AppState) -> Result<Self, ApiError> {
         Ok(Paging(PageRequest {
@@ -247,9 +251,9 @@ impl FromFields for Paging {
 pub(super) async fn my_consents(
     State(st): State<AppState>,
     m: MerchantCaller,
-    Query(Paging(page)): Query<Paging>,
+    Query(Paging(page)): Query<Paging<ConsentId>>,
 ) -> Result<Response, ApiError> {
-    let me = m.merchant();
+    let me = m.merchant()?;
     let now = (st.now)();
     let p = st
         .db
@@ -297,7 +301,7 @@ impl FromFields for GrantReq {
 /// The idempotency record of a creating request: the caller, the key, and a digest of the
 /// route and the body.
 pub(super) fn idempotency(
-    principal_id: i64,
+    principal_id: PrincipalId,
     key: Option<String>,
     route: &str,
     body: &[u8],
@@ -323,7 +327,7 @@ pub(super) fn idempotency(
 pub(super) fn seal(secret: &[u8; 32], idem: &Idempotency, body: &[u8]) -> Vec<u8> {
     let mut h = blake3::Hasher::new_keyed(secret);
     h.update(b"yuanxin idempotent response v1\0");
-    h.update(&idem.principal_id.to_be_bytes());
+    h.update(&idem.principal_id.0.to_be_bytes());
     h.update(idem.key.as_bytes());
     let mut stream = vec![0u8; body.len()];
     h.finalize_xof().fill(&mut stream);
@@ -414,7 +418,7 @@ pub(super) async fn grant(
     IdempotencyKey(key): IdempotencyKey,
     Json(b, raw): Json<GrantReq>,
 ) -> Result<Response, ApiError> {
-    let me = m.merchant();
+    let me = m.merchant()?;
     let idem = idempotency(m.0.principal.id, key, "POST /v1/me/consents", &raw);
     let now = (st.now)();
     let expires = now
@@ -455,8 +459,8 @@ pub(super) async fn revoke(
     Path(id): Path<String>,
     Query(NoQuery): Query<NoQuery>,
 ) -> Result<Response, ApiError> {
-    let id = path_number("id", &id, 1)?;
-    let me = m.merchant();
+    let id = ConsentId(path_number("id", &id, 1)?);
+    let me = m.merchant()?;
     let now = (st.now)();
     let merchant = me.clone();
     // Revoking is idempotent: a consent of yours revoked before answers 204 again.
@@ -467,7 +471,7 @@ pub(super) async fn revoke(
             Ok(s.consent_of(&me, id)?.is_some())
         })
         .await?;
-    st.authz.revoked(&merchant, id)?;
+    st.authz.revoked(merchant.as_str(), id)?;
     if exists {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -520,7 +524,7 @@ pub(super) async fn open_dispute(
     IdempotencyKey(key): IdempotencyKey,
     Json(b, raw): Json<DisputeReq>,
 ) -> Result<Response, ApiError> {
-    let me = m.merchant();
+    let me = m.merchant()?;
     let idem = idempotency(m.0.principal.id, key, "POST /v1/me/disputes", &raw);
     let now = (st.now)();
     let deadline = now
@@ -539,7 +543,7 @@ pub(super) async fn open_dispute(
     })
     .await?;
     if let Some(d) = made {
-        st.authz.dispute(&d.merchant_id, true)?;
+        st.authz.dispute(d.merchant_id.as_str(), true)?;
     }
     Ok(response)
 }
@@ -551,9 +555,9 @@ pub(super) async fn open_dispute(
 pub(super) async fn my_disputes(
     State(st): State<AppState>,
     m: MerchantCaller,
-    Query(Paging(page)): Query<Paging>,
+    Query(Paging(page)): Query<Paging<DisputeId>>,
 ) -> Result<Response, ApiError> {
-    let me = m.merchant();
+    let me = m.merchant()?;
     let now = (st.now)();
     let p = st
         .db

@@ -11,6 +11,7 @@ mod ops;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use yuanxin_domain::MerchantId;
 use yuanxin_store::prelude::*;
 
 use axum::body::Bytes;
@@ -24,7 +25,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use yuanxin_store::{LogRecord, Outcome, Principal, Purpose, Role, Seen, Timestamp};
+use yuanxin_store::{ConsentId, LogRecord, Outcome, Principal, Purpose, Role, Seen, Timestamp};
 
 use crate::db::Receipt;
 use crate::engine::Bounds;
@@ -144,8 +145,9 @@ role_extractor!(
 
 impl MerchantCaller {
     /// The merchant this key belongs to.
-    pub fn merchant(&self) -> String {
-        self.0.principal.code.clone()
+    pub fn merchant(&self) -> Result<MerchantId, ApiError> {
+        // A merchant principal's code is its merchant id, checked when it was created.
+        MerchantId::parse(&self.0.principal.code).map_err(ApiError::internal)
     }
 }
 
@@ -173,10 +175,10 @@ fn with_receipt(mut r: Response, index: Option<u64>, receipt: &Receipt) -> Respo
 /// A lender's query about a merchant, to be logged before its response leaves.
 struct Served<'a> {
     caller: &'a Caller,
-    merchant: &'a str,
+    merchant: &'a MerchantId,
     action: &'static str,
     purpose: Purpose,
-    consent: Option<i64>,
+    consent: Option<ConsentId>,
     model_id: Arc<str>,
     /// Grade and escrow coverage shown (from the engine).
     shown: Option<(&'a str, Option<f64>)>,
@@ -188,7 +190,7 @@ impl<'a> Served<'a> {
     fn new(
         caller: &'a Caller,
         e: &'a Engine,
-        merchant: &'a str,
+        merchant: &'a MerchantId,
         action: &'static str,
         purpose: Purpose,
     ) -> Served<'a> {
@@ -199,7 +201,7 @@ impl<'a> Served<'a> {
             purpose,
             consent: None,
             model_id: e.model_id_shared(),
-            shown: e.shown(merchant),
+            shown: e.shown(merchant.as_str()),
             write_shown: false,
         }
     }
@@ -210,7 +212,7 @@ impl<'a> Served<'a> {
             request_id: Arc::clone(&self.caller.request_id),
             principal: Arc::clone(&self.caller.principal),
             key_id: Arc::clone(&self.caller.key_id),
-            merchant_id: self.merchant.to_owned(),
+            merchant_id: self.merchant.clone(),
             action: self.action,
             purpose: self.purpose,
             consent_id: self.consent,
@@ -240,7 +242,7 @@ async fn logged(
     // What the lender is shown is written with the entry only when it changed.
     let lender = q.caller.principal.id;
     let write_shown = match q.shown {
-        Some(shown) => !st.seen.holds(lender, q.merchant, shown)?,
+        Some(shown) => !st.seen.holds(lender, q.merchant.as_str(), shown)?,
         None => false,
     };
     let q = Served { write_shown, ..q };
@@ -250,7 +252,7 @@ async fn logged(
         .await?;
     st.metrics.logged("served", 1);
     if let (true, Some(shown)) = (write_shown, q.shown) {
-        st.seen.remember(lender, q.merchant, shown)?;
+        st.seen.remember(lender, q.merchant.as_str(), shown)?;
     }
     Ok(with_receipt(
         respond(StatusCode::OK, bytes),
@@ -263,8 +265,11 @@ async fn logged(
 fn remember(st: &AppState, records: &[LogRecord]) -> Result<(), ApiError> {
     for r in records {
         if let Some(s) = &r.seen {
-            st.seen
-                .remember(s.lender_id, &r.merchant_id, (&s.grade, s.escrow_coverage))?;
+            st.seen.remember(
+                s.lender_id,
+                r.merchant_id.as_str(),
+                (&s.grade, s.escrow_coverage),
+            )?;
         }
     }
     Ok(())
@@ -272,12 +277,12 @@ fn remember(st: &AppState, records: &[LogRecord]) -> Result<(), ApiError> {
 
 /// The consent in force and whether the merchant has an open dispute; without a consent,
 /// the refusal is logged and the answer is 403.
-async fn consent_or_refuse(st: &AppState, q: &Served<'_>) -> Result<(i64, bool), ApiError> {
+async fn consent_or_refuse(st: &AppState, q: &Served<'_>) -> Result<(ConsentId, bool), ApiError> {
     let now = (st.now)();
-    let consent = st
-        .authz
-        .valid_consent(q.merchant, q.caller.principal.id, q.purpose, now)?;
-    let dispute = st.authz.has_open_dispute(q.merchant)?;
+    let consent =
+        st.authz
+            .valid_consent(q.merchant.as_str(), q.caller.principal.id, q.purpose, now)?;
+    let dispute = st.authz.has_open_dispute(q.merchant.as_str())?;
     match consent {
         Some(id) => Ok((id, dispute)),
         None => {
