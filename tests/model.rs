@@ -473,6 +473,57 @@ fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
         .iter()
         .all(|f| f["name"] != "merchant_id" && f["name"] != "as_of"));
     assert_eq!(m["created_at"], "2025-06-30");
+    // Industry and district are candidates only when the analyst names them.
+    let candidate_names = |m: &serde_json::Value| -> Vec<String> {
+        m["predictor"]["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let names = candidate_names(m);
+    assert!(
+        !names.iter().any(|n| n == "industry" || n == "district"),
+        "{names:?}"
+    );
+    assert!(m["config"].get("descriptive").is_none());
+    let with = tmp.path().join("models/with.json");
+    run_ok(&[
+        "train",
+        "--data",
+        panel.to_str().unwrap(),
+        "--target",
+        "default_12m",
+        "--descriptive",
+        "industry,district",
+        "--out",
+        with.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let w: serde_json::Value = serde_json::from_slice(&std::fs::read(&with).unwrap()).unwrap();
+    let names = candidate_names(&w["model"]);
+    assert!(
+        names.iter().any(|n| n == "industry") && names.iter().any(|n| n == "district"),
+        "{names:?}"
+    );
+    assert_eq!(
+        w["model"]["config"]["descriptive"],
+        serde_json::json!(["industry", "district"])
+    );
+    let o = run(&[
+        "train",
+        "--data",
+        panel.to_str().unwrap(),
+        "--target",
+        "default_12m",
+        "--descriptive",
+        "merchant_id",
+        "--out",
+        with.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not one of industry, district"));
     // A panel keeps the trade's conventions: monotonic WoE, IV of at least 0.02, and every
     // characteristic with a catalogue direction binned along it.
     let sc = &m["config"]["scorecard"];

@@ -29,6 +29,10 @@ pub struct TrainArgs {
     /// Columns never to use (comma-separated).
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
+    /// On a profile panel, let the model use these descriptive columns: `industry`,
+    /// `district` (comma-separated); by default it uses neither.
+    #[arg(long, value_delimiter = ',')]
+    descriptive: Vec<String>,
     /// Fixed split in the `row,set` format; default: the table's `split` column, if any.
     #[arg(long)]
     split: Option<PathBuf>,
@@ -174,6 +178,9 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     }
     if !args.features.is_empty() {
         cfg.features.clone_from(&args.features);
+    }
+    if !args.descriptive.is_empty() {
+        cfg.descriptive.clone_from(&args.descriptive);
     }
     if !args.exclude.is_empty() {
         cfg.exclude.clone_from(&args.exclude);
