@@ -122,6 +122,33 @@ def run_peers(meta, df, tr, te):
     except Exception as e:  # noqa: BLE001
         out["scorecardpy"] = dict(error=str(e)[:120])
 
+    # toad: chi-square binning (5 % minimum bin, missing values in a bin of their own), WoE,
+    # logistic regression, as its quick start does (its stepwise selection lost AUC on
+    # german and fails on text categories with missing values, so it is left out).
+    try:
+        import toad
+
+        tr_df = df.iloc[tr][feats + [target]].reset_index(drop=True)
+        te_df = df.iloc[te][feats + [target]].reset_index(drop=True)
+        state = {}
+
+        def fit(_):
+            c = toad.transform.Combiner()
+            c.fit(tr_df, y=target, method="chi", min_samples=0.05, empty_separate=True)
+            w = toad.transform.WOETransformer()
+            woe = w.fit_transform(c.transform(tr_df), tr_df[target], exclude=[target])
+            lr = LogisticRegression(max_iter=1000).fit(woe[feats], tr_df[target])
+            state.update(c=c, w=w, lr=lr)
+
+        def predict(d):
+            return state["lr"].predict_proba(state["w"].transform(state["c"].transform(d))[feats])
+
+        _, secs = timed_fit(lambda: None, fit)
+        p = predict(te_df)[:, 1]
+        out["toad"] = dict(auc=roc_auc_score(yte, p), ks=ks(yte, p), fit=secs, rps=rows_per_second(predict, te_df))
+    except Exception as e:  # noqa: BLE001
+        out["toad"] = dict(error=str(e)[:120])
+
     # LightGBM and XGBoost: 300 trees, learning rate 0.05, one thread.
     try:
         import lightgbm as lgb
@@ -188,7 +215,11 @@ def run_yuanxin(binary, ds_dir, name, meta, path, out_dir):
 def main():
     binary, ds_dir, out_dir = sys.argv[1:4]
     os.makedirs(out_dir, exist_ok=True)
-    names = ["german", "taiwan", "hmeq", "gmsc"]
+    # Every sub-folder with a meta.json (file, target, features, categorical) and a
+    # split.csv (row, set) is a dataset.
+    names = sorted(n for n in os.listdir(ds_dir) if os.path.isfile(os.path.join(ds_dir, n, "meta.json")))
+    if not names:
+        sys.exit(f"no dataset (a sub-folder with meta.json) in {ds_dir}")
     results = {}
     for name in names:
         meta, path, df, tr, te = load(ds_dir, name)
@@ -212,30 +243,31 @@ def main():
     for name in names:
         r = results[name]
         ok = lambda k: k in r and "error" not in r[k]  # noqa: E731
-        sc_peers = [r[k]["auc"] for k in ["optbinning scorecard", "scorecardpy"] if ok(k)]
+        sc_peers = [r[k]["auc"] for k in ["optbinning scorecard", "scorecardpy", "toad"] if ok(k)]
         gb_peers = [r[k]["auc"] for k in ["LightGBM", "XGBoost"] if ok(k)]
         ys, yb = r["Yuanxin scorecard"], r["Yuanxin boost"]
         parts = []
         if sc_peers:
             gap = ys["auc"] - max(sc_peers)
-            parts.append(f"scorecard AUC {gap:+.4f} vs best Python scorecard ({'met' if gap >= -0.005 else 'MISSED'})")
+            parts.append(f"scorecard AUC {gap:+.4f} vs best Python scorecard ({'met' if gap >= -0.002 else 'MISSED'})")
             gap = r["Yuanxin scorecard, monotonic"]["auc"] - max(sc_peers)
-            parts.append(f"monotonic {gap:+.4f} ({'met' if gap >= -0.005 else 'missed'})")
+            parts.append(f"monotonic {gap:+.4f} ({'met' if gap >= -0.002 else 'missed'})")
         if ok("optbinning scorecard"):
             ratio = r["optbinning scorecard"]["fit"] / ys["fit"]
-            parts.append(f"fit {ratio:.1f}x faster than optbinning ({'met' if ratio >= 10 else 'MISSED'})")
+            parts.append(f"fit {ratio:.1f}x faster than optbinning ({'met' if ratio >= 15 else 'MISSED'})")
             ratio = r["optbinning scorecard"]["fit"] / r["Yuanxin scorecard, monotonic"]["fit"]
-            parts.append(f"monotonic {ratio:.1f}x ({'met' if ratio >= 10 else 'missed'})")
+            parts.append(f"monotonic {ratio:.1f}x ({'met' if ratio >= 15 else 'missed'})")
         if gb_peers:
             gap = yb["auc"] - max(gb_peers)
-            parts.append(f"boost AUC {gap:+.4f} vs better of LightGBM/XGBoost ({'met' if gap >= -0.005 else 'MISSED'})")
+            parts.append(f"boost AUC {gap:+.4f} vs better of LightGBM/XGBoost ({'met' if gap >= -0.002 else 'MISSED'})")
             gap = r["Yuanxin boost, 300 trees"]["auc"] - max(gb_peers)
-            parts.append(f"300 trees {gap:+.4f} ({'met' if gap >= -0.005 else 'missed'})")
+            parts.append(f"300 trees {gap:+.4f} ({'met' if gap >= -0.002 else 'missed'})")
         if ok("LightGBM"):
+            # Goal: fit in at most 0.8x LightGBM's time (1.25x its speed).
             ratio = r["LightGBM"]["fit"] / yb["fit"]
-            parts.append(f"boost fit {ratio:.2f}x LightGBM's speed ({'met' if ratio >= 1 else 'MISSED'})")
+            parts.append(f"boost fit {ratio:.2f}x LightGBM's speed ({'met' if ratio >= 1.25 else 'MISSED'})")
             ratio = r["LightGBM"]["fit"] / r["Yuanxin boost, 300 trees"]["fit"]
-            parts.append(f"300 trees {ratio:.2f}x ({'met' if ratio >= 1 else 'missed'})")
+            parts.append(f"300 trees {ratio:.2f}x ({'met' if ratio >= 1.25 else 'missed'})")
         parts.append(f"scorecard prediction {ys['rps'] / 1e6:.1f} M rows/s ({'met' if ys['rps'] >= 1e6 else 'MISSED'})")
         print(f"- {name}: " + "; ".join(parts))
 

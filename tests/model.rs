@@ -583,6 +583,21 @@ fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
     let names: Vec<&str> = yuanxin_profile_names();
     let with_reason: Vec<&String> = reasons.iter().flatten().collect();
     assert!(!with_reason.is_empty());
+    // Each reason with the merchant's value, the bin and at least a point lost.
+    let (values, bins) = (strs(b, "reason_1_value"), strs(b, "reason_1_bin"));
+    let points = b
+        .column_by_name("reason_1_points")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap();
+    for i in 0..b.num_rows() {
+        assert_eq!(reasons[i].is_some(), values[i].is_some(), "row {i}");
+        assert_eq!(reasons[i].is_some(), bins[i].is_some(), "row {i}");
+        if reasons[i].is_some() {
+            assert!(points.value(i) >= 1.0, "row {i}: {}", points.value(i));
+        }
+    }
     assert!(
         with_reason.iter().all(|r| names.contains(&r.as_str())),
         "{with_reason:?}"
@@ -762,4 +777,72 @@ fn the_shipped_default_model_is_a_valid_champion() {
     assert_eq!(champion["file"], "default-scorecard.json");
     assert_eq!(champion["created_at"], "2025-06-30");
     assert!(champion["auc"].as_f64().unwrap() > 0.7);
+}
+
+/// Metrics measured on the rows a model was fitted on are said to be in-sample.
+#[test]
+fn training_without_a_test_set_warns_that_metrics_are_in_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dataset("german");
+    let out = tmp.path().join("m.json");
+    let o = run(&[
+        "train",
+        "--data",
+        d.join("data.csv").to_str().unwrap(),
+        "--target",
+        "creditability",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in-sample"));
+    let o = run(&[
+        "train",
+        "--data",
+        d.join("data.csv").to_str().unwrap(),
+        "--target",
+        "creditability",
+        "--split",
+        d.join("split.csv").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("in-sample"));
+}
+
+/// A model named by a path that is not there is a missing file, not a registry miss.
+#[test]
+fn a_missing_model_path_is_reported_as_a_missing_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nowhere/model.json");
+    let o = run(&[
+        "score",
+        "--model",
+        missing.to_str().unwrap(),
+        "--data",
+        dataset("german").join("data.csv").to_str().unwrap(),
+        "--out",
+        tmp.path().join("x.csv").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no model file at") && err.contains("nowhere"),
+        "{err}"
+    );
+    // An id that is not in the registry is still said to be missing from it.
+    let o = run(&[
+        "score",
+        "--model",
+        "scorecard-000000000000",
+        "--data",
+        dataset("german").join("data.csv").to_str().unwrap(),
+        "--out",
+        tmp.path().join("x.csv").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no model scorecard-000000000000"));
 }

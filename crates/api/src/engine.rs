@@ -197,8 +197,12 @@ pub struct ReasonView {
     pub name_zh: String,
     /// English.
     pub name_en: String,
-    /// Points lost.
+    /// Points lost against the characteristic's best bin (at least 1).
     pub points_lost: f64,
+    /// The merchant's value, as shown (`missing` when it has none).
+    pub value: String,
+    /// The scorecard bin the value fell in; null for boosted trees.
+    pub bin: Option<String>,
 }
 
 fn view(id: &str, as_of: NaiveDate, standing: Standing<'_>, model_id: &str) -> ScoreView {
@@ -235,6 +239,8 @@ fn view(id: &str, as_of: NaiveDate, standing: Standing<'_>, model_id: &str) -> S
                 name_zh: r.name_zh.clone(),
                 name_en: r.name_en.clone(),
                 points_lost: r.points_lost,
+                value: r.value.clone(),
+                bin: r.bin.clone(),
             })
             .collect(),
         model_id: model_id.to_owned(),

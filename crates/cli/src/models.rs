@@ -235,6 +235,13 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let trained = train(&frame, split, &cfg, &source, args.threads, &mut progress)?;
     let model = &trained.model;
     model.save(&args.out)?;
+    if model.training.test == 0 {
+        // Said even with --quiet or --json: the numbers would otherwise pass for a test.
+        eprintln!(
+            "warning: no test rows (no --split and no split column), so every metric is \
+             in-sample: measured on the rows the model was fitted on"
+        );
+    }
     let report = args
         .report
         .clone()
@@ -392,10 +399,34 @@ pub fn run_score(args: &ScoreArgs) -> Result<()> {
         "grade".into(),
         OutColumn::Str(get(&|s| Some(s.grade.clone()))),
     ));
+    // Each reason as an adverse-action notice states it: the characteristic, the value,
+    // the bin (scorecards) and the points lost against the best bin.
     for k in 0..4 {
+        let n = k + 1;
         cols.push((
-            format!("reason_{}", k + 1),
+            format!("reason_{n}"),
             OutColumn::Str(get(&|s| s.reasons.get(k).map(|r| r.feature.clone()))),
+        ));
+        cols.push((
+            format!("reason_{n}_value"),
+            OutColumn::Str(get(&|s| s.reasons.get(k).map(|r| r.value.clone()))),
+        ));
+        cols.push((
+            format!("reason_{n}_bin"),
+            OutColumn::Str(get(&|s| s.reasons.get(k).and_then(|r| r.bin.clone()))),
+        ));
+        cols.push((
+            format!("reason_{n}_points"),
+            OutColumn::Float(
+                results
+                    .iter()
+                    .map(|r| {
+                        r.as_ref()
+                            .ok()
+                            .and_then(|s| s.reasons.get(k).map(|r| r.points_lost))
+                    })
+                    .collect(),
+            ),
         ));
     }
     cols.push((

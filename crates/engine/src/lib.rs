@@ -44,6 +44,10 @@ pub enum EngineError {
     /// The model registry, a model file or scoring failed.
     #[error("{0}")]
     Model(#[from] yuanxin_model::ModelError),
+    /// A model named by a path (it has a folder or ends in `.json`) that is not there, and
+    /// no registry model has that id.
+    #[error("no model file at {0} (and no model of that id in the registry)")]
+    NoModelFile(PathBuf),
     /// The registry has no champion to serve.
     #[error("no champion in {0} (give a model, or run scripts/train-default-model)")]
     NoChampion(PathBuf),

@@ -12,7 +12,7 @@ use yuanxin_domain::vocabulary::columns;
 use yuanxin_domain::{known, Industry};
 use yuanxin_model::metrics::psi_verdict;
 use yuanxin_model::registry::Registry;
-use yuanxin_model::{Column, Frame, Model, Scored};
+use yuanxin_model::{Column, Frame, Model, ModelError, Scored};
 
 use crate::EngineError;
 
@@ -292,7 +292,18 @@ pub fn check_scale(policy: &Policy, model: &Model) -> Result<(), EngineError> {
 pub fn open_model(spec: Option<&str>, registry: &Path) -> Result<Model, EngineError> {
     match spec {
         Some(s) if Path::new(s).exists() => Ok(Model::load(Path::new(s))?),
-        Some(s) => Ok(Registry::new(registry).find(s)?.1),
+        Some(s) => match Registry::new(registry).find(s) {
+            Ok((_, m)) => Ok(m),
+            // A path, not an id: say the file is missing, not that the registry lacks it.
+            Err(ModelError::NotInRegistry { .. })
+                if s.contains(std::path::MAIN_SEPARATOR)
+                    || s.contains('/')
+                    || s.ends_with(".json") =>
+            {
+                Err(EngineError::NoModelFile(PathBuf::from(s)))
+            }
+            Err(e) => Err(e.into()),
+        },
         None => Registry::new(registry)
             .champion()?
             .map(|(_, m)| m)

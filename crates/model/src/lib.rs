@@ -26,7 +26,7 @@ mod train;
 pub use frame::{Column, Frame, Set};
 pub use model::{
     Baseline, FeatureInfo, Method, Model, Predictor, Reason, Scored, SetEvaluation, TrainingData,
-    FORMAT, SCHEMA_VERSION,
+    FORMAT, MIN_REASON_POINTS, SCHEMA_VERSION,
 };
 pub use train::{train, unusable_labels, Predictions, TrainConfig, Trained};
 

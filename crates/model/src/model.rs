@@ -168,11 +168,19 @@ pub struct Reason {
     /// English display name.
     pub name_en: String,
     /// Points lost: against the best bin (scorecard), or the points equivalent of the
-    /// characteristic's contribution to the risk (boosted trees).
+    /// characteristic's contribution to the risk (boosted trees). At least
+    /// [`MIN_REASON_POINTS`].
     pub points_lost: f64,
-    /// The bin or value the row had.
+    /// The applicant's value, as shown (`missing` when it has none).
     pub value: String,
+    /// The scorecard bin the value fell in (its label); none for boosted trees, whose
+    /// loss is the trees' contribution rather than a bin's points.
+    pub bin: Option<String>,
 }
+
+/// The smallest loss that is a reason: a characteristic that cost the applicant less than
+/// a point did not hold its score down in any sense an adverse-action notice could state.
+pub const MIN_REASON_POINTS: f64 = 1.0;
 
 /// A scored row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -477,7 +485,7 @@ impl Model {
     }
 
     fn reasons(&self, inputs: &[Input<'_>], encoded: Option<&[Encoded]>, i: usize) -> Vec<Reason> {
-        let mut lost: Vec<(usize, f64, String)> = match (&self.predictor, encoded) {
+        let mut lost: Vec<(usize, f64, Option<String>)> = match (&self.predictor, encoded) {
             (Predictor::Scorecard(s), _) => s
                 .characteristics
                 .iter()
@@ -486,10 +494,7 @@ impl Model {
                 .filter_map(|(k, (c, input))| {
                     let slot = c.binning.slot(input.value(i));
                     let p = c.points(slot)?;
-                    let label = c
-                        .binning
-                        .stat(slot)
-                        .map_or_else(String::new, |s| s.label.clone());
+                    let label = c.binning.stat(slot).map(|s| s.label.clone());
                     Some((k, c.best_points - p, label))
                 })
                 .collect(),
@@ -499,23 +504,27 @@ impl Model {
                     .contributions(&|f| cols[f].0[i], self.features.len())
                     .into_iter()
                     .enumerate()
-                    .map(|(k, c)| (k, c * factor, inputs[k].show(i)))
+                    .map(|(k, c)| (k, c * factor, None))
                     .collect()
             }
             (Predictor::Boost { .. }, None) => Vec::new(),
         };
-        lost.retain(|l| l.1 > 1e-9);
+        // Rounded as shown: a loss that reads 1.00 is a reason.
+        lost.retain(|l| (l.1 * 100.0).round() / 100.0 >= MIN_REASON_POINTS);
         lost.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         lost.truncate(4);
         lost.into_iter()
-            .map(|(k, pts, value)| {
+            .map(|(k, pts, bin)| {
                 let f = &self.features[k];
                 Reason {
                     feature: f.name.clone(),
                     name_zh: f.name_zh.clone(),
                     name_en: f.name_en.clone(),
                     points_lost: (pts * 100.0).round() / 100.0,
-                    value,
+                    value: inputs
+                        .get(k)
+                        .map_or_else(|| "missing".into(), |x| x.show(i)),
+                    bin,
                 }
             })
             .collect()
@@ -736,6 +745,50 @@ mod tests {
             .iter()
             .filter(|l| !scored.reasons.iter().any(|r| r.feature == l.0))
             .all(|l| l.1 <= last + 0.006));
+        // Each reason states the value and the bin it fell in.
+        for r in &scored.reasons {
+            assert_eq!(r.value, crate::binning::num_label(0.99));
+            assert!(r.bin.as_deref().is_some_and(|b| !b.is_empty()), "{r:?}");
+        }
+        // A characteristic that cost less than a point is no reason: the safest row (every
+        // value at the best bin) has none, and a row between has only losses of a point
+        // or more.
+        let safest: Vec<(String, Column)> = card
+            .characteristics
+            .iter()
+            .map(|c| {
+                let best = (0..200)
+                    .map(|k| f64::from(k) / 200.0)
+                    .min_by(|a, b| {
+                        let p = |x: f64| {
+                            c.best_points - c.points(c.binning.slot(Value::Num(x))).unwrap()
+                        };
+                        p(*a).total_cmp(&p(*b))
+                    })
+                    .unwrap();
+                (c.binning.name.clone(), Column::Num(vec![best]))
+            })
+            .collect();
+        let safe = model
+            .score_frame(&Frame::new(safest).unwrap(), true)
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert!(safe.reasons.is_empty(), "{:?}", safe.reasons);
+        for x in [0.3, 0.5, 0.7] {
+            let row = Frame::new(
+                (0..6)
+                    .map(|k| (format!("x{k}"), Column::Num(vec![x])))
+                    .collect(),
+            )
+            .unwrap();
+            let s = model.score_frame(&row, true).unwrap().remove(0).unwrap();
+            assert!(
+                s.reasons.iter().all(|r| r.points_lost >= MIN_REASON_POINTS),
+                "{:?}",
+                s.reasons
+            );
+        }
         // The score is the sum of points, and the PD and grade follow from it.
         let total: f64 = card
             .characteristics
