@@ -846,3 +846,55 @@ fn a_missing_model_path_is_reported_as_a_missing_file() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no model scorecard-000000000000"));
 }
+
+/// A numeric column with a few values that are not numbers is numeric, the values are
+/// missing, and the choice is said on the console and kept in the model file; `--strict`
+/// refuses it instead.
+#[test]
+fn a_few_values_that_are_not_numbers_are_said_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("t.csv");
+    let mut text = String::from("x,z,y\n");
+    for i in 0..400u32 {
+        let x = if i == 17 {
+            "n/a".to_owned()
+        } else {
+            (i % 97).to_string()
+        };
+        let y = u32::from((i * 7919) % 100 < 20 + (i % 97) / 3);
+        text.push_str(&format!("{x},{},{y}\n", (i * 31) % 50));
+    }
+    std::fs::write(&data, text).unwrap();
+    let out = tmp.path().join("m.json");
+    let args = |strict: bool| {
+        let mut a = vec![
+            "train".to_owned(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--target".into(),
+            "y".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--quiet".into(),
+        ];
+        if strict {
+            a.push("--strict".into());
+        }
+        a
+    };
+    let o = run(&args(false).iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("column x: 1 values that are not numbers (e.g. n/a) read as missing"),
+        "{err}"
+    );
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        m["model"]["training"]["coerced_columns"],
+        serde_json::json!([{"column": "x", "values": 1, "examples": ["n/a"]}])
+    );
+    let o = run(&args(true).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--strict"));
+}

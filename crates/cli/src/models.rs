@@ -29,6 +29,10 @@ pub struct TrainArgs {
     /// Columns never to use (comma-separated).
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
+    /// Refuse a CSV numeric column with values that are not numbers, instead of reading
+    /// them as missing (at most 1 % of a column's values; more make it categorical).
+    #[arg(long)]
+    strict: bool,
     /// On a profile panel, let the model use these descriptive columns: `industry`,
     /// `district` (comma-separated); by default it uses neither.
     #[arg(long, value_delimiter = ',')]
@@ -223,6 +227,18 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     };
     progress(&format!("reading {}", args.data.display()));
     let frame = Frame::read(&args.data, &cfg.categorical)?;
+    // Typing choices are said on the console, whatever --quiet says.
+    for c in frame.coerced() {
+        eprintln!(
+            "column {}: {} values that are not numbers (e.g. {}) read as missing; the column is numeric",
+            c.column,
+            c.values,
+            c.examples.join(", ")
+        );
+    }
+    if args.strict && !frame.coerced().is_empty() {
+        bail!("--strict: a numeric column holds values that are not numbers (above); fix the data or leave out --strict");
+    }
     let split = match &args.split {
         Some(p) => Some(read_split(p, frame.rows())?),
         None => None,
@@ -235,6 +251,9 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let trained = train(&frame, split, &cfg, &source, args.threads, &mut progress)?;
     let model = &trained.model;
     model.save(&args.out)?;
+    for (column, why) in &model.training.skipped_columns {
+        eprintln!("column {column} not used: {why}");
+    }
     if model.training.test == 0 {
         // Said even with --quiet or --json: the numbers would otherwise pass for a test.
         eprintln!(

@@ -44,7 +44,24 @@ pub struct Frame {
     names: Vec<String>,
     columns: Vec<Column>,
     rows: usize,
+    coerced: Vec<Coerced>,
 }
+
+/// A CSV column read as numbers although a few of its values are not numbers: those
+/// values are missing. Said on the console and kept in the model file, never silent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Coerced {
+    /// The column.
+    pub column: String,
+    /// Values that are not numbers, read as missing.
+    pub values: u64,
+    /// Up to three of them, as written.
+    pub examples: Vec<String>,
+}
+
+/// At most this share of a column's values (one in a hundred) may fail to parse for it to
+/// be read as numbers; with more, it is a column of categories.
+const MAX_NOT_NUMBERS: f64 = 0.01;
 
 /// Words that mean "no value" in a CSV cell.
 const NA: [&str; 6] = ["", "NA", "NaN", "nan", "null", "NULL"];
@@ -70,7 +87,13 @@ impl Frame {
             names,
             columns,
             rows,
+            coerced: Vec::new(),
         })
+    }
+
+    /// The CSV columns read as numbers despite a few values that are not numbers.
+    pub fn coerced(&self) -> &[Coerced] {
+        &self.coerced
     }
 
     /// Reads a `.csv`, `.csv.gz` or `.parquet` file. Columns named in `categorical` are read
@@ -207,6 +230,7 @@ fn read_csv<R: Read>(reader: BufReader<R>, categorical: &[String]) -> Result<Fra
             }));
         }
     }
+    let mut coerced = Vec::new();
     let named = names
         .into_iter()
         .zip(text)
@@ -214,12 +238,25 @@ fn read_csv<R: Read>(reader: BufReader<R>, categorical: &[String]) -> Result<Fra
             let col = if categorical.contains(&name) {
                 Column::Cat(values)
             } else {
-                parse_numbers(&values).unwrap_or(Column::Cat(values))
+                match parse_numbers(&values) {
+                    Some((col, None)) => col,
+                    Some((col, Some((n, examples)))) => {
+                        coerced.push(Coerced {
+                            column: name.clone(),
+                            values: n,
+                            examples,
+                        });
+                        col
+                    }
+                    None => Column::Cat(values),
+                }
             };
             (name, col)
         })
         .collect();
-    Frame::new(named)
+    let mut frame = Frame::new(named)?;
+    frame.coerced = coerced;
+    Ok(frame)
 }
 
 /// Splits a CSV header line, honouring double quotes.
@@ -240,15 +277,41 @@ fn split_header(line: &str) -> Vec<String> {
     out.into_iter().map(|s| s.trim().to_owned()).collect()
 }
 
-fn parse_numbers(values: &[Option<String>]) -> Option<Column> {
+/// Values that are not numbers, and up to three of them.
+type NotNumbers = (u64, Vec<String>);
+
+/// A column's text as numbers, if all of it parses or all but a few values
+/// ([`MAX_NOT_NUMBERS`]), which are then missing and returned. Infinities (`inf`,
+/// `-inf`, `infinity` in any case) are missing values, as they are in Parquet files.
+fn parse_numbers(values: &[Option<String>]) -> Option<(Column, Option<NotNumbers>)> {
     let mut out = Vec::with_capacity(values.len());
+    let (mut present, mut bad) = (0u64, 0u64);
+    let mut examples: Vec<String> = Vec::new();
     for v in values {
         out.push(match v {
             None => f64::NAN,
-            Some(s) => s.parse::<f64>().ok().filter(|x| !x.is_nan())?,
+            Some(s) => {
+                present += 1;
+                match s.parse::<f64>() {
+                    Ok(x) if x.is_finite() => x,
+                    Ok(_) => f64::NAN,
+                    Err(_) => {
+                        bad += 1;
+                        if examples.len() < 3 && !examples.contains(s) {
+                            examples.push(s.clone());
+                        }
+                        f64::NAN
+                    }
+                }
+            }
         });
     }
-    Some(Column::Num(out))
+    if bad == 0 {
+        return Some((Column::Num(out), None));
+    }
+    let parsed = present - bad;
+    (parsed > 0 && bad as f64 <= MAX_NOT_NUMBERS * present as f64)
+        .then_some((Column::Num(out), Some((bad, examples))))
 }
 
 fn read_parquet(path: &Path, categorical: &[String]) -> Result<Frame, ModelError> {
@@ -290,7 +353,15 @@ fn append(col: &mut Column, array: &ArrayRef) -> Result<(), arrow::error::ArrowE
         Column::Num(out) => {
             let a = cast(array, &DataType::Float64)?;
             let a = a.as_primitive::<arrow::datatypes::Float64Type>();
-            out.extend((0..a.len()).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) }));
+            // Infinities are missing, as in CSV files.
+            out.extend((0..a.len()).map(|i| {
+                let x = a.value(i);
+                if a.is_null(i) || !x.is_finite() {
+                    f64::NAN
+                } else {
+                    x
+                }
+            }));
         }
         Column::Cat(out) => {
             let a = cast(array, &DataType::Utf8)?;
@@ -474,6 +545,47 @@ mod tests {
         );
         assert_eq!(f.target("y").unwrap(), vec![Some(false), Some(true), None]);
         assert!(f.target("b").is_err());
+    }
+
+    #[test]
+    fn a_few_values_that_are_not_numbers_are_missing_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        let mut text = String::from("a,b\n");
+        for i in 0..200 {
+            let a = match i {
+                7 => "n/a".to_owned(),
+                8 => "inf".to_owned(),
+                9 => "-Infinity".to_owned(),
+                _ => i.to_string(),
+            };
+            // b: every tenth value is text: a column of categories.
+            let b = if i % 10 == 0 {
+                "x".to_owned()
+            } else {
+                i.to_string()
+            };
+            text.push_str(&format!("{a},{b}\n"));
+        }
+        std::fs::write(&p, text).unwrap();
+        let f = Frame::read(&p, &[]).unwrap();
+        match f.column("a").unwrap() {
+            Column::Num(v) => {
+                assert!(v[7].is_nan() && v[8].is_nan() && v[9].is_nan());
+                assert_eq!(v[10], 10.0);
+            }
+            c => panic!("{c:?}"),
+        }
+        assert!(matches!(f.column("b"), Some(Column::Cat(_))));
+        // Infinities are missing values, not values that fail to parse.
+        assert_eq!(
+            f.coerced(),
+            [Coerced {
+                column: "a".into(),
+                values: 1,
+                examples: vec!["n/a".into()],
+            }]
+        );
     }
 
     #[test]

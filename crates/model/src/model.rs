@@ -98,6 +98,10 @@ pub struct TrainingData {
     pub excluded: Vec<(String, u64)>,
     /// Candidate columns left out, with the reason.
     pub skipped_columns: Vec<(String, String)>,
+    /// CSV columns read as numbers although a few values are not numbers (those are
+    /// missing). Written only when there are some, so older files keep their digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coerced_columns: Vec<crate::frame::Coerced>,
     /// Latest `as_of` in the table, for profile panels.
     pub as_of_max: Option<String>,
 }

@@ -244,7 +244,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
         t.test,
         &t.fingerprint[..16.min(t.fingerprint.len())]
     );
-    if !t.excluded.is_empty() || !t.skipped_columns.is_empty() {
+    if !t.excluded.is_empty() || !t.skipped_columns.is_empty() || !t.coerced_columns.is_empty() {
         s.push_str("<p class=note>Not used: ");
         let parts: Vec<String> = t
             .excluded
@@ -255,6 +255,17 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
                     .iter()
                     .map(|(c, r)| format!("column {} ({})", esc(c), esc(r))),
             )
+            .collect();
+        let parts: Vec<String> = parts
+            .into_iter()
+            .chain(t.coerced_columns.iter().map(|c| {
+                format!(
+                    "{} values of column {} that are not numbers, read as missing (e.g. {})",
+                    c.values,
+                    esc(&c.column),
+                    esc(&c.examples.join(", "))
+                )
+            }))
             .collect();
         s.push_str(&parts.join("; "));
         s.push_str("</p>");

@@ -245,6 +245,7 @@ pub fn train(
             test: test_rows.len() as u64,
             excluded,
             skipped_columns: skipped,
+            coerced_columns: frame.coerced().to_vec(),
             as_of_max: if is_panel { max_as_of(frame) } else { None },
         },
         evaluation: Vec::new(),
