@@ -366,14 +366,16 @@ fn rows_that_cannot_be_scored_say_why() {
     let chars = m["model"]["predictor"]["characteristics"]
         .as_array()
         .unwrap();
-    // A categorical characteristic without an "other" bin (unseen categories have nowhere to
-    // go) and a numeric one that had no missing values in training.
+    // A categorical characteristic — one with an "other" bin of rare categories if there is
+    // one: a category never seen in training must not land there by accident — and a
+    // numeric one that had no missing values in training.
+    let categorical = |c: &&serde_json::Value| c["binning"]["rule"]["type"] == "categorical";
     let cat = chars
         .iter()
-        .find(|c| {
-            c["binning"]["rule"]["type"] == "categorical" && c["binning"]["rule"]["other"].is_null()
-        })
-        .expect("a categorical characteristic without rare categories")["binning"]["name"]
+        .filter(categorical)
+        .find(|c| !c["binning"]["rule"]["other"].is_null())
+        .or_else(|| chars.iter().find(categorical))
+        .expect("a categorical characteristic")["binning"]["name"]
         .as_str()
         .unwrap();
     let num = chars
@@ -419,6 +421,68 @@ fn rows_that_cannot_be_scored_say_why() {
     assert!(w1.contains("missing") && w1.contains(num), "{w1}");
     assert_eq!(status[2].as_deref(), Some("ok"));
     assert_eq!(why[2], None);
+    // Configured so, the unseen category gets the riskiest bin's points instead: scored,
+    // and that characteristic's loss is the largest it can be.
+    let config = tmp.path().join("conservative.json");
+    std::fs::write(&config, r#"{"unseen_category": "most_conservative"}"#).unwrap();
+    let conservative = tmp.path().join("c.json");
+    german_train_with(
+        &conservative,
+        "scorecard",
+        &["--config", config.to_str().unwrap()],
+    );
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&conservative).unwrap()).unwrap();
+    assert_eq!(c["model"]["config"]["unseen_category"], "most_conservative");
+    run_ok(&[
+        "score",
+        "--model",
+        conservative.to_str().unwrap(),
+        "--data",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let b = &read_parquet(&out)[0];
+    assert_eq!(strs(b, "status")[0].as_deref(), Some("ok"));
+    let card = c["model"]["predictor"]["characteristics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["binning"]["name"] == cat)
+        .unwrap();
+    let points: Vec<f64> = card["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    let worst = points.iter().copied().fold(f64::INFINITY, f64::min);
+    let best = card["best_points"].as_f64().unwrap();
+    let reasons: Vec<Option<String>> = (1..=4)
+        .map(|k| strs(b, &format!("reason_{k}"))[0].clone())
+        .collect();
+    let lost = |k: usize| {
+        b.column_by_name(&format!("reason_{k}_points"))
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap()
+            .value(0)
+    };
+    match reasons.iter().position(|r| r.as_deref() == Some(cat)) {
+        Some(k) => assert!(
+            (lost(k + 1) - (best - worst)).abs() < 0.006,
+            "{} vs {}",
+            lost(k + 1),
+            best - worst
+        ),
+        // Not among the four largest losses: then four others lost at least as much.
+        None => assert!(
+            best - worst < 1.0 || (1..=4).all(|k| lost(k) >= best - worst - 0.006),
+            "{cat}: {reasons:?}"
+        ),
+    }
 }
 
 #[test]

@@ -245,14 +245,15 @@ impl Binning {
                     Err(_) => Slot::Unseen,
                 },
             },
-            (Rule::Categorical { groups, other }, Value::Cat(s)) => match s {
+            // A category seen in training is in its group (the rare ones are listed in
+            // "other"); one never seen is unseen, not "other" by accident: what happens to
+            // it is the model's choice (`UnseenCategory`).
+            (Rule::Categorical { groups, .. }, Value::Cat(s)) => match s {
                 None => Slot::Missing,
                 Some(s) => groups
                     .iter()
                     .position(|g| g.iter().any(|c| c == s))
-                    .map(Slot::Bin)
-                    .or(other.map(Slot::Bin))
-                    .unwrap_or(Slot::Unseen),
+                    .map_or(Slot::Unseen, Slot::Bin),
             },
             (Rule::Categorical { .. }, Value::Num(x)) => {
                 if x.is_nan() {
@@ -262,6 +263,23 @@ impl Binning {
                 }
             }
         }
+    }
+
+    /// The slot of the training data's riskiest bin (the highest event rate among those
+    /// that held rows; the first on a tie), where a value no bin takes may be put.
+    pub fn riskiest(&self) -> Option<Slot> {
+        let regular = self.bins.iter().enumerate().map(|(i, b)| (Slot::Bin(i), b));
+        let special = self.special.iter().map(|b| (Slot::Special, b));
+        let missing = std::iter::once((Slot::Missing, &self.missing));
+        regular
+            .chain(special)
+            .chain(missing)
+            .filter(|(_, b)| b.count > 0)
+            .fold(None, |best: Option<(Slot, f64)>, (s, b)| match best {
+                Some((_, r)) if r >= b.event_rate => best,
+                _ => Some((s, b.event_rate)),
+            })
+            .map(|(s, _)| s)
     }
 
     /// The statistics of a slot (`None` for [`Slot::Unseen`]).
@@ -1007,8 +1025,18 @@ mod tests {
             903
         );
         let a = b.slot(Value::Cat(Some("a")));
-        let unseen = b.slot(Value::Cat(Some("never")));
-        assert_eq!(unseen, b.slot(Value::Cat(Some("z"))));
+        // The rare category seen in training is in "other"; one never seen is not.
+        assert_eq!(b.slot(Value::Cat(Some("never"))), Slot::Unseen);
+        let z = b.slot(Value::Cat(Some("z")));
+        assert!(matches!(z, Slot::Bin(_)) && z != a, "{z:?}");
+        // The riskiest bin: the missing values' (its one row is bad), then b's (half bad).
+        assert_eq!(b.riskiest(), Some(Slot::Missing));
+        let mut without_missing = b.clone();
+        without_missing.missing.count = 0;
+        assert_eq!(
+            without_missing.riskiest(),
+            Some(b.slot(Value::Cat(Some("b"))))
+        );
         assert!(matches!(a, Slot::Bin(_)));
         assert_eq!(b.slot(Value::Cat(None)), Slot::Missing);
         let w: Vec<f64> = b.bins.iter().map(|b| b.woe).collect();

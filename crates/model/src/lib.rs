@@ -28,7 +28,7 @@ pub use model::{
     Baseline, FeatureInfo, Method, Model, Predictor, Reason, Scored, SetEvaluation, TrainingData,
     FORMAT, MIN_REASON_POINTS, SCHEMA_VERSION,
 };
-pub use train::{train, unusable_labels, Predictions, TrainConfig, Trained};
+pub use train::{train, unusable_labels, Predictions, TrainConfig, Trained, UnseenCategory};
 
 /// Errors of model training, scoring and model files.
 #[derive(Debug, thiserror::Error)]

@@ -421,7 +421,7 @@ impl Model {
                 for (c, input) in s.characteristics.iter().zip(&inputs) {
                     for (i, t) in total.iter_mut().enumerate() {
                         if let Ok(acc) = t {
-                            let slot = c.binning.slot(input.value(i));
+                            let slot = self.place(&c.binning, input.value(i));
                             match c.points(slot) {
                                 Some(p) => *acc += p,
                                 None => *t = Err(unscorable(&c.binning, slot, &input.show(i))),
@@ -435,7 +435,7 @@ impl Model {
                     .collect())
             }
             Predictor::Boost { boost, encoders } => {
-                let cols = encode(&inputs, encoders, n);
+                let cols = encode(&inputs, encoders, n, self.conservative());
                 let x: Vec<&[f64]> = cols.iter().map(|c| c.0.as_slice()).collect();
                 let margins = boost.margins(&x, n);
                 Ok(margins
@@ -462,7 +462,7 @@ impl Model {
         let inputs = self.inputs(frame)?;
         let encoded = match &self.predictor {
             Predictor::Boost { encoders, .. } if with_reasons => {
-                Some(encode(&inputs, encoders, frame.rows()))
+                Some(encode(&inputs, encoders, frame.rows(), self.conservative()))
             }
             _ => None,
         };
@@ -496,7 +496,7 @@ impl Model {
                 .zip(inputs)
                 .enumerate()
                 .filter_map(|(k, (c, input))| {
-                    let slot = c.binning.slot(input.value(i));
+                    let slot = self.place(&c.binning, input.value(i));
                     let p = c.points(slot)?;
                     let label = c.binning.stat(slot).map(|s| s.label.clone());
                     Some((k, c.best_points - p, label))
@@ -545,7 +545,7 @@ impl Model {
         };
         let inputs = self.inputs(frame)?;
         let n = frame.rows();
-        let cols = encode(&inputs, encoders, n);
+        let cols = encode(&inputs, encoders, n, self.conservative());
         let features = self.features.len();
         let step = n.div_ceil(IMPORTANCE_ROWS).max(1);
         let mut sum = vec![0.0; features];
@@ -561,6 +561,16 @@ impl Model {
             rows += 1;
         }
         Ok(sum.into_iter().map(|s| s / rows.max(1) as f64).collect())
+    }
+
+    /// Whether unseen categories go to the riskiest bin ([`crate::UnseenCategory`]).
+    fn conservative(&self) -> bool {
+        self.config.unseen_category == crate::UnseenCategory::MostConservative
+    }
+
+    /// [`place`] under this model's rule for unseen categories.
+    fn place(&self, b: &Binning, v: Value<'_>) -> Slot {
+        place(b, v, self.conservative())
     }
 
     /// The characteristics read as categories: tables to score are read with these.
@@ -590,12 +600,26 @@ fn unscorable(b: &Binning, slot: Slot, shown: &str) -> String {
     }
 }
 
+/// The bin a value falls in; a category never seen in training goes to the riskiest bin
+/// when the model says so (`UnseenCategory::MostConservative`), else stays unseen.
+fn place(b: &Binning, v: Value<'_>, conservative: bool) -> Slot {
+    match b.slot(v) {
+        Slot::Unseen if conservative => b.riskiest().unwrap_or(Slot::Unseen),
+        slot => slot,
+    }
+}
+
 /// A column encoded for the trees, with why each row's value could not be (if so).
 type Encoded = (Vec<f64>, Vec<Option<String>>);
 
 /// Numeric columns for the trees: numbers as they are, categories as their WoE; the second
 /// vector holds, per row, why the value cannot be encoded (an unseen category).
-fn encode(inputs: &[Input<'_>], encoders: &[Option<Binning>], n: usize) -> Vec<Encoded> {
+fn encode(
+    inputs: &[Input<'_>],
+    encoders: &[Option<Binning>],
+    n: usize,
+    conservative: bool,
+) -> Vec<Encoded> {
     inputs
         .iter()
         .zip(encoders)
@@ -605,7 +629,7 @@ fn encode(inputs: &[Input<'_>], encoders: &[Option<Binning>], n: usize) -> Vec<E
                 let mut x = Vec::with_capacity(n);
                 let mut why = Vec::with_capacity(n);
                 for i in 0..n {
-                    let slot = b.slot(input.value(i));
+                    let slot = place(b, input.value(i), conservative);
                     match b.stat(slot) {
                         Some(s) if slot == Slot::Missing && s.count == 0 => {
                             x.push(f64::NAN);

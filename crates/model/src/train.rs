@@ -68,6 +68,28 @@ pub struct TrainConfig {
     pub scaling: Scaling,
     /// Grades.
     pub master_scale: MasterScale,
+    /// What a category never seen in training gets at scoring. Written to a model file
+    /// only when not the default, so older files keep their digest.
+    #[serde(skip_serializing_if = "UnseenCategory::is_default")]
+    pub unseen_category: UnseenCategory,
+}
+
+/// What a category never seen in training gets when a row is scored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnseenCategory {
+    /// The row is not scored, with the category named as why (the default: a score is
+    /// never made up).
+    #[default]
+    Unscorable,
+    /// The riskiest bin of the training data: a conservative score rather than none.
+    MostConservative,
+}
+
+impl UnseenCategory {
+    fn is_default(&self) -> bool {
+        *self == UnseenCategory::default()
+    }
 }
 
 impl Default for TrainConfig {
@@ -90,6 +112,7 @@ impl Default for TrainConfig {
             boost: BoostParams::default(),
             scaling: Scaling::default(),
             master_scale: MasterScale::default(),
+            unseen_category: UnseenCategory::default(),
         }
     }
 }
@@ -491,8 +514,9 @@ fn fit_boost(
     let fit_sample = train_sample.take(&fit_idx);
     let val_sample = train_sample.take(&val_idx);
     // Categories are told apart for the trees' category splits: each its own value,
-    // except rare ones (pooled as "other", which also takes categories unseen in
-    // training) and those the binning must pool to have both outcomes.
+    // except rare ones (pooled as "other") and those the binning must pool to have both
+    // outcomes. A category unseen in training is unscorable, or goes to the riskiest bin
+    // (`unseen_category`).
     let cat_params = BinningParams {
         max_bins: 50,
         min_bin_share: (1.0 / fit_sample.bad.len().max(2) as f64).min(0.5),
