@@ -296,9 +296,7 @@ pub fn open_model(spec: Option<&str>, registry: &Path) -> Result<Model, EngineEr
             Ok((_, m)) => Ok(m),
             // A path, not an id: say the file is missing, not that the registry lacks it.
             Err(ModelError::NotInRegistry { .. })
-                if s.contains(std::path::MAIN_SEPARATOR)
-                    || s.contains('/')
-                    || s.ends_with(".json") =>
+                if s.contains(['/', std::path::MAIN_SEPARATOR]) || s.ends_with(".json") =>
             {
                 Err(EngineError::NoModelFile(PathBuf::from(s)))
             }

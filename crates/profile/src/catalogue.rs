@@ -6,7 +6,7 @@ use serde::Serialize;
 use yuanxin_domain::vocabulary::{characteristic, Characteristic};
 
 use crate::data::{esc, ops, public, Code, Source};
-use crate::snapshot::{last, upto, wallet, SatSum, Snap};
+use crate::snapshot::{last, upto, wallet, wallet_flow, SatSum, Snap};
 
 /// Why a characteristic has no value.
 pub type Missing = &'static str;
@@ -175,12 +175,7 @@ fn days_below(s: &Snap<'_>, floor: i64) -> usize {
         put(e.day, -e.amount);
     }
     for e in last(&s.m.escrow, s.d, 90) {
-        match e.kind {
-            esc::PREPAYMENT => put(e.day, e.amount - e.frozen),
-            esc::RELEASE => put(e.day, e.amount),
-            esc::REFUND_COMPLETED if e.code == Code::MerchantWallet => put(e.day, -e.amount),
-            _ => {}
-        }
+        put(e.day, wallet_flow(e));
     }
     let mut balance = wallet(s.m, start);
     delta
@@ -190,6 +185,18 @@ fn days_below(s: &Snap<'_>, floor: i64) -> usize {
             balance < floor
         })
         .count()
+}
+
+/// 1 if the merchant's latest public record of a list (`listed` or `removed`) at the as-of
+/// date is a listing.
+fn on_list(s: &Snap<'_>, listed: u8, removed: u8) -> f64 {
+    f64::from(u8::from(
+        upto(&s.m.public, s.d)
+            .iter()
+            .rev()
+            .find(|p| p.kind == listed || p.kind == removed)
+            .is_some_and(|p| p.kind == listed),
+    ))
 }
 
 /// What is left of the merchant's risk reserve or bond cover at the as-of date: the
@@ -718,13 +725,7 @@ pub static FEATURES: &[Feature] = &[
             .count() as f64
     )),
     f!("abnormal_listed", &[Source::PublicRecords], |s| Ok(
-        f64::from(u8::from(
-            upto(&s.m.public, s.d)
-                .iter()
-                .rev()
-                .find(|p| p.kind == public::ABNORMAL_LISTED || p.kind == public::ABNORMAL_REMOVED)
-                .is_some_and(|p| p.kind == public::ABNORMAL_LISTED)
-        ))
+        on_list(s, public::ABNORMAL_LISTED, public::ABNORMAL_REMOVED)
     )),
     f!("enforcement_amount_730d", &[Source::PublicRecords], |s| Ok(
         yuan(
@@ -736,13 +737,7 @@ pub static FEATURES: &[Feature] = &[
         )
     )),
     f!("dishonest_listed", &[Source::PublicRecords], |s| Ok(
-        f64::from(u8::from(
-            upto(&s.m.public, s.d)
-                .iter()
-                .rev()
-                .find(|p| p.kind == public::DISHONEST_LISTED || p.kind == public::DISHONEST_REMOVED)
-                .is_some_and(|p| p.kind == public::DISHONEST_LISTED)
-        ))
+        on_list(s, public::DISHONEST_LISTED, public::DISHONEST_REMOVED)
     )),
     // ---- loans ----
     f!("loan_current_dpd", &[Source::Loans], |s| {

@@ -321,54 +321,60 @@ pub const MIN_PEERS: usize = 10;
 /// time and independent of the chunking.
 fn peers(city: &City, rows: &mut [Row], dates: &[i32], selected: &[&'static Feature]) {
     use std::collections::HashMap;
+    if !selected.iter().any(|f| f.peer) {
+        return;
+    }
+    // Each row's peer group, from the record in force at its date: (date, industry,
+    // district).
+    let groups: Vec<(usize, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            let d = dates.get(r.date).copied().unwrap_or_default();
+            let rec = city.merchants[r.slot].record(d);
+            (r.date, rec.industry.as_str(), rec.district.as_str())
+        })
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
     for (k, f) in selected.iter().enumerate() {
         if !f.peer {
             continue;
         }
-        let group = |r: &Row| {
-            let d = dates.get(r.date).copied().unwrap_or_default();
-            let rec = city.merchants[r.slot].record(d);
-            (r.date, rec.industry.clone(), rec.district.clone())
-        };
-        let mut cells: HashMap<(usize, String, String), Vec<f64>> = HashMap::new();
-        let mut trades: HashMap<(usize, String), Vec<f64>> = HashMap::new();
-        for r in rows.iter() {
+        let mut cells: HashMap<(usize, &str, &str), Vec<f64>> = HashMap::new();
+        let mut trades: HashMap<(usize, &str), Vec<f64>> = HashMap::new();
+        for (r, &(date, industry, district)) in rows.iter().zip(&groups) {
             let Some(v) = r.values.get(k).copied().flatten() else {
                 continue;
             };
             if r.insufficient.is_some() || r.closed_on.is_some() {
                 continue;
             }
-            let (date, industry, district) = group(r);
-            trades.entry((date, industry.clone())).or_default().push(v);
+            trades.entry((date, industry)).or_default().push(v);
             cells.entry((date, industry, district)).or_default().push(v);
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            let n = v.len();
-            if n % 2 == 1 {
-                v[n / 2]
-            } else {
-                (v[n / 2 - 1] + v[n / 2]) / 2.0
-            }
-        };
         let cells: HashMap<_, f64> = cells
             .into_iter()
             .filter(|(_, v)| v.len() >= MIN_PEERS)
-            .map(|(g, mut v)| (g, median(&mut v)))
+            .map(|(g, v)| (g, median(v)))
             .collect();
         let trades: HashMap<_, f64> = trades
             .into_iter()
             .filter(|(_, v)| v.len() >= MIN_PEERS)
-            .map(|(g, mut v)| (g, median(&mut v)))
+            .map(|(g, v)| (g, median(v)))
             .collect();
-        for r in rows.iter_mut() {
+        for (r, &(date, industry, district)) in rows.iter_mut().zip(&groups) {
             let Some(v) = r.values.get(k).copied().flatten() else {
                 continue;
             };
-            let (date, industry, district) = group(r);
             let m = cells
-                .get(&(date, industry.clone(), district))
+                .get(&(date, industry, district))
                 .or_else(|| trades.get(&(date, industry)));
             r.values[k] = match m {
                 Some(m) => Some(v - m),

@@ -1,7 +1,7 @@
 //! A merchant as of a business day: windows over its event lists and the running state of
 //! its escrow, wallet and contracts, computed from events dated on or before that day only.
 
-use crate::data::{esc, City, Code, Dated, FxMap, Merchant, Record};
+use crate::data::{esc, City, Code, Dated, Escrow, FxMap, Merchant, Record};
 
 /// Events dated on or before `d`.
 pub(crate) fn upto<T: Dated>(v: &[T], d: i32) -> &[T] {
@@ -96,19 +96,22 @@ pub(crate) trait SatSum: Iterator<Item = i64> + Sized {
 
 impl<I: Iterator<Item = i64>> SatSum for I {}
 
+/// What an escrow event moves into (+) or out of (−) the merchant's own wallet (fen): the
+/// unfrozen part of a prepayment, a release, a refund the merchant paid.
+pub(crate) fn wallet_flow(e: &Escrow) -> i64 {
+    match e.kind {
+        esc::PREPAYMENT => e.amount - e.frozen,
+        esc::RELEASE => e.amount,
+        esc::REFUND_COMPLETED if e.code == Code::MerchantWallet => -e.amount,
+        _ => 0,
+    }
+}
+
 /// The merchant's wallet balance at the end of `d`, reconstructed from visible flows.
 pub(crate) fn wallet(m: &Merchant, d: i32) -> i64 {
     let spot: i64 = upto(&m.spot, d).iter().map(|e| e.amount).sat_sum();
     let out: i64 = upto(&m.withdrawals, d).iter().map(|e| e.amount).sat_sum();
-    let escrow: i64 = upto(&m.escrow, d)
-        .iter()
-        .map(|e| match e.kind {
-            esc::PREPAYMENT => e.amount - e.frozen,
-            esc::RELEASE => e.amount,
-            esc::REFUND_COMPLETED if e.code == Code::MerchantWallet => -e.amount,
-            _ => 0,
-        })
-        .sat_sum();
+    let escrow: i64 = upto(&m.escrow, d).iter().map(wallet_flow).sat_sum();
     spot.saturating_add(escrow).saturating_sub(out)
 }
 

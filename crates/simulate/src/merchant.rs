@@ -611,7 +611,7 @@ impl<'a> MerchantSim<'a> {
         // Instead of freezing a share of each prepayment, some merchants deposit a risk
         // reserve (风险保证金) or buy performance-bond insurance (履约保证保险); no source
         // found a required amount, so it is one to two and a half months of revenue.
-        let monthly = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0) * self.size;
+        let monthly = self.expected_monthly_revenue();
         let (custody, freeze, guarantee) = match custody {
             "ECNY_RATIO" => {
                 let r: f64 = self.later.gen();
@@ -757,9 +757,7 @@ impl<'a> MerchantSim<'a> {
     /// Debts some merchants carry from the start: equipment leases (gyms, car washes and
     /// driving schools most), a loan from another bank, supplier credit.
     fn standing_debts(&mut self) {
-        let monthly = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0)
-            * self.size
-            * self.stores.len().max(1) as f64;
+        let monthly = self.expected_monthly_revenue() * self.stores.len().max(1) as f64;
         let leasing = match self.p.industry {
             Industry::FitnessEntertainment | Industry::CarWash | Industry::DrivingSchool => 0.25,
             _ => 0.08,
@@ -810,7 +808,7 @@ impl<'a> MerchantSim<'a> {
         let area: i64 = self.rng.gen_range(40..600);
         // Rent follows the floor area (less than in proportion) and costs a third more in
         // a mall: about an eighth of a store's revenue, the main fixed cost after wages.
-        let monthly = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0) * self.size;
+        let monthly = self.expected_monthly_revenue();
         let mall = if in_mall { 1.35 } else { 1.0 };
         let rent = fen_of(
             monthly
@@ -861,6 +859,12 @@ impl<'a> MerchantSim<'a> {
         if let Some(store) = self.stores.get_mut(s) {
             store.open = false;
         }
+    }
+
+    /// A store's expected monthly revenue at this merchant's size (yuan): what loans,
+    /// rents, reserves and other debts are sized on.
+    fn expected_monthly_revenue(&self) -> f64 {
+        (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0) * self.size
     }
 
     fn open_stores_count(&self) -> usize {

@@ -1263,9 +1263,7 @@ impl MerchantSim<'_> {
         } else {
             0.0
         };
-        let monthly = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0)
-            * self.size
-            * self.stores.len().max(1) as f64;
+        let monthly = self.expected_monthly_revenue() * self.stores.len().max(1) as f64;
         let applications = poisson(&mut self.later, 0.05 + 0.8 * strain);
         for _ in 0..applications {
             let d = self.later.gen_range(first..next);
@@ -1396,9 +1394,7 @@ impl MerchantSim<'_> {
     }
 
     pub(crate) fn take_loan(&mut self, day: i32) {
-        let monthly_rev = (self.p.spot_daily * 26.0 + self.p.contracts_per_store * 3000.0)
-            * self.size
-            * self.stores.len().max(1) as f64;
+        let monthly_rev = self.expected_monthly_revenue() * self.stores.len().max(1) as f64;
         let principal = ((monthly_rev * self.rng.gen_range(1.5..5.0)) / 1000.0)
             .round()
             .max(10.0)
