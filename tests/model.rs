@@ -100,10 +100,20 @@ fn scorecard_trains_scores_and_evaluates_on_german_credit() {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
     assert_eq!(m["format"], "yuanxin-model");
     // A table without a catalogue lets the data choose each WoE shape and keeps every
-    // characteristic with information; the model file records what was used.
+    // characteristic with information above the floor; the model file records what was
+    // used, and why each characteristic left out was left out, with what keeping it gave.
     let sc = &m["model"]["config"]["scorecard"];
     assert_eq!(sc["binning"]["trend"], "auto_shape");
-    assert_eq!(sc["min_iv"], 0.0);
+    assert_eq!(sc["min_iv"], 0.001);
+    let candidates = m["model"]["predictor"]["candidates"].as_array().unwrap();
+    for c in candidates {
+        let kept = c["status"] == "selected";
+        assert_eq!(c["auc_if_kept"].is_f64(), !kept, "{c}");
+    }
+    assert!(
+        candidates.iter().any(|c| c["status"] == "iv_below_min"),
+        "german has columns with next to no information: {candidates:?}"
+    );
     let auc = recorded_test_auc(&m["model"]);
     // The best Python scorecard tool reaches 0.806 on this split.
     assert!(auc > 0.78, "test AUC {auc}");
@@ -130,13 +140,27 @@ fn scorecard_trains_scores_and_evaluates_on_german_credit() {
     let header = &rows[0];
     assert_eq!(&header[..5], ["row", "status", "score", "pd", "grade"]);
     assert_eq!(rows.len(), 1001);
+    let scale: Vec<&str> = m["model"]["master_scale"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    let mut per_grade = std::collections::BTreeMap::<String, usize>::new();
     for (i, r) in rows[1..].iter().enumerate() {
         assert_eq!(r[0], i.to_string());
         assert_eq!(r[1], "ok");
         let pd: f64 = r[3].parse().unwrap();
         assert!(pd > 0.0 && pd < 1.0);
-        assert!(["A+", "A", "B", "C", "D", "E"].contains(&r[4].as_str()));
+        assert!(scale.contains(&r[4].as_str()), "{}", r[4]);
+        *per_grade.entry(r[4].clone()).or_default() += 1;
     }
+    // The default master scale resolves the whole PD range: with 30 % bads, no grade holds
+    // more than 35 % of the rows (one E held more than half of them).
+    assert!(
+        per_grade.values().all(|&n| n * 100 <= 35 * 1000),
+        "{per_grade:?}"
+    );
     // Riskier rows get lower scores: the mean score of bads is below that of goods.
     let data = std::fs::read_to_string(d.join("data.csv")).unwrap();
     let target_col = data
@@ -779,12 +803,16 @@ fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("dscr_mín"));
     // A policy that places only some of the model's grades is refused where it meets the
-    // model, naming the grade, instead of deciding every grade-E merchant as
+    // model, naming the grade, instead of deciding every grade-E1 merchant as
     // GRADE_UNKNOWN.
     let partial = tmp.path().join("partial.toml");
     let text = std::fs::read_to_string(data.join("policy.toml")).unwrap();
-    assert!(text.contains("grades = [\"E\"]"));
-    std::fs::write(&partial, text.replace("grades = [\"E\"]", "grades = []")).unwrap();
+    assert!(text.contains("grades = [\"D3\", \"E\"]"));
+    std::fs::write(
+        &partial,
+        text.replace("grades = [\"D3\", \"E\"]", "grades = [\"D3\"]"),
+    )
+    .unwrap();
     let o = run(&[
         "decide",
         "--profile",
@@ -801,7 +829,7 @@ fn a_profile_panel_trains_with_catalogue_names_in_the_reasons() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("grade E of the model's master scale is in no grade band"),
+        err.contains("grade E1 of the model's master scale is in no grade band"),
         "{err}"
     );
 }

@@ -176,8 +176,10 @@ pub struct ScoreView {
     pub score: Option<i64>,
     /// PD over 12 months (null when closed).
     pub pd: Option<f64>,
-    /// Grade (null when closed).
+    /// Grade on the model's master scale, e.g. `B2` (null when closed).
     pub grade: Option<String>,
+    /// Its public grade, A+ to E: `B` for B1–B3 (null when closed).
+    pub public_grade: Option<String>,
     /// Up to four reasons (none when closed).
     pub reasons: Vec<ReasonView>,
     /// Model.
@@ -214,6 +216,7 @@ fn view(id: &str, as_of: NaiveDate, standing: Standing<'_>, model_id: &str) -> S
         score: None,
         pd: None,
         grade: None,
+        public_grade: None,
         reasons: Vec::new(),
         model_id: model_id.to_owned(),
         open_dispute: false,
@@ -230,6 +233,7 @@ fn view(id: &str, as_of: NaiveDate, standing: Standing<'_>, model_id: &str) -> S
         score: Some(s.score),
         pd: Some(s.pd),
         grade: Some(s.grade.clone()),
+        public_grade: Some(yuanxin_domain::public_grade(&s.grade).to_owned()),
         reasons: s
             .reasons
             .iter()

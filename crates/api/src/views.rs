@@ -334,8 +334,10 @@ pub struct DecisionView {
     pub score: Option<i64>,
     /// PD over the label's horizon (null when closed).
     pub pd: Option<f64>,
-    /// Grade (null when closed).
+    /// Grade on the model's master scale, e.g. `B2` (null when closed).
     pub grade: Option<String>,
+    /// Its public grade, A+ to E: `B` for B1–B3 (null when closed).
+    pub public_grade: Option<String>,
     /// The offer the outcome refers to (the requested product's, else the cheapest).
     pub offer: Option<OfferView>,
     /// Every product the merchant qualifies for, cheapest effective rate first.
@@ -559,6 +561,10 @@ impl From<Decision> for DecisionView {
             closed_on: d.closed_on,
             score: d.score,
             pd: d.pd,
+            public_grade: d
+                .grade
+                .as_deref()
+                .map(|g| yuanxin_domain::public_grade(g).to_owned()),
             grade: d.grade,
             offer: d.offer.map(OfferView::from),
             offers: d.offers.into_iter().map(OfferView::from).collect(),

@@ -531,7 +531,12 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
             }
         }
     }
-    let ev = evaluate(&pd, &bad, seg_col.map(|_| seg.as_slice()));
+    let ev = evaluate(
+        &pd,
+        &bad,
+        seg_col.map(|_| seg.as_slice()),
+        &model.master_scale,
+    );
     let stability = match &args.baseline {
         Some(b) => Some(stability(&model, &Frame::read(b, &cats)?, &frame)?),
         None => None,
@@ -588,6 +593,24 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
             c.n,
             c.predicted,
             c.observed
+        );
+    }
+    outln!(
+        "\ncalibration per grade: bads against the 99.9 % binomial band at the mean PD ({})",
+        if ev.calibrated() { "passes" } else { "FAILS" }
+    );
+    outln!("grade    rows   share  mean PD    bads   band          light");
+    for g in &ev.grades {
+        outln!(
+            "{:<6} {:>6}  {:>5.1}%  {:>7.4}  {:>6}   {:>5}–{:<6} {}",
+            g.grade,
+            g.n,
+            g.share * 100.0,
+            g.mean_pd,
+            g.events,
+            g.band.0,
+            g.band.1,
+            g.light
         );
     }
     if !ev.segments.is_empty() {

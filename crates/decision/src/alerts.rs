@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 
 use serde::{Deserialize, Serialize};
-use yuanxin_domain::known;
+use yuanxin_domain::{known, public_grade};
 
 /// Thresholds, from `[alerts]` in the policy file (every key optional).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,7 +80,7 @@ fn get(f: &BTreeMap<String, Option<f64>>, name: &str) -> Option<f64> {
 }
 
 /// The alerts a merchant's current profile and standing raise. `grades` lists the master
-/// scale's grades from best to worst, to tell a downgrade. A closure is always an alert
+/// scale's grades from best to worst, to tell a downgrade of public grade. A closure is always an alert
 /// (the first), for as long as the merchant stays closed: a lender holding its consent has
 /// a loan or an application to act on.
 pub fn alerts(
@@ -178,7 +178,11 @@ pub fn alerts(
         });
     }
     if let (Some(l), Some(grade)) = (last, grade) {
-        let rank = |g: &str| grades.iter().position(|x| x == g);
+        // A downgrade is a move to a worse public grade (B to C), not between sub-grades
+        // (B1 to B2), which a month's noise can cross.
+        let mut publics: Vec<&str> = grades.iter().map(|g| public_grade(g)).collect();
+        publics.dedup();
+        let rank = |g: &str| publics.iter().position(|x| *x == public_grade(g));
         if let (Some(now), Some(then)) = (rank(grade), rank(&l.grade)) {
             if now > then {
                 out.push(Alert {
@@ -203,7 +207,9 @@ mod tests {
     use super::*;
 
     fn grades() -> Vec<String> {
-        ["A+", "A", "B", "C", "D", "E"].map(String::from).to_vec()
+        ["A+", "A", "B1", "B2", "B3", "C1", "C2", "C3", "D1", "E1"]
+            .map(String::from)
+            .to_vec()
     }
 
     fn profile(pairs: &[(&str, f64)]) -> BTreeMap<String, Option<f64>> {
@@ -223,7 +229,7 @@ mod tests {
             ("refund_requests_change_30d", -1.0),
         ]);
         let last = LastSeen {
-            grade: "B".into(),
+            grade: "B1".into(),
             escrow_coverage: Some(0.92),
         };
         assert!(alerts(
@@ -246,12 +252,12 @@ mod tests {
             ("refund_requests_change_30d", 5.0),
         ]);
         let last = LastSeen {
-            grade: "B".into(),
+            grade: "B3".into(),
             escrow_coverage: Some(0.45),
         };
         let codes: Vec<&str> = alerts(
             &f,
-            Standing::Graded("C"),
+            Standing::Graded("C1"),
             &grades(),
             Some(&last),
             &AlertRules::default(),
@@ -273,7 +279,7 @@ mod tests {
         // Without a previous look there is nothing to compare with.
         let codes: Vec<&str> = alerts(
             &f,
-            Standing::Graded("C"),
+            Standing::Graded("C1"),
             &grades(),
             None,
             &AlertRules::default(),
@@ -282,6 +288,22 @@ mod tests {
         .map(|a| a.code)
         .collect();
         assert!(!codes.contains(&"GRADE_DOWNGRADE") && !codes.contains(&"ESCROW_COVERAGE_FALLING"));
+        // A move between sub-grades of one public grade is not a downgrade.
+        let within = LastSeen {
+            grade: "C1".into(),
+            escrow_coverage: None,
+        };
+        let codes: Vec<&str> = alerts(
+            &f,
+            Standing::Graded("C3"),
+            &grades(),
+            Some(&within),
+            &AlertRules::default(),
+        )
+        .iter()
+        .map(|a| a.code)
+        .collect();
+        assert!(!codes.contains(&"GRADE_DOWNGRADE"), "{codes:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use yuanxin_domain::Industry;
+use yuanxin_domain::{public_grade, Industry};
 
 use crate::DecisionError;
 
@@ -30,7 +30,8 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GradeBand {
-    /// Grades in the band.
+    /// Grades in the band: master-scale grades (`B2`) or public grades (`B`, for all of
+    /// its sub-grades).
     pub grades: Vec<String>,
     /// What they lead to.
     pub action: Action,
@@ -128,7 +129,8 @@ pub struct Policy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Criteria {
-    /// Grades admitted.
+    /// Grades admitted: master-scale grades (`B2`) or public grades (`B`, for all of its
+    /// sub-grades).
     pub grades: Vec<String>,
     /// Industry codes admitted.
     pub industries: Vec<String>,
@@ -325,21 +327,36 @@ impl Policy {
     }
 
     /// Checks the grade bands against a model's master scale (its grades, best first):
-    /// every grade the model can give has exactly one band, and a band names only grades
-    /// the model gives — so a model with another scale is refused where it meets the
+    /// every grade the model can give is in exactly one band, named itself or by its public
+    /// grade (a band naming B places B1, B2 and B3), and a band names only grades or public
+    /// grades the model gives — so a model with another scale is refused where it meets the
     /// policy (loading, promotion), rather than every applicant getting `GRADE_UNKNOWN`.
     pub fn check_scale(&self, grades: &[&str]) -> Result<(), DecisionError> {
         let w = "policy";
         for g in grades {
-            if self.action(g).is_none() {
-                return Err(bad(
-                    w,
-                    format!("grade {g} of the model's master scale is in no grade band"),
-                ));
+            let bands: Vec<&GradeBand> = self.grade_bands.iter().filter(|b| b.places(g)).collect();
+            match bands.len() {
+                0 => {
+                    return Err(bad(
+                        w,
+                        format!("grade {g} of the model's master scale is in no grade band"),
+                    ))
+                }
+                1 => {}
+                _ => {
+                    return Err(bad(
+                        w,
+                        format!("grade bands overlap: grade {g} is placed by two bands (by its name and by its public grade {})", public_grade(g)),
+                    ))
+                }
             }
         }
         for band in &self.grade_bands {
-            if let Some(g) = band.grades.iter().find(|g| !grades.contains(&g.as_str())) {
+            if let Some(g) = band.grades.iter().find(|g| {
+                !grades
+                    .iter()
+                    .any(|m| *m == g.as_str() || public_grade(m) == g.as_str())
+            }) {
                 return Err(bad(
                     w,
                     format!(
@@ -352,12 +369,21 @@ impl Policy {
         Ok(())
     }
 
-    /// The action of a grade, if the policy names it.
+    /// The action of a grade, if the policy places it (by name, else by its public grade).
     pub fn action(&self, grade: &str) -> Option<Action> {
         self.grade_bands
             .iter()
-            .find(|b| b.grades.iter().any(|g| g == grade))
+            .find(|b| b.places(grade))
             .map(|b| b.action)
+    }
+}
+
+impl GradeBand {
+    /// Whether the band names the grade or its public grade.
+    fn places(&self, grade: &str) -> bool {
+        self.grades
+            .iter()
+            .any(|g| g == grade || g == public_grade(grade))
     }
 }
 
@@ -418,22 +444,39 @@ mod tests {
     #[test]
     fn grade_bands_must_match_the_master_scale() {
         let p = Policy::from_toml(POLICY).unwrap();
-        let six = ["A+", "A", "B", "C", "D", "E"];
-        p.check_scale(&six).unwrap();
-        // A finer scale the policy does not place, and a coarser one it names too much of.
+        let scale = [
+            "A+", "A", "B1", "B2", "B3", "C1", "C2", "C3", "D1", "D2", "D3", "E1", "E2", "E3",
+            "E4", "E5",
+        ];
+        p.check_scale(&scale).unwrap();
+        // Public grades place their sub-grades; the shipped policy names sub-grades of D.
+        assert_eq!(p.action("B2"), Some(Action::Approve));
+        assert_eq!(p.action("D1"), Some(Action::Refer));
+        assert_eq!(p.action("D3"), Some(Action::Decline));
+        assert_eq!(p.action("E5"), Some(Action::Decline));
+        // A scale the policy does not place, and a coarser one it names too much of.
         let e = p
-            .check_scale(&["A+", "A", "B", "C", "D", "E", "E2"])
+            .check_scale(&["A+", "A", "B", "C", "D", "E"])
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("grade E2 of the model's master scale is in no grade band"),
+            e.contains("grade D of the model's master scale is in no grade band"),
             "{e}"
         );
-        let e = p
-            .check_scale(&["A", "B", "C", "D", "E"])
+        let e = p.check_scale(&scale[1..]).unwrap_err().to_string();
+        assert!(e.contains("names grade A+"), "{e}");
+        // A grade placed by its name and by its public grade is placed twice.
+        let twice = POLICY.replacen(
+            "grades = [\"D1\", \"D2\"]",
+            "grades = [\"D1\", \"D2\", \"E2\"]",
+            1,
+        );
+        let e = Policy::from_toml(&twice)
+            .unwrap()
+            .check_scale(&scale)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("names grade A+"), "{e}");
+        assert!(e.contains("grade E2 is placed by two bands"), "{e}");
     }
 
     #[test]
@@ -457,7 +500,11 @@ mod tests {
         let unknown = POLICY.replace("dscr_min =", "dscr_minimum =");
         let e = Policy::from_toml(&unknown).unwrap_err().to_string();
         assert!(e.contains("dscr_minimum"), "{e}");
-        let overlap = POLICY.replacen("grades = [\"D\"]", "grades = [\"D\", \"C\"]", 1);
+        let overlap = POLICY.replacen(
+            "grades = [\"D1\", \"D2\"]",
+            "grades = [\"D1\", \"D2\", \"C\"]",
+            1,
+        );
         let e = Policy::from_toml(&overlap).unwrap_err().to_string();
         assert!(e.contains("overlap") && e.contains("grade C"), "{e}");
         let no_date = POLICY.replacen("effective = \"2025-05-20\"\n", "", 1);

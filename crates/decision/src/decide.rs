@@ -204,7 +204,8 @@ fn money(v: f64) -> Decimal {
 /// Which criteria fail, as readable strings.
 fn failing(c: &Criteria, app: &Applicant, req: &LoanRequest) -> Vec<String> {
     let mut out = Vec::new();
-    if !c.grades.is_empty() && !c.grades.contains(&app.grade) {
+    let public = yuanxin_domain::public_grade(&app.grade);
+    if !c.grades.is_empty() && !c.grades.iter().any(|g| *g == app.grade || g == public) {
         out.push(format!(
             "grade {} not in [{}]",
             app.grade,

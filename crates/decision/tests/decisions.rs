@@ -118,14 +118,14 @@ fn documented_examples() {
             &["KO_INSUFFICIENT_DATA"],
         ),
         (
-            "grade D",
-            |a, _| a.grade = "D".into(),
+            "grade D1",
+            |a, _| a.grade = "D1".into(),
             Outcome::Refer,
             &["GRADE_REFER"],
         ),
         (
-            "grade E",
-            |a, _| a.grade = "E".into(),
+            "grade E3",
+            |a, _| a.grade = "E3".into(),
             Outcome::Decline,
             &["GRADE_DECLINE"],
         ),
@@ -153,7 +153,7 @@ fn documented_examples() {
         (
             "product it does not qualify for",
             |a, r| {
-                a.grade = "B".into();
+                a.grade = "B3".into();
                 r.product = Some("boc-service-sme".into())
             },
             Outcome::Refer,
@@ -259,7 +259,9 @@ fn an_as_of_date_before_the_lpr_table_is_an_error() {
 fn admits(p: &Product, app: &Applicant, req: &LoanRequest, amount: Decimal) -> bool {
     let c = &p.criteria;
     let f = |n: &str| app.features.get(n).copied().flatten().unwrap_or(0.0);
-    (c.grades.is_empty() || c.grades.contains(&app.grade))
+    // A criterion names grades or public grades: B2 is public grade B.
+    let public = app.grade.trim_end_matches(|c: char| c.is_ascii_digit());
+    (c.grades.is_empty() || c.grades.iter().any(|g| *g == app.grade || g == public))
         && (c.industries.is_empty()
             || c.industries
                 .iter()
@@ -281,7 +283,7 @@ proptest! {
     fn decisions_keep_their_promises(
         rev in 0.0f64..3_000_000.0, debt in 0.0f64..0.6, unc in 0.0f64..2_000_000.0,
         registered in 0.0f64..120.0, ecny in prop_oneof![Just(0.0), 0.0f64..40.0],
-        grade in prop_oneof![Just("A+"), Just("A"), Just("B"), Just("C"), Just("D"), Just("E")],
+        grade in prop_oneof![Just("A+"), Just("A"), Just("B2"), Just("C3"), Just("D1"), Just("D3"), Just("E5")],
         industry in 0usize..11, dpd in prop_oneof![Just(0.0), 0.0f64..120.0],
         listed in any::<bool>(), compliant in any::<bool>(), insufficient in any::<bool>(),
         amount in 1_000i64..3_000_000, term in 1u32..48,

@@ -24,7 +24,7 @@ pub use error::DomainError;
 pub use ids::{is_valid_id, ContractId, MerchantId};
 pub use industry::{Industry, ReleaseMode};
 pub use money::Money;
-pub use score::PointGain;
+pub use score::{public_grade, PointGain};
 pub use time::{
     business_date, business_day_of_ms, business_month, day_start, shanghai, ts_from_millis,
     BusinessMonth, DAY_MS, SHANGHAI_OFFSET_SECS, TZ_NAME,

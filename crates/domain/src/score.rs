@@ -1,7 +1,8 @@
 //! What a model hands on about one merchant's score beyond the score itself: for a
 //! characteristic, the points the merchant could gain by moving it to the nearest bin
 //! worth more. Models compute these; decisions turn them into hints. Defined here so
-//! that neither needs the other.
+//! that neither needs the other. Also the one rule that relates a grade of the master scale
+//! to its public grade.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,4 +27,31 @@ pub struct PointGain {
     pub pd_after: f64,
     /// Grade after this change alone.
     pub grade_after: String,
+}
+
+/// The public grade of a master-scale grade: its name without trailing digits, so that the
+/// sub-grades B1, B2 and B3 are all public grade B, and A+ or E stay themselves. Lenders'
+/// policies may name either; merchants and reports see both.
+pub fn public_grade(grade: &str) -> &str {
+    let public = grade.trim_end_matches(|c: char| c.is_ascii_digit());
+    if public.is_empty() {
+        grade
+    } else {
+        public
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_grades_share_their_public_grade() {
+        assert_eq!(public_grade("B2"), "B");
+        assert_eq!(public_grade("E12"), "E");
+        assert_eq!(public_grade("A+"), "A+");
+        assert_eq!(public_grade("C"), "C");
+        // A name of digits alone is its own public grade.
+        assert_eq!(public_grade("7"), "7");
+    }
 }

