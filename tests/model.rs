@@ -312,6 +312,138 @@ fn training_is_reproducible_byte_for_byte() {
 }
 
 #[test]
+fn a_weaker_challenger_is_refused_by_the_gate_then_overridden_with_a_recorded_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let dir = models.to_str().unwrap();
+    let id_of = |p: &Path| {
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap()["model"]
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let champion = models.join("champion.json");
+    german_train(&champion, "scorecard");
+    // A challenger on two weak characteristics: its out-of-time Gini is far below.
+    let weak = models.join("weak.json");
+    german_train_with(&weak, "scorecard", &["--features", "telephone,job"]);
+    let d = dataset("german");
+    let (data, split) = (d.join("data.csv"), d.join("split.csv"));
+    let gate_data = [
+        "--data",
+        data.to_str().unwrap(),
+        "--split",
+        split.to_str().unwrap(),
+    ];
+    // Without evidence, not even the first champion is promoted.
+    let out = run(&["models", "promote", &id_of(&champion), "--dir", dir]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--data"));
+    run_ok(
+        &[
+            &[
+                "models",
+                "promote",
+                &id_of(&champion),
+                "--dir",
+                dir,
+                "--by",
+                "analyst-1",
+                "--reason",
+                "first model",
+            ][..],
+            &gate_data,
+        ]
+        .concat(),
+    );
+
+    // Side by side: HTML with charts, JSON with both models and the gate.
+    let page = tmp.path().join("compare.html");
+    let cmp = run_ok(
+        &[
+            &[
+                "models",
+                "compare",
+                &id_of(&champion),
+                &id_of(&weak),
+                "--dir",
+                dir,
+                "--out",
+                page.to_str().unwrap(),
+                "--json",
+            ][..],
+            &gate_data,
+        ]
+        .concat(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&cmp).unwrap();
+    assert_eq!(v["gate"]["passes"], false, "{v}");
+    let ginis: Vec<f64> = (0..2)
+        .map(|k| {
+            v["models"][k]["evaluation"]["metrics"]["gini"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert!(ginis[1] < ginis[0] - 0.02, "{ginis:?}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg") && html.contains("Calibration per grade"));
+
+    // The gate refuses it, naming the Gini; the champion stays.
+    let out = run(&[
+        &["models", "promote", &id_of(&weak), "--dir", dir][..],
+        &gate_data,
+    ]
+    .concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Gini") && err.contains("--override"), "{err}");
+    let roles: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.join("registry.json")).unwrap()).unwrap();
+    assert_eq!(roles["champion"], id_of(&champion).as_str());
+
+    // Overridden, with a reason the history keeps beside what the gate found.
+    run_ok(
+        &[
+            &[
+                "models",
+                "promote",
+                &id_of(&weak),
+                "--dir",
+                dir,
+                "--by",
+                "analyst-2",
+                "--override",
+                "regulator asked for a two-characteristic card",
+            ][..],
+            &gate_data,
+        ]
+        .concat(),
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&run_ok(&["models", "history", "--dir", dir, "--json"])).unwrap();
+    let h = history.as_array().unwrap();
+    assert_eq!(h.len(), 2, "{history}");
+    assert_eq!(
+        (h[0]["by"].as_str(), h[0]["reason"].as_str()),
+        (Some("analyst-1"), Some("first model"))
+    );
+    assert!(h[0]["overridden"].is_null());
+    assert_eq!(h[1]["id"], id_of(&weak).as_str());
+    assert_eq!(h[1]["previous"], id_of(&champion).as_str());
+    assert_eq!(
+        h[1]["overridden"]["reason"],
+        "regulator asked for a two-characteristic card"
+    );
+    assert!(h[1]["overridden"]["failures"][0]
+        .as_str()
+        .unwrap()
+        .contains("Gini"));
+    assert_eq!(h[1]["checks"].as_array().unwrap().len(), 2);
+}
+
+#[test]
 fn damaged_or_foreign_model_files_are_refused_and_the_champion_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let models = tmp.path().join("models");
@@ -322,7 +454,21 @@ fn damaged_or_foreign_model_files_are_refused_and_the_champion_keeps_serving() {
         .as_str()
         .unwrap()
         .to_owned();
-    run_ok(&["models", "promote", &id, "--dir", models.to_str().unwrap()]);
+    let d = dataset("german");
+    let (data, split) = (d.join("data.csv"), d.join("split.csv"));
+    let gate_data = [
+        "--data",
+        data.to_str().unwrap(),
+        "--split",
+        split.to_str().unwrap(),
+    ];
+    run_ok(
+        &[
+            &["models", "promote", &id, "--dir", models.to_str().unwrap()][..],
+            &gate_data,
+        ]
+        .concat(),
+    );
 
     let text = std::fs::read_to_string(&good).unwrap();
     // A changed coefficient: valid JSON, valid schema, wrong digest.
@@ -363,7 +509,11 @@ fn damaged_or_foreign_model_files_are_refused_and_the_champion_keeps_serving() {
         assert!(!out.status.success(), "{name} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(why), "{name}: {err}");
-        let out = run(&["models", "promote", name, "--dir", models.to_str().unwrap()]);
+        let out = run(&[
+            &["models", "promote", name, "--dir", models.to_str().unwrap()][..],
+            &gate_data,
+        ]
+        .concat());
         assert!(!out.status.success(), "{name} was promoted");
     }
     let list = run_ok(&[

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use yuanxin_model::compare::{assess, Assessment, Gate};
 use yuanxin_model::frame::{read_split, write_table, OutColumn};
 use yuanxin_model::metrics::{evaluate, psi, psi_verdict};
-use yuanxin_model::registry::Registry;
+use yuanxin_model::registry::{Promotion, Registry};
 use yuanxin_model::{train, Frame, Method, Model, Set, TrainConfig};
 
 #[derive(clap::Args, Debug)]
@@ -147,17 +148,106 @@ pub enum ModelsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Make a model the champion (or a challenger) after checking its file.
+    /// Make a model the champion (or a challenger) after checking its file. A champion must
+    /// pass the gate on out-of-time data: Gini at most 0.02 below the champion's,
+    /// calibration per grade without a red grade, PSI of the current population ≤ 0.25.
     Promote {
         /// Model id or file name.
         id: String,
         /// Registry folder.
         #[arg(long, default_value = "models")]
         dir: PathBuf,
-        /// Add as a challenger instead.
+        /// Add as a challenger instead (no gate: a challenger does not serve).
         #[arg(long)]
         challenger: bool,
+        /// Out-of-time data to check the gate on: a profile panel (its test rows, its latest
+        /// as-of date as the current population) or any table with the models' target.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Fixed split of --data in the `row,set` format (default: its `split` column).
+        #[arg(long)]
+        split: Option<PathBuf>,
+        /// Promote although the gate refuses, for this reason (kept in the history).
+        #[arg(long = "override", value_name = "REASON")]
+        override_reason: Option<String>,
+        /// Why the model is promoted (kept in the history).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who promotes (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
+    /// Two models side by side on the same out-of-time rows: AUC, KS, Gini, calibration per
+    /// grade and PSI, as an HTML page with charts (and JSON with --json), with what the
+    /// gate says about the second replacing the first.
+    Compare {
+        /// The champion (model file, or id in --dir).
+        a: String,
+        /// The challenger.
+        b: String,
+        /// The table to compare them on (a profile panel: its test rows).
+        #[arg(long)]
+        data: PathBuf,
+        /// Fixed split of --data in the `row,set` format (default: its `split` column).
+        #[arg(long)]
+        split: Option<PathBuf>,
+        /// Registry folder for model ids.
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+        /// HTML page to write.
+        #[arg(long, default_value = "compare.html")]
+        out: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every promotion: when, who, which model, the champion it replaced, why, what the
+    /// gate found and any override.
+    History {
+        /// Registry folder.
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Two models measured on one table (read with the categories either needs).
+fn assess_both(
+    models: [&Model; 2],
+    data: &std::path::Path,
+    split: Option<&std::path::Path>,
+) -> Result<[(Assessment, yuanxin_model::Predictions); 2]> {
+    let mut cats = models[0].categorical_features();
+    for c in models[1].categorical_features() {
+        if !cats.contains(&c) {
+            cats.push(c);
+        }
+    }
+    let frame = Frame::read(data, &cats)?;
+    let sets = split.map(|p| read_split(p, frame.rows())).transpose()?;
+    let [a, b] = models;
+    Ok([assess(a, &frame, sets.clone())?, assess(b, &frame, sets)?])
+}
+
+/// One line per model of what the gate looked at.
+fn findings(x: &Assessment) -> String {
+    format!(
+        "{}: {} rows ({}), Gini {:.4}, AUC {:.4}, KS {:.4}, calibration per grade {}, PSI {}",
+        x.model,
+        x.evaluation.metrics.n,
+        x.set,
+        x.gini(),
+        x.evaluation.metrics.auc,
+        x.evaluation.metrics.ks,
+        if x.evaluation.calibrated() {
+            "passes"
+        } else {
+            "fails"
+        },
+        x.psi.map_or("–".into(), |p| format!("{p:.4}"))
+    )
 }
 
 /// A model by file path or registry id; without either, the registry's champion.
@@ -696,8 +786,55 @@ pub fn run_models(cmd: &ModelsCmd) -> Result<()> {
             id,
             dir,
             challenger,
+            data,
+            split,
+            override_reason,
+            reason,
+            by,
         } => {
-            let roles = Registry::new(dir).promote(id, *challenger)?;
+            let registry = Registry::new(dir);
+            let by = by
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let mut record = Promotion::new(at, by, reason.clone());
+            if !*challenger {
+                let (_, model) = registry.find(id)?;
+                let champion = registry.champion()?.map(|(_, m)| m);
+                let failures = match data {
+                    None => vec![
+                        "no out-of-time data to check the gate on (give --data PANEL)".to_owned(),
+                    ],
+                    Some(data) => {
+                        let champ = champion.as_ref().unwrap_or(&model);
+                        let [(a, _), (b, _)] =
+                            assess_both([champ, &model], data, split.as_deref())?;
+                        let a = champion.as_ref().map(|_| a);
+                        record.checks = a.iter().chain([&b]).map(findings).collect();
+                        Gate::default().check(a.as_ref(), &b)
+                    }
+                };
+                if !failures.is_empty() {
+                    match override_reason {
+                        None => bail!(
+                            "the gate refuses {} as champion:\n  - {}\n(promote with --override REASON to go ahead; it is kept in the history)",
+                            model.id,
+                            failures.join("\n  - ")
+                        ),
+                        Some(why) => {
+                            for f in &failures {
+                                eprintln!("gate overridden: {f}");
+                            }
+                            record.overridden = Some(yuanxin_model::registry::Override {
+                                reason: why.clone(),
+                                failures,
+                            });
+                        }
+                    }
+                }
+            }
+            let roles = registry.promote(id, *challenger, record)?;
             outln!("champion: {}", roles.champion.as_deref().unwrap_or("-"));
             outln!(
                 "challengers: {}",
@@ -707,6 +844,82 @@ pub fn run_models(cmd: &ModelsCmd) -> Result<()> {
                     roles.challengers.join(", ")
                 }
             );
+        }
+        ModelsCmd::Compare {
+            a,
+            b,
+            data,
+            split,
+            dir,
+            out,
+            json,
+        } => {
+            let ma = yuanxin_engine::open_model(Some(a), dir)?;
+            let mb = yuanxin_engine::open_model(Some(b), dir)?;
+            let [(xa, pa), (xb, pb)] = assess_both([&ma, &mb], data, split.as_deref())?;
+            let gate = Gate::default().check(Some(&xa), &xb);
+            std::fs::write(
+                out,
+                yuanxin_model::report::comparison([(&xa, &pa), (&xb, &pb)], &gate),
+            )
+            .with_context(|| format!("writing {}", out.display()))?;
+            if *json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "models": [xa, xb], "gate": {"passes": gate.is_empty(), "failures": gate}, "report": out,
+                    }))?
+                );
+                return Ok(());
+            }
+            for x in [&xa, &xb] {
+                outln!("{}", findings(x));
+            }
+            if gate.is_empty() {
+                outln!("gate: {} may become champion", xb.model);
+            } else {
+                outln!(
+                    "gate: {} may not become champion without --override:",
+                    xb.model
+                );
+                for f in &gate {
+                    outln!("  - {f}");
+                }
+            }
+            outln!("report → {}", out.display());
+        }
+        ModelsCmd::History { dir, json } => {
+            let history = Registry::new(dir).history()?;
+            if *json {
+                outln!("{}", serde_json::to_string_pretty(&history)?);
+                return Ok(());
+            }
+            if history.is_empty() {
+                outln!("no promotions recorded in {}", dir.display());
+            }
+            for p in &history {
+                outln!(
+                    "{}  {:<10} {:<24} by {}{}{}",
+                    p.at,
+                    p.role,
+                    p.id,
+                    p.by,
+                    p.previous
+                        .as_deref()
+                        .map_or(String::new(), |x| format!(", replacing {x}")),
+                    if p.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", p.reason)
+                    }
+                );
+                for c in &p.checks {
+                    outln!("    {c}");
+                }
+                if let Some(o) = &p.overridden {
+                    outln!("    OVERRIDDEN ({}): {}", o.reason, o.failures.join("; "));
+                }
+            }
         }
     }
     Ok(())

@@ -351,6 +351,21 @@ pub(crate) fn information_value(bins: &[(u64, u64)]) -> f64 {
     counts.iter().map(|&c| woe_iv(c, total).1).sum()
 }
 
+/// Each bin's WoE and the IV of a partition given as (events, non-events) per bin, by the
+/// same rules as the optimal bins' (for the stability of bins on part of a sample).
+pub(crate) fn woe_and_iv(bins: &[(u64, u64)]) -> (Vec<f64>, f64) {
+    let counts: Vec<Counts> = bins
+        .iter()
+        .map(|&(events, goods)| Counts { events, goods })
+        .collect();
+    let total = counts.iter().fold(Counts::default(), |a, &c| a.plus(c));
+    let terms: Vec<(f64, f64)> = counts.iter().map(|&c| woe_iv(c, total)).collect();
+    (
+        terms.iter().map(|t| t.0).collect(),
+        terms.iter().map(|t| t.1).sum(),
+    )
+}
+
 /// WoE and IV term of a bin given the sample totals. An empty side is smoothed with half a
 /// row so that no WoE is infinite; an empty bin has WoE 0.
 fn woe_iv(c: Counts, total: Counts) -> (f64, f64) {

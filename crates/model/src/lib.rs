@@ -12,6 +12,7 @@
 
 pub mod binning;
 pub mod boost;
+pub mod compare;
 pub mod frame;
 mod gains;
 pub mod metrics;

@@ -62,13 +62,16 @@ pub struct Evaluation {
     pub segments: Vec<SegmentRow>,
     /// Calibration per grade of the master scale: observed bads against the binomial band of
     /// the grade's mean PD (absent in files written before it existed).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grades: Vec<GradeRow>,
 }
 
 /// Calibration of one grade, as the supervisors' traffic light reads it: green when the
 /// observed bads lie within the 95 % binomial band of the grade's rows at its mean PD,
-/// yellow within the 99.9 % band, red outside it (too many bads or too few).
+/// yellow within the 99.9 % band, red above it — the PD underestimates the risk, which is
+/// what a back-test fails on — and `conservative` below it: far fewer bads than the PD
+/// says (reported, not a failure: such a grade overstates risk, e.g. when the default rate
+/// fell after training).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradeRow {
     /// Grade of the master scale.
@@ -83,12 +86,12 @@ pub struct GradeRow {
     pub events: u64,
     /// The 99.9 % band of bads for `n` rows at the mean PD.
     pub band: (u64, u64),
-    /// `green`, `yellow` or `red`.
+    /// `green`, `yellow`, `red` or `conservative`.
     pub light: String,
 }
 
 impl Evaluation {
-    /// Whether no grade is red.
+    /// Whether no grade is red (no grade's PD underestimates its bads).
     pub fn calibrated(&self) -> bool {
         self.grades.iter().all(|g| g.light != "red")
     }
@@ -349,8 +352,10 @@ pub fn grade_calibration(p: &[f64], bad: &[bool], scale: &MasterScale) -> Vec<Gr
                 "green"
             } else if within(0.0005) {
                 "yellow"
-            } else {
+            } else if events > binomial_band(n, mean_pd, 0.0005).1 {
                 "red"
+            } else {
+                "conservative"
             };
             GradeRow {
                 grade: g.name.clone(),

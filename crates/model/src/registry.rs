@@ -1,6 +1,8 @@
 //! The model registry: a folder of model files plus `registry.json`, which names the
 //! champion (the model that serves) and any challengers. A model is checked in full (format,
 //! version, digest, consistency) before it is given a role, so a bad file never serves.
+//! Every change of role is appended to `history.jsonl`: who, when, why, what the gate
+//! found and whether it was overridden.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +13,64 @@ use crate::ModelError;
 
 /// The roles file.
 pub const ROLES_FILE: &str = "registry.json";
+
+/// The promotions, one JSON object per line, oldest first; only ever appended to.
+pub const HISTORY_FILE: &str = "history.jsonl";
+
+/// One promotion, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    /// When (RFC 3339, UTC), as the caller's clock says.
+    pub at: String,
+    /// Who promoted: a person's name or a principal.
+    pub by: String,
+    /// The model promoted.
+    pub id: String,
+    /// `champion` or `challenger`.
+    pub role: String,
+    /// The champion it replaced, if any.
+    #[serde(default)]
+    pub previous: Option<String>,
+    /// Why, in the promoter's words.
+    #[serde(default)]
+    pub reason: String,
+    /// What the gate checked, each line a finding (empty when nothing was checked).
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// Gate failures that were overridden, and the override's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<Override>,
+}
+
+impl Promotion {
+    /// A promotion by `by` at `at` for `reason`; the registry fills in the model, its role
+    /// and the champion it replaces.
+    pub fn new(
+        at: impl Into<String>,
+        by: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Promotion {
+        Promotion {
+            at: at.into(),
+            by: by.into(),
+            id: String::new(),
+            role: String::new(),
+            previous: None,
+            reason: reason.into(),
+            checks: Vec::new(),
+            overridden: None,
+        }
+    }
+}
+
+/// A promotion the gate refused and a person let through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Override {
+    /// Why the gate was overridden.
+    pub reason: String,
+    /// What the gate refused.
+    pub failures: Vec<String>,
+}
 
 /// Roles of the registry's models.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -174,10 +234,19 @@ impl Registry {
     }
 
     /// Makes a model the champion (the previous champion keeps no role) or adds it to the
-    /// challengers. The model file is validated first.
-    pub fn promote(&self, id: &str, challenger: bool) -> Result<Roles, ModelError> {
+    /// challengers, and appends the promotion to the history (`record`'s `id`, `role` and
+    /// `previous` are filled in here). The model file is validated first.
+    pub fn promote(
+        &self,
+        id: &str,
+        challenger: bool,
+        mut record: Promotion,
+    ) -> Result<Roles, ModelError> {
         let (_, model) = self.find(id)?;
         let mut roles = self.roles()?;
+        record.id = model.id.clone();
+        record.role = if challenger { "challenger" } else { "champion" }.into();
+        record.previous = roles.champion.clone().filter(|_| !challenger);
         roles.challengers.retain(|c| c != &model.id);
         if challenger {
             if roles.champion.as_deref() == Some(model.id.as_str()) {
@@ -198,7 +267,44 @@ impl Registry {
         let io = |e| ModelError::Io(path.display().to_string(), e);
         std::fs::write(&tmp, bytes).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
+        self.append(&record)?;
         Ok(roles)
+    }
+
+    /// Appends one promotion to the history.
+    fn append(&self, record: &Promotion) -> Result<(), ModelError> {
+        use std::io::Write;
+        let path = self.dir.join(HISTORY_FILE);
+        let mut line =
+            serde_json::to_vec(record).map_err(|e| ModelError::Registry(e.to_string()))?;
+        line.push(b'\n');
+        let io = |e| ModelError::Io(path.display().to_string(), e);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(&line).map_err(io)?;
+        f.sync_all().map_err(io)
+    }
+
+    /// Every promotion, oldest first.
+    pub fn history(&self) -> Result<Vec<Promotion>, ModelError> {
+        let path = self.dir.join(HISTORY_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ModelError::Io(path.display().to_string(), e)),
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(k, l)| {
+                serde_json::from_str(l).map_err(|e| {
+                    ModelError::Registry(format!("{}, line {}: {e}", path.display(), k + 1))
+                })
+            })
+            .collect()
     }
 
     /// The champion model, loaded and checked.

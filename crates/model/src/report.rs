@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use crate::compare::Assessment;
 use crate::model::{Model, Predictor};
 use crate::train::Predictions;
 
@@ -218,17 +219,105 @@ fn distribution(p: &Predictions) -> Vec<(String, Vec<(f64, f64)>)> {
 }
 
 /// The report page.
-pub fn html(model: &Model, sets: &[Predictions], importance: &[f64]) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{id}</title><style>
+/// The page's head with its style, up to the opening of the body and a title.
+fn head(title: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t}</title><style>
 body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} th{{background:#f3f3f3}} td.l,th.l{{text-align:left}}
 .charts{{display:flex;flex-wrap:wrap;gap:12px}} h2{{border-bottom:1px solid #ddd;padding-bottom:3px}} .note{{color:#666;font-size:13px}}
-</style></head><body><h1>Model {id}</h1>"#,
-        id = esc(&model.id)
+</style></head><body><h1>{t}</h1>"#,
+        t = esc(title)
+    )
+}
+
+/// Two models side by side on the same rows: metrics, ROC, calibration per grade, PSI, and
+/// the gate's findings for the second becoming champion (`gate`: why not, empty if it may).
+pub fn comparison(sides: [(&Assessment, &Predictions); 2], gate: &[String]) -> String {
+    let [(a, pa), (b, pb)] = sides;
+    let mut s = head(&format!("{} against {}", b.model, a.model));
+    let _ = write!(
+        s,
+        "<p>Both measured on the same table: {} rows ({} set); PSI of each model's scores on the current population (the table's latest as-of date) against its own training sample.</p>",
+        a.evaluation.metrics.n, esc(&a.set)
     );
+    s.push_str("<table><tr><th class=l>model</th><th class=l>method</th><th>rows</th><th>bad</th><th>unscorable</th><th>AUC</th><th>Gini</th><th>KS</th><th>Brier</th><th>log loss</th><th class=l>calibration per grade</th><th>PSI</th></tr>");
+    for side in [a, b] {
+        let m = &side.evaluation.metrics;
+        let _ = write!(
+            s,
+            "<tr><td class=l>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td class=l>{}</td><td>{}</td></tr>",
+            esc(&side.model),
+            side.method,
+            m.n,
+            m.events,
+            side.unscorable,
+            m.auc,
+            m.gini,
+            m.ks,
+            m.brier,
+            m.log_loss,
+            if side.evaluation.calibrated() { "passes" } else { "fails" },
+            side.psi.map_or("–".into(), |p| format!("{p:.4}"))
+        );
+    }
+    s.push_str("</table>");
+    if gate.is_empty() {
+        let _ = write!(
+            s,
+            "<p><b>Gate:</b> {} may become champion.</p>",
+            esc(&b.model)
+        );
+    } else {
+        let _ = write!(
+            s,
+            "<p><b>Gate:</b> {} may not become champion without an override:</p><ul>",
+            esc(&b.model)
+        );
+        for why in gate {
+            let _ = write!(s, "<li>{}</li>", esc(why));
+        }
+        s.push_str("</ul>");
+    }
+    s.push_str("<div class=charts>");
+    s.push_str(&lines(
+        "ROC",
+        "false positive rate",
+        "true positive rate",
+        &[(a.model.clone(), roc(pa)), (b.model.clone(), roc(pb))],
+        true,
+    ));
+    let per_grade = |x: &Assessment| -> Vec<(f64, f64)> {
+        x.evaluation
+            .grades
+            .iter()
+            .map(|g| (g.mean_pd, g.events as f64 / g.n.max(1) as f64))
+            .collect()
+    };
+    s.push_str(&lines(
+        "Calibration per grade",
+        "mean PD of the grade",
+        "observed bad rate",
+        &[
+            (a.model.clone(), per_grade(a)),
+            (b.model.clone(), per_grade(b)),
+        ],
+        true,
+    ));
+    s.push_str("</div>");
+    for side in [a, b] {
+        let _ = write!(s, "<h2>Calibration per grade: {}</h2><table><tr><th class=l>grade</th><th>rows</th><th>share</th><th>mean PD</th><th>bads</th><th>99.9 % band</th><th class=l>light</th></tr>", esc(&side.model));
+        for g in &side.evaluation.grades {
+            let _ = write!(s, "<tr><td class=l>{}</td><td>{}</td><td>{:.1}%</td><td>{:.4}</td><td>{}</td><td>{}–{}</td><td class=l>{}</td></tr>", esc(&g.grade), g.n, g.share * 100.0, g.mean_pd, g.events, g.band.0, g.band.1, g.light);
+        }
+        s.push_str("</table>");
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+pub fn html(model: &Model, sets: &[Predictions], importance: &[f64]) -> String {
+    let mut s = head(&format!("Model {}", model.id));
     let t = &model.training;
     let _ = write!(
         s,
@@ -335,7 +424,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
         if ev.grades.is_empty() {
             continue;
         }
-        let _ = write!(s, "<h2>Calibration per grade ({}): {}</h2><p class=note>Bads observed against the binomial band of the grade's rows at their mean PD: green within the 95 % band, yellow within the 99.9 % band, red outside it.</p><table><tr><th class=l>grade</th><th>rows</th><th>share</th><th>mean PD</th><th>bads</th><th>expected</th><th>99.9 % band</th><th class=l>light</th></tr>", e.set, if ev.calibrated() { "passes" } else { "fails" });
+        let _ = write!(s, "<h2>Calibration per grade ({}): {}</h2><p class=note>Bads observed against the binomial band of the grade's rows at their mean PD: green within the 95 % band, yellow within the 99.9 % band, red above it (the PD underestimates the risk: the evaluation fails), conservative below it (far fewer bads than the PD says).</p><table><tr><th class=l>grade</th><th>rows</th><th>share</th><th>mean PD</th><th>bads</th><th>expected</th><th>99.9 % band</th><th class=l>light</th></tr>", e.set, if ev.calibrated() { "passes" } else { "fails" });
         for g in &ev.grades {
             let _ = write!(s, "<tr><td class=l>{}</td><td>{}</td><td>{:.1}%</td><td>{:.4}</td><td>{}</td><td>{:.1}</td><td>{}–{}</td><td class=l>{}</td></tr>", esc(&g.grade), g.n, g.share * 100.0, g.mean_pd, g.events, g.mean_pd * g.n as f64, g.band.0, g.band.1, g.light);
         }

@@ -103,7 +103,8 @@ pub struct Candidate {
     pub iv: f64,
     /// Regular bins.
     pub bins: usize,
-    /// `selected`, or why not: `single_bin`, `iv_below_min`, `correlated`, `wrong_sign`.
+    /// `selected`, or why not: `single_bin`, `iv_below_min`, `unstable`, `correlated`,
+    /// `wrong_sign`.
     pub status: String,
     /// Details (e.g. which stronger characteristic it correlates with).
     pub note: String,
@@ -174,6 +175,66 @@ impl Scorecard {
             self.candidates[i].auc_if_kept = auc;
         }
     }
+}
+
+/// How a characteristic's bins hold in each half of the training period: the IV of the same
+/// bins on that half's rows, and the correlation (weighted by the half's rows) of the half's
+/// WoE with the whole sample's across the bins. A characteristic whose information lives
+/// in one half only, or whose WoE order turns over, describes a passing state of the
+/// sample, not a risk a lender can rely on.
+pub(crate) fn half_stability(
+    b: &Binning,
+    col: &Column,
+    bad: &[bool],
+    later: &[bool],
+) -> [(f64, f64); 2] {
+    let table: Vec<&crate::binning::BinStat> = b.table().collect();
+    let k = table.len();
+    let index = |slot: Slot| match slot {
+        Slot::Bin(i) => Some(i),
+        Slot::Special => Some(b.bins.len()),
+        Slot::Missing => Some(k - 1),
+        Slot::Unseen => None,
+    };
+    let mut counts = [vec![(0u64, 0u64); k], vec![(0u64, 0u64); k]];
+    for (r, (&y, &late)) in bad.iter().zip(later).enumerate() {
+        let slot = match col {
+            Column::Num(x) => b.slot(Value::Num(x[r])),
+            Column::Cat(x) => b.slot(Value::Cat(x[r].as_deref())),
+        };
+        if let Some(i) = index(slot).filter(|&i| i < k) {
+            let c = &mut counts[usize::from(late)][i];
+            if y {
+                c.0 += 1;
+            } else {
+                c.1 += 1;
+            }
+        }
+    }
+    counts.map(|half| {
+        let (woe, iv) = crate::binning::woe_and_iv(&half);
+        // Weighted Pearson correlation of the half's WoE with the whole sample's.
+        let w: Vec<f64> = half.iter().map(|&(e, g)| (e + g) as f64).collect();
+        let sw: f64 = w.iter().sum();
+        if sw == 0.0 {
+            return (iv, 0.0);
+        }
+        let full: Vec<f64> = table.iter().map(|s| s.woe).collect();
+        let mean = |v: &[f64]| v.iter().zip(&w).map(|(x, w)| x * w).sum::<f64>() / sw;
+        let (ma, mb) = (mean(&full), mean(&woe));
+        let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+        for ((a, b), w) in full.iter().zip(&woe).zip(&w) {
+            sab += w * (a - ma) * (b - mb);
+            saa += w * (a - ma) * (a - ma);
+            sbb += w * (b - mb) * (b - mb);
+        }
+        let r = if saa > 0.0 && sbb > 0.0 {
+            sab / (saa * sbb).sqrt()
+        } else {
+            0.0
+        };
+        (iv, r)
+    })
 }
 
 /// Bins every column of the sample on `threads` threads (0 = all cores).
@@ -841,11 +902,17 @@ impl ScorecardParams {
     /// Fits the scorecard on the training sample, binning on `threads` threads (0 = all
     /// cores; the result does not depend on it). Also returns the training rows' log-odds
     /// of bad, for calibration.
+    ///
+    /// `later` marks the rows of the later half of the training period (profile panels):
+    /// with it, a characteristic whose IV falls below half of `min_iv` in either half, or
+    /// whose WoE order turns over in one (correlation with the whole sample's ≤ 0), is left
+    /// out as `unstable`.
     pub fn fit(
         &self,
         sample: &Sample,
         scaling: &Scaling,
         threads: usize,
+        later: Option<&[bool]>,
     ) -> Result<(Scorecard, Vec<f64>), ModelError> {
         let binning = self.binning.clone().check()?;
         let min_iv = self.min_iv();
@@ -895,6 +962,21 @@ impl ScorecardParams {
             if !(all[i].iv >= min_iv) {
                 candidates[i].status = "iv_below_min".into();
                 continue;
+            }
+            if let Some(later) = later {
+                let halves = half_stability(&all[i], &sample.columns[i], &sample.bad, later);
+                let weak = halves.iter().position(|h| h.0 < min_iv / 2.0);
+                let turned = halves.iter().position(|h| h.1 <= 0.0);
+                if let Some(h) = weak.or(turned) {
+                    let [(iv0, r0), (iv1, r1)] = halves;
+                    candidates[i].status = "unstable".into();
+                    candidates[i].note = format!(
+                        "{} in the {} half of the training period (IV {iv0:.4} then {iv1:.4}; WoE order held {r0:.2} then {r1:.2})",
+                        if weak.is_some() { "information lost" } else { "WoE order turned over" },
+                        if h == 0 { "earlier" } else { "later" }
+                    );
+                    continue;
+                }
             }
             let w = woe_column(&all[i], &sample.columns[i]);
             let z = standardised(&w);
@@ -1118,7 +1200,7 @@ mod tests {
     fn of_two_correlated_strong_characteristics_the_scorecard_keeps_one() {
         let s = flipping(6000);
         let (mut sc, _) = ScorecardParams::default()
-            .fit(&s, &Scaling::default(), 1)
+            .fit(&s, &Scaling::default(), 1, None)
             .unwrap();
         let status = |n: &str| {
             let c = sc.candidates.iter().find(|c| c.name == n).unwrap();
@@ -1158,6 +1240,45 @@ mod tests {
             (kept.auc_if_kept.unwrap() - model).abs() < 1e-3,
             "{kept:?} vs {model}"
         );
+    }
+
+    #[test]
+    fn a_characteristic_whose_signal_lives_in_one_half_of_the_period_is_unstable() {
+        // `x` drives risk throughout; `s` only in the earlier half, and the other way round
+        // in the later one, so that over the whole period it still looks informative.
+        let n = 20_000;
+        let later: Vec<bool> = (0..n).map(|i| i >= n / 2).collect();
+        let (mut x, mut sv, mut bad) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, &late) in later.iter().enumerate() {
+            let (a, b) = (normal(i, 10), normal(i, 11));
+            let tilt = if late { -0.3 } else { 1.2 };
+            let p = crate::scale::sigmoid(-2.5 + 0.8 * a + tilt * b);
+            x.push(a);
+            sv.push(b);
+            bad.push(((normal(i, 12).abs() * 1e6) as u64 % 1000) as f64 / 1000.0 < p);
+        }
+        let sample = Sample {
+            names: vec!["x".into(), "s".into()],
+            columns: vec![Column::Num(x), Column::Num(sv)],
+            bad,
+        };
+        let params = ScorecardParams {
+            min_iv: Some(0.02),
+            ..Default::default()
+        };
+        let status = |later: Option<&[bool]>| {
+            let (sc, _) = params.fit(&sample, &Scaling::default(), 1, later).unwrap();
+            sc.candidates
+                .iter()
+                .map(|c| (c.name.clone(), c.status.clone(), c.note.clone()))
+                .collect::<Vec<_>>()
+        };
+        let whole = status(None);
+        assert!(whole.iter().all(|c| c.1 == "selected"), "{whole:?}");
+        let halves = status(Some(&later));
+        assert_eq!(halves[0].1, "selected", "{halves:?}");
+        assert_eq!(halves[1].1, "unstable", "{halves:?}");
+        assert!(halves[1].2.contains("later half"), "{halves:?}");
     }
 
     #[test]
@@ -1201,7 +1322,7 @@ mod tests {
         // Noise this pure falls under the IV floor even when no minimum is set; the
         // trade's 0.02 drops it too.
         let (all, _) = ScorecardParams::default()
-            .fit(&sample, &scaling, 1)
+            .fit(&sample, &scaling, 1, None)
             .unwrap();
         assert!(all.candidates[1].iv < IV_FLOOR, "{:?}", all.candidates[1]);
         assert_eq!(all.candidates[1].status, "iv_below_min");
@@ -1209,7 +1330,7 @@ mod tests {
             min_iv: Some(0.02),
             ..Default::default()
         }
-        .fit(&sample, &scaling, 1)
+        .fit(&sample, &scaling, 1, None)
         .unwrap();
         assert_eq!(sc.candidates[1].status, "iv_below_min");
         assert_eq!(sc.characteristics.len(), 1, "{:?}", sc.candidates);

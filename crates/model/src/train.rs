@@ -218,7 +218,14 @@ pub fn train(
                 names.len(),
                 train_rows.len()
             ));
-            let (sc, z) = cfg.scorecard.fit(&train_sample, &scaling, threads)?;
+            let later = if is_panel {
+                later_half(frame, &train_rows)
+            } else {
+                None
+            };
+            let (sc, z) = cfg
+                .scorecard
+                .fit(&train_sample, &scaling, threads, later.as_deref())?;
             train_logits = z;
             progress(&format!(
                 "scorecard: {} characteristics selected",
@@ -387,6 +394,26 @@ fn candidates(
     };
     let mut names = Vec::new();
     for n in candidates {
+        // One value (missing counts as one) on every training row: nothing to learn from.
+        let constant = match frame.column(&n) {
+            Some(Column::Num(v)) => {
+                let mut values = train_rows.iter().map(|&i| v[i]);
+                let first = values.next();
+                first.is_none_or(|f| {
+                    values.all(|x| x.to_bits() == f.to_bits() || (x.is_nan() && f.is_nan()))
+                })
+            }
+            Some(Column::Cat(v)) => {
+                let mut values = train_rows.iter().map(|&i| v[i].as_deref());
+                let first = values.next();
+                first.is_none_or(|f| values.all(|x| x == f))
+            }
+            None => false,
+        };
+        if constant {
+            skipped.push((n, "constant on the training rows".into()));
+            continue;
+        }
         if let Some(Column::Cat(v)) = frame.column(&n) {
             let mut distinct: Vec<&str> =
                 train_rows.iter().filter_map(|&i| v[i].as_deref()).collect();
@@ -495,6 +522,26 @@ type BoostFit = (
     Vec<usize>,
     Calibration,
 );
+
+/// For each training row of a panel, whether its as-of date lies in the later half of the
+/// training period's dates (`None` with fewer than two dates: there is no "over time").
+fn later_half(frame: &Frame, rows: &[usize]) -> Option<Vec<bool>> {
+    let Some(Column::Cat(as_of)) = frame.column(columns::AS_OF) else {
+        return None;
+    };
+    let mut dates: Vec<&str> = rows.iter().filter_map(|&r| as_of[r].as_deref()).collect();
+    dates.sort_unstable();
+    dates.dedup();
+    if dates.len() < 2 {
+        return None;
+    }
+    let first_late = dates[dates.len().div_ceil(2)];
+    Some(
+        rows.iter()
+            .map(|&r| as_of[r].as_deref().is_some_and(|d| d >= first_late))
+            .collect(),
+    )
+}
 
 /// The rows held out for early stopping and calibration: `share` of the bads and `share`
 /// of the goods (stratified, so that a rare outcome is not left to chance), chosen by a
@@ -975,7 +1022,7 @@ fn baseline(model: &Model, frame: &Frame, rows: &[usize], score: &[f64]) -> Base
     }
 }
 
-fn max_as_of(frame: &Frame) -> Option<String> {
+pub(crate) fn max_as_of(frame: &Frame) -> Option<String> {
     match frame.column(columns::AS_OF)? {
         Column::Cat(v) => v.iter().flatten().max().cloned(),
         Column::Num(_) => None,

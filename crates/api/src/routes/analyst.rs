@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
-use yuanxin_model::registry::Registry;
+use yuanxin_model::registry::{Promotion, Registry};
 use yuanxin_model::ModelError;
 use yuanxin_store::Disputes as _;
 use yuanxin_store::{DisputeFilter, DisputeId, PageRequest};
@@ -222,9 +222,11 @@ pub struct Promoted {
     responses((status = 200, body = Promoted, description = "Serving the promoted model; a refused model (404 unknown, 422 invalid) leaves the champion serving")))]
 pub(super) async fn promote(
     State(st): State<AppState>,
-    _: StaffCaller,
+    caller: StaffCaller,
     Json(Promote(id), _): Json<Promote>,
 ) -> Result<Response, ApiError> {
+    let by = caller.0.principal.code.clone();
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // One change of engine at a time: the registry and the serving engine change together.
     let _change = st.engine_change.lock().await;
     let current = st.engine()?;
@@ -235,7 +237,12 @@ pub(super) async fn promote(
     // reported, never ignored.
     let fresh = tokio::task::spawn_blocking(move || -> Result<Engine, ApiError> {
         let registry = Registry::new(&files.models);
-        registry.promote(&id, false).map_err(|e| match e {
+        // The service has no out-of-time data to gate on; `yuanxin models promote --data`
+        // does. The history says which way a model came in.
+        let record = |why: String| Promotion::new(at.clone(), by.clone(), why);
+        registry
+            .promote(&id, false, record("promoted through the service (ungated)".into()))
+            .map_err(|e| match e {
             ModelError::NotInRegistry { .. } => {
                 ApiError::new(Code::UnknownModel, e.to_string()).at("id")
             }
@@ -243,7 +250,11 @@ pub(super) async fn promote(
             other => ApiError::new(Code::InvalidModel, format!("cannot promote {id}: {other}"))
                 .at("id"),
         })?;
-        Engine::load(&files).map_err(|load| match registry.promote(&previous, false) {
+        Engine::load(&files).map_err(|load| match registry.promote(
+            &previous,
+            false,
+            record(format!("restored: {id} could not serve ({load})")),
+        ) {
             Ok(_) => ApiError::new(
                 Code::InvalidModel,
                 format!("{id} cannot serve ({load}); {previous} stays champion"),
