@@ -52,9 +52,7 @@ pub fn assess(
 ) -> Result<(Assessment, Predictions), ModelError> {
     let target = frame.target(&model.target)?;
     let sets = split.or_else(|| split_column(frame));
-    let has_test = sets
-        .as_ref()
-        .is_some_and(|s| s.contains(&Some(Set::Test)));
+    let has_test = sets.as_ref().is_some_and(|s| s.contains(&Some(Set::Test)));
     let measured = |i: usize| !has_test || sets.as_ref().is_some_and(|s| s[i] == Some(Set::Test));
     let unusable = unusable_labels(frame, None);
     let logits = model.logits(frame)?;
