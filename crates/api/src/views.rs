@@ -561,10 +561,7 @@ impl From<Decision> for DecisionView {
             closed_on: d.closed_on,
             score: d.score,
             pd: d.pd,
-            public_grade: d
-                .grade
-                .as_deref()
-                .map(|g| yuanxin_domain::public_grade(g).to_owned()),
+            public_grade: d.public_grade,
             grade: d.grade,
             offer: d.offer.map(OfferView::from),
             offers: d.offers.into_iter().map(OfferView::from).collect(),

@@ -172,8 +172,11 @@ pub struct Decision {
     pub score: Option<i64>,
     /// PD (none for a closed merchant).
     pub pd: Option<f64>,
-    /// Grade (none for a closed merchant).
+    /// Grade on the model's master scale, e.g. `B2` (none for a closed merchant).
     pub grade: Option<String>,
+    /// Its public grade, A+ to E: `B` for B1–B3 (none for a closed merchant).
+    #[serde(default)]
+    pub public_grade: Option<String>,
     /// The offer the outcome refers to (the requested product's, else the cheapest).
     pub offer: Option<Offer>,
     /// Every product the merchant qualifies for, cheapest effective rate first.
@@ -282,6 +285,7 @@ pub fn decide(
             score: None,
             pd: None,
             grade: None,
+            public_grade: None,
             offer: None,
             offers: Vec::new(),
             near_misses: Vec::new(),
@@ -497,6 +501,7 @@ pub fn decide(
         score: Some(app.score),
         pd: Some(app.pd),
         grade: Some(app.grade.clone()),
+        public_grade: Some(yuanxin_domain::public_grade(&app.grade).to_owned()),
         offer: chosen,
         offers,
         near_misses: misses,

@@ -239,8 +239,25 @@ pub fn train(
             (Predictor::Scorecard(sc), features)
         }
         Method::Boost => {
-            let (b, encoders, validation, calibration) =
-                fit_boost(cfg, &names, is_panel, &train_rows, &train_sample, progress)?;
+            // A panel's rows are held out merchant by merchant.
+            let groups: Option<Vec<String>> = match frame.column(columns::MERCHANT_ID) {
+                Some(Column::Cat(v)) if is_panel => Some(
+                    train_rows
+                        .iter()
+                        .map(|&r| v[r].clone().unwrap_or_default())
+                        .collect(),
+                ),
+                _ => None,
+            };
+            let (b, encoders, validation, calibration) = fit_boost(
+                cfg,
+                &names,
+                is_panel,
+                &train_rows,
+                &train_sample,
+                groups.as_deref(),
+                progress,
+            )?;
             validation_rows = validation;
             boost_calibration = Some(calibration);
             let features = names.iter().map(|n| feature_info(frame, n)).collect();
@@ -547,68 +564,107 @@ fn later_half(frame: &Frame, rows: &[usize]) -> Option<Vec<bool>> {
 /// of the goods (stratified, so that a rare outcome is not left to chance), chosen by a
 /// seeded hash of each row's values rather than its position, so that the same training
 /// rows give the same choice whether they came as one file with a split or as two files.
-/// Returns the rows to fit on and the rows held out, each in input order.
-fn validation_split(sample: &Sample, seed: u64, share: f64) -> (Vec<usize>, Vec<usize>) {
+/// On a panel (`groups`: each row's merchant) whole merchants are held out: a merchant's
+/// rows a month apart are nearly the same row, and holding out some of them would measure
+/// the trees on what they were fitted on. Returns the rows to fit on and the rows held out,
+/// each in input order.
+fn validation_split(
+    sample: &Sample,
+    groups: Option<&[String]>,
+    seed: u64,
+    share: f64,
+) -> (Vec<usize>, Vec<usize>) {
     let n = sample.bad.len();
     let mut held = vec![false; n];
-    for rows in by_outcome_and_key(sample, seed) {
+    for units in by_outcome_and_key(sample, groups, seed) {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let take = (share * rows.len() as f64).round() as usize;
-        for &i in rows.iter().take(take) {
-            held[i] = true;
+        let take = (share * units.len() as f64).round() as usize;
+        for unit in units.iter().take(take) {
+            for &i in unit {
+                held[i] = true;
+            }
         }
     }
     (0..n).partition(|&i| !held[i])
 }
 
-/// Each row's fold of `k`, stratified and keyed as [`validation_split`] holds rows out.
-fn folds(sample: &Sample, seed: u64, k: usize) -> Vec<usize> {
+/// Each row's fold of `k`, stratified, keyed and grouped as [`validation_split`] holds rows
+/// out.
+fn folds(sample: &Sample, groups: Option<&[String]>, seed: u64, k: usize) -> Vec<usize> {
     let mut fold = vec![0; sample.bad.len()];
-    for rows in by_outcome_and_key(sample, seed) {
-        for (rank, &i) in rows.iter().enumerate() {
-            fold[i] = rank % k;
+    for units in by_outcome_and_key(sample, groups, seed) {
+        for (rank, unit) in units.iter().enumerate() {
+            for &i in unit {
+                fold[i] = rank % k;
+            }
         }
     }
     fold
 }
 
-/// The bad rows and the good rows, each ordered by a seeded hash of the row's values.
-fn by_outcome_and_key(sample: &Sample, seed: u64) -> [Vec<usize>; 2] {
+/// The units that are held out together — each row, or each group's rows — with a bad
+/// among them, and those without, each ordered by a seeded hash of the rows' values (of the
+/// group's name for groups).
+fn by_outcome_and_key(
+    sample: &Sample,
+    groups: Option<&[String]>,
+    seed: u64,
+) -> [Vec<Vec<usize>>; 2] {
     let n = sample.bad.len();
-    let mut keys: Vec<u64> = vec![seed ^ 0x243F_6A88_85A3_08D3; n];
     let mix = |h: u64, v: u64| {
         let mut z = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z ^ (z >> 27)
     };
-    for col in &sample.columns {
-        match col {
-            Column::Num(v) => {
-                for (h, x) in keys.iter_mut().zip(v) {
-                    // One NaN for every missing value, whatever its bits.
-                    let bits = if x.is_nan() {
-                        f64::NAN.to_bits()
-                    } else {
-                        x.to_bits()
-                    };
-                    *h = mix(*h, bits);
-                }
+    let text = |h: u64, t: &str| t.bytes().fold(mix(h, 1), |h, b| mix(h, u64::from(b)));
+    let seed = seed ^ 0x243F_6A88_85A3_08D3;
+    let mut units: Vec<(u64, Vec<usize>)> = match groups {
+        Some(g) => {
+            let mut by: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+            for (i, name) in g.iter().enumerate().take(n) {
+                by.entry(name.as_str()).or_default().push(i);
             }
-            Column::Cat(v) => {
-                for (h, x) in keys.iter_mut().zip(v) {
-                    *h = match x {
-                        Some(text) => text.bytes().fold(mix(*h, 1), |h, b| mix(h, u64::from(b))),
-                        None => mix(*h, 0),
-                    };
-                }
-            }
+            by.into_iter()
+                .map(|(name, rows)| (text(seed, name), rows))
+                .collect()
         }
-    }
-    [true, false].map(|outcome| {
-        let mut rows: Vec<usize> = (0..n).filter(|&i| sample.bad[i] == outcome).collect();
-        rows.sort_by_key(|&i| (keys[i], i));
-        rows
-    })
+        None => {
+            let mut keys: Vec<u64> = vec![seed; n];
+            for col in &sample.columns {
+                match col {
+                    Column::Num(v) => {
+                        for (h, x) in keys.iter_mut().zip(v) {
+                            // One NaN for every missing value, whatever its bits.
+                            let bits = if x.is_nan() {
+                                f64::NAN.to_bits()
+                            } else {
+                                x.to_bits()
+                            };
+                            *h = mix(*h, bits);
+                        }
+                    }
+                    Column::Cat(v) => {
+                        for (h, x) in keys.iter_mut().zip(v) {
+                            *h = match x {
+                                Some(t) => text(*h, t),
+                                None => mix(*h, 0),
+                            };
+                        }
+                    }
+                }
+            }
+            keys.into_iter()
+                .enumerate()
+                .map(|(i, k)| (k, vec![i]))
+                .collect()
+        }
+    };
+    units.sort_by_key(|(k, rows)| (*k, rows.first().copied()));
+    let (bad, good): (Vec<_>, Vec<_>) = units
+        .into_iter()
+        .map(|(_, rows)| rows)
+        .partition(|rows| rows.iter().any(|&i| sample.bad[i]));
+    [bad, good]
 }
 
 /// Below this many bads in the training rows, the number of trees is chosen by k-fold
@@ -708,6 +764,7 @@ fn fit_boost(
     is_panel: bool,
     train_rows: &[usize],
     train_sample: &Sample,
+    groups: Option<&[String]>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BoostFit, ModelError> {
     let bads = train_sample.bad.iter().filter(|&&b| b).count();
@@ -717,7 +774,7 @@ fn fit_boost(
     let (fit_idx, val_idx) = if cv {
         ((0..train_sample.bad.len()).collect(), Vec::new())
     } else {
-        validation_split(train_sample, cfg.seed, cfg.validation_share)
+        validation_split(train_sample, groups, cfg.seed, cfg.validation_share)
     };
     let validation_rows: Vec<usize> = val_idx.iter().map(|&k| train_rows[k]).collect();
     let fit_sample = train_sample.take(&fit_idx);
@@ -787,7 +844,7 @@ fn fit_boost(
             names.len()
         ));
         let x = to_x(train_sample);
-        let fold = folds(train_sample, cfg.seed, CV_FOLDS);
+        let fold = folds(train_sample, groups, cfg.seed, CV_FOLDS);
         let (best, curve, oof) = cross_validate(
             &cfg.boost,
             &x,
@@ -828,9 +885,14 @@ fn fit_boost(
         return Ok((b, encoders, Vec::new(), calibration));
     }
     progress(&format!(
-        "boosting on {} rows ({} for early stopping), {} characteristics",
+        "boosting on {} rows ({} for early stopping{}), {} characteristics",
         fit_idx.len(),
         val_idx.len(),
+        if groups.is_some() {
+            ": whole merchants held out"
+        } else {
+            ""
+        },
         names.len()
     ));
     let mut last = 0usize;
@@ -862,7 +924,11 @@ fn fit_boost(
         Calibration::choose(
             &b.margins(&cols, val_sample.bad.len()),
             &val_sample.bad,
-            "rows held out of the fit",
+            if groups.is_some() {
+                "rows of merchants held out of the fit"
+            } else {
+                "rows held out of the fit"
+            },
         )
     };
     // Early stopping chose the number of trees; refit on every training row with it,
@@ -1171,5 +1237,41 @@ mod tests {
         assert!(!trees(&split.model).is_empty());
         assert_eq!(trees(&split.model), trees(&alone.model));
         assert_eq!(split.model.calibration, alone.model.calibration);
+    }
+
+    #[test]
+    fn a_merchants_rows_are_held_out_together_and_folds_keep_them_together() {
+        let frame = rare(3_000);
+        let sample = Sample {
+            names: vec!["x".into()],
+            columns: vec![frame.column("x").unwrap().clone()],
+            bad: frame
+                .target("bad")
+                .unwrap()
+                .into_iter()
+                .map(|b| b.unwrap_or(false))
+                .collect(),
+        };
+        // 300 merchants with ten rows each.
+        let groups: Vec<String> = (0..3_000).map(|i| format!("M{:04}", i % 300)).collect();
+        let (fit, held) = validation_split(&sample, Some(&groups), 7, 0.2);
+        let held_merchants: std::collections::BTreeSet<&str> =
+            held.iter().map(|&i| groups[i].as_str()).collect();
+        assert!(fit
+            .iter()
+            .all(|&i| !held_merchants.contains(groups[i].as_str())));
+        assert!(
+            (50..=70).contains(&held_merchants.len()),
+            "{}",
+            held_merchants.len()
+        );
+        let fold = folds(&sample, Some(&groups), 7, 5);
+        for (i, g) in groups.iter().enumerate() {
+            let first = groups.iter().position(|h| h == g).unwrap();
+            assert_eq!(fold[i], fold[first]);
+        }
+        // Without groups every row is its own unit.
+        let (_, rows) = validation_split(&sample, None, 7, 0.2);
+        assert_eq!(rows.len(), 600);
     }
 }
