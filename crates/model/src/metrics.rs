@@ -330,10 +330,10 @@ pub fn evaluate(
 pub fn grade_calibration(p: &[f64], bad: &[bool], scale: &MasterScale) -> Vec<GradeRow> {
     let mut acc: Vec<(u64, f64, u64)> = vec![(0, 0.0, 0); scale.0.len()];
     for (&pd, &b) in p.iter().zip(bad) {
-        if let Some(i) = scale.0.iter().position(|g| pd <= g.pd_max) {
-            acc[i].0 += 1;
-            acc[i].1 += pd;
-            acc[i].2 += u64::from(b);
+        if let Some(a) = acc.get_mut(scale.index(pd)) {
+            a.0 += 1;
+            a.1 += pd;
+            a.2 += u64::from(b);
         }
     }
     let total = p.len().max(1) as f64;

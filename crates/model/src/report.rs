@@ -231,6 +231,15 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}} t
     )
 }
 
+/// The calibration-per-grade table of an evaluation.
+fn grade_table(s: &mut String, grades: &[crate::metrics::GradeRow]) {
+    s.push_str("<table><tr><th class=l>grade</th><th>rows</th><th>share</th><th>mean PD</th><th>bads</th><th>expected</th><th>99.9 % band</th><th class=l>light</th></tr>");
+    for g in grades {
+        let _ = write!(s, "<tr><td class=l>{}</td><td>{}</td><td>{:.1}%</td><td>{:.4}</td><td>{}</td><td>{:.1}</td><td>{}–{}</td><td class=l>{}</td></tr>", esc(&g.grade), g.n, g.share * 100.0, g.mean_pd, g.events, g.mean_pd * g.n as f64, g.band.0, g.band.1, g.light);
+    }
+    s.push_str("</table>");
+}
+
 /// Two models side by side on the same rows: metrics, ROC, calibration per grade, PSI, and
 /// the gate's findings for the second becoming champion (`gate`: why not, empty if it may).
 pub fn comparison(sides: [(&Assessment, &Predictions); 2], gate: &[String]) -> String {
@@ -306,11 +315,8 @@ pub fn comparison(sides: [(&Assessment, &Predictions); 2], gate: &[String]) -> S
     ));
     s.push_str("</div>");
     for side in [a, b] {
-        let _ = write!(s, "<h2>Calibration per grade: {}</h2><table><tr><th class=l>grade</th><th>rows</th><th>share</th><th>mean PD</th><th>bads</th><th>99.9 % band</th><th class=l>light</th></tr>", esc(&side.model));
-        for g in &side.evaluation.grades {
-            let _ = write!(s, "<tr><td class=l>{}</td><td>{}</td><td>{:.1}%</td><td>{:.4}</td><td>{}</td><td>{}–{}</td><td class=l>{}</td></tr>", esc(&g.grade), g.n, g.share * 100.0, g.mean_pd, g.events, g.band.0, g.band.1, g.light);
-        }
-        s.push_str("</table>");
+        let _ = write!(s, "<h2>Calibration per grade: {}</h2>", esc(&side.model));
+        grade_table(&mut s, &side.evaluation.grades);
     }
     s.push_str("</body></html>\n");
     s
@@ -424,11 +430,8 @@ pub fn html(model: &Model, sets: &[Predictions], importance: &[f64]) -> String {
         if ev.grades.is_empty() {
             continue;
         }
-        let _ = write!(s, "<h2>Calibration per grade ({}): {}</h2><p class=note>Bads observed against the binomial band of the grade's rows at their mean PD: green within the 95 % band, yellow within the 99.9 % band, red above it (the PD underestimates the risk: the evaluation fails), conservative below it (far fewer bads than the PD says).</p><table><tr><th class=l>grade</th><th>rows</th><th>share</th><th>mean PD</th><th>bads</th><th>expected</th><th>99.9 % band</th><th class=l>light</th></tr>", e.set, if ev.calibrated() { "passes" } else { "fails" });
-        for g in &ev.grades {
-            let _ = write!(s, "<tr><td class=l>{}</td><td>{}</td><td>{:.1}%</td><td>{:.4}</td><td>{}</td><td>{:.1}</td><td>{}–{}</td><td class=l>{}</td></tr>", esc(&g.grade), g.n, g.share * 100.0, g.mean_pd, g.events, g.mean_pd * g.n as f64, g.band.0, g.band.1, g.light);
-        }
-        s.push_str("</table>");
+        let _ = write!(s, "<h2>Calibration per grade ({}): {}</h2><p class=note>Bads observed against the binomial band of the grade's rows at their mean PD: green within the 95 % band, yellow within the 99.9 % band, red above it (the PD underestimates the risk: the evaluation fails), conservative below it (far fewer bads than the PD says).</p>", e.set, if ev.calibrated() { "passes" } else { "fails" });
+        grade_table(&mut s, &ev.grades);
     }
     if let Some(e) = model.headline() {
         let _ = write!(s, "<h2>Gains ({})</h2><table><tr><th>decile</th><th>rows</th><th>bad</th><th>bad rate</th><th>cum. share of bads</th><th>lift</th></tr>", e.set);

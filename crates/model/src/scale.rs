@@ -401,11 +401,16 @@ impl MasterScale {
 
     /// The grade of a PD.
     pub fn grade(&self, pd: f64) -> &str {
+        self.0.get(self.index(pd)).map_or("", |g| g.name.as_str())
+    }
+
+    /// The position of a PD's grade on the scale (the last grade for a PD above every
+    /// bound).
+    pub fn index(&self, pd: f64) -> usize {
         self.0
             .iter()
-            .find(|g| pd <= g.pd_max)
-            .or(self.0.last())
-            .map_or("", |g| g.name.as_str())
+            .position(|g| pd <= g.pd_max)
+            .unwrap_or(self.0.len().saturating_sub(1))
     }
 }
 

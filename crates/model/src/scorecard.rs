@@ -531,14 +531,19 @@ impl Patterns {
         let d = self.m + 1;
         let mut slope = 0.0;
         for (row, &(b, g)) in self.vals.chunks_exact(d).zip(&self.counts) {
-            let z = on
-                .iter()
-                .zip(beta)
-                .fold(beta[on.len()], |z, (&k, &bk)| z + row[k] * bk);
+            let z = linear(row, on, beta);
             slope += (crate::scale::sigmoid(z) * (b + g) - b) * row[j];
         }
         slope
     }
+}
+
+/// A group's log-odds of bad at coefficients `beta` on its columns `on` (then the
+/// intercept).
+fn linear(row: &[f64], on: &[usize], beta: &[f64]) -> f64 {
+    on.iter()
+        .zip(beta)
+        .fold(beta[on.len()], |z, (&k, &bk)| z + row[k] * bk)
 }
 
 /// The penalised logistic regression (the objective of [`newton`]) with every coefficient
@@ -1155,11 +1160,7 @@ mod tests {
         let d = p.m + 1;
         let mut f = 0.0;
         for (row, &(b, g)) in p.vals.chunks_exact(d).zip(&p.counts) {
-            let z = on
-                .iter()
-                .zip(beta)
-                .fold(beta[on.len()], |z, (&k, &c)| z + row[k] * c);
-            let q = crate::scale::sigmoid(z);
+            let q = crate::scale::sigmoid(linear(row, on, beta));
             f -= b * q.ln() + g * (1.0 - q).ln();
         }
         f + 0.5 * l2 * beta[..on.len()].iter().map(|c| c * c).sum::<f64>()

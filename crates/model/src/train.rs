@@ -837,6 +837,23 @@ fn fit_boost(
         }
     }
     let categorical: Vec<bool> = encoders.iter().map(Option::is_some).collect();
+    // The final ensemble: the number of trees chosen, grown on every training row.
+    let fit_all = |trees: usize, x: &[Vec<f64>]| {
+        let params = BoostParams {
+            max_trees: trees,
+            ..cfg.boost.clone()
+        };
+        boost::fit(
+            &params,
+            x,
+            &train_sample.bad,
+            &[],
+            &[],
+            &monotone,
+            &categorical,
+            &mut |_, _| {},
+        )
+    };
     if cv {
         progress(&format!(
             "{bads} bads: choosing the number of trees by {CV_FOLDS}-fold cross-validation on {} rows, {} characteristics",
@@ -863,24 +880,10 @@ fn fit_boost(
             "fitting {best} trees on all {} training rows",
             train_rows.len()
         ));
-        let params = BoostParams {
-            max_trees: best,
-            ..cfg.boost.clone()
-        };
-        let b = boost::fit(
-            &params,
-            &x,
-            &train_sample.bad,
-            &[],
-            &[],
-            &monotone,
-            &categorical,
-            &mut |_, _| {},
-        )?;
         let b = boost::Boost {
             validation_loss: curve,
             best_trees: best,
-            ..b
+            ..fit_all(best, &x)?
         };
         return Ok((b, encoders, Vec::new(), calibration));
     }
@@ -941,23 +944,9 @@ fn fit_boost(
             b.best_trees,
             train_rows.len()
         ));
-        let params = BoostParams {
-            max_trees: b.best_trees,
-            ..cfg.boost.clone()
-        };
-        let refit = boost::fit(
-            &params,
-            &to_x(train_sample),
-            &train_sample.bad,
-            &[],
-            &[],
-            &monotone,
-            &categorical,
-            &mut |_, _| {},
-        )?;
         boost::Boost {
             validation_loss: b.validation_loss,
-            ..refit
+            ..fit_all(b.best_trees, &to_x(train_sample))?
         }
     };
     progress(&format!("boost: {} trees", b.trees.len()));
