@@ -973,6 +973,57 @@ fn lender_batches_and_alerts_merchant_profile_and_analyst_stability() {
         keys.push(k);
     }
 
+    // The consents the lender holds, paged: the demo merchant's and the forty; another
+    // institution holds none of them, and both are listed for merchants to choose from.
+    let mut held = Vec::new();
+    let mut path = "/v1/consents?limit=25".to_owned();
+    loop {
+        let (s, _, b) = http(a, "GET", &path, Some(&srv.lender), None);
+        assert_eq!(s, 200, "{b}");
+        let page = value(&b);
+        held.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/consents?limit=25&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(held.len(), 41);
+    assert!(held.iter().all(|c| c["lender"]["code"] == "ICBC-demo"));
+    let mut held_ids: Vec<&str> = held
+        .iter()
+        .filter(|c| c["purpose"] == "post_loan")
+        .map(|c| c["merchant_id"].as_str().unwrap())
+        .collect();
+    held_ids.sort_unstable();
+    assert_eq!(held_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let other_lender = new_key(&srv, "lender", "CCB-other");
+    let (s, _, b) = http(a, "GET", "/v1/consents", Some(&other_lender), None);
+    assert_eq!(
+        (s, value(&b)["items"].as_array().unwrap().len()),
+        (200, 0),
+        "{b}"
+    );
+    let (s, _, b) = http(a, "GET", "/v1/consents", Some(&keys[0]), None);
+    assert_eq!(s, 403, "{b}");
+    let (s, _, b) = http(a, "GET", "/v1/institutions", Some(&keys[0]), None);
+    assert_eq!(s, 200, "{b}");
+    let codes: Vec<String> = value(&b)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes, ["ICBC-demo", "CCB-other"]);
+
+    // A profile file of one date: the history is the latest score alone.
+    let (_, _, h) = http(a, "GET", "/v1/me/history", Some(&srv.merchant_key), None);
+    let (_, _, sc) = http(a, "GET", "/v1/me/score", Some(&srv.merchant_key), None);
+    let (h, sc) = (value(&h), value(&sc));
+    assert_eq!(h["points"].as_array().unwrap().len(), 1, "{h}");
+    assert_eq!(h["points"][0]["score"], sc["score"]);
+    assert_eq!(h["points"][0]["grade"], sc["grade"]);
+    assert_eq!(h["points"][0]["public_grade"], sc["public_grade"]);
+
     // A batch: consenting merchants are served, the rest refused, unknown ones not found;
     // every served and refused one is logged, and the receipt covers them.
     let mut batch: Vec<String> = ids[..5].to_vec();

@@ -91,6 +91,8 @@ pub struct Server {
     pub db: PathBuf,
     pub key_file: PathBuf,
     pub checkpoints: PathBuf,
+    /// The sign-in links `serve` prints for the web pages (lender, merchant).
+    pub signin: [String; 2],
 }
 
 impl Drop for Server {
@@ -164,6 +166,10 @@ pub fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) 
     let analyst = key("demo analyst key");
     let admin = key("demo admin key");
     let merchant = key("demo merchant:");
+    let signin = [
+        key("sign in as the lender: "),
+        key("sign in as the merchant: "),
+    ];
     Server {
         child,
         addr,
@@ -175,6 +181,7 @@ pub fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) 
         db: tmp.join("db.sqlite"),
         key_file: tmp.join("db.key"),
         checkpoints: tmp.join("db.checkpoints"),
+        signin,
     }
 }
 

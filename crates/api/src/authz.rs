@@ -133,6 +133,19 @@ impl Authz {
         }))
     }
 
+    /// The principal of a key known by its id, if it is not revoked: a web session's key,
+    /// checked again at every request the session makes.
+    pub fn active_key(&self, key_id: &str) -> Result<Option<Authenticated>, ApiError> {
+        let keys = self.keys.read().map_err(poisoned)?;
+        Ok(keys
+            .get(key_id)
+            .filter(|(k, _, _)| k.revoked_at.is_none() && k.digest.is_some())
+            .map(|(_, principal, id)| Authenticated {
+                principal: Arc::clone(principal),
+                key_id: Arc::clone(id),
+            }))
+    }
+
     /// A key was created by this process.
     pub fn key_created(&self, k: &ApiKey) -> Result<(), ApiError> {
         self.keys.write().map_err(poisoned)?.insert(

@@ -57,6 +57,12 @@ pub struct ServiceConfig {
     pub anonymous_rate_per_second: f64,
     /// Requests failing authentication one address may make in a burst.
     pub anonymous_rate_burst: f64,
+    /// Minutes a web page session lasts without use (1–1440); a session ends after 12
+    /// hours whatever its use.
+    pub session_minutes: u64,
+    /// Mark session cookies `Secure` (set it when a TLS proxy is in front; a request
+    /// forwarded with `X-Forwarded-Proto: https` gets it anyway).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServiceConfig {
@@ -81,6 +87,8 @@ impl Default for ServiceConfig {
             checkpoint_seconds: 60,
             anonymous_rate_per_second: 10.0,
             anonymous_rate_burst: 50.0,
+            session_minutes: 30,
+            secure_cookies: false,
         }
     }
 }
@@ -169,6 +177,12 @@ impl ServiceConfig {
         if let Some(v) = get("ANONYMOUS_RATE_BURST") {
             c.anonymous_rate_burst = parse("YUANXIN_ANONYMOUS_RATE_BURST", &v)?;
         }
+        if let Some(v) = get("SESSION_MINUTES") {
+            c.session_minutes = parse("YUANXIN_SESSION_MINUTES", &v)?;
+        }
+        if let Some(v) = get("SECURE_COOKIES") {
+            c.secure_cookies = parse("YUANXIN_SECURE_COOKIES", &v)?;
+        }
         Ok(c)
     }
 
@@ -203,6 +217,9 @@ impl ServiceConfig {
         }
         if self.watch_seconds > 86_400 {
             return Err(bad("watch_seconds must be 0–86400"));
+        }
+        if !(1..=1440).contains(&self.session_minutes) {
+            return Err(bad("session_minutes must be 1–1440"));
         }
         if !(1..=10_000).contains(&self.batch_max) {
             return Err(bad("batch_max must be 1–10000"));

@@ -188,6 +188,48 @@ pub struct ScoreView {
     pub open_dispute: bool,
 }
 
+/// A merchant's score at the month-ends before its latest profile and at that profile,
+/// oldest first, all by the serving model.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HistoryView {
+    /// Merchant.
+    pub merchant_id: String,
+    /// Model.
+    pub model_id: String,
+    /// One point per profile date (at most 12).
+    pub points: Vec<HistoryPoint>,
+}
+
+/// One point of a score history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HistoryPoint {
+    /// Profile date.
+    pub as_of: NaiveDate,
+    /// `open`, `closed`, or `unscorable` (no score at that date).
+    pub status: String,
+    /// Score.
+    pub score: Option<i64>,
+    /// PD over 12 months.
+    pub pd: Option<f64>,
+    /// Grade on the master scale.
+    pub grade: Option<String>,
+    /// Public grade.
+    pub public_grade: Option<String>,
+}
+
+impl HistoryPoint {
+    fn of(as_of: NaiveDate, status: &str, scored: Option<(i64, f64, &str)>) -> HistoryPoint {
+        HistoryPoint {
+            as_of,
+            status: status.to_owned(),
+            score: scored.map(|s| s.0),
+            pd: scored.map(|s| s.1),
+            grade: scored.map(|s| s.2.to_owned()),
+            public_grade: scored.map(|s| yuanxin_domain::public_grade(s.2).to_owned()),
+        }
+    }
+}
+
 /// A reason code with its texts.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReasonView {
@@ -263,6 +305,7 @@ struct ScoreJson<'a> {
     score: Option<i64>,
     pd: Option<f64>,
     grade: Option<&'a str>,
+    public_grade: Option<&'a str>,
     reasons: &'a [ReasonView],
     model_id: &'a str,
     open_dispute: bool,
@@ -279,6 +322,7 @@ impl ScoreView {
             score: self.score,
             pd: self.pd,
             grade: self.grade.as_deref(),
+            public_grade: self.public_grade.as_deref(),
             reasons: &self.reasons,
             model_id: &self.model_id,
             open_dispute,
@@ -356,6 +400,37 @@ impl Engine {
     /// Some merchant ids (for the demo credentials).
     pub fn merchant_ids(&self) -> impl Iterator<Item = &String> {
         self.served.merchants().keys()
+    }
+
+    /// A merchant's score history: the earlier month-ends of the profile file, then the
+    /// latest profile.
+    pub fn history(&self, id: &str) -> Result<HistoryView, ApiError> {
+        let m = self.served.merchant(id)?;
+        let mut points: Vec<HistoryPoint> = m
+            .history
+            .iter()
+            .map(|p| {
+                let s = p.scored.as_ref().map(|(a, b, c)| (*a, *b, c.as_str()));
+                let status = match (p.closed, s.is_some()) {
+                    (true, _) => "closed",
+                    (false, true) => "open",
+                    (false, false) => "unscorable",
+                };
+                HistoryPoint::of(p.as_of, status, s)
+            })
+            .collect();
+        points.push(match m.standing(id) {
+            Ok(Standing::Scored(s)) => {
+                HistoryPoint::of(m.as_of, "open", Some((s.score, s.pd, s.grade.as_str())))
+            }
+            Ok(Standing::Closed(_)) => HistoryPoint::of(m.as_of, "closed", None),
+            Err(_) => HistoryPoint::of(m.as_of, "unscorable", None),
+        });
+        Ok(HistoryView {
+            merchant_id: id.to_owned(),
+            model_id: self.model_id.to_string(),
+            points,
+        })
     }
 
     /// A merchant's score view, with its body and digest (no open dispute).

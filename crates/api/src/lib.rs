@@ -19,8 +19,10 @@ mod input;
 mod layers;
 mod limits;
 mod metrics;
+mod pages;
 pub mod problem;
 mod routes;
+pub mod sessions;
 mod views;
 mod watch;
 
@@ -203,6 +205,8 @@ pub struct Shared {
     pub openapi: RwLock<Arc<String>>,
     /// Clock; a function so tests could fix it.
     pub now: fn() -> yuanxin_store::Timestamp,
+    /// Web page sessions.
+    pub sessions: sessions::Sessions,
 }
 
 impl AppState {
@@ -224,6 +228,7 @@ impl AppState {
         let bounds = engine.as_ref().map_or(Bounds::UNLOADED, Engine::bounds);
         let openapi = routes::openapi_json(bounds, config.batch_max)?;
         let authz = db.read(|s| Authz::load(s, *db.secrets().api_key_secret()))?;
+        let idle = std::time::Duration::from_secs(config.session_minutes * 60);
         Ok(AppState(Arc::new(Shared {
             engine: RwLock::new(engine.map(Arc::new)),
             engine_change: tokio::sync::Mutex::new(()),
@@ -248,6 +253,7 @@ impl AppState {
             metrics,
             openapi: RwLock::new(Arc::new(openapi)),
             now,
+            sessions: sessions::Sessions::new(idle),
         })))
     }
 

@@ -51,6 +51,7 @@ codes! {
     MalformedJson => "malformed_json", 400, "The body is not valid JSON", "请求体不是有效的 JSON";
     Unauthorized => "unauthorized", 401, "A valid API key is required", "需要有效的 API 密钥";
     ForbiddenRole => "forbidden_role", 403, "This role cannot use this route", "该角色无权使用此接口";
+    CsrfFailed => "csrf_failed", 403, "The page's anti-forgery token is missing or wrong", "页面防伪令牌缺失或错误";
     NoConsent => "no_consent", 403, "No consent in force for this purpose", "没有该用途的有效授权";
     NotFound => "not_found", 404, "Not found", "未找到";
     UnknownMerchant => "unknown_merchant", 404, "No such merchant", "没有该商户";

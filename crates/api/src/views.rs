@@ -43,6 +43,15 @@ pub struct InstitutionView {
     pub name: String,
 }
 
+/// A page of lender institutions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstitutionPage {
+    /// In the order they were registered.
+    pub items: Vec<InstitutionView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
 /// A consent from a merchant to a lender institution.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConsentView {
@@ -425,6 +434,10 @@ pub struct OfferView {
     pub price: PriceView,
     /// Monthly payment at the contract rate, yuan.
     pub monthly_payment: Decimal,
+    /// Interest over the term at the contract rate, yuan.
+    pub total_interest: Decimal,
+    /// Interest the merchant bears over the term after interest subsidy, yuan.
+    pub total_interest_after_support: Decimal,
     /// Support applied.
     pub support: Vec<SupportView>,
 }
@@ -622,6 +635,8 @@ impl From<Offer> for OfferView {
                 effective_rate: p.effective_rate,
             },
             monthly_payment: o.monthly_payment,
+            total_interest: o.total_interest,
+            total_interest_after_support: o.total_interest_after_support,
             support: o
                 .support
                 .into_iter()

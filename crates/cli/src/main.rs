@@ -563,13 +563,12 @@ fn run_demo(dir: &Path, merchants: u64, months: u32, seed: u64) -> Result<()> {
         .ok()
         .and_then(|d| d.pred_opt())
         .context("simulation end date")?;
-    let opts = yuanxin_profile::ProfileOptions::at(vec![last_day]);
+    // With the month-ends before it: the service shows each merchant its score history.
     let profiles = dir.join("profiles-latest.parquet");
-    let batch = yuanxin_profile::build(&Ledger::open(&ledger)?, &opts)?;
-    yuanxin_profile::write_parquet(&batch, &profiles)?;
+    let as_of = yuanxin_engine::refresh_profiles(&ledger, &profiles, last_day)?;
     outln!(
-        "profiles of {} merchants as of {last_day} ({} characteristics) → {}",
-        batch.num_rows(),
+        "profiles as of {as_of} and the {} month-ends before ({} characteristics) → {}",
+        yuanxin_engine::HISTORY_MONTHS - 1,
         yuanxin_profile::FEATURES.len(),
         profiles.display()
     );

@@ -298,7 +298,7 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
             .as_ref()
             .and_then(|e| e.merchant_ids().next().cloned());
         if let (false, Some(merchant)) = (no_demo_keys, demo_merchant) {
-            demo_keys(&db, &merchant)?;
+            demo_keys(&db, &merchant, &addr.to_string())?;
         }
         let state = AppState::new(cfg, files, engine, db)?;
         yuanxin_api::serve(listener, state).await?;
@@ -308,7 +308,7 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
 
 /// Fresh demo keys at each start (the previous ones revoked) for a lender institution, a
 /// merchant (who consents to that lender for pre-loan checks), an analyst and an admin.
-fn demo_keys(db: &Db, merchant: &str) -> Result<()> {
+fn demo_keys(db: &Db, merchant: &str, addr: &str) -> Result<()> {
     let now = Timestamp::now();
     let merchant_id = yuanxin_domain::MerchantId::parse(merchant)?;
     let keys = db.write_now(|s, secrets| {
@@ -364,6 +364,10 @@ fn demo_keys(db: &Db, merchant: &str) -> Result<()> {
     outln!("demo analyst key: {analyst}");
     outln!("demo admin key: {admin}");
     outln!("demo merchant: {merchant}");
+    // The key rides in the fragment, which the browser never sends: it stays out of
+    // request logs and proxies.
+    outln!("sign in as the lender: http://{addr}/signin#key={lender}");
+    outln!("sign in as the merchant: http://{addr}/signin#key={merchant_key}");
     Ok(())
 }
 

@@ -48,6 +48,16 @@ pub fn annuity_payment(principal: Decimal, annual_pct: Decimal, months: u32) -> 
     payment.unwrap_or(interest_only).round_dp(2)
 }
 
+/// Interest paid over the term of an annuity loan: the level payments less the principal,
+/// never negative, saturating rather than overflowing (bounded work, as
+/// [`annuity_payment`]).
+pub fn total_interest(principal: Decimal, annual_pct: Decimal, months: u32) -> Decimal {
+    let paid = annuity_payment(principal, annual_pct, months)
+        .checked_mul(Decimal::from(months))
+        .unwrap_or(Decimal::MAX);
+    (paid - principal.min(paid)).max(Decimal::ZERO)
+}
+
 /// Principal that a level monthly payment repays over the term. As for
 /// [`annuity_payment`]: bounded work, and the limit payment / r where (1 + r)^n overflows.
 pub fn annuity_principal(payment: Decimal, annual_pct: Decimal, months: u32) -> Decimal {
@@ -245,6 +255,15 @@ mod tests {
             cap: d("1000000"),
             unit: d("1000"),
         }
+    }
+
+    #[test]
+    fn total_interest_is_the_payments_less_the_principal() {
+        // 8,606.64 × 12 − 100,000 = 3,279.68.
+        assert_eq!(total_interest(d("100000"), d("6.00"), 12), d("3279.68"));
+        assert_eq!(total_interest(d("120000"), d("0"), 12), d("0"));
+        assert_eq!(total_interest(d("100000"), d("6.00"), 0), d("0"));
+        assert!(total_interest(Decimal::MAX, d("36"), u32::MAX) >= Decimal::ZERO);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use yuanxin_domain::known;
 use yuanxin_domain::{Industry, PointGain};
 
-use crate::calc::{annuity_payment, credit_limit, price, Limit, LimitInput, Price, PriceInput};
+use crate::calc::{
+    annuity_payment, credit_limit, price, total_interest, Limit, LimitInput, Price, PriceInput,
+};
 use crate::config::{Action, Catalogue, Criteria, Policy, SupportKind};
 use crate::hints::Hint;
 use crate::reasons::{self, ReasonCode};
@@ -132,6 +134,11 @@ pub struct Offer {
     pub price: Price,
     /// Monthly payment at the contract rate, yuan.
     pub monthly_payment: Decimal,
+    /// Interest over the term at the contract rate (payments less the amount), yuan.
+    pub total_interest: Decimal,
+    /// Interest the merchant bears over the term at the effective rate after interest
+    /// subsidy, yuan: what ranks the offers for the merchant.
+    pub total_interest_after_support: Decimal,
     /// Support applied.
     pub support: Vec<SupportApplied>,
 }
@@ -416,6 +423,12 @@ pub fn decide(
                 institution_zh: p.institution_zh.clone(),
                 amount,
                 monthly_payment: annuity_payment(amount, pr.rate, req.term_months),
+                total_interest: total_interest(amount, pr.rate, req.term_months),
+                total_interest_after_support: total_interest(
+                    amount,
+                    pr.effective_rate,
+                    req.term_months,
+                ),
                 limit,
                 price: pr,
                 support: support

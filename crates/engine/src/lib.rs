@@ -18,8 +18,8 @@ mod served;
 use std::path::PathBuf;
 
 pub use served::{
-    check_scale, decide, latest, ledger_manifest, open_model, refresh_profiles, Bounds, Files,
-    Merchant, Pick, Served, Stability, Standing,
+    check_scale, decide, latest, ledger_manifest, month_ends, open_model, refresh_profiles, Bounds,
+    Files, Merchant, Pick, Point, Served, Stability, Standing, HISTORY_MONTHS,
 };
 
 /// Errors of the application layer, by what went wrong for the caller.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use yuanxin_decision::{
     Alert, Applicant, Catalogue, Decision, LastSeen, LoanRequest, ModelReason, Policy,
 };
@@ -68,6 +68,21 @@ pub struct Merchant {
     pub closed_on: Option<NaiveDate>,
     /// The model's scoring, or why it cannot score the row.
     pub scored: Result<Scored, String>,
+    /// The merchant's earlier rows of the same file, oldest first, each scored by the same
+    /// model: the month-end snapshots a merchant's score history is drawn from.
+    pub history: Vec<Point>,
+}
+
+/// A merchant's standing at one earlier profile date (no reasons: a history shows the
+/// trend, the latest row explains it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Profile date.
+    pub as_of: NaiveDate,
+    /// Whether the merchant had closed by then.
+    pub closed: bool,
+    /// Score, PD and grade; `None` when the merchant had closed or the row is unscorable.
+    pub scored: Option<(i64, f64, String)>,
 }
 
 /// What is served of a merchant: its scoring, or its closure (a closed merchant is never
@@ -154,7 +169,8 @@ pub fn latest(
         frame.column(columns::INDUSTRY),
         frame.column(columns::CLOSED_ON),
     );
-    let mut chosen: BTreeMap<String, (NaiveDate, usize)> = BTreeMap::new();
+    // Each merchant's rows, by date (a later row of the same date replaces an earlier one).
+    let mut rows: BTreeMap<String, BTreeMap<NaiveDate, usize>> = BTreeMap::new();
     for i in 0..frame.rows() {
         let (Some(id), Some(date)) = (text(ids, i), text(dates, i)) else {
             continue;
@@ -166,14 +182,28 @@ pub fn latest(
         if pick.as_of.is_some_and(|d| d != date) {
             continue;
         }
-        let e = chosen.entry(id).or_insert((date, i));
-        if date > e.0 {
-            *e = (date, i);
-        }
+        rows.entry(id).or_default().insert(date, i);
     }
     let mut scored = model.score_frame(frame, true)?;
     let mut out = BTreeMap::new();
-    for (id, (as_of, i)) in chosen {
+    for (id, mut dated) in rows {
+        let Some((as_of, i)) = dated.pop_last() else {
+            continue;
+        };
+        let history = dated
+            .into_iter()
+            .map(|(as_of, j)| {
+                let closed = text(closures, j).is_some();
+                let s = scored.get(j).and_then(|s| s.as_ref().ok());
+                Point {
+                    as_of,
+                    closed,
+                    scored: s
+                        .filter(|_| !closed)
+                        .map(|s| (s.score, s.pd, s.grade.clone())),
+                }
+            })
+            .collect();
         let Some(industry) = text(industries, i) else {
             continue;
         };
@@ -195,6 +225,7 @@ pub fn latest(
                 features,
                 closed_on,
                 scored,
+                history,
             },
         );
     }
@@ -480,8 +511,26 @@ impl Served {
     }
 }
 
-/// Builds the latest profiles of a ledger into `out`, atomically. The as-of date is the
-/// last day of the latest business month with events, or `today` if that is earlier.
+/// How many month-ends of profiles the served file holds: the latest date and the
+/// month-ends before it, so that a merchant sees its score over the last year.
+pub const HISTORY_MONTHS: usize = 12;
+
+/// `latest` and the month-ends before it, `n` dates in all, oldest first.
+pub fn month_ends(latest: NaiveDate, n: usize) -> Vec<NaiveDate> {
+    let mut out = vec![latest];
+    let mut d = latest.with_day(1).and_then(|first| first.pred_opt());
+    while out.len() < n {
+        let Some(end) = d else { break };
+        out.push(end);
+        d = end.with_day(1).and_then(|first| first.pred_opt());
+    }
+    out.reverse();
+    out
+}
+
+/// Builds the latest profiles of a ledger into `out`, atomically, with the month-ends
+/// before them ([`HISTORY_MONTHS`] dates). The latest as-of date is the last day of the
+/// latest business month with events, or `today` if that is earlier.
 pub fn refresh_profiles(
     ledger: &Path,
     out: &Path,
@@ -501,8 +550,11 @@ pub fn refresh_profiles(
         .and_then(|d| d.pred_opt())
         .ok_or_else(|| fail(format!("month {month} out of range")))?;
     let as_of = last.min(today);
-    let batch = yuanxin_profile::build(&l, &yuanxin_profile::ProfileOptions::at(vec![as_of]))
-        .map_err(|e| fail(e.to_string()))?;
+    let batch = yuanxin_profile::build(
+        &l,
+        &yuanxin_profile::ProfileOptions::at(month_ends(as_of, HISTORY_MONTHS)),
+    )
+    .map_err(|e| fail(e.to_string()))?;
     yuanxin_profile::write_parquet(&batch, out).map_err(|e| fail(e.to_string()))?;
     Ok(as_of)
 }
@@ -511,4 +563,31 @@ pub fn refresh_profiles(
 /// is watching the ledger.
 pub fn ledger_manifest(root: &Path) -> PathBuf {
     yuanxin_ledger::Ledger::manifest_path(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn month_ends_run_back_from_the_latest_date() {
+        assert_eq!(
+            month_ends(d("2026-03-15"), 4),
+            vec![
+                d("2025-12-31"),
+                d("2026-01-31"),
+                d("2026-02-28"),
+                d("2026-03-15")
+            ]
+        );
+        assert_eq!(month_ends(d("2026-06-30"), 1), vec![d("2026-06-30")]);
+        let year = month_ends(d("2024-02-29"), 12);
+        assert_eq!(year.len(), 12);
+        assert_eq!(year[0], d("2023-03-31"));
+        assert!(year.windows(2).all(|w| w[0] < w[1]));
+    }
 }

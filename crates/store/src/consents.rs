@@ -105,6 +105,14 @@ pub trait Consents {
         page: PageRequest<ConsentId>,
     ) -> Result<Page<Consent, ConsentId>, StoreError>;
 
+    /// The consents granted to a lender institution, oldest first (revoked and expired ones
+    /// too, which the view marks), a page at a time.
+    fn consents_held(
+        &self,
+        lender_id: PrincipalId,
+        page: PageRequest<ConsentId>,
+    ) -> Result<Page<Consent, ConsentId>, StoreError>;
+
     /// Every consent not revoked (expired ones too: expiry is checked at use).
     fn active_consents(&self) -> Result<Vec<Consent>, StoreError>;
 
@@ -221,6 +229,31 @@ impl Consents for Store {
             .query_map(
                 params![
                     merchant_id.as_str(),
+                    page.cursor.unwrap_or(ConsentId(0)),
+                    page.sql_limit()
+                ],
+                row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .into_iter()
+            .map(consent)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(items, |c| c.id))
+    }
+
+    fn consents_held(
+        &self,
+        lender_id: PrincipalId,
+        page: PageRequest<ConsentId>,
+    ) -> Result<Page<Consent, ConsentId>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CONSENT} WHERE c.lender_id = ?1 AND c.id > ?2 ORDER BY c.id LIMIT ?3"
+        ))?;
+        let rows = st
+            .query_map(
+                params![
+                    lender_id,
                     page.cursor.unwrap_or(ConsentId(0)),
                     page.sql_limit()
                 ],

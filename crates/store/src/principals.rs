@@ -85,6 +85,14 @@ pub trait Principals {
         page: PageRequest<PrincipalId>,
     ) -> Result<Page<Principal, PrincipalId>, StoreError>;
 
+    /// Principals of one role in id order, a page at a time (the lender institutions a
+    /// merchant can consent to).
+    fn principals_of_role(
+        &self,
+        role: Role,
+        page: PageRequest<PrincipalId>,
+    ) -> Result<Page<Principal, PrincipalId>, StoreError>;
+
     /// Records merchants the service has profiles for (new ones only).
     fn register_merchants<'a>(
         &mut self,
@@ -195,6 +203,31 @@ impl Principals for Store {
         let rows = st
             .query_map(
                 params![page.cursor.unwrap_or(PrincipalId(0)), page.sql_limit()],
+                |r| principal(r, 0),
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .into_iter()
+            .map(to_principal)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(items, |p| p.id))
+    }
+
+    fn principals_of_role(
+        &self,
+        role: Role,
+        page: PageRequest<PrincipalId>,
+    ) -> Result<Page<Principal, PrincipalId>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {PRINCIPAL} FROM principals WHERE role = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))?;
+        let rows = st
+            .query_map(
+                params![
+                    role.as_str(),
+                    page.cursor.unwrap_or(PrincipalId(0)),
+                    page.sql_limit()
+                ],
                 |r| principal(r, 0),
             )?
             .collect::<Result<Vec<_>, _>>()?;

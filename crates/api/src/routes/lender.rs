@@ -518,3 +518,29 @@ pub(super) async fn alerts(
         &receipt,
     ))
 }
+
+#[utoipa::path(get, path = "/v1/consents", tag = "lender",
+    params(super::merchant::PageQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = crate::views::ConsentPage, description = "The consents merchants granted this institution, oldest first, with whether each is in force")))]
+pub(super) async fn consents_held(
+    State(st): State<AppState>,
+    l: LenderCaller,
+    Query(super::merchant::Paging(page)): Query<super::merchant::Paging<yuanxin_store::ConsentId>>,
+) -> Result<Response, ApiError> {
+    let lender = l.0.principal.id;
+    let now = (st.now)();
+    let p = st
+        .db
+        .read_long(move |s| Ok(s.consents_held(lender, page)?))
+        .await?;
+    let body = crate::views::ConsentPage {
+        items: p
+            .items
+            .iter()
+            .map(|c| crate::views::ConsentView::of(c, now))
+            .collect(),
+        next_cursor: cursor(p.next),
+    };
+    Ok(respond(StatusCode::OK, json_bytes(&body)?))
+}

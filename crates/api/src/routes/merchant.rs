@@ -16,12 +16,13 @@ use yuanxin_store::{
 };
 
 use super::lender::{limit, term};
-use super::{cursor, json_bytes, respond, MerchantCaller};
-use crate::engine::{ProfileView, ScoreView};
+use super::{cursor, json_bytes, respond, Caller, MerchantCaller};
+use crate::engine::{HistoryView, ProfileView, ScoreView};
 use crate::input::{path_number, Fields, FromFields, IdempotencyKey, Json, NoQuery, Path, Query};
 use crate::problem::{ApiError, Code};
 use crate::views::{
-    ConsentPage, ConsentView, DisputePage, DisputeView, QueryPage, QueryView, SignedHeadView,
+    ConsentPage, ConsentView, DisputePage, DisputeView, InstitutionPage, InstitutionView,
+    QueryPage, QueryView, SignedHeadView,
 };
 use crate::{AppState, ConsentPurpose, LoanPurpose};
 
@@ -53,6 +54,47 @@ pub(super) async fn my_profile(
         StatusCode::OK,
         json_bytes(&st.engine()?.profile(m.merchant()?.as_str())?)?,
     ))
+}
+
+#[utoipa::path(get, path = "/v1/me/history", tag = "merchant",
+    security(("api_key" = [])),
+    responses((status = 200, body = HistoryView, description = "The score at the last 12 month-ends, oldest first")))]
+pub(super) async fn my_history(
+    State(st): State<AppState>,
+    m: MerchantCaller,
+    Query(NoQuery): Query<NoQuery>,
+) -> Result<Response, ApiError> {
+    Ok(respond(
+        StatusCode::OK,
+        json_bytes(&st.engine()?.history(m.merchant()?.as_str())?)?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/institutions", tag = "merchant",
+    params(PageQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = InstitutionPage, description = "The lender institutions a merchant can consent to")))]
+pub(super) async fn institutions(
+    State(st): State<AppState>,
+    _: Caller,
+    Query(Paging(page)): Query<Paging<PrincipalId>>,
+) -> Result<Response, ApiError> {
+    let p = st
+        .db
+        .read_long(move |s| Ok(s.principals_of_role(Role::Lender, page)?))
+        .await?;
+    let body = InstitutionPage {
+        items: p
+            .items
+            .iter()
+            .map(|p| InstitutionView {
+                code: p.code.clone(),
+                name: p.name.clone(),
+            })
+            .collect(),
+        next_cursor: cursor(p.next),
+    };
+    Ok(respond(StatusCode::OK, json_bytes(&body)?))
 }
 
 /// A merchant's own eligibility question.

@@ -72,7 +72,15 @@ impl FromRequestParts<AppState> for Caller {
         st.authz.refresh(|| st.db.read(|s| Ok(s.keys(None)?)))?;
         let who = match token {
             Some(t) => st.authz.authenticate(t)?,
-            None => None,
+            // A web page's request: its session's key, and the session's anti-forgery token
+            // on anything that changes state.
+            None => match crate::pages::session_of(parts, st)? {
+                Some(open) => {
+                    crate::pages::check_forgery(parts, &open)?;
+                    st.authz.active_key(&open.key_id)?
+                }
+                None => None,
+            },
         };
         match who {
             Some(a) => {
@@ -347,8 +355,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(lender::eligibility))
         .routes(routes!(lender::batch_score))
         .routes(routes!(lender::alerts))
+        .routes(routes!(lender::consents_held))
+        .routes(routes!(merchant::institutions))
         .routes(routes!(merchant::my_score))
         .routes(routes!(merchant::my_profile))
+        .routes(routes!(merchant::my_history))
         .routes(routes!(merchant::my_eligibility))
         .routes(routes!(merchant::my_queries))
         .routes(routes!(merchant::my_consents, merchant::grant))
@@ -575,6 +586,8 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
         ("/v1/me/queries", &number_cursor),
         ("/v1/me/consents", &number_cursor),
         ("/v1/me/disputes", &number_cursor),
+        ("/v1/consents", &number_cursor),
+        ("/v1/institutions", &number_cursor),
         ("/v1/disputes", &number_cursor),
         ("/v1/admin/principals", &number_cursor),
         ("/v1/alerts", &id_cursor),
@@ -652,6 +665,7 @@ fn positive_size() -> Value {
 pub fn router(state: AppState) -> axum::Router {
     let (router, _) = api().split_for_parts();
     router
+        .merge(crate::pages::routes())
         .fallback(ops::no_route)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
