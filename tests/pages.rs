@@ -453,6 +453,30 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
         None,
     );
     check_offers(&c, &decision).await;
+    let misses: Vec<(String, String)> = decision["near_misses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["product"].as_str().unwrap().to_owned(),
+                n["failing_zh"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let shown: Vec<(String, String)> = serde_json::from_value(
+        js(
+            &c,
+            "return [...document.querySelectorAll('#misses li[data-product]')].map(l => [l.dataset.product, l.textContent]);",
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(shown.len(), misses.len());
+    for ((p, text), (want, why)) in shown.iter().zip(&misses) {
+        assert_eq!(p, want);
+        assert!(text.contains(why.as_str()), "{text} / {why}");
+    }
     let hints: Vec<String> = decision["hints"]
         .as_array()
         .unwrap()

@@ -101,7 +101,9 @@ function renderDecision() {
       o.support.map((s) => s.id).join(','))));
   YX.fill(document.querySelector('#offers tbody'), offers, 9);
   const misses = d.near_misses.map((n) => YX.el('li', { 'data-product': n.product },
-    `${n.institution} · ${n.name}: ${n.failing.join('; ')}`));
+    YX.lang === 'zh'
+      ? `${n.institution_zh} · ${n.name_zh}：${n.failing_zh.join('；')}`
+      : `${n.institution} · ${n.name}: ${n.failing.join('; ')}`));
   document.getElementById('misses').replaceChildren(...(misses.length ? misses : [YX.el('li', { class: 'muted' }, YX.t('none'))]));
   const hints = d.hints.map((h) => YX.el('li', { 'data-feature': h.feature, 'data-points': h.points },
     YX.lang === 'zh' ? h.text_zh : h.text_en));

@@ -506,10 +506,16 @@ pub struct NearMissView {
     pub product: String,
     /// Institution.
     pub institution: String,
+    /// Institution in Chinese.
+    pub institution_zh: String,
     /// Product name.
     pub name: String,
+    /// Product name in Chinese.
+    pub name_zh: String,
     /// Failing criteria, e.g. `grade B not in [A+, A]`.
     pub failing: Vec<String>,
+    /// The same in Chinese, in the same order.
+    pub failing_zh: Vec<String>,
 }
 
 /// A reason code with its texts.
@@ -584,8 +590,11 @@ impl From<Decision> for DecisionView {
                 .map(|m| NearMissView {
                     product: m.product,
                     institution: m.institution,
+                    institution_zh: m.institution_zh,
                     name: m.name,
+                    name_zh: m.name_zh,
                     failing: m.failing,
+                    failing_zh: m.failing_zh,
                 })
                 .collect(),
             reasons: d

@@ -150,10 +150,28 @@ pub struct NearMiss {
     pub product: String,
     /// Institution.
     pub institution: String,
+    /// Institution in Chinese.
+    pub institution_zh: String,
     /// Product name.
     pub name: String,
+    /// Product name in Chinese.
+    pub name_zh: String,
     /// Failing criteria, e.g. `grade B not in [A+, A]`.
     pub failing: Vec<String>,
+    /// The same in Chinese, in the same order.
+    pub failing_zh: Vec<String>,
+}
+
+/// A failing criterion in English and Chinese.
+struct Fail {
+    en: String,
+    zh: String,
+}
+
+impl Fail {
+    fn new(en: String, zh: String) -> Fail {
+        Fail { en, zh }
+    }
 }
 
 /// The decision.
@@ -211,40 +229,61 @@ fn money(v: f64) -> Decimal {
     Decimal::from_f64(v).map_or(Decimal::ZERO, |d| d.round_dp(2))
 }
 
-/// Which criteria fail, as readable strings.
-fn failing(c: &Criteria, app: &Applicant, req: &LoanRequest) -> Vec<String> {
+/// Which criteria fail, in English and Chinese.
+fn failing(c: &Criteria, app: &Applicant, req: &LoanRequest) -> Vec<Fail> {
     let mut out = Vec::new();
     let public = yuanxin_domain::public_grade(&app.grade);
     if !c.grades.is_empty() && !c.grades.iter().any(|g| *g == app.grade || g == public) {
-        out.push(format!(
-            "grade {} not in [{}]",
-            app.grade,
-            c.grades.join(", ")
+        let grades = c.grades.join(", ");
+        out.push(Fail::new(
+            format!("grade {} not in [{grades}]", app.grade),
+            format!("等级 {} 不在 [{grades}] 之内", app.grade),
         ));
     }
     let industry = app.industry.as_str();
     if !c.industries.is_empty() && !c.industries.iter().any(|i| i == industry) {
-        out.push(format!("industry {industry} not admitted"));
+        out.push(Fail::new(
+            format!("industry {industry} not admitted"),
+            format!("行业 {} 不在产品准入范围内", app.industry.name_zh()),
+        ));
     }
     let registered = feature(app, known!("months_since_registration")).unwrap_or(0.0);
     if registered < f64::from(c.min_months_registered) {
-        out.push(format!(
-            "registered {registered:.0} months, needs {}",
-            c.min_months_registered
+        out.push(Fail::new(
+            format!(
+                "registered {registered:.0} months, needs {}",
+                c.min_months_registered
+            ),
+            format!(
+                "注册 {registered:.0} 个月，需满 {} 个月",
+                c.min_months_registered
+            ),
         ));
     }
     let ecny = feature(app, known!("months_on_ecny_platform")).unwrap_or(0.0);
     if c.requires_ecny && ecny <= 0.0 {
-        out.push("not on the 元管家 e-CNY platform".into());
+        out.push(Fail::new(
+            "not on the 元管家 e-CNY platform".into(),
+            "尚未使用元管家数字人民币平台".into(),
+        ));
     }
     if ecny < f64::from(c.min_months_on_ecny) {
-        out.push(format!(
-            "{ecny:.0} months on the e-CNY platform, needs {}",
-            c.min_months_on_ecny
+        out.push(Fail::new(
+            format!(
+                "{ecny:.0} months on the e-CNY platform, needs {}",
+                c.min_months_on_ecny
+            ),
+            format!(
+                "使用数字人民币平台 {ecny:.0} 个月，需满 {} 个月",
+                c.min_months_on_ecny
+            ),
         ));
     }
     if !c.purposes.is_empty() && !c.purposes.contains(&req.purpose) {
-        out.push(format!("purpose {} not admitted", req.purpose));
+        out.push(Fail::new(
+            format!("purpose {} not admitted", req.purpose),
+            format!("贷款用途 {} 不在产品准入范围内", req.purpose),
+        ));
     }
     out
 }
@@ -355,9 +394,15 @@ pub fn decide(
     for p in &catalogue.products {
         let mut fail = failing(&p.criteria, app, req);
         if req.term_months < p.min_term_months || req.term_months > p.max_term_months {
-            fail.push(format!(
-                "term {} months outside {}–{}",
-                req.term_months, p.min_term_months, p.max_term_months
+            fail.push(Fail::new(
+                format!(
+                    "term {} months outside {}–{}",
+                    req.term_months, p.min_term_months, p.max_term_months
+                ),
+                format!(
+                    "期限 {} 个月不在 {}–{} 个月之内",
+                    req.term_months, p.min_term_months, p.max_term_months
+                ),
             ));
         }
         let support: Vec<&crate::config::Scheme> = catalogue
@@ -408,9 +453,15 @@ pub fn decide(
         if fail.is_empty() {
             admitted = true;
             if amount < p.min_amount {
-                fail.push(format!(
-                    "limit {} below the product minimum {}",
-                    limit.limit, p.min_amount
+                fail.push(Fail::new(
+                    format!(
+                        "limit {} below the product minimum {}",
+                        limit.limit, p.min_amount
+                    ),
+                    format!(
+                        "可贷额度 {} 元低于产品起贷金额 {} 元",
+                        limit.limit, p.min_amount
+                    ),
                 ));
             }
         }
@@ -443,11 +494,15 @@ pub fn decide(
                     .collect(),
             });
         } else {
+            let (failing, failing_zh) = fail.into_iter().map(|f| (f.en, f.zh)).unzip();
             misses.push(NearMiss {
                 product: p.id.clone(),
                 institution: p.institution.clone(),
+                institution_zh: p.institution_zh.clone(),
                 name: p.name.clone(),
-                failing: fail,
+                name_zh: p.name_zh.clone(),
+                failing,
+                failing_zh,
             });
         }
     }
