@@ -200,6 +200,14 @@ async fn check_score(c: &Client, s: &Value) {
         .map(|r| r["points_lost"].as_f64().unwrap())
         .collect();
     assert_eq!(points, want);
+    // Bands and values are shown rounded, never in the model's exponent notation.
+    let shown = js(
+        c,
+        "return [...document.querySelectorAll('#reasons tbody td:nth-child(2), #reasons tbody td:nth-child(3)')].map(td => td.textContent).join(' ');",
+    )
+    .await;
+    let shown = shown.as_str().unwrap();
+    assert!(!shown.contains("e-") && !shown.contains("e+"), "{shown}");
 }
 
 /// The page's offers against the API's decision.

@@ -181,6 +181,24 @@ const YX = {
     const [i, f] = String(s).split('.');
     return i.replace(/\B(?=(\d{3})+(?!\d))/g, ',') + (f ? '.' + f : '');
   },
+  // A numeric band as the model stores it ("[1.365732e-1, 3.219096e-1)") with its bounds
+  // rounded for reading ("[0.137, 0.322)"); category bands are shown as they are.
+  band(s) {
+    if (!s || !/^[[(]/.test(s)) return s || '';
+    const num = (m) => {
+      const x = Number(m);
+      if (!Number.isFinite(x)) return m;
+      return String(Math.abs(x) >= 1000 ? Math.round(x) : Number(x.toPrecision(3)));
+    };
+    return s.replace(/-?\d+(\.\d+)?(e[-+]?\d+)?/gi, num).replace(/\binf\b/g, '∞');
+  },
+  // A characteristic's value as the API gives it (a decimal string, or "missing"),
+  // rounded to two decimals for reading.
+  value(v) {
+    if (v === 'missing') return this.t('missing');
+    const x = Number(v);
+    return Number.isFinite(x) && String(v).trim() !== '' ? String(Math.round(x * 100) / 100) : v;
+  },
   pct(p) { return p === null || p === undefined ? '' : (Math.round(p * 10000) / 100).toFixed(2) + '%'; },
   rate(s) { return s === null || s === undefined ? '' : s + '%'; },
   time(s) { return s ? s.replace('T', ' ').replace(/(:\d\d)(\.\d+)?\+08:00$/, '$1') : ''; },

@@ -24,8 +24,8 @@ function renderScore() {
   card('as-of', s.as_of, s.as_of);
   const rows = s.reasons.map((r) => YX.el('tr', { 'data-feature': r.feature },
     YX.cell(nm(r), r.feature),
-    YX.cell(r.value === 'missing' ? YX.t('missing') : r.value, r.value),
-    YX.cell(r.bin || '', r.bin || ''),
+    YX.cell(YX.value(r.value), r.value),
+    YX.cell(YX.band(r.bin), r.bin || ''),
     YX.cell(String(Math.round(r.points_lost * 100) / 100), r.points_lost, 'num')));
   YX.fill(document.querySelector('#reasons tbody'), rows, 4);
   card('log-index', L.receipt.index, L.receipt.index);

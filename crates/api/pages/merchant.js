@@ -7,12 +7,6 @@ const M = { score: null, history: null, decision: null, queries: [], queriesNext
 
 function name(o) { return YX.lang === 'zh' ? o.name_zh : o.name_en; }
 
-function showValue(v) {
-  if (v === 'missing') return YX.t('missing');
-  const x = Number(v);
-  return Number.isFinite(x) && v.trim() !== '' ? String(Math.round(x * 100) / 100) : v;
-}
-
 function setCard(id, text, raw) {
   const e = document.getElementById(id);
   e.textContent = text;
@@ -31,8 +25,8 @@ function renderScore() {
   document.getElementById('meaning').textContent = closed ? '' : YX.t('grade.' + s.public_grade);
   const rows = s.reasons.map((r) => YX.el('tr', { 'data-feature': r.feature },
     YX.cell(name(r), r.feature),
-    YX.cell(showValue(r.value), r.value),
-    YX.cell(r.bin || '', r.bin || ''),
+    YX.cell(YX.value(r.value), r.value),
+    YX.cell(YX.band(r.bin), r.bin || ''),
     YX.cell(String(Math.round(r.points_lost * 100) / 100), r.points_lost, 'num')));
   YX.fill(document.querySelector('#reasons tbody'), rows, 4);
 }
