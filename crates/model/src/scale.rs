@@ -119,29 +119,26 @@ impl Calibration {
     /// and outcomes, by their log loss in 5-fold cross-validation over these rows (each
     /// fitted on four folds, measured on the fifth; folds are rows `i % 5`), then fits the
     /// chosen one on all of them. `what` names the rows, for the record.
+    ///
+    /// The rows are sorted once and tallied by distinct log-odds, with each fold's counts
+    /// apart: a scorecard's log-odds take far fewer values than it has rows, so the ten fits
+    /// and five measurements run over the distinct values, not the rows.
     pub fn choose(z: &[f64], bad: &[bool], what: &str) -> Calibration {
         const FOLDS: usize = 5;
+        let folds = Tally::by_fold(z, bad, FOLDS);
+        let all = Tally::sum(&folds);
         let (mut platt, mut iso) = (0.0, 0.0);
         for f in 0..FOLDS {
-            let (mut zt, mut bt, mut zv, mut bv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (i, (&x, &y)) in z.iter().zip(bad).enumerate() {
-                if i % FOLDS == f {
-                    zv.push(x);
-                    bv.push(y);
-                } else {
-                    zt.push(x);
-                    bt.push(y);
-                }
-            }
-            platt += log_loss_sum(&Calibration::fit(&zt, &bt), &zv, &bv);
-            iso += log_loss_sum(&Calibration::isotonic(&zt, &bt), &zv, &bv);
+            let train = all.minus(&folds[f]);
+            platt += folds[f].log_loss(&Calibration::platt(&train));
+            iso += folds[f].log_loss(&Calibration::pav(&train));
         }
         let n = z.len().max(1) as f64;
         let (platt, iso) = (platt / n, iso / n);
         let mut c = if iso < platt {
-            Calibration::isotonic(z, bad)
+            Calibration::pav(&all)
         } else {
-            Calibration::fit(z, bad)
+            Calibration::platt(&all)
         };
         let chosen = if iso < platt { "isotonic" } else { "Platt" };
         c.fitted = format!(
@@ -152,24 +149,21 @@ impl Calibration {
     }
 
     /// The isotonic calibration: pooled adjacent violators over the rows sorted by log-odds
-    /// (ties pooled first), blocks merged until each has ten bads and ten goods, each block's bad rate at its mean log-odds.
+    /// (ties pooled first), blocks merged until each has ten bads and ten goods, each
+    /// block's bad rate at its mean log-odds.
     pub fn isotonic(z: &[f64], bad: &[bool]) -> Calibration {
-        let mut idx: Vec<usize> = (0..z.len()).collect();
-        idx.sort_by(|&a, &b| z[a].total_cmp(&z[b]));
-        // Blocks of (sum of z, bads, rows).
-        let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
-        let mut last_z = f64::NAN;
-        for &i in &idx {
-            let y = if bad[i] { 1.0 } else { 0.0 };
-            match blocks.last_mut() {
-                Some(b) if z[i] == last_z => {
-                    b.0 += z[i];
-                    b.1 += y;
-                    b.2 += 1.0;
-                }
-                _ => blocks.push((z[i], y, 1.0)),
+        Calibration::pav(&Tally::of(z, bad))
+    }
+
+    /// [`Calibration::isotonic`] on tallied rows.
+    fn pav(t: &Tally) -> Calibration {
+        // Blocks of (sum of z, bads, rows); each distinct log-odds enters as one block.
+        let mut blocks: Vec<(f64, f64, f64)> = Vec::with_capacity(t.z.len());
+        for ((&z, &b), &n) in t.z.iter().zip(&t.bads).zip(&t.rows) {
+            if n <= 0.0 {
+                continue;
             }
-            last_z = z[i];
+            blocks.push((z * n, b, n));
             while blocks.len() > 1 {
                 let k = blocks.len();
                 let (p, q) = (blocks[k - 2], blocks[k - 1]);
@@ -210,16 +204,21 @@ impl Calibration {
         }
     }
 
-    /// Fits the calibration to log-odds `z` and outcomes.
+    /// Fits Platt's calibration to log-odds `z` and outcomes.
     pub fn fit(z: &[f64], bad: &[bool]) -> Calibration {
+        Calibration::platt(&Tally::of(z, bad))
+    }
+
+    /// [`Calibration::fit`] on tallied rows: Newton's method on the weighted likelihood.
+    fn platt(t: &Tally) -> Calibration {
         let (mut a, mut b) = (0.0f64, 1.0f64);
         for _ in 0..100 {
             // Gradient and Hessian of the negative log-likelihood.
             let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for (&x, &y) in z.iter().zip(bad) {
+            for ((&x, &bads), &n) in t.z.iter().zip(&t.bads).zip(&t.rows) {
                 let p = sigmoid(a + b * x);
-                let r = p - if y { 1.0 } else { 0.0 };
-                let w = (p * (1.0 - p)).max(1e-12);
+                let r = p * n - bads;
+                let w = (p * (1.0 - p)).max(1e-12) * n;
                 ga += r;
                 gb += r * x;
                 haa += w;
@@ -286,14 +285,88 @@ impl Calibration {
 }
 
 /// Summed log loss of a calibration on rows.
-fn log_loss_sum(c: &Calibration, z: &[f64], bad: &[bool]) -> f64 {
-    z.iter()
-        .zip(bad)
-        .map(|(&x, &y)| {
-            let p = c.pd(x).clamp(PD_EDGE, 1.0 - PD_EDGE);
-            -if y { p.ln() } else { (1.0 - p).ln() }
-        })
-        .sum()
+/// Rows tallied by distinct log-odds, ascending: bads and rows at each value.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    z: Vec<f64>,
+    bads: Vec<f64>,
+    rows: Vec<f64>,
+}
+
+impl Tally {
+    /// All rows.
+    fn of(z: &[f64], bad: &[bool]) -> Tally {
+        Tally::sum(&Tally::by_fold(z, bad, 1))
+    }
+
+    /// The rows of each fold (row `i` in fold `i % folds`), every fold over the same
+    /// distinct values (a value a fold lacks has zero rows there).
+    fn by_fold(z: &[f64], bad: &[bool], folds: usize) -> Vec<Tally> {
+        let folds = folds.max(1);
+        let mut idx: Vec<usize> = (0..z.len().min(bad.len())).collect();
+        idx.sort_by(|&a, &b| z[a].total_cmp(&z[b]).then(a.cmp(&b)));
+        let mut out = vec![Tally::default(); folds];
+        let mut last: Option<f64> = None;
+        for &i in &idx {
+            if last.is_none_or(|l| l.total_cmp(&z[i]).is_ne()) {
+                for t in &mut out {
+                    t.z.push(z[i]);
+                    t.bads.push(0.0);
+                    t.rows.push(0.0);
+                }
+                last = Some(z[i]);
+            }
+            let t = &mut out[i % folds];
+            if let (Some(b), Some(n)) = (t.bads.last_mut(), t.rows.last_mut()) {
+                *b += if bad[i] { 1.0 } else { 0.0 };
+                *n += 1.0;
+            }
+        }
+        out
+    }
+
+    /// The folds together (counts are whole numbers: the sums are exact).
+    fn sum(folds: &[Tally]) -> Tally {
+        let mut all = folds.first().cloned().unwrap_or_default();
+        for f in folds.iter().skip(1) {
+            for (k, (&b, &n)) in f.bads.iter().zip(&f.rows).enumerate() {
+                all.bads[k] += b;
+                all.rows[k] += n;
+            }
+        }
+        all
+    }
+
+    /// These rows without a fold's (over the same values).
+    fn minus(&self, fold: &Tally) -> Tally {
+        Tally {
+            z: self.z.clone(),
+            bads: self
+                .bads
+                .iter()
+                .zip(&fold.bads)
+                .map(|(a, b)| a - b)
+                .collect(),
+            rows: self
+                .rows
+                .iter()
+                .zip(&fold.rows)
+                .map(|(a, b)| a - b)
+                .collect(),
+        }
+    }
+
+    /// Summed log loss of a calibration on these rows.
+    fn log_loss(&self, c: &Calibration) -> f64 {
+        let mut sum = 0.0;
+        for ((&x, &b), &n) in self.z.iter().zip(&self.bads).zip(&self.rows) {
+            if n > 0.0 {
+                let p = c.pd(x).clamp(PD_EDGE, 1.0 - PD_EDGE);
+                sum += -(b * p.ln() + (n - b) * (1.0 - p).ln());
+            }
+        }
+        sum
+    }
 }
 
 /// One grade of the master scale: PDs up to and including `pd_max`.
@@ -428,6 +501,153 @@ mod tests {
         assert!((s.score(-(100f64.ln())) - 620.0).abs() < 1e-9);
         assert!((s.logit(s.score(0.3)) - 0.3).abs() < 1e-12);
         assert!(Scaling { pdo: 0.0, ..s }.check().is_err());
+    }
+
+    /// Platt's fit and the log loss row by row, as they were before the rows were tallied.
+    fn platt_by_rows(z: &[f64], bad: &[bool]) -> (f64, f64) {
+        let (mut a, mut b) = (0.0f64, 1.0f64);
+        for _ in 0..100 {
+            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for (&x, &y) in z.iter().zip(bad) {
+                let p = sigmoid(a + b * x);
+                let r = p - if y { 1.0 } else { 0.0 };
+                let w = (p * (1.0 - p)).max(1e-12);
+                ga += r;
+                gb += r * x;
+                haa += w;
+                hab += w * x;
+                hbb += w * x * x;
+            }
+            let det = haa * hbb - hab * hab;
+            let (da, db) = ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det);
+            a -= da;
+            b -= db;
+            if da.abs() < 1e-10 && db.abs() < 1e-10 {
+                break;
+            }
+        }
+        (a, b)
+    }
+
+    /// The isotonic points from the rows: each run of equal log-odds pooled into one block
+    /// (summed row by row), then pooled adjacent violators, then the ten-and-ten merge.
+    fn pav_by_rows(z: &[f64], bad: &[bool]) -> Vec<(f64, f64)> {
+        let mut idx: Vec<usize> = (0..z.len()).collect();
+        idx.sort_by(|&a, &b| z[a].total_cmp(&z[b]));
+        let mut ties: Vec<(f64, f64, f64)> = Vec::new();
+        let mut last = f64::NAN;
+        for &i in &idx {
+            let y = if bad[i] { 1.0 } else { 0.0 };
+            match ties.last_mut() {
+                Some(b) if z[i] == last => *b = (b.0 + z[i], b.1 + y, b.2 + 1.0),
+                _ => ties.push((z[i], y, 1.0)),
+            }
+            last = z[i];
+        }
+        let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
+        for t in ties {
+            blocks.push(t);
+            while blocks.len() > 1 {
+                let k = blocks.len();
+                let (p, q) = (blocks[k - 2], blocks[k - 1]);
+                if p.1 / p.2 < q.1 / q.2 {
+                    break;
+                }
+                blocks.truncate(k - 2);
+                blocks.push((p.0 + q.0, p.1 + q.1, p.2 + q.2));
+            }
+        }
+        let mut merged: Vec<(f64, f64, f64)> = Vec::new();
+        let mut run = (0.0, 0.0, 0.0);
+        for b in blocks {
+            run = (run.0 + b.0, run.1 + b.1, run.2 + b.2);
+            if run.1 >= 10.0 && run.2 - run.1 >= 10.0 {
+                merged.push(run);
+                run = (0.0, 0.0, 0.0);
+            }
+        }
+        if run.2 > 0.0 {
+            match merged.last_mut() {
+                Some(l) => *l = (l.0 + run.0, l.1 + run.1, l.2 + run.2),
+                None => merged.push(run),
+            }
+        }
+        merged
+            .iter()
+            .map(|&(sz, b, n)| (sz / n, (b / n).clamp(PD_EDGE, 1.0 - PD_EDGE)))
+            .collect()
+    }
+
+    fn loss_by_rows(c: &Calibration, z: &[f64], bad: &[bool]) -> f64 {
+        z.iter()
+            .zip(bad)
+            .map(|(&x, &y)| {
+                let p = c.pd(x).clamp(PD_EDGE, 1.0 - PD_EDGE);
+                -if y { p.ln() } else { (1.0 - p).ln() }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn tallied_calibration_is_the_row_by_row_one() {
+        // A scorecard's log-odds: few distinct values, many ties, in no order.
+        let n = 6000;
+        let z: Vec<f64> = (0..n)
+            .map(|i| -3.0 + 0.25 * ((i * 7919) % 23) as f64)
+            .collect();
+        let bad: Vec<bool> = (0..n)
+            .map(|i| ((i * 104_729) % 1000) as f64 / 1000.0 < sigmoid(0.3 + 0.9 * z[i]))
+            .collect();
+        let (a, b) = platt_by_rows(&z, &bad);
+        let c = Calibration::fit(&z, &bad);
+        assert!(
+            (c.a - a).abs() < 1e-9 && (c.b - b).abs() < 1e-9,
+            "{c:?} vs {a} {b}"
+        );
+        // Each fold measured on its own rows, as row by row.
+        let folds = Tally::by_fold(&z, &bad, 5);
+        let all = Tally::sum(&folds);
+        assert_eq!(all.rows.iter().sum::<f64>(), n as f64);
+        assert_eq!(all.z.len(), 23);
+        for (f, fold) in folds.iter().enumerate() {
+            let pick = |keep: bool| -> (Vec<f64>, Vec<bool>) {
+                (0..n)
+                    .filter(|i| (i % 5 == f) == keep)
+                    .map(|i| (z[i], bad[i]))
+                    .unzip()
+            };
+            let (zt, bt) = pick(false);
+            let (zv, bv) = pick(true);
+            let (a, b) = platt_by_rows(&zt, &bt);
+            let by_rows = [
+                Calibration {
+                    a,
+                    b,
+                    ..Calibration::IDENTITY
+                },
+                Calibration {
+                    isotonic: pav_by_rows(&zt, &bt),
+                    ..Calibration::IDENTITY
+                },
+            ];
+            let iso = Calibration::pav(&all.minus(fold));
+            assert_eq!(iso.isotonic.len(), by_rows[1].isotonic.len());
+            for (p, q) in iso.isotonic.iter().zip(&by_rows[1].isotonic) {
+                assert!(
+                    (p.0 - q.0).abs() < 1e-12 && (p.1 - q.1).abs() < 1e-12,
+                    "{p:?} {q:?}"
+                );
+            }
+            for (tallied, rows) in [Calibration::platt(&all.minus(fold)), iso]
+                .iter()
+                .zip(&by_rows)
+            {
+                let (x, y) = (fold.log_loss(tallied), loss_by_rows(rows, &zv, &bv));
+                assert!((x - y).abs() < 1e-9 * y, "fold {f}: {x} vs {y}");
+            }
+        }
+        let chosen = Calibration::choose(&z, &bad, "rows");
+        assert!(chosen.fitted.contains("6000 rows"), "{}", chosen.fitted);
     }
 
     #[test]
