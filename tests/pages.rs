@@ -974,3 +974,121 @@ async fn document_hidden(c: &Client, css: &str) -> bool {
     .as_bool()
     .unwrap()
 }
+
+/// The session cookie of a sign-in response.
+fn session_cookie(r: &common::service::Resp) -> String {
+    let c = r.header("set-cookie").expect("a session cookie");
+    c.split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn sessions_follow_their_key_and_their_cookies_suit_the_transport() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = start(tmp.path(), &fixture().latest, &[], &[]);
+    let a = srv.addr.as_str();
+    let body = format!(r#"{{"key":"{}"}}"#, srv.merchant_key);
+    let signin = |extra: &[(&str, &str)]| {
+        let mut h = vec![("X-Yuanxin-Signin", "1")];
+        h.extend_from_slice(extra);
+        request_with(a, "POST", "/session", &h, Some(&body))
+    };
+
+    // Plain HTTP: HttpOnly and SameSite=Strict, not Secure; behind a TLS proxy, Secure.
+    let r = signin(&[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let set = r.header("set-cookie").unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(!set.contains("Secure"), "{set}");
+    let r = signin(&[("X-Forwarded-Proto", "https")]);
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"));
+
+    // A wrong key, or an origin that is not this one, opens nothing.
+    let wrong = request_with(
+        a,
+        "POST",
+        "/session",
+        &[("X-Yuanxin-Signin", "1")],
+        Some(r#"{"key":"yx_000000000000_nope"}"#),
+    );
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let elsewhere = signin(&[("Origin", "https://evil.example")]);
+    assert_eq!(elsewhere.status, 403, "{}", elsewhere.body);
+    assert!(elsewhere.body.contains("csrf_failed"));
+    // An analyst has no pages (yet): refused with a reason, not a session.
+    let analyst = request_with(
+        a,
+        "POST",
+        "/session",
+        &[("X-Yuanxin-Signin", "1")],
+        Some(&format!(r#"{{"key":"{}"}}"#, srv.analyst)),
+    );
+    assert_eq!(analyst.status, 403, "{}", analyst.body);
+    assert!(analyst.header("set-cookie").is_none());
+
+    // The session answers as its key does; the anti-forgery token comes from /session.
+    let cookie = session_cookie(&signin(&[]));
+    let get = |path: &str| request_with(a, "GET", path, &[("Cookie", &cookie)], None);
+    let me = get("/session");
+    assert_eq!(me.status, 200);
+    let me = value(&me.body);
+    assert_eq!(me["role"], "merchant");
+    assert_eq!(me["code"], json!(srv.merchant));
+    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(get("/v1/me/score").status, 200);
+    let grant = r#"{"lender":"ICBC-demo","purpose":"post_loan","days":7}"#;
+    let with = |token: &str| {
+        request_with(
+            a,
+            "POST",
+            "/v1/me/consents",
+            &[("Cookie", &cookie), ("X-CSRF-Token", token)],
+            Some(grant),
+        )
+    };
+    assert_eq!(with("0".repeat(64).as_str()).status, 403);
+    assert_eq!(with(&csrf).status, 201);
+
+    // Revoking the key ends its sessions from the next request.
+    let key_id = srv.merchant_key.split('_').nth(1).unwrap();
+    let (s, _, b) = http(
+        a,
+        "DELETE",
+        &format!("/v1/admin/keys/{key_id}"),
+        Some(&srv.admin),
+        None,
+    );
+    assert!((200..300).contains(&s), "{s} {b}");
+    assert_eq!(get("/v1/me/score").status, 401);
+    assert_eq!(get("/session").status, 401);
+
+    // Signing out ends a session; bearer keys never needed one.
+    let lender = request_with(
+        a,
+        "POST",
+        "/session",
+        &[("X-Yuanxin-Signin", "1")],
+        Some(&format!(r#"{{"key":"{}"}}"#, srv.lender)),
+    );
+    let cookie = session_cookie(&lender);
+    let token = value(&request_with(a, "GET", "/session", &[("Cookie", &cookie)], None).body)
+        ["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = request_with(
+        a,
+        "DELETE",
+        "/session",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &token)],
+        None,
+    );
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let after = request_with(a, "GET", "/v1/consents", &[("Cookie", &cookie)], None);
+    assert_eq!(after.status, 401);
+    let (s, _, _) = http(a, "GET", "/v1/consents", Some(&srv.lender), None);
+    assert_eq!(s, 200);
+}
