@@ -128,10 +128,10 @@ impl Calibration {
         let folds = Tally::by_fold(z, bad, FOLDS);
         let all = Tally::sum(&folds);
         let (mut platt, mut iso) = (0.0, 0.0);
-        for f in 0..FOLDS {
-            let train = all.minus(&folds[f]);
-            platt += folds[f].log_loss(&Calibration::platt(&train));
-            iso += folds[f].log_loss(&Calibration::pav(&train));
+        for fold in &folds {
+            let train = all.minus(fold);
+            platt += fold.log_loss(&Calibration::platt(&train));
+            iso += fold.log_loss(&Calibration::pav(&train));
         }
         let n = z.len().max(1) as f64;
         let (platt, iso) = (platt / n, iso / n);
