@@ -314,7 +314,8 @@ fn shots_dir() -> PathBuf {
 }
 
 async fn screenshots(c: &Client, name: &str) {
-    for (w, h) in [(390, 844), (1366, 768)] {
+    // The smallest phone the pages are made for, a common one, and a desktop.
+    for (w, h) in [(360, 740), (390, 844), (1366, 768)] {
         c.set_window_size(w, h).await.unwrap();
         // Wide content would scroll the page sideways on a phone.
         let overflow = js(
