@@ -755,3 +755,92 @@ fn rows_from_the_future_are_refused_beyond_the_allowed_clock_skew() {
     assert!(!out.status.success());
     assert!(!tmp.path().join("l3").join("manifest.json").exists());
 }
+
+/// DuckDB's reading of a ledger: the files the manifest (the commit record) lists, read
+/// with their Hive-style partition (`data/<table>/month=<YYYY-MM|all>/<batch>-<n>.parquet`);
+/// each table's rows by batch and month. Also what a plain glob over the folders would
+/// count, which includes files no batch committed.
+const DUCKDB_COUNTS: &str = r#"
+import duckdb, json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+manifest = json.loads((root / "manifest.json").read_text())
+out, globbed = {}, {}
+for table in sorted({f["table"] for f in manifest["files"]}):
+    files = [str(root / f["path"]) for f in manifest["files"] if f["table"] == table]
+    rows = duckdb.execute(
+        "SELECT _batch, month, count(*) FROM read_parquet(?, hive_partitioning = true) "
+        "GROUP BY ALL ORDER BY ALL",
+        [files],
+    ).fetchall()
+    for batch, month, n in rows:
+        out.setdefault(table, {}).setdefault(batch, {})[month] = n
+    glob = str(root / "data" / table / "month=*" / "*.parquet")
+    globbed[table] = duckdb.execute("SELECT count(*) FROM read_parquet(?)", [glob]).fetchone()[0]
+print(json.dumps({"rows": out, "globbed": globbed}))
+"#;
+
+#[test]
+fn another_engine_reads_the_committed_ledger_from_its_files() {
+    let python = std::env::var_os("YUANXIN_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/py-venv/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "no Python with DuckDB at {} (scripts/test makes target/py-venv)",
+        python.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 40, 6, 31, &["--faults", "0.05"]);
+    let ledger = tmp.path().join("ledger");
+    ingest_json(&ledger, &[&city], &[]);
+    ingest_json(&ledger, &[&city.join("_late")], &[]);
+    // A file no batch committed (as a killed ingestion can leave behind) is not part of
+    // the ledger: readers take the manifest's list, not the folder's.
+    let part = std::fs::read_dir(ledger.join("data/escrow_events"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .min()
+        .unwrap();
+    let committed = parquet_files(&part)[0].clone();
+    let stray_rows = read_parquet(&committed)
+        .iter()
+        .map(|b| b.num_rows() as u64)
+        .sum::<u64>();
+    std::fs::copy(&committed, part.join("b000003-0001.parquet")).unwrap();
+
+    let ours: Value = serde_json::from_str(&run_ok(&[
+        "ledger",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(ours["batches"].as_array().unwrap().len(), 2);
+    let out = Command::new(&python)
+        .args(["-c", DUCKDB_COUNTS, ledger.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(theirs["rows"], ours["rows"]);
+    // Both batches are there, the first over several months.
+    let escrow = ours["rows"]["escrow_events"].as_object().unwrap();
+    assert_eq!(escrow.len(), 2, "{escrow:?}");
+    assert!(escrow["b000001"].as_object().unwrap().len() > 1);
+    // A glob over the folders would have counted the stray file too.
+    let committed_escrow: u64 = escrow
+        .values()
+        .flat_map(|m| m.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        theirs["globbed"]["escrow_events"].as_u64().unwrap(),
+        committed_escrow + stray_rows
+    );
+}

@@ -1,5 +1,6 @@
 //! `yuanxin`: the command-line face of the engine.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,6 +40,10 @@ enum Command {
         /// Ledger folder.
         #[arg(long)]
         ledger: PathBuf,
+        /// Print JSON: the batches, and the committed rows of each table by batch and
+        /// business month (what another engine reading the files should count).
+        #[arg(long)]
+        json: bool,
     },
     /// Print the source-data model (tables, columns, rules).
     Schema,
@@ -288,7 +293,7 @@ fn run() -> Result<()> {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             }
         }
-        Command::Ledger { ledger } => print_ledger(&ledger)?,
+        Command::Ledger { ledger, json } => print_ledger(&ledger, json)?,
         Command::Schema => out!("{}", yuanxin_ledger::schema::markdown()),
         Command::Features { json } => {
             if json {
@@ -497,10 +502,31 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_ledger(path: &Path) -> Result<()> {
+fn print_ledger(path: &Path, json: bool) -> Result<()> {
     let ledger =
         Ledger::open(path).with_context(|| format!("opening ledger {}", path.display()))?;
     let m = ledger.manifest();
+    if json {
+        // table → batch → month → rows, from the manifest (the commit record).
+        let mut rows: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, u64>>> = BTreeMap::new();
+        for f in &m.files {
+            *rows
+                .entry(f.table.as_str())
+                .or_default()
+                .entry(f.batch.as_str())
+                .or_default()
+                .entry(f.month.as_str())
+                .or_default() += f.rows;
+        }
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "batches": m.batches,
+                "rows": rows,
+            }))?
+        );
+        return Ok(());
+    }
     outln!(
         "ledger {}: {} batch(es), {} data file(s)",
         path.display(),
@@ -557,7 +583,7 @@ fn run_demo(dir: &Path, merchants: u64, months: u32, seed: u64) -> Result<()> {
     }
     let summary = run_simulate(&cfg, &city)?;
     run_ingest(&ledger, &[city], None, None, false)?;
-    print_ledger(&ledger)?;
+    print_ledger(&ledger, false)?;
     // The latest credit profiles: as of the last day of the simulated period.
     let last_day = NaiveDate::parse_from_str(&summary.end, "%Y-%m-%d")
         .ok()
