@@ -90,29 +90,71 @@ async fn browser(driver: &Driver, profile: &Path, downloads: &Path) -> Client {
         .expect("a Chromium session")
 }
 
-/// Waits until a script's condition holds in the page (an event of the page, polled).
+/// Waits until a script's condition holds in the page: the page checks it now and at every
+/// change of its document (a MutationObserver), and answers when it holds or after 20 s.
 async fn until(c: &Client, what: &str, condition: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = c
-            .execute(&format!("return !!({condition});"), vec![])
-            .await
-            .unwrap();
-        if v == json!(true) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let status = c
-                .execute(
-                    "return [...document.querySelectorAll('[role=status]')].map(e => e.id + ': ' + e.textContent).join(' | ');",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            panic!("timed out waiting for {what} ({condition}); status: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         const holds = () => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }};
+         if (holds()) {{ done(true); return; }}
+         const watch = new MutationObserver(() => {{
+           if (holds()) {{ watch.disconnect(); clearTimeout(timer); done(true); }}
+         }});
+         const timer = setTimeout(() => {{ watch.disconnect(); done(holds()); }}, 20000);
+         watch.observe(document, {{ subtree: true, childList: true, attributes: true, characterData: true }});"
+    );
+    if c.execute_async(&script, vec![]).await.unwrap() != json!(true) {
+        let status = js(
+            c,
+            "return [...document.querySelectorAll('[role=status]')].map(e => e.id + ': ' + e.textContent).join(' | ');",
+        )
+        .await;
+        panic!("timed out waiting for {what} ({condition}); status: {status}");
     }
+}
+
+/// Waits for the browser to arrive at a page of the service (a script's navigation), then
+/// for the page's data (`body[data-ready]`) when it sets it.
+async fn arrive(c: &Client, path: &str, ready: bool) {
+    let url = c.current_url().await.unwrap().join(path).unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_url(&url)
+        .await
+        .unwrap_or_else(|e| panic!("never reached {url}: {e}"));
+    if ready {
+        until(c, path, "document.body.dataset.ready === '1'").await;
+    }
+}
+
+/// Clicks the element `css` selects.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Chooses `value` in the select `css`.
+async fn select(c: &Client, css: &str, value: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// Types `text` into the input `css`.
+async fn type_in(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
 }
 
 async fn js(c: &Client, script: &str) -> Value {
@@ -410,12 +452,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
 
     // ---- The merchant ------------------------------------------------------------------
     c.goto(&srv.signin[1]).await.unwrap();
-    until(
-        &c,
-        "the merchant page",
-        "document.body.dataset.ready === '1'",
-    )
-    .await;
+    arrive(&c, "/merchant", true).await;
     assert_eq!(c.current_url().await.unwrap().path(), "/merchant");
     // The key never stays in the address bar.
     assert!(!c.current_url().await.unwrap().as_str().contains("yx_"));
@@ -519,12 +556,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     let png = c.screenshot().await.unwrap();
     std::fs::write(shots_dir().join("merchant-zh-full.png"), png).unwrap();
     c.set_window_size(1366, 768).await.unwrap();
-    c.find(Locator::Id("lang"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#lang").await;
     until(&c, "English", "document.documentElement.lang === 'en'").await;
     assert_eq!(text(&c, "h1").await, "Yuanxin · My financing");
     assert!(text(&c, "#h-reasons").await.contains("holds my score down"));
@@ -565,12 +597,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     check_offers(&c, &small).await;
 
     // Consents: grant one through the page, see it through the API, revoke it.
-    c.find(Locator::Id("grant-purpose"))
-        .await
-        .unwrap()
-        .select_by_value("post_loan")
-        .await
-        .unwrap();
+    select(&c, "#grant-purpose", "post_loan").await;
     let days = c.find(Locator::Id("grant-days")).await.unwrap();
     days.clear().await.unwrap();
     days.send_keys("30").await.unwrap();
@@ -578,12 +605,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
         .as_array()
         .unwrap()
         .len();
-    c.find(Locator::Css("#grant button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#grant button[type=submit]").await;
     until(
         &c,
         "the new consent",
@@ -610,15 +632,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
         .map(|c| c["lender"]["code"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(column(&c, "#consents", 0).await, ids);
-    c.find(Locator::Css(&format!(
-        "button[data-consent='{}']",
-        new["id"]
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(&c, &format!("button[data-consent='{}']", new["id"])).await;
     until(
         &c,
         "the revocation",
@@ -639,24 +653,14 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     assert!(revoked["revoked_at"].is_string());
 
     // An objection through the page, seen through the API with its deadline.
-    c.find(Locator::Id("dispute-subject"))
-        .await
-        .unwrap()
-        .send_keys("credit_inquiries_90d")
-        .await
-        .unwrap();
-    c.find(Locator::Id("dispute-detail"))
-        .await
-        .unwrap()
-        .send_keys("Two of these inquiries were one application.")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#dispute button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_in(&c, "#dispute-subject", "credit_inquiries_90d").await;
+    type_in(
+        &c,
+        "#dispute-detail",
+        "Two of these inquiries were one application.",
+    )
+    .await;
+    click(&c, "#dispute button[type=submit]").await;
     until(
         &c,
         "the objection",
@@ -694,13 +698,8 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     same_origin_only(&c, &srv).await;
 
     // Sign out: the cookie no longer opens anything.
-    c.find(Locator::Id("signout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(&c, "the sign-in page", "location.pathname === '/signin'").await;
+    click(&c, "#signout").await;
+    arrive(&c, "/signin", false).await;
     let after = js(&c, "return fetch('/v1/me/score').then(r => r.status);").await;
     assert_eq!(after, json!(401));
     accessible(&c, "sign-in").await;
@@ -708,12 +707,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
 
     // ---- The lender --------------------------------------------------------------------
     c.goto(&srv.signin[0]).await.unwrap();
-    until(
-        &c,
-        "the lender console",
-        "document.body.dataset.ready === '1'",
-    )
-    .await;
+    arrive(&c, "/lender", true).await;
     assert_eq!(c.current_url().await.unwrap().path(), "/lender");
     let lk = srv.lender.as_str();
     let held = api(&srv, lk, "GET", "/v1/consents", None);
@@ -727,18 +721,8 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     assert_eq!(column(&c, "#consents", 0).await, held_ids);
 
     // Look up the consenting merchant: the same score, and the receipt names its entry.
-    c.find(Locator::Id("merchant"))
-        .await
-        .unwrap()
-        .send_keys(&srv.merchant)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#lookup button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_in(&c, "#merchant", &srv.merchant).await;
+    click(&c, "#lookup button[type=submit]").await;
     until(&c, "the score", "!document.querySelector('#result').hidden").await;
     let lender_score = api(
         &srv,
@@ -758,12 +742,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     assert_eq!(entry["entry"]["action"], "score");
 
     // Eligibility through the console, against the API's answer to the same request.
-    c.find(Locator::Css("#eligibility button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#eligibility button[type=submit]").await;
     until(
         &c,
         "the decision",
@@ -784,12 +763,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     let input = c.find(Locator::Id("merchant")).await.unwrap();
     input.clear().await.unwrap();
     input.send_keys(other).await.unwrap();
-    c.find(Locator::Css("#lookup button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#lookup button[type=submit]").await;
     until(
         &c,
         "the refusal",
@@ -809,24 +783,9 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     // A portfolio file in, the results as the API gives them, and a CSV out.
     let csv = tmp.path().join("portfolio.csv");
     std::fs::write(&csv, format!("merchant_id\n{}\n{other}\n", srv.merchant)).unwrap();
-    c.find(Locator::Id("portfolio-purpose"))
-        .await
-        .unwrap()
-        .select_by_value("pre_loan")
-        .await
-        .unwrap();
-    c.find(Locator::Id("portfolio-file"))
-        .await
-        .unwrap()
-        .send_keys(csv.to_str().unwrap())
-        .await
-        .unwrap();
-    c.find(Locator::Css("#portfolio button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    select(&c, "#portfolio-purpose", "pre_loan").await;
+    type_in(&c, "#portfolio-file", csv.to_str().unwrap()).await;
+    click(&c, "#portfolio button[type=submit]").await;
     until(
         &c,
         "the portfolio",
@@ -854,12 +813,9 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
         column(&c, "#portfolio-results", 2).await[0],
         batch["results"][0]["score"]["score"].to_string()
     );
-    c.find(Locator::Id("download"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#download").await;
+    // Chromium tells no one but the file system that a download has finished (it renames
+    // the partial file): the test looks for the file, up to a deadline.
     let file = downloads.join("portfolio-scores.csv");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !file.exists() {
@@ -879,18 +835,8 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     )));
 
     // Alerts with their evidence, as the API lists them.
-    c.find(Locator::Id("alerts-purpose"))
-        .await
-        .unwrap()
-        .select_by_value("pre_loan")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#alerts-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    select(&c, "#alerts-purpose", "pre_loan").await;
+    click(&c, "#alerts-form button[type=submit]").await;
     let alerts = api(
         &srv,
         lk,
@@ -922,12 +868,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     accessible(&c, "lender (en)").await;
     same_origin_only(&c, &srv).await;
     screenshots(&c, "lender-en").await;
-    c.find(Locator::Id("lang"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#lang").await;
     until(&c, "Chinese", "document.documentElement.lang === 'zh-CN'").await;
     assert_eq!(text(&c, "h1").await, "元信 · 信贷员工作台");
     // The refused merchant's lookup left nothing of the earlier one on screen.
@@ -935,12 +876,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
     let input = c.find(Locator::Id("merchant")).await.unwrap();
     input.clear().await.unwrap();
     input.send_keys(&srv.merchant).await.unwrap();
-    c.find(Locator::Css("#lookup button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#lookup button[type=submit]").await;
     until(&c, "the score", "!document.querySelector('#result').hidden").await;
     check_score(&c, &lender_score).await;
     accessible(&c, "lender (zh)").await;
@@ -948,12 +884,7 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
 
     // The merchant sees the lender's queries on its page.
     c.goto(&srv.signin[1]).await.unwrap();
-    until(
-        &c,
-        "the merchant page",
-        "document.body.dataset.ready === '1'",
-    )
-    .await;
+    arrive(&c, "/merchant", true).await;
     let queries = api(&srv, mk, "GET", "/v1/me/queries?limit=20", None);
     let who: Vec<String> = queries["items"]
         .as_array()

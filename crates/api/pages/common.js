@@ -175,6 +175,74 @@ const YX = {
     if (!rows.length) tbody.append(this.el('tr', {}, this.el('td', { colspan: String(cols), class: 'muted' }, this.t('none'))));
   },
 
+  // Every item of a paged list route (`path` has its query already), following
+  // `next_cursor`, at most about `max`.
+  async all(path, max) {
+    const items = [];
+    let cursor = null;
+    do {
+      const r = await this.api('GET', path + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
+      items.push(...r.json.items);
+      cursor = r.json.next_cursor;
+    } while (cursor && items.length < max);
+    return items;
+  },
+
+  card(id, text, raw) {
+    const e = document.getElementById(id);
+    e.textContent = text;
+    e.dataset.raw = raw === null || raw === undefined ? '' : String(raw);
+  },
+
+  // A score as both pages show it: the cards, the grade's meaning (where the page has a
+  // place for it) and the reasons table.
+  showScore(s) {
+    const closed = s.status === 'closed';
+    this.card('public-grade', closed ? this.t('m.closed') : s.public_grade, s.public_grade);
+    this.card('grade', closed ? '—' : s.grade, s.grade);
+    this.card('score', closed ? '—' : String(s.score), s.score);
+    this.card('pd', closed ? '—' : this.pct(s.pd), s.pd);
+    this.card('as-of', s.as_of, s.as_of);
+    const meaning = document.getElementById('meaning');
+    if (meaning) meaning.textContent = closed ? '' : this.t('grade.' + s.public_grade);
+    const rows = s.reasons.map((r) => this.el('tr', { 'data-feature': r.feature },
+      this.cell(this.lang === 'zh' ? r.name_zh : r.name_en, r.feature),
+      this.cell(this.value(r.value), r.value),
+      this.cell(this.band(r.bin), r.bin || ''),
+      this.cell(String(Math.round(r.points_lost * 100) / 100), r.points_lost, 'num')));
+    this.fill(document.querySelector('#reasons tbody'), rows, 4);
+  },
+
+  // A decision as both pages show it: the outcome, its reason codes (policy and model
+  // alike) and the offers table.
+  showDecision(d) {
+    const out = document.getElementById('outcome');
+    out.textContent = this.t('outcome.' + d.outcome);
+    out.dataset.raw = d.outcome;
+    document.getElementById('decision-reasons').replaceChildren(...d.reasons.map((r) =>
+      this.el('li', { 'data-code': r.code }, this.lang === 'zh' ? r.zh : r.en)));
+    const zh = this.lang === 'zh';
+    const offers = d.offers.map((o) => this.el('tr', { 'data-product': o.product },
+      this.cell(zh ? o.name_zh : o.name, o.product),
+      this.cell(zh ? o.institution_zh : o.institution, o.institution),
+      this.cell(this.money(o.amount), o.amount, 'num'),
+      this.cell(this.rate(o.price.rate), o.price.rate, 'num'),
+      this.cell(this.rate(o.price.effective_rate), o.price.effective_rate, 'num'),
+      this.cell(this.money(o.monthly_payment), o.monthly_payment, 'num'),
+      this.cell(this.money(o.total_interest), o.total_interest, 'num'),
+      this.cell(this.money(o.total_interest_after_support), o.total_interest_after_support, 'num'),
+      this.cell(o.support.map((x) => (zh ? x.name_zh : x.name)).join('、') || '—',
+        o.support.map((x) => x.id).join(','))));
+    this.fill(document.querySelector('#offers tbody'), offers, 9);
+  },
+
+  // Clears what `showDecision` showed.
+  clearDecision() {
+    document.getElementById('outcome').textContent = '';
+    document.getElementById('decision-reasons').replaceChildren();
+    this.fill(document.querySelector('#offers tbody'), [], 9);
+  },
+
   // Formats: money strings from the API with digit grouping; PDs and rates as percentages.
   money(s) {
     if (s === null || s === undefined) return '';

@@ -4,53 +4,18 @@
 
 const L = { score: null, receipt: null, decision: null, batch: [], alerts: [], consents: [] };
 
-function nm(o) { return YX.lang === 'zh' ? o.name_zh : o.name_en; }
-
-function card(id, text, raw) {
-  const e = document.getElementById(id);
-  e.textContent = text;
-  e.dataset.raw = raw === null || raw === undefined ? '' : String(raw);
-}
-
 function renderScore() {
   const s = L.score;
   if (!s) return;
   document.getElementById('result').hidden = false;
-  const closed = s.status === 'closed';
-  card('public-grade', closed ? YX.t('m.closed') : s.public_grade, s.public_grade);
-  card('grade', closed ? '—' : s.grade, s.grade);
-  card('score', closed ? '—' : String(s.score), s.score);
-  card('pd', closed ? '—' : YX.pct(s.pd), s.pd);
-  card('as-of', s.as_of, s.as_of);
-  const rows = s.reasons.map((r) => YX.el('tr', { 'data-feature': r.feature },
-    YX.cell(nm(r), r.feature),
-    YX.cell(YX.value(r.value), r.value),
-    YX.cell(YX.band(r.bin), r.bin || ''),
-    YX.cell(String(Math.round(r.points_lost * 100) / 100), r.points_lost, 'num')));
-  YX.fill(document.querySelector('#reasons tbody'), rows, 4);
-  card('log-index', L.receipt.index, L.receipt.index);
-  card('tree-size', L.receipt.head.tree_size, L.receipt.head.tree_size);
-  card('root-hash', L.receipt.head.root_hash, L.receipt.head.root_hash);
+  YX.showScore(s);
+  YX.card('log-index', L.receipt.index, L.receipt.index);
+  YX.card('tree-size', L.receipt.head.tree_size, L.receipt.head.tree_size);
+  YX.card('root-hash', L.receipt.head.root_hash, L.receipt.head.root_hash);
 }
 
 function renderDecision() {
-  const d = L.decision;
-  if (!d) return;
-  const out = document.getElementById('outcome');
-  out.textContent = YX.t('outcome.' + d.outcome);
-  out.dataset.raw = d.outcome;
-  // Why: the decision's reason codes, policy and model reasons alike.
-  document.getElementById('decision-reasons').replaceChildren(...d.reasons.map((r) =>
-    YX.el('li', { 'data-code': r.code }, YX.lang === 'zh' ? r.zh : r.en)));
-  const rows = d.offers.map((o) => YX.el('tr', { 'data-product': o.product },
-    YX.cell(YX.lang === 'zh' ? o.name_zh : o.name, o.product),
-    YX.cell(YX.lang === 'zh' ? o.institution_zh : o.institution, o.institution),
-    YX.cell(YX.money(o.amount), o.amount, 'num'),
-    YX.cell(YX.rate(o.price.rate), o.price.rate, 'num'),
-    YX.cell(YX.rate(o.price.effective_rate), o.price.effective_rate, 'num'),
-    YX.cell(YX.money(o.monthly_payment), o.monthly_payment, 'num'),
-    YX.cell(YX.money(o.total_interest), o.total_interest, 'num')));
-  YX.fill(document.querySelector('#offers tbody'), rows, 7);
+  if (L.decision) YX.showDecision(L.decision);
 }
 
 function renderBatch() {
@@ -96,9 +61,7 @@ async function lookup() {
     L.score = r.json;
     L.receipt = { index: r.headers.get('yuanxin-log-index'), head: JSON.parse(r.headers.get('yuanxin-signed-head')) };
     L.decision = null;
-    document.getElementById('outcome').textContent = '';
-    document.getElementById('decision-reasons').replaceChildren();
-    YX.fill(document.querySelector('#offers tbody'), [], 7);
+    YX.clearDecision();
     renderScore();
     YX.show('lookup-status', '');
   } catch (e) {
@@ -107,9 +70,7 @@ async function lookup() {
     L.receipt = null;
     L.decision = null;
     document.getElementById('result').hidden = true;
-    document.getElementById('outcome').textContent = '';
-    document.getElementById('decision-reasons').replaceChildren();
-    YX.fill(document.querySelector('#offers tbody'), [], 7);
+    YX.clearDecision();
     YX.fail('lookup-status', e);
   }
 }
@@ -172,13 +133,7 @@ async function portfolio() {
 async function loadAlerts() {
   const purpose = document.getElementById('alerts-purpose').value;
   try {
-    const items = [];
-    let cursor = null;
-    do {
-      const r = await YX.api('GET', `/v1/alerts?purpose=${purpose}&limit=500` + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
-      items.push(...r.json.items);
-      cursor = r.json.next_cursor;
-    } while (cursor && items.length < 2000);
+    const items = await YX.all(`/v1/alerts?purpose=${purpose}&limit=500`, 2000);
     L.alerts = items;
     renderAlerts();
     YX.show('alerts-status', items.length ? '' : YX.t('l.noalerts'));
@@ -186,14 +141,7 @@ async function loadAlerts() {
 }
 
 async function loadConsents() {
-  const items = [];
-  let cursor = null;
-  do {
-    const r = await YX.api('GET', '/v1/consents?limit=500' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
-    items.push(...r.json.items);
-    cursor = r.json.next_cursor;
-  } while (cursor && items.length < 5000);
-  L.consents = items;
+  L.consents = await YX.all('/v1/consents?limit=500', 5000);
   renderConsents();
 }
 

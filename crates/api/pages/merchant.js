@@ -5,30 +5,8 @@
 const M = { score: null, history: null, decision: null, queries: [], queriesNext: null,
   consents: [], disputes: [], lenders: [] };
 
-function name(o) { return YX.lang === 'zh' ? o.name_zh : o.name_en; }
-
-function setCard(id, text, raw) {
-  const e = document.getElementById(id);
-  e.textContent = text;
-  e.dataset.raw = raw === null || raw === undefined ? '' : String(raw);
-}
-
 function renderScore() {
-  const s = M.score;
-  if (!s) return;
-  const closed = s.status === 'closed';
-  setCard('public-grade', closed ? YX.t('m.closed') : s.public_grade, s.public_grade);
-  setCard('grade', closed ? '—' : s.grade, s.grade);
-  setCard('score', closed ? '—' : String(s.score), s.score);
-  setCard('pd', closed ? '—' : YX.pct(s.pd), s.pd);
-  setCard('as-of', s.as_of, s.as_of);
-  document.getElementById('meaning').textContent = closed ? '' : YX.t('grade.' + s.public_grade);
-  const rows = s.reasons.map((r) => YX.el('tr', { 'data-feature': r.feature },
-    YX.cell(name(r), r.feature),
-    YX.cell(YX.value(r.value), r.value),
-    YX.cell(YX.band(r.bin), r.bin || ''),
-    YX.cell(String(Math.round(r.points_lost * 100) / 100), r.points_lost, 'num')));
-  YX.fill(document.querySelector('#reasons tbody'), rows, 4);
+  if (M.score) YX.showScore(M.score);
 }
 
 // The score history as a small line chart, with its values as the chart's text alternative.
@@ -76,24 +54,7 @@ function renderChart() {
 function renderDecision() {
   const d = M.decision;
   if (!d) return;
-  const out = document.getElementById('outcome');
-  out.textContent = YX.t('outcome.' + d.outcome);
-  out.dataset.raw = d.outcome;
-  // Why: the decision's reason codes, policy and model reasons alike.
-  document.getElementById('decision-reasons').replaceChildren(...d.reasons.map((r) =>
-    YX.el('li', { 'data-code': r.code }, YX.lang === 'zh' ? r.zh : r.en)));
-  const offers = d.offers.map((o) => YX.el('tr', { 'data-product': o.product },
-    YX.cell(YX.lang === 'zh' ? o.name_zh : o.name, o.product),
-    YX.cell(YX.lang === 'zh' ? o.institution_zh : o.institution, o.institution),
-    YX.cell(YX.money(o.amount), o.amount, 'num'),
-    YX.cell(YX.rate(o.price.rate), o.price.rate, 'num'),
-    YX.cell(YX.rate(o.price.effective_rate), o.price.effective_rate, 'num'),
-    YX.cell(YX.money(o.monthly_payment), o.monthly_payment, 'num'),
-    YX.cell(YX.money(o.total_interest), o.total_interest, 'num'),
-    YX.cell(YX.money(o.total_interest_after_support), o.total_interest_after_support, 'num'),
-    YX.cell(o.support.map((s) => (YX.lang === 'zh' ? s.name_zh : s.name)).join('、') || '—',
-      o.support.map((s) => s.id).join(','))));
-  YX.fill(document.querySelector('#offers tbody'), offers, 9);
+  YX.showDecision(d);
   const misses = d.near_misses.map((n) => YX.el('li', { 'data-product': n.product },
     YX.lang === 'zh'
       ? `${n.institution_zh} · ${n.name_zh}：${n.failing_zh.join('；')}`
@@ -149,25 +110,14 @@ function renderDisputes() {
   YX.fill(document.querySelector('#disputes tbody'), rows, 5);
 }
 
-async function loadAll(list, path) {
-  const items = [];
-  let cursor = null;
-  do {
-    const r = await YX.api('GET', path + (cursor ? (path.includes('?') ? '&' : '?') + 'cursor=' + encodeURIComponent(cursor) : ''));
-    items.push(...r.json.items);
-    cursor = r.json.next_cursor;
-  } while (cursor && items.length < 2000);
-  return items;
-}
-
 async function loadConsents() {
-  M.consents = await loadAll(M.consents, '/v1/me/consents?limit=500');
-  M.lenders = await loadAll(M.lenders, '/v1/institutions?limit=500');
+  M.consents = await YX.all('/v1/me/consents?limit=500', 2000);
+  M.lenders = await YX.all('/v1/institutions?limit=500', 2000);
   renderConsents();
 }
 
 async function loadDisputes() {
-  M.disputes = await loadAll(M.disputes, '/v1/me/disputes?limit=500');
+  M.disputes = await YX.all('/v1/me/disputes?limit=500', 2000);
   renderDisputes();
 }
 

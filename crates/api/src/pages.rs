@@ -85,15 +85,6 @@ fn headers(ctype: &'static str) -> [(header::HeaderName, HeaderValue); 6] {
     ]
 }
 
-fn asset(path: &'static str) -> Response {
-    match ASSETS.iter().find(|a| a.0 == path) {
-        Some(&(_, ctype, bytes)) => {
-            (StatusCode::OK, headers(ctype), Bytes::from_static(bytes)).into_response()
-        }
-        None => ApiError::new(Code::NoRoute, format!("no page {path}")).into_response(),
-    }
-}
-
 /// The page routes: the files, and the session (`POST` signs in, `GET` tells the page who
 /// it is and its anti-forgery token, `DELETE` signs out).
 pub fn routes() -> Router<AppState> {
@@ -101,8 +92,11 @@ pub fn routes() -> Router<AppState> {
         "/",
         get(|| async { (StatusCode::SEE_OTHER, [(header::LOCATION, "/signin")]) }),
     );
-    for &(path, _, _) in ASSETS {
-        r = r.route(path, get(move || async move { asset(path) }));
+    for &(path, ctype, bytes) in ASSETS {
+        r = r.route(
+            path,
+            get(move || async move { (headers(ctype), Bytes::from_static(bytes)) }),
+        );
     }
     r.route("/session", get(whoami).post(sign_in).delete(sign_out))
 }
