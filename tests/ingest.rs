@@ -5,9 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -262,6 +262,156 @@ fn reingesting_the_same_files_changes_nothing() {
     assert_eq!(Ledger::open(&ledger).unwrap().row_counts(), rows_before);
 }
 
+/// Re-sends written by [`write_resends`]: as many exact copies as copies with another `ts`.
+const RESENDS: u64 = 150;
+
+/// Writes `RESENDS` rows of an escrow file again, spread over it, unchanged, and the same
+/// rows with `ts` one second later (another content under the same `event_id`).
+fn write_resends(from: &Path, to: &Path) {
+    use arrow::array::{AsArray, UInt32Array};
+    use arrow::datatypes::TimestampMillisecondType;
+    let all = read_whole(from);
+    let step = all.num_rows() / RESENDS as usize;
+    let picks = UInt32Array::from_iter_values((0..RESENDS as u32).map(|i| i * step as u32));
+    let same = arrow::compute::take_record_batch(&all, &picks).unwrap();
+    let changed = with_column(&same, "ts", |c| {
+        let ts = c.as_primitive::<TimestampMillisecondType>();
+        let later = ts
+            .unary::<_, TimestampMillisecondType>(|t| t + 1000)
+            .with_timezone_opt(ts.timezone().map(|z| z.to_string()));
+        std::sync::Arc::new(later)
+    });
+    write_batches(to, &[&same, &changed]);
+}
+
+/// `batch` with the column `name` replaced by `change` of it.
+fn with_column(
+    batch: &arrow::array::RecordBatch,
+    name: &str,
+    change: impl Fn(&arrow::array::ArrayRef) -> arrow::array::ArrayRef,
+) -> arrow::array::RecordBatch {
+    let at = batch.schema().index_of(name).unwrap();
+    let mut cols = batch.columns().to_vec();
+    cols[at] = change(&cols[at]);
+    arrow::array::RecordBatch::try_new(batch.schema(), cols).unwrap()
+}
+
+/// Writes batches (of one schema) to a Parquet file.
+fn write_batches(to: &Path, batches: &[&arrow::array::RecordBatch]) {
+    let file = std::fs::File::create(to).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), None).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// The duplicate index's committed runs are exactly the run files on disk, and hold one key
+/// per committed row of each table.
+fn assert_index_accounts_for_every_row(ledger: &Path) {
+    let now = Ledger::open(ledger).unwrap();
+    let runs = &now.manifest().index;
+    let listed: std::collections::BTreeSet<String> = runs.iter().map(|r| r.path.clone()).collect();
+    let on_disk: std::collections::BTreeSet<String> = snapshot(ledger)
+        .into_keys()
+        .filter(|k| k.starts_with("index/"))
+        .collect();
+    assert_eq!(listed, on_disk, "index runs on disk are the committed ones");
+    for (table, rows) in now.row_counts() {
+        let keys: u64 = runs
+            .iter()
+            .filter(|r| r.table == table)
+            .map(|r| r.keys)
+            .sum();
+        assert_eq!(keys, rows, "{table}: index keys = rows");
+    }
+}
+
+#[test]
+fn the_ledger_written_is_the_same_whatever_the_memory_limit_and_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 300, 6, 11, &["--faults", "0.02"]);
+    // A second escrow file in the same delivery, read after the city's own: exact re-sends
+    // and re-sends with another timestamp of rows from all over the first, so that most
+    // are recognised against keys already spilled to runs.
+    let resend = tmp.path().join("resend");
+    std::fs::create_dir_all(&resend).unwrap();
+    write_resends(
+        &city.join("escrow_events.parquet"),
+        &resend.join("escrow_events.parquet"),
+    );
+    let at = ["--ingested-at", "2024-07-01T00:00:00+08:00"];
+    let roomy = tmp.path().join("roomy");
+    let tight = tmp.path().join("tight");
+    // One thread against three (workers preparing batches out of order, taken back in
+    // order) as well as 2 GiB against 1 MiB.
+    let mut args = at.to_vec();
+    args.extend(["--threads", "1"]);
+    let a = ingest_json(&roomy, &[&city, &resend], &args);
+    let mut args = at.to_vec();
+    args.extend(["--memory-limit-mib", "1", "--threads", "3"]);
+    let b = ingest_json(&tight, &[&city, &resend], &args);
+    assert_eq!(a["tables"], b["tables"], "the same verdict for every row");
+    assert!(a["totals"]["duplicates"].as_u64().unwrap() > 0);
+    assert!(
+        a["totals"]["rejected_by_reason"]["conflicting_duplicate"].as_u64()
+            == Some(RESENDS - a["totals"]["already_quarantined"].as_u64().unwrap()),
+        "every changed re-send of an accepted row is a conflict (of a rejected one, \
+         rejected again): {}",
+        a["totals"]
+    );
+    assert!(a["totals"]["duplicates"].as_u64().unwrap() >= RESENDS);
+    let tables_written = a["index"]["runs_written"].as_u64().unwrap();
+    assert!(
+        b["index"]["runs_written"].as_u64().unwrap() > tables_written + 8,
+        "a 1 MiB limit must spill: {} vs {}",
+        b["index"],
+        a["index"]
+    );
+    assert!(
+        b["index"]["runs_merged"].as_u64().unwrap() > 0,
+        "{}",
+        b["index"]
+    );
+    assert_eq!(
+        file_bytes(&roomy)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("data/") || k.ends_with("quarantine.parquet"))
+            .collect::<BTreeMap<_, _>>(),
+        file_bytes(&tight)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("data/") || k.ends_with("quarantine.parquet"))
+            .collect::<BTreeMap<_, _>>(),
+        "data and quarantine files are byte-identical whatever the limit and threads"
+    );
+    assert_index_accounts_for_every_row(&roomy);
+    assert_index_accounts_for_every_row(&tight);
+
+    // A re-delivery reads the index's runs, not the ledger: every row a duplicate.
+    let again = ingest_json(&tight, &[&city, &resend], &["--memory-limit-mib", "1"]);
+    assert_eq!(again["totals"]["accepted"], 0);
+    assert_eq!(again["index"]["rows_rebuilt"], 0);
+    assert_eq!(again["totals"]["rows"], a["totals"]["rows"]);
+
+    // A ledger written before the index existed (no runs in its manifest) gets one built
+    // once, from its own rows, by the next batch: the same verdicts.
+    let old = tmp.path().join("old");
+    copy_dir(&roomy, &old);
+    let manifest_path = old.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest.as_object_mut().unwrap().remove("index");
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let rebuilt = ingest_json(&old, &[&city, &resend], &["--memory-limit-mib", "1"]);
+    let rows: u64 = Ledger::open(&roomy).unwrap().row_counts().values().sum();
+    assert_eq!(rebuilt["index"]["rows_rebuilt"], rows);
+    assert_eq!(rebuilt["tables"], again["tables"]);
+    assert_index_accounts_for_every_row(&old);
+    let next = ingest_json(&old, &[&city], &[]);
+    assert_eq!(next["index"]["rows_rebuilt"], 0, "built once");
+}
+
 #[test]
 fn a_killed_ingest_leaves_the_ledger_as_before_or_as_after() {
     let tmp = tempfile::tempdir().unwrap();
@@ -279,24 +429,45 @@ fn a_killed_ingest_leaves_the_ledger_as_before_or_as_after() {
     let initial = Ledger::open(&base).unwrap().row_counts();
 
     let mut killed_midway = 0;
-    for (i, delay_ms) in [40u64, 120, 250, 400, 700, 1100, 1600]
+    // Ingestion announces each input file on stderr as it starts on it: the kill comes
+    // after the k-th announcement (0: at once), an event, not a delay.
+    let files = std::fs::read_dir(&city)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "parquet")
+        })
+        .count();
+    for (i, k) in [0, 1, 2, 4, files / 2, files - 1, files]
         .into_iter()
         .enumerate()
     {
         let ledger = tmp.path().join(format!("k{i}"));
         copy_dir(&base, &ledger);
+        // Every other run spills its duplicate index to runs on disk as it goes.
+        let limit = if i % 2 == 1 { "1" } else { "2048" };
         let mut child = Command::new(bin())
             .args([
                 "ingest",
                 "--ledger",
                 ledger.to_str().unwrap(),
+                "--memory-limit-mib",
+                limit,
                 city.to_str().unwrap(),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        let mut announced = BufReader::new(child.stderr.take().unwrap()).lines();
+        for _ in 0..k {
+            if announced.next().is_none() {
+                break;
+            }
+        }
         let finished = child.try_wait().unwrap().is_some();
         child.kill().ok(); // SIGKILL: no destructor, no cleanup
         child.wait().unwrap();
@@ -306,7 +477,7 @@ fn a_killed_ingest_leaves_the_ledger_as_before_or_as_after() {
             assert_eq!(
                 now.row_counts(),
                 initial,
-                "kill at {delay_ms} ms: ledger must be as before"
+                "kill after file {k}: ledger must be as before"
             );
             if !finished {
                 killed_midway += 1;
@@ -315,7 +486,7 @@ fn a_killed_ingest_leaves_the_ledger_as_before_or_as_after() {
             assert_eq!(
                 now.row_counts(),
                 complete,
-                "kill at {delay_ms} ms: ledger must be as after"
+                "kill after file {k}: ledger must be as after"
             );
         }
         // Every committed file is whole and readable.
@@ -337,6 +508,7 @@ fn a_killed_ingest_leaves_the_ledger_as_before_or_as_after() {
             .filter(|k| k.starts_with("data/"))
             .count();
         assert_eq!(on_disk, committed, "no orphan data files after recovery");
+        assert_index_accounts_for_every_row(&ledger);
     }
     assert!(
         killed_midway >= 2,
@@ -843,4 +1015,214 @@ fn another_engine_reads_the_committed_ledger_from_its_files() {
         theirs["globbed"]["escrow_events"].as_u64().unwrap(),
         committed_escrow + stray_rows
     );
+}
+
+/// Writes every `step`-th row of a source file again under a new `event_id`: new rows of
+/// old merchants and contracts, as a later delivery brings.
+fn write_new_rows(from: &Path, to: &Path, step: usize) {
+    use arrow::array::{AsArray, StringArray, UInt32Array};
+    let all = read_whole(from);
+    let picks = UInt32Array::from_iter_values((0..all.num_rows() as u32).step_by(step));
+    let some = arrow::compute::take_record_batch(&all, &picks).unwrap();
+    let again = with_column(&some, "event_id", |c| {
+        let ids: StringArray = c
+            .as_string::<i32>()
+            .iter()
+            .map(|id| id.map(|id| format!("{id}-again")))
+            .collect();
+        std::sync::Arc::new(ids)
+    });
+    write_batches(to, &[&again]);
+}
+
+/// The profile columns of a file (its metadata, which names the ledger's state, aside).
+fn profile_columns(path: &Path) -> Vec<arrow::array::ArrayRef> {
+    read_whole(path).columns().to_vec()
+}
+
+#[test]
+fn compaction_changes_no_answer_whatever_the_knowledge_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 120, 8, 21, &["--faults", "0.02"]);
+    let more = tmp.path().join("more");
+    std::fs::create_dir_all(&more).unwrap();
+    write_new_rows(
+        &city.join("escrow_events.parquet"),
+        &more.join("escrow_events.parquet"),
+        7,
+    );
+    write_new_rows(
+        &city.join("wallet_flows.parquet"),
+        &more.join("wallet_flows.parquet"),
+        5,
+    );
+    // Three batches, each adding files to the same month partitions.
+    let ledger = tmp.path().join("ledger");
+    let l = ledger.to_str().unwrap();
+    for (input, at) in [
+        (city.clone(), "2024-03-02T00:00:00+08:00"),
+        (city.join("_late"), "2024-03-05T00:00:00+08:00"),
+        (more.clone(), "2024-03-09T00:00:00+08:00"),
+    ] {
+        let r = ingest_json(&ledger, &[&input], &["--ingested-at", at]);
+        assert!(r["totals"]["accepted"].as_u64().unwrap() > 0, "{input:?}");
+    }
+    let knowledge = [
+        Some("2024-03-03T00:00:00+08:00"),
+        Some("2024-03-06T00:00:00+08:00"),
+        None,
+    ];
+    let profiles = |tag: &str| -> Vec<Vec<arrow::array::ArrayRef>> {
+        knowledge
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let out = tmp.path().join(format!("{tag}-{i}.parquet"));
+                let o = out.to_str().unwrap();
+                let mut args = vec![
+                    "profile",
+                    "--ledger",
+                    l,
+                    "--as-of",
+                    "2024-02-29",
+                    "--out",
+                    o,
+                ];
+                if let Some(k) = k {
+                    args.extend(["--known-at", k]);
+                }
+                run_ok(&args);
+                profile_columns(&out)
+            })
+            .collect()
+    };
+    let before = profiles("before");
+    assert_ne!(
+        before[0], before[2],
+        "later batches must change the profiles"
+    );
+    let listing = || -> Value {
+        serde_json::from_str(&run_ok(&["ledger", "--ledger", l, "--json"])).unwrap()
+    };
+    let listed = listing();
+    let pristine = tmp.path().join("pristine");
+    copy_dir(&ledger, &pristine);
+    let files_before = Ledger::open(&ledger).unwrap().manifest().files.len();
+
+    let report: Value =
+        serde_json::from_str(&run_ok(&["ledger", "compact", "--ledger", l, "--json"])).unwrap();
+    assert!(report["partitions"].as_u64().unwrap() > 3, "{report}");
+    assert!(
+        report["files_after"].as_u64() < report["files_before"].as_u64(),
+        "{report}"
+    );
+    let now = Ledger::open(&ledger).unwrap();
+    assert!(now.manifest().files.len() < files_before);
+    assert_eq!(
+        now.manifest().retired.len() as u64,
+        report["retired_kept"].as_u64().unwrap()
+    );
+    // Every answer as before: the rows by table, batch and month, and the profiles as
+    // known before the second batch, before the third, and now.
+    assert_eq!(listing(), listed);
+    assert_eq!(profiles("after"), before);
+    // A compacted file's rows are sorted by merchant, each merchant's in ledger order.
+    let compacted = now
+        .manifest()
+        .files
+        .iter()
+        .find(|f| !f.batches.is_empty())
+        .unwrap();
+    assert!(compacted.batches.len() > 1, "{compacted:?}");
+    // Nothing left to do, and a second run keeps the replaced files for their hour.
+    let again: Value =
+        serde_json::from_str(&run_ok(&["ledger", "compact", "--ledger", l, "--json"])).unwrap();
+    assert!(again["compaction"].is_null(), "{again}");
+    assert_eq!(again["retired_removed"], 0);
+    // With no retention they go.
+    let gone: Value = serde_json::from_str(&run_ok(&[
+        "ledger",
+        "compact",
+        "--ledger",
+        l,
+        "--retain-minutes",
+        "0",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(gone["retired_removed"], report["retired_kept"], "{gone}");
+    assert!(Ledger::open(&ledger).unwrap().manifest().retired.is_empty());
+    let on_disk = data_files(&ledger).len();
+    assert_eq!(
+        on_disk,
+        Ledger::open(&ledger).unwrap().manifest().files.len()
+    );
+    assert_eq!(profiles("swept"), before);
+
+    // Killed at any point, a compaction leaves the ledger as before or as after, and the
+    // next one finishes it.
+    let base_manifest = std::fs::read(pristine.join("manifest.json")).unwrap();
+    let mut midway = 0;
+    // The compaction announces each partition on stderr before merging it: the kill comes
+    // after the k-th announcement (0: at once), an event, not a delay.
+    let parts = report["partitions"].as_u64().unwrap() as usize;
+    for (i, k) in [0, 1, 2, 3, parts / 2, parts - 1, parts]
+        .into_iter()
+        .enumerate()
+    {
+        let copy = tmp.path().join(format!("k{i}"));
+        copy_dir(&pristine, &copy);
+        let c = copy.to_str().unwrap();
+        let mut child = Command::new(bin())
+            .args([
+                "ledger",
+                "compact",
+                "--ledger",
+                c,
+                "--memory-limit-mib",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut announced = BufReader::new(child.stderr.take().unwrap()).lines();
+        for _ in 0..k {
+            if announced.next().is_none() {
+                break;
+            }
+        }
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().ok();
+        child.wait().unwrap();
+        let state = Ledger::open(&copy).unwrap();
+        if std::fs::read(copy.join("manifest.json")).unwrap() == base_manifest && !finished {
+            midway += 1;
+        }
+        let v: Value = serde_json::from_str(&run_ok(&["ledger", "--ledger", c, "--json"])).unwrap();
+        assert_eq!(v, listed, "kill after partition {k}");
+        for t in Table::ALL {
+            let rows: usize = state
+                .scan(t, None, None)
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
+            assert_eq!(
+                rows as u64,
+                state.row_counts()[t.name()],
+                "kill after partition {k}"
+            );
+        }
+        run_ok(&["ledger", "compact", "--ledger", c, "--retain-minutes", "0"]);
+        let done = Ledger::open(&copy).unwrap();
+        assert_eq!(
+            data_files(&copy).len(),
+            done.manifest().files.len(),
+            "no orphans"
+        );
+        assert_eq!(done.row_counts(), now.row_counts());
+    }
+    assert!(midway >= 1, "some compactions must be killed midway");
 }

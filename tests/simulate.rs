@@ -981,3 +981,66 @@ fn the_city_is_realistic() {
         "observables should carry some signal: best AUC {best:.3}"
     );
 }
+
+#[test]
+fn daily_deliveries_add_up_to_the_whole_city() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, split) = (tmp.path().join("whole"), tmp.path().join("split"));
+    simulate(&whole, 120, 6, 41, &[]);
+    simulate(&split, 120, 6, 41, &["--daily-from", "2023-12-20"]);
+    let days: Vec<std::path::PathBuf> = {
+        let mut v: Vec<_> = std::fs::read_dir(split.join("_daily"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(days.len() >= 10, "{days:?}");
+    assert_eq!(days[0].file_name().unwrap(), "2023-12-20");
+    let ledger = |dir: &Path, inputs: &[&Path]| {
+        let l = dir.to_str().unwrap();
+        for input in inputs {
+            // Each day's delivery is known the morning after; the main files the morning
+            // the daily ones start. Every row must be dated before its delivery.
+            let day = input
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| chrono::NaiveDate::parse_from_str(n, "%Y-%m-%d").ok())
+                .unwrap_or(if input.ends_with("split") {
+                    chrono::NaiveDate::from_ymd_opt(2023, 12, 19).unwrap()
+                } else {
+                    chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()
+                });
+            let at = format!("{}T08:00:00+08:00", day.succ_opt().unwrap());
+            let out = run_ok(&[
+                "ingest",
+                "--ledger",
+                l,
+                "--json",
+                "--ingested-at",
+                &at,
+                input.to_str().unwrap(),
+            ]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["totals"]["rejected"], 0, "{input:?}: {}", v["totals"]);
+            assert_eq!(v["totals"]["duplicates"], 0, "{input:?}");
+        }
+        yuanxin_ledger::Ledger::open(dir).unwrap().row_counts()
+    };
+    let mut inputs: Vec<&Path> = vec![&split];
+    inputs.extend(days.iter().map(|d| d.as_path()));
+    let by_day = ledger(&tmp.path().join("l-split"), &inputs);
+    let at_once = ledger(&tmp.path().join("l-whole"), &[&whole]);
+    assert_eq!(by_day, at_once, "main files then each day = the whole city");
+    // The main files hold nothing dated from the first daily day on.
+    for batch in read_parquet(&split.join("escrow_events.parquet")) {
+        let ts = batch.column_by_name("ts").unwrap();
+        let ts =
+            arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampMillisecondType>(ts);
+        let last = arrow::compute::max(ts).unwrap();
+        let first = chrono::NaiveDate::from_ymd_opt(2023, 12, 20).unwrap();
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        assert!(yuanxin_domain::business_day_of_ms(last) < (first - epoch).num_days());
+    }
+}

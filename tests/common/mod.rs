@@ -74,6 +74,12 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// Every row of a Parquet file, as one batch.
+pub fn read_whole(path: &Path) -> RecordBatch {
+    let batches = read_parquet(path);
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
 /// Column accessors by name.
 pub fn strs(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
     let a = b.column_by_name(name).unwrap().as_string::<i32>();

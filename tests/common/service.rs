@@ -119,6 +119,28 @@ pub fn srv_model(srv: &Server) -> serde_json::Value {
 /// model and a damaged file) and database under `tmp`. `extra` adds arguments; the demo
 /// keys are read when the profiles exist.
 pub fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    launch(tmp, profiles, extra, env, false).0
+}
+
+/// Starts the server as [`start`] does, its log (JSON lines) sent to the returned channel,
+/// so that a test can wait for the line an event writes instead of polling.
+pub fn start_with_log(
+    tmp: &Path,
+    profiles: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Server, std::sync::mpsc::Receiver<String>) {
+    let (srv, log) = launch(tmp, profiles, extra, env, true);
+    (srv, log.unwrap())
+}
+
+fn launch(
+    tmp: &Path,
+    profiles: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    logged: bool,
+) -> (Server, Option<std::sync::mpsc::Receiver<String>>) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let models = tmp.join("models");
     std::fs::create_dir_all(&models).unwrap();
@@ -138,14 +160,29 @@ pub fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) 
         .arg("--db")
         .arg(tmp.join("db.sqlite"))
         .args(extra)
-        .env("YUANXIN_LOG", "off")
+        .env("YUANXIN_LOG", if logged { "json" } else { "off" })
         .env_remove("YUANXIN_KEY")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(tmp.join("stderr.log")).unwrap());
+        .stdout(Stdio::piped());
+    if logged {
+        cmd.stderr(Stdio::piped());
+    } else {
+        cmd.stderr(std::fs::File::create(tmp.join("stderr.log")).unwrap());
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
+    let log = child.stderr.take().map(|stderr| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut get = |prefix: &str| -> String {
         let l = lines.next().expect("server output").unwrap();
@@ -170,7 +207,7 @@ pub fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) 
         key("sign in as the lender: "),
         key("sign in as the merchant: "),
     ];
-    Server {
+    let srv = Server {
         child,
         addr,
         lender,
@@ -182,7 +219,8 @@ pub fn start(tmp: &Path, profiles: &Path, extra: &[&str], env: &[(&str, &str)]) 
         key_file: tmp.join("db.key"),
         checkpoints: tmp.join("db.checkpoints"),
         signin,
-    }
+    };
+    (srv, log)
 }
 
 /// A response.

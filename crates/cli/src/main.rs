@@ -35,11 +35,18 @@ enum Command {
     Simulate(SimulateArgs),
     /// Validate files of source tables and commit them to a ledger.
     Ingest(IngestArgs),
-    /// Show what a ledger holds.
+    /// The nightly job: ingest the day's deliveries, rebuild every merchant's latest
+    /// profile (a running service switches to it), score, decide standing offers, check
+    /// early-warning rules, and write it all as one versioned snapshot with a run report.
+    Refresh(RefreshArgs),
+    /// Show what a ledger holds (`ledger compact`: merge its partitions' files).
+    #[command(args_conflicts_with_subcommands = true)]
     Ledger {
+        #[command(subcommand)]
+        action: Option<LedgerAction>,
         /// Ledger folder.
         #[arg(long)]
-        ledger: PathBuf,
+        ledger: Option<PathBuf>,
         /// Print JSON: the batches, and the committed rows of each table by batch and
         /// business month (what another engine reading the files should count).
         #[arg(long)]
@@ -133,6 +140,11 @@ struct SimulateArgs {
     /// Merchants simulated per chunk (bounds memory); the output does not depend on it.
     #[arg(long, default_value_t = 256)]
     chunk: u64,
+    /// Split the period's last days, from this date (YYYY-MM-DD, within the last 92
+    /// days), into daily deliveries under OUT/_daily/YYYY-MM-DD/ (Parquet only): what the
+    /// nightly `yuanxin refresh` ingests day by day.
+    #[arg(long)]
+    daily_from: Option<NaiveDate>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -152,7 +164,76 @@ struct IngestArgs {
     #[arg(long, default_value_t = yuanxin_ledger::DEFAULT_CLOCK_SKEW_MINUTES,
           value_parser = clap::value_parser!(u32).range(0..=i64::from(yuanxin_ledger::MAX_CLOCK_SKEW_MINUTES)))]
     max_clock_skew_minutes: u32,
+    /// Memory the duplicate index may hold, in MiB (1 to 1048576); beyond it, keys spill to
+    /// sorted runs on disk and the ledger written is the same.
+    #[arg(long, default_value_t = yuanxin_ledger::DEFAULT_MEMORY_LIMIT_MIB,
+          value_parser = clap::value_parser!(u64).range(yuanxin_ledger::MIN_MEMORY_LIMIT_MIB..=yuanxin_ledger::MAX_MEMORY_LIMIT_MIB))]
+    memory_limit_mib: u64,
+    /// Threads that convert and check rows (1 to 256; default: every core). The ledger
+    /// written is the same whatever the count.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct RefreshArgs {
+    /// Ledger folder.
+    #[arg(long)]
+    ledger: PathBuf,
+    /// The day's deliveries (files or folders of source tables), ingested first as one
+    /// batch; none to refresh from the ledger as it is.
+    #[arg(long)]
+    deliveries: Vec<PathBuf>,
+    /// Knowledge time to stamp on the deliveries (RFC 3339); the clock if not given.
+    #[arg(long)]
+    ingested_at: Option<String>,
+    /// Data folder with policy.toml and catalogue.toml.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Model registry (its champion scores).
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// The profiles file to rebuild — the one `yuanxin serve` serves, which it reloads
+    /// when the file is replaced (default: DATA/demo/profiles-latest.parquet).
+    #[arg(long)]
+    profiles: Option<PathBuf>,
+    /// Folder of snapshots (default: DATA/snapshots).
+    #[arg(long)]
+    snapshots: Option<PathBuf>,
+    /// Today's date (YYYY-MM-DD, Asia/Shanghai): profiles are as of the last day of the
+    /// ledger's latest month, or today if earlier. Default: today.
+    #[arg(long)]
+    today: Option<NaiveDate>,
+    /// Print the run report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum LedgerAction {
+    /// Merge each partition's files into merchant-sorted ones, atomically; every row keeps
+    /// its batch and knowledge time, so `--known-at` answers do not change.
+    Compact(CompactArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CompactArgs {
+    /// Ledger folder.
+    #[arg(long)]
+    ledger: PathBuf,
+    /// Minutes the replaced files stay on disk for readers still using them (0 to 10080);
+    /// a later compaction removes them.
+    #[arg(long, default_value_t = yuanxin_ledger::DEFAULT_RETAIN_MINUTES,
+          value_parser = clap::value_parser!(u64).range(0..=yuanxin_ledger::MAX_RETAIN_MINUTES))]
+    retain_minutes: u64,
+    /// Memory for one pass over a partition, in MiB (1 to 1048576); a larger partition is
+    /// merged a range of merchants at a time.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    memory_limit_mib: u64,
+    /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -279,6 +360,24 @@ fn run() -> Result<()> {
                 chunk: args.chunk,
             };
             run_simulate(&cfg, &args.out)?;
+            if let Some(from) = args.daily_from {
+                if !matches!(args.format, Format::Parquet) {
+                    bail!("--daily-from needs --format parquet");
+                }
+                let end = cfg
+                    .start
+                    .checked_add_months(chrono::Months::new(cfg.months))
+                    .context("the period ends out of range")?;
+                let daily = yuanxin_simulate::split_daily(&args.out, from, end)?;
+                outln!(
+                    "daily deliveries: {} days from {} under {} ({} rows; {} rows stay in the main files)",
+                    daily.days.len(),
+                    daily.from,
+                    args.out.join("_daily").display(),
+                    daily.days.values().sum::<u64>(),
+                    daily.kept
+                );
+            }
         }
         Command::Ingest(args) => {
             let ingested_at_ms = parse_instant(args.ingested_at.as_deref(), "--ingested-at")?;
@@ -287,13 +386,27 @@ fn run() -> Result<()> {
                 &args.paths,
                 ingested_at_ms,
                 Some(args.max_clock_skew_minutes),
+                Some(args.memory_limit_mib),
+                args.threads.map(usize::from),
                 args.json,
             )?;
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             }
         }
-        Command::Ledger { ledger, json } => print_ledger(&ledger, json)?,
+        Command::Refresh(args) => run_refresh(&args)?,
+        Command::Ledger {
+            action: Some(LedgerAction::Compact(args)),
+            ..
+        } => run_compact(&args)?,
+        Command::Ledger {
+            action: None,
+            ledger,
+            json,
+        } => match ledger {
+            Some(ledger) => print_ledger(&ledger, json)?,
+            None => bail!("--ledger is required: yuanxin ledger --ledger DIR"),
+        },
         Command::Schema => out!("{}", yuanxin_ledger::schema::markdown()),
         Command::Features { json } => {
             if json {
@@ -364,12 +477,16 @@ fn run_ingest(
     paths: &[PathBuf],
     ingested_at_ms: Option<i64>,
     max_clock_skew_minutes: Option<u32>,
+    memory_limit_mib: Option<u64>,
+    threads: Option<usize>,
     quiet: bool,
 ) -> Result<IngestReport> {
     let t0 = Instant::now();
     let opts = IngestOptions {
         ingested_at_ms,
         max_clock_skew_minutes,
+        memory_limit_mib,
+        threads,
     };
     let report = ingest(ledger, paths, &opts, &mut |msg| eprintln!("  {msg}"))
         .with_context(|| format!("ingesting into {}", ledger.display()))?;
@@ -510,13 +627,15 @@ fn print_ledger(path: &Path, json: bool) -> Result<()> {
         // table → batch → month → rows, from the manifest (the commit record).
         let mut rows: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, u64>>> = BTreeMap::new();
         for f in &m.files {
-            *rows
-                .entry(f.table.as_str())
-                .or_default()
-                .entry(f.batch.as_str())
-                .or_default()
-                .entry(f.month.as_str())
-                .or_default() += f.rows;
+            for (batch, n) in f.rows_by_batch() {
+                *rows
+                    .entry(f.table.as_str())
+                    .or_default()
+                    .entry(batch)
+                    .or_default()
+                    .entry(f.month.as_str())
+                    .or_default() += n;
+            }
         }
         outln!(
             "{}",
@@ -550,7 +669,207 @@ fn print_ledger(path: &Path, json: bool) -> Result<()> {
         total += n;
     }
     outln!("  {:<16} {total:>12}", "total");
+    let keys: u64 = m.index.iter().map(|r| r.keys).sum();
+    outln!(
+        "  duplicate index: {} run(s), {keys} keys; {} compaction(s), {} replaced file(s) awaiting removal",
+        m.index.len(),
+        m.compactions,
+        m.retired.len()
+    );
     Ok(())
+}
+
+fn run_compact(args: &CompactArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let opts = yuanxin_ledger::CompactOptions {
+        retain_minutes: Some(args.retain_minutes),
+        memory_limit_mib: Some(args.memory_limit_mib),
+        now_ms: None,
+    };
+    let report = yuanxin_ledger::compact(&args.ledger, &opts, &mut |msg| eprintln!("  {msg}"))
+        .with_context(|| format!("compacting {}", args.ledger.display()))?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    match &report.compaction {
+        Some(id) => outln!(
+            "compaction {id}: {} partition(s), {} files → {}, {} rows, in {:.1} s; {} replaced file(s) kept {} min for readers, {} older removed",
+            report.partitions,
+            report.files_before,
+            report.files_after,
+            report.rows,
+            t0.elapsed().as_secs_f64(),
+            report.retired_kept,
+            args.retain_minutes,
+            report.retired_removed
+        ),
+        None => outln!(
+            "nothing to compact (every partition has one file); {} replaced file(s) removed",
+            report.retired_removed
+        ),
+    }
+    Ok(())
+}
+
+fn run_refresh(args: &RefreshArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let mut timings: BTreeMap<&str, f64> = BTreeMap::new();
+    let ingested = if args.deliveries.is_empty() {
+        None
+    } else {
+        let at = parse_instant(args.ingested_at.as_deref(), "--ingested-at")?;
+        let t = Instant::now();
+        let report = run_ingest(
+            &args.ledger,
+            &args.deliveries,
+            at,
+            None,
+            None,
+            None,
+            args.json,
+        )?;
+        timings.insert("ingest_s", t.elapsed().as_secs_f64());
+        Some(report)
+    };
+    let profiles = args
+        .profiles
+        .clone()
+        .unwrap_or_else(|| args.data.join("demo/profiles-latest.parquet"));
+    let today = args.today.unwrap_or_else(|| {
+        chrono::Utc::now()
+            .with_timezone(&yuanxin_domain::shanghai())
+            .date_naive()
+    });
+    let t = Instant::now();
+    let bar = progress_bar("profiles (chunks)");
+    let as_of = yuanxin_engine::refresh_profiles_with_progress(
+        &args.ledger,
+        &profiles,
+        today,
+        &mut advance(&bar),
+    )?;
+    bar.finish_and_clear();
+    timings.insert("profiles_s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let served = yuanxin_engine::Served::load(&yuanxin_engine::Files {
+        models: args.models.clone(),
+        profiles: profiles.clone(),
+        policy: args.data.join("policy.toml"),
+        catalogue: args.data.join("catalogue.toml"),
+    })?;
+    timings.insert("scoring_s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let snapshots = args
+        .snapshots
+        .clone()
+        .unwrap_or_else(|| args.data.join("snapshots"));
+    let bar = progress_bar("standing (merchants)");
+    let snapshot =
+        yuanxin_engine::write_snapshot_with_progress(&served, &snapshots, &mut advance(&bar))?;
+    bar.finish_and_clear();
+    timings.insert("snapshot_s", t.elapsed().as_secs_f64());
+    timings.insert("total_s", t0.elapsed().as_secs_f64());
+    let report = serde_json::json!({
+        "as_of": as_of,
+        "profiles": profiles,
+        "snapshots": snapshots,
+        "ingested": ingested.as_ref().map(|r| serde_json::json!({"batch": r.batch, "totals": r.totals})),
+        "snapshot": snapshot,
+        "timings": timings,
+        "peak_memory": peak_memory(),
+    });
+    let path = snapshots.join(&snapshot.snapshot).join("run.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    outln!(
+        "snapshot {} as of {as_of}: {} merchants ({} graded, {} closed, {} unscorable) by model {}",
+        snapshot.snapshot,
+        snapshot.merchants,
+        snapshot.graded,
+        snapshot.closed,
+        snapshot.unscorable,
+        snapshot.model_id
+    );
+    let grades: Vec<String> = snapshot
+        .by_grade
+        .iter()
+        .map(|(g, n)| format!("{g} {n}"))
+        .collect();
+    outln!("  grades: {}", grades.join(", "));
+    outln!(
+        "  standing offers (100,000 yuan, 12 months): {} approved, {} yuan in all",
+        snapshot.offers,
+        snapshot.offered_total
+    );
+    let alerts: Vec<String> = snapshot
+        .alerts
+        .iter()
+        .map(|(a, n)| format!("{a} {n}"))
+        .collect();
+    outln!(
+        "  alerts: {}",
+        if alerts.is_empty() {
+            "none".to_string()
+        } else {
+            alerts.join(", ")
+        }
+    );
+    match &snapshot.changes {
+        Some(c) => {
+            let new: Vec<String> = c
+                .new_alerts
+                .iter()
+                .map(|(a, n)| format!("{a} {n}"))
+                .collect();
+            outln!(
+                "  since {}: {} up, {} down, {} same grade, {} new merchants; new alerts: {}",
+                c.previous,
+                c.upgraded,
+                c.downgraded,
+                c.unchanged,
+                c.new_merchants,
+                if new.is_empty() {
+                    "none".to_string()
+                } else {
+                    new.join(", ")
+                }
+            );
+        }
+        None => outln!("  first snapshot: nothing to compare with"),
+    }
+    let times: Vec<String> = timings.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+    outln!(
+        "  timings: {}; peak memory {}",
+        times.join(", "),
+        peak_memory()
+    );
+    Ok(())
+}
+
+/// A progress bar on stderr; indicatif hides it when stderr is not a terminal, so logs and
+/// tests see none.
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("  {msg:<22} [{bar:32}] {pos}/{len} {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// A progress callback (done, total) moving `bar`.
+fn advance(bar: &indicatif::ProgressBar) -> impl FnMut(usize, usize) + '_ {
+    |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
 }
 
 /// Peak resident memory of this process (Linux), for benchmark lines.
@@ -582,7 +901,7 @@ fn run_demo(dir: &Path, merchants: u64, months: u32, seed: u64) -> Result<()> {
             .with_context(|| format!("removing the previous demo ledger {}", ledger.display()))?;
     }
     let summary = run_simulate(&cfg, &city)?;
-    run_ingest(&ledger, &[city], None, None, false)?;
+    run_ingest(&ledger, &[city], None, None, None, None, false)?;
     print_ledger(&ledger, false)?;
     // The latest credit profiles: as of the last day of the simulated period.
     let last_day = NaiveDate::parse_from_str(&summary.end, "%Y-%m-%d")

@@ -14,12 +14,18 @@
 //!   of a ledger, written atomically.
 
 mod served;
+mod snapshot;
 
 use std::path::PathBuf;
 
 pub use served::{
-    check_scale, decide, latest, ledger_manifest, month_ends, open_model, refresh_profiles, Bounds,
-    Files, Merchant, Pick, Point, Served, Stability, Standing, HISTORY_MONTHS,
+    check_scale, decide, latest, ledger_manifest, month_ends, open_model, refresh_profiles,
+    refresh_profiles_with_progress, Bounds, Files, Merchant, Pick, Point, Served, Stability,
+    Standing, HISTORY_MONTHS,
+};
+pub use snapshot::{
+    current as current_snapshot, standard_request, write_snapshot, write_snapshot_with_progress,
+    Changes, SnapshotReport,
 };
 
 /// Errors of the application layer, by what went wrong for the caller.

@@ -536,6 +536,17 @@ pub fn refresh_profiles(
     out: &Path,
     today: NaiveDate,
 ) -> Result<NaiveDate, EngineError> {
+    refresh_profiles_with_progress(ledger, out, today, &mut |_, _| {})
+}
+
+/// [`refresh_profiles`], telling `progress` how many chunks of merchants are done out of
+/// how many.
+pub fn refresh_profiles_with_progress(
+    ledger: &Path,
+    out: &Path,
+    today: NaiveDate,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<NaiveDate, EngineError> {
     let fail = |why: String| EngineError::Refresh {
         path: ledger.to_path_buf(),
         why,
@@ -550,9 +561,10 @@ pub fn refresh_profiles(
         .and_then(|d| d.pred_opt())
         .ok_or_else(|| fail(format!("month {month} out of range")))?;
     let as_of = last.min(today);
-    let batch = yuanxin_profile::build(
+    let batch = yuanxin_profile::build_with_progress(
         &l,
         &yuanxin_profile::ProfileOptions::at(month_ends(as_of, HISTORY_MONTHS)),
+        progress,
     )
     .map_err(|e| fail(e.to_string()))?;
     yuanxin_profile::write_parquet(&batch, out).map_err(|e| fail(e.to_string()))?;

@@ -7,6 +7,7 @@
 //!   data/<table>/month=YYYY-MM/<batch>-<n>.parquet   (event tables; small tables: month=all)
 //!   batches/<batch>/report.json        what the batch received and what became of it
 //!   batches/<batch>/quarantine.parquet rejected rows with their reasons
+//!   index/<table>/<batch>-<n>.run      the duplicate index: sorted runs of event-id digests
 //! ```
 //!
 //! A batch writes new files only, never rewriting a committed one, then commits by
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
+use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchReader};
 use parquet::arrow::arrow_reader::{
@@ -33,7 +35,7 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LedgerError;
-use crate::schema::{ColType, Table, BATCH_COL};
+use crate::schema::{ColType, Table, BATCH_COL, INGESTED_AT_COL};
 
 /// Version of the manifest format; bumped on incompatible changes.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -95,8 +97,47 @@ pub struct FileEntry {
     pub rows: u64,
     /// Batch that wrote it.
     pub batch: String,
-    /// When that batch was committed, in ms since the epoch (its knowledge time).
+    /// When that batch was committed, in ms since the epoch (its knowledge time). For a
+    /// compacted file, the latest knowledge time among its rows.
     pub ingested_at_ms: i64,
+    /// For a compacted file (rows of several batches, `batch` naming the compaction): rows
+    /// per batch. Empty for a file a batch wrote, all of whose rows are `batch`'s.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub batches: BTreeMap<String, u64>,
+    /// For a compacted file: the earliest knowledge time among its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ingested_at_ms: Option<i64>,
+}
+
+impl FileEntry {
+    /// Whether any of its rows were known at `known_at_ms`.
+    pub fn known_at(&self, known_at_ms: i64) -> bool {
+        self.first_ingested_at_ms.unwrap_or(self.ingested_at_ms) <= known_at_ms
+    }
+
+    /// The knowledge time its rows must be filtered by (on `_ingested_at`) to read it as
+    /// known at `known_at_ms`: only a compacted file can be partly known.
+    pub fn partly_known(&self, known_at_ms: Option<i64>) -> Option<i64> {
+        known_at_ms.filter(|k| self.ingested_at_ms > *k)
+    }
+
+    /// Its rows by batch.
+    pub fn rows_by_batch(&self) -> Vec<(&str, u64)> {
+        if self.batches.is_empty() {
+            vec![(self.batch.as_str(), self.rows)]
+        } else {
+            self.batches.iter().map(|(b, n)| (b.as_str(), *n)).collect()
+        }
+    }
+}
+
+/// A data file replaced by a compaction, kept until no reader can still be reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredFile {
+    /// Path relative to the ledger root.
+    pub path: String,
+    /// When the compaction that replaced it committed (ms since the epoch).
+    pub retired_at_ms: i64,
 }
 
 /// One ingestion batch, committed or a no-op.
@@ -140,6 +181,35 @@ pub struct Manifest {
     pub batches: Vec<BatchEntry>,
     /// Every data file, in commit order.
     pub files: Vec<FileEntry>,
+    /// The duplicate index's runs (absent in ledgers written before it existed, whose
+    /// index is then built once, by the next batch that needs it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index: Vec<IndexRun>,
+    /// Compactions committed (they name their files `c000001-…`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub compactions: u64,
+    /// Files compactions replaced, not yet removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredFile>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One committed run of the duplicate index: the `event_id` digests (with row digests) of
+/// some of a table's rows. A table's runs hold disjoint keys, and together exactly as many
+/// keys as the table has rows; a ledger whose runs do not add up has its index rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexRun {
+    /// Table name.
+    pub table: String,
+    /// Path relative to the ledger root.
+    pub path: String,
+    /// Keys in the run.
+    pub keys: u64,
+    /// Batch that wrote it.
+    pub batch: String,
 }
 
 /// The partition name of reference tables, which are not split by business month.
@@ -185,7 +255,7 @@ impl Ledger {
             .files
             .iter()
             .filter(|f| f.table == table.name())
-            .filter(|f| known_at_ms.is_none_or(|k| f.ingested_at_ms <= k))
+            .filter(|f| known_at_ms.is_none_or(|k| f.known_at(k)))
             .collect()
     }
 
@@ -222,7 +292,7 @@ impl Ledger {
     ) -> Result<Vec<RecordBatch>, LedgerError> {
         let mut out = Vec::new();
         for f in self.files(table, known_at_ms) {
-            self.scan_file(f, columns, &mut |b| {
+            self.scan_file_as_of(f, known_at_ms, columns, &mut |b| {
                 out.push(b);
                 Ok(())
             })?;
@@ -237,7 +307,30 @@ impl Ledger {
         columns: Option<&[&str]>,
         sink: &mut dyn FnMut(RecordBatch) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
+        self.scan_file_as_of(file, None, columns, sink)
+    }
+
+    /// Streams the rows of one committed file that were known at `known_at_ms` (all of
+    /// them if `None`) into `sink`.
+    pub fn scan_file_as_of(
+        &self,
+        file: &FileEntry,
+        known_at_ms: Option<i64>,
+        columns: Option<&[&str]>,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
         let path = self.root.join(&file.path);
+        let cutoff = file.partly_known(known_at_ms);
+        // A partly known file is read with its knowledge times, to filter by.
+        let extra = cutoff.is_some() && columns.is_some_and(|c| !c.contains(&INGESTED_AT_COL));
+        let with_time: Vec<&str>;
+        let columns = match columns {
+            Some(cols) if extra => {
+                with_time = cols.iter().copied().chain([INGESTED_AT_COL]).collect();
+                Some(&with_time[..])
+            }
+            other => other,
+        };
         let handle = File::open(&path).map_err(|e| LedgerError::io(&path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(handle)
             .map_err(|e| LedgerError::storage(&path, e))?;
@@ -258,10 +351,42 @@ impl Ledger {
             .build()
             .map_err(|e| LedgerError::storage(&path, e))?;
         for batch in reader {
-            sink(batch.map_err(|e| LedgerError::storage(&path, e))?)?;
+            let batch = batch.map_err(|e| LedgerError::storage(&path, e))?;
+            match cutoff {
+                Some(k) => sink(known_rows(batch, k, extra, &path)?)?,
+                None => sink(batch)?,
+            }
         }
         Ok(())
     }
+}
+
+/// The rows of `batch` known at `known_at_ms` (by `_ingested_at`), without that column if
+/// it was read only to filter by.
+fn known_rows(
+    batch: RecordBatch,
+    known_at_ms: i64,
+    drop_time: bool,
+    path: &Path,
+) -> Result<RecordBatch, LedgerError> {
+    let at = batch
+        .schema()
+        .index_of(INGESTED_AT_COL)
+        .map_err(|e| LedgerError::storage(path, e))?;
+    let times = batch
+        .column(at)
+        .as_primitive_opt::<arrow::datatypes::TimestampMillisecondType>()
+        .ok_or_else(|| LedgerError::storage(path, "_ingested_at has the wrong type"))?;
+    let keep: arrow::array::BooleanArray = times
+        .iter()
+        .map(|t| Some(t.is_some_and(|t| t <= known_at_ms)))
+        .collect();
+    let mut kept = arrow::compute::filter_record_batch(&batch, &keep)
+        .map_err(|e| LedgerError::storage(path, e))?;
+    if drop_time {
+        kept.remove_column(at);
+    }
+    Ok(kept)
 }
 
 /// One committed file, opened for reading with its footer parsed once, so that a reader
@@ -278,11 +403,24 @@ pub struct FileReader {
     dictionary: Option<ArrowReaderMetadata>,
     /// Index of `merchant_id` among the file's columns, when it has one.
     merchant_column: Option<usize>,
+    /// For a compacted file read as known at a time it was only partly known: that time
+    /// (rows are filtered by `_ingested_at`).
+    cutoff: Option<i64>,
 }
 
 impl Ledger {
     /// Opens one committed file for reading by row group.
     pub fn open_file(&self, file: &FileEntry) -> Result<FileReader, LedgerError> {
+        self.open_file_as_of(file, None)
+    }
+
+    /// Opens one committed file for reading by row group, only its rows known at
+    /// `known_at_ms` (all of them if `None`).
+    pub fn open_file_as_of(
+        &self,
+        file: &FileEntry,
+        known_at_ms: Option<i64>,
+    ) -> Result<FileReader, LedgerError> {
         let path = self.root.join(&file.path);
         let handle = File::open(&path).map_err(|e| LedgerError::io(&path, e))?;
         let plain = ArrowReaderMetadata::load(&handle, ArrowReaderOptions::new())
@@ -341,6 +479,7 @@ impl Ledger {
             plain,
             dictionary,
             merchant_column,
+            cutoff: file.partly_known(known_at_ms),
         })
     }
 }
@@ -371,7 +510,25 @@ impl FileReader {
 
     /// The latest `ts` in the file (ms since the epoch), from its row groups' statistics;
     /// `None` if the file has no `ts` column or a row group lacks them.
-    pub fn max_ts_ms(&self) -> Option<i64> {
+    pub fn max_ts_ms(&self) -> Result<Option<i64>, LedgerError> {
+        if self.cutoff.is_some() {
+            // Statistics cover rows not known yet: the known rows' own `ts` decide.
+            let mut latest: Option<i64> = None;
+            for rg in 0..self.row_groups() {
+                let batch = self.read_row_group(rg, &["ts"])?;
+                let ts = batch.column_by_name("ts").and_then(|c| {
+                    c.as_primitive_opt::<arrow::datatypes::TimestampMillisecondType>()
+                });
+                if let Some(max) = ts.and_then(arrow::compute::max) {
+                    latest = Some(latest.map_or(max, |l| l.max(max)));
+                }
+            }
+            return Ok(latest);
+        }
+        Ok(self.max_ts_from_statistics())
+    }
+
+    fn max_ts_from_statistics(&self) -> Option<i64> {
         let meta = self.plain.metadata();
         let column = meta
             .file_metadata()
@@ -390,6 +547,51 @@ impl FileReader {
         latest
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads one row group whole, every column as stored (text as `Utf8`, whatever its
+    /// encoding on disk) and every row, known or not: for rewriting the file.
+    pub(crate) fn read_row_group_as_stored(
+        &self,
+        row_group: usize,
+    ) -> Result<RecordBatch, LedgerError> {
+        self.read(&self.plain, row_group, &|_| None)
+    }
+
+    /// One row group read with `meta`, the leaves `mask` picks from the file's Parquet
+    /// schema (all of them for `None`), as one batch.
+    fn read(
+        &self,
+        meta: &ArrowReaderMetadata,
+        row_group: usize,
+        mask: &dyn Fn(
+            &parquet::schema::types::SchemaDescriptor,
+        ) -> Option<parquet::arrow::ProjectionMask>,
+    ) -> Result<RecordBatch, LedgerError> {
+        let handle = self
+            .file
+            .try_clone()
+            .map_err(|e| LedgerError::io(&self.path, e))?;
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone());
+        if let Some(mask) = mask(builder.parquet_schema()) {
+            builder = builder.with_projection(mask);
+        }
+        let reader = builder
+            .with_row_groups(vec![row_group])
+            .with_batch_size(self.rows_in(row_group).max(1))
+            .build()
+            .map_err(|e| LedgerError::storage(&self.path, e))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| LedgerError::storage(&self.path, e))?;
+        arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| LedgerError::storage(&self.path, e))
+    }
+
     /// Reads one row group, only the named columns (names the file lacks are skipped), as
     /// one batch. Text columns stored dictionary-encoded come as `Dictionary(Int32, Utf8)`
     /// arrays; readers must accept both that and `Utf8`.
@@ -399,30 +601,19 @@ impl FileReader {
         columns: &[&str],
     ) -> Result<RecordBatch, LedgerError> {
         let meta = self.dictionary.as_ref().unwrap_or(&self.plain);
-        let handle = self
-            .file
-            .try_clone()
-            .map_err(|e| LedgerError::io(&self.path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone());
-        let schema = builder.parquet_schema();
-        let indices: Vec<usize> = columns
-            .iter()
-            .filter_map(|name| schema.columns().iter().position(|c| c.name() == *name))
-            .collect();
-        let mask = parquet::arrow::ProjectionMask::leaves(schema, indices);
-        let rows = self.rows_in(row_group).max(1);
-        let reader = builder
-            .with_projection(mask)
-            .with_row_groups(vec![row_group])
-            .with_batch_size(rows)
-            .build()
-            .map_err(|e| LedgerError::storage(&self.path, e))?;
-        let schema = reader.schema();
-        let batches = reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| LedgerError::storage(&self.path, e))?;
-        arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| LedgerError::storage(&self.path, e))
+        let extra = self.cutoff.is_some() && !columns.contains(&INGESTED_AT_COL);
+        let batch = self.read(meta, row_group, &|schema| {
+            let indices: Vec<usize> = columns
+                .iter()
+                .chain(extra.then_some(&INGESTED_AT_COL))
+                .filter_map(|name| schema.columns().iter().position(|c| c.name() == *name))
+                .collect();
+            Some(parquet::arrow::ProjectionMask::leaves(schema, indices))
+        })?;
+        match self.cutoff {
+            Some(k) => known_rows(batch, k, extra, &self.path),
+            None => Ok(batch),
+        }
     }
 }
 
@@ -480,6 +671,11 @@ pub(crate) fn data_file_path(table: Table, month: &str, batch: &str, n: usize) -
     format!("data/{}/month={month}/{batch}-{n:04}.parquet", table.name())
 }
 
+/// Path of a new run of a table's duplicate index, relative to the root.
+pub(crate) fn index_run_path(table: Table, batch: &str, n: usize) -> String {
+    format!("index/{}/{batch}-{n:04}.run", table.name())
+}
+
 /// Folder of a batch's report and quarantine, relative to the root.
 pub(crate) fn batch_dir(batch: &str) -> String {
     format!("batches/{batch}")
@@ -488,17 +684,26 @@ pub(crate) fn batch_dir(batch: &str) -> String {
 /// Removes files that no committed batch owns: leftovers of a batch that was killed before
 /// its commit. Only called while holding the lock.
 pub(crate) fn remove_orphans(root: &Path, manifest: &Manifest) -> Result<usize, LedgerError> {
-    let committed_files: BTreeSet<PathBuf> =
-        manifest.files.iter().map(|f| root.join(&f.path)).collect();
+    let committed_files: BTreeSet<PathBuf> = manifest
+        .files
+        .iter()
+        .map(|f| &f.path)
+        .chain(manifest.index.iter().map(|r| &r.path))
+        .chain(manifest.retired.iter().map(|r| &r.path))
+        .map(|p| root.join(p))
+        .collect();
     let committed_batches: BTreeSet<PathBuf> = manifest
         .batches
         .iter()
         .map(|b| root.join(batch_dir(&b.id)))
         .collect();
     let mut removed = 0;
-    let data = root.join("data");
-    if data.is_dir() {
-        let mut stack = vec![data];
+    let mut stack: Vec<PathBuf> = ["data", "index"]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.is_dir())
+        .collect();
+    {
         while let Some(dir) = stack.pop() {
             for entry in fs::read_dir(&dir).map_err(|e| LedgerError::io(&dir, e))? {
                 let path = entry.map_err(|e| LedgerError::io(&dir, e))?.path();

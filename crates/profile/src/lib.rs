@@ -268,6 +268,15 @@ fn outcome(m: &Merchant, d: i32, label: Label) -> Outcome {
 /// `data::Loader`), so memory is bounded by a chunk, not by the city; rows come out in the
 /// same order whatever the chunking: by as-of date, then merchant registration order.
 pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, ProfileError> {
+    build_with_progress(ledger, opts, &mut |_, _| {})
+}
+
+/// [`build`], telling `progress` how many chunks of merchants are done out of how many.
+pub fn build_with_progress(
+    ledger: &Ledger,
+    opts: &ProfileOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<RecordBatch, ProfileError> {
     if opts.as_of.is_empty() {
         return Err(ProfileError::Options(
             "at least one as-of date is needed".into(),
@@ -303,6 +312,7 @@ pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, Prof
             rows.extend(profile_rows(&city, &alive, j, d, opts, &selected));
         }
         loader.release(k, &mut city);
+        progress(k + 1, loader.chunks());
     }
     rows.sort_by_key(|r| (r.date, r.slot));
     peers(&city, &mut rows, &dates, &selected);

@@ -10,6 +10,7 @@
 
 mod calendar;
 mod city;
+mod daily;
 mod faults;
 mod merchant;
 mod params;
@@ -18,6 +19,7 @@ mod rows;
 use std::path::PathBuf;
 
 pub use city::{simulate, truth_path, truth_schema, OutputFormat, SimConfig, SimSummary};
+pub use daily::{split_daily, DailySummary, MAX_DAILY_DAYS};
 pub use faults::{Fault, FaultCounts};
 pub use merchant::{merchant_id, Truth};
 pub use params::{industry_params, story, IndustryParams, INDUSTRIES};

@@ -31,6 +31,7 @@ pub(super) type DigestMap<V> =
 
 /// Keys of the in-memory id digests: SipHash with two random keys per process, so that
 /// nobody can craft ids that collide (the digests never leave the process).
+#[derive(Clone)]
 pub(super) struct IdHasher(std::hash::RandomState, std::hash::RandomState);
 
 impl IdHasher {
@@ -46,9 +47,87 @@ impl IdHasher {
     }
 }
 
+/// Runs a table may have before the smallest are merged, and how many remain after.
+const MAX_RUNS: usize = 8;
+const MERGED_RUNS: usize = 4;
+
+/// Bytes of memory one key held by the duplicate index costs: the hash map's entry at its
+/// load factor, and its copy while being sorted for a spill.
+const BYTES_PER_KEY: u64 = 64;
+
+/// The duplicate index of the table being ingested: the ledger's committed runs, this
+/// batch's spilled runs (with a Bloom filter over them), and the keys accepted since the
+/// last spill, in memory. Keys are disjoint across all three, since a key is inserted only
+/// when absent.
+pub(super) struct DupIndex {
+    pub(super) table: Table,
+    mem: DigestMap<u64>,
+    /// Keys held in memory before they are spilled.
+    cap: usize,
+    /// Keys this batch may add (for the Bloom filter's size), and the filter's budget.
+    expected: u64,
+    bloom_bytes: u64,
+    bloom: Option<Bloom>,
+    spilled: Vec<Run>,
+    committed: Vec<Run>,
+    /// Committed runs replaced by this batch (rebuilt or merged), as paths.
+    superseded: Vec<String>,
+    scratch: Vec<u8>,
+}
+
+impl DupIndex {
+    /// An empty index for `table`, within `memory_limit` bytes: half for the keys in
+    /// memory, an eighth for the Bloom filter.
+    fn new(table: Table, memory_limit: u64, expected: u64) -> DupIndex {
+        let cap = usize::try_from(memory_limit / 2 / BYTES_PER_KEY)
+            .unwrap_or(usize::MAX)
+            .max(1024);
+        DupIndex {
+            table,
+            mem: DigestMap::with_capacity_and_hasher(
+                usize::try_from(expected).unwrap_or(cap).min(cap),
+                Default::default(),
+            ),
+            cap,
+            expected,
+            bloom_bytes: memory_limit / 8,
+            bloom: None,
+            spilled: Vec::new(),
+            committed: Vec::new(),
+            superseded: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, key: u128) -> Result<Option<u64>, LedgerError> {
+        if let Some(d) = self.mem.get(&key) {
+            return Ok(Some(*d));
+        }
+        if self.bloom.as_ref().is_some_and(|b| b.may_contain(key)) {
+            for run in self.spilled.iter().rev() {
+                if let Some(d) = run.get(key, &mut self.scratch)? {
+                    return Ok(Some(d));
+                }
+            }
+        }
+        for run in &self.committed {
+            if let Some(d) = run.get(key, &mut self.scratch)? {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl BatchWriter<'_> {
     /// Loads the ids that references of `table` point to, from the committed ledger.
     pub(super) fn load_refs(&mut self, table: Table) -> Result<(), LedgerError> {
+        if table != Table::Contracts && self.refs_loaded[3] {
+            // Contract terms serve the contracts table only, whose files are done (files
+            // come in table order): their memory goes before the events'.
+            self.contract_terms = DigestMap::default();
+            self.refs_loaded[3] = false;
+        }
         let needs: &[(usize, Table)] = match table {
             Table::Merchants => &[],
             Table::Contracts => &[
@@ -108,40 +187,233 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    /// Loads the duplicate index of a table from the committed ledger.
-    pub(super) fn load_index(&mut self, table: Table, incoming: u64) -> Result<(), LedgerError> {
-        if self.indexes.contains_key(&table) {
+    /// Opens the duplicate index of `table`: the committed runs, or — for a ledger whose
+    /// runs do not account for every row of the table (written before the index existed)
+    /// — a new index built from the ledger's own `event_id`s and row digests, once.
+    pub(super) fn open_index(
+        &mut self,
+        table: Table,
+        incoming: u64,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LedgerError> {
+        if self.dup.as_ref().is_some_and(|d| d.table == table) {
             return Ok(());
         }
-        // Sized up front so that loading does not rehash (which doubles the peak): for the
-        // larger of the ledger's rows and the batch's, the two common cases being a first
-        // delivery and a re-delivery.
-        let existing = self
+        self.finish_index()?;
+        let rows = self
             .ledger
             .row_counts()
             .get(table.name())
             .copied()
             .unwrap_or(0);
-        let capacity = usize::try_from(existing.max(incoming)).unwrap_or(0);
-        let mut index = DigestMap::with_capacity_and_hasher(capacity, Default::default());
-        let ids = &self.ids;
-        for file in self.ledger.files(table, None) {
+        let runs: Vec<&IndexRun> = self
+            .manifest
+            .index
+            .iter()
+            .filter(|r| r.table == table.name())
+            .collect();
+        let indexed: u64 = runs.iter().map(|r| r.keys).sum();
+        let rebuild = indexed != rows;
+        let mut dup = DupIndex::new(
+            table,
+            self.memory_limit,
+            incoming + if rebuild { rows } else { 0 },
+        );
+        if rebuild {
+            dup.superseded = runs.iter().map(|r| r.path.clone()).collect();
+        } else {
+            for r in runs {
+                dup.committed.push(Run::open(&self.root.join(&r.path))?);
+            }
+            // The largest first: a re-delivered row is most likely there.
+            dup.committed.sort_by_key(|r| std::cmp::Reverse(r.keys));
+        }
+        self.dup = Some(dup);
+        if rebuild && rows > 0 {
+            self.rebuild_index(table, rows, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Fills the open index with the keys of every committed row of `table`.
+    fn rebuild_index(
+        &mut self,
+        table: Table,
+        rows: u64,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LedgerError> {
+        progress(&format!(
+            "building the duplicate index of {} from its {rows} committed rows (once)",
+            table.name()
+        ));
+        let files: Vec<FileEntry> = self
+            .ledger
+            .files(table, None)
+            .into_iter()
+            .cloned()
+            .collect();
+        for file in &files {
+            let mut keys: Vec<(u128, u64)> = Vec::new();
             self.ledger
                 .scan_file(file, Some(&["event_id", DIGEST_COL]), &mut |b| {
-                    let keys = column_str(&b, "event_id");
+                    let ids = column_str(&b, "event_id");
                     let digests = b
                         .column_by_name(DIGEST_COL)
                         .and_then(|c| c.as_primitive_opt::<UInt64Type>());
-                    if let (Some(keys), Some(digests)) = (keys, digests) {
+                    if let (Some(ids), Some(digests)) = (ids, digests) {
                         for i in 0..b.num_rows() {
-                            index.insert(ids.digest(keys.value(i)), digests.value(i));
+                            keys.push((stable_key(ids.value(i)), digests.value(i)));
                         }
                     }
                     Ok(())
                 })?;
+            for (key, digest) in keys {
+                self.index_insert(key, digest)?;
+            }
+            self.index_report.rows_rebuilt += file.rows;
         }
-        self.indexes.insert(table, index);
         Ok(())
+    }
+
+    /// The row digest the index holds for `key`, if any.
+    pub(super) fn index_get(&mut self, key: u128) -> Result<Option<u64>, LedgerError> {
+        match self.dup.as_mut() {
+            Some(dup) => dup.get(key),
+            None => Ok(None),
+        }
+    }
+
+    /// Records an accepted row's key, spilling the keys held to a run when they reach the
+    /// memory limit's share.
+    pub(super) fn index_insert(&mut self, key: u128, digest: u64) -> Result<(), LedgerError> {
+        let Some(dup) = self.dup.as_mut() else {
+            return Ok(());
+        };
+        dup.mem.insert(key, digest);
+        if dup.mem.len() >= dup.cap {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the keys held in memory as a new run of this batch.
+    fn spill(&mut self) -> Result<(), LedgerError> {
+        let Some(dup) = self.dup.as_mut() else {
+            return Ok(());
+        };
+        if dup.mem.is_empty() {
+            return Ok(());
+        }
+        let mut records: Vec<(u128, u64)> = dup.mem.drain().collect();
+        records.sort_unstable_by_key(|r| r.0);
+        let bloom = dup
+            .bloom
+            .get_or_insert_with(|| Bloom::new(dup.expected, dup.bloom_bytes));
+        for (k, _) in &records {
+            bloom.insert(*k);
+        }
+        self.index_seq += 1;
+        let rel = index_run_path(dup.table, &self.id, self.index_seq);
+        let path = self.root.join(&rel);
+        if let Some(dir) = path.parent() {
+            if !dir.exists() {
+                fs::create_dir_all(dir).map_err(|e| LedgerError::io(dir, e))?;
+                self.created_dirs.push(dir.to_path_buf());
+            }
+        }
+        self.index_files.push(rel);
+        write_run(&path, records.into_iter())?;
+        dup.spilled.push(Run::open(&path)?);
+        self.index_report.runs_written += 1;
+        Ok(())
+    }
+
+    /// Closes the open index: the keys still in memory become a run, and when the table
+    /// has more than [`MAX_RUNS`] runs, the smallest are merged (streaming) so that a
+    /// look-up never reads more than a few. The batch's runs join the manifest at commit.
+    pub(super) fn finish_index(&mut self) -> Result<(), LedgerError> {
+        if self.dup.is_none() {
+            return Ok(());
+        }
+        self.spill()?;
+        let Some(mut dup) = self.dup.take() else {
+            return Ok(());
+        };
+        dup.mem = DigestMap::default();
+        dup.bloom = None;
+        let table = dup.table;
+        // A batch that spilled leaves one run, not one per spill: a later look-up then
+        // reads one run for a key, whichever it is (their key ranges all overlap). The
+        // merge streams, in time proportional to the batch.
+        let mut spilled = dup.spilled;
+        if spilled.len() > 1 {
+            let merged =
+                self.merge_into_run(table, spilled.into_iter().map(|r| (r, false)).collect())?;
+            spilled = vec![merged];
+        }
+        // (run, whether it is a committed one)
+        let mut runs: Vec<(Run, bool)> = dup
+            .committed
+            .into_iter()
+            .map(|r| (r, true))
+            .chain(spilled.into_iter().map(|r| (r, false)))
+            .collect();
+        if runs.len() > MAX_RUNS {
+            runs.sort_by_key(|(r, _)| r.keys);
+            let take = runs.len() - MERGED_RUNS + 1;
+            let small: Vec<(Run, bool)> = runs.drain(..take).collect();
+            runs.push((self.merge_into_run(table, small)?, false));
+        }
+        for (run, committed) in runs {
+            if !committed {
+                self.new_runs.push(IndexRun {
+                    table: table.name().to_string(),
+                    path: self.rel_path(&run.path),
+                    keys: run.keys,
+                    batch: self.id.clone(),
+                });
+            }
+        }
+        self.superseded_runs.extend(dup.superseded);
+        Ok(())
+    }
+
+    /// Merges runs into a new run of this batch; committed ones among them leave the
+    /// manifest at commit, this batch's own are deleted now.
+    fn merge_into_run(
+        &mut self,
+        table: Table,
+        small: Vec<(Run, bool)>,
+    ) -> Result<Run, LedgerError> {
+        self.index_seq += 1;
+        let rel = index_run_path(table, &self.id, self.index_seq);
+        let path = self.root.join(&rel);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| LedgerError::io(dir, e))?;
+        }
+        self.index_files.push(rel);
+        let inputs: Vec<&Run> = small.iter().map(|(r, _)| r).collect();
+        merge_runs(&inputs, &path)?;
+        self.index_report.runs_merged += small.len();
+        for (run, committed) in small {
+            let rel = self.rel_path(&run.path);
+            if committed {
+                self.superseded_runs.push(rel);
+            } else {
+                // A run of this batch, never committed: it goes now.
+                drop(run);
+                let _ = fs::remove_file(self.root.join(&rel));
+                self.index_files.retain(|f| *f != rel);
+            }
+        }
+        Run::open(&path)
+    }
+
+    fn rel_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// Terms of every contract in the ledger, for the reuse check of new contract rows.

@@ -34,19 +34,22 @@ use crate::reason::{Reason, Rejection};
 use crate::rules::{check, Canon};
 use crate::schema::{ColType, Table, DIGEST_COL};
 use crate::store::{
-    batch_dir, commit_manifest, data_file_path, ledger_writer_properties, read_manifest,
-    remove_orphans, sync_dir, writer_properties, BatchEntry, FileEntry, InputEntry, Ledger,
-    LockGuard, Manifest,
+    batch_dir, commit_manifest, data_file_path, index_run_path, ledger_writer_properties,
+    read_manifest, remove_orphans, sync_dir, writer_properties, BatchEntry, FileEntry, IndexRun,
+    InputEntry, Ledger, LockGuard, Manifest,
 };
 
 mod index;
+mod pipeline;
 mod process;
 mod quarantine;
+mod runs;
 mod write;
 
 use index::*;
 pub use quarantine::quarantine_schema;
 use quarantine::*;
+use runs::*;
 use write::*;
 
 /// Options of one ingestion batch.
@@ -59,7 +62,25 @@ pub struct IngestOptions {
     /// ahead), in minutes, 0 to [`MAX_CLOCK_SKEW_MINUTES`]; [`DEFAULT_CLOCK_SKEW_MINUTES`]
     /// if `None`. Rows later than that are rejected as `timestamp_out_of_range`.
     pub max_clock_skew_minutes: Option<u32>,
+    /// Memory the duplicate index may hold, in MiB, [`MIN_MEMORY_LIMIT_MIB`] to
+    /// [`MAX_MEMORY_LIMIT_MIB`]; [`DEFAULT_MEMORY_LIMIT_MIB`] if `None`. Beyond it, keys
+    /// spill to sorted runs on disk: the ledger written is the same whatever the limit.
+    pub memory_limit_mib: Option<u64>,
+    /// Threads that convert and check rows, 1 to [`MAX_THREADS`]; every core if `None`.
+    /// The ledger written is the same whatever the count.
+    pub threads: Option<usize>,
 }
+
+/// The most threads a batch may use.
+pub const MAX_THREADS: usize = 256;
+
+/// The duplicate index's memory limit unless a batch sets another: 2 GiB, so that with the
+/// writers' buffers and the reference maps a batch stays within 4 GiB.
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 2048;
+/// The smallest memory limit (it makes a batch spill every few thousand keys: for tests).
+pub const MIN_MEMORY_LIMIT_MIB: u64 = 1;
+/// The largest memory limit: 1 TiB.
+pub const MAX_MEMORY_LIMIT_MIB: u64 = 1 << 20;
 
 /// The clock skew allowed unless a batch sets another: one hour.
 pub const DEFAULT_CLOCK_SKEW_MINUTES: u32 = 60;
@@ -117,6 +138,18 @@ pub struct FileReport {
     pub counts: Counts,
 }
 
+/// What the batch did to the duplicate index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IndexReport {
+    /// Runs written (keys spilled from memory, and the rest at the end of each table).
+    pub runs_written: usize,
+    /// Runs merged into one because a table had too many.
+    pub runs_merged: usize,
+    /// Committed rows read to build an index a ledger did not have yet (0 once it has one:
+    /// a delivery then costs look-ups of its own keys only).
+    pub rows_rebuilt: u64,
+}
+
 /// The report of a batch: printed, and written to `batches/<id>/report.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
@@ -136,6 +169,8 @@ pub struct IngestReport {
     pub files_written: usize,
     /// Quarantine file (relative to the ledger), if any row was rejected.
     pub quarantine: Option<String>,
+    /// The duplicate index's work.
+    pub index: IndexReport,
 }
 
 /// Ingests `inputs` (files or folders) into the ledger at `root`.
@@ -166,12 +201,33 @@ pub fn ingest(
             ),
         });
     }
+    let limit_mib = opts.memory_limit_mib.unwrap_or(DEFAULT_MEMORY_LIMIT_MIB);
+    if !(MIN_MEMORY_LIMIT_MIB..=MAX_MEMORY_LIMIT_MIB).contains(&limit_mib) {
+        return Err(LedgerError::Input {
+            path: root.to_path_buf(),
+            problem: format!(
+                "the memory limit must be {MIN_MEMORY_LIMIT_MIB} to {MAX_MEMORY_LIMIT_MIB} MiB, not {limit_mib}"
+            ),
+        });
+    }
     let ingested_at_ms = opts
         .ingested_at_ms
         .unwrap_or_else(|| Utc::now().timestamp_millis());
     let id = format!("b{:06}", manifest.batches.len() + 1);
     let max_ts_ms = ingested_at_ms.saturating_add(i64::from(skew) * 60_000);
+    let threads = match opts.threads {
+        Some(t) if (1..=MAX_THREADS).contains(&t) => t,
+        Some(t) => {
+            return Err(LedgerError::Input {
+                path: root.to_path_buf(),
+                problem: format!("threads must be 1 to {MAX_THREADS}, not {t}"),
+            })
+        }
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let mut batch = BatchWriter::new(root, id, ingested_at_ms, max_ts_ms, &manifest)?;
+    batch.memory_limit = limit_mib << 20;
+    batch.threads = threads;
     match batch.run(&files, progress) {
         Ok(report) => Ok(report),
         Err(e) => {
@@ -210,8 +266,19 @@ struct BatchWriter<'m> {
     /// Contract digests → their terms, to refuse an id reused for another contract.
     contract_terms: DigestMap<ContractTerms>,
     refs_loaded: [bool; 4],
-    /// Per table: event-id digest → row digest.
-    indexes: HashMap<Table, DigestMap<u64>>,
+    /// The duplicate index of the table being ingested.
+    dup: Option<DupIndex>,
+    /// Bytes the duplicate index may hold.
+    memory_limit: u64,
+    /// Threads preparing batches.
+    threads: usize,
+    /// Runs written by this batch (numbered across tables), their paths (for `abandon`),
+    /// those that join the manifest, and committed ones that leave it.
+    index_seq: usize,
+    index_files: Vec<String>,
+    new_runs: Vec<IndexRun>,
+    superseded_runs: Vec<String>,
+    index_report: IndexReport,
     writers: BTreeMap<(Table, String), PartWriter>,
     file_seq: usize,
     rows_since_check: usize,
@@ -247,7 +314,14 @@ impl<'m> BatchWriter<'m> {
             contracts: DigestMap::default(),
             contract_terms: DigestMap::default(),
             refs_loaded: [false; 4],
-            indexes: HashMap::new(),
+            dup: None,
+            memory_limit: DEFAULT_MEMORY_LIMIT_MIB << 20,
+            threads: 1,
+            index_seq: 0,
+            index_files: Vec::new(),
+            new_runs: Vec::new(),
+            superseded_runs: Vec::new(),
+            index_report: IndexReport::default(),
             writers: BTreeMap::new(),
             file_seq: 0,
             rows_since_check: 0,
@@ -266,7 +340,12 @@ impl<'m> BatchWriter<'m> {
         // Dropping the writers closes their files; then every file of this batch goes.
         self.writers.clear();
         self.quarantine = None;
-        for rel in open.iter().chain(self.written.iter().map(|f| &f.path)) {
+        self.dup = None;
+        for rel in open
+            .iter()
+            .chain(self.written.iter().map(|f| &f.path))
+            .chain(&self.index_files)
+        {
             let _ = fs::remove_file(self.root.join(rel));
         }
         let _ = fs::remove_dir_all(self.root.join(batch_dir(&self.id)));
@@ -286,22 +365,19 @@ impl<'m> BatchWriter<'m> {
         for file in files {
             progress(&format!("{} → {}", file.path.display(), file.table.name()));
             self.load_refs(file.table)?;
-            // Files come in table order: a table's duplicate index is dropped once its
+            // Files come in table order: a table's duplicate index is closed once its
             // files are done, so that memory holds one table's index at a time.
-            self.indexes.retain(|t, _| *t == file.table);
             let incoming = files
                 .iter()
                 .filter(|f| f.table == file.table)
                 .map(|f| f.rows_hint)
                 .sum();
-            self.load_index(file.table, incoming)?;
+            self.open_index(file.table, incoming, progress)?;
             let mut counts = Counts::default();
-            let mut offset = 0u64;
-            read_batches(file, &mut |batch| {
-                let n = batch.num_rows() as u64;
-                self.process(file, &batch, offset, &mut counts)?;
-                offset += n;
-                Ok(())
+            let ids = self.ids.clone();
+            let (workers, max_ts_ms) = (self.threads, self.max_ts_ms);
+            pipeline::for_each_prepared(file, workers, max_ts_ms, &ids, &mut |prepared| {
+                self.apply(file, prepared, &mut counts)
             })?;
             if !counts.reconciles() {
                 return Err(LedgerError::storage(
@@ -320,6 +396,7 @@ impl<'m> BatchWriter<'m> {
                 counts,
             });
         }
+        self.finish_index()?;
         self.finish_writers()?;
         let quarantine = self.finish_quarantine()?;
 
@@ -341,6 +418,7 @@ impl<'m> BatchWriter<'m> {
             totals: totals.clone(),
             files_written: self.written.len(),
             quarantine,
+            index: self.index_report.clone(),
         };
         let dir = self.root.join(batch_dir(&self.id));
         fs::create_dir_all(&dir).map_err(|e| LedgerError::io(&dir, e))?;
@@ -362,7 +440,15 @@ impl<'m> BatchWriter<'m> {
             inputs,
         });
         next.files.extend(self.written.iter().cloned());
+        next.index
+            .retain(|r| !self.superseded_runs.contains(&r.path));
+        next.index.extend(self.new_runs.iter().cloned());
         commit_manifest(&self.root, &next)?;
+        // Runs the new manifest no longer lists are read by no one (only the writer holding
+        // the lock reads the index); a kill here leaves them to the next writer's sweep.
+        for rel in &self.superseded_runs {
+            let _ = fs::remove_file(self.root.join(rel));
+        }
         Ok(report)
     }
 }

@@ -1,48 +1,106 @@
 //! One decoded batch: conversion, row rules, references and duplicates, each row accepted,
 //! rejected with a reason or recognised as a duplicate.
+//!
+//! The work is in two steps. [`prepare`] needs nothing but the batch (conversion, row
+//! rules, digests and keys), so it runs on worker threads; [`BatchWriter::apply`] checks
+//! references and duplicates against what came before, row by row in file order, and
+//! writes — on one thread, batches taken in their input order, so the ledger is the same
+//! whatever the thread count.
 
 use super::*;
 
+/// A batch converted and checked as far as it can be on its own.
+pub(super) struct Prepared {
+    /// The batch as read (for the quarantine's `row_json`).
+    pub(super) batch: RecordBatch,
+    /// Row number of its first row in the file (0-based).
+    pub(super) offset: u64,
+    pub(super) cols: Vec<ArrayRef>,
+    pub(super) rejections: Vec<Option<Rejection>>,
+    /// Each row's content digest, its `event_id`'s key and its merchant's digest.
+    pub(super) digests: Vec<u64>,
+    pub(super) keys: Vec<Option<u128>>,
+    pub(super) merchants: Vec<Option<u128>>,
+}
+
+/// Converts a batch of `file` and checks every row rule that needs only the row.
+pub(super) fn prepare(
+    file: &InputFile,
+    batch: RecordBatch,
+    offset: u64,
+    max_ts_ms: i64,
+    ids: &IdHasher,
+) -> Result<Prepared, LedgerError> {
+    let table = file.table;
+    let n = batch.num_rows();
+    let mut rejections: Vec<Option<Rejection>> = vec![None; n];
+    let mut ctx = Ctx {
+        max_ts_ms,
+        rejections: &mut rejections,
+    };
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(table.columns().len());
+    for (spec, idx) in table.columns().iter().zip(&file.mapping) {
+        let input = idx.map(|i| batch.column(i));
+        let col = convert(spec, input, n, &mut ctx).map_err(|problem| LedgerError::Unreadable {
+            path: file.path.clone(),
+            format: "input",
+            problem: format!("column {}: {problem}", spec.name),
+        })?;
+        cols.push(col);
+    }
+    let canon = Canon { table, cols: &cols };
+    check(&canon, &mut rejections);
+    let digests = row_digests(table, &cols);
+    let (mut keys, mut merchants) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (row, rejection) in rejections.iter().enumerate() {
+        if rejection.is_some() {
+            keys.push(None);
+            merchants.push(None);
+            continue;
+        }
+        keys.push(canon.str("event_id", row).map(stable_key));
+        merchants.push(canon.str("merchant_id", row).map(|m| ids.digest(m)));
+    }
+    Ok(Prepared {
+        batch,
+        offset,
+        cols,
+        rejections,
+        digests,
+        keys,
+        merchants,
+    })
+}
+
 impl BatchWriter<'_> {
-    pub(super) fn process(
+    /// References, duplicates and conflicts of a prepared batch, then its rows written.
+    pub(super) fn apply(
         &mut self,
         file: &InputFile,
-        batch: &RecordBatch,
-        offset: u64,
+        prepared: Prepared,
         counts: &mut Counts,
     ) -> Result<(), LedgerError> {
+        let Prepared {
+            batch,
+            offset,
+            cols,
+            mut rejections,
+            digests,
+            keys,
+            merchants,
+        } = prepared;
         let table = file.table;
         let n = batch.num_rows();
-        let mut rejections: Vec<Option<Rejection>> = vec![None; n];
-        let mut ctx = Ctx {
-            max_ts_ms: self.max_ts_ms,
-            rejections: &mut rejections,
-        };
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(table.columns().len());
-        for (spec, idx) in table.columns().iter().zip(&file.mapping) {
-            let input = idx.map(|i| batch.column(i));
-            let col =
-                convert(spec, input, n, &mut ctx).map_err(|problem| LedgerError::Unreadable {
-                    path: file.path.clone(),
-                    format: "input",
-                    problem: format!("column {}: {problem}", spec.name),
-                })?;
-            cols.push(col);
-        }
         let canon = Canon { table, cols: &cols };
-        check(&canon, &mut rejections);
-
         // References, duplicates and conflicts, row by row in file order, so that a row
         // may refer to one accepted earlier in the same batch.
-        let digests = row_digests(table, &cols);
         let mut accepted: Vec<u32> = Vec::new();
         let mut duplicate = vec![false; n];
-        let index = self.indexes.entry(table).or_default();
         for row in 0..n {
             if rejections[row].is_some() {
                 continue;
             }
-            let merchant = canon.str("merchant_id", row).map(|m| self.ids.digest(m));
+            let merchant = merchants[row];
             let reference = match table {
                 Table::Merchants => None,
                 _ if merchant.is_some_and(|m| !self.merchants.contains_key(&m)) => {
@@ -76,12 +134,11 @@ impl BatchWriter<'_> {
                 rejections[row] = Some(r);
                 continue;
             }
-            let Some(event_id) = canon.str("event_id", row) else {
+            let (Some(key), Some(event_id)) = (keys[row], canon.str("event_id", row)) else {
                 continue;
             };
-            let key = self.ids.digest(event_id);
-            match index.get(&key) {
-                Some(&d) if d == digests[row] => duplicate[row] = true,
+            match self.index_get(key)? {
+                Some(d) if d == digests[row] => duplicate[row] = true,
                 Some(_) => {
                     rejections[row] = Some(Rejection::row(
                         Reason::ConflictingDuplicate,
@@ -99,7 +156,7 @@ impl BatchWriter<'_> {
                             continue;
                         }
                     }
-                    index.insert(key, digests[row]);
+                    self.index_insert(key, digests[row])?;
                     accepted.push(row as u32);
                     let m = merchant.unwrap_or_default();
                     match table {
@@ -135,7 +192,7 @@ impl BatchWriter<'_> {
             .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
             .collect();
         if !rejected.is_empty() {
-            self.quarantine_rows(file, batch, offset, &rejected, counts)?;
+            self.quarantine_rows(file, &batch, offset, &rejected, counts)?;
         }
         if !accepted.is_empty() {
             self.write_accepted(table, cols, &digests, &accepted)?;

@@ -166,6 +166,8 @@ impl BatchWriter<'_> {
                 rows: w.rows,
                 batch: self.id.clone(),
                 ingested_at_ms: self.ingested_at_ms,
+                batches: BTreeMap::new(),
+                first_ingested_at_ms: None,
             });
         }
         for dir in &self.created_dirs {

@@ -182,10 +182,10 @@ impl Loader {
             };
             let mut files = Vec::new();
             for f in ledger.files(table, known_at_ms) {
-                let reader = ledger.open_file(f)?;
+                let reader = ledger.open_file_as_of(f, known_at_ms)?;
                 // The ledger's last day counts every table, read or not, so that labels'
                 // windows do not depend on the characteristics selected.
-                match reader.max_ts_ms() {
+                match reader.max_ts_ms()? {
                     Some(ms) if f.rows > 0 => city.last_day = city.last_day.max(day_of_ms(ms)),
                     _ => {}
                 }
