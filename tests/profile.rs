@@ -1016,3 +1016,92 @@ fn peer_characteristics_are_relative_to_the_peers_median() {
     );
     assert!(by_cell > 50 && by_trade > 50, "{by_cell} / {by_trade}");
 }
+
+/// One build, three ways: whole in memory, streamed to a file a chunk and then a date at a
+/// time, and as three shards finished together. All give the same rows, peer
+/// characteristics included (their medians need every shard's values); a shard alone is
+/// refused, and overlapping shards are caught.
+#[test]
+fn streamed_and_sharded_builds_equal_the_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 300, 24, 37, &[]);
+    let ledger = yuanxin_ledger::Ledger::open(&ingest(&city, &tmp.path().join("ledger"))).unwrap();
+    let dates = ["2024-06-30", "2024-12-31", "2025-06-30"]
+        .map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap())
+        .to_vec();
+    let mut opts = yuanxin_profile::ProfileOptions::at(dates);
+    opts.label = Some(yuanxin_profile::Label::Default12m);
+    let whole = yuanxin_profile::build(&ledger, &opts).unwrap();
+    assert!(whole.num_rows() > 500);
+    assert!(whole.column_by_name(yuanxin_profile::ORDER).is_none());
+    let peer = col(&whole, "rev_change_vs_peers_90d");
+    assert!(
+        peer.iter().filter(|v| v.is_some()).count() > 100,
+        "peer characteristics are computed"
+    );
+    let same = |a: &RecordBatch, b: &RecordBatch, how: &str| {
+        assert_eq!(a.num_rows(), b.num_rows(), "{how}");
+        for f in a.schema().fields() {
+            assert_eq!(
+                a.column_by_name(f.name()).unwrap().to_data(),
+                b.column_by_name(f.name())
+                    .unwrap_or_else(|| panic!("{how}: no {}", f.name()))
+                    .to_data(),
+                "{how}: {}",
+                f.name()
+            );
+        }
+        assert_eq!(a.num_columns(), b.num_columns(), "{how}");
+    };
+
+    let mut chunked = opts.clone();
+    chunked.chunks = Some(7);
+    let out = tmp.path().join("streamed.parquet");
+    let mut calls = 0;
+    let n =
+        yuanxin_profile::build_to_parquet(&ledger, &chunked, &out, &mut |_, _| calls += 1).unwrap();
+    assert_eq!(calls, 7);
+    assert_eq!(n as usize, whole.num_rows());
+    same(&whole, &read_whole(&out), "streamed");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("spill") || n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "spill left behind: {left:?}");
+
+    let mut parts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..3 {
+        let mut o = chunked.clone();
+        o.shard = Some(yuanxin_profile::Shard::new(i, 3).unwrap());
+        if i == 0 {
+            let err = yuanxin_profile::build(&ledger, &o).unwrap_err().to_string();
+            assert!(err.contains("shard 0/3"), "{err}");
+        }
+        let part = yuanxin_profile::build_partial(&ledger, &o, &mut |_, _| {}).unwrap();
+        assert!(part.num_rows() > 0);
+        for id in strs(&part, "merchant_id").into_iter().flatten() {
+            assert_eq!(yuanxin_profile::Shard::of(&id, 3), i, "{id} in shard {i}");
+            seen.insert(id);
+        }
+        parts.push(part);
+    }
+    assert_eq!(
+        seen.len(),
+        strs(&whole, "merchant_id")
+            .into_iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    );
+    // In any order of parts.
+    parts.reverse();
+    same(&whole, &yuanxin_profile::finish(&parts).unwrap(), "sharded");
+    parts.push(parts[0].clone());
+    let err = yuanxin_profile::finish(&parts).unwrap_err().to_string();
+    assert!(err.contains("comes twice"), "{err}");
+    assert!(yuanxin_profile::Shard::parse("3/3").is_err());
+    assert!(yuanxin_profile::Shard::parse("1/0").is_err());
+    assert!(yuanxin_profile::Shard::parse("x").is_err());
+}

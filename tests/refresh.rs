@@ -121,3 +121,124 @@ fn the_nightly_refresh_writes_a_snapshot_and_what_changed_since_the_last() {
     assert_eq!(run["snapshot"]["snapshot"], name2);
     assert!(run["timings"]["total_s"].as_f64().unwrap() > 0.0);
 }
+
+/// The refresh as N shards, the unit a scheduler fans out: each shard builds its
+/// merchants' partial profiles alone, and their gathered union gives the profiles file and
+/// the snapshot one run gives, byte for byte. Gathering refuses an incomplete set.
+#[test]
+fn shards_of_the_refresh_give_the_single_run_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = tmp.path().join("city");
+    simulate(&city, 200, 14, 43, &[]);
+    let ledger = tmp.path().join("ledger");
+    let (data, models) = (repo().join("data"), repo().join("models"));
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "refresh",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--models",
+            models.to_str().unwrap(),
+            "--today",
+            "2024-07-31",
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run_args = |args: Vec<String>| -> String {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok(&args)
+    };
+    let one = tmp.path().join("one");
+    let (p1, s1) = (one.join("profiles.parquet"), one.join("snap"));
+    std::fs::create_dir_all(&one).unwrap();
+    let single: Value = serde_json::from_str(&run_args(common(&[
+        "--deliveries",
+        city.to_str().unwrap(),
+        "--profiles",
+        p1.to_str().unwrap(),
+        "--snapshots",
+        s1.to_str().unwrap(),
+    ])))
+    .unwrap();
+
+    let parts = tmp.path().join("parts");
+    let mut rows = 0;
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let part: Value = serde_json::from_str(&run_args(common(&[
+            "--shard",
+            &shard,
+            "--parts",
+            parts.to_str().unwrap(),
+        ])))
+        .unwrap();
+        assert_eq!(part["part"]["shard"], shard.as_str());
+        let n = part["part"]["rows"].as_u64().unwrap();
+        assert!(n > 0, "shard {shard} has merchants");
+        rows += n;
+        if i == 1 {
+            // Two of three: gathering refuses, and names what is missing.
+            let (p, s) = (tmp.path().join("early.parquet"), tmp.path().join("early"));
+            let mut args = common(&["--gather", parts.to_str().unwrap()]);
+            args.extend(
+                [
+                    "--profiles",
+                    p.to_str().unwrap(),
+                    "--snapshots",
+                    s.to_str().unwrap(),
+                ]
+                .map(String::from),
+            );
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run(&args);
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("shards missing: 2/3"), "{err}");
+            assert!(!p.exists(), "no profiles from an incomplete set");
+        }
+    }
+    let many = tmp.path().join("many");
+    let (p3, s3) = (many.join("profiles.parquet"), many.join("snap"));
+    std::fs::create_dir_all(&many).unwrap();
+    let gathered: Value = serde_json::from_str(&run_args(common(&[
+        "--gather",
+        parts.to_str().unwrap(),
+        "--profiles",
+        p3.to_str().unwrap(),
+        "--snapshots",
+        s3.to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(gathered["shards"].as_array().unwrap().len(), 3);
+    assert_eq!(read_whole(&p1).num_rows() as u64, rows);
+    assert!(
+        std::fs::read(&p1).unwrap() == std::fs::read(&p3).unwrap(),
+        "the shards' profiles file differs from the single run's"
+    );
+    let name = single["snapshot"]["snapshot"].as_str().unwrap();
+    assert_eq!(gathered["snapshot"]["snapshot"], name);
+    assert!(
+        std::fs::read(s1.join(name).join("standing.parquet")).unwrap()
+            == std::fs::read(s3.join(name).join("standing.parquet")).unwrap(),
+        "the shards' snapshot differs from the single run's"
+    );
+    assert_eq!(
+        single["snapshot"]["by_grade"],
+        gathered["snapshot"]["by_grade"]
+    );
+    // A shard count out of range is refused before any work.
+    let out = run(
+        &common(&["--shard", "3/3", "--parts", parts.to_str().unwrap()])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard 3/3"));
+}

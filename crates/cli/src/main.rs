@@ -207,6 +207,18 @@ struct RefreshArgs {
     /// ledger's latest month, or today if earlier. Default: today.
     #[arg(long)]
     today: Option<NaiveDate>,
+    /// Build only this shard's partial profiles (`i/N`: the merchants whose id hashes to
+    /// shard i of N) into --parts, for a scheduler to fan out; the ledger must already hold
+    /// the day's deliveries. `--gather` then finishes the union.
+    #[arg(long, requires = "parts", conflicts_with_all = ["deliveries", "gather"])]
+    shard: Option<String>,
+    /// Folder a shard writes its part to (`part-IIII-of-NNNN.parquet` and `.json`).
+    #[arg(long)]
+    parts: Option<PathBuf>,
+    /// Finish the shards' parts in this folder into the profiles (instead of building
+    /// them), then score and snapshot as usual: byte for byte what one run gives.
+    #[arg(long, conflicts_with = "deliveries")]
+    gather: Option<PathBuf>,
     /// Print the run report as JSON.
     #[arg(long)]
     json: bool,
@@ -585,23 +597,28 @@ fn run_profile(args: &ProfileArgs) -> Result<()> {
         oot_from: args.oot_from,
         features: args.features.clone(),
         chunks: args.chunks.map(|n| n as usize),
+        shard: None,
     };
     let t0 = Instant::now();
     let ledger = Ledger::open(&args.ledger)
         .with_context(|| format!("opening ledger {}", args.ledger.display()))?;
-    let batch = yuanxin_profile::build(&ledger, &opts).context("building profiles")?;
-    yuanxin_profile::write_parquet(&batch, &args.out)?;
+    let bar = progress_bar("profiles (chunks)");
+    let rows = yuanxin_profile::build_to_parquet(&ledger, &opts, &args.out, &mut advance(&bar))
+        .context("building profiles")?;
+    bar.finish_and_clear();
     outln!(
-        "{} profile rows ({} characteristics, {} as-of dates) → {} in {:.2} s",
-        batch.num_rows(),
+        "{} profile rows ({} characteristics, {} as-of dates) → {} in {:.2} s; peak memory {}",
+        rows,
         opts.features
             .as_ref()
             .map_or(yuanxin_profile::FEATURES.len(), Vec::len),
         opts.as_of.len(),
         args.out.display(),
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        peak_memory()
     );
     if args.report {
+        let batch = yuanxin_profile::read_parquet(&args.out)?;
         let signals = yuanxin_model::signals::signal_report(&batch)
             .context("no labelled rows to report on")?;
         let mut signals = signals;
@@ -742,14 +759,51 @@ fn run_refresh(args: &RefreshArgs) -> Result<()> {
             .date_naive()
     });
     let t = Instant::now();
-    let bar = progress_bar("profiles (chunks)");
-    let as_of = yuanxin_engine::refresh_profiles_with_progress(
-        &args.ledger,
-        &profiles,
-        today,
-        &mut advance(&bar),
-    )?;
-    bar.finish_and_clear();
+    if let Some(shard) = &args.shard {
+        let shard = yuanxin_profile::Shard::parse(shard)?;
+        let parts = args.parts.as_deref().context("--shard needs --parts DIR")?;
+        let bar = progress_bar("profiles (chunks)");
+        let info =
+            yuanxin_engine::refresh_part(&args.ledger, parts, shard, today, &mut advance(&bar))?;
+        bar.finish_and_clear();
+        let report = serde_json::json!({
+            "part": info,
+            "parts": parts,
+            "seconds": t.elapsed().as_secs_f64(),
+            "peak_memory": peak_memory(),
+        });
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            outln!(
+                "shard {} as of {}: {} partial profile rows → {} in {:.1} s; peak memory {}",
+                info.shard,
+                info.as_of,
+                info.rows,
+                parts.display(),
+                t.elapsed().as_secs_f64(),
+                peak_memory()
+            );
+        }
+        return Ok(());
+    }
+    let (as_of, shards) = match &args.gather {
+        Some(dir) => {
+            let (as_of, infos) = yuanxin_engine::gather_parts(dir, &profiles)?;
+            (as_of, Some(infos))
+        }
+        None => {
+            let bar = progress_bar("profiles (chunks)");
+            let as_of = yuanxin_engine::refresh_profiles_with_progress(
+                &args.ledger,
+                &profiles,
+                today,
+                &mut advance(&bar),
+            )?;
+            bar.finish_and_clear();
+            (as_of, None)
+        }
+    };
     timings.insert("profiles_s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let served = yuanxin_engine::Served::load(&yuanxin_engine::Files {
@@ -775,6 +829,7 @@ fn run_refresh(args: &RefreshArgs) -> Result<()> {
         "profiles": profiles,
         "snapshots": snapshots,
         "ingested": ingested.as_ref().map(|r| serde_json::json!({"batch": r.batch, "totals": r.totals})),
+        "shards": shards,
         "snapshot": snapshot,
         "timings": timings,
         "peak_memory": peak_memory(),

@@ -19,9 +19,9 @@ mod snapshot;
 use std::path::PathBuf;
 
 pub use served::{
-    check_scale, decide, latest, ledger_manifest, month_ends, open_model, refresh_profiles,
-    refresh_profiles_with_progress, Bounds, Files, Merchant, Pick, Point, Served, Stability,
-    Standing, HISTORY_MONTHS,
+    check_scale, decide, gather_parts, latest, ledger_manifest, month_ends, open_model,
+    refresh_part, refresh_profiles, refresh_profiles_with_progress, Bounds, Files, Merchant,
+    PartInfo, Pick, Point, Served, Stability, Standing, HISTORY_MONTHS,
 };
 pub use snapshot::{
     current as current_snapshot, standard_request, write_snapshot, write_snapshot_with_progress,

@@ -540,7 +540,7 @@ pub fn refresh_profiles(
 }
 
 /// [`refresh_profiles`], telling `progress` how many chunks of merchants are done out of
-/// how many.
+/// how many. The profiles stream to `out` in bounded memory.
 pub fn refresh_profiles_with_progress(
     ledger: &Path,
     out: &Path,
@@ -552,23 +552,165 @@ pub fn refresh_profiles_with_progress(
         why,
     };
     let l = yuanxin_ledger::Ledger::open(ledger).map_err(|e| fail(e.to_string()))?;
+    let as_of = refresh_as_of(&l, today).map_err(fail)?;
+    yuanxin_profile::build_to_parquet(
+        &l,
+        &yuanxin_profile::ProfileOptions::at(month_ends(as_of, HISTORY_MONTHS)),
+        out,
+        progress,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    Ok(as_of)
+}
+
+/// The refresh's profile date: the last day of the ledger's latest business month with
+/// events, or `today` if that is earlier.
+fn refresh_as_of(l: &yuanxin_ledger::Ledger, today: NaiveDate) -> Result<NaiveDate, String> {
     let month = l
         .last_event_month()
-        .ok_or_else(|| fail("the ledger has no events".into()))?;
+        .ok_or_else(|| "the ledger has no events".to_string())?;
     let last = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
         .ok()
         .and_then(|first| first.checked_add_months(chrono::Months::new(1)))
         .and_then(|d| d.pred_opt())
-        .ok_or_else(|| fail(format!("month {month} out of range")))?;
-    let as_of = last.min(today);
-    let batch = yuanxin_profile::build_with_progress(
-        &l,
-        &yuanxin_profile::ProfileOptions::at(month_ends(as_of, HISTORY_MONTHS)),
-        progress,
+        .ok_or_else(|| format!("month {month} out of range"))?;
+    Ok(last.min(today))
+}
+
+/// What one shard of a refresh built ([`refresh_part`]): written beside its partial
+/// profiles, and checked by [`gather_parts`] against the other shards'.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartInfo {
+    /// `i/N`.
+    pub shard: String,
+    /// The profiles' latest as-of date.
+    pub as_of: NaiveDate,
+    /// The ledger the shard read: its batches and compactions, and the last batch's id
+    /// (every shard must read the same).
+    pub ledger: String,
+    /// Partial profile rows the shard wrote.
+    pub rows: u64,
+}
+
+fn part_name(shard: yuanxin_profile::Shard) -> String {
+    format!("part-{:04}-of-{:04}", shard.index, shard.count)
+}
+
+fn ledger_state(l: &yuanxin_ledger::Ledger) -> String {
+    let m = l.manifest();
+    format!(
+        "{} batches (last {}), {} compactions",
+        m.batches.len(),
+        m.batches.last().map_or("none", |b| b.id.as_str()),
+        m.compactions
+    )
+}
+
+/// One shard of the refresh's profiles: the partial profiles of its merchants, written to
+/// `parts/part-IIII-of-NNNN.parquet` with a `.json` beside it ([`PartInfo`]). Shards run
+/// independently (on other machines, given the same ledger); [`gather_parts`] finishes
+/// their union into the file [`refresh_profiles`] writes, byte for byte.
+pub fn refresh_part(
+    ledger: &Path,
+    parts: &Path,
+    shard: yuanxin_profile::Shard,
+    today: NaiveDate,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PartInfo, EngineError> {
+    let fail = |why: String| EngineError::Refresh {
+        path: ledger.to_path_buf(),
+        why,
+    };
+    let l = yuanxin_ledger::Ledger::open(ledger).map_err(|e| fail(e.to_string()))?;
+    let as_of = refresh_as_of(&l, today).map_err(fail)?;
+    let mut opts = yuanxin_profile::ProfileOptions::at(month_ends(as_of, HISTORY_MONTHS));
+    opts.shard = Some(shard);
+    let batch =
+        yuanxin_profile::build_partial(&l, &opts, progress).map_err(|e| fail(e.to_string()))?;
+    std::fs::create_dir_all(parts).map_err(|e| fail(format!("{}: {e}", parts.display())))?;
+    let base = parts.join(part_name(shard));
+    // Compressed: a part may travel between machines.
+    yuanxin_profile::write_part(
+        &batch,
+        &base.with_extension("parquet"),
+        Some(yuanxin_ledger::writer_properties()),
     )
     .map_err(|e| fail(e.to_string()))?;
-    yuanxin_profile::write_parquet(&batch, out).map_err(|e| fail(e.to_string()))?;
-    Ok(as_of)
+    let info = PartInfo {
+        shard: shard.to_string(),
+        as_of,
+        ledger: ledger_state(&l),
+        rows: batch.num_rows() as u64,
+    };
+    let json = serde_json::to_vec_pretty(&info).map_err(|e| fail(e.to_string()))?;
+    // The description last: a part without one is not complete.
+    let tmp = base.with_extension("json.partial");
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, base.with_extension("json")))
+        .map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
+    Ok(info)
+}
+
+/// Finishes the shards' partial profiles under `parts` into `out` (atomically, an as-of
+/// date at a time): checks that every shard of one count is there, complete, built from
+/// the same ledger for the same date, then finishes the peer characteristics over their
+/// union. Returns the
+/// profiles' latest as-of date and the shards.
+pub fn gather_parts(parts: &Path, out: &Path) -> Result<(NaiveDate, Vec<PartInfo>), EngineError> {
+    let fail = |why: String| EngineError::Refresh {
+        path: parts.to_path_buf(),
+        why,
+    };
+    let entries = std::fs::read_dir(parts).map_err(|e| fail(e.to_string()))?;
+    let mut infos: Vec<PartInfo> = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let text = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+            infos.push(
+                serde_json::from_slice(&text)
+                    .map_err(|e| fail(format!("{}: {e}", path.display())))?,
+            );
+        }
+    }
+    let mut shards = Vec::new();
+    for info in &infos {
+        shards.push(yuanxin_profile::Shard::parse(&info.shard).map_err(|e| fail(e.to_string()))?);
+    }
+    let Some(first) = infos.first() else {
+        return Err(fail("no complete shard parts here".into()));
+    };
+    let count = shards.first().map_or(1, |s| s.count);
+    if let Some(odd) = infos
+        .iter()
+        .find(|i| i.as_of != first.as_of || i.ledger != first.ledger)
+    {
+        return Err(fail(format!(
+            "shard {} was built as of {} from {}, shard {} as of {} from {}",
+            first.shard, first.as_of, first.ledger, odd.shard, odd.as_of, odd.ledger
+        )));
+    }
+    if shards.iter().any(|s| s.count != count) {
+        return Err(fail("parts of different shard counts".into()));
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|i| !shards.iter().any(|s| s.index == *i))
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(fail(format!("shards missing: {}", missing.join(", "))));
+    }
+    let mut order: Vec<usize> = (0..shards.len()).collect();
+    order.sort_by_key(|&k| shards[k].index);
+    let paths: Vec<PathBuf> = order
+        .iter()
+        .map(|&k| parts.join(part_name(shards[k])).with_extension("parquet"))
+        .collect();
+    yuanxin_profile::finish_parts(&paths, None, out).map_err(|e| fail(e.to_string()))?;
+    let as_of = first.as_of;
+    let mut sorted: Vec<PartInfo> = order.iter().map(|&k| infos[k].clone()).collect();
+    sorted.dedup_by(|a, b| a.shard == b.shard);
+    Ok((as_of, sorted))
 }
 
 /// The file that changes with every batch committed to the ledger at `root`: watching it

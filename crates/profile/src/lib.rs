@@ -13,6 +13,7 @@
 
 pub mod catalogue;
 mod data;
+mod finish;
 mod snapshot;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ use yuanxin_domain::vocabulary::columns;
 use yuanxin_ledger::{Ledger, LedgerError};
 
 pub use catalogue::{Feature, FEATURES};
+pub use finish::{finish, in_order, Medians, Peers, Shard, ORDER};
 pub use yuanxin_domain::vocabulary::{Direction, Group};
 
 use data::{esc, City, Code, Merchant, Source};
@@ -98,6 +100,9 @@ pub struct ProfileOptions {
     /// 8 Mi event rows when the ledger is clustered by merchant (see `data::Loader`). The
     /// output does not depend on it.
     pub chunks: Option<usize>,
+    /// Only this shard's merchants ([`build_partial`]; their rows are finished together
+    /// with the other shards' by [`finish`]).
+    pub shard: Option<Shard>,
 }
 
 impl ProfileOptions {
@@ -110,6 +115,7 @@ impl ProfileOptions {
             oot_from: None,
             features: None,
             chunks: None,
+            shard: None,
         }
     }
 
@@ -265,8 +271,9 @@ fn outcome(m: &Merchant, d: i32, label: Label) -> Outcome {
 }
 
 /// Builds profiles from a ledger. Merchants are read and profiled a chunk at a time (see
-/// `data::Loader`), so memory is bounded by a chunk, not by the city; rows come out in the
-/// same order whatever the chunking: by as-of date, then merchant registration order.
+/// `data::Loader`), so memory is bounded by a chunk, not by the city, until the rows are
+/// put together ([`build_to_parquet`] streams them instead); rows come out in the same
+/// order whatever the chunking: by as-of date, then merchant registration order.
 pub fn build(ledger: &Ledger, opts: &ProfileOptions) -> Result<RecordBatch, ProfileError> {
     build_with_progress(ledger, opts, &mut |_, _| {})
 }
@@ -277,6 +284,323 @@ pub fn build_with_progress(
     opts: &ProfileOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RecordBatch, ProfileError> {
+    whole(opts)?;
+    let mut parts = Vec::new();
+    each_chunk(ledger, opts, progress, &mut |b| {
+        parts.push(b);
+        Ok(())
+    })?;
+    finish(&parts)
+}
+
+/// The partial profiles of `opts.shard`'s merchants (all merchants without a shard): rows
+/// in order, peer characteristics still raw, with the [`ORDER`] column. [`finish`] turns
+/// the parts of all N shards into what [`build`] gives.
+pub fn build_partial(
+    ledger: &Ledger,
+    opts: &ProfileOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<RecordBatch, ProfileError> {
+    let mut parts = Vec::new();
+    each_chunk(ledger, opts, progress, &mut |b| {
+        parts.push(b);
+        Ok(())
+    })?;
+    in_order(&parts)
+}
+
+/// A shard's peer groups are partial: its rows cannot be finished alone.
+fn whole(opts: &ProfileOptions) -> Result<(), ProfileError> {
+    match opts.shard {
+        Some(s) if s.count > 1 => Err(ProfileError::Options(format!(
+            "shard {s} alone sees part of each peer group: build its partial profiles and \
+             finish them with the other shards'"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// [`build`] straight into a Parquet file, in bounded memory: each chunk's partial rows
+/// are spilled beside `path` ([`write_part`]) while the peer characteristics' values are
+/// gathered, then the rows are finished and written an as-of date at a time
+/// ([`finish_parts`]), so memory holds a chunk, then one date's rows of the city, never the
+/// panel. The file appears complete or not at all (written aside, then renamed). Returns
+/// the rows written.
+pub fn build_to_parquet(
+    ledger: &Ledger,
+    opts: &ProfileOptions,
+    path: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<u64, ProfileError> {
+    whole(opts)?;
+    let err = |e: &dyn std::fmt::Display| ProfileError::Output(format!("{}: {e}", path.display()));
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.spill", std::process::id()));
+    let spill = path.with_file_name(name);
+    std::fs::create_dir_all(&spill).map_err(|e| err(&e))?;
+    let written = (|| -> Result<u64, ProfileError> {
+        let mut spilled = Vec::new();
+        let mut peers = Peers::default();
+        let mut schema = None;
+        each_chunk(ledger, opts, progress, &mut |b| {
+            peers.add(&b)?;
+            schema.get_or_insert_with(|| b.schema());
+            if b.num_rows() > 0 {
+                let file = spill.join(format!("chunk-{:06}.parquet", spilled.len()));
+                write_part(&b, &file, None)?;
+                spilled.push(file);
+            }
+            Ok(())
+        })?;
+        let schema = schema.ok_or_else(|| err(&"no chunk was read"))?;
+        finish_parts(&spilled, Some((peers, schema)), path)
+    })();
+    let _ = std::fs::remove_dir_all(&spill);
+    written
+}
+
+/// Writes partial profiles (rows in order) as a part file: one row group per as-of date,
+/// so that [`finish_parts`] can read a date at a time. `props`: the writer's settings
+/// (uncompressed by default: a spill is read once, soon).
+pub fn write_part(
+    partial: &RecordBatch,
+    path: &Path,
+    props: Option<parquet::file::properties::WriterProperties>,
+) -> Result<(), ProfileError> {
+    let err = |e: &dyn std::fmt::Display| ProfileError::Output(format!("{}: {e}", path.display()));
+    let f = std::fs::File::create(path).map_err(|e| err(&e))?;
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(f, partial.schema(), props).map_err(|e| err(&e))?;
+    let order = finish::orders(partial)?;
+    let mut start = 0;
+    while start < partial.num_rows() {
+        let date = order.value(start) >> 32;
+        let mut end = start;
+        while end < partial.num_rows() && order.value(end) >> 32 == date {
+            end += 1;
+        }
+        w.write(&partial.slice(start, end - start))
+            .and_then(|()| w.flush())
+            .map_err(|e| err(&e))?;
+        start = end;
+    }
+    w.close().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The as-of date index of each row group of a part file (from the `_order` statistics).
+fn part_dates(
+    path: &Path,
+) -> Result<
+    (
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<std::fs::File>,
+        Vec<u64>,
+    ),
+    ProfileError,
+> {
+    let err = |e: &dyn std::fmt::Display| ProfileError::Output(format!("{}: {e}", path.display()));
+    let f = std::fs::File::open(path).map_err(|e| err(&e))?;
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| err(&e))?;
+    let meta = b.metadata().clone();
+    let column = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == ORDER)
+        .ok_or_else(|| err(&format!("not a part file: no {ORDER} column")))?;
+    let mut dates = Vec::new();
+    for rg in meta.row_groups() {
+        let min = match rg.column(column).statistics() {
+            Some(parquet::file::statistics::Statistics::Int64(s)) => s.min_opt().copied(),
+            _ => None,
+        }
+        .ok_or_else(|| err(&format!("no {ORDER} statistics")))?;
+        dates.push((min as u64) >> 32);
+    }
+    Ok((b, dates))
+}
+
+/// Finishes part files ([`write_part`]: a build's spilled chunks, or the parts of all N
+/// shards) into a profiles file, an as-of date at a time: the rows of one date from every
+/// part, in order, finished with the medians over all parts. `peers`: the peer values and
+/// the parts' schema if already gathered; otherwise a first pass reads them (only the
+/// columns they need). The same parts give the same file, byte for byte, however they were
+/// made. Returns the rows written.
+pub fn finish_parts(
+    parts: &[std::path::PathBuf],
+    peers: Option<(Peers, arrow::datatypes::SchemaRef)>,
+    path: &Path,
+) -> Result<u64, ProfileError> {
+    let err =
+        |p: &Path, e: &dyn std::fmt::Display| ProfileError::Output(format!("{}: {e}", p.display()));
+    let mut opened = Vec::with_capacity(parts.len());
+    for p in parts {
+        let (_, dates) = part_dates(p)?;
+        opened.push((p, dates));
+    }
+    let (peers, schema) = match peers {
+        Some(p) => p,
+        None => {
+            let mut peers = Peers::default();
+            let mut schema: Option<arrow::datatypes::SchemaRef> = None;
+            for (p, _) in &opened {
+                let (b, _) = part_dates(p)?;
+                let s = b.schema().clone();
+                if schema.as_ref().is_some_and(|x| *x != s) {
+                    return Err(err(
+                        p,
+                        &"parts have different columns (built with different options)",
+                    ));
+                }
+                let needed: Vec<usize> = s
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| {
+                        [
+                            ORDER,
+                            columns::INDUSTRY,
+                            columns::DISTRICT,
+                            columns::INSUFFICIENT_DATA,
+                            columns::CLOSED_ON,
+                        ]
+                        .contains(&f.name().as_str())
+                            || FEATURES.iter().any(|c| c.peer && c.name == f.name())
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                let mask =
+                    parquet::arrow::ProjectionMask::roots(b.parquet_schema(), needed.clone());
+                for batch in b
+                    .with_projection(mask)
+                    .with_batch_size(64 * 1024)
+                    .build()
+                    .map_err(|e| err(p, &e))?
+                {
+                    peers.add(&batch.map_err(|e| err(p, &e))?)?;
+                }
+                schema = Some(s);
+            }
+            (
+                peers,
+                schema.ok_or_else(|| err(path, &"no parts to finish"))?,
+            )
+        }
+    };
+    let medians = peers.medians();
+    let mut dates: Vec<u64> = opened.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+    dates.sort_unstable();
+    dates.dedup();
+    let mut out = Finished::create(path, &medians, schema)?;
+    for date in dates {
+        let mut batches = Vec::new();
+        for (p, ds) in &opened {
+            let groups: Vec<usize> = (0..ds.len()).filter(|&i| ds[i] == date).collect();
+            if groups.is_empty() {
+                continue;
+            }
+            let (b, _) = part_dates(p)?;
+            for batch in b
+                .with_row_groups(groups)
+                .with_batch_size(64 * 1024)
+                .build()
+                .map_err(|e| err(p, &e))?
+            {
+                batches.push(batch.map_err(|e| err(p, &e))?);
+            }
+        }
+        if !batches.is_empty() {
+            out.write(&in_order(&batches)?)?;
+        }
+    }
+    out.commit()
+}
+
+/// A profiles file being written an as-of date at a time: aside, then renamed into place.
+struct Finished<'a> {
+    path: &'a Path,
+    tmp: std::path::PathBuf,
+    medians: &'a Medians,
+    writer: Option<parquet::arrow::ArrowWriter<std::fs::File>>,
+    rows: u64,
+}
+
+impl<'a> Finished<'a> {
+    fn err(&self, e: &dyn std::fmt::Display) -> ProfileError {
+        ProfileError::Output(format!("{}: {e}", self.path.display()))
+    }
+
+    /// Starts the file for partial profiles of `schema`, to be finished with `medians`.
+    fn create(
+        path: &'a Path,
+        medians: &'a Medians,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> Result<Finished<'a>, ProfileError> {
+        let empty = medians.apply(&RecordBatch::new_empty(schema))?;
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{}.partial", std::process::id()));
+        let mut out = Finished {
+            path,
+            tmp: path.with_file_name(name),
+            medians,
+            writer: None,
+            rows: 0,
+        };
+        let f = std::fs::File::create(&out.tmp).map_err(|e| out.err(&e))?;
+        out.writer = Some(
+            parquet::arrow::ArrowWriter::try_new(
+                f,
+                empty.schema(),
+                Some(yuanxin_ledger::writer_properties()),
+            )
+            .map_err(|e| out.err(&e))?,
+        );
+        Ok(out)
+    }
+
+    /// Finishes and writes one as-of date's rows, in order.
+    fn write(&mut self, partial: &RecordBatch) -> Result<(), ProfileError> {
+        let done = self.medians.apply(partial)?;
+        self.rows += done.num_rows() as u64;
+        let written = match self.writer.as_mut() {
+            Some(w) => w.write(&done),
+            None => return Err(self.err(&"already closed")),
+        };
+        written.map_err(|e| self.err(&e))
+    }
+
+    /// Closes the file and renames it into place.
+    fn commit(mut self) -> Result<u64, ProfileError> {
+        if let Some(w) = self.writer.take() {
+            w.close().map_err(|e| self.err(&e))?;
+        }
+        std::fs::rename(&self.tmp, self.path).map_err(|e| self.err(&e))?;
+        Ok(self.rows)
+    }
+}
+
+impl Drop for Finished<'_> {
+    /// A file not committed is removed.
+    fn drop(&mut self) {
+        if self.writer.is_some() || self.tmp.exists() {
+            drop(self.writer.take());
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Profiles the ledger's merchants (those of `opts.shard`) a chunk at a time and hands
+/// `sink` each chunk's partial profiles: rows by as-of date, then slot; peer
+/// characteristics raw; the [`ORDER`] column. Labels are exact per chunk: the ledger's
+/// last day is known when it is opened (`data::Loader::open`, from every file).
+fn each_chunk(
+    ledger: &Ledger,
+    opts: &ProfileOptions,
+    progress: &mut dyn FnMut(usize, usize),
+    sink: &mut dyn FnMut(RecordBatch) -> Result<(), ProfileError>,
+) -> Result<(), ProfileError> {
     if opts.as_of.is_empty() {
         return Err(ProfileError::Options(
             "at least one as-of date is needed".into(),
@@ -294,108 +618,37 @@ pub fn build_with_progress(
         reads.push(Source::Loans);
     }
     let (mut city, mut loader) = data::Loader::open(ledger, opts.known_at_ms, opts.chunks, &reads)?;
+    if let Some(shard) = opts.shard {
+        // Other shards' merchants' events are not even decoded.
+        loader.keep_only(|id| shard.contains(id));
+    }
     let dates: Vec<i32> = opts.as_of.iter().map(|d| day_number(*d)).collect();
-    let mut rows: Vec<Row> = Vec::new();
     for k in 0..loader.chunks() {
         let members = loader.load_chunk(k, &mut city)?;
+        let mut rows: Vec<Row> = Vec::new();
         for (j, &d) in dates.iter().enumerate() {
             let alive: Vec<usize> = members
                 .iter()
                 .copied()
                 .filter(|&s| {
-                    city.merchants[s]
-                        .record(d)
-                        .registered_on
-                        .is_some_and(|r| r <= d)
+                    let m = &city.merchants[s];
+                    m.record(d).registered_on.is_some_and(|r| r <= d)
+                        && opts.shard.is_none_or(|shard| shard.contains(&m.id))
                 })
                 .collect();
             rows.extend(profile_rows(&city, &alive, j, d, opts, &selected));
         }
         loader.release(k, &mut city);
+        rows.sort_by_key(|r| (r.date, r.slot));
+        sink(columns(&city, rows, &dates, opts, &selected)?)?;
         progress(k + 1, loader.chunks());
     }
-    rows.sort_by_key(|r| (r.date, r.slot));
-    peers(&city, &mut rows, &dates, &selected);
-    columns(&city, rows, &dates, opts, &selected)
+    Ok(())
 }
 
 /// Fewest peers with a value a district's median needs; with fewer, the city's industry
-/// is the peer group (and with fewer than that, there is no value).
+/// is the peer group (and with fewer than that, there is no value). See [`Peers`].
 pub const MIN_PEERS: usize = 10;
-
-/// Finishes the peer characteristics: each row's own value less the median of its peers'
-/// — the rows of the same as-of date and industry in the same district (the whole city's
-/// industry where the district has fewer than [`MIN_PEERS`] with a value), counting rows
-/// with enough history that have not closed. Every row is in memory by now, and each
-/// value was computed from events up to its own as-of date, so the result is point in
-/// time and independent of the chunking.
-fn peers(city: &City, rows: &mut [Row], dates: &[i32], selected: &[&'static Feature]) {
-    use std::collections::HashMap;
-    if !selected.iter().any(|f| f.peer) {
-        return;
-    }
-    // Each row's peer group, from the record in force at its date: (date, industry,
-    // district).
-    let groups: Vec<(usize, &str, &str)> = rows
-        .iter()
-        .map(|r| {
-            let d = dates.get(r.date).copied().unwrap_or_default();
-            let rec = city.merchants[r.slot].record(d);
-            (r.date, rec.industry.as_str(), rec.district.as_str())
-        })
-        .collect();
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    };
-    for (k, f) in selected.iter().enumerate() {
-        if !f.peer {
-            continue;
-        }
-        let mut cells: HashMap<(usize, &str, &str), Vec<f64>> = HashMap::new();
-        let mut trades: HashMap<(usize, &str), Vec<f64>> = HashMap::new();
-        for (r, &(date, industry, district)) in rows.iter().zip(&groups) {
-            let Some(v) = r.values.get(k).copied().flatten() else {
-                continue;
-            };
-            if r.insufficient.is_some() || r.closed_on.is_some() {
-                continue;
-            }
-            trades.entry((date, industry)).or_default().push(v);
-            cells.entry((date, industry, district)).or_default().push(v);
-        }
-        let cells: HashMap<_, f64> = cells
-            .into_iter()
-            .filter(|(_, v)| v.len() >= MIN_PEERS)
-            .map(|(g, v)| (g, median(v)))
-            .collect();
-        let trades: HashMap<_, f64> = trades
-            .into_iter()
-            .filter(|(_, v)| v.len() >= MIN_PEERS)
-            .map(|(g, v)| (g, median(v)))
-            .collect();
-        for (r, &(date, industry, district)) in rows.iter_mut().zip(&groups) {
-            let Some(v) = r.values.get(k).copied().flatten() else {
-                continue;
-            };
-            let m = cells
-                .get(&(date, industry, district))
-                .or_else(|| trades.get(&(date, industry)));
-            r.values[k] = match m {
-                Some(m) => Some(v - m),
-                None => {
-                    push_reason(&mut r.missing, f.name, "too_few_peers");
-                    None
-                }
-            };
-        }
-    }
-}
 
 /// Profile rows of the given merchants as of day `d` (the `date`-th as-of date), computed
 /// on all cores in runs put back in order.
@@ -451,8 +704,10 @@ fn columns(
     let mut labels: Vec<Option<i8>> = Vec::new();
     let mut label_status: Vec<&str> = Vec::new();
     let mut split: Vec<&str> = Vec::new();
+    let mut order: Vec<u64> = Vec::with_capacity(n);
     let oot = opts.oot_from.map(day_number);
     for r in rows {
+        order.push(finish::order_key(r.date, r.slot));
         let m = &city.merchants[r.slot];
         let d = dates.get(r.date).copied().unwrap_or_default();
         ids.push(&m.id);
@@ -513,6 +768,8 @@ fn columns(
         fields.push(Field::new(columns::SPLIT, DataType::Utf8, false));
         cols.push(Arc::new(StringArray::from(split)));
     }
+    fields.push(Field::new(ORDER, DataType::UInt64, false));
+    cols.push(Arc::new(arrow::array::UInt64Array::from(order)));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
         .map_err(|e| ProfileError::Output(e.to_string()))
 }
@@ -629,6 +886,21 @@ pub fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), ProfileErro
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Reads a profiles file whole.
+pub fn read_parquet(path: &Path) -> Result<RecordBatch, ProfileError> {
+    let err = |e: &dyn std::fmt::Display| ProfileError::Output(format!("{}: {e}", path.display()));
+    let f = std::fs::File::open(path).map_err(|e| err(&e))?;
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| err(&e))?;
+    let schema = b.schema().clone();
+    let batches = b
+        .build()
+        .map_err(|e| err(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(&e))?;
+    arrow::compute::concat_batches(&schema, &batches).map_err(|e| err(&e))
 }
 
 /// Why a profile file cannot be served as this version's latest profiles (it was written

@@ -240,6 +240,12 @@ impl Loader {
         ))
     }
 
+    /// Reads only the events of merchants whose id passes `keep` (a shard's): the others'
+    /// rows are skipped as rows of unknown merchants are.
+    pub(crate) fn keep_only(&mut self, keep: impl Fn(&str) -> bool) {
+        self.index.retain(|id, _| keep(id));
+    }
+
     /// Chunks the city is read in.
     pub(crate) fn chunks(&self) -> usize {
         self.plan.chunks()
