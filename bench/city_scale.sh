@@ -2,6 +2,7 @@
 # City scale (issue 19): the nightly job on a city of N merchants x 36 months.
 #
 #   bench/city_scale.sh [MERCHANTS]        default: 200000
+#   KEEP_CITY=1 bench/city_scale.sh N      reuse bench/out/scale-N/city from an earlier run
 #
 # Builds the release binary, then times each step under GNU time (elapsed seconds, peak
 # resident memory): simulate (the last 11 days written as daily deliveries), the first
@@ -16,10 +17,15 @@ n=${1:-200000}
 cargo build --release --locked -p yuanxin-cli
 bin=$PWD/target/release/yuanxin
 out=bench/out/scale-$n
-rm -rf "$out"
-mkdir -p "$out"
 city=$out/city
 ledger=$out/ledger
+if [[ ${KEEP_CITY:-} == 1 && -f $city/simulation.json ]]; then
+  find "$out" -mindepth 1 -maxdepth 1 ! -name city ! -name 'time-simulate.txt' ! -name 'simulate.txt' \
+    -exec rm -rf {} +
+else
+  rm -rf "$out"
+fi
+mkdir -p "$out"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(rustc --version)"
 step() {
   local name=$1
@@ -29,6 +35,7 @@ step() {
   read -r secs kib < <(tail -1 "$out/time-$name.txt")
   printf '%-34s %9.1f s   peak RSS %7.0f MiB\n' "$name" "$secs" "$(awk "BEGIN{print $kib/1024}")"
 }
+[[ -f $city/simulation.json && ${KEEP_CITY:-} == 1 ]] && echo "simulate: kept from an earlier run ($(tail -1 "$out/time-simulate.txt"))" ||
 step simulate "$bin" simulate --merchants "$n" --months 36 --seed 2023 --out "$city" --daily-from 2026-06-20
 rows=$(python3 -c "import json;d=json.load(open('$city/simulation.json'));print(sum(d['rows'].values()))")
 echo "  city: $rows rows in all, $(du -sh "$city" | cut -f1) on disk"

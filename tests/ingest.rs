@@ -374,6 +374,19 @@ fn the_ledger_written_is_the_same_whatever_the_memory_limit_and_thread_count() {
         "{}",
         b["index"]
     );
+    // Over the 1 MiB limit, each large table's repeated ids are found first and only those
+    // are held: among them every re-sent one.
+    assert_eq!(a["index"]["tables_prescanned"], 0, "{}", a["index"]);
+    assert!(
+        b["index"]["tables_prescanned"].as_u64().unwrap() >= 2,
+        "{}",
+        b["index"]
+    );
+    assert!(
+        b["index"]["keys_may_repeat"].as_u64().unwrap() >= RESENDS,
+        "{}",
+        b["index"]
+    );
     assert_eq!(
         file_bytes(&roomy)
             .into_iter()

@@ -12,6 +12,7 @@ use arrow::csv::ReaderBuilder;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 
 use crate::convert::compatible;
 use crate::error::LedgerError;
@@ -265,12 +266,39 @@ pub fn read_batches(
     input: &InputFile,
     sink: &mut dyn FnMut(RecordBatch) -> Result<(), LedgerError>,
 ) -> Result<(), LedgerError> {
+    read_projected(input, None, sink)
+}
+
+/// Reads one column of `input` (its index in the file), as batches of that column alone:
+/// a Parquet file decodes that column's pages only.
+pub(crate) fn read_column(
+    input: &InputFile,
+    column: usize,
+    sink: &mut dyn FnMut(RecordBatch) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
+    read_projected(input, Some(column), sink)
+}
+
+fn read_projected(
+    input: &InputFile,
+    column: Option<usize>,
+    sink: &mut dyn FnMut(RecordBatch) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
     let path = &input.path;
     let file = File::open(path).map_err(|e| LedgerError::io(path, e))?;
     match input.format {
         InputFormat::Parquet => {
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|b| b.with_batch_size(READ_BATCH).build())
+                .and_then(|b| {
+                    let b = match column {
+                        Some(c) => {
+                            let mask = ProjectionMask::roots(b.parquet_schema(), [c]);
+                            b.with_projection(mask)
+                        }
+                        None => b,
+                    };
+                    b.with_batch_size(READ_BATCH).build()
+                })
                 .map_err(|e| unreadable(path, input.format, e))?;
             for batch in reader {
                 sink(batch.map_err(|e| unreadable(path, input.format, e))?)?;
@@ -279,9 +307,13 @@ pub fn read_batches(
         InputFormat::Csv => {
             let mut file = file;
             file.rewind().map_err(|e| LedgerError::io(path, e))?;
-            let reader = ReaderBuilder::new(input.schema.clone())
+            let mut builder = ReaderBuilder::new(input.schema.clone())
                 .with_header(true)
-                .with_batch_size(READ_BATCH)
+                .with_batch_size(READ_BATCH);
+            if let Some(c) = column {
+                builder = builder.with_projection(vec![c]);
+            }
+            let reader = builder
                 .build(BufReader::new(file))
                 .map_err(|e| unreadable(path, input.format, e))?;
             for batch in reader {

@@ -39,6 +39,14 @@ impl IdHasher {
         IdHasher(std::hash::RandomState::new(), std::hash::RandomState::new())
     }
 
+    /// 64 bits of keyed SipHash of an `event_id`: what the pre-pass flags repeated ids by
+    /// (see `repeats.rs`). Cheaper than the persisted key, and a collision there costs
+    /// nothing but one more id held in memory.
+    pub(super) fn probe(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.0.hash_one(id)
+    }
+
     /// 128 bits of keyed SipHash of an id: collisions are negligible (p ≈ n²/2¹²⁹, about
     /// 10⁻²³ for 10⁸ rows), so equality of digests stands for equality of ids.
     pub(super) fn digest(&self, id: &str) -> u128 {
@@ -47,13 +55,23 @@ impl IdHasher {
     }
 }
 
+/// A row's identity for the duplicate index: its `event_id`'s persisted key, and its probe
+/// (see [`IdHasher::probe`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowKey {
+    pub(super) key: u128,
+    pub(super) probe: u64,
+}
+
 /// Runs a table may have before the smallest are merged, and how many remain after.
 const MAX_RUNS: usize = 8;
 const MERGED_RUNS: usize = 4;
 
 /// Bytes of memory one key held by the duplicate index costs: the hash map's entry at its
 /// load factor, and its copy while being sorted for a spill.
-const BYTES_PER_KEY: u64 = 64;
+pub(super) const BYTES_PER_KEY: u64 = 64;
+/// Bytes of one key known to occur once, collected for a run (a `(u128, u64)`).
+const FRESH_BYTES: u64 = 32;
 
 /// The duplicate index of the table being ingested: the ledger's committed runs, this
 /// batch's spilled runs (with a Bloom filter over them), and the keys accepted since the
@@ -73,6 +91,16 @@ pub(super) struct DupIndex {
     /// Committed runs replaced by this batch (rebuilt or merged), as paths.
     superseded: Vec<String>,
     scratch: Vec<u8>,
+    /// For a delivery too large for memory, the keys that may repeat in it (see
+    /// `repeats.rs`): only those are held and looked up in memory; every other key occurs
+    /// once, so it is checked against the committed runs only and collected in `fresh`.
+    repeats: Option<Repeats>,
+    /// Keys known to occur once in the delivery, accepted, waiting to be sorted into a run.
+    fresh: Vec<(u128, u64)>,
+    /// How many `fresh` may hold before they are sorted and written (on another thread,
+    /// while the next ones come).
+    fresh_cap: usize,
+    sorting: Option<std::thread::JoinHandle<Result<Run, LedgerError>>>,
 }
 
 impl DupIndex {
@@ -96,17 +124,31 @@ impl DupIndex {
             committed: Vec::new(),
             superseded: Vec::new(),
             scratch: Vec::new(),
+            repeats: None,
+            fresh: Vec::new(),
+            // A quarter of the memory: one buffer filling while the one before is sorted.
+            fresh_cap: usize::try_from(memory_limit / 4 / FRESH_BYTES)
+                .unwrap_or(usize::MAX)
+                .max(1024),
+            sorting: None,
         }
     }
 
-    fn get(&mut self, key: u128) -> Result<Option<u64>, LedgerError> {
-        if let Some(d) = self.mem.get(&key) {
-            return Ok(Some(*d));
-        }
-        if self.bloom.as_ref().is_some_and(|b| b.may_contain(key)) {
-            for run in self.spilled.iter().rev() {
-                if let Some(d) = run.get(key, &mut self.scratch)? {
-                    return Ok(Some(d));
+    /// Whether `key` may have been met earlier in this delivery.
+    fn may_repeat(&self, probe: u64) -> bool {
+        self.repeats.as_ref().is_none_or(|r| r.contains_key(&probe))
+    }
+
+    fn get(&mut self, RowKey { key, probe }: RowKey) -> Result<Option<u64>, LedgerError> {
+        if self.may_repeat(probe) {
+            if let Some(d) = self.mem.get(&key) {
+                return Ok(Some(*d));
+            }
+            if self.bloom.as_ref().is_some_and(|b| b.may_contain(key)) {
+                for run in self.spilled.iter().rev() {
+                    if let Some(d) = run.get(key, &mut self.scratch)? {
+                        return Ok(Some(d));
+                    }
                 }
             }
         }
@@ -193,13 +235,14 @@ impl BatchWriter<'_> {
     pub(super) fn open_index(
         &mut self,
         table: Table,
-        incoming: u64,
+        files: &[&InputFile],
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LedgerError> {
         if self.dup.as_ref().is_some_and(|d| d.table == table) {
             return Ok(());
         }
         self.finish_index()?;
+        let incoming: u64 = files.iter().map(|f| f.rows_hint).sum();
         let rows = self
             .ledger
             .row_counts()
@@ -227,6 +270,27 @@ impl BatchWriter<'_> {
             }
             // The largest first: a re-delivered row is most likely there.
             dup.committed.sort_by_key(|r| std::cmp::Reverse(r.keys));
+        }
+        // A delivery whose keys would not fit in memory (by its files' row counts; a CSV
+        // file's are unknown, and it takes the general path) first finds its repeated keys.
+        // Not while rebuilding: the rebuilt keys are not in committed runs yet.
+        if !rebuild && incoming > dup.cap as u64 && files.iter().all(|f| f.rows_hint > 0) {
+            dup.repeats = find_repeats(
+                files,
+                incoming,
+                self.memory_limit,
+                self.threads,
+                &self.ids,
+                progress,
+            )?;
+            if let Some(r) = &dup.repeats {
+                self.index_report.tables_prescanned += 1;
+                self.index_report.keys_may_repeat += r.len() as u64;
+                progress(&format!(
+                    "{} of {incoming} ids may repeat: only those are held in memory",
+                    r.len()
+                ));
+            }
         }
         self.dup = Some(dup);
         if rebuild && rows > 0 {
@@ -268,7 +332,7 @@ impl BatchWriter<'_> {
                     Ok(())
                 })?;
             for (key, digest) in keys {
-                self.index_insert(key, digest)?;
+                self.index_insert(RowKey { key, probe: 0 }, digest)?;
             }
             self.index_report.rows_rebuilt += file.rows;
         }
@@ -276,7 +340,7 @@ impl BatchWriter<'_> {
     }
 
     /// The row digest the index holds for `key`, if any.
-    pub(super) fn index_get(&mut self, key: u128) -> Result<Option<u64>, LedgerError> {
+    pub(super) fn index_get(&mut self, key: RowKey) -> Result<Option<u64>, LedgerError> {
         match self.dup.as_mut() {
             Some(dup) => dup.get(key),
             None => Ok(None),
@@ -285,15 +349,80 @@ impl BatchWriter<'_> {
 
     /// Records an accepted row's key, spilling the keys held to a run when they reach the
     /// memory limit's share.
-    pub(super) fn index_insert(&mut self, key: u128, digest: u64) -> Result<(), LedgerError> {
+    pub(super) fn index_insert(
+        &mut self,
+        RowKey { key, probe }: RowKey,
+        digest: u64,
+    ) -> Result<(), LedgerError> {
         let Some(dup) = self.dup.as_mut() else {
             return Ok(());
         };
+        if !dup.may_repeat(probe) {
+            dup.fresh.push((key, digest));
+            if dup.fresh.len() >= dup.fresh_cap {
+                self.spill_fresh()?;
+            }
+            return Ok(());
+        }
         dup.mem.insert(key, digest);
         if dup.mem.len() >= dup.cap {
             self.spill()?;
         }
         Ok(())
+    }
+
+    /// Sorts the keys known to occur once into a run of this batch, on a thread of its
+    /// own so that the next keys keep coming (after waiting for the run before).
+    fn spill_fresh(&mut self) -> Result<(), LedgerError> {
+        self.wait_for_sorting()?;
+        let Some(dup) = self.dup.as_mut() else {
+            return Ok(());
+        };
+        if dup.fresh.is_empty() {
+            return Ok(());
+        }
+        let mut records = std::mem::take(&mut dup.fresh);
+        let table = dup.table;
+        let path = self.new_run_path(table)?;
+        let handle = std::thread::spawn(move || {
+            records.sort_unstable_by_key(|r| r.0);
+            write_run(&path, records.into_iter())?;
+            Run::open(&path)
+        });
+        if let Some(dup) = self.dup.as_mut() {
+            dup.sorting = Some(handle);
+        }
+        self.index_report.runs_written += 1;
+        Ok(())
+    }
+
+    /// Waits for the run being sorted, if any, and adds it to the batch's runs.
+    fn wait_for_sorting(&mut self) -> Result<(), LedgerError> {
+        let Some(dup) = self.dup.as_mut() else {
+            return Ok(());
+        };
+        if let Some(handle) = dup.sorting.take() {
+            let run = handle
+                .join()
+                .unwrap_or_else(|_| Err(LedgerError::storage(&self.root, "sorting a run failed")))?;
+            dup.spilled.push(run);
+        }
+        Ok(())
+    }
+
+    /// A new run file's path for this batch (its folder created), listed for `abandon`.
+    fn new_run_path(&mut self, table: Table) -> Result<PathBuf, LedgerError> {
+        self.index_seq += 1;
+        let rel = index_run_path(table, &self.id, self.index_seq);
+        let path = self.root.join(&rel);
+        if let Some(dir) = path.parent() {
+            if !dir.exists() {
+                fs::create_dir_all(dir).map_err(|e| LedgerError::io(dir, e))?;
+                self.created_dirs.push(dir.to_path_buf());
+            }
+        }
+        self.index_files.push(rel);
+        Ok(path)
     }
 
     /// Writes the keys held in memory as a new run of this batch.
@@ -312,18 +441,13 @@ impl BatchWriter<'_> {
         for (k, _) in &records {
             bloom.insert(*k);
         }
-        self.index_seq += 1;
-        let rel = index_run_path(dup.table, &self.id, self.index_seq);
-        let path = self.root.join(&rel);
-        if let Some(dir) = path.parent() {
-            if !dir.exists() {
-                fs::create_dir_all(dir).map_err(|e| LedgerError::io(dir, e))?;
-                self.created_dirs.push(dir.to_path_buf());
-            }
-        }
-        self.index_files.push(rel);
+        let table = dup.table;
+        let path = self.new_run_path(table)?;
         write_run(&path, records.into_iter())?;
-        dup.spilled.push(Run::open(&path)?);
+        let run = Run::open(&path)?;
+        if let Some(dup) = self.dup.as_mut() {
+            dup.spilled.push(run);
+        }
         self.index_report.runs_written += 1;
         Ok(())
     }
@@ -335,12 +459,15 @@ impl BatchWriter<'_> {
         if self.dup.is_none() {
             return Ok(());
         }
+        self.spill_fresh()?;
+        self.wait_for_sorting()?;
         self.spill()?;
         let Some(mut dup) = self.dup.take() else {
             return Ok(());
         };
         dup.mem = DigestMap::default();
         dup.bloom = None;
+        dup.repeats = None;
         let table = dup.table;
         // A batch that spilled leaves one run, not one per spill: a later look-up then
         // reads one run for a key, whichever it is (their key ranges all overlap). The
@@ -385,13 +512,7 @@ impl BatchWriter<'_> {
         table: Table,
         small: Vec<(Run, bool)>,
     ) -> Result<Run, LedgerError> {
-        self.index_seq += 1;
-        let rel = index_run_path(table, &self.id, self.index_seq);
-        let path = self.root.join(&rel);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|e| LedgerError::io(dir, e))?;
-        }
-        self.index_files.push(rel);
+        let path = self.new_run_path(table)?;
         let inputs: Vec<&Run> = small.iter().map(|(r, _)| r).collect();
         merge_runs(&inputs, &path)?;
         self.index_report.runs_merged += small.len();

@@ -43,12 +43,14 @@ mod index;
 mod pipeline;
 mod process;
 mod quarantine;
+mod repeats;
 mod runs;
 mod write;
 
 use index::*;
 pub use quarantine::quarantine_schema;
 use quarantine::*;
+use repeats::*;
 use runs::*;
 use write::*;
 
@@ -148,6 +150,11 @@ pub struct IndexReport {
     /// Committed rows read to build an index a ledger did not have yet (0 once it has one:
     /// a delivery then costs look-ups of its own keys only).
     pub rows_rebuilt: u64,
+    /// Tables whose delivery had more keys than memory holds, so that a pre-pass over their
+    /// `event_id`s first found the keys that may repeat, and only those were held.
+    pub tables_prescanned: usize,
+    /// Of those tables' keys, how many may repeat (real repeats and chance ones).
+    pub keys_may_repeat: u64,
 }
 
 /// The report of a batch: printed, and written to `batches/<id>/report.json`.
@@ -367,12 +374,9 @@ impl<'m> BatchWriter<'m> {
             self.load_refs(file.table)?;
             // Files come in table order: a table's duplicate index is closed once its
             // files are done, so that memory holds one table's index at a time.
-            let incoming = files
-                .iter()
-                .filter(|f| f.table == file.table)
-                .map(|f| f.rows_hint)
-                .sum();
-            self.open_index(file.table, incoming, progress)?;
+            let same_table: Vec<&InputFile> =
+                files.iter().filter(|f| f.table == file.table).collect();
+            self.open_index(file.table, &same_table, progress)?;
             let mut counts = Counts::default();
             let ids = self.ids.clone();
             let (workers, max_ts_ms) = (self.threads, self.max_ts_ms);

@@ -19,8 +19,20 @@ pub(super) struct Prepared {
     pub(super) rejections: Vec<Option<Rejection>>,
     /// Each row's content digest, its `event_id`'s key and its merchant's digest.
     pub(super) digests: Vec<u64>,
-    pub(super) keys: Vec<Option<u128>>,
+    pub(super) keys: Vec<Option<RowKey>>,
     pub(super) merchants: Vec<Option<u128>>,
+    /// The digest of the id each row refers to (its product or contract), if its table
+    /// refers to one: hashed here, on the workers, not on the thread that checks it.
+    pub(super) refs: Vec<Option<u128>>,
+}
+
+/// The column holding the id a row of `table` refers to (besides its merchant).
+fn ref_column(table: Table) -> Option<&'static str> {
+    match table {
+        Table::Contracts | Table::Promotions => Some("product_id"),
+        Table::EscrowEvents | Table::Complaints => Some("contract_id"),
+        _ => None,
+    }
 }
 
 /// Converts a batch of `file` and checks every row rule that needs only the row.
@@ -52,14 +64,24 @@ pub(super) fn prepare(
     check(&canon, &mut rejections);
     let digests = row_digests(table, &cols);
     let (mut keys, mut merchants) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut refs = Vec::with_capacity(if ref_column(table).is_some() { n } else { 0 });
     for (row, rejection) in rejections.iter().enumerate() {
         if rejection.is_some() {
             keys.push(None);
             merchants.push(None);
+            if ref_column(table).is_some() {
+                refs.push(None);
+            }
             continue;
         }
-        keys.push(canon.str("event_id", row).map(stable_key));
+        keys.push(canon.str("event_id", row).map(|id| RowKey {
+            key: stable_key(id),
+            probe: ids.probe(id),
+        }));
         merchants.push(canon.str("merchant_id", row).map(|m| ids.digest(m)));
+        if let Some(col) = ref_column(table) {
+            refs.push(canon.str(col, row).map(|r| ids.digest(r)));
+        }
     }
     Ok(Prepared {
         batch,
@@ -69,6 +91,7 @@ pub(super) fn prepare(
         digests,
         keys,
         merchants,
+        refs,
     })
 }
 
@@ -88,6 +111,7 @@ impl BatchWriter<'_> {
             digests,
             keys,
             merchants,
+            refs,
         } = prepared;
         let table = file.table;
         let n = batch.num_rows();
@@ -111,19 +135,17 @@ impl BatchWriter<'_> {
                     ))
                 }
                 Table::Contracts | Table::Promotions => owned_ref(
-                    &self.ids,
                     &canon,
                     row,
-                    "product_id",
+                    ("product_id", refs.get(row).copied().flatten()),
                     &self.products,
                     merchant,
                     Reason::UnknownProduct,
                 ),
                 Table::EscrowEvents | Table::Complaints => owned_ref(
-                    &self.ids,
                     &canon,
                     row,
-                    "contract_id",
+                    ("contract_id", refs.get(row).copied().flatten()),
                     &self.contracts,
                     merchant,
                     Reason::UnknownContract,
@@ -228,18 +250,18 @@ fn contract_reuse(
     ))
 }
 
-/// Checks that a referenced id exists and belongs to the row's merchant.
+/// Checks that a referenced id (its column and digest) exists and belongs to the row's
+/// merchant.
 pub(super) fn owned_ref(
-    ids: &IdHasher,
     canon: &Canon<'_>,
     row: usize,
-    column: &'static str,
+    (column, digest): (&'static str, Option<u128>),
     known: &DigestMap<u128>,
     merchant: Option<u128>,
     reason: Reason,
 ) -> Option<Rejection> {
     let id = canon.str(column, row)?;
-    match known.get(&ids.digest(id)) {
+    match known.get(&digest?) {
         None => Some(Rejection::new(
             reason,
             column,

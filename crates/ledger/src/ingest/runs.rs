@@ -253,31 +253,33 @@ impl RunReader {
 }
 
 /// Merges runs whose keys are disjoint (as a duplicate index's are) into one, streaming:
-/// memory is one buffer per run whatever their size.
+/// memory is one buffer per run whatever their size, and each record costs a heap step.
 pub(super) fn merge_runs(runs: &[&Run], out: &Path) -> Result<u64, LedgerError> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let mut readers = runs
         .iter()
         .map(|r| r.records())
         .collect::<Result<Vec<_>, _>>()?;
-    let mut heads = Vec::with_capacity(readers.len());
-    for r in &mut readers {
-        heads.push(r.next_record()?);
+    // (key, run, digest): the smallest key on top.
+    let mut heads: BinaryHeap<Reverse<(u128, usize, u64)>> = BinaryHeap::new();
+    for (i, r) in readers.iter_mut().enumerate() {
+        if let Some((k, d)) = r.next_record()? {
+            heads.push(Reverse((k, i, d)));
+        }
     }
     let mut failure: Option<LedgerError> = None;
     let merged = std::iter::from_fn(|| {
-        let (i, rec) = heads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.map(|h| (i, h)))
-            .min_by_key(|(_, h)| h.0)?;
+        let Reverse((key, i, digest)) = heads.pop()?;
         match readers[i].next_record() {
-            Ok(next) => heads[i] = next,
+            Ok(Some((k, d))) => heads.push(Reverse((k, i, d))),
+            Ok(None) => {}
             Err(e) => {
                 failure = Some(e);
                 return None;
             }
         }
-        Some(rec)
+        Some((key, digest))
     });
     let n = write_run(out, merged)?;
     match failure {

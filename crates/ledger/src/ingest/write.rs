@@ -10,14 +10,18 @@ impl BatchWriter<'_> {
         digests: &[u64],
         accepted: &[u32],
     ) -> Result<(), LedgerError> {
-        // Keep accepted rows only: rejected rows may hold nulls in required columns.
-        let idx = UInt32Array::from(accepted.to_vec());
-        let mut kept: Vec<ArrayRef> = cols
-            .iter()
-            .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
-            .collect::<Result<_, _>>()
-            .map_err(|e| LedgerError::storage(&self.root, e))?;
+        // Keep accepted rows only: rejected rows may hold nulls in required columns. (When
+        // every row is accepted, as in most batches, the columns are kept as they are.)
         let n = accepted.len();
+        let mut kept: Vec<ArrayRef> = if cols.first().is_some_and(|c| c.len() == n) {
+            cols
+        } else {
+            let idx = UInt32Array::from(accepted.to_vec());
+            cols.iter()
+                .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
+                .collect::<Result<_, _>>()
+                .map_err(|e| LedgerError::storage(&self.root, e))?
+        };
         kept.push(Arc::new(StringArray::from(vec![self.id.as_str(); n])));
         kept.push(Arc::new(
             TimestampMillisecondArray::from(vec![self.ingested_at_ms; n]).with_timezone(TZ_NAME),
