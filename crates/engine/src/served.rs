@@ -184,7 +184,11 @@ pub fn latest(
         }
         rows.entry(id).or_default().insert(date, i);
     }
-    let mut scored = model.score_frame(frame, true)?;
+    let latest_rows: std::collections::HashSet<usize> = rows
+        .values()
+        .filter_map(|dated| dated.last_key_value().map(|(_, i)| *i))
+        .collect();
+    let mut scored = model.score_frame_where(frame, &|i| latest_rows.contains(&i))?;
     let mut out = BTreeMap::new();
     for (id, mut dated) in rows {
         let Some((as_of, i)) = dated.pop_last() else {

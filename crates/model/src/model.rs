@@ -458,10 +458,22 @@ impl Model {
         frame: &Frame,
         with_reasons: bool,
     ) -> Result<Vec<Result<Scored, String>>, ModelError> {
+        self.score_frame_where(frame, &|_| with_reasons)
+    }
+
+    /// [`Self::score_frame`], with reasons for the rows `reasons_for` names only: a
+    /// merchant's earlier month-ends need their score and grade, not their reasons (which
+    /// would cost more memory than the rest of the scoring for a city's history).
+    pub fn score_frame_where(
+        &self,
+        frame: &Frame,
+        reasons_for: &dyn Fn(usize) -> bool,
+    ) -> Result<Vec<Result<Scored, String>>, ModelError> {
         let logits = self.logits(frame)?;
         let inputs = self.inputs(frame)?;
+        let any_reasons = (0..frame.rows()).any(reasons_for);
         let encoded = match &self.predictor {
-            Predictor::Boost { encoders, .. } if with_reasons => {
+            Predictor::Boost { encoders, .. } if any_reasons => {
                 Some(encode(&inputs, encoders, frame.rows(), self.conservative()))
             }
             _ => None,
@@ -473,7 +485,7 @@ impl Model {
                 let z = z?;
                 let score = self.scaling.score(z);
                 let pd = self.calibration.pd(z);
-                let reasons = if with_reasons {
+                let reasons = if reasons_for(i) {
                     self.reasons(&inputs, encoded.as_deref(), i)
                 } else {
                     Vec::new()

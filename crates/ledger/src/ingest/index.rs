@@ -63,6 +63,11 @@ pub(super) struct RowKey {
     pub(super) probe: u64,
 }
 
+/// Bytes of memory per row a small delivery's set of wanted ids may cost: a delivery is
+/// small (loads only the products and contracts it names, not the ledger's all) when that
+/// set fits in a sixteenth of the memory limit — 3.3 M rows at the default 2 GiB.
+const WANTED_BYTES_PER_ROW: u64 = 40;
+
 /// Runs a table may have before the smallest are merged, and how many remain after.
 const MAX_RUNS: usize = 8;
 const MERGED_RUNS: usize = 4;
@@ -126,8 +131,8 @@ impl DupIndex {
             scratch: Vec::new(),
             repeats: None,
             fresh: Vec::new(),
-            // A quarter of the memory: one buffer filling while the one before is sorted.
-            fresh_cap: usize::try_from(memory_limit / 4 / FRESH_BYTES)
+            // An eighth of the memory each: one buffer filling while the one before is sorted.
+            fresh_cap: usize::try_from(memory_limit / 8 / FRESH_BYTES)
                 .unwrap_or(usize::MAX)
                 .max(1024),
             sorting: None,
@@ -162,14 +167,20 @@ impl DupIndex {
 }
 
 impl BatchWriter<'_> {
-    /// Loads the ids that references of `table` point to, from the committed ledger.
-    pub(super) fn load_refs(&mut self, table: Table) -> Result<(), LedgerError> {
+    /// Loads the ids that references of `table` (coming in `files`) point to, from the
+    /// committed ledger. A small delivery loads only the products and contracts its rows
+    /// name: a thousand escrow events need a thousand contracts, not the city's millions.
+    pub(super) fn load_refs(&mut self, table: Table, files: &[&InputFile]) -> Result<(), LedgerError> {
         if table != Table::Contracts && self.refs_loaded[3] {
             // Contract terms serve the contracts table only, whose files are done (files
             // come in table order): their memory goes before the events'.
             self.contract_terms = DigestMap::default();
             self.refs_loaded[3] = false;
+            self.refs_for[3] = None;
         }
+        let rows: u64 = files.iter().map(|f| f.rows_hint).sum();
+        let small = rows <= self.memory_limit / 16 / WANTED_BYTES_PER_ROW
+            && files.iter().all(|f| f.rows_hint > 0);
         let needs: &[(usize, Table)] = match table {
             Table::Merchants => &[],
             Table::Contracts => &[
@@ -184,12 +195,8 @@ impl BatchWriter<'_> {
             _ => &[(0, Table::Merchants)],
         };
         for &(slot, source) in needs {
-            if self.refs_loaded[slot] {
-                continue;
-            }
-            self.refs_loaded[slot] = true;
-            if slot == 3 {
-                self.load_contract_terms()?;
+            let loaded_for_another = self.refs_for[slot].is_some_and(|t| t != table);
+            if self.refs_loaded[slot] && !loaded_for_another {
                 continue;
             }
             let key = match source {
@@ -197,7 +204,20 @@ impl BatchWriter<'_> {
                 Table::Contracts => "contract_id",
                 _ => "merchant_id",
             };
+            // Merchants are few; products and contracts are filtered for a small delivery.
+            let wanted = if small && slot != 0 {
+                Some(self.wanted_ids(table, files, key)?)
+            } else {
+                None
+            };
+            self.refs_loaded[slot] = true;
+            self.refs_for[slot] = wanted.as_ref().map(|_| table);
+            if slot == 3 {
+                self.load_contract_terms(wanted.as_ref())?;
+                continue;
+            }
             let ids = &self.ids;
+            let wanted = wanted.as_ref();
             let (products, contracts, merchants) =
                 (&mut self.products, &mut self.contracts, &mut self.merchants);
             for file in self.ledger.files(source, None) {
@@ -208,6 +228,9 @@ impl BatchWriter<'_> {
                         if let (Some(keys), Some(owners)) = (keys, owners) {
                             for i in 0..b.num_rows() {
                                 let k = ids.digest(keys.value(i));
+                                if wanted.is_some_and(|w| !w.contains_key(&k)) {
+                                    continue;
+                                }
                                 let o = ids.digest(owners.value(i));
                                 match source {
                                     Table::Products => {
@@ -284,6 +307,11 @@ impl BatchWriter<'_> {
                 progress,
             )?;
             if let Some(r) = &dup.repeats {
+                // Only the repeats are held: the map is sized for them (a map sized for the
+                // memory limit would have its pages touched all over by a few keys), and
+                // the others' buffer once, for its fill.
+                dup.mem = DigestMap::with_capacity_and_hasher(r.len(), Default::default());
+                dup.fresh = Vec::with_capacity(dup.fresh_cap);
                 self.index_report.tables_prescanned += 1;
                 self.index_report.keys_may_repeat += r.len() as u64;
                 progress(&format!(
@@ -381,7 +409,7 @@ impl BatchWriter<'_> {
         if dup.fresh.is_empty() {
             return Ok(());
         }
-        let mut records = std::mem::take(&mut dup.fresh);
+        let mut records = std::mem::replace(&mut dup.fresh, Vec::with_capacity(dup.fresh_cap));
         let table = dup.table;
         let path = self.new_run_path(table)?;
         let handle = std::thread::spawn(move || {
@@ -537,8 +565,50 @@ impl BatchWriter<'_> {
             .into_owned()
     }
 
-    /// Terms of every contract in the ledger, for the reuse check of new contract rows.
-    fn load_contract_terms(&mut self) -> Result<(), LedgerError> {
+    /// Digests of the ids in column `column` of `files` (a small delivery of `table`):
+    /// the only products or contracts its rows can refer to.
+    fn wanted_ids(
+        &self,
+        table: Table,
+        files: &[&InputFile],
+        column: &str,
+    ) -> Result<DigestMap<()>, LedgerError> {
+        let mut wanted = DigestMap::default();
+        let Some((at, spec)) = table.column(column) else {
+            return Ok(wanted);
+        };
+        for file in files {
+            let Some(index) = file.mapping.get(at).copied().flatten() else {
+                continue;
+            };
+            crate::input::read_column(file, index, &mut |batch| {
+                let n = batch.num_rows();
+                let mut rejections: Vec<Option<Rejection>> = vec![None; n];
+                let mut ctx = Ctx {
+                    max_ts_ms: i64::MAX,
+                    rejections: &mut rejections,
+                };
+                let values = convert(spec, Some(batch.column(0)), n, &mut ctx).map_err(|problem| {
+                    LedgerError::Unreadable {
+                        path: file.path.clone(),
+                        format: "input",
+                        problem: format!("column {column}: {problem}"),
+                    }
+                })?;
+                if let Some(values) = values.as_string_opt::<i32>() {
+                    for v in values.iter().flatten() {
+                        wanted.insert(self.ids.digest(v), ());
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(wanted)
+    }
+
+    /// Terms of the ledger's contracts (those `wanted`, if given), for the reuse check of
+    /// new contract rows.
+    fn load_contract_terms(&mut self, wanted: Option<&DigestMap<()>>) -> Result<(), LedgerError> {
         let ids = &self.ids;
         let terms = &mut self.contract_terms;
         for file in self.ledger.files(Table::Contracts, None) {
@@ -561,8 +631,12 @@ impl BatchWriter<'_> {
                         return Ok(());
                     };
                     for i in 0..b.num_rows() {
+                        let k = ids.digest(keys.value(i));
+                        if wanted.is_some_and(|w| !w.contains_key(&k)) {
+                            continue;
+                        }
                         terms.insert(
-                            ids.digest(keys.value(i)),
+                            k,
                             ContractTerms {
                                 consumer: ids.digest(consumers.value(i)),
                                 from: yuanxin_domain::business_day_of_ms(ts.value(i)),

@@ -273,6 +273,9 @@ struct BatchWriter<'m> {
     /// Contract digests → their terms, to refuse an id reused for another contract.
     contract_terms: DigestMap<ContractTerms>,
     refs_loaded: [bool; 4],
+    /// For a reference map loaded for one small delivery's ids only, the table it was
+    /// loaded for (another table needing it loads its own ids too).
+    refs_for: [Option<Table>; 4],
     /// The duplicate index of the table being ingested.
     dup: Option<DupIndex>,
     /// Bytes the duplicate index may hold.
@@ -286,9 +289,8 @@ struct BatchWriter<'m> {
     new_runs: Vec<IndexRun>,
     superseded_runs: Vec<String>,
     index_report: IndexReport,
-    writers: BTreeMap<(Table, String), PartWriter>,
-    file_seq: usize,
-    rows_since_check: usize,
+    /// The partition writers, on their thread.
+    writer: Writer,
     written: Vec<FileEntry>,
     quarantine: Option<ArrowWriter<File>>,
     quarantine_rel: String,
@@ -308,6 +310,7 @@ impl<'m> BatchWriter<'m> {
     ) -> Result<Self, LedgerError> {
         let ledger = Ledger::open(root)?;
         let quarantine_rel = format!("{}/quarantine.parquet", batch_dir(&id));
+        let writer = Writer::start(root, &id, ingested_at_ms);
         Ok(BatchWriter {
             root: root.to_path_buf(),
             id,
@@ -321,6 +324,7 @@ impl<'m> BatchWriter<'m> {
             contracts: DigestMap::default(),
             contract_terms: DigestMap::default(),
             refs_loaded: [false; 4],
+            refs_for: [None; 4],
             dup: None,
             memory_limit: DEFAULT_MEMORY_LIMIT_MIB << 20,
             threads: 1,
@@ -329,9 +333,7 @@ impl<'m> BatchWriter<'m> {
             new_runs: Vec::new(),
             superseded_runs: Vec::new(),
             index_report: IndexReport::default(),
-            writers: BTreeMap::new(),
-            file_seq: 0,
-            rows_since_check: 0,
+            writer,
             written: Vec::new(),
             quarantine: None,
             quarantine_rel,
@@ -343,9 +345,15 @@ impl<'m> BatchWriter<'m> {
     /// Deletes whatever this batch wrote (it is not in the manifest, so it was never
     /// visible); a later writer would remove it anyway.
     fn abandon(&mut self) {
-        let open: Vec<String> = self.writers.values().map(|w| w.rel_path.clone()).collect();
-        // Dropping the writers closes their files; then every file of this batch goes.
-        self.writers.clear();
+        // The writer thread finishes what was queued; closing its files, then every file of
+        // this batch goes.
+        let _ = self.writer.stop();
+        let mut open: Vec<String> = Vec::new();
+        if let Writer::Stopped(parts) = &mut self.writer {
+            open = parts.close_open();
+            open.extend(parts.written.drain(..).map(|f| f.path));
+            self.created_dirs.append(&mut parts.created_dirs);
+        }
         self.quarantine = None;
         self.dup = None;
         for rel in open
@@ -371,11 +379,11 @@ impl<'m> BatchWriter<'m> {
         let mut inputs = Vec::with_capacity(files.len());
         for file in files {
             progress(&format!("{} → {}", file.path.display(), file.table.name()));
-            self.load_refs(file.table)?;
-            // Files come in table order: a table's duplicate index is closed once its
-            // files are done, so that memory holds one table's index at a time.
             let same_table: Vec<&InputFile> =
                 files.iter().filter(|f| f.table == file.table).collect();
+            self.load_refs(file.table, &same_table)?;
+            // Files come in table order: a table's duplicate index is closed once its
+            // files are done, so that memory holds one table's index at a time.
             self.open_index(file.table, &same_table, progress)?;
             let mut counts = Counts::default();
             let ids = self.ids.clone();

@@ -217,7 +217,7 @@ impl BatchWriter<'_> {
             self.quarantine_rows(file, &batch, offset, &rejected, counts)?;
         }
         if !accepted.is_empty() {
-            self.write_accepted(table, cols, &digests, &accepted)?;
+            self.writer.write(table, cols, digests, accepted)?;
         }
         Ok(())
     }

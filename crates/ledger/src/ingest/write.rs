@@ -1,15 +1,133 @@
-//! Accepted rows into the ledger's partitions (by business month for event tables).
+//! Accepted rows into the ledger's partitions (by business month for event tables), on a
+//! thread of their own: Parquet encoding and compression are the heaviest part of the work
+//! that must follow the rows' order, so they run beside the row checks rather than after
+//! them. Jobs are taken in the order they were sent, so the files are the same bytes as if
+//! the checks wrote them themselves.
+
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
 
 use super::*;
 
-impl BatchWriter<'_> {
-    pub(super) fn write_accepted(
+/// Input batches' accepted rows queued between the row checks and the writer thread.
+const QUEUED: usize = 4;
+
+/// Accepted rows of one input batch, to be written.
+pub(super) struct Job {
+    table: Table,
+    cols: Vec<ArrayRef>,
+    digests: Vec<u64>,
+    accepted: Vec<u32>,
+}
+
+/// The batch's partition writers.
+pub(super) struct Parts {
+    root: PathBuf,
+    id: String,
+    ingested_at_ms: i64,
+    writers: BTreeMap<(Table, String), PartWriter>,
+    file_seq: usize,
+    rows_since_check: usize,
+    /// Files finished, for the manifest.
+    pub(super) written: Vec<FileEntry>,
+    /// Folders created, to be synced (or removed if the batch is abandoned).
+    pub(super) created_dirs: Vec<PathBuf>,
+}
+
+/// The writer thread while it runs, and its writers once it has stopped.
+pub(super) enum Writer {
+    Running {
+        tx: SyncSender<Job>,
+        handle: JoinHandle<(Parts, Result<(), LedgerError>)>,
+    },
+    Stopped(Box<Parts>),
+    /// The thread panicked: what it wrote is left to the next writer's sweep of orphans.
+    Lost,
+}
+
+impl Writer {
+    pub(super) fn start(root: &Path, id: &str, ingested_at_ms: i64) -> Writer {
+        let mut parts = Parts {
+            root: root.to_path_buf(),
+            id: id.to_string(),
+            ingested_at_ms,
+            writers: BTreeMap::new(),
+            file_seq: 0,
+            rows_since_check: 0,
+            written: Vec::new(),
+            created_dirs: Vec::new(),
+        };
+        let (tx, rx) = sync_channel::<Job>(QUEUED);
+        let handle = std::thread::spawn(move || {
+            for job in rx.iter() {
+                if let Err(e) = parts.write_accepted(job) {
+                    // Dropping the receiver refuses the jobs still to come.
+                    return (parts, Err(e));
+                }
+            }
+            (parts, Ok(()))
+        });
+        Writer::Running { tx, handle }
+    }
+
+    /// Queues an input batch's accepted rows. The thread stops at its first error, which
+    /// comes back from the next call.
+    pub(super) fn write(
         &mut self,
         table: Table,
         cols: Vec<ArrayRef>,
-        digests: &[u64],
-        accepted: &[u32],
+        digests: Vec<u64>,
+        accepted: Vec<u32>,
     ) -> Result<(), LedgerError> {
+        if let Writer::Running { tx, .. } = self {
+            let job = Job {
+                table,
+                cols,
+                digests,
+                accepted,
+            };
+            if tx.send(job).is_ok() {
+                return Ok(());
+            }
+        }
+        self.stop()?;
+        Err(LedgerError::storage(
+            Path::new(table.name()),
+            "internal error: the ledger writer stopped",
+        ))
+    }
+
+    /// Waits for the thread to write everything queued and takes its writers back.
+    pub(super) fn stop(&mut self) -> Result<&mut Parts, LedgerError> {
+        let mut result = Ok(());
+        if let Writer::Running { .. } = self {
+            if let Writer::Running { tx, handle } = std::mem::replace(self, Writer::Lost) {
+                drop(tx);
+                if let Ok((parts, r)) = handle.join() {
+                    *self = Writer::Stopped(Box::new(parts));
+                    result = r;
+                }
+            }
+        }
+        result?;
+        match self {
+            Writer::Stopped(parts) => Ok(parts),
+            _ => Err(LedgerError::storage(
+                Path::new("."),
+                "internal error: the ledger writer failed",
+            )),
+        }
+    }
+}
+
+impl Parts {
+    fn write_accepted(&mut self, job: Job) -> Result<(), LedgerError> {
+        let Job {
+            table,
+            cols,
+            digests,
+            accepted,
+        } = job;
         // Keep accepted rows only: rejected rows may hold nulls in required columns. (When
         // every row is accepted, as in most batches, the columns are kept as they are.)
         let n = accepted.len();
@@ -81,7 +199,7 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    pub(super) fn write_part(
+    fn write_part(
         &mut self,
         table: Table,
         month: String,
@@ -154,7 +272,8 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    pub(super) fn finish_writers(&mut self) -> Result<(), LedgerError> {
+    /// Closes and fsyncs every file, listing it for the manifest.
+    pub(super) fn finish(&mut self) -> Result<(), LedgerError> {
         let writers = std::mem::take(&mut self.writers);
         for ((table, _), w) in writers {
             let path = self.root.join(&w.rel_path);
@@ -174,6 +293,25 @@ impl BatchWriter<'_> {
                 first_ingested_at_ms: None,
             });
         }
+        Ok(())
+    }
+
+    /// Paths of the files still open (for `abandon`); dropping the writers closes them.
+    pub(super) fn close_open(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.writers)
+            .into_values()
+            .map(|w| w.rel_path)
+            .collect()
+    }
+}
+
+impl BatchWriter<'_> {
+    /// Waits for the writer thread, closes its files and syncs every folder the batch made.
+    pub(super) fn finish_writers(&mut self) -> Result<(), LedgerError> {
+        let parts = self.writer.stop()?;
+        parts.finish()?;
+        self.written = std::mem::take(&mut parts.written);
+        self.created_dirs.extend(parts.created_dirs.iter().cloned());
         for dir in &self.created_dirs {
             sync_dir(dir)?;
             if let Some(parent) = dir.parent() {
