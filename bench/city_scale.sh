@@ -9,7 +9,7 @@
 # ingest of the city, a 1,000-row escrow delivery into that ledger, the nightly refresh
 # with the first daily delivery (ingest, 12 month-ends of profiles, scores, standing
 # offers, alerts, snapshot), the same refresh's profiles as two shards and their gather,
-# an 18-month labelled panel, and compaction. Needs about 10 GB of disk per 100,000
+# an 18-month labelled panel, and compaction. Needs about 25 GB of disk per 100,000
 # merchants. Output goes to bench/out/scale-N/ (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -68,6 +68,10 @@ pub(super) struct RowKey {
 /// set fits in a sixteenth of the memory limit — 3.3 M rows at the default 2 GiB.
 const WANTED_BYTES_PER_ROW: u64 = 40;
 
+/// Committed runs of at least this many keys (96 MB) have their blocks prefetched before a
+/// batch's look-ups; smaller ones stay in the page cache anyway.
+const PREFETCH_FROM_KEYS: u64 = 4 << 20;
+
 /// Runs a table may have before the smallest are merged, and how many remain after.
 const MAX_RUNS: usize = 8;
 const MERGED_RUNS: usize = 4;
@@ -139,6 +143,20 @@ impl DupIndex {
         }
     }
 
+    /// Starts reading, in the committed runs, the blocks that `keys` will be looked up in
+    /// (see [`Run::prefetch`]); worth it when the runs are large, as a city's are.
+    pub(super) fn prefetch(&self, keys: &[Option<RowKey>]) {
+        for run in self
+            .committed
+            .iter()
+            .filter(|r| r.keys >= PREFETCH_FROM_KEYS)
+        {
+            for k in keys.iter().flatten() {
+                run.prefetch(k.key);
+            }
+        }
+    }
+
     /// Whether `key` may have been met earlier in this delivery.
     fn may_repeat(&self, probe: u64) -> bool {
         self.repeats.as_ref().is_none_or(|r| r.contains_key(&probe))
@@ -170,7 +188,11 @@ impl BatchWriter<'_> {
     /// Loads the ids that references of `table` (coming in `files`) point to, from the
     /// committed ledger. A small delivery loads only the products and contracts its rows
     /// name: a thousand escrow events need a thousand contracts, not the city's millions.
-    pub(super) fn load_refs(&mut self, table: Table, files: &[&InputFile]) -> Result<(), LedgerError> {
+    pub(super) fn load_refs(
+        &mut self,
+        table: Table,
+        files: &[&InputFile],
+    ) -> Result<(), LedgerError> {
         if table != Table::Contracts && self.refs_loaded[3] {
             // Contract terms serve the contracts table only, whose files are done (files
             // come in table order): their memory goes before the events'.
@@ -248,6 +270,13 @@ impl BatchWriter<'_> {
                         Ok(())
                     })?;
             }
+        }
+        if table == Table::Contracts {
+            // Room for every incoming contract at once: a map growing by doubling holds
+            // its old table and its new one together, half again its size at the peak.
+            let incoming = usize::try_from(rows).unwrap_or(0);
+            self.contracts.reserve(incoming);
+            self.contract_terms.reserve(incoming);
         }
         Ok(())
     }
@@ -430,9 +459,9 @@ impl BatchWriter<'_> {
             return Ok(());
         };
         if let Some(handle) = dup.sorting.take() {
-            let run = handle
-                .join()
-                .unwrap_or_else(|_| Err(LedgerError::storage(&self.root, "sorting a run failed")))?;
+            let run = handle.join().unwrap_or_else(|_| {
+                Err(LedgerError::storage(&self.root, "sorting a run failed"))
+            })?;
             dup.spilled.push(run);
         }
         Ok(())
@@ -588,13 +617,14 @@ impl BatchWriter<'_> {
                     max_ts_ms: i64::MAX,
                     rejections: &mut rejections,
                 };
-                let values = convert(spec, Some(batch.column(0)), n, &mut ctx).map_err(|problem| {
-                    LedgerError::Unreadable {
-                        path: file.path.clone(),
-                        format: "input",
-                        problem: format!("column {column}: {problem}"),
-                    }
-                })?;
+                let values =
+                    convert(spec, Some(batch.column(0)), n, &mut ctx).map_err(|problem| {
+                        LedgerError::Unreadable {
+                            path: file.path.clone(),
+                            format: "input",
+                            problem: format!("column {column}: {problem}"),
+                        }
+                    })?;
                 if let Some(values) = values.as_string_opt::<i32>() {
                     for v in values.iter().flatten() {
                         wanted.insert(self.ids.digest(v), ());

@@ -116,6 +116,9 @@ impl BatchWriter<'_> {
         let table = file.table;
         let n = batch.num_rows();
         let canon = Canon { table, cols: &cols };
+        if let Some(dup) = &self.dup {
+            dup.prefetch(&keys);
+        }
         // References, duplicates and conflicts, row by row in file order, so that a row
         // may refer to one accepted earlier in the same batch.
         let mut accepted: Vec<u32> = Vec::new();

@@ -138,13 +138,14 @@ pub(super) fn find_repeats(
                     max_ts_ms: i64::MAX,
                     rejections: &mut rejections,
                 };
-                let values = convert(spec, Some(batch.column(0)), n, &mut ctx).map_err(|problem| {
-                    LedgerError::Unreadable {
-                        path: file.path.clone(),
-                        format: "input",
-                        problem: format!("column event_id: {problem}"),
-                    }
-                })?;
+                let values =
+                    convert(spec, Some(batch.column(0)), n, &mut ctx).map_err(|problem| {
+                        LedgerError::Unreadable {
+                            path: file.path.clone(),
+                            format: "input",
+                            problem: format!("column event_id: {problem}"),
+                        }
+                    })?;
                 let Some(values) = values.as_string_opt::<i32>() else {
                     return Ok(());
                 };
