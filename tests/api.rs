@@ -357,6 +357,32 @@ fn roles_consent_and_the_query_log() {
     // The log verifies with the log's key and its checkpoints.
     let out = run_ok(&["audit", "verify", "--db", srv.db.to_str().unwrap()]);
     assert!(out.contains("intact"), "{out}");
+
+    // The store moves to PostgreSQL with its whole log, and the copy verifies with the
+    // same key and checkpoint file (issue 20).
+    if let Some(url) = yuanxin_store::testing::fresh_postgres("api_migrate") {
+        let db = srv.db.to_str().unwrap();
+        let out = run_ok(&["store", "migrate", "--from", db, "--to", &url]);
+        assert!(out.contains("query log:"), "{out}");
+        let (cp, key) = (
+            srv.db.with_extension("checkpoints"),
+            srv.db.with_extension("key"),
+        );
+        let out = run_ok(&[
+            "audit",
+            "verify",
+            "--db",
+            &url,
+            "--checkpoints",
+            cp.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        assert!(out.contains("intact"), "{out}");
+        // Only into an empty database.
+        let again = run(&["store", "migrate", "--from", db, "--to", &url]);
+        assert!(!again.status.success());
+    }
 }
 
 /// The routes of the OpenAPI document: (method, path template, operation).

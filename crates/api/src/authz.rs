@@ -62,7 +62,11 @@ fn poisoned<T>(_: T) -> ApiError {
 impl Authz {
     /// Loads everything from the store.
     pub fn load(store: &yuanxin_store::Store, secret: [u8; 32]) -> Result<Authz, ApiError> {
-        let stamp_path = yuanxin_store::keys_stamp_path(store.path());
+        // The service's own database is an SQLite file (PostgreSQL replicas: issue 20).
+        let stamp_path = store
+            .path()
+            .map(yuanxin_store::keys_stamp_path)
+            .ok_or_else(|| ApiError::internal("the service's database is an SQLite file"))?;
         let a = Authz {
             secret,
             stamp: Mutex::new(stamp_of(&stamp_path)),

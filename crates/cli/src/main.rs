@@ -109,6 +109,9 @@ enum Command {
     /// The query log: verify its entries, Merkle tree and signed checkpoints (read-only).
     #[command(subcommand)]
     Audit(service::AuditCmd),
+    /// The service's state store: move it from its SQLite file to PostgreSQL.
+    #[command(subcommand)]
+    Store(service::StoreCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -356,6 +359,7 @@ fn run() -> Result<()> {
         Command::Keys(cmd) => service::run_keys(&cmd)?,
         Command::Principals(cmd) => service::run_principals(&cmd)?,
         Command::Audit(cmd) => service::run_audit(&cmd)?,
+        Command::Store(cmd) => service::run_store(&cmd)?,
         Command::Simulate(args) => {
             let cfg = SimConfig {
                 merchants: args.merchants,

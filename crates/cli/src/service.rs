@@ -1,5 +1,5 @@
-//! `yuanxin serve`, `yuanxin principals`, `yuanxin keys` and `yuanxin audit`: the service
-//! and its operations.
+//! `yuanxin serve`, `yuanxin principals`, `yuanxin keys`, `yuanxin audit` and `yuanxin
+//! store`: the service and its operations.
 
 use std::path::{Path, PathBuf};
 use yuanxin_store::prelude::*;
@@ -173,7 +173,8 @@ pub enum AuditCmd {
     /// consistency between them). Any edited, deleted, reordered, truncated or emptied log
     /// is found.
     Verify {
-        /// The service's database (must exist; never created).
+        /// The service's database (must exist; never created): a path, or a PostgreSQL
+        /// URL (then --checkpoints and --key-file or --public-key are needed).
         #[arg(long)]
         db: Option<PathBuf>,
         /// The checkpoint file (default: the database path with .checkpoints).
@@ -188,6 +189,52 @@ pub enum AuditCmd {
         #[arg(long)]
         public_key: Option<String>,
     },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Copy a whole store — principals, keys, consents, disputes, idempotency records and
+    /// the query log with its nodes and signed heads — into an empty PostgreSQL database
+    /// (which gets this build's schema first), in one transaction. The key file and the
+    /// checkpoint file stay valid for the copy: `yuanxin audit verify --db postgres://…
+    /// --checkpoints FILE --key-file FILE` passes on it.
+    Migrate {
+        /// The store to copy: `sqlite:PATH` or a path (it must exist; it is only read).
+        #[arg(long)]
+        from: String,
+        /// The empty database to copy into: `postgres://user@host:port/db`.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+pub fn run_store(cmd: &StoreCmd) -> Result<()> {
+    match cmd {
+        StoreCmd::Migrate { from, to } => {
+            if !yuanxin_store::is_postgres_url(to) {
+                bail!("--to must be a PostgreSQL URL (postgres://user@host:port/db), not {to}");
+            }
+            if yuanxin_store::is_postgres_url(from) {
+                bail!("--from is the service's SQLite file (sqlite:PATH or a path)");
+            }
+            let source = yuanxin_store::Store::open_location(from, OpenMode::ReadOnly)
+                .with_context(|| format!("opening {from}"))?;
+            let dest = yuanxin_store::Store::connect(to, OpenMode::Create)
+                .context("connecting to the PostgreSQL database")?;
+            let report = yuanxin_store::copy_store(&source, &dest)?;
+            for (table, n) in &report.tables {
+                outln!("{table}: {n} rows");
+            }
+            outln!(
+                "query log: {} entries, head {}",
+                report.log_entries,
+                dest.head()?
+                    .map(|h| format!("of {} entries signed at {}", h.tree_size, h.timestamp))
+                    .unwrap_or_else(|| "none".into())
+            );
+        }
+    }
+    Ok(())
 }
 
 const DEMO_LENDER: (&str, &str) = ("ICBC-demo", "ICBC (demo)");
@@ -460,10 +507,20 @@ pub fn run_audit(cmd: &AuditCmd) -> Result<()> {
             };
             let cfg = args.config()?;
             let db = cfg.db_path();
-            if !db.exists() {
+            let url = db
+                .to_str()
+                .filter(|d| yuanxin_store::is_postgres_url(d))
+                .map(str::to_owned);
+            if url.is_some() {
+                // Nothing lies beside a URL: the files are named.
+                if checkpoints.is_none() || (key_file.is_none() && public_key.is_none()) {
+                    bail!("with a PostgreSQL database, give --checkpoints and --key-file (or --public-key)");
+                }
+            } else if !db.exists() {
                 bail!("no database at {} (nothing was created)", db.display());
+            } else {
+                announce(&db);
             }
-            announce(&db);
             let key = match public_key {
                 Some(h) => {
                     let bytes: [u8; 32] = unhex(h).context("--public-key must be 64 hex digits")?;
@@ -483,7 +540,14 @@ pub fn run_audit(cmd: &AuditCmd) -> Result<()> {
             let checkpoints = checkpoints
                 .clone()
                 .unwrap_or_else(|| cfg.checkpoints_path());
-            match yuanxin_store::verify(&db, &checkpoints, &key)? {
+            let verdict = match &url {
+                Some(url) => {
+                    let store = yuanxin_store::Store::connect(url, OpenMode::ReadOnly)?;
+                    yuanxin_store::verify_store(&store, &checkpoints, &key)?
+                }
+                None => yuanxin_store::verify(&db, &checkpoints, &key)?,
+            };
+            match verdict {
                 Ok(r) => {
                     outln!(
                         "query log intact: {} entries, root {}, signed head at {}; {} checkpoints verified{}",

@@ -47,12 +47,21 @@ pub fn verify(
     key: &VerifyingKey,
 ) -> Result<Result<AuditReport, String>, StoreError> {
     let store = Store::open(db, OpenMode::ReadOnly)?;
+    verify_store(&store, checkpoints, key)
+}
+
+/// [`verify`] on an open store (a PostgreSQL database, or an SQLite file already open).
+pub fn verify_store(
+    store: &Store,
+    checkpoints: &Path,
+    key: &VerifyingKey,
+) -> Result<Result<AuditReport, String>, StoreError> {
     let heads = match checkpoint::read_all(checkpoints) {
         Ok(h) => h,
         Err(StoreError::Damaged(why)) => return Ok(Err(format!("checkpoint file: {why}"))),
         Err(e) => return Err(e),
     };
-    Ok(check(&store, &heads, key))
+    Ok(check(store, &heads, key))
 }
 
 fn check(store: &Store, heads: &[SignedHead], key: &VerifyingKey) -> Result<AuditReport, String> {

@@ -2,10 +2,10 @@
 //! merchant (for early-warning alerts).
 
 use crate::prelude::*;
-use rusqlite::{params, OptionalExtension, Row};
 use yuanxin_domain::MerchantId;
 
 use crate::log::Seen;
+use crate::sql::{args, Row};
 use crate::types::stored_merchant;
 use crate::{
     Consent, ConsentId, Created, Idempotency, Page, PageRequest, Principal, PrincipalId, Purpose,
@@ -15,45 +15,21 @@ use crate::{
 const CONSENT: &str = "c.id, c.merchant_id, c.lender_id, p.code, p.name, c.purpose, c.granted_at, c.expires_at, c.revoked_at
     FROM consents c JOIN principals p ON p.id = c.lender_id";
 
-type ConsentRow = (
-    ConsentId,
-    String,
-    PrincipalId,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-);
-
-fn row(r: &Row) -> rusqlite::Result<ConsentRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
-
-fn consent(
-    (id, merchant_id, lender_id, lender_code, lender_name, purpose, granted, expires, revoked): ConsentRow,
-) -> Result<Consent, StoreError> {
+fn consent(r: &Row) -> Result<Consent, StoreError> {
     Ok(Consent {
-        id,
-        merchant_id: stored_merchant(&merchant_id)?,
-        lender_id,
-        lender_code,
-        lender_name,
-        purpose: purpose.parse()?,
-        granted_at: Timestamp::parse(&granted)?,
-        expires_at: Timestamp::parse(&expires)?,
-        revoked_at: revoked.as_deref().map(Timestamp::parse).transpose()?,
+        id: r.get(0)?,
+        merchant_id: stored_merchant(&r.get::<String>(1)?)?,
+        lender_id: r.get(2)?,
+        lender_code: r.get(3)?,
+        lender_name: r.get(4)?,
+        purpose: r.get::<String>(5)?.parse()?,
+        granted_at: Timestamp::parse(&r.get::<String>(6)?)?,
+        expires_at: Timestamp::parse(&r.get::<String>(7)?)?,
+        revoked_at: r
+            .get::<Option<String>>(8)?
+            .as_deref()
+            .map(Timestamp::parse)
+            .transpose()?,
     })
 }
 
@@ -164,19 +140,22 @@ impl Consents for Store {
                 "a consent must expire after it is granted".into(),
             ));
         }
-        self.idempotent(idem, g.granted_at, render, |tx| {
-            tx.prepare_cached(
-                "INSERT INTO consents (merchant_id, lender_id, purpose, granted_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                g.merchant_id.as_str(),
-                g.lender.id,
-                g.purpose.as_str(),
-                g.granted_at.to_string(),
-                g.expires_at.to_string()
-            ])?;
+        self.idempotent(idem, g.granted_at, render, |c| {
+            let id: ConsentId = c
+                .row(
+                    "INSERT INTO consents (merchant_id, lender_id, purpose, granted_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                    args![
+                        g.merchant_id.as_str(),
+                        g.lender.id,
+                        g.purpose.as_str(),
+                        g.granted_at.to_string(),
+                        g.expires_at.to_string()
+                    ],
+                )?
+                .ok_or_else(|| StoreError::Database("an insert returned no id".into()))?
+                .get(0)?;
             Ok(Consent {
-                id: ConsentId(tx.last_insert_rowid()),
+                id,
                 merchant_id: g.merchant_id.to_owned(),
                 lender_id: g.lender.id,
                 lender_code: g.lender.code.clone(),
@@ -195,9 +174,9 @@ impl Consents for Store {
         id: ConsentId,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
+        let n = self.conn.exec(
             "UPDATE consents SET revoked_at = ?3 WHERE id = ?1 AND merchant_id = ?2 AND revoked_at IS NULL",
-            params![id, merchant_id.as_str(), now.to_string()],
+            args![id, merchant_id.as_str(), now.to_string()],
         )?;
         Ok(n > 0)
     }
@@ -208,11 +187,11 @@ impl Consents for Store {
         id: ConsentId,
     ) -> Result<Option<Consent>, StoreError> {
         self.conn
-            .prepare_cached(&format!(
-                "SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id = ?2"
-            ))?
-            .query_row(params![merchant_id.as_str(), id], row)
-            .optional()?
+            .row(
+                &format!("SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id = ?2"),
+                args![merchant_id.as_str(), id],
+            )?
+            .as_ref()
             .map(consent)
             .transpose()
     }
@@ -222,21 +201,19 @@ impl Consents for Store {
         merchant_id: &MerchantId,
         page: PageRequest<ConsentId>,
     ) -> Result<Page<Consent, ConsentId>, StoreError> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id > ?2 ORDER BY c.id LIMIT ?3"
-        ))?;
-        let rows = st
-            .query_map(
-                params![
+        let items = self
+            .conn
+            .rows(
+                &format!(
+                    "SELECT {CONSENT} WHERE c.merchant_id = ?1 AND c.id > ?2 ORDER BY c.id LIMIT ?3"
+                ),
+                args![
                     merchant_id.as_str(),
                     page.cursor.unwrap_or(ConsentId(0)),
                     page.sql_limit()
                 ],
-                row,
             )?
-            .collect::<Result<Vec<_>, _>>()?;
-        let items = rows
-            .into_iter()
+            .iter()
             .map(consent)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(items, |c| c.id))
@@ -247,32 +224,33 @@ impl Consents for Store {
         lender_id: PrincipalId,
         page: PageRequest<ConsentId>,
     ) -> Result<Page<Consent, ConsentId>, StoreError> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {CONSENT} WHERE c.lender_id = ?1 AND c.id > ?2 ORDER BY c.id LIMIT ?3"
-        ))?;
-        let rows = st
-            .query_map(
-                params![
+        let items = self
+            .conn
+            .rows(
+                &format!(
+                    "SELECT {CONSENT} WHERE c.lender_id = ?1 AND c.id > ?2 ORDER BY c.id LIMIT ?3"
+                ),
+                args![
                     lender_id,
                     page.cursor.unwrap_or(ConsentId(0)),
                     page.sql_limit()
                 ],
-                row,
             )?
-            .collect::<Result<Vec<_>, _>>()?;
-        let items = rows
-            .into_iter()
+            .iter()
             .map(consent)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(items, |c| c.id))
     }
 
     fn active_consents(&self) -> Result<Vec<Consent>, StoreError> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {CONSENT} WHERE c.revoked_at IS NULL ORDER BY c.id"
-        ))?;
-        let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(consent).collect()
+        self.conn
+            .rows(
+                &format!("SELECT {CONSENT} WHERE c.revoked_at IS NULL ORDER BY c.id"),
+                &[],
+            )?
+            .iter()
+            .map(consent)
+            .collect()
     }
 
     fn valid_consent(
@@ -282,17 +260,14 @@ impl Consents for Store {
         purpose: Purpose,
         now: Timestamp,
     ) -> Result<Option<ConsentId>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
+        self.conn
+            .row(
                 "SELECT id FROM consents WHERE merchant_id = ?1 AND lender_id = ?2 AND purpose = ?3 AND revoked_at IS NULL
                  AND granted_at <= ?4 AND expires_at > ?4 ORDER BY id DESC LIMIT 1",
+                args![merchant_id.as_str(), lender_id, purpose.as_str(), now.to_string()],
             )?
-            .query_row(
-                params![merchant_id.as_str(), lender_id, purpose.as_str(), now.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?)
+            .map(|r| r.get(0))
+            .transpose()
     }
 
     fn consenting(
@@ -302,25 +277,21 @@ impl Consents for Store {
         now: Timestamp,
         page: PageRequest<&str>,
     ) -> Result<Page<(MerchantId, ConsentId), String>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT merchant_id, max(id) FROM consents WHERE lender_id = ?1 AND purpose = ?2 AND revoked_at IS NULL
-             AND granted_at <= ?3 AND expires_at > ?3 AND merchant_id > ?4 GROUP BY merchant_id ORDER BY merchant_id LIMIT ?5",
-        )?;
-        let items = st
-            .query_map(
-                params![
+        let items = self
+            .conn
+            .rows(
+                "SELECT merchant_id, max(id) FROM consents WHERE lender_id = ?1 AND purpose = ?2 AND revoked_at IS NULL
+                 AND granted_at <= ?3 AND expires_at > ?3 AND merchant_id > ?4 GROUP BY merchant_id ORDER BY merchant_id LIMIT ?5",
+                args![
                     lender_id,
                     purpose.as_str(),
                     now.to_string(),
                     page.cursor.unwrap_or(""),
                     page.sql_limit()
                 ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )?
-            .collect::<Result<Vec<_>, _>>()?;
-        let items = items
-            .into_iter()
-            .map(|(m, c): (String, ConsentId)| Ok((stored_merchant(&m)?, c)))
+            .iter()
+            .map(|r| Ok((stored_merchant(&r.get::<String>(0)?)?, r.get(1)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(page.finish(items, |(m, _): &(MerchantId, ConsentId)| m.to_string()))
     }
@@ -330,18 +301,18 @@ impl Consents for Store {
         lender_id: PrincipalId,
         merchant_id: &MerchantId,
     ) -> Result<Option<Seen>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
+        self.conn
+            .row(
                 "SELECT grade, escrow_coverage FROM lender_views WHERE lender_id = ?1 AND merchant_id = ?2",
+                args![lender_id, merchant_id.as_str()],
             )?
-            .query_row(params![lender_id, merchant_id.as_str()], |r| {
+            .map(|r| {
                 Ok(Seen {
                     lender_id,
                     grade: r.get(0)?,
                     escrow_coverage: r.get(1)?,
                 })
             })
-            .optional()?)
+            .transpose()
     }
 }

@@ -1,7 +1,7 @@
 //! Disputes (异议): a merchant's objection to its information, answered by the platform.
 
 use crate::prelude::*;
-use rusqlite::{params, Row};
+use crate::sql::{args, Row};
 use yuanxin_domain::MerchantId;
 
 use crate::{
@@ -11,42 +11,20 @@ use crate::{
 const DISPUTE: &str =
     "id, merchant_id, subject, detail, opened_at, deadline, answer, answered_at FROM disputes";
 
-type DisputeRow = (
-    DisputeId,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-);
-
-fn row(r: &Row) -> rusqlite::Result<DisputeRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
-}
-
-fn dispute(
-    (id, merchant_id, subject, detail, opened, deadline, answer, answered): DisputeRow,
-) -> Result<Dispute, StoreError> {
+fn dispute(r: &Row) -> Result<Dispute, StoreError> {
     Ok(Dispute {
-        id,
-        merchant_id: crate::types::stored_merchant(&merchant_id)?,
-        subject,
-        detail,
-        opened_at: Timestamp::parse(&opened)?,
-        deadline: Timestamp::parse(&deadline)?,
-        answer,
-        answered_at: answered.as_deref().map(Timestamp::parse).transpose()?,
+        id: r.get(0)?,
+        merchant_id: crate::types::stored_merchant(&r.get::<String>(1)?)?,
+        subject: r.get(2)?,
+        detail: r.get(3)?,
+        opened_at: Timestamp::parse(&r.get::<String>(4)?)?,
+        deadline: Timestamp::parse(&r.get::<String>(5)?)?,
+        answer: r.get(6)?,
+        answered_at: r
+            .get::<Option<String>>(7)?
+            .as_deref()
+            .map(Timestamp::parse)
+            .transpose()?,
     })
 }
 
@@ -123,13 +101,16 @@ impl Disputes for Store {
         if !self.merchant_known(merchant_id.as_str())? {
             return Err(StoreError::UnknownMerchant(merchant_id.to_string()));
         }
-        self.idempotent(idem, now, render, |tx| {
-            tx.prepare_cached(
-                "INSERT INTO disputes (merchant_id, subject, detail, opened_at, deadline) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![merchant_id.as_str(), subject, detail, now.to_string(), deadline.to_string()])?;
+        self.idempotent(idem, now, render, |c| {
+            let id: DisputeId = c
+                .row(
+                    "INSERT INTO disputes (merchant_id, subject, detail, opened_at, deadline) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                    args![merchant_id.as_str(), subject, detail, now.to_string(), deadline.to_string()],
+                )?
+                .ok_or_else(|| StoreError::Database("an insert returned no id".into()))?
+                .get(0)?;
             Ok(Dispute {
-                id: DisputeId(tx.last_insert_rowid()),
+                id,
                 merchant_id: merchant_id.to_owned(),
                 subject: subject.to_owned(),
                 detail: detail.to_owned(),
@@ -149,30 +130,22 @@ impl Disputes for Store {
         let after = page.cursor.unwrap_or(DisputeId(0));
         let limit = page.sql_limit();
         let rows = match filter {
-            DisputeFilter::Merchant(m) => self
-                .conn
-                .prepare_cached(&format!(
-                    "SELECT {DISPUTE} WHERE merchant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-                ))?
-                .query_map(params![m.as_str(), after, limit], row)?
-                .collect::<Result<Vec<_>, _>>()?,
-            DisputeFilter::All => self
-                .conn
-                .prepare_cached(&format!("SELECT {DISPUTE} WHERE id > ?1 ORDER BY id LIMIT ?2"))?
-                .query_map(params![after, limit], row)?
-                .collect::<Result<Vec<_>, _>>()?,
-            DisputeFilter::OverdueAt(now) => self
-                .conn
-                .prepare_cached(&format!(
+            DisputeFilter::Merchant(m) => self.conn.rows(
+                &format!("SELECT {DISPUTE} WHERE merchant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"),
+                args![m.as_str(), after, limit],
+            )?,
+            DisputeFilter::All => self.conn.rows(
+                &format!("SELECT {DISPUTE} WHERE id > ?1 ORDER BY id LIMIT ?2"),
+                args![after, limit],
+            )?,
+            DisputeFilter::OverdueAt(now) => self.conn.rows(
+                &format!(
                     "SELECT {DISPUTE} WHERE answer IS NULL AND deadline < ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-                ))?
-                .query_map(params![now.to_string(), after, limit], row)?
-                .collect::<Result<Vec<_>, _>>()?,
+                ),
+                args![now.to_string(), after, limit],
+            )?,
         };
-        let items = rows
-            .into_iter()
-            .map(dispute)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = rows.iter().map(dispute).collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(items, |d| d.id))
     }
 
@@ -182,24 +155,23 @@ impl Disputes for Store {
         answer: &str,
         now: Timestamp,
     ) -> Result<Option<String>, StoreError> {
-        use rusqlite::OptionalExtension;
-        Ok(self
-            .conn
-            .query_row(
+        self.conn
+            .row(
                 "UPDATE disputes SET answer = ?2, answered_at = ?3 WHERE id = ?1 AND answer IS NULL RETURNING merchant_id",
-                params![id, answer, now.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?)
+                args![id, answer, now.to_string()],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
     }
 
     fn open_disputes(&self) -> Result<Vec<(String, u32)>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT merchant_id, count(*) FROM disputes WHERE answer IS NULL GROUP BY merchant_id",
-        )?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.conn
+            .rows(
+                "SELECT merchant_id, count(*) FROM disputes WHERE answer IS NULL GROUP BY merchant_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 }

@@ -9,29 +9,37 @@
 //! `audit verify` noticing; a merchant can check, offline, that an entry shown to it is in
 //! the signed log; a lender can cite the receipt it was given.
 //!
-//! The store is SQLite (WAL, `synchronous=FULL`). Its interface speaks in the store's own
-//! types ([`Role`], [`Purpose`], [`Timestamp`], [`Principal`] …), never in rusqlite's, so a
-//! second backend can follow without changing callers. Times are arguments: the store reads
-//! no clock.
+//! The store is an SQLite file (WAL, `synchronous=FULL`) by default, or a PostgreSQL
+//! database that several service replicas share ([`Store::connect`]). Its rules are written
+//! once, in SQL both understand (`sql.rs` is the only module that knows which one it is
+//! talking to); its interface speaks in the store's own types ([`Role`], [`Purpose`],
+//! [`Timestamp`], [`Principal`] …). Times are arguments: the store reads no clock.
 
 mod audit;
 pub mod checkpoint;
 mod consents;
+mod copy;
 mod disputes;
 mod log;
 pub mod merkle;
 mod principals;
 mod schema;
 mod secrets;
+mod sql;
+pub mod testing;
 mod types;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
-pub use audit::{verify, AuditReport};
+pub use crate::sql::Dialect;
+use crate::sql::{args, Conn};
+
+pub use audit::{verify, verify_store, AuditReport};
 pub use checkpoint::{SignedHead, SignedHeadJson};
 pub use consents::{Consents, Grant};
+pub use copy::{copy_store, CopyReport};
 pub use disputes::{DisputeFilter, Disputes, NewDispute};
 pub use log::{
     leaf_bytes, Appended, LogEntry, LogRecord, Outcome, QueryLog, Seen, STORED_FROM_LEVEL,
@@ -43,11 +51,10 @@ pub use types::{
     PageRequest, Principal, PrincipalId, Purpose, Role, Timestamp, MAX_PAGE,
 };
 
-/// The service's state, whatever holds it: what a second backend (PostgreSQL, for several
-/// service replicas) implements. The SQLite [`Store`] is the first; the behaviour every
-/// backend must have is one test suite, generic over this trait (`tests/store.rs`).
-/// What is particular to a backend stays outside it: opening and upgrading, WAL
-/// checkpoints, how other processes learn of key changes (the keys stamp file here).
+/// The service's state, whatever holds it. [`Store`] implements it on SQLite and on
+/// PostgreSQL; the behaviour every backend must have is one test suite, generic over this
+/// trait (`tests/store.rs`), run on both. What is particular to a backend stays outside
+/// it: opening and upgrading, WAL checkpoints, how other processes learn of key changes.
 pub trait Backend: Principals + Consents + Disputes + QueryLog {}
 
 impl<T: Principals + Consents + Disputes + QueryLog> Backend for T {}
@@ -147,8 +154,9 @@ pub enum OpenMode {
 /// A connection to the store.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) conn: Connection,
-    pub(crate) path: PathBuf,
+    pub(crate) conn: Conn,
+    /// The SQLite file (none on PostgreSQL).
+    pub(crate) path: Option<PathBuf>,
     /// The log's frontier as this connection last appended (only the log writer appends);
     /// checked against the database's size in every append transaction.
     pub(crate) frontier: Option<merkle::Frontier>,
@@ -179,55 +187,89 @@ impl Store {
             c
         };
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut store = Store {
-            conn,
-            path: path.to_owned(),
+        let mut conn = conn;
+        schema::migrate(&mut conn, mode == OpenMode::ReadOnly)?;
+        Ok(Store {
+            conn: Conn::Sqlite(conn),
+            path: Some(path.to_owned()),
             frontier: None,
-        };
-        schema::migrate(&mut store, mode == OpenMode::ReadOnly)?;
-        Ok(store)
+        })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`, as
+    /// libpq takes it; no TLS: a local or private network). [`OpenMode::Create`] and
+    /// [`OpenMode::Existing`] bring its schema to this build's version (under an advisory
+    /// lock, so replicas starting together upgrade it once); [`OpenMode::ReadOnly`] refuses
+    /// a schema that is not this build's.
+    pub fn connect(url: &str, mode: OpenMode) -> Result<Store, StoreError> {
+        let conn = Conn::Postgres(Box::new(sql::Pg::connect(url)?));
+        schema::migrate_postgres(&conn, mode)?;
+        Ok(Store {
+            conn,
+            path: None,
+            frontier: None,
+        })
+    }
+
+    /// Opens the store a location names: `postgres://…` or `postgresql://…` (PostgreSQL,
+    /// [`Store::connect`]), `sqlite:PATH` or a plain path (an SQLite file, [`Store::open`]).
+    pub fn open_location(location: &str, mode: OpenMode) -> Result<Store, StoreError> {
+        if is_postgres_url(location) {
+            Store::connect(location, mode)
+        } else {
+            let path = location.strip_prefix("sqlite:").unwrap_or(location);
+            Store::open(Path::new(path), mode)
+        }
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        self.conn.dialect()
+    }
+
+    /// The database file (none on PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Sets how many WAL pages a commit on this connection may leave before it copies them
     /// into the database itself (SQLite's default is 1000; 0: never, another connection
     /// does it with [`Store::checkpoint_wal`]).
     pub fn set_wal_autocheckpoint(&self, pages: u32) -> Result<(), StoreError> {
-        self.conn
-            .query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| {
+        if let Conn::Sqlite(c) = &self.conn {
+            c.query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| {
                 Ok(())
             })?;
+        }
         Ok(())
     }
 
     /// Copies what it can of the WAL into the database without waiting for or blocking
     /// anyone (a passive checkpoint); returns the WAL's frames and those copied.
     pub fn checkpoint_wal(&self) -> Result<(i64, i64), StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        match &self.conn {
+            Conn::Sqlite(c) => Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok((r.get(1)?, r.get(2)?))
-            })?)
+            })?),
+            Conn::Postgres(_) => Ok((0, 0)),
+        }
     }
 
     /// Checks the database answers.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached("SELECT count(*) FROM principals")?
-            .query_row([], |r| r.get::<_, i64>(0))?;
+            .row("SELECT count(*) FROM principals WHERE id < 0", &[])?;
         Ok(())
     }
 
     pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
+        match self
             .conn
-            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .optional()?)
+            .row("SELECT value FROM meta WHERE key = ?1", args![key])?
+        {
+            Some(r) => r.get(0),
+            None => Ok(None),
+        }
     }
 
     /// The API-key secret an older database kept inside itself, if it still does: the
@@ -243,9 +285,14 @@ impl Store {
     /// holds it).
     pub fn forget_legacy_secret(&self) -> Result<(), StoreError> {
         self.conn
-            .execute("DELETE FROM meta WHERE key = 'key_secret'", [])?;
+            .exec("DELETE FROM meta WHERE key = 'key_secret'", &[])?;
         Ok(())
     }
+}
+
+/// Whether a database location is a PostgreSQL URL (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 /// The default places of the key file and the checkpoint file for a database: beside it,

@@ -19,10 +19,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use yuanxin_domain::MerchantId;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
 use crate::checkpoint::{SignedHead, SignedHeadJson};
 use crate::merkle::{self, leaf_hash, Frontier, Hash, Nodes};
+use crate::sql::{args, Conn, Lock, Row};
 use crate::{
     ConsentId, Page, PageRequest, Principal, PrincipalId, Purpose, Secrets, Store, StoreError,
     Timestamp,
@@ -159,7 +158,7 @@ fn encode_leaf(out: &mut Vec<u8>, before: [&str; 8], consent: Option<ConsentId>,
 
 const ENTRY: &str = "idx, at, request_id, role, principal_code, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash FROM log_entries";
 
-fn entry(r: &Row) -> rusqlite::Result<LogEntry> {
+fn entry(r: &Row) -> Result<LogEntry, StoreError> {
     let idx: i64 = r.get(0)?;
     let leaf: Vec<u8> = r.get(13)?;
     Ok(LogEntry {
@@ -204,12 +203,12 @@ pub struct Appended {
 /// below [`STORED_FROM_LEVEL`] computed from them), memoised for the duration of one proof
 /// or page.
 pub(crate) struct SqlNodes<'c> {
-    conn: &'c Connection,
+    conn: &'c Conn,
     memo: HashMap<(u32, u64), Hash>,
 }
 
 impl<'c> SqlNodes<'c> {
-    pub(crate) fn new(conn: &'c Connection) -> SqlNodes<'c> {
+    pub(crate) fn new(conn: &'c Conn) -> SqlNodes<'c> {
         SqlNodes {
             conn,
             memo: HashMap::new(),
@@ -234,9 +233,9 @@ impl Nodes for SqlNodes<'_> {
         }
         let bytes: Option<Vec<u8>> = if level == 0 {
             self.conn
-                .prepare_cached("SELECT leaf_hash FROM log_entries WHERE idx = ?1")?
-                .query_row([i], |r| r.get(0))
-                .optional()?
+                .row("SELECT leaf_hash FROM log_entries WHERE idx = ?1", args![i])?
+                .map(|r| r.get(0))
+                .transpose()?
         } else {
             // The node is in the row of the entry that completed it.
             let completer = index
@@ -247,9 +246,9 @@ impl Nodes for SqlNodes<'_> {
             let blob: Option<Vec<u8>> = match completer {
                 Some(k) => self
                     .conn
-                    .prepare_cached("SELECT nodes FROM log_entries WHERE idx = ?1")?
-                    .query_row([k], |r| r.get::<_, Option<Vec<u8>>>(0))
-                    .optional()?
+                    .row("SELECT nodes FROM log_entries WHERE idx = ?1", args![k])?
+                    .map(|r| r.get::<Option<Vec<u8>>>(0))
+                    .transpose()?
                     .flatten(),
                 None => None,
             };
@@ -266,10 +265,10 @@ impl Nodes for SqlNodes<'_> {
     }
 }
 
-fn size_of(conn: &Connection) -> Result<u64, StoreError> {
+fn size_of(conn: &Conn) -> Result<u64, StoreError> {
     let n: Option<i64> = conn
-        .prepare_cached("SELECT max(idx) FROM log_entries")?
-        .query_row([], |r| r.get(0))?;
+        .row("SELECT max(idx) FROM log_entries", &[])?
+        .map_or(Ok(None), |r| r.get(0))?;
     Ok(n.map_or(0, |i| u64::try_from(i + 1).unwrap_or(0)))
 }
 
@@ -331,129 +330,36 @@ impl QueryLog for Store {
         secrets: &Secrets,
         now: Timestamp,
     ) -> Result<Appended, StoreError> {
-        // IMMEDIATE: the write lock is taken before the size is read, so it cannot go stale.
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let size = size_of(&tx)?;
-        let mut frontier = match self.frontier.take() {
-            Some(f) if f.size() == size => f,
-            _ => Frontier::load(&mut SqlNodes::new(&tx), size)?,
-        };
-        let first = size;
-        let count = records.len() as u64;
-        // The leaves and the nodes each completes, then the head over all of them, then the
-        // rows (the last one carrying the head). Nothing is copied: the rows bind the
-        // records' own text.
-        let mut rows: Vec<(LogRecord, Hash, Vec<u8>)> = Vec::with_capacity(records.len());
-        // Entries of one commit mostly share their second: format it once.
-        let mut at_text: Vec<(Timestamp, String)> = Vec::new();
-        let mut buf = Vec::with_capacity(320);
-        for r in records {
-            if at_text.last().is_none_or(|(t, _)| *t != r.at) {
-                at_text.push((r.at, r.at.to_string()));
-            }
-            let at = at_text.last().map_or("", |(_, text)| text.as_str());
-            buf.clear();
-            encode_leaf(
-                &mut buf,
-                [
-                    at,
-                    &r.request_id,
-                    r.principal.role.as_str(),
-                    &r.principal.code,
-                    &r.key_id,
-                    r.merchant_id.as_str(),
-                    r.action,
-                    r.purpose.as_str(),
-                ],
-                r.consent_id,
-                [r.outcome.as_str(), &r.model_id, &r.response_digest],
-            );
-            let leaf = leaf_hash(&buf);
-            let mut nodes = Vec::new();
-            frontier.push(leaf, |level, _, h| {
-                if level >= STORED_FROM_LEVEL {
-                    nodes.extend_from_slice(h);
-                }
-            });
-            rows.push((r, leaf, nodes));
-        }
-        let head = SignedHead::sign(secrets, frontier.size(), frontier.root(), now);
-        let head_json = head_json(&head)?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes, head)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            )?;
-            let mut view = tx.prepare_cached(
-                "INSERT INTO lender_views (lender_id, merchant_id, at, grade, escrow_coverage) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (lender_id, merchant_id) DO UPDATE SET at = excluded.at, grade = excluded.grade, escrow_coverage = excluded.escrow_coverage",
-            )?;
-            let last = rows.len().saturating_sub(1);
-            let mut at_iter = at_text.iter().peekable();
-            for (k, (r, leaf, nodes)) in rows.iter().enumerate() {
-                while at_iter.peek().is_some_and(|(t, _)| *t != r.at) {
-                    at_iter.next();
-                }
-                let at = at_iter.peek().map_or("", |(_, text)| text.as_str());
-                let idx = i64::try_from(first + k as u64)
-                    .map_err(|_| StoreError::Invalid("the log is full".into()))?;
-                insert.execute(params![
-                    idx,
-                    at,
-                    &*r.request_id,
-                    r.principal.role.as_str(),
-                    r.principal.code,
-                    r.principal.id,
-                    &*r.key_id,
-                    r.merchant_id.as_str(),
-                    r.action,
-                    r.purpose.as_str(),
-                    r.consent_id,
-                    r.outcome.as_str(),
-                    &*r.model_id,
-                    &*r.response_digest,
-                    leaf.as_slice(),
-                    (!nodes.is_empty()).then_some(nodes.as_slice()),
-                    (k == last).then_some(head_json.as_str()),
-                ])?;
-                if let Some(v) = &r.seen {
-                    view.execute(params![
-                        v.lender_id,
-                        r.merchant_id.as_str(),
-                        at,
-                        v.grade,
-                        v.escrow_coverage
-                    ])?;
-                }
-            }
-        }
-        if rows.is_empty() {
-            write_head(&tx, &head)?;
-        }
-        tx.commit()?;
+        // The log's write lock is taken before the size is read, so it cannot go stale;
+        // another writer (a replica on the same PostgreSQL) may have appended since this
+        // connection's last append, so the remembered frontier is checked against it.
+        let cached = self.frontier.take();
+        let (appended, frontier) = self.conn.write(Lock::Log, |tx| {
+            let size = size_of(tx)?;
+            let frontier = match cached {
+                Some(f) if f.size() == size => f,
+                _ => Frontier::load(&mut SqlNodes::new(tx), size)?,
+            };
+            append_rows(tx, frontier, records, secrets, now)
+        })?;
         self.frontier = Some(frontier);
-        Ok(Appended { first, count, head })
+        Ok(appended)
     }
 
     fn seal(&mut self, secrets: &Secrets, now: Timestamp) -> Result<SignedHead, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let size = size_of(&tx)?;
-        let current = read_head(&tx)?;
-        let head = match current {
-            Some(h) if h.tree_size == size && h.verify(&secrets.verifying_key()) => h,
-            _ => {
-                let root = Frontier::load(&mut SqlNodes::new(&tx), size)?.root();
-                let h = SignedHead::sign(secrets, size, root, now);
-                write_head(&tx, &h)?;
-                h
-            }
-        };
-        tx.commit()?;
-        Ok(head)
+        self.conn.write(Lock::Log, |tx| {
+            let size = size_of(tx)?;
+            let current = read_head(tx)?;
+            Ok(match current {
+                Some(h) if h.tree_size == size && h.verify(&secrets.verifying_key()) => h,
+                _ => {
+                    let root = Frontier::load(&mut SqlNodes::new(tx), size)?.root();
+                    let h = SignedHead::sign(secrets, size, root, now);
+                    write_head(tx, &h)?;
+                    h
+                }
+            })
+        })
     }
 
     fn head(&self) -> Result<Option<SignedHead>, StoreError> {
@@ -468,11 +374,11 @@ impl QueryLog for Store {
         let Ok(i) = i64::try_from(index) else {
             return Ok(None);
         };
-        Ok(self
-            .conn
-            .prepare_cached(&format!("SELECT {ENTRY} WHERE idx = ?1"))?
-            .query_row([i], entry)
-            .optional()?)
+        self.conn
+            .row(&format!("SELECT {ENTRY} WHERE idx = ?1"), args![i])?
+            .as_ref()
+            .map(entry)
+            .transpose()
     }
 
     fn entries_about(
@@ -485,13 +391,14 @@ impl QueryLog for Store {
         let below = i64::try_from(below).unwrap_or(i64::MAX);
         let items = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {ENTRY} WHERE merchant_id = ?1 AND idx < ?2 ORDER BY idx DESC LIMIT ?3"
-            ))?
-            .query_map(
-                params![merchant_id.as_str(), below, page.sql_limit()],
-                entry,
+            .rows(
+                &format!(
+                    "SELECT {ENTRY} WHERE merchant_id = ?1 AND idx < ?2 ORDER BY idx DESC LIMIT ?3"
+                ),
+                args![merchant_id.as_str(), below, page.sql_limit()],
             )?
+            .iter()
+            .map(entry)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(items, |e| e.index))
     }
@@ -549,35 +456,43 @@ pub(crate) fn parse_head(text: &str) -> Result<SignedHead, StoreError> {
 }
 
 /// The latest signed head: on the last entry, or, for an empty log, in `meta`.
-fn read_head(conn: &Connection) -> Result<Option<SignedHead>, StoreError> {
+fn read_head(conn: &Conn) -> Result<Option<SignedHead>, StoreError> {
     let last: Option<Option<String>> = conn
-        .prepare_cached("SELECT head FROM log_entries ORDER BY idx DESC LIMIT 1")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
+        .row(
+            "SELECT head FROM log_entries ORDER BY idx DESC LIMIT 1",
+            &[],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?;
     let text = match last {
         Some(h) => h,
         None => conn
-            .prepare_cached("SELECT CAST(value AS TEXT) FROM meta WHERE key = 'signed_head'")?
-            .query_row([], |r| r.get(0))
-            .optional()?,
+            .row(
+                "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'signed_head'",
+                &[],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?,
     };
     text.as_deref().map(parse_head).transpose()
 }
 
 /// Writes a head where [`read_head`] finds it.
-fn write_head(conn: &Connection, head: &SignedHead) -> Result<(), StoreError> {
+fn write_head(conn: &Conn, head: &SignedHead) -> Result<(), StoreError> {
     let json = head_json(head)?;
     match head.tree_size.checked_sub(1) {
         Some(last) => {
             let last = i64::try_from(last).map_err(|_| StoreError::Invalid("tree size".into()))?;
-            conn.prepare_cached("UPDATE log_entries SET head = ?1 WHERE idx = ?2")?
-                .execute(params![json, last])?;
+            conn.exec(
+                "UPDATE log_entries SET head = ?1 WHERE idx = ?2",
+                args![json, last],
+            )?;
         }
         None => {
-            conn.prepare_cached(
+            conn.exec(
                 "INSERT INTO meta (key, value) VALUES ('signed_head', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute([json])?;
+                args![json],
+            )?;
         }
     }
     Ok(())
@@ -590,15 +505,114 @@ impl Store {
     /// Rows from `start`, in order, up to `limit`, with their stored nodes and heads.
     pub(crate) fn audit_rows(&self, start: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
         let start = i64::try_from(start).unwrap_or(i64::MAX);
-        let mut st = self.conn.prepare_cached(
-            "SELECT idx, at, request_id, role, principal_code, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes, head
-             FROM log_entries WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
-        )?;
-        let rows = st
-            .query_map(params![start, limit], |r| {
-                Ok((entry(r)?, r.get(14)?, r.get(15)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.conn
+            .rows(
+                "SELECT idx, at, request_id, role, principal_code, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes, head
+                 FROM log_entries WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
+                args![start, limit],
+            )?
+            .iter()
+            .map(|r| Ok((entry(r)?, r.get(14)?, r.get(15)?)))
+            .collect()
     }
+}
+
+/// The rows of one append, inside its transaction: the leaves and the nodes each
+/// completes, then the head over all of them, then the rows (the last one carrying the
+/// head). Nothing is copied: the rows bind the records' own text.
+fn append_rows(
+    tx: &Conn,
+    mut frontier: Frontier,
+    records: Vec<LogRecord>,
+    secrets: &Secrets,
+    now: Timestamp,
+) -> Result<(Appended, Frontier), StoreError> {
+    let first = frontier.size();
+    let count = records.len() as u64;
+    let mut rows: Vec<(LogRecord, Hash, Vec<u8>)> = Vec::with_capacity(records.len());
+    // Entries of one commit mostly share their second: format it once.
+    let mut at_text: Vec<(Timestamp, String)> = Vec::new();
+    let mut buf = Vec::with_capacity(320);
+    for r in records {
+        if at_text.last().is_none_or(|(t, _)| *t != r.at) {
+            at_text.push((r.at, r.at.to_string()));
+        }
+        let at = at_text.last().map_or("", |(_, text)| text.as_str());
+        buf.clear();
+        encode_leaf(
+            &mut buf,
+            [
+                at,
+                &r.request_id,
+                r.principal.role.as_str(),
+                &r.principal.code,
+                &r.key_id,
+                r.merchant_id.as_str(),
+                r.action,
+                r.purpose.as_str(),
+            ],
+            r.consent_id,
+            [r.outcome.as_str(), &r.model_id, &r.response_digest],
+        );
+        let leaf = leaf_hash(&buf);
+        let mut nodes = Vec::new();
+        frontier.push(leaf, |level, _, h| {
+            if level >= STORED_FROM_LEVEL {
+                nodes.extend_from_slice(h);
+            }
+        });
+        rows.push((r, leaf, nodes));
+    }
+    let head = SignedHead::sign(secrets, frontier.size(), frontier.root(), now);
+    let head_json = head_json(&head)?;
+    let last = rows.len().saturating_sub(1);
+    let mut at_iter = at_text.iter().peekable();
+    for (k, (r, leaf, nodes)) in rows.iter().enumerate() {
+        while at_iter.peek().is_some_and(|(t, _)| *t != r.at) {
+            at_iter.next();
+        }
+        let at = at_iter.peek().map_or("", |(_, text)| text.as_str());
+        let idx = i64::try_from(first + k as u64)
+            .map_err(|_| StoreError::Invalid("the log is full".into()))?;
+        tx.exec(
+            "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes, head)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            args![
+                idx,
+                at,
+                &*r.request_id,
+                r.principal.role.as_str(),
+                r.principal.code,
+                r.principal.id,
+                &*r.key_id,
+                r.merchant_id.as_str(),
+                r.action,
+                r.purpose.as_str(),
+                r.consent_id,
+                r.outcome.as_str(),
+                &*r.model_id,
+                &*r.response_digest,
+                leaf,
+                (!nodes.is_empty()).then_some(nodes.as_slice()),
+                (k == last).then_some(head_json.as_str()),
+            ],
+        )?;
+        if let Some(v) = &r.seen {
+            tx.exec(
+                "INSERT INTO lender_views (lender_id, merchant_id, at, grade, escrow_coverage) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (lender_id, merchant_id) DO UPDATE SET at = excluded.at, grade = excluded.grade, escrow_coverage = excluded.escrow_coverage",
+                args![
+                    v.lender_id,
+                    r.merchant_id.as_str(),
+                    at,
+                    v.grade,
+                    v.escrow_coverage
+                ],
+            )?;
+        }
+    }
+    if rows.is_empty() {
+        write_head(tx, &head)?;
+    }
+    Ok((Appended { first, count, head }, frontier))
 }

@@ -1,10 +1,10 @@
 //! Principals (who holds keys), their API keys, and the merchants the service has profiles
 //! for (so that keys and consents can only be made for merchants that exist).
 
-use rusqlite::{params, OptionalExtension, Row, Transaction};
 use yuanxin_domain::MerchantId;
 
 use crate::secrets::{hex, random32, Secrets};
+use crate::sql::{args, Conn, Lock, Row};
 use crate::types::is_valid_code;
 use crate::{
     ApiKey, Created, Idempotency, Page, PageRequest, Principal, PrincipalId, Role, Store,
@@ -13,28 +13,13 @@ use crate::{
 
 const PRINCIPAL: &str = "id, role, code, name, created_at";
 
-fn principal(
-    r: &Row,
-    at: usize,
-) -> rusqlite::Result<(PrincipalId, String, String, String, String)> {
-    Ok((
-        r.get(at)?,
-        r.get(at + 1)?,
-        r.get(at + 2)?,
-        r.get(at + 3)?,
-        r.get(at + 4)?,
-    ))
-}
-
-fn to_principal(
-    (id, role, code, name, created): (PrincipalId, String, String, String, String),
-) -> Result<Principal, StoreError> {
+fn principal(r: &Row, at: usize) -> Result<Principal, StoreError> {
     Ok(Principal {
-        id,
-        role: role.parse()?,
-        code,
-        name,
-        created_at: Timestamp::parse(&created)?,
+        id: r.get(at)?,
+        role: r.get::<String>(at + 1)?.parse()?,
+        code: r.get(at + 2)?,
+        name: r.get(at + 3)?,
+        created_at: Timestamp::parse(&r.get::<String>(at + 4)?)?,
     })
 }
 
@@ -148,17 +133,32 @@ impl Principals for Store {
         if role == Role::Merchant && !self.merchant_known(code)? {
             return Err(StoreError::UnknownMerchant(code.to_owned()));
         }
+        let conflict =
+            || StoreError::Conflict(format!("there is already a {role} with code {code}"));
         if self.principal(role, code)?.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "there is already a {role} with code {code}"
-            )));
+            return Err(conflict());
         }
-        self.conn.execute(
-            "INSERT INTO principals (role, code, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![role.as_str(), code, name, now.to_string()],
-        )?;
+        let id: PrincipalId = self
+            .conn
+            .write(Lock::State, |c| {
+                // Checked again inside: another process may have added it meanwhile.
+                if c.row(
+                    "SELECT id FROM principals WHERE role = ?1 AND code = ?2",
+                    args![role.as_str(), code],
+                )?
+                .is_some()
+                {
+                    return Err(conflict());
+                }
+                c.row(
+                    "INSERT INTO principals (role, code, name, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    args![role.as_str(), code, name, now.to_string()],
+                )
+            })?
+            .ok_or_else(|| StoreError::Database("an insert returned no id".into()))?
+            .get(0)?;
         Ok(Principal {
-            id: PrincipalId(self.conn.last_insert_rowid()),
+            id,
             role,
             code: code.to_owned(),
             name: name.to_owned(),
@@ -168,12 +168,11 @@ impl Principals for Store {
 
     fn principal(&self, role: Role, code: &str) -> Result<Option<Principal>, StoreError> {
         self.conn
-            .prepare_cached(&format!(
-                "SELECT {PRINCIPAL} FROM principals WHERE role = ?1 AND code = ?2"
-            ))?
-            .query_row(params![role.as_str(), code], |r| principal(r, 0))
-            .optional()?
-            .map(to_principal)
+            .row(
+                &format!("SELECT {PRINCIPAL} FROM principals WHERE role = ?1 AND code = ?2"),
+                args![role.as_str(), code],
+            )?
+            .map(|r| principal(&r, 0))
             .transpose()
     }
 
@@ -197,18 +196,14 @@ impl Principals for Store {
         &self,
         page: PageRequest<PrincipalId>,
     ) -> Result<Page<Principal, PrincipalId>, StoreError> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {PRINCIPAL} FROM principals WHERE id > ?1 ORDER BY id LIMIT ?2"
-        ))?;
-        let rows = st
-            .query_map(
-                params![page.cursor.unwrap_or(PrincipalId(0)), page.sql_limit()],
-                |r| principal(r, 0),
+        let items = self
+            .conn
+            .rows(
+                &format!("SELECT {PRINCIPAL} FROM principals WHERE id > ?1 ORDER BY id LIMIT ?2"),
+                args![page.cursor.unwrap_or(PrincipalId(0)), page.sql_limit()],
             )?
-            .collect::<Result<Vec<_>, _>>()?;
-        let items = rows
-            .into_iter()
-            .map(to_principal)
+            .iter()
+            .map(|r| principal(r, 0))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(items, |p| p.id))
     }
@@ -218,22 +213,20 @@ impl Principals for Store {
         role: Role,
         page: PageRequest<PrincipalId>,
     ) -> Result<Page<Principal, PrincipalId>, StoreError> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {PRINCIPAL} FROM principals WHERE role = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-        ))?;
-        let rows = st
-            .query_map(
-                params![
+        let items = self
+            .conn
+            .rows(
+                &format!(
+                    "SELECT {PRINCIPAL} FROM principals WHERE role = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                ),
+                args![
                     role.as_str(),
                     page.cursor.unwrap_or(PrincipalId(0)),
                     page.sql_limit()
                 ],
-                |r| principal(r, 0),
             )?
-            .collect::<Result<Vec<_>, _>>()?;
-        let items = rows
-            .into_iter()
-            .map(to_principal)
+            .iter()
+            .map(|r| principal(r, 0))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(items, |p| p.id))
     }
@@ -243,28 +236,24 @@ impl Principals for Store {
         ids: impl IntoIterator<Item = &'a str>,
         now: Timestamp,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
-        let mut n = 0;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO merchants (id, registered_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
-            )?;
-            let at = now.to_string();
+        let at = now.to_string();
+        self.conn.write(Lock::State, |c| {
+            let mut n = 0;
             for id in ids {
                 check_code(id)?;
-                n += st.execute(params![id, at])?;
+                n += c.exec(
+                    "INSERT INTO merchants (id, registered_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                    args![id, at],
+                )?;
             }
-        }
-        tx.commit()?;
-        Ok(n)
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
     }
 
     fn merchant_known(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
-            .prepare_cached("SELECT 1 FROM merchants WHERE id = ?1")?
-            .query_row([id], |_| Ok(()))
-            .optional()?
+            .row("SELECT 1 FROM merchants WHERE id = ?1", args![id])?
             .is_some())
     }
 
@@ -277,16 +266,16 @@ impl Principals for Store {
         render: impl FnOnce(&(ApiKey, String)) -> Result<Vec<u8>, String>,
     ) -> Result<Created<(ApiKey, String)>, StoreError> {
         let p = principal.clone();
-        let out = self.idempotent(idem, now, render, |tx| {
+        let out = self.idempotent(idem, now, render, |c| {
             let r = random32()?;
             let key_id = hex(&r[..6]);
             let secret = hex(&r[6..26]);
             let digest = blake3::keyed_hash(secrets.api_key_secret(), secret.as_bytes());
-            tx.execute(
+            c.exec(
                 "INSERT INTO api_keys (key_id, principal_id, key_digest, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![key_id, p.id, digest.as_bytes().to_vec(), now.to_string()],
+                args![key_id, p.id, digest.as_bytes(), now.to_string()],
             )?;
-            bump_keys_version(tx)?;
+            bump_keys_version(c)?;
             Ok((
                 ApiKey {
                     key_id: key_id.clone(),
@@ -303,13 +292,14 @@ impl Principals for Store {
     }
 
     fn revoke_key(&mut self, key_id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
-            params![key_id, now.to_string()],
-        )?;
-        bump_keys_version(&tx)?;
-        tx.commit()?;
+        let n = self.conn.write(Lock::State, |c| {
+            let n = c.exec(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+                args![key_id, now.to_string()],
+            )?;
+            bump_keys_version(c)?;
+            Ok(n)
+        })?;
         self.touch_keys_stamp()?;
         Ok(n > 0)
     }
@@ -319,41 +309,39 @@ impl Principals for Store {
         principal_id: PrincipalId,
         now: Timestamp,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE api_keys SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",
-            params![principal_id, now.to_string()],
-        )?;
-        bump_keys_version(&tx)?;
-        tx.commit()?;
+        let n = self.conn.write(Lock::State, |c| {
+            let n = c.exec(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",
+                args![principal_id, now.to_string()],
+            )?;
+            bump_keys_version(c)?;
+            Ok(n)
+        })?;
         self.touch_keys_stamp()?;
-        Ok(n)
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn keys(&self, key_id: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT k.key_id, k.key_digest, k.created_at, k.revoked_at, p.id, p.role, p.code, p.name, p.created_at
-             FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE ?1 IS NULL OR k.key_id = ?1",
-        )?;
-        let rows = st
-            .query_map(params![key_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    principal(r, 4)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(key_id, digest, created, revoked, p)| {
+        self.conn
+            .rows(
+                "SELECT k.key_id, k.key_digest, k.created_at, k.revoked_at, p.id, p.role, p.code, p.name, p.created_at
+                 FROM api_keys k JOIN principals p ON p.id = k.principal_id
+                 WHERE CAST(?1 AS TEXT) IS NULL OR k.key_id = ?1",
+                args![key_id],
+            )?
+            .iter()
+            .map(|r| {
+                let digest: Vec<u8> = r.get(1)?;
                 Ok(ApiKey {
-                    key_id,
-                    principal: to_principal(p)?,
+                    key_id: r.get(0)?,
+                    principal: principal(r, 4)?,
                     digest: <[u8; 32]>::try_from(digest.as_slice()).ok(),
-                    created_at: Timestamp::parse(&created)?,
-                    revoked_at: revoked.as_deref().map(Timestamp::parse).transpose()?,
+                    created_at: Timestamp::parse(&r.get::<String>(2)?)?,
+                    revoked_at: r
+                        .get::<Option<String>>(3)?
+                        .as_deref()
+                        .map(Timestamp::parse)
+                        .transpose()?,
                 })
             })
             .collect()
@@ -362,18 +350,25 @@ impl Principals for Store {
     fn keys_version(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
-            .prepare_cached("SELECT value FROM meta WHERE key = 'keys_version'")?
-            .query_row([], |r| r.get::<_, i64>(0))
-            .optional()?
+            .row(
+                "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'keys_version'",
+                &[],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?
             .unwrap_or_default())
     }
 }
 
 impl Store {
     /// Rewrites the keys stamp file (see [`keys_stamp_path`]) after a committed key change:
-    /// written beside, then renamed, so its identity changes with every change.
+    /// written beside, then renamed, so its identity changes with every change. (An SQLite
+    /// file's only; PostgreSQL's replicas learn of changes from the database.)
     fn touch_keys_stamp(&self) -> Result<(), StoreError> {
-        let path = keys_stamp_path(&self.path);
+        let Some(db) = &self.path else {
+            return Ok(());
+        };
+        let path = keys_stamp_path(db);
         let tmp = {
             let mut p = path.as_os_str().to_owned();
             p.push(".tmp");
@@ -393,52 +388,44 @@ impl Store {
         idem: Option<&Idempotency>,
         now: Timestamp,
         render: impl FnOnce(&T) -> Result<Vec<u8>, String>,
-        create: impl FnOnce(&Transaction) -> Result<T, StoreError>,
+        create: impl FnOnce(&Conn) -> Result<T, StoreError>,
     ) -> Result<Created<T>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if let Some(i) = idem {
-            let found: Option<(Vec<u8>, Vec<u8>)> = tx
-                .prepare_cached(
+        self.conn.write(Lock::State, |c| {
+            if let Some(i) = idem {
+                let found = c.row(
                     "SELECT fingerprint, body FROM idempotency WHERE principal_id = ?1 AND key = ?2",
-                )?
-                .query_row(params![i.principal_id, i.key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((fingerprint, body)) = found {
-                return if fingerprint == i.fingerprint {
-                    Ok(Created::Replayed(body))
-                } else {
-                    Err(StoreError::IdempotencyMismatch)
-                };
+                    args![i.principal_id, i.key],
+                )?;
+                if let Some(r) = found {
+                    let fingerprint: Vec<u8> = r.get(0)?;
+                    return if fingerprint == i.fingerprint {
+                        Ok(Created::Replayed(r.get(1)?))
+                    } else {
+                        Err(StoreError::IdempotencyMismatch)
+                    };
+                }
             }
-        }
-        let value = create(&tx)?;
-        let body = render(&value).map_err(StoreError::Damaged)?;
-        if let Some(i) = idem {
-            let expired = now.plus_days(-1).unwrap_or(now).to_string();
-            tx.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?
-                .execute([expired])?;
-            tx.prepare_cached(
-                "INSERT INTO idempotency (principal_id, key, fingerprint, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                i.principal_id,
-                i.key,
-                i.fingerprint.to_vec(),
-                body,
-                now.to_string()
-            ])?;
-        }
-        tx.commit()?;
-        Ok(Created::New(value, body))
+            let value = create(c)?;
+            let body = render(&value).map_err(StoreError::Damaged)?;
+            if let Some(i) = idem {
+                let expired = now.plus_days(-1).unwrap_or(now).to_string();
+                c.exec("DELETE FROM idempotency WHERE created_at < ?1", args![expired])?;
+                c.exec(
+                    "INSERT INTO idempotency (principal_id, key, fingerprint, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    args![i.principal_id, i.key, i.fingerprint, body, now.to_string()],
+                )?;
+            }
+            Ok(Created::New(value, body))
+        })
     }
 }
 
-fn bump_keys_version(tx: &Transaction) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('keys_version', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1",
-        [],
+fn bump_keys_version(c: &Conn) -> Result<(), StoreError> {
+    // The value is text on PostgreSQL, an integer on SQLite: the casts read and write both.
+    c.exec(
+        "INSERT INTO meta (key, value) VALUES ('keys_version', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)",
+        &[],
     )?;
     Ok(())
 }

@@ -10,7 +10,8 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::log::leaf_bytes;
 use crate::merkle::{leaf_hash, Frontier};
-use crate::{LogEntry, Store, StoreError};
+use crate::sql::{args, Conn, MIGRATION_LOCK};
+use crate::{LogEntry, OpenMode, StoreError};
 
 /// The first service's migrations, kept so that any older database can be brought up.
 const LEGACY: &[&str] = &[
@@ -80,10 +81,8 @@ const V5_RENAMES: &str = "
     ALTER TABLE lender_views5 RENAME TO lender_views;";
 
 /// Brings the database to [`VERSION`], each step in its own transaction.
-pub(crate) fn migrate(store: &mut Store, read_only: bool) -> Result<(), StoreError> {
-    let version: i64 = store
-        .conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+pub(crate) fn migrate(conn: &mut rusqlite::Connection, read_only: bool) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > VERSION {
         return Err(StoreError::TooNew {
             found: version,
@@ -100,9 +99,7 @@ pub(crate) fn migrate(store: &mut Store, read_only: bool) -> Result<(), StoreErr
         });
     }
     for v in version..VERSION {
-        let tx = store
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         match usize::try_from(v).ok().and_then(|i| LEGACY.get(i)) {
             Some(sql) => tx.execute_batch(sql)?,
             None => upgrade_v5(&tx)?,
@@ -111,6 +108,107 @@ pub(crate) fn migrate(store: &mut Store, read_only: bool) -> Result<(), StoreErr
         tx.commit()?;
     }
     Ok(())
+}
+
+/// This build's schema on PostgreSQL: the SQLite layout of [`VERSION`] in PostgreSQL's
+/// types (ids `BIGSERIAL`, blobs `BYTEA`). Every text column compares bytewise
+/// (`COLLATE "C"`), as SQLite's do: ids, cursors and RFC 3339 times are compared and
+/// ordered as text, and a locale's collation would order them otherwise.
+const POSTGRES_TABLES: &str = r#"
+    CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT COLLATE "C" NOT NULL);
+    CREATE TABLE principals (
+        id BIGSERIAL PRIMARY KEY, role TEXT COLLATE "C" NOT NULL, code TEXT COLLATE "C" NOT NULL,
+        name TEXT NOT NULL, created_at TEXT COLLATE "C" NOT NULL, UNIQUE (role, code));
+    CREATE TABLE api_keys (
+        key_id TEXT COLLATE "C" PRIMARY KEY, principal_id BIGINT NOT NULL REFERENCES principals (id),
+        key_digest BYTEA NOT NULL, created_at TEXT COLLATE "C" NOT NULL, revoked_at TEXT COLLATE "C");
+    CREATE INDEX api_keys_by_principal ON api_keys (principal_id);
+    CREATE TABLE merchants (id TEXT COLLATE "C" PRIMARY KEY, registered_at TEXT COLLATE "C" NOT NULL);
+    CREATE TABLE consents (
+        id BIGSERIAL PRIMARY KEY, merchant_id TEXT COLLATE "C" NOT NULL,
+        lender_id BIGINT NOT NULL REFERENCES principals (id), purpose TEXT COLLATE "C" NOT NULL,
+        granted_at TEXT COLLATE "C" NOT NULL, expires_at TEXT COLLATE "C" NOT NULL,
+        revoked_at TEXT COLLATE "C");
+    CREATE INDEX consents_by_merchant ON consents (merchant_id, id);
+    CREATE INDEX consents_by_lender ON consents (lender_id, purpose, merchant_id);
+    CREATE TABLE lender_views (
+        lender_id BIGINT NOT NULL, merchant_id TEXT COLLATE "C" NOT NULL, at TEXT COLLATE "C" NOT NULL,
+        grade TEXT COLLATE "C" NOT NULL, escrow_coverage DOUBLE PRECISION,
+        PRIMARY KEY (lender_id, merchant_id));
+    CREATE TABLE idempotency (
+        principal_id BIGINT NOT NULL, key TEXT COLLATE "C" NOT NULL, fingerprint BYTEA NOT NULL,
+        body BYTEA NOT NULL, created_at TEXT COLLATE "C" NOT NULL, PRIMARY KEY (principal_id, key));
+    CREATE INDEX idempotency_by_age ON idempotency (created_at);
+    CREATE TABLE disputes (
+        id BIGSERIAL PRIMARY KEY, merchant_id TEXT COLLATE "C" NOT NULL, subject TEXT NOT NULL,
+        detail TEXT NOT NULL, opened_at TEXT COLLATE "C" NOT NULL, deadline TEXT COLLATE "C" NOT NULL,
+        answer TEXT, answered_at TEXT COLLATE "C");
+    CREATE INDEX disputes_merchant ON disputes (merchant_id);
+    CREATE INDEX disputes_open ON disputes (id) WHERE answer IS NULL;
+    CREATE TABLE log_entries (
+        idx BIGINT PRIMARY KEY, at TEXT COLLATE "C" NOT NULL, request_id TEXT COLLATE "C" NOT NULL,
+        role TEXT COLLATE "C" NOT NULL, principal_code TEXT COLLATE "C" NOT NULL, principal_id BIGINT,
+        key_id TEXT COLLATE "C" NOT NULL, merchant_id TEXT COLLATE "C" NOT NULL,
+        action TEXT COLLATE "C" NOT NULL, purpose TEXT COLLATE "C" NOT NULL, consent_id BIGINT,
+        outcome TEXT COLLATE "C" NOT NULL, model_id TEXT COLLATE "C" NOT NULL,
+        response_digest TEXT COLLATE "C" NOT NULL, leaf_hash BYTEA NOT NULL, nodes BYTEA,
+        head TEXT COLLATE "C");
+    CREATE INDEX log_by_merchant ON log_entries (merchant_id, idx);
+    CREATE TABLE schema_version (version BIGINT NOT NULL);"#;
+
+/// Brings a PostgreSQL database to [`VERSION`] (an empty one gets this build's tables),
+/// holding a session advisory lock meanwhile, so that replicas starting at once migrate
+/// it once and none sees it half-made.
+pub(crate) fn migrate_postgres(conn: &Conn, mode: OpenMode) -> Result<(), StoreError> {
+    conn.exec("SELECT pg_advisory_lock(?1)", args![MIGRATION_LOCK])?;
+    let done = migrate_postgres_locked(conn, mode);
+    let unlocked = conn.exec("SELECT pg_advisory_unlock(?1)", args![MIGRATION_LOCK]);
+    done.and(unlocked.map(|_| ()))
+}
+
+fn migrate_postgres_locked(conn: &Conn, mode: OpenMode) -> Result<(), StoreError> {
+    let made: i64 = conn
+        .row(
+            "SELECT CAST(to_regclass('schema_version') IS NOT NULL AS INT)",
+            &[],
+        )?
+        .map_or(Ok(0), |r| r.get(0))?;
+    let version: i64 = if made == 1 {
+        conn.row("SELECT max(version) FROM schema_version", &[])?
+            .map_or(Ok(None), |r| r.get(0))?
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    if version > VERSION {
+        return Err(StoreError::TooNew {
+            found: version,
+            known: VERSION,
+        });
+    }
+    if version == VERSION {
+        return Ok(());
+    }
+    if mode == OpenMode::ReadOnly || version != 0 {
+        return Err(StoreError::TooOld {
+            found: version,
+            known: VERSION,
+        });
+    }
+    conn.batch("BEGIN")?;
+    let made = conn.batch(POSTGRES_TABLES).and_then(|()| {
+        conn.exec(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            args![VERSION],
+        )
+    });
+    match made {
+        Ok(_) => conn.batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// A principal code from an old free-text name: the id alphabet, other characters folded

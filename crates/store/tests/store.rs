@@ -1,12 +1,14 @@
 //! The store's behaviour on a real SQLite file: principals and keys, consents, disputes,
 //! idempotency, pages, the Merkle log, audits of tampered copies, and the upgrade of a
-//! database written by the first service.
+//! database written by the first service; the same rules on PostgreSQL, replicas appending
+//! to one log, and a store moved from SQLite to PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 
 use rusqlite::{params, Connection};
 use yuanxin_store::merkle::{self, leaf_hash, verify_inclusion};
+use yuanxin_store::testing::fresh_postgres;
 use yuanxin_store::*;
 
 fn at(s: &str) -> Timestamp {
@@ -591,4 +593,164 @@ fn schema_legacy() -> Vec<&'static str> {
 
 fn merchant_of(id: &str) -> yuanxin_domain::MerchantId {
     yuanxin_domain::MerchantId::parse(id).unwrap()
+}
+
+#[test]
+fn postgres_keeps_the_state_rules() {
+    let Some(url) = fresh_postgres("state") else {
+        return;
+    };
+    assert!(
+        matches!(
+            Store::connect(&url, OpenMode::ReadOnly),
+            Err(StoreError::TooOld { found: 0, .. })
+        ),
+        "an empty database is not read as a store"
+    );
+    let mut s = Store::connect(&url, OpenMode::Create).unwrap();
+    assert_eq!(s.dialect(), Dialect::Postgres);
+    state_rules(&mut s);
+    // A second connection (another replica) sees every change at once, and its schema
+    // check finds this build's version.
+    let other = Store::connect(&url, OpenMode::ReadOnly).unwrap();
+    let key_id = s.keys(None).unwrap()[0].key_id.clone();
+    assert_eq!(other.keys(Some(&key_id)).unwrap().len(), 1);
+    assert_eq!(other.keys_version().unwrap(), s.keys_version().unwrap());
+    assert_eq!(other.open_disputes().unwrap(), s.open_disputes().unwrap());
+}
+
+#[test]
+fn postgres_replicas_migrate_once_and_append_one_log() {
+    let Some(url) = fresh_postgres("log") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("db.checkpoints");
+    let sec = secrets();
+    let key = sec.verifying_key();
+    // Four replicas start at once on an empty database: one makes the schema.
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Store::connect(&url, OpenMode::Create).map(|_| ()))
+        })
+        .collect();
+    for t in starts {
+        t.join().unwrap().unwrap();
+    }
+    let mut s = Store::connect(&url, OpenMode::Create).unwrap();
+    log_rules(&mut s, &sec, &mut |h| checkpoint::append(&cp, h).unwrap());
+    let report = verify_store(&s, &cp, &key).unwrap().unwrap();
+    assert_eq!((report.entries, report.checkpoints), (140, 5));
+    // Two replicas append at once, each on its own connection, each having cached its
+    // frontier: their commits interleave into one gap-free log that verifies.
+    let bank = s.principal(Role::Lender, "B").unwrap().unwrap();
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (url, bank, sec) = (url.clone(), bank.clone(), secrets());
+            std::thread::spawn(move || {
+                let mut r = Store::connect(&url, OpenMode::Existing).unwrap();
+                let mut firsts = Vec::new();
+                for c in 0..25 {
+                    let recs = (0..4)
+                        .map(|i| record(&bank, "M2", 10_000 + w * 1_000 + c * 4 + i))
+                        .collect();
+                    let done = r
+                        .append(recs, &sec, at("2026-01-02T09:00:00+08:00"))
+                        .unwrap();
+                    assert!(done.head.verify(&sec.verifying_key()));
+                    firsts.push(done.first);
+                }
+                firsts
+            })
+        })
+        .collect();
+    let mut firsts: Vec<u64> = writers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    firsts.sort_unstable();
+    let want: Vec<u64> = (0..50).map(|k| 140 + 4 * k).collect();
+    assert_eq!(firsts, want, "every commit in its own place, no gaps");
+    let head = s.head().unwrap().unwrap();
+    assert_eq!(head.tree_size, 340);
+    checkpoint::append(&cp, &head).unwrap();
+    let report = verify_store(&s, &cp, &key).unwrap().unwrap();
+    assert_eq!(report.entries, 340);
+    // Someone holding the database edits an entry: the audit finds it.
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute("UPDATE log_entries SET purpose = 'post_loan' WHERE idx = 200")
+        .unwrap();
+    let why = verify_store(&s, &cp, &key).unwrap().unwrap_err();
+    assert!(why.contains("altered"), "{why}");
+}
+
+#[test]
+fn an_sqlite_store_moves_to_postgres_with_its_log() {
+    let Some(url) = fresh_postgres("copy") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("db.checkpoints");
+    let sec = secrets();
+    let key = sec.verifying_key();
+    let mut lite = Store::open(&dir.path().join("db.sqlite"), OpenMode::Create).unwrap();
+    state_rules(&mut lite);
+    log_rules(&mut lite, &sec, &mut |h| {
+        checkpoint::append(&cp, h).unwrap()
+    });
+    // An entry that records what the lender was shown.
+    let bank = lite.principal(Role::Lender, "B").unwrap().unwrap();
+    let seen = Seen {
+        lender_id: bank.id,
+        grade: "B".into(),
+        escrow_coverage: Some(0.75),
+    };
+    let shown = LogRecord {
+        seen: Some(seen.clone()),
+        ..record(&bank, "M2", 500)
+    };
+    let done = lite
+        .append(vec![shown], &sec, at("2026-01-03T09:00:00+08:00"))
+        .unwrap();
+    checkpoint::append(&cp, &done.head).unwrap();
+    let mut pg = Store::connect(&url, OpenMode::Create).unwrap();
+    let report = copy_store(&lite, &pg).unwrap();
+    assert_eq!(report.log_entries, 141);
+    assert!(report.tables.iter().all(|(_, n)| *n > 0), "{report:?}");
+    // The same log, verified against the checkpoints the SQLite service wrote.
+    let audit = verify_store(&pg, &cp, &key).unwrap().unwrap();
+    assert_eq!((audit.entries, audit.checkpoints), (141, 6));
+    assert_eq!(
+        pg.last_seen(bank.id, &merchant_of("M2")).unwrap(),
+        Some(seen)
+    );
+    assert_eq!(pg.head().unwrap(), lite.head().unwrap());
+    // The same state.
+    assert_eq!(pg.keys(None).unwrap(), lite.keys(None).unwrap());
+    assert_eq!(
+        pg.active_consents().unwrap(),
+        lite.active_consents().unwrap()
+    );
+    assert_eq!(pg.open_disputes().unwrap(), lite.open_disputes().unwrap());
+    assert_eq!(pg.keys_version().unwrap(), lite.keys_version().unwrap());
+    // Only into an empty store.
+    assert!(matches!(
+        copy_store(&lite, &pg),
+        Err(StoreError::Conflict(_))
+    ));
+    // New rows on the copy take fresh ids, and its log goes on from where it was.
+    let now = at("2026-03-01T09:00:00+08:00");
+    let (a, b) = (
+        pg.add_principal(Role::Lender, "NEW", "New bank", now)
+            .unwrap(),
+        lite.add_principal(Role::Lender, "NEW", "New bank", now)
+            .unwrap(),
+    );
+    assert_eq!(a.id, b.id);
+    let done = pg.append(vec![record(&a, "M1", 999)], &sec, now).unwrap();
+    assert_eq!(done.first, 141);
+    checkpoint::append(&cp, &done.head).unwrap();
+    assert_eq!(verify_store(&pg, &cp, &key).unwrap().unwrap().entries, 142);
 }
