@@ -1596,3 +1596,279 @@ fn json_request_log_and_a_graceful_shutdown() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One score request that may fail to connect (a replica being killed): the status, the
+/// response's log index and request id, or `None` if nothing came back.
+fn try_score(addr: &str, path: &str, key: &str) -> Option<(u16, Option<u64>, String)> {
+    scored(addr, path, key).map(|(s, i, r, _)| (s, i, r))
+}
+
+/// [`try_score`] with the body.
+fn scored(addr: &str, path: &str, key: &str) -> Option<(u16, Option<u64>, String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let index = header("yuanxin-log-index").and_then(|v| v.parse().ok());
+    Some((
+        status,
+        index,
+        header("x-request-id").unwrap_or_default(),
+        body.to_owned(),
+    ))
+}
+
+/// Two service processes on one PostgreSQL database (issue 20): a consent or a key changed
+/// through one holds on the other from its next request; their log entries form one log
+/// that verifies against either's checkpoint file; a replica killed under load loses no
+/// entry of a response it sent.
+#[test]
+fn replicas_on_postgres_share_state_and_one_log() {
+    let Some(url) = yuanxin_store::testing::fresh_postgres("replicas") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let (key, cp_a, cp_b) = (
+        path("shared.key"),
+        path("a.checkpoints"),
+        path("b.checkpoints"),
+    );
+    let env = |cp: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("YUANXIN_KEY_FILE", key.clone()),
+            ("YUANXIN_CHECKPOINTS", cp.to_owned()),
+            ("YUANXIN_RATE_PER_SECOND", "1000000".into()),
+            ("YUANXIN_RATE_BURST", "1000000".into()),
+        ]
+    };
+    let (env_a, env_b) = (env(&cp_a), env(&cp_b));
+    fn refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+        v.iter().map(|(k, x)| (*k, x.as_str())).collect()
+    }
+    let a = start(
+        &tmp.path().join("a"),
+        &fixture().latest,
+        &["--db", &url],
+        &refs(&env_a),
+    );
+    let mut b = start(
+        &tmp.path().join("b"),
+        &fixture().latest,
+        &["--db", &url, "--no-demo-keys"],
+        &refs(&env_b),
+    );
+    let m = a.merchant.clone();
+    let score = |addr: &str, key: &str, purpose: &str| {
+        http(
+            addr,
+            "GET",
+            &format!("/v1/merchants/{m}/score?purpose={purpose}"),
+            Some(key),
+            None,
+        )
+        .0
+    };
+    // The consent A's start-up granted holds on B; revoked on A, it is refused on B.
+    assert_eq!(score(&b.addr, &a.lender, "pre_loan"), 200);
+    let (_, _, consents) = http(
+        &a.addr,
+        "GET",
+        "/v1/me/consents",
+        Some(&a.merchant_key),
+        None,
+    );
+    let id = value(&consents)["items"][0]["id"].as_i64().unwrap();
+    let (s, _, _) = http(
+        &a.addr,
+        "DELETE",
+        &format!("/v1/me/consents/{id}"),
+        Some(&a.merchant_key),
+        None,
+    );
+    assert_eq!(s, 204);
+    assert_eq!(score(&b.addr, &a.lender, "pre_loan"), 403);
+    // A consent granted on A is honoured on B.
+    let (s, _, body) = http(
+        &a.addr,
+        "POST",
+        "/v1/me/consents",
+        Some(&a.merchant_key),
+        Some(r#"{"lender":"ICBC-demo","purpose":"post_loan","days":30}"#),
+    );
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(score(&b.addr, &a.lender, "post_loan"), 200);
+    // A key made on A works on B; revoked on A, it is refused on B.
+    let (s, _, made) = http(
+        &a.addr,
+        "POST",
+        "/v1/admin/keys",
+        Some(&a.admin),
+        Some(r#"{"role":"lender","principal":"ICBC-demo"}"#),
+    );
+    assert_eq!(s, 201, "{made}");
+    let made = value(&made);
+    let new_key = made["key"].as_str().unwrap();
+    assert_eq!(score(&b.addr, new_key, "post_loan"), 200);
+    let (s, _, _) = http(
+        &a.addr,
+        "DELETE",
+        &format!("/v1/admin/keys/{}", made["key_id"].as_str().unwrap()),
+        Some(&a.admin),
+        None,
+    );
+    assert_eq!(s, 204);
+    assert_eq!(score(&b.addr, new_key, "post_loan"), 401);
+
+    // 10,000 score requests over both replicas: 10,000 entries, each response's own.
+    let log = || yuanxin_store::Store::connect(&url, yuanxin_store::OpenMode::ReadOnly).unwrap();
+    let before = yuanxin_store::prelude::QueryLog::log_size(&log()).unwrap();
+    let target = format!("/v1/merchants/{m}/score?purpose=post_loan");
+    let load = |addrs: Vec<String>, n: usize, served: std::sync::mpsc::Sender<()>| {
+        let (lender, target) = (a.lender.clone(), target.clone());
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for i in 0..n {
+                let addr = &addrs[i % addrs.len()];
+                if let Some(r) = try_score(addr, &target, &lender) {
+                    got.push(r);
+                    let _ = served.send(());
+                }
+            }
+            got
+        })
+    };
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..8)
+        .map(|_| load(vec![a.addr.clone(), b.addr.clone()], 1_250, tx.clone()))
+        .collect();
+    let mut served: Vec<(u16, Option<u64>, String)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(served.len(), 10_000);
+    assert!(served.iter().all(|(s, i, _)| *s == 200 && i.is_some()));
+    let after = yuanxin_store::prelude::QueryLog::log_size(&log()).unwrap();
+    assert_eq!(after - before, 10_000, "one entry per request, no more");
+
+    // B is killed while both are under load: every response that came back has its entry.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..4)
+        .map(|_| load(vec![a.addr.clone(), b.addr.clone()], 300, tx.clone()))
+        .collect();
+    drop(tx);
+    for _ in 0..300 {
+        rx.recv().unwrap();
+    }
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let under_kill: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        under_kill.len() < 1_200,
+        "B's requests after the kill got nothing"
+    );
+    served.extend(under_kill);
+    let store = log();
+    for (status, index, request_id) in &served {
+        if *status != 200 {
+            continue;
+        }
+        let e = yuanxin_store::prelude::QueryLog::entry(&store, index.unwrap())
+            .unwrap()
+            .expect("a served response's entry is in the log");
+        assert_eq!(&e.request_id, request_id);
+    }
+    // One log, verified against each replica's checkpoints.
+    drop(a);
+    for cp in [&cp_a, &cp_b] {
+        let out = run_ok(&[
+            "audit",
+            "verify",
+            "--db",
+            &url,
+            "--checkpoints",
+            cp,
+            "--key-file",
+            &key,
+        ]);
+        assert!(out.contains("intact"), "{out}");
+    }
+}
+
+/// PostgreSQL stopped under a running replica (issue 20): every request that needs the
+/// database is answered 503, none 2xx, the replica reports itself unready, and it recovers
+/// by itself as soon as the database is back; every score it served has its log entry.
+#[test]
+fn a_replica_rides_out_a_database_outage() {
+    let Some(cluster) = yuanxin_store::testing::PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("outage");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let (key, cp) = (path("db.key"), path("db.checkpoints"));
+    let srv = start(
+        tmp.path(),
+        &fixture().latest,
+        &["--db", &url],
+        &[("YUANXIN_KEY_FILE", &key), ("YUANXIN_CHECKPOINTS", &cp)],
+    );
+    let target = format!("/v1/merchants/{}/score?purpose=pre_loan", srv.merchant);
+    let mut served = Vec::new();
+    let mut ask = |expect: u16| {
+        let (status, index, request_id, body) = scored(&srv.addr, &target, &srv.lender).unwrap();
+        assert_eq!(status, expect, "{body}");
+        if status == 200 {
+            served.push((index.unwrap(), request_id));
+        }
+    };
+    ask(200);
+    cluster.down();
+    for _ in 0..20 {
+        ask(503);
+    }
+    assert_eq!(http(&srv.addr, "GET", "/readyz", None, None).0, 503);
+    cluster.up();
+    // The first request after the database returns is served: connections are remade
+    // when next used.
+    for _ in 0..5 {
+        ask(200);
+    }
+    assert_eq!(http(&srv.addr, "GET", "/readyz", None, None).0, 200);
+    let store = yuanxin_store::Store::connect(&url, yuanxin_store::OpenMode::ReadOnly).unwrap();
+    for (index, request_id) in &served {
+        let e = yuanxin_store::prelude::QueryLog::entry(&store, *index)
+            .unwrap()
+            .expect("a served response's entry is in the log");
+        assert_eq!(&e.request_id, request_id);
+    }
+    drop(srv);
+    let out = run_ok(&[
+        "audit",
+        "verify",
+        "--db",
+        &url,
+        "--checkpoints",
+        &cp,
+        "--key-file",
+        &key,
+    ]);
+    assert!(out.contains("intact"), "{out}");
+}

@@ -150,16 +150,22 @@ fn launch(
     std::fs::copy(&fixture().second, models.join("second.json")).unwrap();
     let shipped = std::fs::read_to_string(repo.join("models/default-scorecard.json")).unwrap();
     std::fs::write(models.join("broken.json"), &shipped[..shipped.len() / 3]).unwrap();
+    // `extra` may name another database (a PostgreSQL URL).
+    let db = match extra.iter().position(|a| *a == "--db") {
+        Some(i) => PathBuf::from(extra[i + 1]),
+        None => tmp.join("db.sqlite"),
+    };
     let mut cmd = Command::new(bin());
     cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(repo.join("data"))
         .arg("--models")
         .arg(&models)
         .arg("--profiles")
-        .arg(profiles)
-        .arg("--db")
-        .arg(tmp.join("db.sqlite"))
-        .args(extra)
+        .arg(profiles);
+    if !extra.contains(&"--db") {
+        cmd.arg("--db").arg(&db);
+    }
+    cmd.args(extra)
         .env("YUANXIN_LOG", if logged { "json" } else { "off" })
         .env_remove("YUANXIN_KEY")
         .stdout(Stdio::piped());
@@ -196,7 +202,7 @@ fn launch(
         .unwrap()
         .to_owned();
     let last = |l: String| l.split_whitespace().last().unwrap().to_owned();
-    let ready = !first.contains("not ready");
+    let ready = !first.contains("not ready") && !extra.contains(&"--no-demo-keys");
     let mut key = |p: &str| if ready { last(get(p)) } else { String::new() };
     let lender = key("demo lender key");
     let merchant_key = key("demo merchant key");
@@ -215,9 +221,15 @@ fn launch(
         analyst,
         admin,
         merchant,
-        db: tmp.join("db.sqlite"),
-        key_file: tmp.join("db.key"),
-        checkpoints: tmp.join("db.checkpoints"),
+        key_file: env
+            .iter()
+            .find(|(k, _)| *k == "YUANXIN_KEY_FILE")
+            .map_or_else(|| tmp.join("db.key"), |(_, v)| PathBuf::from(v)),
+        checkpoints: env
+            .iter()
+            .find(|(k, _)| *k == "YUANXIN_CHECKPOINTS")
+            .map_or_else(|| tmp.join("db.checkpoints"), |(_, v)| PathBuf::from(v)),
+        db,
         signin,
     };
     (srv, log)

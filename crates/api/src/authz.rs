@@ -9,6 +9,12 @@
 //! it moved. So a key revoked through the API is refused from the next request (the copy
 //! is updated as part of the revocation), and one revoked by the command line from the
 //! first request after the command returns.
+//!
+//! On PostgreSQL several service processes share the database, and each keeps its own
+//! copy. Every change of keys, consents or disputes bumps a counter in the same
+//! transaction ([`yuanxin_store::Principals::state_version`]); each request compares it
+//! (one indexed read) and reloads the copy when it moved, so a consent granted or a key
+//! revoked through one replica holds on every other from its next request.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,8 +54,11 @@ type KnownKey = (ApiKey, Arc<Principal>, Arc<str>);
 #[derive(Debug)]
 pub struct Authz {
     secret: [u8; 32],
-    stamp_path: PathBuf,
+    /// SQLite: the keys stamp file beside the database.
+    stamp_path: Option<PathBuf>,
     stamp: Mutex<Stamp>,
+    /// PostgreSQL: the store's state version the copy was loaded at.
+    version: Option<Mutex<i64>>,
     keys: RwLock<HashMap<String, KnownKey>>,
     consents: RwLock<HashMap<String, Vec<Consent>>>,
     disputes: RwLock<HashMap<String, u32>>,
@@ -62,29 +71,55 @@ fn poisoned<T>(_: T) -> ApiError {
 impl Authz {
     /// Loads everything from the store.
     pub fn load(store: &yuanxin_store::Store, secret: [u8; 32]) -> Result<Authz, ApiError> {
-        // The service's own database is an SQLite file (PostgreSQL replicas: issue 20).
-        let stamp_path = store
-            .path()
-            .map(yuanxin_store::keys_stamp_path)
-            .ok_or_else(|| ApiError::internal("the service's database is an SQLite file"))?;
+        let stamp_path = store.path().map(yuanxin_store::keys_stamp_path);
+        // Read before the records: the copy is then at least as new as the version.
+        let version = match stamp_path {
+            Some(_) => None,
+            None => Some(Mutex::new(store.state_version()?)),
+        };
         let a = Authz {
             secret,
-            stamp: Mutex::new(stamp_of(&stamp_path)),
+            stamp: Mutex::new(stamp_path.as_deref().and_then(stamp_of)),
             stamp_path,
+            version,
             keys: RwLock::new(HashMap::new()),
             consents: RwLock::new(HashMap::new()),
-            disputes: RwLock::new(store.open_disputes()?.into_iter().collect()),
+            disputes: RwLock::new(HashMap::new()),
         };
-        a.set_keys(store.keys(None)?)?;
-        {
-            let mut c = a.consents.write().map_err(poisoned)?;
-            for consent in store.active_consents()? {
-                c.entry(consent.merchant_id.to_string())
-                    .or_default()
-                    .push(consent);
-            }
-        }
+        a.set_all(store)?;
         Ok(a)
+    }
+
+    /// Replaces the whole copy with the store's records.
+    fn set_all(&self, store: &yuanxin_store::Store) -> Result<(), ApiError> {
+        let keys = store.keys(None)?;
+        let mut consents: HashMap<String, Vec<Consent>> = HashMap::new();
+        for consent in store.active_consents()? {
+            consents
+                .entry(consent.merchant_id.to_string())
+                .or_default()
+                .push(consent);
+        }
+        let disputes = store.open_disputes()?.into_iter().collect();
+        self.set_keys(keys)?;
+        *self.consents.write().map_err(poisoned)? = consents;
+        *self.disputes.write().map_err(poisoned)? = disputes;
+        Ok(())
+    }
+
+    /// Brings the copy up to date before a request: on SQLite the keys, when the stamp
+    /// file moved; on PostgreSQL everything, when the store's state version moved.
+    pub fn sync(&self, db: &crate::Db) -> Result<(), ApiError> {
+        let Some(seen) = &self.version else {
+            return self.refresh(|| db.read(|s| Ok(s.keys(None)?)));
+        };
+        let now = db.read(|s| Ok(s.state_version()?))?;
+        let mut seen = seen.lock().map_err(poisoned)?;
+        if *seen != now {
+            db.read(|s| self.set_all(s))?;
+            *seen = now;
+        }
+        Ok(())
     }
 
     fn set_keys(&self, keys: Vec<ApiKey>) -> Result<(), ApiError> {
@@ -105,7 +140,7 @@ impl Authz {
         &self,
         load: impl FnOnce() -> Result<Vec<ApiKey>, ApiError>,
     ) -> Result<(), ApiError> {
-        let now = stamp_of(&self.stamp_path);
+        let now = self.stamp_path.as_deref().and_then(stamp_of);
         let mut seen = self.stamp.lock().map_err(poisoned)?;
         if *seen != now {
             self.set_keys(load()?)?;

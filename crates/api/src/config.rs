@@ -22,7 +22,9 @@ pub struct ServiceConfig {
     pub models: PathBuf,
     /// Latest profiles (default: DATA/demo/profiles-latest.parquet).
     pub profiles: Option<PathBuf>,
-    /// SQLite database (default: DATA/yuanxin.sqlite).
+    /// The service's database: an SQLite file (default: DATA/yuanxin.sqlite) or a
+    /// PostgreSQL URL (`postgres://user@host:port/db`), which several service processes
+    /// can share.
     pub db: Option<PathBuf>,
     /// A ledger to rebuild the profiles from whenever new data is ingested into it
     /// (default: DATA/demo/ledger when the profiles are the demo's, else none).
@@ -237,19 +239,33 @@ impl ServiceConfig {
             .unwrap_or_else(|| self.data.join("yuanxin.sqlite"))
     }
 
+    /// Whether the database is a PostgreSQL server.
+    pub fn db_is_postgres(&self) -> bool {
+        yuanxin_store::is_postgres_url(&self.db_path().to_string_lossy())
+    }
+
     /// Where the secrets come from: `YUANXIN_KEY` if set (read by the caller), else the
-    /// key file.
+    /// key file (default: beside an SQLite database; DATA/yuanxin.key with PostgreSQL).
     pub fn key_path(&self) -> PathBuf {
         self.key_file
             .clone()
-            .unwrap_or_else(|| yuanxin_store::beside(&self.db_path(), "key"))
+            .unwrap_or_else(|| self.beside_db("key"))
     }
 
-    /// The checkpoint file.
+    /// The checkpoint file (default: beside an SQLite database; DATA/yuanxin.checkpoints
+    /// with PostgreSQL — each process writes its own).
     pub fn checkpoints_path(&self) -> PathBuf {
         self.checkpoints
             .clone()
-            .unwrap_or_else(|| yuanxin_store::beside(&self.db_path(), "checkpoints"))
+            .unwrap_or_else(|| self.beside_db("checkpoints"))
+    }
+
+    fn beside_db(&self, extension: &str) -> PathBuf {
+        if self.db_is_postgres() {
+            self.data.join(format!("yuanxin.{extension}"))
+        } else {
+            yuanxin_store::beside(&self.db_path(), extension)
+        }
     }
 
     /// The ledger the profiles are kept up to date from, if any.

@@ -4,6 +4,11 @@
 //! and never hold one up, so a long list cannot delay a consent or a revocation. Writes
 //! other than the log go through one writer connection on the blocking pool.
 //!
+//! On PostgreSQL (a `postgres://` URL for the database) reads take a connection from a
+//! small pool instead, on the calling thread with tokio told that it blocks (the client
+//! is synchronous); several service processes then share the database, and the log's
+//! appends from all of them form one sequence (the store's advisory lock).
+//!
 //! Query-log entries go through one writer thread that commits whatever has queued up in
 //! a single durable transaction ending with a signed tree head (group commit). A request
 //! waits for the commit of its own entries and gets that head back as its receipt. The
@@ -19,7 +24,8 @@ use yuanxin_store::prelude::*;
 
 use tokio::sync::oneshot;
 use yuanxin_store::{
-    checkpoint, LogRecord, OpenMode, Secrets, SecretsSource, SignedHead, Store, Timestamp,
+    checkpoint, Dialect, LogRecord, OpenMode, Secrets, SecretsSource, SignedHead, Store,
+    StoreError, Timestamp,
 };
 
 use crate::problem::ApiError;
@@ -51,7 +57,12 @@ impl Receipt {
     }
 }
 
-type Reply = Result<(u64, Arc<Receipt>), String>;
+/// An append's outcome; a failure says whether the database was unreachable (503) or
+/// something else went wrong (500).
+type Reply = Result<(u64, Arc<Receipt>), (bool, String)>;
+
+/// PostgreSQL read connections kept idle for reuse.
+const IDLE_READERS: usize = 16;
 
 enum Job {
     Append(Vec<LogRecord>, oneshot::Sender<Reply>),
@@ -72,11 +83,15 @@ pub struct LogFiles {
 /// A handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
+    /// The SQLite file, or the PostgreSQL URL (as a path).
     path: PathBuf,
+    dialect: Dialect,
+    /// PostgreSQL's idle read connections.
+    readers: Arc<Mutex<Vec<Store>>>,
     writer: Arc<Mutex<Store>>,
     log: mpsc::SyncSender<Job>,
-    /// Held (never sent on) to keep the WAL checkpointer running.
-    _checkpointer: mpsc::Sender<()>,
+    /// Held (never sent on) to keep the WAL checkpointer running (SQLite).
+    _checkpointer: Option<mpsc::Sender<()>>,
     secrets: Arc<Secrets>,
     latest: Arc<RwLock<Arc<Receipt>>>,
 }
@@ -95,6 +110,22 @@ thread_local! {
     static READERS: RefCell<Vec<(PathBuf, Store)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Opens a store by the path the settings give: an SQLite file, or a PostgreSQL URL.
+pub fn open_at(path: &Path, mode: OpenMode) -> Result<Store, ApiError> {
+    Ok(Store::open_location(&path.to_string_lossy(), mode)?)
+}
+
+/// Runs `f`, which may block on a PostgreSQL round trip, telling tokio first if this is
+/// one of its worker threads (the synchronous client may not run its calls on one).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Opens the database and its secrets for a process that will change it: upgrades an older
 /// database, moves an older database's in-file API-key secret to the key file, and signs
 /// a head for the log as it stands.
@@ -103,7 +134,7 @@ pub fn open_store(
     mode: OpenMode,
     secrets: &SecretsSource,
 ) -> Result<(Store, Secrets), ApiError> {
-    let store = Store::open(path, mode)?;
+    let store = open_at(path, mode)?;
     let legacy = store.legacy_secret()?;
     let (secrets, _) = Secrets::load(secrets, legacy)?;
     if legacy.is_some() {
@@ -122,17 +153,46 @@ impl Db {
     /// writer on its own connection.
     pub fn open(path: &Path, secrets: &SecretsSource, files: LogFiles) -> Result<Db, ApiError> {
         let (mut writer, secrets) = open_store(path, OpenMode::Create, secrets)?;
+        let dialect = writer.dialect();
         let head = writer.seal(&secrets, Timestamp::now())?;
         if checkpoint::last(&files.checkpoints)?.as_ref() != Some(&head) {
             checkpoint::append(&files.checkpoints, &head)?;
         }
-        let log_store = Store::open(path, OpenMode::Existing)?;
-        // The log writer's commits never copy the WAL into the database themselves (that
-        // would put megabytes of writes and an fsync on some requests' critical path); a
-        // thread of its own does it, passively, every quarter second.
+        let log_store = open_at(path, OpenMode::Existing)?;
+        let alive = match dialect {
+            Dialect::Sqlite => Some(Self::start_wal_checkpointer(path, &log_store)?),
+            Dialect::Postgres => None,
+        };
+        let secrets = Arc::new(secrets);
+        let latest = Arc::new(RwLock::new(Arc::new(Receipt::of(head))));
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let (s, l) = (Arc::clone(&secrets), Arc::clone(&latest));
+        std::thread::Builder::new()
+            .name("query-log".into())
+            .spawn(move || write_log(log_store, &s, &l, &files, &rx))
+            .map_err(|e| ApiError::internal(format!("starting the log writer: {e}")))?;
+        Ok(Db {
+            path: path.to_owned(),
+            dialect,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            writer: Arc::new(Mutex::new(writer)),
+            log: tx,
+            _checkpointer: alive,
+            secrets,
+            latest,
+        })
+    }
+
+    /// SQLite: the log writer's commits never copy the WAL into the database themselves
+    /// (that would put megabytes of writes and an fsync on some requests' critical path);
+    /// a thread of its own does it, passively, every quarter second. It stops when the
+    /// returned sender (held by every handle) is dropped.
+    fn start_wal_checkpointer(
+        path: &Path,
+        log_store: &Store,
+    ) -> Result<mpsc::Sender<()>, ApiError> {
         log_store.set_wal_autocheckpoint(0)?;
         let wal = Store::open(path, OpenMode::Existing)?;
-        // It stops when the last handle to the database is dropped.
         let (alive, gone) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("wal-checkpoint".into())
@@ -146,22 +206,12 @@ impl Db {
                 }
             })
             .map_err(|e| ApiError::internal(format!("starting the WAL checkpointer: {e}")))?;
-        let secrets = Arc::new(secrets);
-        let latest = Arc::new(RwLock::new(Arc::new(Receipt::of(head))));
-        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
-        let (s, l) = (Arc::clone(&secrets), Arc::clone(&latest));
-        std::thread::Builder::new()
-            .name("query-log".into())
-            .spawn(move || write_log(log_store, &s, &l, &files, &rx))
-            .map_err(|e| ApiError::internal(format!("starting the log writer: {e}")))?;
-        Ok(Db {
-            path: path.to_owned(),
-            writer: Arc::new(Mutex::new(writer)),
-            log: tx,
-            _checkpointer: alive,
-            secrets,
-            latest,
-        })
+        Ok(alive)
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// The secrets.
@@ -186,6 +236,26 @@ impl Db {
     /// blocking pool costs more than such a read. Anything longer goes through
     /// [`Db::read_long`].
     pub fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        if self.dialect == Dialect::Postgres {
+            return blocking(|| {
+                let idle = self
+                    .readers
+                    .lock()
+                    .map_err(|_| ApiError::internal("reader pool lock poisoned"))?
+                    .pop();
+                let store = match idle {
+                    Some(s) => s,
+                    None => open_at(&self.path, OpenMode::Existing)?,
+                };
+                let out = f(&store);
+                if let Ok(mut idle) = self.readers.lock() {
+                    if idle.len() < IDLE_READERS {
+                        idle.push(store);
+                    }
+                }
+                out
+            });
+        }
         READERS.with(|r| {
             let mut readers = r
                 .try_borrow_mut()
@@ -238,11 +308,13 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Store, &Secrets) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let mut guard = self
-            .writer
-            .lock()
-            .map_err(|_| ApiError::internal("database lock poisoned"))?;
-        f(&mut guard, &self.secrets)
+        blocking(|| {
+            let mut guard = self
+                .writer
+                .lock()
+                .map_err(|_| ApiError::internal("database lock poisoned"))?;
+            f(&mut guard, &self.secrets)
+        })
     }
 
     /// Appends entries to the query log and returns once they are committed to disk: the
@@ -263,7 +335,13 @@ impl Db {
         }
         rx.await
             .map_err(|_| stopped())?
-            .map_err(|e| ApiError::internal(format!("query log: {e}")))
+            .map_err(|(unavailable, e)| {
+                if unavailable {
+                    ApiError::unavailable(format!("query log: {e}"))
+                } else {
+                    ApiError::internal(format!("query log: {e}"))
+                }
+            })
     }
 
     /// Writes the latest head to the checkpoint file now (at shutdown).
@@ -357,9 +435,10 @@ fn write_log(
                     }
                 }
                 Err(e) => {
+                    let unavailable = matches!(e, StoreError::Unavailable(_));
                     let why = e.to_string();
                     for reply in replies {
-                        let _ = reply.send(Err(why.clone()));
+                        let _ = reply.send(Err((unavailable, why.clone())));
                     }
                 }
             }

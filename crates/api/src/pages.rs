@@ -18,7 +18,6 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
-use yuanxin_store::prelude::*;
 use yuanxin_store::Role;
 
 use crate::problem::{ApiError, Code};
@@ -224,7 +223,7 @@ async fn sign_in(
         .map_err(|e| ApiError::new(Code::PayloadTooLarge, e.to_string()))?;
     let SignIn { key } = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(Code::MalformedJson, format!("{{\"key\": …}}: {e}")))?;
-    st.authz.refresh(|| st.db.read(|s| Ok(s.keys(None)?)))?;
+    st.authz.sync(&st.db)?;
     let Some(who) = st.authz.authenticate(key.trim())? else {
         if let Some(ip) = ip {
             st.limits.anonymous.take(&ip)?;

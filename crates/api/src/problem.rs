@@ -241,9 +241,10 @@ impl From<StoreError> for ApiError {
             StoreError::IdempotencyMismatch => {
                 ApiError::new(Code::IdempotencyMismatch, e.to_string()).at("Idempotency-Key")
             }
-            StoreError::Missing(_) | StoreError::TooNew { .. } | StoreError::TooOld { .. } => {
-                ApiError::unavailable(e.to_string())
-            }
+            StoreError::Missing(_)
+            | StoreError::TooNew { .. }
+            | StoreError::TooOld { .. }
+            | StoreError::Unavailable(_) => ApiError::unavailable(e.to_string()),
             StoreError::Database(_)
             | StoreError::Io { .. }
             | StoreError::Secrets(_)

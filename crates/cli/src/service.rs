@@ -30,7 +30,9 @@ pub struct ServeArgs {
     /// demo when missing).
     #[arg(long)]
     profiles: Option<PathBuf>,
-    /// SQLite database (default: DATA/yuanxin.sqlite).
+    /// The service's database: an SQLite file (default: DATA/yuanxin.sqlite) or a
+    /// PostgreSQL URL (`postgres://user@host:port/db`) that several service processes
+    /// share; also `YUANXIN_DB`.
     #[arg(long)]
     db: Option<PathBuf>,
     /// Keep the profiles up to date from this ledger: new ingested data rebuilds them and
@@ -74,7 +76,8 @@ fn secrets_source(cfg: &ServiceConfig) -> SecretsSource {
     }
 }
 
-/// Says which database a command used (the path as given, and where that is).
+/// Says which database a command used (the path as given, and where that is; a URL as
+/// given).
 fn announce(db: &Path) {
     let shown = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_owned());
     eprintln!("database: {}", shown.display());
@@ -90,7 +93,8 @@ fn open_for_change(
     let db = cfg.db_path();
     let src = secrets_source(&cfg);
     if !create {
-        if !db.exists() {
+        // A PostgreSQL database is checked by connecting (an empty one is refused).
+        if !cfg.db_is_postgres() && !db.exists() {
             bail!(
                 "no database at {} (nothing was created): give the service's database with --db, or pass --create to make a new one",
                 db.display()

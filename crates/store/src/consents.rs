@@ -5,7 +5,7 @@ use crate::prelude::*;
 use yuanxin_domain::MerchantId;
 
 use crate::log::Seen;
-use crate::sql::{args, Row};
+use crate::sql::{args, Lock, Row};
 use crate::types::stored_merchant;
 use crate::{
     Consent, ConsentId, Created, Idempotency, Page, PageRequest, Principal, PrincipalId, Purpose,
@@ -174,10 +174,14 @@ impl Consents for Store {
         id: ConsentId,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let n = self.conn.exec(
-            "UPDATE consents SET revoked_at = ?3 WHERE id = ?1 AND merchant_id = ?2 AND revoked_at IS NULL",
-            args![id, merchant_id.as_str(), now.to_string()],
-        )?;
+        let n = self.conn.write(Lock::State, |c| {
+            let n = c.exec(
+                "UPDATE consents SET revoked_at = ?3 WHERE id = ?1 AND merchant_id = ?2 AND revoked_at IS NULL",
+                args![id, merchant_id.as_str(), now.to_string()],
+            )?;
+            crate::principals::bump(c, "state_version")?;
+            Ok(n)
+        })?;
         Ok(n > 0)
     }
 

@@ -106,7 +106,11 @@ fn copy_in(source: &Conn, to: &Store) -> Result<(), StoreError> {
                 dest.exec(&insert, &cells)?;
             }
         }
-        for (key, value) in [("keys_version", "CAST(value AS BIGINT)"), ("signed_head", "CAST(value AS TEXT)")] {
+        for (key, value) in [
+            ("keys_version", "CAST(value AS BIGINT)"),
+            ("state_version", "CAST(value AS BIGINT)"),
+            ("signed_head", "CAST(value AS TEXT)"),
+        ] {
             if let Some(r) = source.row(&format!("SELECT {value} FROM meta WHERE key = ?1"), args![key])? {
                 let cells: Vec<Arg<'_>> = r.cells().iter().map(|c| c.as_arg()).collect();
                 let mut bound = vec![Arg::Text(key)];

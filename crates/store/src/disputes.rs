@@ -1,7 +1,7 @@
 //! Disputes (异议): a merchant's objection to its information, answered by the platform.
 
 use crate::prelude::*;
-use crate::sql::{args, Row};
+use crate::sql::{args, Lock, Row};
 use yuanxin_domain::MerchantId;
 
 use crate::{
@@ -155,13 +155,17 @@ impl Disputes for Store {
         answer: &str,
         now: Timestamp,
     ) -> Result<Option<String>, StoreError> {
-        self.conn
-            .row(
-                "UPDATE disputes SET answer = ?2, answered_at = ?3 WHERE id = ?1 AND answer IS NULL RETURNING merchant_id",
-                args![id, answer, now.to_string()],
-            )?
-            .map(|r| r.get(0))
-            .transpose()
+        self.conn.write(Lock::State, |c| {
+            let merchant = c
+                .row(
+                    "UPDATE disputes SET answer = ?2, answered_at = ?3 WHERE id = ?1 AND answer IS NULL RETURNING merchant_id",
+                    args![id, answer, now.to_string()],
+                )?
+                .map(|r| r.get(0))
+                .transpose()?;
+            crate::principals::bump(c, "state_version")?;
+            Ok(merchant)
+        })
     }
 
     fn open_disputes(&self) -> Result<Vec<(String, u32)>, StoreError> {

@@ -123,6 +123,10 @@ pub enum StoreError {
     /// Stored content is damaged or inconsistent.
     #[error("damaged: {0}")]
     Damaged(String),
+    /// The database cannot be reached (a PostgreSQL server down or unreachable); the next
+    /// call tries to connect again.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

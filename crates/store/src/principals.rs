@@ -114,6 +114,11 @@ pub trait Principals {
 
     /// Counter bumped by every key creation and revocation.
     fn keys_version(&self) -> Result<i64, StoreError>;
+
+    /// Counter bumped by every change of keys, consents or disputes (in the transaction
+    /// that makes it): a service replica that keeps them in memory compares it before
+    /// each request and reloads when another replica has changed them.
+    fn state_version(&self) -> Result<i64, StoreError>;
 }
 
 impl Principals for Store {
@@ -275,7 +280,7 @@ impl Principals for Store {
                 "INSERT INTO api_keys (key_id, principal_id, key_digest, created_at) VALUES (?1, ?2, ?3, ?4)",
                 args![key_id, p.id, digest.as_bytes(), now.to_string()],
             )?;
-            bump_keys_version(c)?;
+            bump(c, "keys_version")?;
             Ok((
                 ApiKey {
                     key_id: key_id.clone(),
@@ -297,7 +302,8 @@ impl Principals for Store {
                 "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
                 args![key_id, now.to_string()],
             )?;
-            bump_keys_version(c)?;
+            bump(c, "keys_version")?;
+            bump(c, "state_version")?;
             Ok(n)
         })?;
         self.touch_keys_stamp()?;
@@ -314,7 +320,8 @@ impl Principals for Store {
                 "UPDATE api_keys SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",
                 args![principal_id, now.to_string()],
             )?;
-            bump_keys_version(c)?;
+            bump(c, "keys_version")?;
+            bump(c, "state_version")?;
             Ok(n)
         })?;
         self.touch_keys_stamp()?;
@@ -348,15 +355,11 @@ impl Principals for Store {
     }
 
     fn keys_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .row(
-                "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'keys_version'",
-                &[],
-            )?
-            .map(|r| r.get(0))
-            .transpose()?
-            .unwrap_or_default())
+        counter(&self.conn, "keys_version")
+    }
+
+    fn state_version(&self) -> Result<i64, StoreError> {
+        counter(&self.conn, "state_version")
     }
 }
 
@@ -406,6 +409,7 @@ impl Store {
                 }
             }
             let value = create(c)?;
+            bump(c, "state_version")?;
             let body = render(&value).map_err(StoreError::Damaged)?;
             if let Some(i) = idem {
                 let expired = now.plus_days(-1).unwrap_or(now).to_string();
@@ -420,12 +424,23 @@ impl Store {
     }
 }
 
-fn bump_keys_version(c: &Conn) -> Result<(), StoreError> {
+/// Adds one to a counter in `meta` (inside the caller's transaction).
+pub(crate) fn bump(c: &Conn, counter: &str) -> Result<(), StoreError> {
     // The value is text on PostgreSQL, an integer on SQLite: the casts read and write both.
     c.exec(
-        "INSERT INTO meta (key, value) VALUES ('keys_version', '1')
+        "INSERT INTO meta (key, value) VALUES (?1, '1')
          ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)",
-        &[],
+        args![counter],
     )?;
     Ok(())
+}
+
+fn counter(c: &Conn, counter: &str) -> Result<i64, StoreError> {
+    Ok(c.row(
+        "SELECT CAST(value AS BIGINT) FROM meta WHERE key = ?1",
+        args![counter],
+    )?
+    .map(|r| r.get(0))
+    .transpose()?
+    .unwrap_or_default())
 }

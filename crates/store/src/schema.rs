@@ -189,7 +189,8 @@ fn migrate_postgres_locked(conn: &Conn, mode: OpenMode) -> Result<(), StoreError
     if version == VERSION {
         return Ok(());
     }
-    if mode == OpenMode::ReadOnly || version != 0 {
+    // Only a process told to create a store makes one in an empty database.
+    if mode != OpenMode::Create || version != 0 {
         return Err(StoreError::TooOld {
             found: version,
             known: VERSION,

@@ -248,10 +248,14 @@ impl Lock {
 /// The advisory lock held while the schema is migrated (session-scoped).
 pub(crate) const MIGRATION_LOCK: i64 = 0x7975_616e_7869_6e00;
 
-/// A PostgreSQL connection with its prepared statements.
+/// A PostgreSQL connection with its prepared statements. A connection the server closed
+/// (a restart, a network cut) is replaced at the next use, outside any transaction.
 pub(crate) struct Pg {
+    url: String,
     client: RefCell<postgres::Client>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
+    /// Inside a transaction: a lost connection is then an error, never silently replaced.
+    in_tx: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for Pg {
@@ -270,9 +274,22 @@ pub(crate) enum Conn {
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> StoreError {
-        // The server's own message is the useful part (constraint names, codes).
+        // The server's own message is the useful part (constraint names, codes). An error
+        // without one is the connection's: the server is down, restarting or unreachable
+        // (as are the server's own "shutting down" and "cannot connect now" answers).
         match e.as_db_error() {
+            Some(db)
+                if db.code().code().starts_with("57P") || db.code().code().starts_with("08") =>
+            {
+                StoreError::Unavailable(format!("{}: {}", db.code().code(), db.message()))
+            }
             Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
+            None if e.is_closed()
+                || e.to_string().contains("connect")
+                || e.to_string().contains("connection") =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
             None => StoreError::Database(e.to_string()),
         }
     }
@@ -373,22 +390,69 @@ fn pg_row(r: &postgres::Row) -> Result<Row, StoreError> {
 
 impl Pg {
     pub(crate) fn connect(url: &str) -> Result<Pg, StoreError> {
-        let client = postgres::Client::connect(url, postgres::NoTls)?;
         Ok(Pg {
-            client: RefCell::new(client),
+            url: url.to_owned(),
+            client: RefCell::new(Self::client(url)?),
             statements: RefCell::new(HashMap::new()),
+            in_tx: std::cell::Cell::new(false),
         })
     }
 
-    fn with<T>(
-        &self,
-        sql: &str,
-        f: impl FnOnce(&mut postgres::Client, &postgres::Statement) -> Result<T, postgres::Error>,
-    ) -> Result<T, StoreError> {
+    fn client(url: &str) -> Result<postgres::Client, StoreError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("the database URL: {e}")))?;
+        // A server that does not answer is unavailable, not a hang.
+        config.connect_timeout(std::time::Duration::from_secs(5));
+        config.connect(postgres::NoTls).map_err(|e| {
+            let e = StoreError::from(e);
+            match e {
+                StoreError::Database(m) => StoreError::Unavailable(m),
+                other => other,
+            }
+        })
+    }
+
+    /// The client, reconnected first if the server closed it (outside a transaction).
+    fn live(&self) -> Result<std::cell::RefMut<'_, postgres::Client>, StoreError> {
         let mut client = self
             .client
             .try_borrow_mut()
             .map_err(|_| StoreError::Database("nested use of a connection".into()))?;
+        if client.is_closed() && !self.in_tx.get() {
+            *client = Self::client(&self.url)?;
+            // Prepared statements belong to the old session.
+            if let Ok(mut st) = self.statements.try_borrow_mut() {
+                st.clear();
+            }
+        }
+        Ok(client)
+    }
+
+    /// Runs `f` on the statement; `retry`: a read, or the start of a transaction, which
+    /// may be run again on a new connection if the old one turns out to be dead (a server
+    /// restarted since its last use): the first use after an outage then succeeds.
+    fn with<T>(
+        &self,
+        sql: &str,
+        retry: bool,
+        f: impl Fn(&mut postgres::Client, &postgres::Statement) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        match self.attempt(sql, &f) {
+            Err(Broken::Closed(_)) if retry && !self.in_tx.get() => {
+                self.reconnect()?;
+                self.attempt(sql, &f).map_err(StoreError::from)
+            }
+            other => other.map_err(StoreError::from),
+        }
+    }
+
+    fn attempt<T>(
+        &self,
+        sql: &str,
+        f: &impl Fn(&mut postgres::Client, &postgres::Statement) -> Result<T, postgres::Error>,
+    ) -> Result<T, Broken> {
+        let mut client = self.live()?;
         let mut statements = self
             .statements
             .try_borrow_mut()
@@ -405,12 +469,62 @@ impl Pg {
         Ok(f(&mut client, &st)?)
     }
 
-    fn batch(&self, sql: &str) -> Result<(), StoreError> {
-        self.client
+    fn reconnect(&self) -> Result<(), StoreError> {
+        let mut client = self
+            .client
             .try_borrow_mut()
-            .map_err(|_| StoreError::Database("nested use of a connection".into()))?
-            .batch_execute(sql)?;
+            .map_err(|_| StoreError::Database("nested use of a connection".into()))?;
+        *client = Self::client(&self.url)?;
+        if let Ok(mut st) = self.statements.try_borrow_mut() {
+            st.clear();
+        }
         Ok(())
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        let run = || -> Result<(), Broken> { Ok(self.live()?.batch_execute(sql)?) };
+        match run() {
+            Err(Broken::Closed(_)) if sql == "BEGIN" && !self.in_tx.get() => {
+                self.reconnect()?;
+                run().map_err(StoreError::from)
+            }
+            other => other.map_err(StoreError::from),
+        }
+    }
+}
+
+/// A failed call: on a connection found dead (worth one retry on a new one), or otherwise.
+enum Broken {
+    Closed(postgres::Error),
+    Other(StoreError),
+}
+
+impl From<postgres::Error> for Broken {
+    fn from(e: postgres::Error) -> Broken {
+        // Closed, or the server's last word on it (shut down, terminated, cannot connect).
+        let dead = e
+            .code()
+            .is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08"));
+        if e.is_closed() || dead {
+            Broken::Closed(e)
+        } else {
+            Broken::Other(e.into())
+        }
+    }
+}
+
+impl From<StoreError> for Broken {
+    fn from(e: StoreError) -> Broken {
+        Broken::Other(e)
+    }
+}
+
+impl From<Broken> for StoreError {
+    fn from(b: Broken) -> StoreError {
+        match b {
+            Broken::Closed(e) => e.into(),
+            Broken::Other(e) => e,
+        }
     }
 }
 
@@ -437,7 +551,7 @@ impl Conn {
                     .execute(rusqlite::params_from_iter(args.iter()))?;
                 Ok(n as u64)
             }
-            Conn::Postgres(pg) => pg.with(sql, |c, st| c.execute(st, &pg_params(args))),
+            Conn::Postgres(pg) => pg.with(sql, false, |c, st| c.execute(st, &pg_params(args))),
         }
     }
 
@@ -459,7 +573,7 @@ impl Conn {
                 Ok(out)
             }
             Conn::Postgres(pg) => pg
-                .with(sql, |c, st| c.query(st, &pg_params(args)))?
+                .with(sql, true, |c, st| c.query(st, &pg_params(args)))?
                 .iter()
                 .map(pg_row)
                 .collect(),
@@ -485,7 +599,7 @@ impl Conn {
                 }
             }
             Conn::Postgres(pg) => pg
-                .with(sql, |c, st| c.query_opt(st, &pg_params(args)))?
+                .with(sql, true, |c, st| c.query_opt(st, &pg_params(args)))?
                 .as_ref()
                 .map(pg_row)
                 .transpose(),
@@ -509,15 +623,32 @@ impl Conn {
     ) -> Result<T, StoreError> {
         match self {
             Conn::Sqlite(_) => self.batch("BEGIN IMMEDIATE")?,
-            Conn::Postgres(_) => {
+            Conn::Postgres(pg) => {
                 self.batch("BEGIN")?;
+                pg.in_tx.set(true);
                 if let Err(e) = self.exec("SELECT pg_advisory_xact_lock(?1)", args![lock.key()]) {
-                    let _ = self.batch("ROLLBACK");
+                    self.end("ROLLBACK");
                     return Err(e);
                 }
             }
         }
-        match f(self) {
+        let done = self.finish(f(self));
+        if let Conn::Postgres(pg) = self {
+            pg.in_tx.set(false);
+        }
+        done
+    }
+
+    /// Ends a transaction, whatever state the connection is in.
+    fn end(&self, how: &str) {
+        let _ = self.batch(how);
+        if let Conn::Postgres(pg) = self {
+            pg.in_tx.set(false);
+        }
+    }
+
+    fn finish<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
             Ok(v) => {
                 if let Err(e) = self.batch("COMMIT") {
                     let _ = self.batch("ROLLBACK");

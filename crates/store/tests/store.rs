@@ -607,9 +607,18 @@ fn postgres_keeps_the_state_rules() {
         ),
         "an empty database is not read as a store"
     );
+    assert!(matches!(
+        Store::connect(&url, OpenMode::Existing),
+        Err(StoreError::TooOld { found: 0, .. })
+    ));
     let mut s = Store::connect(&url, OpenMode::Create).unwrap();
     assert_eq!(s.dialect(), Dialect::Postgres);
+    let v = s.state_version().unwrap();
     state_rules(&mut s);
+    assert!(
+        s.state_version().unwrap() > v,
+        "keys, consents and disputes changed"
+    );
     // A second connection (another replica) sees every change at once, and its schema
     // check finds this build's version.
     let other = Store::connect(&url, OpenMode::ReadOnly).unwrap();

@@ -12,7 +12,6 @@ mod ops;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use yuanxin_domain::MerchantId;
-use yuanxin_store::prelude::*;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -69,7 +68,7 @@ impl FromRequestParts<AppState> for Caller {
             .map_or_else(|| Arc::from(""), |r| Arc::clone(&r.0));
         let slot = parts.extensions.get::<CallerSlot>().cloned();
         let token = bearer(parts);
-        st.authz.refresh(|| st.db.read(|s| Ok(s.keys(None)?)))?;
+        st.authz.sync(&st.db)?;
         let who = match token {
             Some(t) => st.authz.authenticate(t)?,
             // A web page's request: its session's key, and the session's anti-forgery token
