@@ -21,7 +21,7 @@ use yuanxin_domain::MerchantId;
 
 use crate::checkpoint::{SignedHead, SignedHeadJson};
 use crate::merkle::{self, leaf_hash, Frontier, Hash, Nodes};
-use crate::sql::{args, Conn, Lock, Row};
+use crate::sql::{args, Arg, Conn, Lock, Row};
 use crate::{
     ConsentId, Page, PageRequest, Principal, PrincipalId, Purpose, Secrets, Store, StoreError,
     Timestamp,
@@ -517,6 +517,9 @@ impl Store {
     }
 }
 
+/// Columns of a log row.
+const LOG_WIDTH: usize = 17;
+
 /// The rows of one append, inside its transaction: the leaves and the nodes each
 /// completes, then the head over all of them, then the rows (the last one carrying the
 /// head). Nothing is copied: the rows bind the records' own text.
@@ -566,6 +569,10 @@ fn append_rows(
     let head = SignedHead::sign(secrets, frontier.size(), frontier.root(), now);
     let head_json = head_json(&head)?;
     let last = rows.len().saturating_sub(1);
+    // Every row's values, then one statement for all (many rows a round trip on
+    // PostgreSQL), then the lender views they record.
+    let mut values: Vec<Arg<'_>> = Vec::with_capacity(rows.len() * LOG_WIDTH);
+    let mut views = Vec::new();
     let mut at_iter = at_text.iter().peekable();
     for (k, (r, leaf, nodes)) in rows.iter().enumerate() {
         while at_iter.peek().is_some_and(|(t, _)| *t != r.at) {
@@ -574,42 +581,48 @@ fn append_rows(
         let at = at_iter.peek().map_or("", |(_, text)| text.as_str());
         let idx = i64::try_from(first + k as u64)
             .map_err(|_| StoreError::Invalid("the log is full".into()))?;
-        tx.exec(
-            "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes, head)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            args![
-                idx,
-                at,
-                &*r.request_id,
-                r.principal.role.as_str(),
-                r.principal.code,
-                r.principal.id,
-                &*r.key_id,
-                r.merchant_id.as_str(),
-                r.action,
-                r.purpose.as_str(),
-                r.consent_id,
-                r.outcome.as_str(),
-                &*r.model_id,
-                &*r.response_digest,
-                leaf,
-                (!nodes.is_empty()).then_some(nodes.as_slice()),
-                (k == last).then_some(head_json.as_str()),
-            ],
-        )?;
+        values.extend([
+            Arg::Int(idx),
+            Arg::Text(at),
+            Arg::Text(&r.request_id),
+            Arg::Text(r.principal.role.as_str()),
+            Arg::Text(&r.principal.code),
+            Arg::Int(r.principal.id.0),
+            Arg::Text(&r.key_id),
+            Arg::Text(r.merchant_id.as_str()),
+            Arg::Text(r.action),
+            Arg::Text(r.purpose.as_str()),
+            r.consent_id.map_or(Arg::Null, |c| Arg::Int(c.0)),
+            Arg::Text(r.outcome.as_str()),
+            Arg::Text(&r.model_id),
+            Arg::Text(&r.response_digest),
+            Arg::Blob(leaf),
+            if nodes.is_empty() {
+                Arg::Null
+            } else {
+                Arg::Blob(nodes)
+            },
+            if k == last {
+                Arg::Text(&head_json)
+            } else {
+                Arg::Null
+            },
+        ]);
         if let Some(v) = &r.seen {
-            tx.exec(
-                "INSERT INTO lender_views (lender_id, merchant_id, at, grade, escrow_coverage) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (lender_id, merchant_id) DO UPDATE SET at = excluded.at, grade = excluded.grade, escrow_coverage = excluded.escrow_coverage",
-                args![
-                    v.lender_id,
-                    r.merchant_id.as_str(),
-                    at,
-                    v.grade,
-                    v.escrow_coverage
-                ],
-            )?;
+            views.push((v, r.merchant_id.as_str(), at));
         }
+    }
+    tx.insert_rows(
+        "INSERT INTO log_entries (idx, at, request_id, role, principal_code, principal_id, key_id, merchant_id, action, purpose, consent_id, outcome, model_id, response_digest, leaf_hash, nodes, head)",
+        LOG_WIDTH,
+        &values,
+    )?;
+    for (v, merchant, at) in views {
+        tx.exec(
+            "INSERT INTO lender_views (lender_id, merchant_id, at, grade, escrow_coverage) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (lender_id, merchant_id) DO UPDATE SET at = excluded.at, grade = excluded.grade, escrow_coverage = excluded.escrow_coverage",
+            args![v.lender_id, merchant, at, v.grade, v.escrow_coverage],
+        )?;
     }
     if rows.is_empty() {
         write_head(tx, &head)?;

@@ -555,6 +555,45 @@ impl Conn {
         }
     }
 
+    /// Inserts rows of `width` values each (`values` holds them one after another) with
+    /// `insert` (`INSERT INTO t (columns)`, no `VALUES`): one prepared single-row statement
+    /// per row on SQLite (in process, nothing to save), many rows per statement on
+    /// PostgreSQL (a round trip each).
+    pub(crate) fn insert_rows(
+        &self,
+        insert: &str,
+        width: usize,
+        values: &[Arg<'_>],
+    ) -> Result<(), StoreError> {
+        /// Rows per PostgreSQL statement (at most 65,535 parameters a statement).
+        const ROWS: usize = 256;
+        let tuple = |row: usize| -> String {
+            let marks: Vec<String> = (1..=width)
+                .map(|c| format!("?{}", row * width + c))
+                .collect();
+            format!("({})", marks.join(", "))
+        };
+        if width == 0 {
+            return Ok(());
+        }
+        match self {
+            Conn::Sqlite(_) => {
+                let sql = format!("{insert} VALUES {}", tuple(0));
+                for row in values.chunks(width) {
+                    self.exec(&sql, row)?;
+                }
+            }
+            Conn::Postgres(_) => {
+                for chunk in values.chunks(width * ROWS) {
+                    let rows = chunk.len() / width;
+                    let tuples: Vec<String> = (0..rows).map(tuple).collect();
+                    self.exec(&format!("{insert} VALUES {}", tuples.join(", ")), chunk)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a query; returns all its rows.
     pub(crate) fn rows(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
         match self {
