@@ -88,3 +88,8 @@ pids=()
 for r in pg-a pg-b; do
   "$bin" audit verify --db "$pgurl" --checkpoints "$out/$r.checkpoints" --key-file "$out/shared.key"
 done
+# The log's write path: entries per commit (group commit) on each store.
+pg_stats=$("$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U yuanxin -d yuanxin_bench -Atc "SELECT count(*) || ' entries in ' || count(head) || ' commits' FROM log_entries")
+lite_stats=$(python3 -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); n, h = c.execute('SELECT count(*), count(head) FROM log_entries').fetchone(); print(f'{n} entries in {h} commits')" "$out/db.sqlite")
+echo "query log, PostgreSQL (both replicas): $pg_stats"
+echo "query log, SQLite: $lite_stats"
