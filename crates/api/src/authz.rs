@@ -59,6 +59,8 @@ pub struct Authz {
     stamp: Mutex<Stamp>,
     /// PostgreSQL: the store's state version the copy was loaded at.
     version: Option<Mutex<i64>>,
+    /// PostgreSQL: the version reads shared by the requests waiting for one.
+    gate: VersionGate,
     keys: RwLock<HashMap<String, KnownKey>>,
     consents: RwLock<HashMap<String, Vec<Consent>>>,
     disputes: RwLock<HashMap<String, u32>>,
@@ -82,6 +84,7 @@ impl Authz {
             stamp: Mutex::new(stamp_path.as_deref().and_then(stamp_of)),
             stamp_path,
             version,
+            gate: VersionGate::default(),
             keys: RwLock::new(HashMap::new()),
             consents: RwLock::new(HashMap::new()),
             disputes: RwLock::new(HashMap::new()),
@@ -113,7 +116,7 @@ impl Authz {
         let Some(seen) = &self.version else {
             return self.refresh(|| db.read(|s| Ok(s.keys(None)?)));
         };
-        let now = db.read(|s| Ok(s.state_version()?))?;
+        let now = self.gate.fresh(|| db.read(|s| Ok(s.state_version()?)))?;
         let mut seen = seen.lock().map_err(poisoned)?;
         if *seen != now {
             db.read(|s| self.set_all(s))?;
@@ -270,10 +273,102 @@ impl Authz {
     }
 }
 
+/// Reads of the store's state version shared between requests, as a group commit shares
+/// a commit: a request needs a read that *started after it arrived* (so it sees every
+/// change committed before it came), and every request that arrived while one read was in
+/// flight shares the next one. Under load that is one round trip per round-trip time
+/// instead of one per request, and no request relies on a read older than itself.
+#[derive(Debug, Default)]
+struct VersionGate {
+    state: Mutex<Gate>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    /// Reads started (numbered from 1).
+    started: u64,
+    /// The latest read finished, and what it found.
+    finished: u64,
+    value: Option<Result<i64, String>>,
+    running: bool,
+}
+
+impl VersionGate {
+    /// The version, from a read that started after this call.
+    fn fresh(&self, read: impl FnOnce() -> Result<i64, ApiError>) -> Result<i64, ApiError> {
+        crate::db::blocking(|| {
+            let mut g = self.state.lock().map_err(poisoned)?;
+            let need = g.started + 1;
+            let mut read = Some(read);
+            loop {
+                if g.finished >= need {
+                    return match &g.value {
+                        Some(Ok(v)) => Ok(*v),
+                        Some(Err(e)) => Err(ApiError::unavailable(e.clone())),
+                        None => Err(ApiError::internal("a version read left no value")),
+                    };
+                }
+                if !g.running && g.started < need {
+                    let Some(f) = read.take() else {
+                        return Err(ApiError::internal("a version read was led twice"));
+                    };
+                    g.running = true;
+                    g.started = need;
+                    drop(g);
+                    let got = f();
+                    let mut g = self.state.lock().map_err(poisoned)?;
+                    g.running = false;
+                    g.finished = need;
+                    g.value = Some(got.as_ref().map(|v| *v).map_err(ToString::to_string));
+                    self.done.notify_all();
+                    return got;
+                }
+                g = self.done.wait(g).map_err(poisoned)?;
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use yuanxin_store::{Created, Grant, OpenMode, Role, Secrets, Store};
+
+    /// A request never takes the version from a read that was already in flight when it
+    /// came: it waits for one that starts after it.
+    #[test]
+    fn a_version_read_older_than_the_request_is_never_used() -> Result<(), ApiError> {
+        let gate = std::sync::Arc::new(VersionGate::default());
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let first = {
+            let gate = std::sync::Arc::clone(&gate);
+            std::thread::spawn(move || {
+                gate.fresh(|| {
+                    started_tx.send(()).map_err(ApiError::internal)?;
+                    release_rx.recv().map_err(ApiError::internal)?;
+                    Ok(1)
+                })
+            })
+        };
+        started_rx.recv().map_err(ApiError::internal)?;
+        // The first read is in flight: this request must not get its value.
+        let second = {
+            let gate = std::sync::Arc::clone(&gate);
+            std::thread::spawn(move || gate.fresh(|| Ok(2)))
+        };
+        release_tx.send(()).map_err(ApiError::internal)?;
+        let joined = |t: std::thread::JoinHandle<Result<i64, ApiError>>| {
+            t.join()
+                .map_err(|_| ApiError::internal("a thread panicked"))?
+        };
+        assert_eq!(joined(first)?, 1);
+        assert_eq!(joined(second)?, 2, "a read that started after the request");
+        // With nothing in flight, the next request starts its own read.
+        assert_eq!(gate.fresh(|| Ok(3))?, 3);
+        Ok(())
+    }
 
     #[test]
     fn keys_follow_the_stamp_and_consents_follow_the_service() -> Result<(), ApiError> {

@@ -117,7 +117,7 @@ pub fn open_at(path: &Path, mode: OpenMode) -> Result<Store, ApiError> {
 
 /// Runs `f`, which may block on a PostgreSQL round trip, telling tokio first if this is
 /// one of its worker threads (the synchronous client may not run its calls on one).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
