@@ -1761,7 +1761,12 @@ fn replicas_on_postgres_share_state_and_one_log() {
         .flat_map(|t| t.join().unwrap())
         .collect();
     assert_eq!(served.len(), 10_000);
-    assert!(served.iter().all(|(s, i, _)| *s == 200 && i.is_some()));
+    let odd: Vec<_> = served
+        .iter()
+        .filter(|(s, i, _)| *s != 200 || i.is_none())
+        .take(3)
+        .collect();
+    assert!(odd.is_empty(), "{odd:?}");
     let after = yuanxin_store::prelude::QueryLog::log_size(&log()).unwrap();
     assert_eq!(after - before, 10_000, "one entry per request, no more");
 
@@ -1810,6 +1815,70 @@ fn replicas_on_postgres_share_state_and_one_log() {
         ]);
         assert!(out.contains("intact"), "{out}");
     }
+}
+
+/// A key's rate limit holds across replicas: its burst is spent once, wherever the requests
+/// land, and each replica then refuses it with the time to wait.
+#[test]
+fn replicas_share_each_keys_rate_limit() {
+    let Some(url) = yuanxin_store::testing::fresh_postgres("rates") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let key = path("shared.key");
+    let env = |cp: String| {
+        vec![
+            ("YUANXIN_KEY_FILE", key.clone()),
+            ("YUANXIN_CHECKPOINTS", cp),
+            ("YUANXIN_RATE_PER_SECOND", "0.01".to_owned()),
+            ("YUANXIN_RATE_BURST", "10".to_owned()),
+        ]
+    };
+    let (env_a, env_b) = (env(path("a.checkpoints")), env(path("b.checkpoints")));
+    let ea: Vec<(&str, &str)> = env_a.iter().map(|(k, x)| (*k, x.as_str())).collect();
+    let eb: Vec<(&str, &str)> = env_b.iter().map(|(k, x)| (*k, x.as_str())).collect();
+    let a = start(
+        &tmp.path().join("a"),
+        &fixture().latest,
+        &["--db", &url],
+        &ea,
+    );
+    let b = start(
+        &tmp.path().join("b"),
+        &fixture().latest,
+        &["--db", &url, "--no-demo-keys"],
+        &eb,
+    );
+    let uri = format!("/v1/merchants/{}/score?purpose=pre_loan", a.merchant);
+    let mut served = 0;
+    for i in 0..14 {
+        let addr = if i % 2 == 0 { &a.addr } else { &b.addr };
+        let r = request(addr, "GET", &uri, Some(&a.lender), None);
+        match r.status {
+            200 => served += 1,
+            429 => {
+                assert!(i >= 10, "refused after {i} requests: {}", r.body);
+                assert!(r.body.contains("rate_limited"), "{}", r.body);
+                let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=100).contains(&wait), "retry after {wait} s");
+            }
+            other => panic!("request {i}: {other} {}", r.body),
+        }
+    }
+    assert_eq!(
+        served, 10,
+        "one burst of 10 across both replicas, not 10 on each"
+    );
+    // Other keys have their own allowance.
+    let (s, _, body) = http(
+        &b.addr,
+        "GET",
+        "/v1/me/eligibility?amount=50000&term_months=12",
+        Some(&a.merchant_key),
+        None,
+    );
+    assert_eq!(s, 200, "{body}");
 }
 
 /// PostgreSQL stopped under a running replica (issue 20): every request that needs the

@@ -229,6 +229,19 @@ impl AppState {
         let openapi = routes::openapi_json(bounds, config.batch_max)?;
         let authz = db.read(|s| Authz::load(s, *db.secrets().api_key_secret()))?;
         let idle = std::time::Duration::from_secs(config.session_minutes * 60);
+        let keys = if db.dialect() == yuanxin_store::Dialect::Postgres {
+            limits::KeyLimits::Shared(limits::Leases::new(
+                config.rate_per_second,
+                config.rate_burst,
+                "this API key",
+            ))
+        } else {
+            limits::KeyLimits::Local(limits::Limiter::new(
+                config.rate_per_second,
+                config.rate_burst,
+                "this API key",
+            ))
+        };
         Ok(AppState(Arc::new(Shared {
             engine: RwLock::new(engine.map(Arc::new)),
             engine_change: tokio::sync::Mutex::new(()),
@@ -236,11 +249,7 @@ impl AppState {
             db,
             authz,
             limits: limits::Limits {
-                keys: limits::Limiter::new(
-                    config.rate_per_second,
-                    config.rate_burst,
-                    "this API key",
-                ),
+                keys,
                 anonymous: limits::Limiter::new(
                     config.anonymous_rate_per_second,
                     config.anonymous_rate_burst,

@@ -230,7 +230,7 @@ async fn sign_in(
         }
         return Err(ApiError::unauthorized());
     };
-    st.limits.keys.take(&who.key_id)?;
+    st.limits.keys.take(&who.key_id, &st.db)?;
     let Some(home) = home(who.principal.role) else {
         return Err(ApiError::new(
             Code::ForbiddenRole,

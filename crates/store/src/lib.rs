@@ -15,6 +15,7 @@
 //! talking to); its interface speaks in the store's own types ([`Role`], [`Purpose`],
 //! [`Timestamp`], [`Principal`] …). Times are arguments: the store reads no clock.
 
+pub mod allowance;
 mod audit;
 pub mod checkpoint;
 mod consents;

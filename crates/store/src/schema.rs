@@ -38,7 +38,16 @@ const LEGACY: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-pub(crate) const VERSION: i64 = 5;
+pub(crate) const VERSION: i64 = 6;
+
+/// Version 5 → 6 on SQLite: the shared rate allowances ([`crate::allowance`]).
+const V6_SQLITE: &str =
+    "CREATE TABLE allowances (bucket TEXT PRIMARY KEY, tat_us INTEGER NOT NULL) WITHOUT ROWID;";
+
+/// The steps from version 5 (the first schema on PostgreSQL) on, in order: the step at
+/// index `i` takes version `5 + i` to `6 + i`.
+const POSTGRES_UPGRADES: &[&str] =
+    &[r#"CREATE TABLE allowances (bucket TEXT COLLATE "C" PRIMARY KEY, tat_us BIGINT NOT NULL);"#];
 
 const V5_TABLES: &str = "
     CREATE TABLE principals5 (
@@ -100,9 +109,17 @@ pub(crate) fn migrate(conn: &mut rusqlite::Connection, read_only: bool) -> Resul
     }
     for v in version..VERSION {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        match usize::try_from(v).ok().and_then(|i| LEGACY.get(i)) {
-            Some(sql) => tx.execute_batch(sql)?,
-            None => upgrade_v5(&tx)?,
+        match v {
+            4 => upgrade_v5(&tx)?,
+            5 => tx.execute_batch(V6_SQLITE)?,
+            _ => match usize::try_from(v).ok().and_then(|i| LEGACY.get(i)) {
+                Some(sql) => tx.execute_batch(sql)?,
+                None => {
+                    return Err(StoreError::Damaged(format!(
+                        "no migration from schema version {v}"
+                    )))
+                }
+            },
         }
         tx.execute_batch(&format!("PRAGMA user_version = {}", v + 1))?;
         tx.commit()?;
@@ -154,6 +171,7 @@ const POSTGRES_TABLES: &str = r#"
         response_digest TEXT COLLATE "C" NOT NULL, leaf_hash BYTEA NOT NULL, nodes BYTEA,
         head TEXT COLLATE "C");
     CREATE INDEX log_by_merchant ON log_entries (merchant_id, idx);
+    CREATE TABLE allowances (bucket TEXT COLLATE "C" PRIMARY KEY, tat_us BIGINT NOT NULL);
     CREATE TABLE schema_version (version BIGINT NOT NULL);"#;
 
 /// Brings a PostgreSQL database to [`VERSION`] (an empty one gets this build's tables),
@@ -189,22 +207,54 @@ fn migrate_postgres_locked(conn: &Conn, mode: OpenMode) -> Result<(), StoreError
     if version == VERSION {
         return Ok(());
     }
-    // Only a process told to create a store makes one in an empty database.
-    if mode != OpenMode::Create || version != 0 {
+    if mode == OpenMode::ReadOnly {
         return Err(StoreError::TooOld {
             found: version,
             known: VERSION,
         });
     }
+    if version == 0 {
+        // Only a process told to create a store makes one in an empty database.
+        if mode != OpenMode::Create {
+            return Err(StoreError::TooOld {
+                found: 0,
+                known: VERSION,
+            });
+        }
+        return in_transaction(conn, || {
+            conn.batch(POSTGRES_TABLES)?;
+            conn.exec(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                args![VERSION],
+            )
+            .map(|_| ())
+        });
+    }
+    for v in version..VERSION {
+        let step = usize::try_from(v - 5)
+            .ok()
+            .and_then(|i| POSTGRES_UPGRADES.get(i))
+            .ok_or_else(|| StoreError::Damaged(format!("no migration from schema version {v}")))?;
+        in_transaction(conn, || {
+            conn.batch(step)?;
+            conn.exec(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                args![v + 1],
+            )
+            .map(|_| ())
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs `f` in one transaction: committed if it returns `Ok`, rolled back otherwise.
+fn in_transaction(
+    conn: &Conn,
+    f: impl FnOnce() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     conn.batch("BEGIN")?;
-    let made = conn.batch(POSTGRES_TABLES).and_then(|()| {
-        conn.exec(
-            "INSERT INTO schema_version (version) VALUES (?1)",
-            args![VERSION],
-        )
-    });
-    match made {
-        Ok(_) => conn.batch("COMMIT"),
+    match f() {
+        Ok(()) => conn.batch("COMMIT"),
         Err(e) => {
             let _ = conn.batch("ROLLBACK");
             Err(e)

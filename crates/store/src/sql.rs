@@ -233,6 +233,8 @@ pub(crate) enum Lock {
     State,
     /// The query log and its heads.
     Log,
+    /// The shared rate allowances.
+    Allowance,
 }
 
 impl Lock {
@@ -241,6 +243,7 @@ impl Lock {
         match self {
             Lock::State => 0x7975_616e_7869_6e01,
             Lock::Log => 0x7975_616e_7869_6e02,
+            Lock::Allowance => 0x7975_616e_7869_6e03,
         }
     }
 }

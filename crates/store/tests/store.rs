@@ -240,6 +240,82 @@ fn state_rules<S: Backend>(s: &mut S) {
     assert_eq!(s.open_disputes().unwrap(), vec![("M2".to_owned(), 4)]);
 }
 
+/// Shared rate allowances: buckets made on first use, never overdrawn, refilled at the
+/// rate; two connections (two replicas) draw on one bucket.
+fn allowance_rules(a: &Store, b: &Store) {
+    use yuanxin_store::allowance::Quota;
+    let q = Quota {
+        period_us: 1_000_000,
+        burst: 10,
+    };
+    let t = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+    let first = a.take_allowance("key:k1", 4, q, t).unwrap();
+    assert_eq!((first.granted, first.retry_after_us), (4, 0));
+    let mut total = first.granted;
+    for i in 0..10 {
+        let from = if i % 2 == 0 { b } else { a };
+        total += from.take_allowance("key:k1", 3, q, t).unwrap().granted;
+    }
+    assert_eq!(total, 10, "one burst across both connections");
+    let refused = b.take_allowance("key:k1", 1, q, t + 250_000).unwrap();
+    assert_eq!((refused.granted, refused.retry_after_us), (0, 750_000));
+    assert_eq!(
+        a.take_allowance("key:k2", 10, q, t).unwrap().granted,
+        10,
+        "buckets are apart"
+    );
+    assert_eq!(
+        a.take_allowance("key:k1", 5, q, t + 2_000_000)
+            .unwrap()
+            .granted,
+        2,
+        "refilled at the rate"
+    );
+}
+
+#[test]
+fn sqlite_shares_rate_allowances_between_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let a = Store::open(&path, OpenMode::Create).unwrap();
+    let b = Store::open(&path, OpenMode::Existing).unwrap();
+    allowance_rules(&a, &b);
+}
+
+#[test]
+fn postgres_shares_rate_allowances_between_replicas() {
+    let Some(url) = fresh_postgres("allowance") else {
+        return;
+    };
+    let a = Store::connect(&url, OpenMode::Create).unwrap();
+    let b = Store::connect(&url, OpenMode::Existing).unwrap();
+    allowance_rules(&a, &b);
+}
+
+#[test]
+fn postgres_upgrades_an_older_schema_in_place() {
+    let Some(url) = fresh_postgres("upgrade") else {
+        return;
+    };
+    drop(Store::connect(&url, OpenMode::Create).unwrap());
+    // Back to version 5, as the first PostgreSQL build made it.
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute("DROP TABLE allowances; UPDATE schema_version SET version = 5")
+        .unwrap();
+    assert!(matches!(
+        Store::connect(&url, OpenMode::ReadOnly),
+        Err(StoreError::TooOld { found: 5, .. })
+    ));
+    let s = Store::connect(&url, OpenMode::Existing).unwrap();
+    let q = yuanxin_store::allowance::Quota {
+        period_us: 1,
+        burst: 1,
+    };
+    assert_eq!(s.take_allowance("b", 1, q, 0).unwrap().granted, 1);
+    assert!(Store::connect(&url, OpenMode::ReadOnly).is_ok());
+}
+
 #[test]
 fn sqlite_keeps_the_state_rules() {
     let dir = tempfile::tempdir().unwrap();

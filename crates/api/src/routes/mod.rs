@@ -86,7 +86,7 @@ impl FromRequestParts<AppState> for Caller {
                 if let Some(slot) = &slot {
                     let _ = slot.0.set((a.key_id.to_string(), true));
                 }
-                st.limits.keys.take(&a.key_id)?;
+                st.limits.keys.take(&a.key_id, &st.db)?;
                 Ok(Caller {
                     principal: a.principal,
                     key_id: a.key_id,
