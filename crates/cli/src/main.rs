@@ -112,6 +112,9 @@ enum Command {
     /// The service's state store: move it from its SQLite file to PostgreSQL.
     #[command(subcommand)]
     Store(service::StoreCmd),
+    /// Regulators' reports: `report monthly --month YYYY-MM`.
+    #[command(subcommand)]
+    Report(reports::ReportCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -336,6 +339,7 @@ macro_rules! out {
 
 mod decisions;
 mod models;
+mod reports;
 mod service;
 
 fn main() {
@@ -411,6 +415,7 @@ fn run() -> Result<()> {
             }
         }
         Command::Refresh(args) => run_refresh(&args)?,
+        Command::Report(cmd) => reports::run(&cmd)?,
         Command::Ledger {
             action: Some(LedgerAction::Compact(args)),
             ..
@@ -571,7 +576,7 @@ fn print_report(r: &IngestReport, secs: f64) {
 }
 
 /// An RFC 3339 option as ms since the epoch.
-fn parse_instant(text: Option<&str>, option: &str) -> Result<Option<i64>> {
+pub(crate) fn parse_instant(text: Option<&str>, option: &str) -> Result<Option<i64>> {
     text.map(|t| {
         DateTime::parse_from_rfc3339(t)
             .map(|d| d.timestamp_millis())

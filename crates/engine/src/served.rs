@@ -9,7 +9,7 @@ use yuanxin_decision::{
     Alert, Applicant, Catalogue, Decision, LastSeen, LoanRequest, ModelReason, Policy,
 };
 use yuanxin_domain::vocabulary::columns;
-use yuanxin_domain::{known, Industry};
+use yuanxin_domain::{known, District, Industry};
 use yuanxin_model::metrics::psi_verdict;
 use yuanxin_model::registry::Registry;
 use yuanxin_model::{Column, Frame, Model, ModelError, Scored};
@@ -62,6 +62,8 @@ pub struct Merchant {
     pub as_of: NaiveDate,
     /// Industry.
     pub industry: Industry,
+    /// District (none in a profile file written without it).
+    pub district: Option<District>,
     /// Characteristics by name (None = missing).
     pub features: BTreeMap<String, Option<f64>>,
     /// The day the merchant closed (no store open), if it had by `as_of`.
@@ -163,11 +165,12 @@ pub fn latest(
             )));
         }
     }
-    let (ids, dates, industries, closures) = (
+    let (ids, dates, industries, closures, districts) = (
         frame.column(columns::MERCHANT_ID),
         frame.column(columns::AS_OF),
         frame.column(columns::INDUSTRY),
         frame.column(columns::CLOSED_ON),
+        frame.column(columns::DISTRICT),
     );
     // Each merchant's rows, by date (a later row of the same date replaces an earlier one).
     let mut rows: BTreeMap<String, BTreeMap<NaiveDate, usize>> = BTreeMap::new();
@@ -220,12 +223,16 @@ pub fn latest(
         let closed_on = text(closures, i)
             .map(|d| NaiveDate::from_str(&d).map_err(|e| bad(format!("closed_on {d}: {e}"))))
             .transpose()?;
+        let district = text(districts, i)
+            .map(|d| District::from_str(&d).map_err(|e| bad(format!("merchant {id}: {e}"))))
+            .transpose()?;
         let features = frame.numeric_row(i);
         out.insert(
             id,
             Merchant {
                 as_of,
                 industry,
+                district,
                 features,
                 closed_on,
                 scored,
@@ -323,6 +330,18 @@ pub fn check_scale(policy: &Policy, model: &Model) -> Result<(), EngineError> {
         })
 }
 
+/// The policy file: thresholds, limits, pricing and the alert rules.
+pub fn read_policy(path: &Path) -> Result<Policy, EngineError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EngineError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Policy::from_toml(&text).map_err(|source| EngineError::Config {
+        what: "policy",
+        source,
+    })
+}
+
 /// The model a command names: a model file, a registry id, or (none named) the champion.
 pub fn open_model(spec: Option<&str>, registry: &Path) -> Result<Model, EngineError> {
     match spec {
@@ -387,11 +406,7 @@ impl Served {
                 source,
             })
         };
-        let policy =
-            Policy::from_toml(&read(&files.policy)?).map_err(|source| EngineError::Config {
-                what: "policy",
-                source,
-            })?;
+        let policy = read_policy(&files.policy)?;
         let catalogue = Catalogue::from_toml(&read(&files.catalogue)?).map_err(|source| {
             EngineError::Config {
                 what: "catalogue",
