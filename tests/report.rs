@@ -256,7 +256,53 @@ fn coverage_and_closures_agree_with_the_simulators_truth_and_the_totals_with_the
             "{w:?}"
         );
     }
-    // The page: the headline figure and the four sections.
+    // Financing: every trading merchant decided on the standard request; the month's loans
+    // as the source loans table has them (each disbursement in its borrower's district).
+    let financing = csv(&out.join("financing.csv"));
+    let loans = read_whole(&c.city().join("loans.parquet"));
+    let m = read_whole(&c.city().join("merchants.parquet"));
+    let home: BTreeMap<String, String> = strs(&m, "merchant_id")
+        .into_iter()
+        .zip(strs(&m, "district"))
+        .map(|(id, d)| (id.unwrap(), d.unwrap()))
+        .collect();
+    let mut want: BTreeMap<String, (u64, i128)> = BTreeMap::new();
+    let (kind, at_ms, who, amount) = (
+        strs(&loans, "kind"),
+        ts(&loans, "ts"),
+        strs(&loans, "merchant_id"),
+        fen(&loans, "amount"),
+    );
+    for i in 0..loans.num_rows() {
+        let on = day_of_ms(at_ms[i].unwrap());
+        if kind[i].as_deref() == Some("DISBURSEMENT")
+            && (day("2025-03-01")..=day("2025-03-31")).contains(&on)
+        {
+            let e = want
+                .entry(home[who[i].as_ref().unwrap()].clone())
+                .or_default();
+            e.0 += 1;
+            e.1 += amount[i].unwrap();
+        }
+    }
+    assert!(!want.is_empty(), "the city's banks lent that month");
+    for f in &financing {
+        let (decided, trading) = (num(f, "decided"), num(f, "trading"));
+        assert_eq!(decided + num(f, "undecided"), trading, "{f:?}");
+        assert_eq!(
+            num(f, "approved") + num(f, "referred") + num(f, "declined"),
+            decided
+        );
+        assert!(num(f, "matched") <= decided);
+        if f["district"] == "ALL" {
+            continue;
+        }
+        let (n, yuan_fen) = want.get(&f["district"]).copied().unwrap_or_default();
+        assert_eq!(num(f, "loans"), n, "{f:?}");
+        let got: f64 = f["loan_amount"].parse().unwrap();
+        assert_eq!((got * 100.0).round() as i128, yuan_fen, "{f:?}");
+    }
+    // The page: the headline figure and the five sections.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let trading: u64 = coverage.iter().map(|r| num(r, "merchants")).sum();
     assert!(html.contains(&format!("<b>{trading}</b>")));
@@ -323,6 +369,8 @@ fn a_report_known_at_an_instant_is_reproduced_byte_for_byte_after_more_data() {
         "gaps.csv",
         "risk.csv",
         "watchlist.csv",
+        "financing.csv",
+        "loans.csv",
     ] {
         let (a, b) = (
             std::fs::read(first.join(f)).unwrap(),
@@ -349,7 +397,13 @@ fn a_district_report_holds_its_district_alone() {
         &["--month", "2025-05", "--district", "福田区", "--no-pdf"],
     );
     assert!(said.contains("FUTIAN"), "{said}");
-    for f in ["coverage.csv", "risk.csv", "watchlist.csv", "gaps.csv"] {
+    for f in [
+        "coverage.csv",
+        "risk.csv",
+        "watchlist.csv",
+        "gaps.csv",
+        "loans.csv",
+    ] {
         let rows = csv(&futian.join(f));
         assert!(rows.iter().all(|r| r["district"] == "FUTIAN"), "{f}");
         let from_city: Vec<_> = csv(&whole.join(f))

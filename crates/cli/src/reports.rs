@@ -35,7 +35,7 @@ pub struct MonthlyArgs {
     /// Months of trend, the report's month included (1–36).
     #[arg(long, default_value_t = 12)]
     months: usize,
-    /// Data folder with policy.toml (its alert rules).
+    /// Data folder with policy.toml (alert rules, credit policy) and catalogue.toml.
     #[arg(long, default_value = "data")]
     data: PathBuf,
     /// Model registry.
@@ -88,6 +88,8 @@ fn run_monthly(a: &MonthlyArgs) -> Result<()> {
     let known_at_ms = crate::parse_instant(a.known_at.as_deref(), "--known-at")?;
     let model = yuanxin_engine::open_model(a.model.as_deref(), &a.models)?;
     let policy = yuanxin_engine::read_policy(&a.data.join("policy.toml"))?;
+    let catalogue = yuanxin_engine::read_catalogue(&a.data.join("catalogue.toml"))?;
+    yuanxin_engine::check_scale(&policy, &model)?;
     let out = a.out.clone().unwrap_or_else(|| {
         let mut name = format!("monthly-{}", a.month);
         if let Some(d) = district {
@@ -102,7 +104,8 @@ fn run_monthly(a: &MonthlyArgs) -> Result<()> {
     let report = monthly_report(
         &a.ledger,
         &model,
-        &policy.alerts,
+        &policy,
+        &catalogue,
         &MonthlyOptions {
             month,
             months: a.months,

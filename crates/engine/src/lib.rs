@@ -22,8 +22,8 @@ use std::path::PathBuf;
 
 pub use served::{
     check_scale, decide, gather_parts, latest, ledger_manifest, month_ends, open_model,
-    read_policy, refresh_part, refresh_profiles, refresh_profiles_with_progress, Bounds, Files,
-    Merchant, PartInfo, Pick, Point, Served, Stability, Standing, HISTORY_MONTHS,
+    read_catalogue, read_policy, refresh_part, refresh_profiles, refresh_profiles_with_progress,
+    Bounds, Files, Merchant, PartInfo, Pick, Point, Served, Stability, Standing, HISTORY_MONTHS,
 };
 pub use snapshot::{
     current as current_snapshot, standard_request, write_snapshot, write_snapshot_with_progress,

@@ -13,15 +13,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Decimal128Type, TimestampMillisecondType};
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use yuanxin_decision::AlertRules;
+use yuanxin_decision::{Catalogue, Outcome, Policy};
 use yuanxin_domain::{known, District, Industry};
+use yuanxin_ledger::{Ledger, Table};
 use yuanxin_model::{Frame, Model};
 
-use crate::served::{latest, month_ends, Merchant, Pick};
+use crate::served::{decide, latest, month_ends, Merchant, Pick};
+use crate::snapshot::standard_request;
 use crate::EngineError;
 
 /// Task 一's industries: after-school training in school subjects and in sports, arts and
@@ -160,10 +164,147 @@ pub struct Month {
     /// The date the month is read at.
     pub as_of: NaiveDate,
     /// The cells.
+    #[serde(serialize_with = "cells_as_list")]
     pub cells: BTreeMap<(District, Industry), Cell>,
+    /// Loans disbursed in the month (to its date), by the borrower's district.
+    pub loans: BTreeMap<District, Loans>,
+}
+
+/// Loans banks disbursed (the ledger's `loans` table), in a month.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Loans {
+    /// Disbursements.
+    pub loans: u64,
+    /// Merchants that borrowed.
+    pub merchants: u64,
+    /// Yuan disbursed.
+    pub amount: Decimal,
+    /// Σ amount × annual rate (the amount-weighted mean rate is this over `amount`).
+    pub rate_amount: Decimal,
+    /// Disbursements and yuan by lender.
+    pub by_lender: BTreeMap<String, (u64, Decimal)>,
+}
+
+impl Loans {
+    /// Adds another district's (merchants are distinct across districts).
+    pub fn add(&mut self, o: &Loans) {
+        self.loans += o.loans;
+        self.merchants += o.merchants;
+        self.amount += o.amount;
+        self.rate_amount += o.rate_amount;
+        for (k, (n, a)) in &o.by_lender {
+            let e = self.by_lender.entry(k.clone()).or_default();
+            e.0 += n;
+            e.1 += a;
+        }
+    }
+
+    /// The amount-weighted mean annual rate.
+    pub fn mean_rate(&self) -> Option<Decimal> {
+        (!self.amount.is_zero()).then(|| (self.rate_amount / self.amount).round_dp(6))
+    }
+}
+
+/// What Yuanxin's decisions offer the trading merchants of a district at the report's
+/// date: each decided on the standard request ([`standard_request`]: 100,000 yuan of working
+/// capital over 12 months), as a standing offer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Financing {
+    /// Trading merchants decided.
+    pub decided: u64,
+    /// Approved (possibly for less than asked).
+    pub approved: u64,
+    /// Referred to manual review.
+    pub referred: u64,
+    /// Declined.
+    pub declined: u64,
+    /// Trading merchants that could not be decided (an unscorable profile).
+    pub undecided: u64,
+    /// Decided merchants that qualify for at least one bank product.
+    pub matched: u64,
+    /// Yuan the approvals offer.
+    pub offered_amount: Decimal,
+    /// Σ of the approved offers' annual rates, as shares (the mean is this over `approved`).
+    pub rate_sum: Decimal,
+    /// Σ of their rates after support schemes.
+    pub effective_rate_sum: Decimal,
+    /// Interest the support schemes would pay over the approved offers' terms.
+    pub support_interest: Decimal,
+    /// Approved offers carrying each support scheme.
+    pub schemes: BTreeMap<String, u64>,
+    /// Approved offers by lending institution.
+    pub institutions: BTreeMap<String, u64>,
+}
+
+impl Financing {
+    /// Adds another district's.
+    pub fn add(&mut self, o: &Financing) {
+        self.decided += o.decided;
+        self.approved += o.approved;
+        self.referred += o.referred;
+        self.declined += o.declined;
+        self.undecided += o.undecided;
+        self.matched += o.matched;
+        self.offered_amount += o.offered_amount;
+        self.rate_sum += o.rate_sum;
+        self.effective_rate_sum += o.effective_rate_sum;
+        self.support_interest += o.support_interest;
+        for (k, v) in &o.schemes {
+            *self.schemes.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.institutions {
+            *self.institutions.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// Mean annual rate of the approved offers, before and after support.
+    pub fn mean_rates(&self) -> Option<(Decimal, Decimal)> {
+        (self.approved > 0).then(|| {
+            let n = Decimal::from(self.approved);
+            (
+                (self.rate_sum / n).round_dp(6),
+                (self.effective_rate_sum / n).round_dp(6),
+            )
+        })
+    }
+}
+
+/// The cells as a list of rows with their district and industry (JSON has no tuple keys).
+fn cells_as_list<S: serde::Serializer>(
+    cells: &BTreeMap<(District, Industry), Cell>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    #[derive(Serialize)]
+    struct Row<'a> {
+        district: District,
+        industry: Industry,
+        #[serde(flatten)]
+        cell: &'a Cell,
+    }
+    let mut seq = s.serialize_seq(Some(cells.len()))?;
+    for ((district, industry), cell) in cells {
+        seq.serialize_element(&Row {
+            district: *district,
+            industry: *industry,
+            cell,
+        })?;
+    }
+    seq.end()
 }
 
 impl Month {
+    /// The loans of the districts `keep` selects.
+    pub fn loans_total(&self, keep: impl Fn(District) -> bool) -> Loans {
+        let mut t = Loans::default();
+        for (d, l) in &self.loans {
+            if keep(*d) {
+                t.add(l);
+            }
+        }
+        t
+    }
+
     /// The total of the cells `keep` selects.
     pub fn total(&self, keep: impl Fn(District, Industry) -> bool) -> Cell {
         let mut t = Cell::default();
@@ -247,6 +388,8 @@ pub struct MonthlyReport {
     pub months: Vec<Month>,
     /// The watch list at the report's date.
     pub watch: Vec<WatchEntry>,
+    /// Standing offers at the report's date, by district.
+    pub financing: BTreeMap<District, Financing>,
     /// Merchants left out because their profile names no district.
     pub unplaced: u64,
 }
@@ -271,6 +414,17 @@ impl MonthlyReport {
             Some(d) => vec![d],
             None => District::ALL.to_vec(),
         }
+    }
+
+    /// The standing offers of the districts `keep` selects.
+    pub fn financing_total(&self, keep: impl Fn(District) -> bool) -> Financing {
+        let mut t = Financing::default();
+        for (d, f) in &self.financing {
+            if keep(*d) {
+                t.add(f);
+            }
+        }
+        t
     }
 
     /// Districts × listed industries with no merchant on 元管家 at the report's date.
@@ -310,20 +464,23 @@ pub fn month_end(d: NaiveDate) -> Option<NaiveDate> {
         .pred_opt()
 }
 
-/// Adds one merchant to its month's cells, and to the watch list when asked.
+/// Adds one merchant to its month's cells, and to the watch list and the standing offers
+/// when asked (the report's month).
 struct Tally<'a> {
     grades: &'a [String],
-    rules: &'a AlertRules,
+    model: &'a Model,
+    policy: &'a Policy,
+    catalogue: &'a Catalogue,
+}
+
+/// What the report's month adds beyond the cells.
+struct Extra<'a> {
+    watch: &'a mut Vec<WatchEntry>,
+    financing: &'a mut BTreeMap<District, Financing>,
 }
 
 impl Tally<'_> {
-    fn add(
-        &self,
-        id: &str,
-        m: &Merchant,
-        month: &mut Month,
-        watch: Option<&mut Vec<WatchEntry>>,
-    ) -> bool {
+    fn add(&self, id: &str, m: &Merchant, month: &mut Month, extra: Option<&mut Extra>) -> bool {
         let Some(district) = m.district else {
             return false;
         };
@@ -372,12 +529,21 @@ impl Tally<'_> {
                 }
             }
         };
-        let alerts = yuanxin_decision::alerts(&m.features, standing, self.grades, None, self.rules);
+        let alerts = yuanxin_decision::alerts(
+            &m.features,
+            standing,
+            self.grades,
+            None,
+            &self.policy.alerts,
+        );
         for a in &alerts {
             *cell.alerts.entry(a.code.to_owned()).or_default() += 1;
         }
         let closed_owing = m.closed_on.is_some() && liability > Decimal::ZERO;
-        if let Some(watch) = watch {
+        if let Some(Extra { watch, financing }) = extra {
+            if m.closed_on.is_none() {
+                self.offer(id, m, financing.entry(district).or_default());
+            }
             if (m.closed_on.is_none() && !alerts.is_empty()) || closed_owing {
                 let scored = m.scored.as_ref().ok().filter(|_| m.closed_on.is_none());
                 watch.push(WatchEntry {
@@ -404,15 +570,137 @@ impl Tally<'_> {
         }
         true
     }
+
+    /// A trading merchant's standing offer, into its district's figures.
+    fn offer(&self, id: &str, m: &Merchant, f: &mut Financing) {
+        let Ok(d) = decide(
+            self.model,
+            self.policy,
+            self.catalogue,
+            id,
+            m,
+            &standard_request(),
+            false,
+        ) else {
+            f.undecided += 1;
+            return;
+        };
+        f.decided += 1;
+        if !d.offers.is_empty() {
+            f.matched += 1;
+        }
+        match d.outcome {
+            Outcome::Approve => f.approved += 1,
+            Outcome::Refer => f.referred += 1,
+            Outcome::Decline => f.declined += 1,
+        }
+        if let (Outcome::Approve, Some(o)) = (d.outcome, &d.offer) {
+            f.offered_amount += d.approved_amount;
+            // Prices are % a year; the report's rates are shares, as the loans table's.
+            f.rate_sum += o.price.rate / Decimal::ONE_HUNDRED;
+            f.effective_rate_sum += o.price.effective_rate / Decimal::ONE_HUNDRED;
+            f.support_interest +=
+                (o.total_interest - o.total_interest_after_support).max(Decimal::ZERO);
+            for s in &o.support {
+                *f.schemes.entry(s.id.clone()).or_default() += 1;
+            }
+            *f.institutions.entry(o.institution.clone()).or_default() += 1;
+        }
+    }
+}
+
+/// One disbursement of the `loans` table.
+struct Disbursement {
+    merchant: String,
+    day: NaiveDate,
+    lender: String,
+    amount: Decimal,
+    rate: Decimal,
+}
+
+/// Every disbursement the ledger knew at `known_at_ms`.
+fn disbursements(l: &Ledger, known_at_ms: i64) -> Result<Vec<Disbursement>, String> {
+    let columns = [
+        "merchant_id",
+        "ts",
+        "kind",
+        "lender",
+        "amount",
+        "annual_rate",
+    ];
+    let batches = l
+        .scan(Table::Loans, Some(known_at_ms), Some(&columns))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for b in batches {
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| format!("loans: no column {name}"))
+        };
+        let text = |name: &str| -> Result<arrow::array::ArrayRef, String> {
+            arrow::compute::cast(col(name)?, &DataType::Utf8).map_err(|e| e.to_string())
+        };
+        let (ids, kinds, lenders) = (text("merchant_id")?, text("kind")?, text("lender")?);
+        let (ids, kinds, lenders) = (
+            ids.as_string::<i32>(),
+            kinds.as_string::<i32>(),
+            lenders.as_string::<i32>(),
+        );
+        let ts = col("ts")?
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or("loans: ts is not a millisecond timestamp")?;
+        let amounts = col("amount")?
+            .as_primitive_opt::<Decimal128Type>()
+            .ok_or("loans: amount is not a decimal")?;
+        let rates = col("annual_rate")?
+            .as_primitive_opt::<Decimal128Type>()
+            .ok_or("loans: annual_rate is not a decimal")?;
+        let (amount_scale, rate_scale) = (decimal_scale(amounts), decimal_scale(rates));
+        for i in 0..b.num_rows() {
+            if kinds.is_null(i)
+                || kinds.value(i) != "DISBURSEMENT"
+                || ts.is_null(i)
+                || amounts.is_null(i)
+            {
+                continue;
+            }
+            let Some(day) =
+                yuanxin_domain::ts_from_millis(ts.value(i)).map(yuanxin_domain::business_date)
+            else {
+                continue;
+            };
+            out.push(Disbursement {
+                merchant: ids.value(i).to_owned(),
+                day,
+                lender: lenders.value(i).to_owned(),
+                amount: Decimal::from_i128_with_scale(amounts.value(i), amount_scale),
+                rate: if rates.is_null(i) {
+                    Decimal::ZERO
+                } else {
+                    Decimal::from_i128_with_scale(rates.value(i), rate_scale)
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn decimal_scale(a: &arrow::array::Decimal128Array) -> u32 {
+    match a.data_type() {
+        DataType::Decimal128(_, s) => u32::try_from(*s).unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Builds the monthly figures from a ledger: profiles of every merchant at the trend's
 /// month-ends as the ledger knew them at the knowledge time (written to `scratch`, a file
-/// removed afterwards), graded by `model`, alerts by `rules`.
+/// removed afterwards), graded by `model`, alerts by the policy's rules, standing offers
+/// by the policy and the catalogue, and the loans the ledger records.
 pub fn monthly_report(
     ledger: &Path,
     model: &Model,
-    rules: &AlertRules,
+    policy: &Policy,
+    catalogue: &Catalogue,
     opts: &MonthlyOptions,
     scratch: &Path,
 ) -> Result<MonthlyReport, EngineError> {
@@ -426,7 +714,7 @@ pub fn monthly_report(
             opts.months
         )));
     }
-    let l = yuanxin_ledger::Ledger::open(ledger).map_err(|e| fail(e.to_string()))?;
+    let l = Ledger::open(ledger).map_err(|e| fail(e.to_string()))?;
     let known_at_ms = match opts.known_at_ms {
         Some(t) => t,
         None => l
@@ -471,11 +759,16 @@ pub fn monthly_report(
         .collect();
     let tally = Tally {
         grades: &grade_names,
-        rules,
+        model,
+        policy,
+        catalogue,
     };
+    let loans = disbursements(&l, known_at_ms).map_err(fail)?;
     let mut months = Vec::with_capacity(dates.len());
     let mut watch = Vec::new();
+    let mut financing = BTreeMap::new();
     let mut unplaced = 0;
+    let mut district_of: BTreeMap<String, District> = BTreeMap::new();
     for (k, &date) in dates.iter().enumerate() {
         let pick = Pick {
             merchant: None,
@@ -485,18 +778,55 @@ pub fn monthly_report(
         let mut month = Month {
             as_of: date,
             cells: BTreeMap::new(),
+            loans: BTreeMap::new(),
         };
         let last = k + 1 == dates.len();
         for (id, m) in &merchants {
+            if let Some(d) = m.district {
+                district_of.insert(id.clone(), d);
+            }
             if opts.district.is_some() && m.district != opts.district {
                 continue;
             }
-            let w = if last { Some(&mut watch) } else { None };
-            if !tally.add(id, m, &mut month, w) && last {
+            let mut extra = Extra {
+                watch: &mut watch,
+                financing: &mut financing,
+            };
+            if !tally.add(id, m, &mut month, last.then_some(&mut extra)) && last {
                 unplaced += 1;
             }
         }
         months.push(month);
+    }
+    // Disbursements, each in its month, by the borrower's district (as its latest profile
+    // places it).
+    for month in &mut months {
+        let (y, mo, to) = (month.as_of.year(), month.as_of.month(), month.as_of);
+        let mut borrowers: BTreeMap<District, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for d in loans
+            .iter()
+            .filter(|d| d.day <= to && d.day.year() == y && d.day.month() == mo)
+        {
+            let Some(&district) = district_of.get(&d.merchant) else {
+                continue;
+            };
+            if opts.district.is_some_and(|x| x != district) {
+                continue;
+            }
+            let t = month.loans.entry(district).or_default();
+            t.loans += 1;
+            t.amount += d.amount;
+            t.rate_amount += d.amount * d.rate;
+            let e = t.by_lender.entry(d.lender.clone()).or_default();
+            e.0 += 1;
+            e.1 += d.amount;
+            borrowers.entry(district).or_default().insert(&d.merchant);
+        }
+        for (district, set) in borrowers {
+            if let Some(t) = month.loans.get_mut(&district) {
+                t.merchants = set.len() as u64;
+            }
+        }
     }
     // Closures first, then the most alerts, then the most uncovered liability.
     watch.sort_by(|a, b| {
@@ -517,6 +847,7 @@ pub fn monthly_report(
         grade_names,
         months,
         watch,
+        financing,
         unplaced,
     })
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use rust_decimal::Decimal;
 use yuanxin_domain::{District, Industry};
 
-use crate::monitor::{Cell, Month, MonthlyReport, ALERT_CODES, LISTED, TRAINING, TRAINING_TARGET};
+use crate::monitor::{
+    Cell, Financing, Loans, Month, MonthlyReport, ALERT_CODES, LISTED, TRAINING, TRAINING_TARGET,
+};
 use crate::EngineError;
 
 /// Writes `report.html` and the CSV tables into `out` (made if missing); returns the
@@ -28,6 +30,8 @@ pub fn write_monthly(report: &MonthlyReport, out: &Path) -> Result<Vec<PathBuf>,
         ("gaps.csv", gaps_csv(report)),
         ("risk.csv", risk_csv(report)),
         ("watchlist.csv", watch_csv(report)),
+        ("financing.csv", financing_csv(report)),
+        ("loans.csv", loans_csv(report)),
     ];
     let mut written = Vec::new();
     for (name, body) in files {
@@ -359,6 +363,118 @@ fn watch_csv(r: &MonthlyReport) -> String {
     out
 }
 
+/// The standing offers and the month's loans, per district and for the report's scope.
+fn financing_rows(r: &MonthlyReport) -> Vec<(String, String, Cell, Financing, Loans)> {
+    let Some(m) = r.current() else {
+        return Vec::new();
+    };
+    let mut rows: Vec<_> = r
+        .districts()
+        .into_iter()
+        .map(|d| {
+            (
+                d.as_str().to_owned(),
+                d.name_zh().to_owned(),
+                m.total(|dd, _| dd == d),
+                r.financing_total(|dd| dd == d),
+                m.loans_total(|dd| dd == d),
+            )
+        })
+        .collect();
+    if r.district.is_none() {
+        rows.push((
+            "ALL".into(),
+            "全市".into(),
+            m.total(|_, _| true),
+            r.financing_total(|_| true),
+            m.loans_total(|_| true),
+        ));
+    }
+    rows
+}
+
+fn dec_csv(x: Option<Decimal>) -> String {
+    x.map_or_else(String::new, |d| d.to_string())
+}
+
+fn financing_csv(r: &MonthlyReport) -> String {
+    let mut out = String::new();
+    csv_line(
+        &mut out,
+        &[
+            "district",
+            "district_zh",
+            "trading",
+            "decided",
+            "approved",
+            "referred",
+            "declined",
+            "undecided",
+            "matched",
+            "offered_amount",
+            "mean_rate",
+            "mean_rate_after_support",
+            "support_interest",
+            "loans",
+            "borrowers",
+            "loan_amount",
+            "loan_mean_rate",
+        ]
+        .map(str::to_owned),
+    );
+    for (code, zh, c, f, l) in financing_rows(r) {
+        let rates = f.mean_rates();
+        csv_line(
+            &mut out,
+            &[
+                code,
+                zh,
+                c.merchants.to_string(),
+                f.decided.to_string(),
+                f.approved.to_string(),
+                f.referred.to_string(),
+                f.declined.to_string(),
+                f.undecided.to_string(),
+                f.matched.to_string(),
+                f.offered_amount.to_string(),
+                dec_csv(rates.map(|x| x.0)),
+                dec_csv(rates.map(|x| x.1)),
+                f.support_interest.to_string(),
+                l.loans.to_string(),
+                l.merchants.to_string(),
+                l.amount.to_string(),
+                dec_csv(l.mean_rate()),
+            ],
+        );
+    }
+    out
+}
+
+fn loans_csv(r: &MonthlyReport) -> String {
+    let mut out = String::new();
+    csv_line(
+        &mut out,
+        &["as_of", "district", "lender", "loans", "amount"].map(str::to_owned),
+    );
+    for m in &r.months {
+        for (d, l) in &m.loans {
+            for (lender, (n, amount)) in &l.by_lender {
+                csv_line(
+                    &mut out,
+                    &[
+                        m.as_of.to_string(),
+                        d.as_str().to_owned(),
+                        lender.clone(),
+                        n.to_string(),
+                        amount.to_string(),
+                    ],
+                );
+            }
+        }
+    }
+    out
+}
+
 // ---- SVG charts ----
 
 const PALETTE: [&str; 8] = [
@@ -654,6 +770,7 @@ pub fn html(r: &MonthlyReport) -> String {
     risk_section(&mut o, r, now, before);
     trend_section(&mut o, r);
     watch_section(&mut o, r);
+    financing_section(&mut o, r);
 
     let _ = write!(
         o,
@@ -979,6 +1096,113 @@ fn trend_section(o: &mut String, r: &MonthlyReport) {
         );
     }
     o.push_str("</table>");
+}
+
+fn rate(x: Option<Decimal>) -> String {
+    x.and_then(|d| rust_decimal::prelude::ToPrimitive::to_f64(&d))
+        .map_or_else(|| "—".into(), |v| format!("{:.2}%", v * 100.0))
+}
+
+fn financing_section(o: &mut String, r: &MonthlyReport) {
+    let _ = write!(
+        o,
+        "<h2>五、融资支持<small>5. Financing support</small></h2><p class=\"meta\">常备授信:每户在营主体按标准申请(流动资金 10 万元、12 个月)由现行政策与产品目录决策;放款:银行贷款数据中本月的放款。Standing offers: every trading merchant decided on the standard request (100,000 yuan of working capital over 12 months) by the current policy and catalogue. Loans: the banks' disbursements this month, from the loans table.</p><table><tr>{}{}{}{}{}{}{}{}{}{}{}{}</tr>",
+        th("区", "District"),
+        th("在营主体", "Trading"),
+        th("匹配产品", "Matched"),
+        th("核准", "Approved"),
+        th("转人工", "Referred"),
+        th("拒绝", "Declined"),
+        th("核准额度(元)", "Offered"),
+        th("平均利率", "Mean rate"),
+        th("贴息后", "After support"),
+        th("贴息总额(元)", "Support over term"),
+        th("本月放款笔数/户数", "Loans / borrowers"),
+        th("本月放款(元)", "Disbursed"),
+    );
+    for (_, zh, c, f, l) in financing_rows(r) {
+        let rates = f.mean_rates();
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{} <small>{}</small></td></tr>",
+            esc(&zh),
+            c.merchants,
+            f.matched,
+            pct((f.decided > 0).then(|| f.matched as f64 / f.decided as f64)),
+            f.approved,
+            f.referred,
+            f.declined,
+            money(f.offered_amount),
+            rate(rates.map(|x| x.0)),
+            rate(rates.map(|x| x.1)),
+            money(f.support_interest),
+            l.loans,
+            l.merchants,
+            money(l.amount),
+            rate(l.mean_rate()),
+        );
+    }
+    o.push_str("</table>");
+    let all = r.financing_total(|_| true);
+    if !all.schemes.is_empty() || !all.institutions.is_empty() {
+        let _ = write!(
+            o,
+            "<table><tr>{}{}</tr>",
+            th("支持政策", "Support scheme"),
+            th("核准授信数", "Approved offers")
+        );
+        for (k, v) in &all.schemes {
+            let _ = write!(o, "<tr><td>{}</td><td>{v}</td></tr>", esc(k));
+        }
+        let _ = write!(
+            o,
+            "</table><table><tr>{}{}</tr>",
+            th("授信机构", "Institution"),
+            th("核准授信数", "Approved offers")
+        );
+        for (k, v) in &all.institutions {
+            let _ = write!(o, "<tr><td>{}</td><td>{v}</td></tr>", esc(k));
+        }
+        o.push_str("</table>");
+    }
+    if let Some(m) = r.current() {
+        let l = m.loans_total(|_| true);
+        if !l.by_lender.is_empty() {
+            let _ = write!(
+                o,
+                "<table><tr>{}{}{}</tr>",
+                th("放款银行", "Lender"),
+                th("本月放款笔数", "Loans"),
+                th("金额(元)", "Yuan")
+            );
+            for (k, (n, a)) in &l.by_lender {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{n}</td><td>{}</td></tr>",
+                    esc(k),
+                    money(*a)
+                );
+            }
+            o.push_str("</table>");
+        }
+    }
+    let series: Vec<(String, Option<f64>)> = r
+        .months
+        .iter()
+        .map(|m| {
+            let amount = m.loans_total(|_| true).amount;
+            (
+                m.as_of.to_string(),
+                rust_decimal::prelude::ToPrimitive::to_f64(&amount).map(|v| v / 1e4),
+            )
+        })
+        .collect();
+    o.push_str(&line(
+        "每月放款金额(万元) · Loans disbursed per month (10k yuan)",
+        &series,
+        &|v| format!("{v:.1}"),
+        Some((0.0, 0.0)),
+    ));
 }
 
 /// Entries shown on the page (all of them are in `watchlist.csv`).

@@ -342,6 +342,18 @@ pub fn read_policy(path: &Path) -> Result<Policy, EngineError> {
     })
 }
 
+/// The catalogue file: the banks' products and the support schemes.
+pub fn read_catalogue(path: &Path) -> Result<Catalogue, EngineError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EngineError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Catalogue::from_toml(&text).map_err(|source| EngineError::Config {
+        what: "catalogue",
+        source,
+    })
+}
+
 /// The model a command names: a model file, a registry id, or (none named) the champion.
 pub fn open_model(spec: Option<&str>, registry: &Path) -> Result<Model, EngineError> {
     match spec {
@@ -400,19 +412,8 @@ pub struct Served {
 impl Served {
     /// Loads everything named by `files`.
     pub fn load(files: &Files) -> Result<Served, EngineError> {
-        let read = |p: &PathBuf| {
-            std::fs::read_to_string(p).map_err(|source| EngineError::Read {
-                path: p.clone(),
-                source,
-            })
-        };
         let policy = read_policy(&files.policy)?;
-        let catalogue = Catalogue::from_toml(&read(&files.catalogue)?).map_err(|source| {
-            EngineError::Config {
-                what: "catalogue",
-                source,
-            }
-        })?;
+        let catalogue = read_catalogue(&files.catalogue)?;
         let model = open_model(None, &files.models)?;
         check_scale(&policy, &model)?;
         let frame = Frame::read(&files.profiles, &model.categorical_features())?;
