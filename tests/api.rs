@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::service::{
@@ -385,6 +386,154 @@ fn roles_consent_and_the_query_log() {
     }
 }
 
+/// Regulators read the monthly report's figures and watch list through the service: a
+/// district regulator sees its district alone through every route, no other role's route
+/// answers a regulator, and every access is in the query log (a merchant sees the
+/// regulator's look at its watch-list entry among the queries about it).
+#[test]
+fn regulators_see_only_their_district_and_every_access_is_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let reports = tmp.path().join("reports");
+    run_ok(&[
+        "report",
+        "monthly",
+        "--ledger",
+        fixture().ledger.to_str().unwrap(),
+        "--month",
+        "2026-06",
+        "--data",
+        repo.join("data").to_str().unwrap(),
+        "--models",
+        repo.join("models").to_str().unwrap(),
+        "--out",
+        reports.join("monthly-2026-06").to_str().unwrap(),
+        "--no-pdf",
+    ]);
+    let srv = start(
+        &tmp.path().join("srv"),
+        &fixture().latest,
+        &[],
+        &[("YUANXIN_REPORTS", reports.to_str().unwrap())],
+    );
+    let a = srv.addr.as_str();
+    // Regulators are principals like any other, with CITY or a district's code.
+    let (s, _, body) = http(
+        a,
+        "POST",
+        "/v1/admin/principals",
+        Some(&srv.admin),
+        Some(r#"{"role":"regulator","code":"MARS","name":"Nowhere"}"#),
+    );
+    assert_eq!(s, 422, "{body}");
+    let city = new_key(&srv, "regulator", "CITY");
+    let futian = new_key(&srv, "regulator", "FUTIAN");
+    let get = |key: &str, path: &str| request(a, "GET", path, Some(key), None);
+
+    let whole = get(&city, "/v1/regulator/report?month=2026-06");
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    assert!(whole.header("yuanxin-log-index").is_some());
+    let whole = value(&whole.body);
+    let part = get(&futian, "/v1/regulator/report?month=2026-06");
+    assert_eq!(part.status, 200, "{}", part.body);
+    let part_index: u64 = part.header("yuanxin-log-index").unwrap().parse().unwrap();
+    let part = value(&part.body);
+    assert_eq!(part["district"], "FUTIAN");
+    let districts = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for m in v["figures"]["months"].as_array().unwrap() {
+            for c in m["cells"].as_array().unwrap() {
+                out.insert(c["district"].as_str().unwrap().to_owned());
+            }
+            out.extend(m["loans"].as_object().unwrap().keys().cloned());
+        }
+        out.extend(
+            v["figures"]["financing"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned(),
+        );
+        out
+    };
+    assert!(districts(&whole).len() > 3, "{:?}", districts(&whole));
+    assert_eq!(
+        districts(&part).into_iter().collect::<Vec<_>>(),
+        ["FUTIAN"],
+        "a district regulator's figures hold its district alone"
+    );
+    // The watch list, a page at a time: Futian's entries are the city's Futian entries.
+    let pages = |key: &str, limit: u32| -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let r = get(
+                key,
+                &format!("/v1/regulator/watchlist?month=2026-06&limit={limit}{cursor}"),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            let v = value(&r.body);
+            out.extend(v["items"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => return out,
+            }
+        }
+    };
+    let all = pages(&city, 500);
+    let mine = pages(&futian, 7);
+    assert_eq!(all.len() as u64, whole["watch_count"].as_u64().unwrap());
+    assert_eq!(mine.len() as u64, part["watch_count"].as_u64().unwrap());
+    assert!(!mine.is_empty() && mine.len() < all.len());
+    assert!(mine.iter().all(|w| w["district"] == "FUTIAN"));
+    let theirs: Vec<_> = all
+        .iter()
+        .filter(|w| w["district"] == "FUTIAN")
+        .cloned()
+        .collect();
+    assert_eq!(mine, theirs);
+    // No other role's route answers a regulator.
+    for path in [
+        format!("/v1/merchants/{}/score?purpose=pre_loan", srv.merchant),
+        "/v1/me/score".to_owned(),
+        "/v1/models".to_owned(),
+        "/v1/admin/principals".to_owned(),
+    ] {
+        let r = get(&futian, &path);
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    for (query, status) in [("", 422), ("?month=2026-13", 422), ("?month=2031-01", 404)] {
+        let r = get(&city, &format!("/v1/regulator/report{query}"));
+        assert_eq!(r.status, status, "{query}: {}", r.body);
+        assert_eq!(r.ctype, "application/problem+json");
+    }
+    // A merchant on Futian's watch list sees the regulator's look among the queries about it.
+    let watched = mine[0]["merchant_id"].as_str().unwrap();
+    let key = new_key(&srv, "merchant", watched);
+    let (s, _, q) = http(a, "GET", "/v1/me/queries", Some(&key), None);
+    assert_eq!(s, 200, "{q}");
+    let q = value(&q);
+    assert!(
+        q["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["role"] == "regulator"
+                && e["institution"]["code"] == "FUTIAN"
+                && e["action"] == "regulator_watchlist"
+                && e["purpose"] == "supervision"),
+        "{q}"
+    );
+    // A regulator reads its own entries' proofs, not another's.
+    let r = get(&futian, &format!("/v1/log/entries/{part_index}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(value(&r.body)["entry"]["merchant_id"], "_scope.FUTIAN");
+    let r = get(&city, &format!("/v1/log/entries/{part_index}"));
+    assert_eq!(r.status, 404, "{}", r.body);
+    let out = run_ok(&["audit", "verify", "--db", srv.db.to_str().unwrap()]);
+    assert!(out.contains("intact"), "{out}");
+}
+
 /// The routes of the OpenAPI document: (method, path template, operation).
 fn operations(doc: &serde_json::Value) -> Vec<(String, String, serde_json::Value)> {
     let mut out = Vec::new();
@@ -443,6 +592,7 @@ fn concrete(
                 "amount" => "50000",
                 "term_months" => "12",
                 "first" | "second" => "1",
+                "month" => "2026-06",
                 other => panic!("no example for query parameter {other}"),
             };
             query.push(format!("{name}={v}"));
@@ -561,7 +711,7 @@ fn every_documented_route_checks_keys_and_keeps_merchants_to_their_own_data() {
             r.body
         );
         match tag(op) {
-            "lender" | "analyst" | "admin" => {
+            "lender" | "analyst" | "admin" | "regulator" => {
                 assert_eq!(r.status, 403, "{method} {url}: {}", r.body);
                 assert_eq!(value(&r.body)["code"], "forbidden_role");
             }

@@ -29,6 +29,9 @@ pub struct ServiceConfig {
     /// A ledger to rebuild the profiles from whenever new data is ingested into it
     /// (default: DATA/demo/ledger when the profiles are the demo's, else none).
     pub ledger: Option<PathBuf>,
+    /// The regulators' monthly reports, as `yuanxin report monthly` writes them (default:
+    /// DATA/reports).
+    pub reports: Option<PathBuf>,
     /// Seconds a request may take before it is answered 503.
     pub timeout_seconds: u64,
     /// Requests handled at once; more are answered 503 with `Retry-After`.
@@ -76,6 +79,7 @@ impl Default for ServiceConfig {
             profiles: None,
             db: None,
             ledger: None,
+            reports: None,
             timeout_seconds: 10,
             max_concurrency: 512,
             rate_per_second: 1000.0,
@@ -139,6 +143,9 @@ impl ServiceConfig {
         }
         if let Some(v) = get("LEDGER") {
             c.ledger = Some(v.into());
+        }
+        if let Some(v) = get("REPORTS") {
+            c.reports = Some(v.into());
         }
         if let Some(v) = get("TIMEOUT_SECONDS") {
             c.timeout_seconds = parse("YUANXIN_TIMEOUT_SECONDS", &v)?;

@@ -109,6 +109,9 @@ impl From<yuanxin_store::Purpose> for ConsentPurpose {
         match p {
             yuanxin_store::Purpose::PreLoan => ConsentPurpose::PreLoan,
             yuanxin_store::Purpose::PostLoan => ConsentPurpose::PostLoan,
+            // Consents are stored only with a consent purpose (`Purpose::ALL`, checked when
+            // read): a consent never holds supervision, the regulators' logged purpose.
+            yuanxin_store::Purpose::Supervision => ConsentPurpose::PostLoan,
         }
     }
 }
@@ -132,6 +135,8 @@ pub enum RoleName {
     Analyst,
     /// A credit-platform administrator.
     Admin,
+    /// A market regulator (code `CITY`, or a district's code for its district only).
+    Regulator,
 }
 
 impl From<RoleName> for yuanxin_store::Role {
@@ -141,6 +146,7 @@ impl From<RoleName> for yuanxin_store::Role {
             RoleName::Merchant => yuanxin_store::Role::Merchant,
             RoleName::Analyst => yuanxin_store::Role::Analyst,
             RoleName::Admin => yuanxin_store::Role::Admin,
+            RoleName::Regulator => yuanxin_store::Role::Regulator,
         }
     }
 }
@@ -152,6 +158,7 @@ impl From<yuanxin_store::Role> for RoleName {
             yuanxin_store::Role::Merchant => RoleName::Merchant,
             yuanxin_store::Role::Analyst => RoleName::Analyst,
             yuanxin_store::Role::Admin => RoleName::Admin,
+            yuanxin_store::Role::Regulator => RoleName::Regulator,
         }
     }
 }
@@ -162,6 +169,7 @@ impl input::Choice for RoleName {
         ("merchant", RoleName::Merchant),
         ("analyst", RoleName::Analyst),
         ("admin", RoleName::Admin),
+        ("regulator", RoleName::Regulator),
     ];
 }
 
@@ -207,6 +215,8 @@ pub struct Shared {
     pub now: fn() -> yuanxin_store::Timestamp,
     /// Web page sessions.
     pub sessions: sessions::Sessions,
+    /// The regulators' monthly reports read lately.
+    pub reports: routes::ReportCache,
 }
 
 impl AppState {
@@ -263,6 +273,7 @@ impl AppState {
             openapi: RwLock::new(Arc::new(openapi)),
             now,
             sessions: sessions::Sessions::new(idle),
+            reports: routes::ReportCache::default(),
         })))
     }
 

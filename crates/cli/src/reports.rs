@@ -44,7 +44,8 @@ pub struct MonthlyArgs {
     /// A model file or registry id (default: the champion).
     #[arg(long)]
     model: Option<String>,
-    /// Output folder (default: reports/monthly-YYYY-MM[-DISTRICT]).
+    /// Output folder (default: DATA/reports/monthly-YYYY-MM[-DISTRICT], where the service's
+    /// regulator routes read the city's reports).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Do not print a PDF even where Chromium is installed.
@@ -91,12 +92,7 @@ fn run_monthly(a: &MonthlyArgs) -> Result<()> {
     let catalogue = yuanxin_engine::read_catalogue(&a.data.join("catalogue.toml"))?;
     yuanxin_engine::check_scale(&policy, &model)?;
     let out = a.out.clone().unwrap_or_else(|| {
-        let mut name = format!("monthly-{}", a.month);
-        if let Some(d) = district {
-            name.push('-');
-            name.push_str(d.as_str());
-        }
-        PathBuf::from("reports").join(name)
+        yuanxin_engine::monitor::report_folder(&a.data.join("reports"), &a.month, district)
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let scratch = out.join(".profiles.parquet");

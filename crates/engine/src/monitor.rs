@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Decimal128Type, TimestampMillisecondType};
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use yuanxin_decision::{Catalogue, Outcome, Policy};
 use yuanxin_domain::{known, District, Industry};
 use yuanxin_ledger::{Ledger, Table};
@@ -60,7 +60,7 @@ pub const ALERT_CODES: [&str; 5] = [
 ];
 
 /// One district × industry (or a total of several) at one date.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// Merchants registered and trading (at least one store open).
     pub merchants: u64,
@@ -159,19 +159,19 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
 }
 
 /// One month: every district × industry cell with merchants, at the month's date.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Month {
     /// The date the month is read at.
     pub as_of: NaiveDate,
     /// The cells.
-    #[serde(serialize_with = "cells_as_list")]
+    #[serde(serialize_with = "cells_as_list", deserialize_with = "cells_from_list")]
     pub cells: BTreeMap<(District, Industry), Cell>,
     /// Loans disbursed in the month (to its date), by the borrower's district.
     pub loans: BTreeMap<District, Loans>,
 }
 
 /// Loans banks disbursed (the ledger's `loans` table), in a month.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Loans {
     /// Disbursements.
     pub loans: u64,
@@ -208,7 +208,7 @@ impl Loans {
 /// What Yuanxin's decisions offer the trading merchants of a district at the report's
 /// date: each decided on the standard request ([`standard_request`]: 100,000 yuan of working
 /// capital over 12 months), as a standing offer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Financing {
     /// Trading merchants decided.
     pub decided: u64,
@@ -293,6 +293,23 @@ fn cells_as_list<S: serde::Serializer>(
     seq.end()
 }
 
+fn cells_from_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<(District, Industry), Cell>, D::Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        district: District,
+        industry: Industry,
+        #[serde(flatten)]
+        cell: Cell,
+    }
+    let rows: Vec<Row> = Vec::deserialize(d)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.district, r.industry), r.cell))
+        .collect())
+}
+
 impl Month {
     /// The loans of the districts `keep` selects.
     pub fn loans_total(&self, keep: impl Fn(District) -> bool) -> Loans {
@@ -318,7 +335,7 @@ impl Month {
 }
 
 /// One alert of a watch-list entry: the rule, in words, with the value that crossed it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Rule code.
     pub code: String,
@@ -334,7 +351,7 @@ pub struct Evidence {
 
 /// A merchant on the watch list: trading with at least one alert at the report's date, or
 /// closed during the month owing consumers prepaid value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WatchEntry {
     /// Merchant id.
     pub merchant_id: String,
@@ -372,7 +389,7 @@ pub struct MonthlyOptions {
 }
 
 /// The regulators' monthly figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonthlyReport {
     /// The month, `YYYY-MM`.
     pub month: String,
@@ -416,6 +433,64 @@ impl MonthlyReport {
         }
     }
 
+    /// The report limited to one district (a district regulator's view): its cells, loans,
+    /// standing offers and watch-list entries only. `None` keeps the whole report.
+    pub fn scoped(&self, district: Option<District>) -> MonthlyReport {
+        let Some(d) = district else {
+            return self.clone();
+        };
+        MonthlyReport {
+            district: Some(d),
+            months: self
+                .months
+                .iter()
+                .map(|m| Month {
+                    as_of: m.as_of,
+                    cells: m
+                        .cells
+                        .iter()
+                        .filter(|((dd, _), _)| *dd == d)
+                        .map(|(k, c)| (*k, c.clone()))
+                        .collect(),
+                    loans: m
+                        .loans
+                        .iter()
+                        .filter(|(dd, _)| **dd == d)
+                        .map(|(k, l)| (*k, l.clone()))
+                        .collect(),
+                })
+                .collect(),
+            watch: self
+                .watch
+                .iter()
+                .filter(|w| w.district == d)
+                .cloned()
+                .collect(),
+            financing: self
+                .financing
+                .iter()
+                .filter(|(dd, _)| **dd == d)
+                .map(|(k, f)| (*k, f.clone()))
+                .collect(),
+            ..self.clone_without_rows()
+        }
+    }
+
+    /// The report's header fields, with no rows.
+    fn clone_without_rows(&self) -> MonthlyReport {
+        MonthlyReport {
+            month: self.month.clone(),
+            known_at: self.known_at.clone(),
+            district: self.district,
+            model_id: self.model_id.clone(),
+            grade_names: self.grade_names.clone(),
+            months: Vec::new(),
+            watch: Vec::new(),
+            financing: BTreeMap::new(),
+            unplaced: self.unplaced,
+        }
+    }
+
     /// The standing offers of the districts `keep` selects.
     pub fn financing_total(&self, keep: impl Fn(District) -> bool) -> Financing {
         let mut t = Financing::default();
@@ -455,6 +530,43 @@ fn count(x: Option<f64>) -> u64 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     x.filter(|v| v.is_finite() && *v > 0.0)
         .map_or(0, |v| v.round() as u64)
+}
+
+/// The folder a city-wide monthly report is written to under a reports folder (the
+/// service reads `report.json` there).
+pub fn report_folder(
+    reports: &Path,
+    month: &str,
+    district: Option<District>,
+) -> std::path::PathBuf {
+    let mut name = format!("monthly-{month}");
+    if let Some(d) = district {
+        name.push('-');
+        name.push_str(d.as_str());
+    }
+    reports.join(name)
+}
+
+/// The city-wide report of `month` (`YYYY-MM`) written under `reports`, if there is one.
+pub fn read_report(reports: &Path, month: &str) -> Result<Option<MonthlyReport>, EngineError> {
+    let path = report_folder(reports, month, None).join("report.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(EngineError::Read { path, source }),
+    };
+    let report: MonthlyReport =
+        serde_json::from_slice(&bytes).map_err(|e| EngineError::Profiles {
+            path: path.clone(),
+            why: format!("not a monthly report: {e}"),
+        })?;
+    if report.district.is_some() {
+        return Err(EngineError::Profiles {
+            path,
+            why: "a district's report where the city's was expected".into(),
+        });
+    }
+    Ok(Some(report))
 }
 
 /// The last day of `d`'s month.

@@ -32,6 +32,7 @@ pub fn write_monthly(report: &MonthlyReport, out: &Path) -> Result<Vec<PathBuf>,
         ("watchlist.csv", watch_csv(report)),
         ("financing.csv", financing_csv(report)),
         ("loans.csv", loans_csv(report)),
+        ("report.json", json(report)?),
     ];
     let mut written = Vec::new();
     for (name, body) in files {
@@ -42,6 +43,14 @@ pub fn write_monthly(report: &MonthlyReport, out: &Path) -> Result<Vec<PathBuf>,
         written.push(path);
     }
     Ok(written)
+}
+
+/// The figures as JSON (what the service's regulator routes read).
+fn json(report: &MonthlyReport) -> Result<String, EngineError> {
+    serde_json::to_string(report).map_err(|e| EngineError::Profiles {
+        path: PathBuf::from("report.json"),
+        why: e.to_string(),
+    })
 }
 
 // ---- numbers as shown ----

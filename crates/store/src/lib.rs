@@ -45,7 +45,7 @@ pub use disputes::{DisputeFilter, Disputes, NewDispute};
 pub use log::{
     leaf_bytes, Appended, LogEntry, LogRecord, Outcome, QueryLog, Seen, STORED_FROM_LEVEL,
 };
-pub use principals::{keys_stamp_path, Principals};
+pub use principals::{keys_stamp_path, regulator_scope, Principals};
 pub use secrets::{hex, random32, unhex, Secrets, SecretsSource};
 pub use types::{
     is_valid_code, ApiKey, Consent, ConsentId, Created, Dispute, DisputeId, Idempotency, Page,

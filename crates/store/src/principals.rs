@@ -138,6 +138,11 @@ impl Principals for Store {
         if role == Role::Merchant && !self.merchant_known(code)? {
             return Err(StoreError::UnknownMerchant(code.to_owned()));
         }
+        if role == Role::Regulator && regulator_scope(code).is_none() {
+            return Err(StoreError::Invalid(format!(
+                "a regulator's code is CITY or a district's code (FUTIAN, LUOHU, …), not {code:?}"
+            )));
+        }
         let conflict =
             || StoreError::Conflict(format!("there is already a {role} with code {code}"));
         if self.principal(role, code)?.is_some() {
@@ -422,6 +427,15 @@ impl Store {
             Ok(Created::New(value, body))
         })
     }
+}
+
+/// What a regulator's code gives it to see: `Some(None)` for the city (`CITY`),
+/// `Some(Some(district))` for a district's code, `None` for any other code.
+pub fn regulator_scope(code: &str) -> Option<Option<yuanxin_domain::District>> {
+    if code == "CITY" {
+        return Some(None);
+    }
+    code.parse::<yuanxin_domain::District>().ok().map(Some)
 }
 
 /// Adds one to a counter in `meta` (inside the caller's transaction).

@@ -12,7 +12,8 @@ use crate::StoreError;
 
 /// What a principal may do. Lenders query merchants under consent, merchants see their own
 /// data, analysts run the models and answer disputes, admins also manage principals and
-/// keys.
+/// keys, regulators read the pilot's aggregate figures and watch list (a regulator whose
+/// code is a district's, e.g. `FUTIAN`, only its district's; code `CITY`, the whole city).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// A lender institution (a bank of the plan's finance group).
@@ -23,11 +24,19 @@ pub enum Role {
     Analyst,
     /// A credit-platform administrator.
     Admin,
+    /// A market regulator: the city's task force or a district's.
+    Regulator,
 }
 
 impl Role {
     /// Every role, in a stable order.
-    pub const ALL: [Role; 4] = [Role::Lender, Role::Merchant, Role::Analyst, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Lender,
+        Role::Merchant,
+        Role::Analyst,
+        Role::Admin,
+        Role::Regulator,
+    ];
 
     /// The role's name as stored and shown.
     pub fn as_str(self) -> &'static str {
@@ -36,6 +45,7 @@ impl Role {
             Role::Merchant => "merchant",
             Role::Analyst => "analyst",
             Role::Admin => "admin",
+            Role::Regulator => "regulator",
         }
     }
 }
@@ -54,7 +64,7 @@ impl FromStr for Role {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
                 StoreError::Invalid(format!(
-                    "unknown role {s:?}: lender, merchant, analyst or admin"
+                    "unknown role {s:?}: lender, merchant, analyst, admin or regulator"
                 ))
             })
     }
@@ -66,17 +76,20 @@ impl Serialize for Role {
     }
 }
 
-/// What a merchant consents to a lender's queries for.
+/// Why a query is made: what a merchant consents to a lender's queries for, or a
+/// regulator's supervision (which needs no consent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Purpose {
     /// Before a loan: the application.
     PreLoan,
     /// During a loan: monitoring.
     PostLoan,
+    /// A regulator's supervision of the pilot (task 七 of the plan): logged, never consented.
+    Supervision,
 }
 
 impl Purpose {
-    /// Both purposes.
+    /// The purposes a consent can name (supervision is not one).
     pub const ALL: [Purpose; 2] = [Purpose::PreLoan, Purpose::PostLoan];
 
     /// The purpose's name as stored and shown.
@@ -84,6 +97,7 @@ impl Purpose {
         match self {
             Purpose::PreLoan => "pre_loan",
             Purpose::PostLoan => "post_loan",
+            Purpose::Supervision => "supervision",
         }
     }
 }

@@ -112,6 +112,7 @@ pub(super) async fn entry(
         Role::Lender => e.role == "lender" && e.principal_code == p.code,
         Role::Merchant => e.merchant_id == p.code,
         Role::Analyst | Role::Admin => true,
+        Role::Regulator => e.role == "regulator" && e.principal_code == p.code,
     };
     if !visible {
         return Err(hidden());

@@ -8,6 +8,9 @@ mod lender;
 mod log;
 mod merchant;
 mod ops;
+mod regulator;
+
+pub use regulator::ReportCache;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,6 +151,10 @@ role_extractor!(
 role_extractor!(
     /// An admin's key.
     AdminCaller, Role::Admin
+);
+role_extractor!(
+    /// A regulator's key.
+    RegulatorCaller, Role::Regulator
 );
 
 impl MerchantCaller {
@@ -339,6 +346,7 @@ impl Modify for BearerKeys {
         (name = "analyst", description = "The credit platform: models, stability, reloads, disputes"),
         (name = "admin", description = "Principals and API keys"),
         (name = "log", description = "The query log's signed heads and proofs"),
+        (name = "regulator", description = "Market regulators: the pilot's monthly figures and watch list, limited to a district regulator's district; every access logged"),
         (name = "operations", description = "Health, readiness, metrics and this document")),
     components(schemas(Problem))
 )]
@@ -376,6 +384,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(log::checkpoint))
         .routes(routes!(log::entry))
         .routes(routes!(log::consistency))
+        .routes(routes!(regulator::report))
+        .routes(routes!(regulator::watchlist))
 }
 
 /// Shared error responses, by status.
