@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::run_ok;
-use common::service::{fixture, http, request_with, start, value, Server};
+use common::service::{fixture, http, new_key, request_with, start, value, Server};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -908,6 +908,111 @@ async fn document_hidden(c: &Client, css: &str) -> bool {
 }
 
 /// The session cookie of a sign-in response.
+/// The regulator's dashboard shows the report's figures for the key's district alone, a
+/// month chosen from those reported, and the district's watch list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_regulators_dashboard_shows_its_districts_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let reports = tmp.path().join("reports");
+    for month in ["2026-05", "2026-06"] {
+        run_ok(&[
+            "report",
+            "monthly",
+            "--ledger",
+            fixture().ledger.to_str().unwrap(),
+            "--month",
+            month,
+            "--months",
+            "6",
+            "--data",
+            repo.join("data").to_str().unwrap(),
+            "--models",
+            repo.join("models").to_str().unwrap(),
+            "--out",
+            reports.join(format!("monthly-{month}")).to_str().unwrap(),
+            "--no-pdf",
+        ]);
+    }
+    let srv = start(
+        &tmp.path().join("srv"),
+        &fixture().latest,
+        &[],
+        &[("YUANXIN_REPORTS", reports.to_str().unwrap())],
+    );
+    let key = new_key(&srv, "regulator", "NANSHAN");
+    let report = api(
+        &srv,
+        &key,
+        "GET",
+        "/v1/regulator/report?month=2026-06",
+        None,
+    );
+    let now = report["figures"]["months"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let cells: Vec<&Value> = now["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["merchants"].as_u64() > Some(0) || c["closed_in_month"].as_u64() > Some(0))
+        .collect();
+    let trading: u64 = cells.iter().map(|c| c["merchants"].as_u64().unwrap()).sum();
+
+    let driver = chromedriver();
+    let c = browser(
+        &driver,
+        &tmp.path().join("chromium"),
+        &tmp.path().join("dl"),
+    )
+    .await;
+    c.goto(&format!("http://{}/signin#key={key}", srv.addr))
+        .await
+        .unwrap();
+    arrive(&c, "/regulator", true).await;
+    // The newest month is shown first; both are offered.
+    let months = js(
+        &c,
+        "return [...document.querySelectorAll('#month option')].map(o => o.value);",
+    )
+    .await;
+    assert_eq!(months, json!(["2026-06", "2026-05"]));
+    assert_eq!(raw(&c, "#scope").await, "NANSHAN");
+    assert_eq!(raw(&c, "#k-trading").await, trading.to_string());
+    assert_eq!(raw(&c, "#k-watch").await, report["watch_count"].to_string());
+    let districts = column(&c, "#cells", 0).await;
+    assert_eq!(districts.len(), cells.len());
+    assert!(districts.iter().all(|d| d == "NANSHAN"), "{districts:?}");
+    let watched = column(&c, "#watch", 1).await;
+    assert_eq!(
+        watched.len() as u64,
+        report["watch_count"].as_u64().unwrap().min(50)
+    );
+    assert!(watched.iter().all(|d| d == "NANSHAN"));
+    let dots = js(
+        &c,
+        "return document.querySelectorAll('#trend-pd circle').length;",
+    )
+    .await;
+    assert_eq!(dots, json!(6), "one dot per month of the trend");
+    accessible(&c, "regulator").await;
+    same_origin_only(&c, &srv).await;
+    screenshots(&c, "regulator").await;
+    // The other month, chosen.
+    select(&c, "#month", "2026-05").await;
+    click(&c, "#pick button[type=submit]").await;
+    until(
+        &c,
+        "the May report",
+        "document.getElementById('as-of').dataset.raw === '2026-05-31'",
+    )
+    .await;
+    c.close().await.unwrap();
+}
+
 fn session_cookie(r: &common::service::Resp) -> String {
     let c = r.header("set-cookie").expect("a session cookie");
     c.split(';').next().unwrap().to_owned()

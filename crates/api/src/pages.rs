@@ -1,4 +1,5 @@
-//! The web pages: a merchant's page and a lender's console, in Chinese and English.
+//! The web pages: a merchant's page, a lender's console and a regulator's dashboard, in
+//! Chinese and English.
 //!
 //! The pages are static files compiled into the binary (`crates/api/pages/`): HTML, one
 //! style sheet and plain JavaScript, nothing fetched from anywhere else and no build step.
@@ -41,6 +42,11 @@ const ASSETS: &[Asset] = &[
     ("/signin", HTML, include_bytes!("../pages/signin.html")),
     ("/merchant", HTML, include_bytes!("../pages/merchant.html")),
     ("/lender", HTML, include_bytes!("../pages/lender.html")),
+    (
+        "/regulator",
+        HTML,
+        include_bytes!("../pages/regulator.html"),
+    ),
     ("/assets/app.css", CSS, include_bytes!("../pages/app.css")),
     (
         "/assets/common.js",
@@ -61,6 +67,11 @@ const ASSETS: &[Asset] = &[
         "/assets/lender.js",
         JS,
         include_bytes!("../pages/lender.js"),
+    ),
+    (
+        "/assets/regulator.js",
+        JS,
+        include_bytes!("../pages/regulator.js"),
     ),
 ];
 
@@ -181,6 +192,7 @@ fn home(role: Role) -> Option<&'static str> {
     match role {
         Role::Merchant => Some("/merchant"),
         Role::Lender => Some("/lender"),
+        Role::Regulator => Some("/regulator"),
         _ => None,
     }
 }

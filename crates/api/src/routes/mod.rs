@@ -384,6 +384,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(log::checkpoint))
         .routes(routes!(log::entry))
         .routes(routes!(log::consistency))
+        .routes(routes!(regulator::reports))
         .routes(routes!(regulator::report))
         .routes(routes!(regulator::watchlist))
 }

@@ -74,6 +74,111 @@ impl ReportCache {
     }
 }
 
+/// Which page of the list of reports.
+// Documentation only: the schema of what `FromFields` reads.
+#[allow(dead_code)]
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportsQuery {
+    /// Items per page (1–500, default 50).
+    pub limit: Option<u32>,
+    /// The previous page's `next_cursor` (a month: the page holds earlier ones).
+    pub cursor: Option<String>,
+}
+
+/// The checked query.
+#[derive(Debug)]
+pub struct ReportsPageRequest {
+    limit: u32,
+    before: Option<String>,
+}
+
+impl FromFields for ReportsPageRequest {
+    const FIELDS: &'static [&'static str] = &["limit", "cursor"];
+    fn from_fields(f: &mut Fields, _: &AppState) -> Result<Self, ApiError> {
+        let limit = limit(f)?;
+        let before = match f.text("cursor", 7)? {
+            Some(c) => Some(checked_month("cursor", c)?),
+            None => None,
+        };
+        Ok(ReportsPageRequest { limit, before })
+    }
+}
+
+/// The months with a city report, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportsPage {
+    /// Months, `YYYY-MM`.
+    pub items: Vec<String>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/regulator/reports", tag = "regulator",
+    params(ReportsQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = ReportsPage, description = "The months with a monthly report, newest first; the access is logged")))]
+pub(super) async fn reports(
+    State(st): State<AppState>,
+    c: RegulatorCaller,
+    Query(q): Query<ReportsPageRequest>,
+) -> Result<Response, ApiError> {
+    let district = scope(&c)?;
+    let dir = reports_dir(&st);
+    let mut months = tokio::task::spawn_blocking(move || -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let m = name.strip_prefix("monthly-")?.to_owned();
+                (m.len() == 7 && e.path().join("report.json").is_file()).then_some(m)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("report task: {e}")))?;
+    months.retain(|m| checked_month("month", m.clone()).is_ok());
+    months.sort_unstable_by(|a, b| b.cmp(a));
+    if let Some(b) = &q.before {
+        months.retain(|m| m < b);
+    }
+    let more = months.len() > q.limit as usize;
+    months.truncate(q.limit as usize);
+    let body = ReportsPage {
+        next_cursor: if more { months.last().cloned() } else { None },
+        items: months,
+    };
+    let bytes = json_bytes(&body)?;
+    let digest: Arc<str> = crate::digest(&bytes).into();
+    let record = supervision(
+        &st,
+        &c,
+        scope_id(district)?,
+        "regulator_reports",
+        "",
+        digest,
+    );
+    let (index, receipt) = st.db.append(vec![record]).await?;
+    st.metrics.logged("served", 1);
+    Ok(with_receipt(
+        respond(StatusCode::OK, bytes),
+        Some(index),
+        &receipt,
+    ))
+}
+
+/// The log's subject of an aggregate access: `_scope.CITY` or `_scope.<district>`.
+fn scope_id(district: Option<District>) -> Result<MerchantId, ApiError> {
+    MerchantId::parse(&format!(
+        "_scope.{}",
+        district.map_or("CITY", District::as_str)
+    ))
+    .map_err(ApiError::internal)
+}
+
 /// What a regulator's key may see: `None` the city, else one district.
 fn scope(c: &RegulatorCaller) -> Result<Option<District>, ApiError> {
     // Checked when the principal was created.
@@ -104,13 +209,16 @@ pub struct ReportQuery {
 pub struct ReportMonth(String);
 
 fn month(f: &mut Fields) -> Result<String, ApiError> {
-    let m = Fields::required(f.text("month", 7)?, "month")?;
+    checked_month("month", Fields::required(f.text("month", 7)?, "month")?)
+}
+
+fn checked_month(field: &str, m: String) -> Result<String, ApiError> {
     let ok = m.len() == 7
         && chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d")
             .is_ok_and(|d| (2000..=2100).contains(&chrono::Datelike::year(&d)));
     if !ok {
         return Err(ApiError::invalid(
-            "month",
+            field,
             "must be a month YYYY-MM from 2000-01 to 2100-12",
         ));
     }
@@ -169,12 +277,14 @@ pub(super) async fn report(
     };
     let bytes = json_bytes(&body)?;
     let digest: Arc<str> = crate::digest(&bytes).into();
-    let about = MerchantId::parse(&format!(
-        "_scope.{}",
-        district.map_or("CITY", District::as_str)
-    ))
-    .map_err(ApiError::internal)?;
-    let record = supervision(&st, &c, about, "regulator_report", &full.model_id, digest);
+    let record = supervision(
+        &st,
+        &c,
+        scope_id(district)?,
+        "regulator_report",
+        &full.model_id,
+        digest,
+    );
     let (index, receipt) = st.db.append(vec![record]).await?;
     st.metrics.logged("served", 1);
     Ok(with_receipt(
