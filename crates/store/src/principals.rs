@@ -138,10 +138,15 @@ impl Principals for Store {
         if role == Role::Merchant && !self.merchant_known(code)? {
             return Err(StoreError::UnknownMerchant(code.to_owned()));
         }
+        // A regulator's code names what it oversees: the city, or a district that must
+        // exist (as a merchant's code must name a registered merchant).
         if role == Role::Regulator && regulator_scope(code).is_none() {
-            return Err(StoreError::Invalid(format!(
-                "a regulator's code is CITY or a district's code (FUTIAN, LUOHU, …), not {code:?}"
-            )));
+            return Err(StoreError::NotFound {
+                what: "district",
+                id: format!(
+                    "{code} (a regulator's code is CITY or a district's code, e.g. FUTIAN)"
+                ),
+            });
         }
         let conflict =
             || StoreError::Conflict(format!("there is already a {role} with code {code}"));

@@ -83,6 +83,7 @@ pub struct ReportsQuery {
     /// Items per page (1–500, default 50).
     pub limit: Option<u32>,
     /// The previous page's `next_cursor` (a month: the page holds earlier ones).
+    #[param(pattern = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$")]
     pub cursor: Option<String>,
 }
 
@@ -201,6 +202,7 @@ fn reports_dir(st: &AppState) -> PathBuf {
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// The month, `YYYY-MM` (2000-01 to 2100-12).
+    #[param(pattern = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$")]
     pub month: String,
 }
 
@@ -324,7 +326,8 @@ fn supervision(
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WatchQuery {
-    /// The month, `YYYY-MM`.
+    /// The month, `YYYY-MM` (2000-01 to 2100-12).
+    #[param(pattern = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$")]
     pub month: String,
     /// Items per page (1–500, default 50).
     pub limit: Option<u32>,
