@@ -5,6 +5,8 @@
 # no PDF), for the whole city and for one district.
 #
 #   bench/monthly_report.sh [MERCHANTS]        default: 20000
+#   DROP_CITY=1 bench/monthly_report.sh 200000  remove the simulated files once ingested
+#                                               (200,000 merchants: 8 GB city, ~37 GB ledger)
 #
 # Reuses the city and ledger of bench/city_scale.sh (bench/out/scale-N/) when they are
 # there, else simulates and ingests them into bench/out/report-N/ (ignored by git).
@@ -30,6 +32,7 @@ if [[ ! -f $ledger/manifest.json ]]; then
   if [[ ! -f $ledger/manifest.json ]]; then
     step simulate "$bin" simulate --merchants "$n" --months 36 --seed 2023 --out "$out/city"
     step ingest "$bin" ingest --ledger "$ledger" --ingested-at 2026-07-01T06:00:00+08:00 "$out/city"
+    if [[ ${DROP_CITY:-} == 1 ]]; then rm -rf "$out/city"; fi
   fi
 fi
 echo "ledger: $ledger"
