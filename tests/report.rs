@@ -302,6 +302,45 @@ fn coverage_and_closures_agree_with_the_simulators_truth_and_the_totals_with_the
         let got: f64 = f["loan_amount"].parse().unwrap();
         assert_eq!((got * 100.0).round() as i128, yuan_fen, "{f:?}");
     }
+    // Refund requests in the month, by the requesting merchant's cell, as the source
+    // escrow table has them.
+    let escrow = read_whole(&c.city().join("escrow_events.parquet"));
+    let cell_of: BTreeMap<String, (String, String)> = strs(&m, "merchant_id")
+        .into_iter()
+        .zip(strs(&m, "district").into_iter().zip(strs(&m, "industry")))
+        .map(|(id, (d, i))| (id.unwrap(), (d.unwrap(), i.unwrap())))
+        .collect();
+    let mut asked: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let (kind, at_ms, who) = (
+        strs(&escrow, "kind"),
+        ts(&escrow, "ts"),
+        strs(&escrow, "merchant_id"),
+    );
+    for i in 0..escrow.num_rows() {
+        let on = day_of_ms(at_ms[i].unwrap());
+        if kind[i].as_deref() == Some("REFUND_REQUESTED")
+            && (day("2025-03-01")..=day("2025-03-31")).contains(&on)
+        {
+            *asked
+                .entry(cell_of[who[i].as_ref().unwrap()].clone())
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        asked.values().sum::<u64>() > 0,
+        "consumers asked for refunds that month"
+    );
+    let got: BTreeMap<(String, String), u64> = now
+        .iter()
+        .map(|r| {
+            (
+                (r["district"].clone(), r["industry"].clone()),
+                num(r, "refund_requests"),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(got, asked);
     // The page: the headline figure and the five sections.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let trading: u64 = coverage.iter().map(|r| num(r, "merchants")).sum();

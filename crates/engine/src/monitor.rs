@@ -84,6 +84,10 @@ pub struct Cell {
     pub closure_refund_complaints_30d: u64,
     /// Refunds requested in the last 180 days and not settled by the date.
     pub refund_backlog: Decimal,
+    /// Refund requests consumers made in the month (to the date), from the escrow ledger,
+    /// by the merchants of the cell whether trading or closed.
+    #[serde(default)]
+    pub refund_requests: u64,
     /// Merchants that closed (no store open any more) during the month.
     pub closed_in_month: u64,
     /// Of them, those that closed owing consumers prepaid value: the harm the plan exists
@@ -121,6 +125,7 @@ impl Cell {
         self.complaints_90d += o.complaints_90d;
         self.closure_refund_complaints_30d += o.closure_refund_complaints_30d;
         self.refund_backlog += o.refund_backlog;
+        self.refund_requests += o.refund_requests;
         self.closed_in_month += o.closed_in_month;
         self.closed_with_liability += o.closed_with_liability;
         self.closed_liability += o.closed_liability;
@@ -797,6 +802,56 @@ fn disbursements(l: &Ledger, known_at_ms: i64) -> Result<Vec<Disbursement>, Stri
     Ok(out)
 }
 
+/// Refund requests by merchant in each of `months` (`YYYY-MM`, up to the day given), read
+/// from those months' partitions of the escrow ledger only (two columns), as the ledger
+/// knew them at `known_at_ms`.
+fn refund_requests(
+    l: &Ledger,
+    known_at_ms: i64,
+    months: &[(String, NaiveDate)],
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, String> {
+    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let columns = ["merchant_id", "ts", "kind"];
+    for f in l.files(Table::EscrowEvents, Some(known_at_ms)) {
+        let Some((month, to)) = months.iter().find(|(m, _)| *m == f.month) else {
+            continue;
+        };
+        let counts = out.entry(month.clone()).or_default();
+        let path = l.root().join(&f.path);
+        l.scan_file_as_of(f, Some(known_at_ms), Some(&columns), &mut |b| {
+            let fail = |problem: String| yuanxin_ledger::LedgerError::Storage {
+                path: path.clone(),
+                problem,
+            };
+            let text = |name: &str| -> Result<arrow::array::ArrayRef, yuanxin_ledger::LedgerError> {
+                let c = b
+                    .column_by_name(name)
+                    .ok_or_else(|| fail(format!("escrow_events: no column {name}")))?;
+                arrow::compute::cast(c, &DataType::Utf8).map_err(|e| fail(e.to_string()))
+            };
+            let (ids, kinds) = (text("merchant_id")?, text("kind")?);
+            let (ids, kinds) = (ids.as_string::<i32>(), kinds.as_string::<i32>());
+            let ts = b
+                .column_by_name("ts")
+                .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+                .ok_or_else(|| fail("escrow_events: ts is not a millisecond timestamp".into()))?;
+            for i in 0..b.num_rows() {
+                if kinds.is_null(i) || kinds.value(i) != "REFUND_REQUESTED" || ts.is_null(i) {
+                    continue;
+                }
+                let day =
+                    yuanxin_domain::ts_from_millis(ts.value(i)).map(yuanxin_domain::business_date);
+                if day.is_some_and(|d| d <= *to) {
+                    *counts.entry(ids.value(i).to_owned()).or_default() += 1;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
 fn decimal_scale(a: &arrow::array::Decimal128Array) -> u32 {
     match a.data_type() {
         DataType::Decimal128(_, s) => u32::try_from(*s).unwrap_or(0),
@@ -881,6 +936,7 @@ pub fn monthly_report(
     let mut financing = BTreeMap::new();
     let mut unplaced = 0;
     let mut district_of: BTreeMap<String, District> = BTreeMap::new();
+    let mut merchants_last: BTreeMap<String, (Option<District>, Industry)> = BTreeMap::new();
     for (k, &date) in dates.iter().enumerate() {
         let pick = Pick {
             merchant: None,
@@ -897,6 +953,7 @@ pub fn monthly_report(
             if let Some(d) = m.district {
                 district_of.insert(id.clone(), d);
             }
+            merchants_last.insert(id.clone(), (m.district, m.industry));
             if opts.district.is_some() && m.district != opts.district {
                 continue;
             }
@@ -909,6 +966,34 @@ pub fn monthly_report(
             }
         }
         months.push(month);
+    }
+    // Refund requests, each in its month, in the requesting merchant's cell.
+    let wanted: Vec<(String, NaiveDate)> = months
+        .iter()
+        .map(|m| (m.as_of.format("%Y-%m").to_string(), m.as_of))
+        .collect();
+    let refunds = refund_requests(&l, known_at_ms, &wanted).map_err(fail)?;
+    let place: BTreeMap<&str, (District, Industry)> = merchants_last
+        .iter()
+        .filter_map(|(id, (d, i))| Some((id.as_str(), ((*d)?, *i))))
+        .collect();
+    for month in &mut months {
+        let Some(counts) = refunds.get(&month.as_of.format("%Y-%m").to_string()) else {
+            continue;
+        };
+        for (id, n) in counts {
+            let Some(&(d, i)) = place.get(id.as_str()) else {
+                continue;
+            };
+            if opts.district.is_some_and(|x| x != d) {
+                continue;
+            }
+            month
+                .cells
+                .entry((d, i))
+                .or_insert_with(|| Cell::empty(grade_names.len()))
+                .refund_requests += n;
+        }
     }
     // Disbursements, each in its month, by the borrower's district (as its latest profile
     // places it).

@@ -284,6 +284,7 @@ fn risk_csv(r: &MonthlyReport) -> String {
             "complaints_90d",
             "closure_refund_complaints_30d",
             "refund_backlog",
+            "refund_requests",
             "closed_in_month",
             "closed_with_liability",
             "closed_liability",
@@ -294,7 +295,7 @@ fn risk_csv(r: &MonthlyReport) -> String {
     csv_line(&mut out, &head);
     for m in &r.months {
         for ((d, i), c) in &m.cells {
-            if c.merchants == 0 && c.closed_in_month == 0 {
+            if c.merchants == 0 && c.closed_in_month == 0 && c.refund_requests == 0 {
                 continue;
             }
             let mut row = vec![
@@ -314,6 +315,7 @@ fn risk_csv(r: &MonthlyReport) -> String {
                 c.complaints_90d.to_string(),
                 c.closure_refund_complaints_30d.to_string(),
                 c.refund_backlog.to_string(),
+                c.refund_requests.to_string(),
                 c.closed_in_month.to_string(),
                 c.closed_with_liability.to_string(),
                 c.closed_liability.to_string(),
@@ -923,7 +925,7 @@ fn risk_table(
 ) {
     let _ = write!(
         o,
-        "<table><tr>{}{}{}{}{}{}{}{}{}",
+        "<table><tr>{}{}{}{}{}{}{}{}{}{}",
         th(first_zh, first_en),
         th("在营主体", "Trading"),
         th("平均PD", "Mean PD"),
@@ -932,6 +934,7 @@ fn risk_table(
         th("未覆盖(元)", "Not covered"),
         th("存管覆盖率", "Escrow coverage"),
         th("近90天投诉", "Complaints 90 d"),
+        th("本月退款申请", "Refund requests"),
         th("本月闭店欠款户", "Closed owing"),
     );
     for code in ALERT_CODES {
@@ -942,7 +945,7 @@ fn risk_table(
     for (label, c, b) in rows {
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             esc(label),
             c.merchants,
             pd(c.mean_pd()),
@@ -951,6 +954,7 @@ fn risk_table(
             money(c.uncovered_liability),
             pct(c.escrow_coverage()),
             c.complaints_90d,
+            c.refund_requests,
             c.closed_with_liability,
         );
         for code in ALERT_CODES {
