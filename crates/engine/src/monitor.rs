@@ -438,14 +438,20 @@ impl MonthlyReport {
         }
     }
 
-    /// The report limited to one district (a district regulator's view): its cells, loans,
-    /// standing offers and watch-list entries only. `None` keeps the whole report.
-    pub fn scoped(&self, district: Option<District>) -> MonthlyReport {
-        let Some(d) = district else {
-            return self.clone();
-        };
+    /// The watch-list entries of one district (all of them for `None`).
+    pub fn watch_in(&self, district: Option<District>) -> impl Iterator<Item = &WatchEntry> {
+        self.watch
+            .iter()
+            .filter(move |w| district.is_none_or(|d| w.district == d))
+    }
+
+    /// The report limited to one district (a district regulator's view: its cells, loans
+    /// and standing offers; `None` keeps every district), without the watch list, which can
+    /// be long and is paged through [`MonthlyReport::watch_in`] rather than copied.
+    pub fn figures(&self, district: Option<District>) -> MonthlyReport {
+        let keep = |d: &District| district.is_none_or(|x| x == *d);
         MonthlyReport {
-            district: Some(d),
+            district: district.or(self.district),
             months: self
                 .months
                 .iter()
@@ -454,27 +460,21 @@ impl MonthlyReport {
                     cells: m
                         .cells
                         .iter()
-                        .filter(|((dd, _), _)| *dd == d)
+                        .filter(|((d, _), _)| keep(d))
                         .map(|(k, c)| (*k, c.clone()))
                         .collect(),
                     loans: m
                         .loans
                         .iter()
-                        .filter(|(dd, _)| **dd == d)
+                        .filter(|(d, _)| keep(d))
                         .map(|(k, l)| (*k, l.clone()))
                         .collect(),
                 })
                 .collect(),
-            watch: self
-                .watch
-                .iter()
-                .filter(|w| w.district == d)
-                .cloned()
-                .collect(),
             financing: self
                 .financing
                 .iter()
-                .filter(|(dd, _)| **dd == d)
+                .filter(|(d, _)| keep(d))
                 .map(|(k, f)| (*k, f.clone()))
                 .collect(),
             ..self.clone_without_rows()

@@ -162,13 +162,7 @@ pub(super) async fn reports(
         "",
         digest,
     );
-    let (index, receipt) = st.db.append(vec![record]).await?;
-    st.metrics.logged("served", 1);
-    Ok(with_receipt(
-        respond(StatusCode::OK, bytes),
-        Some(index),
-        &receipt,
-    ))
+    logged(&st, vec![record], bytes).await
 }
 
 /// The log's subject of an aggregate access: `_scope.CITY` or `_scope.<district>`.
@@ -263,19 +257,12 @@ pub(super) async fn report(
     Query(ReportMonth(m)): Query<ReportMonth>,
 ) -> Result<Response, ApiError> {
     let district = scope(&c)?;
-    let (cache, dir) = (st.clone(), reports_dir(&st));
-    let month = m.clone();
-    let full = tokio::task::spawn_blocking(move || cache.reports.get(&dir, &month))
-        .await
-        .map_err(|e| ApiError::internal(format!("report task: {e}")))??;
-    let mut scoped = full.scoped(district);
-    let watch_count = scoped.watch.len() as u64;
-    scoped.watch.clear();
+    let full = load(&st, &m).await?;
     let body = RegulatorReportView {
         month: m,
         district: district.map(|d| d.as_str().to_owned()),
-        figures: serde_json::to_value(&scoped).map_err(ApiError::internal)?,
-        watch_count,
+        figures: serde_json::to_value(full.figures(district)).map_err(ApiError::internal)?,
+        watch_count: full.watch_in(district).count() as u64,
     };
     let bytes = json_bytes(&body)?;
     let digest: Arc<str> = crate::digest(&bytes).into();
@@ -287,13 +274,7 @@ pub(super) async fn report(
         &full.model_id,
         digest,
     );
-    let (index, receipt) = st.db.append(vec![record]).await?;
-    st.metrics.logged("served", 1);
-    Ok(with_receipt(
-        respond(StatusCode::OK, bytes),
-        Some(index),
-        &receipt,
-    ))
+    logged(&st, vec![record], bytes).await
 }
 
 fn supervision(
@@ -379,15 +360,8 @@ pub(super) async fn watchlist(
     Query(q): Query<WatchPageRequest>,
 ) -> Result<Response, ApiError> {
     let district = scope(&c)?;
-    let (cache, dir, month) = (st.clone(), reports_dir(&st), q.month.clone());
-    let full = tokio::task::spawn_blocking(move || cache.reports.get(&dir, &month))
-        .await
-        .map_err(|e| ApiError::internal(format!("report task: {e}")))??;
-    let visible: Vec<_> = full
-        .watch
-        .iter()
-        .filter(|w| district.is_none_or(|d| w.district == d))
-        .collect();
+    let full = load(&st, &q.month).await?;
+    let visible: Vec<_> = full.watch_in(district).collect();
     let to = q.from.saturating_add(q.limit as usize).min(visible.len());
     let page = visible.get(q.from..to).unwrap_or_default();
     let body = WatchPage {
@@ -413,6 +387,16 @@ pub(super) async fn watchlist(
             ))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    logged(&st, records, bytes).await
+}
+
+/// Commits the accesses' log entries, then answers with the receipt of the first (an
+/// empty page logs nothing and has no receipt).
+async fn logged(
+    st: &AppState,
+    records: Vec<LogRecord>,
+    bytes: Vec<u8>,
+) -> Result<Response, ApiError> {
     if records.is_empty() {
         return Ok(respond(StatusCode::OK, bytes));
     }
@@ -424,4 +408,12 @@ pub(super) async fn watchlist(
         Some(index),
         &receipt,
     ))
+}
+
+/// The city's report of `month`, read (or taken from the cache) on the blocking pool.
+async fn load(st: &AppState, month: &str) -> Result<Arc<MonthlyReport>, ApiError> {
+    let (cache, dir, month) = (st.clone(), reports_dir(st), month.to_owned());
+    tokio::task::spawn_blocking(move || cache.reports.get(&dir, &month))
+        .await
+        .map_err(|e| ApiError::internal(format!("report task: {e}")))?
 }
