@@ -127,10 +127,12 @@ impl Calibration {
         const FOLDS: usize = 5;
         let folds = Tally::by_fold(z, bad, FOLDS);
         let all = Tally::sum(&folds);
+        // Platt's fit on all rows first: the folds' fits start from it, a step or two away.
+        let on_all = Calibration::platt(&all, (0.0, 1.0));
         let (mut platt, mut iso) = (0.0, 0.0);
         for fold in &folds {
             let train = all.minus(fold);
-            platt += fold.log_loss(&Calibration::platt(&train));
+            platt += fold.log_loss(&Calibration::platt(&train, (on_all.a, on_all.b)));
             iso += fold.log_loss(&Calibration::pav(&train));
         }
         let n = z.len().max(1) as f64;
@@ -138,7 +140,7 @@ impl Calibration {
         let mut c = if iso < platt {
             Calibration::pav(&all)
         } else {
-            Calibration::platt(&all)
+            on_all
         };
         let chosen = if iso < platt { "isotonic" } else { "Platt" };
         c.fitted = format!(
@@ -206,16 +208,19 @@ impl Calibration {
 
     /// Fits Platt's calibration to log-odds `z` and outcomes.
     pub fn fit(z: &[f64], bad: &[bool]) -> Calibration {
-        Calibration::platt(&Tally::of(z, bad))
+        Calibration::platt(&Tally::of(z, bad), (0.0, 1.0))
     }
 
     /// [`Calibration::fit`] on tallied rows: Newton's method on the weighted likelihood.
-    fn platt(t: &Tally) -> Calibration {
-        let (mut a, mut b) = (0.0f64, 1.0f64);
+    fn platt(t: &Tally, start: (f64, f64)) -> Calibration {
+        let (mut a, mut b) = start;
         for _ in 0..100 {
             // Gradient and Hessian of the negative log-likelihood.
             let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for ((&x, &bads), &n) in t.z.iter().zip(&t.bads).zip(&t.rows) {
+                if n <= 0.0 {
+                    continue;
+                }
                 let p = sigmoid(a + b * x);
                 let r = p * n - bads;
                 let w = (p * (1.0 - p)).max(1e-12) * n;
@@ -303,23 +308,43 @@ impl Tally {
     /// distinct values (a value a fold lacks has zero rows there).
     fn by_fold(z: &[f64], bad: &[bool], folds: usize) -> Vec<Tally> {
         let folds = folds.max(1);
-        let mut idx: Vec<usize> = (0..z.len().min(bad.len())).collect();
-        idx.sort_by(|&a, &b| z[a].total_cmp(&z[b]).then(a.cmp(&b)));
-        let mut out = vec![Tally::default(); folds];
-        let mut last: Option<f64> = None;
-        for &i in &idx {
-            if last.is_none_or(|l| l.total_cmp(&z[i]).is_ne()) {
-                for t in &mut out {
-                    t.z.push(z[i]);
-                    t.bads.push(0.0);
-                    t.rows.push(0.0);
-                }
-                last = Some(z[i]);
+        // Sorted by log-odds in `f64::total_cmp`'s order, then by row: the keys are the
+        // bits that order sorts by, as unsigned integers, so the sort compares integers.
+        let mut keys: Vec<(u64, usize)> = (0..z.len().min(bad.len()))
+            .map(|i| {
+                let bits = z[i].to_bits();
+                let key = if bits >> 63 == 1 {
+                    !bits
+                } else {
+                    bits | 1 << 63
+                };
+                (key, i)
+            })
+            .collect();
+        keys.sort_unstable();
+        // Each sorted row's distinct value, then every fold's counts over all of them.
+        let mut values: Vec<f64> = Vec::new();
+        let mut rank: Vec<u32> = Vec::with_capacity(keys.len());
+        let mut last: Option<u64> = None;
+        for &(key, i) in &keys {
+            if last != Some(key) {
+                values.push(z[i]);
+                last = Some(key);
             }
+            rank.push(values.len() as u32 - 1);
+        }
+        let mut out: Vec<Tally> = (0..folds)
+            .map(|_| Tally {
+                z: values.clone(),
+                bads: vec![0.0; values.len()],
+                rows: vec![0.0; values.len()],
+            })
+            .collect();
+        for (&(_, i), &k) in keys.iter().zip(&rank) {
             let t = &mut out[i % folds];
-            if let (Some(b), Some(n)) = (t.bads.last_mut(), t.rows.last_mut()) {
-                *b += if bad[i] { 1.0 } else { 0.0 };
-                *n += 1.0;
+            t.rows[k as usize] += 1.0;
+            if bad[i] {
+                t.bads[k as usize] += 1.0;
             }
         }
         out
@@ -359,10 +384,32 @@ impl Tally {
     /// Summed log loss of a calibration on these rows.
     fn log_loss(&self, c: &Calibration) -> f64 {
         let mut sum = 0.0;
+        // The values ascend, so the isotonic curve is walked, not searched: `k` is its
+        // first point at or above the value (as `pd` finds it).
+        let pts = &c.isotonic;
+        let mut k = 0;
         for ((&x, &b), &n) in self.z.iter().zip(&self.bads).zip(&self.rows) {
-            if n > 0.0 {
-                let p = c.pd(x).clamp(PD_EDGE, 1.0 - PD_EDGE);
-                sum += -(b * p.ln() + (n - b) * (1.0 - p).ln());
+            if n <= 0.0 {
+                continue;
+            }
+            let p = match (pts.first(), pts.last()) {
+                (Some(first), Some(last)) if x > first.0 && x < last.0 => {
+                    while pts[k].0 < x {
+                        k += 1;
+                    }
+                    let (lo, hi) = (pts[k - 1], pts[k]);
+                    let t = (x - lo.0) / (hi.0 - lo.0);
+                    lo.1 + t * (hi.1 - lo.1)
+                }
+                _ => c.pd(x),
+            };
+            let p = p.clamp(PD_EDGE, 1.0 - PD_EDGE);
+            // Most values hold one row: one of the two terms is then 0, and its log is skipped.
+            if b > 0.0 {
+                sum -= b * p.ln();
+            }
+            if n - b > 0.0 {
+                sum -= (n - b) * (1.0 - p).ln();
             }
         }
         sum
@@ -638,7 +685,7 @@ mod tests {
                     "{p:?} {q:?}"
                 );
             }
-            for (tallied, rows) in [Calibration::platt(&all.minus(fold)), iso]
+            for (tallied, rows) in [Calibration::platt(&all.minus(fold), (0.0, 1.0)), iso]
                 .iter()
                 .zip(&by_rows)
             {

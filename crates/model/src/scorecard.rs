@@ -570,7 +570,12 @@ fn signed_fit(all: &Patterns, l2: f64) -> Option<(Vec<usize>, Vec<f64>)> {
     // Each round either holds a column or frees one at a lower objective: a few rounds per
     // column at most; the bound only guards against rounding cycling.
     for _ in 0..4 * m + 4 {
-        let fit = newton_on(&all.select(&free), l2, start.as_deref())?;
+        // With every column free, the groups are the patterns as they are.
+        let fit = if free.len() == m {
+            newton_on(all, l2, start.as_deref())?
+        } else {
+            newton_on(&all.select(&free), l2, start.as_deref())?
+        };
         let positive: Vec<usize> = (0..free.len()).filter(|&k| fit[k] > 0.0).collect();
         if positive.is_empty() {
             last = Some((free.clone(), fit.clone()));
