@@ -27,14 +27,7 @@ else
 fi
 mkdir -p "$out"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(rustc --version)"
-step() {
-  local name=$1
-  shift
-  /usr/bin/time -f "%e %M" -o "$out/time-$name.txt" "$@" > "$out/$name.txt"
-  local secs kib
-  read -r secs kib < <(tail -1 "$out/time-$name.txt")
-  printf '%-34s %9.1f s   peak RSS %7.0f MiB\n' "$name" "$secs" "$(awk "BEGIN{print $kib/1024}")"
-}
+source bench/lib.sh
 [[ -f $city/simulation.json && ${KEEP_CITY:-} == 1 ]] && echo "simulate: kept from an earlier run ($(tail -1 "$out/time-simulate.txt"))" ||
 step simulate "$bin" simulate --merchants "$n" --months 36 --seed 2023 --out "$city" --daily-from 2026-06-20
 rows=$(python3 -c "import json;d=json.load(open('$city/simulation.json'));print(sum(d['rows'].values()))")

@@ -7,6 +7,8 @@
 # times; the table has each endpoint's median round (by requests/s) and the ratio of the
 # medians to the trivial endpoint's, all measured in the same run.
 #   bench/load.sh [SECONDS] [CONNECTIONS] [ROUNDS]   default: 5 s, 64 connections, 3 rounds
+#   WARMUP=SECONDS bench/load.sh                      seconds of each endpoint before the rounds,
+#                                                     not counted (default 5; 0: none)
 #   YUANXIN_BIN=path/to/yuanxin bench/load.sh         another build (e.g. an older commit's), not rebuilt
 # Server and load generator share this machine's cores, so absolute figures understate the
 # server alone; the ratios are the comparison.
@@ -15,7 +17,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-5}
 conns=${2:-64}
 rounds=${3:-3}
-command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk > /dev/null; }
+source bench/lib.sh
+need_wrk
 if [ -n "${YUANXIN_BIN:-}" ]; then
   bin=$YUANXIN_BIN
 else
@@ -41,7 +44,15 @@ wrk.body = '{"amount":"200000","term_months":12,"loan_purpose":"working_capital"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $lender"
 LUA
-echo "machine: $(nproc) cores; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${rounds} rounds of ${secs} s per endpoint, ${conns} connections, 2 wrk threads; server: $(head -1 "$out/serve.txt")"
+# A new database grows its files (the WAL, the log's table) in its first seconds, so a cold
+# first round measures that growth rather than the service; each endpoint runs once first.
+warmup=${WARMUP:-5}
+if [ "$warmup" -gt 0 ]; then
+  wrk -t2 -c"$conns" -d"${warmup}s" "http://$addr/healthz" > /dev/null
+  wrk -t2 -c"$conns" -d"${warmup}s" -H "Authorization: Bearer $lender" "http://$addr/v1/merchants/$merchant/score?purpose=pre_loan" > /dev/null
+  wrk -t2 -c"$conns" -d"${warmup}s" -s "$out/eligibility.lua" "http://$addr/v1/merchants/$merchant/eligibility" > /dev/null
+fi
+echo "machine: $(nproc) cores; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); ${warmup} s warm-up then ${rounds} rounds of ${secs} s per endpoint, ${conns} connections, 2 wrk threads; server: $(head -1 "$out/serve.txt")"
 run() { # name, wrk args...
   local name=$1; shift
   wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" > "$out/$name.txt"

@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-5}
 conns=${2:-64}
 rounds=${3:-3}
-command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk > /dev/null; }
+source bench/lib.sh
+need_wrk
 cargo build --release --locked -p yuanxin-cli
 bin=target/release/yuanxin
 source scripts/lib/pg.sh

@@ -18,14 +18,7 @@ bin=$PWD/target/release/yuanxin
 out=bench/out/report-$n
 mkdir -p "$out"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(rustc --version)"
-step() {
-  local name=$1
-  shift
-  /usr/bin/time -f "%e %M" -o "$out/time-$name.txt" "$@" > "$out/$name.txt"
-  local secs kib
-  read -r secs kib < <(tail -1 "$out/time-$name.txt")
-  printf '%-28s %9.1f s   peak RSS %7.0f MiB\n' "$name" "$secs" "$(awk "BEGIN{print $kib/1024}")"
-}
+source bench/lib.sh
 ledger=bench/out/scale-$n/ledger
 if [[ ! -f $ledger/manifest.json ]]; then
   ledger=$out/ledger

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::service::{
@@ -393,23 +392,12 @@ fn roles_consent_and_the_query_log() {
 #[test]
 fn regulators_see_only_their_district_and_every_access_is_logged() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let reports = tmp.path().join("reports");
-    run_ok(&[
-        "report",
-        "monthly",
-        "--ledger",
-        fixture().ledger.to_str().unwrap(),
-        "--month",
-        "2026-06",
-        "--data",
-        repo.join("data").to_str().unwrap(),
-        "--models",
-        repo.join("models").to_str().unwrap(),
-        "--out",
-        reports.join("monthly-2026-06").to_str().unwrap(),
-        "--no-pdf",
-    ]);
+    common::monthly_report_ok(
+        &fixture().ledger,
+        &reports.join("monthly-2026-06"),
+        &["--month", "2026-06", "--no-pdf"],
+    );
     let srv = start(
         &tmp.path().join("srv"),
         &fixture().latest,

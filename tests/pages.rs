@@ -907,32 +907,18 @@ async fn document_hidden(c: &Client, css: &str) -> bool {
     .unwrap()
 }
 
-/// The session cookie of a sign-in response.
 /// The regulator's dashboard shows the report's figures for the key's district alone, a
 /// month chosen from those reported, and the district's watch list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_regulators_dashboard_shows_its_districts_figures() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let reports = tmp.path().join("reports");
     for month in ["2026-05", "2026-06"] {
-        run_ok(&[
-            "report",
-            "monthly",
-            "--ledger",
-            fixture().ledger.to_str().unwrap(),
-            "--month",
-            month,
-            "--months",
-            "6",
-            "--data",
-            repo.join("data").to_str().unwrap(),
-            "--models",
-            repo.join("models").to_str().unwrap(),
-            "--out",
-            reports.join(format!("monthly-{month}")).to_str().unwrap(),
-            "--no-pdf",
-        ]);
+        common::monthly_report_ok(
+            &fixture().ledger,
+            &reports.join(format!("monthly-{month}")),
+            &["--month", month, "--months", "6", "--no-pdf"],
+        );
     }
     let srv = start(
         &tmp.path().join("srv"),

@@ -13,10 +13,6 @@ use std::sync::OnceLock;
 
 use common::*;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The knowledge time of the city's main delivery.
 const T0: &str = "2025-06-20T22:00:00+08:00";
 
@@ -57,21 +53,7 @@ fn city() -> &'static City {
 
 /// Runs the report into `out` (no PDF unless asked); returns stdout.
 fn report(ledger: &Path, out: &Path, extra: &[&str]) -> String {
-    let (data, models) = (repo().join("data"), repo().join("models"));
-    let mut args = vec![
-        "report",
-        "monthly",
-        "--ledger",
-        ledger.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--models",
-        models.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run_ok(&args)
+    common::monthly_report_ok(ledger, out, extra)
 }
 
 /// A CSV file as rows of named fields (the report's CSVs quote no field these tests read).
@@ -491,22 +473,9 @@ fn bad_requests_are_refused_with_the_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let ledger = c.ledger();
     let refused = |extra: &[&str], why: &str| {
-        let (data, models) = (repo().join("data"), repo().join("models"));
-        let mut args = vec![
-            "report",
-            "monthly",
-            "--ledger",
-            ledger.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--models",
-            models.to_str().unwrap(),
-            "--no-pdf",
-            "--out",
-            tmp.path().to_str().unwrap(),
-        ];
+        let mut args = vec!["--no-pdf"];
         args.extend_from_slice(extra);
-        let out = run(&args);
+        let out = common::monthly_report(&ledger, tmp.path(), &args);
         assert!(!out.status.success(), "{extra:?} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(why), "{extra:?}: {err}");

@@ -35,6 +35,44 @@ pub fn run_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The repository's root (its `data` and `models` hold the policy, the catalogue and the
+/// shipped champion).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `yuanxin report monthly` on `ledger` into `out` with the repository's policy,
+/// catalogue and champion, then `extra` (the month, `--no-pdf` …); returns its output.
+pub fn monthly_report(ledger: &Path, out: &Path, extra: &[&str]) -> Output {
+    let (data, models) = (repo().join("data"), repo().join("models"));
+    let mut args = vec![
+        "report",
+        "monthly",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--models",
+        models.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// [`monthly_report`], insisting on success; returns its standard output.
+pub fn monthly_report_ok(ledger: &Path, out: &Path, extra: &[&str]) -> String {
+    let o = monthly_report(ledger, out, extra);
+    assert!(
+        o.status.success(),
+        "report monthly {extra:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Simulates a city into `dir` and returns its `simulation.json`.
 pub fn simulate(
     dir: &Path,

@@ -750,22 +750,15 @@ fn disbursements(l: &Ledger, known_at_ms: i64) -> Result<Vec<Disbursement>, Stri
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for b in batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .ok_or_else(|| format!("loans: no column {name}"))
-        };
-        let text = |name: &str| -> Result<arrow::array::ArrayRef, String> {
-            arrow::compute::cast(col(name)?, &DataType::Utf8).map_err(|e| e.to_string())
-        };
+        let col = |name: &str| column(&b, "loans", name);
+        let text = |name: &str| text_column(&b, "loans", name);
         let (ids, kinds, lenders) = (text("merchant_id")?, text("kind")?, text("lender")?);
         let (ids, kinds, lenders) = (
             ids.as_string::<i32>(),
             kinds.as_string::<i32>(),
             lenders.as_string::<i32>(),
         );
-        let ts = col("ts")?
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or("loans: ts is not a millisecond timestamp")?;
+        let ts = ts_column(&b, "loans")?;
         let amounts = col("amount")?
             .as_primitive_opt::<Decimal128Type>()
             .ok_or("loans: amount is not a decimal")?;
@@ -823,18 +816,10 @@ fn refund_requests(
                 path: path.clone(),
                 problem,
             };
-            let text = |name: &str| -> Result<arrow::array::ArrayRef, yuanxin_ledger::LedgerError> {
-                let c = b
-                    .column_by_name(name)
-                    .ok_or_else(|| fail(format!("escrow_events: no column {name}")))?;
-                arrow::compute::cast(c, &DataType::Utf8).map_err(|e| fail(e.to_string()))
-            };
+            let text = |name: &str| text_column(&b, "escrow_events", name).map_err(fail);
             let (ids, kinds) = (text("merchant_id")?, text("kind")?);
             let (ids, kinds) = (ids.as_string::<i32>(), kinds.as_string::<i32>());
-            let ts = b
-                .column_by_name("ts")
-                .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-                .ok_or_else(|| fail("escrow_events: ts is not a millisecond timestamp".into()))?;
+            let ts = ts_column(&b, "escrow_events").map_err(fail)?;
             for i in 0..b.num_rows() {
                 if kinds.is_null(i) || kinds.value(i) != "REFUND_REQUESTED" || ts.is_null(i) {
                     continue;
@@ -850,6 +835,35 @@ fn refund_requests(
         .map_err(|e| e.to_string())?;
     }
     Ok(out)
+}
+
+/// A column of a ledger table's batch, by name.
+fn column<'b>(
+    b: &'b arrow::record_batch::RecordBatch,
+    table: &str,
+    name: &str,
+) -> Result<&'b arrow::array::ArrayRef, String> {
+    b.column_by_name(name)
+        .ok_or_else(|| format!("{table}: no column {name}"))
+}
+
+/// A column as text (ids and kinds may be stored dictionary-encoded).
+fn text_column(
+    b: &arrow::record_batch::RecordBatch,
+    table: &str,
+    name: &str,
+) -> Result<arrow::array::ArrayRef, String> {
+    arrow::compute::cast(column(b, table, name)?, &DataType::Utf8).map_err(|e| e.to_string())
+}
+
+/// The `ts` column, milliseconds.
+fn ts_column<'b>(
+    b: &'b arrow::record_batch::RecordBatch,
+    table: &str,
+) -> Result<&'b arrow::array::TimestampMillisecondArray, String> {
+    column(b, table, "ts")?
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| format!("{table}: ts is not a millisecond timestamp"))
 }
 
 fn decimal_scale(a: &arrow::array::Decimal128Array) -> u32 {
