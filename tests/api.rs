@@ -415,6 +415,16 @@ fn regulators_see_only_their_district_and_every_access_is_logged() {
     );
     assert_eq!(s, 404, "{body}");
     assert!(body.contains("district"), "{body}");
+    // The demo regulator `serve` prints at start is the city's.
+    let (s, _, body) = http(
+        a,
+        "GET",
+        "/v1/regulator/reports",
+        Some(&srv.regulator),
+        None,
+    );
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("2026-06"), "{body}");
     let city = new_key(&srv, "regulator", "CITY");
     let futian = new_key(&srv, "regulator", "FUTIAN");
     let get = |key: &str, path: &str| request(a, "GET", path, Some(key), None);

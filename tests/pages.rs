@@ -432,6 +432,10 @@ async fn pages_show_the_apis_numbers_in_a_real_browser() {
         format!("{base}/signin#key={}", srv.merchant_key)
     );
     assert_eq!(srv.signin[0], format!("{base}/signin#key={}", srv.lender));
+    assert_eq!(
+        srv.signin[2],
+        format!("{base}/signin#key={}", srv.regulator)
+    );
 
     // The pages' own headers: a strict policy, no inline script.
     let r = request_with(&srv.addr, "GET", "/merchant", &[], None);

@@ -87,12 +87,14 @@ pub struct Server {
     pub merchant_key: String,
     pub analyst: String,
     pub admin: String,
+    /// The city's regulator (code `CITY`).
+    pub regulator: String,
     pub merchant: String,
     pub db: PathBuf,
     pub key_file: PathBuf,
     pub checkpoints: PathBuf,
-    /// The sign-in links `serve` prints for the web pages (lender, merchant).
-    pub signin: [String; 2],
+    /// The sign-in links `serve` prints for the web pages (lender, merchant, regulator).
+    pub signin: [String; 3],
 }
 
 impl Drop for Server {
@@ -208,10 +210,12 @@ fn launch(
     let merchant_key = key("demo merchant key");
     let analyst = key("demo analyst key");
     let admin = key("demo admin key");
+    let regulator = key("demo regulator key");
     let merchant = key("demo merchant:");
     let signin = [
         key("sign in as the lender: "),
         key("sign in as the merchant: "),
+        key("sign in as the regulator: "),
     ];
     let srv = Server {
         child,
@@ -220,6 +224,7 @@ fn launch(
         merchant_key,
         analyst,
         admin,
+        regulator,
         merchant,
         key_file: env
             .iter()

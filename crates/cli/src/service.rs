@@ -244,6 +244,8 @@ pub fn run_store(cmd: &StoreCmd) -> Result<()> {
 const DEMO_LENDER: (&str, &str) = ("ICBC-demo", "ICBC (demo)");
 const DEMO_ANALYST: (&str, &str) = ("analyst-demo", "analyst (demo)");
 const DEMO_ADMIN: (&str, &str) = ("admin-demo", "admin (demo)");
+/// The city-wide regulator (code `CITY`: every district).
+const DEMO_REGULATOR: (&str, &str) = ("CITY", "city regulator (demo)");
 
 pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
     let mut cfg = ServiceConfig::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
@@ -358,7 +360,8 @@ pub fn run_serve(args: &ServeArgs, demo: &dyn Fn(&Path) -> Result<()>) -> Result
 }
 
 /// Fresh demo keys at each start (the previous ones revoked) for a lender institution, a
-/// merchant (who consents to that lender for pre-loan checks), an analyst and an admin.
+/// merchant (who consents to that lender for pre-loan checks), an analyst, an admin and
+/// the city's regulator.
 fn demo_keys(db: &Db, merchant: &str, addr: &str) -> Result<()> {
     let now = Timestamp::now();
     let merchant_id = yuanxin_domain::MerchantId::parse(merchant)?;
@@ -373,9 +376,10 @@ fn demo_keys(db: &Db, merchant: &str, addr: &str) -> Result<()> {
         let lender = principal(Role::Lender, DEMO_LENDER)?;
         let analyst = principal(Role::Analyst, DEMO_ANALYST)?;
         let admin = principal(Role::Admin, DEMO_ADMIN)?;
+        let regulator = principal(Role::Regulator, DEMO_REGULATOR)?;
         let merchant_p = s.merchant_principal(&merchant_id, now)?;
         let mut out = Vec::new();
-        for p in [&lender, &merchant_p, &analyst, &admin] {
+        for p in [&lender, &merchant_p, &analyst, &admin, &regulator] {
             s.revoke_keys_of(p.id, now)?;
             match s.create_key(p, secrets, now, None, |_| Ok(Vec::new()))? {
                 Created::New((_, full), _) => out.push(full),
@@ -400,7 +404,7 @@ fn demo_keys(db: &Db, merchant: &str, addr: &str) -> Result<()> {
         }
         Ok(out)
     })?;
-    let [lender, merchant_key, analyst, admin] = keys.as_slice() else {
+    let [lender, merchant_key, analyst, admin, regulator] = keys.as_slice() else {
         bail!("the demo keys were not all created");
     };
     outln!(
@@ -414,11 +418,16 @@ fn demo_keys(db: &Db, merchant: &str, addr: &str) -> Result<()> {
     );
     outln!("demo analyst key: {analyst}");
     outln!("demo admin key: {admin}");
+    outln!(
+        "demo regulator key ({}, every district): {regulator}",
+        DEMO_REGULATOR.0
+    );
     outln!("demo merchant: {merchant}");
     // The key rides in the fragment, which the browser never sends: it stays out of
     // request logs and proxies.
     outln!("sign in as the lender: http://{addr}/signin#key={lender}");
     outln!("sign in as the merchant: http://{addr}/signin#key={merchant_key}");
+    outln!("sign in as the regulator: http://{addr}/signin#key={regulator}");
     Ok(())
 }
 

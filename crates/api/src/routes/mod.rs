@@ -601,10 +601,19 @@ pub fn openapi_json(bounds: Bounds, batch_max: usize) -> Result<String, ApiError
         ("/v1/disputes", &number_cursor),
         ("/v1/admin/principals", &number_cursor),
         ("/v1/alerts", &id_cursor),
+        ("/v1/regulator/watchlist", &number_cursor),
     ] {
         param(&mut doc, path, "get", "limit", limit.clone());
         param(&mut doc, path, "get", "cursor", c.clone());
     }
+    // The reports' cursor is a month (its pattern is on the parameter).
+    param(
+        &mut doc,
+        "/v1/regulator/reports",
+        "get",
+        "limit",
+        limit.clone(),
+    );
     // Errors on every operation; receipts and request ids on successes.
     if let Some(paths) = doc["paths"].as_object_mut() {
         for item in paths.values_mut() {
