@@ -41,36 +41,29 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Runs `yuanxin report monthly` on `ledger` into `out` with the repository's policy,
-/// catalogue and champion, then `extra` (the month, `--no-pdf` …); returns its output.
-pub fn monthly_report(ledger: &Path, out: &Path, extra: &[&str]) -> Output {
+/// The arguments of `yuanxin report monthly` on `ledger` into `out` with the repository's
+/// policy, catalogue and champion, then `extra` (the month, `--no-pdf` …).
+fn monthly_report_args(ledger: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let (data, models) = (repo().join("data"), repo().join("models"));
-    let mut args = vec![
-        "report",
-        "monthly",
-        "--ledger",
-        ledger.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--models",
-        models.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run(&args)
+    let mut args: Vec<String> = ["report", "monthly", "--ledger"].map(String::from).to_vec();
+    args.push(ledger.display().to_string());
+    args.extend(["--data".into(), data.display().to_string()]);
+    args.extend(["--models".into(), models.display().to_string()]);
+    args.extend(["--out".into(), out.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs `yuanxin report monthly` ([`monthly_report_args`]); returns its output.
+pub fn monthly_report(ledger: &Path, out: &Path, extra: &[&str]) -> Output {
+    let args = monthly_report_args(ledger, out, extra);
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// [`monthly_report`], insisting on success; returns its standard output.
 pub fn monthly_report_ok(ledger: &Path, out: &Path, extra: &[&str]) -> String {
-    let o = monthly_report(ledger, out, extra);
-    assert!(
-        o.status.success(),
-        "report monthly {extra:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let args = monthly_report_args(ledger, out, extra);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Simulates a city into `dir` and returns its `simulation.json`.

@@ -509,7 +509,9 @@ impl Patterns {
 
     /// The same rows on the columns `keep` (ascending): the groups regrouped, not the rows
     /// (counts are whole numbers, so the sums are exact and the result is what grouping the
-    /// rows would give, in the same order).
+    /// rows would give, in the same order). The fit does without it
+    /// ([`newton_on_columns`]); the tests fit on it to check that.
+    #[cfg(test)]
     fn select(&self, keep: &[usize]) -> Patterns {
         let d = self.m + 1;
         Patterns::group(
@@ -570,12 +572,7 @@ fn signed_fit(all: &Patterns, l2: f64) -> Option<(Vec<usize>, Vec<f64>)> {
     // Each round either holds a column or frees one at a lower objective: a few rounds per
     // column at most; the bound only guards against rounding cycling.
     for _ in 0..4 * m + 4 {
-        // With every column free, the groups are the patterns as they are.
-        let fit = if free.len() == m {
-            newton_on(all, l2, start.as_deref())?
-        } else {
-            newton_on(&all.select(&free), l2, start.as_deref())?
-        };
+        let fit = newton_on_columns(all, &free, l2, start.as_deref())?;
         let positive: Vec<usize> = (0..free.len()).filter(|&k| fit[k] > 0.0).collect();
         if positive.is_empty() {
             last = Some((free.clone(), fit.clone()));
@@ -649,17 +646,34 @@ fn newton(cols: &[&[f64]], bad: &[bool], l2: f64, start: Option<&[f64]>) -> Opti
 /// a descent direction, it converges faster than linearly, and the stopping rule is the
 /// same, so the optimum is the same to the precision asked.
 fn newton_on(patterns: &Patterns, l2: f64, start: Option<&[f64]>) -> Option<Vec<f64>> {
-    let m = patterns.m;
+    let all: Vec<usize> = (0..patterns.m).collect();
+    newton_on_columns(patterns, &all, l2, start)
+}
+
+/// [`newton_on`] on the columns `on` of the groups (ascending), the others left out of the
+/// fit. The groups are not merged where they agree on `on` alone, as
+/// [`Patterns::select`] would: the objective is the same, and merging costs more than the
+/// few groups it saves take.
+fn newton_on_columns(
+    patterns: &Patterns,
+    on: &[usize],
+    l2: f64,
+    start: Option<&[f64]>,
+) -> Option<Vec<f64>> {
+    let m = on.len();
     let d = m + 1;
     let (vals, counts) = (&patterns.vals, &patterns.counts);
     let n: f64 = counts.iter().map(|(b, g)| b + g).sum();
     let groups = counts.len();
     // The groups' values in rows of a width rounded up to whole tiles, zero-padded, so that
-    // the Hessian's tiles need no edge cases.
+    // the Hessian's tiles need no edge cases; the intercept's 1 last.
     let w = d.div_ceil(TILE) * TILE;
     let mut x = vec![0.0; groups * w];
-    for (row, v) in x.chunks_exact_mut(w).zip(vals.chunks_exact(d)) {
-        row[..d].copy_from_slice(v);
+    for (row, v) in x.chunks_exact_mut(w).zip(vals.chunks_exact(patterns.m + 1)) {
+        for (slot, &k) in row.iter_mut().zip(on) {
+            *slot = v[k];
+        }
+        row[m] = v[patterns.m];
     }
     // The penalised objective and its gradient in one pass over the groups, keeping each
     // group's Newton weight; the Hessian (lower triangle) from those weights in a second
@@ -861,12 +875,13 @@ pub(crate) fn logistic(
 ) -> Result<(f64, Vec<f64>), ModelError> {
     let n = bad.len();
     let m = cols.len();
-    let mut x = Array2::<f64>::zeros((n, m));
-    for (j, c) in cols.iter().enumerate() {
-        for (i, &v) in c.iter().enumerate() {
-            x[[i, j]] = v;
-        }
+    // Row by row, in the array's own order.
+    let mut flat = Vec::with_capacity(n * m);
+    for i in 0..n {
+        flat.extend(cols.iter().map(|c| c.get(i).copied().unwrap_or(0.0)));
     }
+    let x = Array2::from_shape_vec((n, m), flat)
+        .map_err(|e| ModelError::Fit(format!("logistic regression: {e}")))?;
     let y: Array1<bool> = bad.iter().copied().collect();
     let data = Dataset::new(x, y);
     // linfa's parameters are on the log-odds of its positive class, the larger one.
