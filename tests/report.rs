@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use arrow::array::RecordBatch;
+
 use common::*;
 
 /// The knowledge time of the city's main delivery.
@@ -85,6 +87,19 @@ fn num(row: &BTreeMap<String, String>, k: &str) -> u64 {
 fn day(s: &str) -> i32 {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
+}
+
+/// The rows of a source table of this `kind` on a business day of March 2025 (the month
+/// the report test reports).
+fn march_rows(b: &RecordBatch, kind: &str) -> Vec<usize> {
+    let (kinds, at_ms) = (strs(b, "kind"), ts(b, "ts"));
+    (0..b.num_rows())
+        .filter(|&i| {
+            let on = day_of_ms(at_ms[i].unwrap());
+            kinds[i].as_deref() == Some(kind)
+                && (day("2025-03-01")..=day("2025-03-31")).contains(&on)
+        })
+        .collect()
 }
 
 /// Per district × industry at the day `at`, recomputed from the source merchants table
@@ -249,23 +264,13 @@ fn coverage_and_closures_agree_with_the_simulators_truth_and_the_totals_with_the
         .map(|(id, d)| (id.unwrap(), d.unwrap()))
         .collect();
     let mut want: BTreeMap<String, (u64, i128)> = BTreeMap::new();
-    let (kind, at_ms, who, amount) = (
-        strs(&loans, "kind"),
-        ts(&loans, "ts"),
-        strs(&loans, "merchant_id"),
-        fen(&loans, "amount"),
-    );
-    for i in 0..loans.num_rows() {
-        let on = day_of_ms(at_ms[i].unwrap());
-        if kind[i].as_deref() == Some("DISBURSEMENT")
-            && (day("2025-03-01")..=day("2025-03-31")).contains(&on)
-        {
-            let e = want
-                .entry(home[who[i].as_ref().unwrap()].clone())
-                .or_default();
-            e.0 += 1;
-            e.1 += amount[i].unwrap();
-        }
+    let (who, amount) = (strs(&loans, "merchant_id"), fen(&loans, "amount"));
+    for i in march_rows(&loans, "DISBURSEMENT") {
+        let e = want
+            .entry(home[who[i].as_ref().unwrap()].clone())
+            .or_default();
+        e.0 += 1;
+        e.1 += amount[i].unwrap();
     }
     assert!(!want.is_empty(), "the city's banks lent that month");
     for f in &financing {
@@ -293,20 +298,11 @@ fn coverage_and_closures_agree_with_the_simulators_truth_and_the_totals_with_the
         .map(|(id, (d, i))| (id.unwrap(), (d.unwrap(), i.unwrap())))
         .collect();
     let mut asked: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let (kind, at_ms, who) = (
-        strs(&escrow, "kind"),
-        ts(&escrow, "ts"),
-        strs(&escrow, "merchant_id"),
-    );
-    for i in 0..escrow.num_rows() {
-        let on = day_of_ms(at_ms[i].unwrap());
-        if kind[i].as_deref() == Some("REFUND_REQUESTED")
-            && (day("2025-03-01")..=day("2025-03-31")).contains(&on)
-        {
-            *asked
-                .entry(cell_of[who[i].as_ref().unwrap()].clone())
-                .or_default() += 1;
-        }
+    let who = strs(&escrow, "merchant_id");
+    for i in march_rows(&escrow, "REFUND_REQUESTED") {
+        *asked
+            .entry(cell_of[who[i].as_ref().unwrap()].clone())
+            .or_default() += 1;
     }
     assert!(
         asked.values().sum::<u64>() > 0,

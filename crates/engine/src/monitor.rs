@@ -949,8 +949,9 @@ pub fn monthly_report(
     let mut watch = Vec::new();
     let mut financing = BTreeMap::new();
     let mut unplaced = 0;
-    let mut district_of: BTreeMap<String, District> = BTreeMap::new();
-    let mut merchants_last: BTreeMap<String, (Option<District>, Industry)> = BTreeMap::new();
+    // Where each merchant's latest profile with a district places it: the cell its refund
+    // requests and the district its loans count in.
+    let mut place: BTreeMap<String, (District, Industry)> = BTreeMap::new();
     for (k, &date) in dates.iter().enumerate() {
         let pick = Pick {
             merchant: None,
@@ -965,9 +966,8 @@ pub fn monthly_report(
         let last = k + 1 == dates.len();
         for (id, m) in &merchants {
             if let Some(d) = m.district {
-                district_of.insert(id.clone(), d);
+                place.insert(id.clone(), (d, m.industry));
             }
-            merchants_last.insert(id.clone(), (m.district, m.industry));
             if opts.district.is_some() && m.district != opts.district {
                 continue;
             }
@@ -987,16 +987,12 @@ pub fn monthly_report(
         .map(|m| (m.as_of.format("%Y-%m").to_string(), m.as_of))
         .collect();
     let refunds = refund_requests(&l, known_at_ms, &wanted).map_err(fail)?;
-    let place: BTreeMap<&str, (District, Industry)> = merchants_last
-        .iter()
-        .filter_map(|(id, (d, i))| Some((id.as_str(), ((*d)?, *i))))
-        .collect();
-    for month in &mut months {
-        let Some(counts) = refunds.get(&month.as_of.format("%Y-%m").to_string()) else {
+    for (month, (key, _)) in months.iter_mut().zip(&wanted) {
+        let Some(counts) = refunds.get(key) else {
             continue;
         };
         for (id, n) in counts {
-            let Some(&(d, i)) = place.get(id.as_str()) else {
+            let Some(&(d, i)) = place.get(id) else {
                 continue;
             };
             if opts.district.is_some_and(|x| x != d) {
@@ -1018,7 +1014,7 @@ pub fn monthly_report(
             .iter()
             .filter(|d| d.day <= to && d.day.year() == y && d.day.month() == mo)
         {
-            let Some(&district) = district_of.get(&d.merchant) else {
+            let Some(&(district, _)) = place.get(&d.merchant) else {
                 continue;
             };
             if opts.district.is_some_and(|x| x != district) {
